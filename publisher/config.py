@@ -1,0 +1,501 @@
+"""config.toml -> typed, validated settings.
+
+Everything is validated at start-up so that a mistake is reported before any work is
+done, with the key path, the bad value and what is allowed (the Datasette / listmonk
+way). Unknown keys are refused (``extra="forbid"``): a typo must never be silently
+ignored. Relative paths resolve against the folder of the config file so that the
+same config works whatever the working directory. Secrets never live in the file:
+only the *name* of an environment variable does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from publisher.errors import ConfigError
+
+SLUG = r"^[a-z0-9][a-z0-9-]*$"
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_WEEKDAY_NAMES = "mon,tue,wed,thu,fri,sat,sun"
+
+
+def parse_duration(text: str) -> timedelta:
+    """Read ``15m``, ``24h``, ``14d`` or ``30s``; raise ValueError saying what is allowed."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(
+            f"{text!r} is not a duration: write a number and a unit s, m, h or d, e.g. '15m' or '14d'"
+        )
+    value = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if value <= timedelta(0):
+        raise ValueError(f"{text!r} must be longer than zero")
+    return value
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class SiteConfig(_Strict):
+    title: str = "Social Protection Department"
+    base_url: str = "http://127.0.0.1:8080"
+    language: str = "en"
+    timezone: str = "UTC"
+    description: str = ""
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        if not _is_url(v):
+            raise ValueError("must be an absolute http:// or https:// URL, e.g. 'https://news.example.org'")
+        return v.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return _check_timezone(v)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def _check_timezone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"unknown time zone {v!r}: use an IANA name such as 'Europe/Zurich' or 'UTC'") from e
+    return v
+
+
+class StorageConfig(_Strict):
+    url: str = "sqlite:///var/publisher.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must start with sqlite:/// or postgresql:// (e.g. 'postgresql://user@host/db')")
+        return v
+
+
+class FeedsConfig(_Strict):
+    output_dir: Path = Path("public")
+    formats: list[Literal["rss", "atom", "json"]] = ["rss", "atom", "json"]
+    max_items: int = Field(50, ge=1, le=10000)
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("list at least one of 'rss', 'atom', 'json'")
+        return list(dict.fromkeys(v))
+
+
+class CategoryConfig(_Strict):
+    slug: str = Field(pattern=SLUG)
+    title: str
+    labels: list[str] = []
+
+    @field_validator("slug")
+    @classmethod
+    def _not_all(cls, v: str) -> str:
+        if v == "all":
+            raise ValueError("'all' is reserved for the all-items feed; choose another slug")
+        return v
+
+
+class _SourceBase(_Strict):
+    name: str = Field(pattern=SLUG)
+    category: str | None = None  # label used when an item carries none
+    language: str | None = None
+    timeout: float = Field(20.0, gt=0)
+
+
+class DirectorySourceConfig(_SourceBase):
+    type: Literal["directory"]
+    path: Path
+
+
+class FeedSourceConfig(_SourceBase):
+    type: Literal["feed"]
+    url: str  # http(s) URL or file path
+
+
+class HtmlSourceConfig(_SourceBase):
+    type: Literal["html"]
+    url: str
+    item: str
+    title: str
+    link: str
+    date: str
+    date_format: str | None = None
+    summary: str | None = None
+    image: str | None = None
+    # ``category`` of _SourceBase is a CSS selector here (the item's type label);
+    # ``default_category`` is the label used when the selector finds nothing.
+    default_category: str | None = None
+
+
+SourceConfig = Annotated[
+    DirectorySourceConfig | FeedSourceConfig | HtmlSourceConfig, Field(discriminator="type")
+]
+
+
+class SmtpConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(25, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str = ""
+    password_env: str = "PUBLISHER_SMTP_PASSWORD"
+    connections: int = Field(4, ge=1, le=64)
+    rate_per_second: float = Field(0, ge=0)
+    timeout: float = Field(60.0, gt=0)  # per message, whole SMTP transaction
+    helo: str | None = None
+
+    @property
+    def password(self) -> str | None:
+        """The secret, read from the environment at use (never stored in config)."""
+        return os.environ.get(self.password_env) or None
+
+
+class DeliveryConfig(_Strict):
+    retry_min: str = "5m"
+    retry_max: str = "4h"
+    give_up: str = "3d"
+    batch_size: int = Field(500, ge=1)
+
+    @field_validator("retry_min", "retry_max", "give_up")
+    @classmethod
+    def _dur(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+class WebConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class OutboxConfig(_Strict):
+    path: Path = Path("var/outbox")
+
+
+class DkimConfig(_Strict):
+    selector: str
+    domain: str
+    key_path: Path
+
+
+class TemplatesConfig(_Strict):
+    path: Path | None = None  # admin override folder, searched before templates/
+
+
+class ListConfig(_Strict):
+    slug: str = Field(pattern=SLUG)
+    name: str
+    categories: list[str] = ["*"]
+    languages: list[str] = []  # empty: every language
+    schedule: str | None = None
+    sender: str
+    reply_to: str | None = None
+    subject: str = "{{ list.name }}: {{ items|length }} new items"
+    subscribers: Path | None = None
+    max_age: str = "14d"
+    send_empty: bool = False
+    unsubscribe_mailto: str | None = None
+    html_template: str = "email/digest.html.j2"
+    text_template: str = "email/digest.txt.j2"
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, v: str) -> str:
+        name, addr = parseaddr(v)
+        if "@" not in addr or any(c in v for c in "\r\n"):
+            raise ValueError("must be an address such as 'News <news@example.org>'")
+        return v
+
+    @field_validator("max_age")
+    @classmethod
+    def _max_age(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.sender)[1]
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_address.rpartition("@")[2].lower()
+
+    @property
+    def max_age_delta(self) -> timedelta:
+        return parse_duration(self.max_age)
+
+
+class ScheduleConfig(_Strict):
+    every: str | None = None
+    cron: str | None = None
+    timezone: str | None = None  # default: the site's
+    job: Literal["ingest", "build", "digest", "publish"]
+    catch_up: str = "24h"
+
+    @field_validator("every", "catch_up")
+    @classmethod
+    def _dur(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else _check_timezone(v)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        fields = v.split()
+        if len(fields) != 5:
+            raise ValueError(
+                f"{v!r} has {len(fields)} fields; write five: minute hour day month weekday, e.g. '0 9 * * mon'"
+            )
+        weekday = fields[4]
+        if re.search(r"\d", weekday):
+            raise ValueError(
+                f"numeric weekday {weekday!r}: crontab counts 0 as Sunday but the scheduler counts 0 "
+                f"as Monday, so numbers are ambiguous; write day names ({_WEEKDAY_NAMES}), "
+                "e.g. 'mon' or 'mon-fri'"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> ScheduleConfig:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("set exactly one of 'every' (e.g. '15m') or 'cron' (e.g. '0 9 * * mon')")
+        return self
+
+
+class Settings(_Strict):
+    """The whole validated configuration; ``path`` is the file it came from."""
+
+    site: SiteConfig = SiteConfig()
+    storage: StorageConfig = StorageConfig()
+    feeds: FeedsConfig = FeedsConfig()
+    categories: list[CategoryConfig] = []
+    sources: list[SourceConfig] = []
+    smtp: SmtpConfig | None = None
+    delivery: DeliveryConfig = DeliveryConfig()
+    web: WebConfig = WebConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    dkim: DkimConfig | None = None
+    templates: TemplatesConfig = TemplatesConfig()
+    lists: list[ListConfig] = []
+    schedules: dict[str, ScheduleConfig] = {}
+
+    path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        problems: list[str] = []
+        _unique(problems, "categories", [c.slug for c in self.categories], "slug")
+        _unique(problems, "sources", [s.name for s in self.sources], "name")
+        _unique(problems, "lists", [lst.slug for lst in self.lists], "slug")
+        seen_labels: dict[str, str] = {}
+        for cat in self.categories:
+            for label in cat.labels:
+                key = label.strip().casefold()
+                if key in seen_labels and seen_labels[key] != cat.slug:
+                    problems.append(
+                        f"categories: label {label!r} is in both {seen_labels[key]!r} and {cat.slug!r}; "
+                        "a label may map to one category only"
+                    )
+                seen_labels[key] = cat.slug
+        slugs = {c.slug for c in self.categories}
+        for i, lst in enumerate(self.lists, 1):
+            for cat in lst.categories:
+                if cat != "*" and cat not in slugs:
+                    problems.append(
+                        f"lists[{i}] {lst.slug!r}.categories: unknown category {cat!r}; "
+                        f"use '*' or one of {sorted(slugs)}"
+                    )
+            if lst.schedule is not None and lst.schedule not in self.schedules:
+                problems.append(
+                    f"lists[{i}] {lst.slug!r}.schedule: no [schedules.{lst.schedule}] table; "
+                    f"define it or use one of {sorted(self.schedules)}"
+                )
+        for name in self.schedules:
+            if not re.match(r"^[A-Za-z0-9_-]+$", name):
+                problems.append(f"schedules.{name}: names may use letters, digits, '-' and '_' only")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # -- derived values ---------------------------------------------------------
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def category_for_label(self, label: str | None) -> str | None:
+        """The slug of the category whose labels contain ``label`` (case-insensitive)."""
+        if not label:
+            return None
+        key = " ".join(label.split()).casefold()
+        for cat in self.categories:
+            if any(" ".join(lbl.split()).casefold() == key for lbl in cat.labels):
+                return cat.slug
+        return None
+
+    def list_config(self, slug: str) -> ListConfig:
+        for lst in self.lists:
+            if lst.slug == slug:
+                return lst
+        raise ConfigError(f"unknown list {slug!r}; configured lists: {[lst.slug for lst in self.lists]}")
+
+    def schedule_timezone(self, name: str) -> ZoneInfo:
+        return ZoneInfo(self.schedules[name].timezone or self.site.timezone)
+
+    def _resolve_paths(self) -> None:
+        base = self.base_dir
+
+        def r(p: Path) -> Path:
+            p = p.expanduser()
+            return p if p.is_absolute() else (base / p).resolve()
+
+        self.feeds.output_dir = r(self.feeds.output_dir)
+        self.outbox.path = r(self.outbox.path)
+        if self.templates.path is not None:
+            self.templates.path = r(self.templates.path)
+        if self.dkim is not None:
+            self.dkim.key_path = r(self.dkim.key_path)
+        for src in self.sources:
+            if isinstance(src, DirectorySourceConfig):
+                src.path = r(src.path)
+            elif not _is_url(src.url):
+                src.url = str(r(Path(src.url.removeprefix("file://"))))
+        for lst in self.lists:
+            if lst.subscribers is not None:
+                lst.subscribers = r(lst.subscribers)
+        url = self.storage.url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+            self.storage.url = "sqlite:///" + str(r(Path(url.removeprefix("sqlite:///"))))
+
+
+def _unique(problems: list[str], table: str, values: list[str], key: str) -> None:
+    seen: set[str] = set()
+    for v in values:
+        if v in seen:
+            problems.append(f"{table}: {key} {v!r} appears twice; each {key} must be unique")
+        seen.add(v)
+
+
+def _format_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
+    """Turn pydantic's location into the key path an admin sees in config.toml.
+
+    Array tables are counted from 1 and named when they have a name or slug, e.g.
+    ``sources[2] "department-page".url``; discriminator tags (``html``) are dropped.
+    """
+    parts: list[str] = []
+    node: Any = data
+    for piece in loc:
+        if isinstance(piece, int):
+            label = ""
+            if isinstance(node, list) and 0 <= piece < len(node) and isinstance(node[piece], dict):
+                ident = node[piece].get("slug") or node[piece].get("name")
+                label = f" {ident!r}" if ident else ""
+                node = node[piece]
+            else:
+                node = None
+            parts[-1] = f"{parts[-1]}[{piece + 1}]{label}" if parts else f"[{piece + 1}]"
+            continue
+        if isinstance(node, dict) and piece in node:
+            node = node[piece]
+            parts.append(str(piece))
+        elif piece in ("directory", "feed", "html") and not isinstance(node, dict):
+            continue
+        elif piece in ("directory", "feed", "html"):
+            continue
+        else:
+            node = None
+            parts.append(str(piece))
+    return ".".join(parts) or "(top level)"
+
+
+def _format_error(err: Any, data: dict[str, Any]) -> str:
+    where = _format_loc(tuple(err["loc"]), data)
+    kind = err["type"]
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        last = str(err["loc"][-1])
+        hint = ""
+        if last == "password":
+            hint = "; secrets are read from the environment: set password_env to the variable's name"
+        return f"{where}: unknown key{hint} (remove it or check its spelling against the README)"
+    if kind == "missing":
+        return f"{where}: required key is missing"
+    shown = err.get("input")
+    if kind in ("model_type", "dict_type", "list_type") or isinstance(shown, dict | list):
+        return f"{where}: {msg}"
+    return f"{where}: {msg} (got {shown!r})"
+
+
+def load_config(path: str | os.PathLike[str]) -> Settings:
+    """Read and validate ``config.toml``; raise :class:`ConfigError` listing every problem."""
+    cfg_path = Path(path)
+    try:
+        raw = cfg_path.read_bytes()
+    except FileNotFoundError as e:
+        raise ConfigError(f"{cfg_path}: no such file; pass --config PATH or create config.toml") from e
+    except OSError as e:
+        raise ConfigError(f"{cfg_path}: cannot read: {e.strerror}") from e
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{cfg_path}: not UTF-8 text (byte {e.start})") from e
+    except tomllib.TOMLDecodeError as e:
+        # tomllib's message ends with "(at line L, column C)": keep it, name the file.
+        raise ConfigError(f"{cfg_path}: TOML syntax error: {e}") from e
+    return settings_from_dict(data, cfg_path)
+
+
+def settings_from_dict(data: dict[str, Any], path: Path | None = None) -> Settings:
+    """Validate an already-parsed config mapping (used by tests and by load_config)."""
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            if err["type"] == "value_error" and not err["loc"]:
+                problems.extend(str(err["msg"]).removeprefix("Value error, ").split("\n"))
+            else:
+                problems.append(_format_error(err, data))
+        where = str(path) if path else "config"
+        raise ConfigError(f"{where}: {len(problems)} problem(s)", problems) from e
+    settings.path = path.resolve() if path else None
+    settings._resolve_paths()
+    return settings

@@ -1,0 +1,96 @@
+"""The one exception tree of the publisher.
+
+Every error the library raises on purpose derives from :class:`PublisherError`, so a
+front (CLI, scheduler, web) can catch one type, print one clear line and choose an
+exit code. Third-party errors are wrapped with ``raise ... from e`` so the cause stays
+in the traceback while the message says what to do.
+
+::
+
+    PublisherError
+    ├── ConfigError          config.toml unreadable or invalid (exit 2)
+    ├── StoreError           database unreachable, migration failed
+    ├── SourceError          a whole source failed (down, timeout, malformed)
+    ├── ItemError            one item rejected (missing title/date/link, bad date)
+    ├── SubscriberError      one address or CSV row rejected
+    ├── TemplateError        a template failed to load or render
+    ├── TokenError           an unsubscribe/preferences token is forged or unknown
+    ├── MailError            the transport failed as a whole (cannot connect, auth)
+    ├── IssueError           a digest issue cannot be built or sent
+    └── SchedulerError       bad trigger, unknown schedule, lock trouble
+"""
+
+from __future__ import annotations
+
+
+class PublisherError(Exception):
+    """Base of every error the publisher raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(PublisherError):
+    """The configuration cannot be used; ``problems`` lists every finding."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = problems or [message]
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        head = super().__str__()
+        if len(self.problems) == 1 and self.problems[0] == head:
+            return head
+        return head + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+class StoreError(PublisherError):
+    """The store could not be opened, migrated or written."""
+
+
+class SourceError(PublisherError):
+    """A whole source failed; carries the source name so reports can say which."""
+
+    def __init__(self, source: str, cause: str) -> None:
+        self.source = source
+        self.cause = cause
+        super().__init__(f"source {source!r}: {cause}")
+
+
+class ItemError(PublisherError):
+    """One item was rejected; ``where`` is its file or URL, ``reason`` the fix."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(f"{where}: {reason}")
+
+
+class SubscriberError(PublisherError):
+    """One address or CSV row was rejected; ``where`` names the file and line."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(f"{where}: {reason}" if where else reason)
+
+
+class TemplateError(PublisherError):
+    """A template could not be found, parsed or rendered."""
+
+
+class TokenError(PublisherError):
+    """A signed token is malformed, forged, altered or names nobody we know."""
+
+
+class MailError(PublisherError):
+    """The mail transport failed as a whole (connection refused, auth rejected)."""
+
+
+class IssueError(PublisherError):
+    """A digest issue could not be built or sent."""
+
+
+class SchedulerError(PublisherError):
+    """A schedule is unknown or invalid, or the scheduler lock misbehaved."""

@@ -1,0 +1,149 @@
+"""Plain data objects passed between the pipeline stages.
+
+They are dataclasses, not ORM rows: sources build :class:`RawItem`, ingest turns them
+into :class:`Item`, the store maps items to and from rows, and feeds and digests
+only ever read :class:`Item`. Keeping them free of SQLAlchemy keeps every stage
+testable on its own and cheap to build in bulk (100k items in benchmarks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+@dataclass(slots=True)
+class RawItem:
+    """An item as a source read it, before validation and cleaning.
+
+    ``origin`` says where it came from (file path, URL, or URL#n) so that a rejection
+    can point the admin at the exact place to fix. Dates may still be strings or naive
+    datetimes; ingest normalises them.
+    """
+
+    source: str
+    origin: str
+    title: str | None = None
+    link: str | None = None
+    published: datetime | str | None = None
+    updated: datetime | str | None = None
+    label: str | None = None
+    summary: str | None = None
+    content: str | None = None
+    id: str | None = None
+    language: str | None = None
+    image: str | None = None
+    content_type: str = "html"  # "html" or "markdown": markdown bodies are rendered by ingest
+
+
+@dataclass(slots=True)
+class Item:
+    """A validated, cleaned item as stored and published.
+
+    ``id`` never changes once assigned, even when the item is edited; ``updated``
+    moves on every content change, ``published`` never does. ``category`` is the slug
+    of the mapped category or ``None`` when its label is unknown (then the item is in
+    the all-items feed only).
+    """
+
+    id: str
+    source: str
+    title: str
+    link: str
+    published: datetime
+    updated: datetime
+    language: str
+    summary: str = ""
+    content: str = ""
+    label: str | None = None
+    category: str | None = None
+    image: str | None = None
+    content_hash: str = ""
+
+
+@dataclass(slots=True)
+class SourceResult:
+    """What one source run produced: items, per-item problems, and HTTP cache state."""
+
+    items: list[RawItem] = field(default_factory=list)
+    errors: list[Any] = field(default_factory=list)  # list[errors.ItemError]
+    not_modified: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+class SubscriptionStatus(StrEnum):
+    """Where one address stands on one list.
+
+    ``unsubscribed``, ``bounced`` and ``complained`` are sticky: no import undoes them.
+    """
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+SUPPRESSED = frozenset(
+    {SubscriptionStatus.UNSUBSCRIBED, SubscriptionStatus.BOUNCED, SubscriptionStatus.COMPLAINED}
+)
+
+
+class DeliveryStatus(StrEnum):
+    """One message's state in the delivery ledger.
+
+    ``unknown`` means the connection dropped after DATA: the server may have accepted
+    the message, so it is not resent unless an admin asks.
+    """
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    UNKNOWN = "unknown"
+
+
+@dataclass(slots=True)
+class Subscriber:
+    """One address on one list, as the digest and subscription code see it."""
+
+    id: int
+    email: str
+    name: str
+    language: str
+    secret: str
+    list_slug: str
+    status: SubscriptionStatus
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Issue:
+    """One digest of one list for one period; unique on (list_slug, period_key)."""
+
+    id: int
+    list_slug: str
+    period_key: str
+    created: datetime
+    subject: str
+    item_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One message of one issue to one subscriber; unique on (issue_id, subscriber_id)."""
+
+    id: int
+    issue_id: int
+    subscriber_id: int
+    status: DeliveryStatus
+    attempts: int = 0
+    next_attempt: datetime | None = None
+    last_code: int | None = None
+    last_text: str | None = None
+    message_id: str | None = None

@@ -1,0 +1,212 @@
+"""SQLAlchemy Core tables: the schema every store module queries.
+
+Core, not ORM: ingest upserts and the delivery ledger write thousands of rows per
+statement, which the ORM's unit of work would slow down for no gain. The schema is
+created and changed only through Alembic migrations (``store/migrations``); edit this
+file, then add a migration (``alembic revision --autogenerate``, see README).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import DateTime, TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes on both SQLite and PostgreSQL.
+
+    SQLite has no time zones: values are stored as naive UTC (ISO text sorts in time
+    order) and come back as aware UTC, so comparisons never mix naive and aware.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; attach a time zone first")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", String(512), primary_key=True),
+    Column("source", String(100), nullable=False),
+    Column("category", String(100), nullable=True),
+    Column("label", String(200), nullable=True),
+    Column("language", String(20), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("summary", Text, nullable=False, default=""),
+    Column("content", Text, nullable=False, default=""),
+    Column("link", Text, nullable=False),
+    Column("published", UTCDateTime, nullable=False),
+    Column("updated", UTCDateTime, nullable=False),
+    Column("image", Text, nullable=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Index("ix_items_published", "published"),
+    Index("ix_items_category_published", "category", "published"),
+)
+
+source_state = Table(
+    "source_state",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("etag", Text, nullable=True),
+    Column("last_modified", Text, nullable=True),
+    Column("last_fetch", UTCDateTime, nullable=True),
+    Column("last_ok", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("item_count", Integer, nullable=False, default=0),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=True, unique=True),  # NULL once forgotten
+    Column("email_hash", String(64), nullable=False, unique=True),
+    Column("name", Text, nullable=False, default=""),
+    Column("language", String(20), nullable=False, default="en"),
+    Column("secret", String(64), nullable=False),
+    Column("attributes", JSON, nullable=False, default=dict),
+    Column("created", UTCDateTime, nullable=False),
+    Column("forgotten_at", UTCDateTime, nullable=True),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("list_slug", String(100), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("consent_at", UTCDateTime, nullable=True),
+    Column("consent_method", String(50), nullable=True),  # import | web | cli
+    Column("consent_source", Text, nullable=True),  # file name, IP, operator
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_subscriptions_list_status", "list_slug", "status"),
+)
+
+subscription_events = Table(
+    "subscription_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("list_slug", String(100), nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("event", String(50), nullable=False),
+    Column("detail", Text, nullable=True),
+    Index("ix_subscription_events_subscriber", "subscriber_id"),
+)
+
+issues = Table(
+    "issues",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("list_slug", String(100), nullable=False),
+    Column("period_key", String(100), nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("forced", Boolean, nullable=False, default=False),
+    UniqueConstraint("list_slug", "period_key", name="uq_issues_list_period"),
+)
+
+issue_items = Table(
+    "issue_items",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("item_id", String(512), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Index("ix_issue_items_item", "item_id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt", UTCDateTime, nullable=True),
+    Column("last_code", Integer, nullable=True),
+    Column("last_text", Text, nullable=True),
+    Column("message_id", String(255), nullable=True),
+    Column("claimed_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
+    Index("ix_deliveries_status_next", "status", "next_attempt"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("code", Integer, nullable=True),
+    Column("text", Text, nullable=True),
+    Index("ix_delivery_attempts_delivery", "delivery_id"),
+)
+
+schedule_state = Table(
+    "schedule_state",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("last_fire", UTCDateTime, nullable=True),  # the fire time last handled
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("schedule", String(100), nullable=True),  # NULL for a manual CLI run
+    Column("job", String(20), nullable=False),
+    Column("fire_time", UTCDateTime, nullable=True),
+    Column("started", UTCDateTime, nullable=False),
+    Column("ended", UTCDateTime, nullable=True),
+    Column("outcome", String(20), nullable=False),  # running | ok | failed
+    Column("counts", JSON, nullable=False, default=dict),
+    Column("error", Text, nullable=True),
+    Index("ix_job_runs_schedule_started", "schedule", "started"),
+)
