@@ -144,6 +144,8 @@ issues = Table(
     Column("created", UTCDateTime, nullable=False),
     Column("subject", Text, nullable=False),
     Column("forced", Boolean, nullable=False, default=False),
+    Column("period_start", UTCDateTime, nullable=False),
+    Column("schedule", String(100), nullable=True),
     UniqueConstraint("list_slug", "period_key", name="uq_issues_list_period"),
 )
 
@@ -169,6 +171,7 @@ deliveries = Table(
     Column("last_text", Text, nullable=True),
     Column("message_id", String(255), nullable=True),
     Column("claimed_at", UTCDateTime, nullable=True),
+    Column("claimed_by", String(100), nullable=True),  # the sending worker's journal id
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
     Index("ix_deliveries_status_next", "status", "next_attempt"),

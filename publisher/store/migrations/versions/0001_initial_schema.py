@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 11:03:08.033367
+Create Date: 2026-11-27 11:05:53.797401
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ def upgrade() -> None:
     sa.Column('created', publisher.store.tables.UTCDateTime(timezone=True), nullable=False),
     sa.Column('subject', sa.Text(), nullable=False),
     sa.Column('forced', sa.Boolean(), nullable=False),
+    sa.Column('period_start', publisher.store.tables.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('schedule', sa.String(length=100), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_issues')),
     sa.UniqueConstraint('list_slug', 'period_key', name='uq_issues_list_period')
     )
@@ -110,6 +112,7 @@ def upgrade() -> None:
     sa.Column('last_text', sa.Text(), nullable=True),
     sa.Column('message_id', sa.String(length=255), nullable=True),
     sa.Column('claimed_at', publisher.store.tables.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('claimed_by', sa.String(length=100), nullable=True),
     sa.Column('updated_at', publisher.store.tables.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['issue_id'], ['issues.id'], name=op.f('fk_deliveries_issue_id_issues'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_deliveries_subscriber_id_subscribers'), ondelete='CASCADE'),
