@@ -231,7 +231,7 @@ class ListConfig(_Strict):
     @field_validator("sender")
     @classmethod
     def _sender(cls, v: str) -> str:
-        name, addr = parseaddr(v)
+        addr = parseaddr(v)[1]
         if "@" not in addr or any(c in v for c in "\r\n"):
             raise ValueError("must be an address such as 'News <news@example.org>'")
         return v
@@ -282,7 +282,8 @@ class ScheduleConfig(_Strict):
         fields = v.split()
         if len(fields) != 5:
             raise ValueError(
-                f"{v!r} has {len(fields)} fields; write five: minute hour day month weekday, e.g. '0 9 * * mon'"
+                f"{v!r} has {len(fields)} fields; write five: "
+                "minute hour day month weekday, e.g. '0 9 * * mon'"
             )
         weekday = fields[4]
         if re.search(r"\d", weekday):
@@ -436,10 +437,8 @@ def _format_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
         if isinstance(node, dict) and piece in node:
             node = node[piece]
             parts.append(str(piece))
-        elif piece in ("directory", "feed", "html") and not isinstance(node, dict):
-            continue
         elif piece in ("directory", "feed", "html"):
-            continue
+            continue  # pydantic's discriminator tag, not a key the admin wrote
         else:
             node = None
             parts.append(str(piece))

@@ -106,6 +106,7 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
     BOUNCED = "bounced"
     UNKNOWN = "unknown"
+    SKIPPED = "skipped"  # the subscriber left the list between issue and send
 
 
 @dataclass(slots=True)

@@ -105,7 +105,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Build validated Settings from BASE_CONFIG plus overrides, rooted in tmp_path."""
 
     def make(**overrides: Any) -> Settings:
-        data: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in BASE_CONFIG.items()}
+        data: dict[str, Any] = {
+            k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in BASE_CONFIG.items()
+        }
         data.setdefault("storage", {"url": f"sqlite:///{tmp_path / 'publisher.db'}"})
         data["feeds"] = {"output_dir": str(tmp_path / "public")}
         data["outbox"] = {"path": str(tmp_path / "outbox")}

@@ -1,8 +1,91 @@
-"""Digest issues, the items they hold, and the delivery ledger."""
+"""Digest issues, the items they hold, and the delivery ledger.
+
+The two unique constraints are the exactly-once guarantee: one issue per
+(list, period key) and one delivery per (issue, subscriber). An issue and all its
+delivery rows are created in one transaction, so a crash either leaves no issue (and
+the next run creates it) or a complete ledger (and the next run continues it).
+Senders claim rows in batches (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and write
+results in batches; no transaction is held while talking SMTP.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, bindparam, case, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from publisher.models import DeliveryStatus, Item, SubscriptionStatus
+from publisher.store.items import row_to_item
+from publisher.store.tables import (
+    deliveries,
+    delivery_attempts,
+    issue_items,
+    issues,
+    items,
+    subscribers,
+    subscriptions,
+)
+
+CHUNK = 1000
+
+
+@dataclass(slots=True)
+class IssueRow:
+    id: int
+    list_slug: str
+    period_key: str
+    period_start: datetime
+    schedule: str | None
+    created: datetime
+    subject: str
+    forced: bool
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A claimed delivery with what is needed to personalise its message."""
+
+    delivery_id: int
+    issue_id: int
+    attempts: int
+    subscriber_id: int
+    email: str
+    name: str
+    language: str
+    secret: str
+    list_status: str | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One delivery result to write: the new status and the attempt's details."""
+
+    delivery_id: int
+    status: DeliveryStatus
+    code: int | None
+    text: str
+    at: datetime
+    attempts: int
+    next_attempt: datetime | None = None
+    message_id: str | None = None
+
+
+def _issue(row: Any) -> IssueRow:
+    m = row._mapping
+    return IssueRow(
+        id=m["id"],
+        list_slug=m["list_slug"],
+        period_key=m["period_key"],
+        period_start=m["period_start"],
+        schedule=m["schedule"],
+        created=m["created"],
+        subject=m["subject"],
+        forced=m["forced"],
+    )
 
 
 class IssueStore:
@@ -10,3 +93,326 @@ class IssueStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    # -- building an issue -------------------------------------------------------
+
+    def candidate_items(
+        self, list_slug: str, categories: Sequence[str] | None, languages: Sequence[str], since: datetime
+    ) -> list[Item]:
+        """Items published since ``since`` that no issue of this list holds yet.
+
+        ``categories`` None means every item, categorised or not.
+        """
+        held = (
+            select(issue_items.c.item_id)
+            .join(issues, issues.c.id == issue_items.c.issue_id)
+            .where(issues.c.list_slug == list_slug, issue_items.c.item_id == items.c.id)
+        )
+        q = select(items).where(items.c.published >= since, ~exists(held))
+        if categories is not None:
+            q = q.where(items.c.category.in_(list(categories)))
+        if languages:
+            q = q.where(items.c.language.in_(list(languages)))
+        q = q.order_by(items.c.published.desc(), items.c.id)
+        with self.engine.connect() as conn:
+            return [row_to_item(r) for r in conn.execute(q)]
+
+    def get(self, list_slug: str, period_key: str) -> IssueRow | None:
+        q = select(issues).where(issues.c.list_slug == list_slug, issues.c.period_key == period_key)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return _issue(row) if row else None
+
+    def by_id(self, issue_id: int) -> IssueRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(issues).where(issues.c.id == issue_id)).first()
+        return _issue(row) if row else None
+
+    def count_for_period(self, list_slug: str, period_prefix: str) -> int:
+        q = (
+            select(func.count())
+            .select_from(issues)
+            .where(issues.c.list_slug == list_slug, issues.c.period_key.startswith(period_prefix))
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def create(
+        self,
+        *,
+        list_slug: str,
+        period_key: str,
+        period_start: datetime,
+        schedule: str | None,
+        subject: str,
+        item_ids: Sequence[str],
+        subscriber_ids: Sequence[int],
+        now: datetime,
+        forced: bool = False,
+    ) -> int | None:
+        """Create the issue, its items and one pending delivery per subscriber atomically.
+
+        Returns None when the (list, period) issue already exists: someone else (a
+        previous run, another process) created it, and that one is the issue.
+        """
+        try:
+            with self.engine.begin() as conn:
+                issue_id = conn.execute(
+                    insert(issues)
+                    .values(
+                        list_slug=list_slug,
+                        period_key=period_key,
+                        period_start=period_start,
+                        schedule=schedule,
+                        created=now,
+                        subject=subject,
+                        forced=forced,
+                    )
+                    .returning(issues.c.id)
+                ).scalar_one()
+                if item_ids:
+                    conn.execute(
+                        insert(issue_items),
+                        [{"issue_id": issue_id, "item_id": i, "position": n} for n, i in enumerate(item_ids)],
+                    )
+                for start in range(0, len(subscriber_ids), CHUNK):
+                    conn.execute(
+                        insert(deliveries),
+                        [
+                            {
+                                "issue_id": issue_id,
+                                "subscriber_id": sid,
+                                "status": DeliveryStatus.PENDING.value,
+                                "attempts": 0,
+                                "updated_at": now,
+                            }
+                            for sid in subscriber_ids[start : start + CHUNK]
+                        ],
+                    )
+        except IntegrityError:
+            return None
+        return int(issue_id)
+
+    def item_ids(self, issue_id: int) -> list[str]:
+        q = (
+            select(issue_items.c.item_id)
+            .where(issue_items.c.issue_id == issue_id)
+            .order_by(issue_items.c.position)
+        )
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(q)]
+
+    # -- the delivery ledger -----------------------------------------------------
+
+    def claim(self, worker: str, limit: int, now: datetime, *, list_slug: str | None = None) -> list[Claimed]:
+        """Mark up to ``limit`` due deliveries as sending by ``worker`` and return them.
+
+        Due: pending, or deferred with its retry time come. On PostgreSQL concurrent
+        workers skip each other's rows (SKIP LOCKED); SQLite serialises writers.
+        """
+        due = or_(
+            deliveries.c.status == DeliveryStatus.PENDING.value,
+            and_(deliveries.c.status == DeliveryStatus.DEFERRED.value, deliveries.c.next_attempt <= now),
+        )
+        pick = select(deliveries.c.id).where(due)
+        if list_slug is not None:
+            pick = pick.where(
+                deliveries.c.issue_id.in_(select(issues.c.id).where(issues.c.list_slug == list_slug))
+            )
+        pick = pick.order_by(deliveries.c.id).limit(limit).with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            ids = [r[0] for r in conn.execute(pick)]
+            if not ids:
+                return []
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(ids))
+                .values(
+                    status=DeliveryStatus.SENDING.value, claimed_by=worker, claimed_at=now, updated_at=now
+                )
+            )
+            q = (
+                select(
+                    deliveries.c.id,
+                    deliveries.c.issue_id,
+                    deliveries.c.attempts,
+                    subscribers.c.id.label("sid"),
+                    subscribers.c.email,
+                    subscribers.c.name,
+                    subscribers.c.language,
+                    subscribers.c.secret,
+                    subscriptions.c.status.label("list_status"),
+                )
+                .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+                .join(issues, issues.c.id == deliveries.c.issue_id)
+                .outerjoin(
+                    subscriptions,
+                    and_(
+                        subscriptions.c.subscriber_id == deliveries.c.subscriber_id,
+                        subscriptions.c.list_slug == issues.c.list_slug,
+                    ),
+                )
+                .where(deliveries.c.id.in_(ids))
+                .order_by(deliveries.c.id)
+            )
+            return [
+                Claimed(
+                    r.id,
+                    r.issue_id,
+                    r.attempts,
+                    r.sid,
+                    r.email or "",
+                    r.name,
+                    r.language,
+                    r.secret,
+                    r.list_status,
+                )
+                for r in conn.execute(q)
+            ]
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Write a batch of results: one UPDATE and one INSERT statement per batch."""
+        if not outcomes:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == bindparam("b_id"))
+                .values(
+                    status=bindparam("b_status"),
+                    attempts=bindparam("b_attempts"),
+                    next_attempt=bindparam("b_next"),
+                    last_code=bindparam("b_code"),
+                    last_text=bindparam("b_text"),
+                    message_id=func.coalesce(bindparam("b_mid"), deliveries.c.message_id),
+                    updated_at=bindparam("b_at"),
+                    claimed_by=None,
+                ),
+                [
+                    {
+                        "b_id": o.delivery_id,
+                        "b_status": o.status.value,
+                        "b_attempts": o.attempts,
+                        "b_next": o.next_attempt,
+                        "b_code": o.code,
+                        "b_text": o.text[:1000],
+                        "b_mid": o.message_id,
+                        "b_at": o.at,
+                    }
+                    for o in outcomes
+                ],
+            )
+            conn.execute(
+                insert(delivery_attempts),
+                [
+                    {
+                        "delivery_id": o.delivery_id,
+                        "at": o.at,
+                        "status": o.status.value,
+                        "code": o.code,
+                        "text": o.text[:1000],
+                    }
+                    for o in outcomes
+                ],
+            )
+
+    def release(self, delivery_ids: Sequence[int], now: datetime) -> None:
+        """Give claimed deliveries that were never handed to SMTP back to the queue."""
+        with self.engine.begin() as conn:
+            for start in range(0, len(delivery_ids), CHUNK):
+                chunk = list(delivery_ids[start : start + CHUNK])
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(chunk), deliveries.c.status == DeliveryStatus.SENDING.value)
+                    .values(
+                        status=DeliveryStatus.PENDING.value, claimed_by=None, claimed_at=None, updated_at=now
+                    )
+                )
+
+    def claimed_by(self, worker: str) -> list[int]:
+        q = select(deliveries.c.id).where(
+            deliveries.c.claimed_by == worker, deliveries.c.status == DeliveryStatus.SENDING.value
+        )
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(q)]
+
+    def stale_workers(self, before: datetime) -> list[str]:
+        """Workers holding 'sending' rows claimed before ``before`` (crashed elsewhere)."""
+        q = (
+            select(deliveries.c.claimed_by)
+            .where(deliveries.c.status == DeliveryStatus.SENDING.value, deliveries.c.claimed_at < before)
+            .distinct()
+        )
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(q) if r[0]]
+
+    def attempts_of(self, delivery_ids: Sequence[int]) -> dict[int, int]:
+        with self.engine.connect() as conn:
+            q = select(deliveries.c.id, deliveries.c.attempts).where(deliveries.c.id.in_(list(delivery_ids)))
+            return {r[0]: r[1] for r in conn.execute(q)}
+
+    def resend_unknown(self, issue_id: int, now: datetime) -> int:
+        """Put an issue's 'unknown' deliveries back in the queue (an admin's explicit ask)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.issue_id == issue_id, deliveries.c.status == DeliveryStatus.UNKNOWN.value)
+                .values(status=DeliveryStatus.PENDING.value, updated_at=now)
+            )
+            return int(result.rowcount or 0)
+
+    # -- reports ---------------------------------------------------------------
+
+    def summaries(self, list_slug: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Newest issues first with delivery counts per status."""
+        counts = {
+            s.value: func.sum(case((deliveries.c.status == s.value, 1), else_=0)).label(s.value)
+            for s in DeliveryStatus
+        }
+        q = (
+            select(issues, func.count(deliveries.c.id).label("total"), *counts.values())
+            .outerjoin(deliveries, deliveries.c.issue_id == issues.c.id)
+            .group_by(issues.c.id)
+            .order_by(issues.c.created.desc(), issues.c.id.desc())
+            .limit(limit)
+        )
+        if list_slug is not None:
+            q = q.where(issues.c.list_slug == list_slug)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        out = []
+        for r in rows:
+            m = dict(r._mapping)
+            for s in DeliveryStatus:
+                m[s.value] = int(m[s.value] or 0)
+            out.append(m)
+        return out
+
+    def recent(self, limit: int = 10) -> list[dict[str, Any]]:
+        return self.summaries(None, limit)
+
+    def queue_counts(self) -> dict[str, int]:
+        """Deliveries still to do: pending, sending, deferred (and unknown to review)."""
+        open_states = [
+            DeliveryStatus.PENDING,
+            DeliveryStatus.SENDING,
+            DeliveryStatus.DEFERRED,
+            DeliveryStatus.UNKNOWN,
+        ]
+        q = (
+            select(deliveries.c.status, func.count())
+            .where(deliveries.c.status.in_([s.value for s in open_states]))
+            .group_by(deliveries.c.status)
+        )
+        with self.engine.connect() as conn:
+            found = {r[0]: int(r[1]) for r in conn.execute(q)}
+        return {s.value: found.get(s.value, 0) for s in open_states}
+
+    def delivery_statuses(self, issue_id: int) -> dict[int, str]:
+        """subscriber id -> delivery status (tests and `subscribers show`)."""
+        q = select(deliveries.c.subscriber_id, deliveries.c.status).where(deliveries.c.issue_id == issue_id)
+        with self.engine.connect() as conn:
+            return {r[0]: r[1] for r in conn.execute(q)}
+
+
+CONFIRMED = SubscriptionStatus.CONFIRMED.value

@@ -13,8 +13,19 @@ from publisher.models import Item
 from publisher.store.tables import items, source_state
 
 _ITEM_COLUMNS = (
-    "id", "source", "category", "label", "language", "title", "summary", "content",
-    "link", "published", "updated", "image", "content_hash",
+    "id",
+    "source",
+    "category",
+    "label",
+    "language",
+    "title",
+    "summary",
+    "content",
+    "link",
+    "published",
+    "updated",
+    "image",
+    "content_hash",
 )
 
 
@@ -102,7 +113,9 @@ class SourceStateStore:
 
     def all(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(source_state).order_by(source_state.c.name))]
+            return [
+                dict(r._mapping) for r in conn.execute(select(source_state).order_by(source_state.c.name))
+            ]
 
     def record(
         self,

@@ -1,8 +1,184 @@
-"""Subscribers, their per-list subscriptions and the history of each change."""
+"""Subscribers, their per-list subscriptions and the history of each change.
+
+This module owns the rules that must hold whatever front asks: a suppression
+(unsubscribed, bounced, complained) is never lifted without an explicit, recorded
+consent; every status change writes a ``subscription_events`` row in the same
+transaction; a forgotten address survives only as its hash. Validation of what the
+admin or the visitor typed lives in :mod:`publisher.subscriptions`; this module
+receives clean values.
+
+Imports run in batches of a few statements each (select the batch's existing
+addresses, then ``executemany`` inserts and updates), never one round trip per row:
+100k rows must load in a few seconds.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+import hashlib
+import secrets
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
+from sqlalchemy.engine import Row
+
+from publisher.models import SUPPRESSED, Subscriber, SubscriptionStatus
+from publisher.store.tables import (
+    deliveries,
+    delivery_attempts,
+    subscribers,
+    subscription_events,
+    subscriptions,
+)
+
+_CHUNK = 1000
+
+
+def email_hash(address: str) -> str:
+    """The key that outlives erasure: sha256 of the normalised, lower-cased address."""
+    return hashlib.sha256(address.lower().encode("utf-8")).hexdigest()
+
+
+def new_secret() -> str:
+    """A per-subscriber secret that signs unsubscribe and preferences tokens."""
+    return secrets.token_hex(16)
+
+
+@dataclass(slots=True, frozen=True)
+class Consent:
+    """When, how and from where an address agreed to receive a list."""
+
+    at: datetime
+    method: str
+    source: str = ""
+
+    @property
+    def detail(self) -> str:
+        return f"{self.method}: {self.source}" if self.source else self.method
+
+
+@dataclass(slots=True)
+class ImportRow:
+    """One clean, de-duplicated CSV row; ``None`` keeps what the store already has."""
+
+    email: str
+    name: str | None = None
+    language: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    status: SubscriptionStatus = SubscriptionStatus.CONFIRMED  # or a suppressed status from the file
+
+    @property
+    def hash(self) -> str:
+        return email_hash(self.email)
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """How many rows of a batch were added, changed, left alone or kept suppressed."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    suppressed_kept: int = 0
+
+    def add(self, other: BatchOutcome) -> None:
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.suppressed_kept += other.suppressed_kept
+
+
+@dataclass(slots=True, frozen=True)
+class ListStatus:
+    """One subscription as ``subscribers show`` prints it."""
+
+    list_slug: str
+    status: SubscriptionStatus
+    consent_at: datetime | None
+    consent_method: str | None
+    consent_source: str | None
+    updated_at: datetime
+
+
+@dataclass(slots=True, frozen=True)
+class SubscriptionEvent:
+    """One line of a subscriber's history."""
+
+    at: datetime
+    list_slug: str | None
+    event: str
+    detail: str | None
+
+
+@dataclass(slots=True)
+class SubscriberRecord:
+    """Everything the store knows about one address; ``email`` is None once forgotten."""
+
+    id: int
+    email: str | None
+    name: str
+    language: str
+    created: datetime
+    forgotten_at: datetime | None
+    attributes: dict[str, str]
+    lists: list[ListStatus]
+    events: list[SubscriptionEvent]
+
+
+@dataclass(slots=True)
+class _Existing:
+    """A stored subscriber and its status on the list being imported."""
+
+    id: int
+    email: str | None
+    name: str
+    language: str
+    attributes: dict[str, str]
+    status: SubscriptionStatus | None
+
+    @property
+    def suppressed(self) -> bool:
+        return self.email is None or self.status in SUPPRESSED
+
+
+@dataclass(slots=True)
+class _BatchWrites:
+    """The statements one import batch will run, gathered before any is executed."""
+
+    new_subscribers: list[tuple[ImportRow, dict[str, Any]]] = field(default_factory=list)
+    subscriber_updates: list[dict[str, Any]] = field(default_factory=list)
+    new_subscriptions: list[dict[str, Any]] = field(default_factory=list)
+    subscription_updates: list[dict[str, Any]] = field(default_factory=list)  # with new consent
+    suppressions: list[dict[str, Any]] = field(default_factory=list)  # status only, consent kept
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _row_to_subscriber(row: Row[Any]) -> Subscriber:
+    m = row._mapping
+    return Subscriber(
+        id=m["id"],
+        email=m["email"] or "",
+        name=m["name"],
+        language=m["language"],
+        secret=m["secret"],
+        list_slug=m["list_slug"],
+        status=SubscriptionStatus(m["status"]),
+        attributes=dict(m["attributes"] or {}),
+    )
+
+
+_SUBSCRIBER_COLUMNS = (
+    subscribers.c.id,
+    subscribers.c.email,
+    subscribers.c.name,
+    subscribers.c.language,
+    subscribers.c.secret,
+    subscribers.c.attributes,
+    subscriptions.c.list_slug,
+    subscriptions.c.status,
+)
 
 
 class SubscriberStore:
@@ -10,3 +186,500 @@ class SubscriberStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    # -- reads for the digest sender and the web app ----------------------------
+
+    def get(self, subscriber_id: int, list_slug: str | None = None) -> Subscriber | None:
+        """One subscriber with its status on ``list_slug`` (default: its first list by slug).
+
+        None when the id is unknown or the subscriber is on no list (or not on ``list_slug``).
+        """
+        q = (
+            select(*_SUBSCRIBER_COLUMNS)
+            .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
+            .where(subscribers.c.id == subscriber_id)
+            .order_by(subscriptions.c.list_slug)
+            .limit(1)
+        )
+        if list_slug is not None:
+            q = q.where(subscriptions.c.list_slug == list_slug)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return _row_to_subscriber(row) if row else None
+
+    def iter_confirmed(
+        self, list_slug: str, languages: Collection[str] | None = None, *, chunk: int = _CHUNK
+    ) -> Iterator[list[Subscriber]]:
+        """Confirmed subscribers of a list in id order, ``chunk`` at a time (keyset paging)."""
+        last_id = 0
+        while True:
+            q = (
+                select(*_SUBSCRIBER_COLUMNS)
+                .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
+                .where(
+                    subscriptions.c.list_slug == list_slug,
+                    subscriptions.c.status == SubscriptionStatus.CONFIRMED.value,
+                    subscribers.c.email.is_not(None),
+                    subscribers.c.id > last_id,
+                )
+                .order_by(subscribers.c.id)
+                .limit(chunk)
+            )
+            if languages:
+                q = q.where(subscribers.c.language.in_(list(languages)))
+            with self.engine.connect() as conn:
+                page = [_row_to_subscriber(r) for r in conn.execute(q)]
+            if not page:
+                return
+            yield page
+            last_id = page[-1].id
+
+    def confirmed(self, list_slug: str, languages: Collection[str] | None = None) -> list[Subscriber]:
+        """Every confirmed subscriber of a list, optionally only those of some languages."""
+        return [s for page in self.iter_confirmed(list_slug, languages) for s in page]
+
+    def counts_by_status(self, list_slug: str) -> dict[str, int]:
+        """Subscriptions of a list per status; every status is present, zero included."""
+        q = (
+            select(subscriptions.c.status, func.count())
+            .where(subscriptions.c.list_slug == list_slug)
+            .group_by(subscriptions.c.status)
+        )
+        counts = {s.value: 0 for s in SubscriptionStatus}
+        with self.engine.connect() as conn:
+            for status, n in conn.execute(q):
+                counts[status] = int(n)
+        return counts
+
+    def secret(self, subscriber_id: int) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(subscribers.c.secret).where(subscribers.c.id == subscriber_id)
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    def statuses(self, subscriber_id: int) -> dict[str, SubscriptionStatus]:
+        """The subscriber's status on every list it has a subscription row for."""
+        q = (
+            select(subscriptions.c.list_slug, subscriptions.c.status)
+            .where(subscriptions.c.subscriber_id == subscriber_id)
+            .order_by(subscriptions.c.list_slug)
+        )
+        with self.engine.connect() as conn:
+            return {slug: SubscriptionStatus(status) for slug, status in conn.execute(q)}
+
+    def find_id(self, address: str) -> int | None:
+        """The id of a normalised address, forgotten ones included (found by hash)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(subscribers.c.id).where(subscribers.c.email_hash == email_hash(address))
+            ).scalar_one_or_none()
+        return None if value is None else int(value)
+
+    def is_forgotten(self, subscriber_id: int) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(subscribers.c.email).where(subscribers.c.id == subscriber_id)
+            ).first()
+        return row is not None and row.email is None
+
+    def record(self, subscriber_id: int) -> SubscriberRecord | None:
+        """The subscriber, its subscriptions and its history, oldest event first."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+            if row is None:
+                return None
+            subs = conn.execute(
+                select(subscriptions)
+                .where(subscriptions.c.subscriber_id == subscriber_id)
+                .order_by(subscriptions.c.list_slug)
+            ).all()
+            events = conn.execute(
+                select(subscription_events)
+                .where(subscription_events.c.subscriber_id == subscriber_id)
+                .order_by(subscription_events.c.at, subscription_events.c.id)
+            ).all()
+        return SubscriberRecord(
+            id=row.id,
+            email=row.email,
+            name=row.name,
+            language=row.language,
+            created=row.created,
+            forgotten_at=row.forgotten_at,
+            attributes=dict(row.attributes or {}),
+            lists=[
+                ListStatus(
+                    s.list_slug,
+                    SubscriptionStatus(s.status),
+                    s.consent_at,
+                    s.consent_method,
+                    s.consent_source,
+                    s.updated_at,
+                )
+                for s in subs
+            ],
+            events=[SubscriptionEvent(e.at, e.list_slug, e.event, e.detail) for e in events],
+        )
+
+    def export_rows(
+        self, list_slug: str, statuses: Collection[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Rows of a list for CSV export, by id; forgotten addresses have nothing to export."""
+        q = (
+            select(
+                subscribers.c.id,
+                subscribers.c.email,
+                subscribers.c.name,
+                subscribers.c.language,
+                subscribers.c.attributes,
+                subscriptions.c.status,
+                subscriptions.c.consent_at,
+                subscriptions.c.consent_method,
+                subscriptions.c.consent_source,
+            )
+            .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
+            .where(subscriptions.c.list_slug == list_slug, subscribers.c.email.is_not(None))
+            .order_by(subscribers.c.id)
+        )
+        if statuses is not None:
+            q = q.where(subscriptions.c.status.in_([str(s) for s in statuses]))
+        with self.engine.connect() as conn:
+            for row in conn.execute(q):
+                yield dict(row._mapping)
+
+    # -- bulk import -------------------------------------------------------------
+
+    def import_batch(
+        self, list_slug: str, rows: Sequence[ImportRow], consent: Consent, default_language: str
+    ) -> BatchOutcome:
+        """Apply one batch of de-duplicated rows in one transaction; suppressions win."""
+        outcome = BatchOutcome()
+        writes = _BatchWrites()
+        with self.engine.begin() as conn:
+            existing = self._existing(conn, list_slug, [r.hash for r in rows])
+            for row in rows:
+                found = existing.get(row.hash)
+                if found is None:
+                    self._plan_new(row, consent, default_language, writes, outcome)
+                else:
+                    self._plan_existing(row, found, list_slug, consent, writes, outcome)
+            self._apply(conn, list_slug, consent, writes)
+        return outcome
+
+    def _existing(self, conn: Connection, list_slug: str, hashes: list[str]) -> dict[str, _Existing]:
+        joined = subscribers.outerjoin(
+            subscriptions,
+            and_(subscriptions.c.subscriber_id == subscribers.c.id, subscriptions.c.list_slug == list_slug),
+        )
+        q = (
+            select(
+                subscribers.c.id,
+                subscribers.c.email_hash,
+                subscribers.c.email,
+                subscribers.c.name,
+                subscribers.c.language,
+                subscribers.c.attributes,
+                subscriptions.c.status,
+            )
+            .select_from(joined)
+            .where(subscribers.c.email_hash.in_(hashes))
+        )
+        return {
+            r.email_hash: _Existing(
+                r.id,
+                r.email,
+                r.name,
+                r.language,
+                dict(r.attributes or {}),
+                SubscriptionStatus(r.status) if r.status else None,
+            )
+            for r in conn.execute(q)
+        }
+
+    @staticmethod
+    def _plan_new(
+        row: ImportRow, consent: Consent, default_language: str, writes: _BatchWrites, outcome: BatchOutcome
+    ) -> None:
+        values = {
+            "email": row.email,
+            "email_hash": row.hash,
+            "name": row.name or "",
+            "language": row.language or default_language,
+            "secret": new_secret(),
+            "attributes": row.attributes,
+            "created": consent.at,
+            "forgotten_at": None,
+        }
+        writes.new_subscribers.append((row, values))
+        if row.status in SUPPRESSED:
+            outcome.suppressed_kept += 1
+        else:
+            outcome.added += 1
+
+    @staticmethod
+    def _plan_existing(
+        row: ImportRow,
+        found: _Existing,
+        list_slug: str,
+        consent: Consent,
+        writes: _BatchWrites,
+        outcome: BatchOutcome,
+    ) -> None:
+        if found.suppressed:
+            outcome.suppressed_kept += 1
+            return
+        name = row.name or found.name
+        language = row.language or found.language
+        attributes = {**found.attributes, **row.attributes}
+        details_changed = (name, language, attributes) != (found.name, found.language, found.attributes)
+        if details_changed:
+            writes.subscriber_updates.append(
+                {"sid": found.id, "v_name": name, "v_language": language, "v_attributes": attributes}
+            )
+        if row.status in SUPPRESSED:
+            outcome.suppressed_kept += 1
+        elif found.status is None:
+            outcome.added += 1
+        elif found.status is SubscriptionStatus.CONFIRMED:
+            if details_changed:
+                outcome.updated += 1
+            else:
+                outcome.unchanged += 1
+            return
+        else:
+            outcome.updated += 1
+        _plan_status(found.id, found.status, row.status, list_slug, consent, writes)
+
+    def _apply(self, conn: Connection, list_slug: str, consent: Consent, writes: _BatchWrites) -> None:
+        if writes.new_subscribers:
+            inserted = conn.execute(
+                subscribers.insert().returning(subscribers.c.id, sort_by_parameter_order=True),
+                [values for _, values in writes.new_subscribers],
+            ).all()
+            for (row, _), (new_id,) in zip(writes.new_subscribers, inserted, strict=True):
+                _plan_status(new_id, None, row.status, list_slug, consent, writes)
+        if writes.subscriber_updates:
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id == bindparam("sid"))
+                .values(
+                    name=bindparam("v_name"),
+                    language=bindparam("v_language"),
+                    attributes=bindparam("v_attributes", type_=subscribers.c.attributes.type),
+                ),
+                writes.subscriber_updates,
+            )
+        _write_status_changes(conn, writes)
+
+    # -- single changes ----------------------------------------------------------
+
+    def create(
+        self, email: str, name: str, language: str, attributes: dict[str, str], now: datetime
+    ) -> int:
+        """Insert a new address with a fresh secret; return its id."""
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    subscribers.insert().returning(subscribers.c.id),
+                    {
+                        "email": email,
+                        "email_hash": email_hash(email),
+                        "name": name,
+                        "language": language,
+                        "secret": new_secret(),
+                        "attributes": attributes,
+                        "created": now,
+                    },
+                ).scalar_one()
+            )
+
+    def update_details(
+        self,
+        subscriber_id: int,
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        language: str | None = None,
+    ) -> None:
+        """Change what is given; restoring an ``email`` also clears ``forgotten_at``."""
+        values: dict[str, Any] = {}
+        if email is not None:
+            values.update(email=email, forgotten_at=None)
+        if name is not None:
+            values["name"] = name
+        if language is not None:
+            values["language"] = language
+        if values:
+            with self.engine.begin() as conn:
+                conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(**values))
+
+    def change_status(
+        self,
+        subscriber_id: int,
+        list_slug: str,
+        status: SubscriptionStatus,
+        *,
+        consent: Consent,
+        detail: str | None = None,
+        lift_suppression: bool = False,
+    ) -> bool:
+        """Move one subscription to ``status``; return whether anything changed.
+
+        A suppressed subscription only leaves suppression when ``lift_suppression`` is
+        true (an explicit admin ``--force`` or the subscriber's own request); otherwise
+        nothing changes. ``consent`` is recorded when the new status is confirmed or
+        pending, and its time stamps the event either way.
+        """
+        with self.engine.begin() as conn:
+            current = conn.execute(
+                select(subscriptions.c.status)
+                .where(subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list_slug == list_slug)
+                .with_for_update()
+            ).scalar_one_or_none()
+            old = SubscriptionStatus(current) if current else None
+            if old == status:
+                return False
+            if old in SUPPRESSED and status not in SUPPRESSED and not lift_suppression:
+                return False
+            writes = _BatchWrites()
+            _plan_status(subscriber_id, old, status, list_slug, consent, writes, detail=detail)
+            _write_status_changes(conn, writes)
+        return True
+
+    def forget(self, subscriber_id: int, now: datetime) -> bool:
+        """Erase personal data but keep the hash and suppress every list; False if done before.
+
+        Delivery rows keep their ids and statuses; their SMTP texts, which may quote the
+        address, are cleared.
+        """
+        with self.engine.begin() as conn:
+            email = conn.execute(
+                select(subscribers.c.email).where(subscribers.c.id == subscriber_id).with_for_update()
+            ).scalar_one_or_none()
+            if email is None:
+                return False
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(email=None, name="", attributes={}, forgotten_at=now)
+            )
+            conn.execute(
+                update(subscriptions)
+                .where(
+                    subscriptions.c.subscriber_id == subscriber_id,
+                    subscriptions.c.status.not_in([s.value for s in SUPPRESSED]),
+                )
+                .values(status=SubscriptionStatus.UNSUBSCRIBED.value, updated_at=now)
+            )
+            conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.subscriber_id == subscriber_id)
+                .values(consent_source=None)
+            )
+            conn.execute(
+                update(subscription_events)
+                .where(subscription_events.c.subscriber_id == subscriber_id)
+                .values(detail=None)
+            )
+            conn.execute(
+                subscription_events.insert().values(
+                    subscriber_id=subscriber_id, list_slug=None, at=now, event="forgotten", detail=None
+                )
+            )
+            delivery_ids = select(deliveries.c.id).where(deliveries.c.subscriber_id == subscriber_id)
+            conn.execute(
+                update(deliveries).where(deliveries.c.subscriber_id == subscriber_id).values(last_text=None)
+            )
+            conn.execute(
+                update(delivery_attempts)
+                .where(delivery_attempts.c.delivery_id.in_(delivery_ids.scalar_subquery()))
+                .values(text=None)
+            )
+        return True
+
+
+_UPDATE_SUBSCRIPTION = (
+    update(subscriptions)
+    .where(
+        subscriptions.c.subscriber_id == bindparam("sid"),
+        subscriptions.c.list_slug == bindparam("slug"),
+    )
+    .values(
+        status=bindparam("v_status"),
+        consent_at=bindparam("v_consent_at", type_=subscriptions.c.consent_at.type),
+        consent_method=bindparam("v_consent_method"),
+        consent_source=bindparam("v_consent_source"),
+        updated_at=bindparam("v_updated_at", type_=subscriptions.c.updated_at.type),
+    )
+)
+
+_SUPPRESS_SUBSCRIPTION = (
+    update(subscriptions)
+    .where(
+        subscriptions.c.subscriber_id == bindparam("sid"),
+        subscriptions.c.list_slug == bindparam("slug"),
+    )
+    .values(
+        status=bindparam("v_status"),
+        updated_at=bindparam("v_updated_at", type_=subscriptions.c.updated_at.type),
+    )
+)
+
+
+def _plan_status(
+    subscriber_id: int,
+    old: SubscriptionStatus | None,
+    new: SubscriptionStatus,
+    list_slug: str,
+    consent: Consent,
+    writes: _BatchWrites,
+    *,
+    detail: str | None = None,
+) -> None:
+    """Queue the subscription insert or update and the event for one status change.
+
+    A move to confirmed or pending records ``consent``; a move to a suppression keeps
+    the consent that was given before (it stays true that it was given).
+    """
+    event = {
+        "subscriber_id": subscriber_id,
+        "list_slug": list_slug,
+        "at": consent.at,
+        "event": new.value,
+        "detail": detail if detail is not None else consent.detail,
+    }
+    writes.events.append(event)
+    gives_consent = new not in SUPPRESSED
+    if old is None:
+        writes.new_subscriptions.append(
+            {
+                "subscriber_id": subscriber_id,
+                "list_slug": list_slug,
+                "status": new.value,
+                "consent_at": consent.at if gives_consent else None,
+                "consent_method": consent.method if gives_consent else None,
+                "consent_source": consent.source if gives_consent else None,
+                "updated_at": consent.at,
+            }
+        )
+        return
+    change = {"sid": subscriber_id, "slug": list_slug, "v_status": new.value, "v_updated_at": consent.at}
+    if gives_consent:
+        change.update(
+            v_consent_at=consent.at, v_consent_method=consent.method, v_consent_source=consent.source
+        )
+        writes.subscription_updates.append(change)
+    else:
+        writes.suppressions.append(change)
+
+
+def _write_status_changes(conn: Connection, writes: _BatchWrites) -> None:
+    """Run the queued subscription inserts, updates and events, one statement each."""
+    if writes.new_subscriptions:
+        conn.execute(subscriptions.insert(), writes.new_subscriptions)
+    if writes.subscription_updates:
+        conn.execute(_UPDATE_SUBSCRIPTION, writes.subscription_updates)
+    if writes.suppressions:
+        conn.execute(_SUPPRESS_SUBSCRIPTION, writes.suppressions)
+    if writes.events:
+        conn.execute(subscription_events.insert(), writes.events)

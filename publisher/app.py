@@ -1,0 +1,156 @@
+"""Publisher: the one library API that the CLI, the scheduler and the web app call.
+
+A front never reaches into the store or the pipeline modules itself; it builds a
+:class:`Publisher` from settings and calls a method. That keeps the three fronts
+consistent (a scheduled digest and ``publisher digest send`` take the same path)
+and makes every capability testable without a front.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from publisher.config import Settings, load_config
+from publisher.store import Store
+
+log = logging.getLogger("publisher")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PublishReport:
+    """What one ``publish`` did: ingest, build and the digests that were due."""
+
+    ingest: Any = None
+    build: Any = None
+    digests: list[Any] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(
+            (self.ingest is None or self.ingest.ok) and all(getattr(d, "ok", True) for d in self.digests)
+        )
+
+
+class Publisher:
+    """Settings plus store; every operation the fronts offer is a method here."""
+
+    def __init__(self, settings: Settings, store: Store | None = None, *, clock: Clock = utcnow) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.storage.url)
+        self.clock = clock
+
+    @classmethod
+    def from_config(cls, path: str | Path) -> Publisher:
+        return cls(load_config(path))
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- feeds ----------------------------------------------------------------
+
+    def ingest(self) -> Any:
+        """Read every source into the store; see :func:`publisher.ingest.ingest`."""
+        from publisher.ingest import ingest
+
+        return ingest(self.settings, self.store, now=self.clock())
+
+    def build(self) -> Any:
+        """Write the feeds, OPML and index.html; only files whose bytes changed."""
+        from publisher.feeds import build_feeds
+
+        return build_feeds(self.settings, self.store)
+
+    def items(self, limit: int = 100, category: str | None = None) -> list[Any]:
+        return self.store.items.latest(category, limit)
+
+    def feed_urls(self) -> list[str]:
+        """The public URL of every feed file the build writes (for start-up banners)."""
+        base = self.settings.site.base_url
+        exts = {"rss": ".rss.xml", "atom": ".atom.xml", "json": ".json"}
+        names = ["all"] + [c.slug for c in self.settings.categories]
+        return [f"{base}/feeds/{n}{exts[f]}" for n in names for f in self.settings.feeds.formats]
+
+    def publish(self) -> PublishReport:
+        """Ingest, build, then send every list's current issue that is not sent yet."""
+        report = PublishReport(ingest=self.ingest())
+        report.build = self.build()
+        report.digests = self.send_due_digests()
+        return report
+
+    # -- digests ----------------------------------------------------------------
+
+    def send_due_digests(self, schedule: str | None = None, fire_time: datetime | None = None) -> list[Any]:
+        """Sync wrapper of :meth:`asend_due_digests` for the CLI."""
+        import asyncio
+
+        return asyncio.run(self.asend_due_digests(schedule=schedule, fire_time=fire_time))
+
+    async def asend_due_digests(
+        self, schedule: str | None = None, fire_time: datetime | None = None
+    ) -> list[Any]:
+        """Send the due issue of every list (or of the lists on ``schedule``).
+
+        ``fire_time`` is the schedule's fire time being served (a catch-up passes the
+        missed one), so the period key is the same whether the run is on time or late.
+        Deferred deliveries whose retry time has come are sent first.
+        """
+        from publisher.digests import send_digest
+
+        reports = []
+        for lst in self.settings.lists:
+            if schedule is not None and lst.schedule != schedule:
+                continue
+            reports.append(await send_digest(self, lst.slug, at=fire_time))
+        return reports
+
+    # -- jobs (the scheduler and `schedules run` call these) -----------------------
+
+    async def arun_job(
+        self, job: str, *, schedule: str | None = None, fire_time: datetime | None = None
+    ) -> dict[str, Any]:
+        """Run one job kind and return counts for the job-run record.
+
+        Raises :class:`PublisherError` when the job failed as a whole; partial failures
+        (a source down, an item rejected) are in the counts with ``ok`` False.
+        """
+        import asyncio
+
+        counts: dict[str, Any] = {}
+        if job in ("ingest", "publish"):
+            report = await asyncio.to_thread(self.ingest)
+            counts.update(
+                new=report.new_count,
+                changed=report.changed_count,
+                rejected=len(report.rejected),
+                failed_sources=len(report.failed),
+                ok=report.ok,
+            )
+            if job == "ingest" and report.changed_anything:
+                counts["written"] = len((await asyncio.to_thread(self.build)).written)
+        if job in ("build", "publish"):
+            counts["written"] = len((await asyncio.to_thread(self.build)).written)
+        if job in ("digest", "publish"):
+            sched = schedule if job == "digest" else None
+            reports = await self.asend_due_digests(schedule=sched, fire_time=fire_time)
+            counts["issues"] = sum(1 for r in reports if r.issue_id is not None)
+            counts["sent"] = sum(r.sent for r in reports)
+            counts["deferred"] = sum(r.deferred for r in reports)
+            counts["failed"] = sum(r.failed for r in reports)
+            counts.setdefault("ok", True)
+            counts["ok"] = counts["ok"] and all(r.ok for r in reports)
+        if job not in ("ingest", "build", "digest", "publish"):
+            from publisher.errors import SchedulerError
+
+            raise SchedulerError(f"unknown job {job!r}; use ingest, build, digest or publish")
+        return counts

@@ -1,0 +1,571 @@
+"""Store -> RSS 2.0, Atom 1.0, JSON Feed 1.1, OPML and index.html under ``feeds.output_dir``.
+
+Readers poll feeds every few minutes and rely on ETag / Last-Modified, which the web
+server derives from the file's size and mtime. So every output must be a pure function
+of the stored items and the settings: no build time anywhere (a feed's ``updated`` is
+its newest item's ``updated``), stable ordering, and a file is replaced (atomically)
+only when its bytes change. A rebuild with nothing new then touches no file at all.
+
+Each feed is validated by the W3C Feed Validation Service without errors or warnings:
+absolute URLs, one ``self`` link equal to the URL the file is served at, one
+``alternate`` link to the site's index page, RFC 822 dates in RSS, RFC 3339 in Atom,
+Atom ids that are IRIs, and no character XML cannot carry.
+
+A category whose newest items did not change is not rendered again: a small state file
+(:data:`STATE_FILE`) remembers a fingerprint of what each feed was rendered from and the
+size and mtime of the file that came out. Anything that does not match (new or edited
+item, other settings, a file touched or removed by hand) renders the feed again, and
+then the bytes comparison decides whether it is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import feedgen
+import jinja2
+import lxml.etree
+import lxml.html
+import nh3
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+from feedgen.feed import FeedGenerator
+from markupsafe import Markup
+
+from publisher.config import CategoryConfig, Settings
+from publisher.errors import PublisherError, TemplateError
+from publisher.models import Item
+from publisher.store import Store
+
+TEMPLATES = Path(__file__).parent.parent / "templates"
+INDEX_TEMPLATE = "web/index.html.j2"
+
+#: ``updated`` of a feed that has no item yet. A fixed date keeps empty feeds
+#: byte-identical across builds; it is not the epoch because the W3C validator warns
+#: about dates before 1990 ("implausible date").
+EMPTY_FEED_UPDATED = datetime(2000, 1, 1, tzinfo=UTC)
+
+#: How many of each category's newest items index.html shows.
+INDEX_ITEMS = 10
+
+#: Remembers what each feed was rendered from, so unchanged categories are skipped.
+STATE_FILE = ".feeds-state.json"
+
+#: Bump when the rendering code changes its output, so old state stops matching.
+RENDER_VERSION = "1"
+
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+GENERATOR = "publisher"
+
+# Namespace of the urn:uuid: Atom ids made from item ids that are not IRIs. Never
+# change it: every reader would see every item as new.
+_ID_NAMESPACE = uuid.UUID("6f1b3c0e-8c2a-5d4e-9b7a-2f4e1d0c3b5a")
+
+# Characters XML 1.0 cannot carry (lxml refuses them) and the C1 controls and U+FFFD
+# that the W3C validator flags as "bad characters"; tab, LF and CR stay.
+_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd\ufffe\uffff\ud800-\udfff]")
+_TAG_URI = re.compile(
+    r"^tag:[a-z0-9.-]+(?:@[a-z0-9.-]+)?,\d{4}(?:-\d{2}(?:-\d{2})?)?:[^\s<>\"{}|\\^`]*$", re.IGNORECASE
+)
+_URI_UNSAFE = re.compile(r"[\s<>\"{}|\\^`]")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFormat:
+    """One output format: its file suffix, media type and human name."""
+
+    name: str
+    suffix: str
+    media_type: str
+    label: str
+
+
+FORMATS: dict[str, FeedFormat] = {
+    "atom": FeedFormat("atom", ".atom.xml", "application/atom+xml", "Atom"),
+    "rss": FeedFormat("rss", ".rss.xml", "application/rss+xml", "RSS"),
+    "json": FeedFormat("json", ".json", "application/feed+json", "JSON Feed"),
+}
+# OPML names one feed per category: the format most readers handle best that is enabled.
+_OPML_PREFERENCE = ("atom", "rss", "json")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFile:
+    """One feed file: where it goes under the output folder and where it is served."""
+
+    format: FeedFormat
+    path: str  # relative to output_dir, e.g. "feeds/news.atom.xml"
+    url: str
+    title: str
+
+
+@dataclass(slots=True)
+class Channel:
+    """The all-items feed or one category's feed, in every enabled format."""
+
+    slug: str
+    title: str  # the feed's title, e.g. "Social Protection Department: News"
+    name: str  # the category's own name, e.g. "News"
+    items: list[Item]
+    files: list[FeedFile]
+
+    @property
+    def updated(self) -> datetime:
+        return max((i.updated for i in self.items), default=EMPTY_FEED_UPDATED)
+
+
+@dataclass(slots=True)
+class BuildReport:
+    """Which files a build replaced and which already held the right bytes."""
+
+    written: list[Path] = field(default_factory=list)
+    unchanged: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Site:
+    """The settings every renderer needs, resolved once per build."""
+
+    title: str
+    description: str
+    language: str
+    timezone: Any
+    root: str  # base_url + "/": the index page, and the base of relative links
+    categories: dict[str, CategoryConfig]
+
+
+# -- entry point --------------------------------------------------------------------
+
+
+def build_feeds(settings: Settings, store: Store) -> BuildReport:
+    """Write every feed, feeds.opml and index.html; only files whose bytes changed."""
+    site = _site(settings)
+    out = settings.feeds.output_dir
+    channels = [_channel(settings, site, store, None)]
+    channels += [_channel(settings, site, store, cat) for cat in settings.categories]
+    state = _load_state(out)
+    new_state: dict[str, Any] = {}
+    report = BuildReport()
+    for ch in channels:
+        _emit_channel(out, site, ch, state, new_state, report)
+    _emit(out / "feeds.opml", render_opml(site, channels), report)
+    _emit(out / "index.html", render_index(settings, site, channels), report)
+    _save_state(out, new_state)
+    return report
+
+
+def _emit_channel(
+    out: Path, site: _Site, ch: Channel, state: dict[str, Any], new_state: dict[str, Any], report: BuildReport
+) -> None:
+    """Write one channel's files unless its fingerprint and files are as last time."""
+    fingerprint = _fingerprint(site, ch)
+    for f in ch.files:
+        path = out / f.path
+        recorded = state.get(f.path)
+        if recorded and recorded[0] == fingerprint and recorded[1:] == _stat_key(path):
+            report.unchanged.append(path)
+        else:
+            _emit(path, RENDERERS[f.format.name](site, ch, f), report)
+        new_state[f.path] = [fingerprint, *_stat_key(path)]
+
+
+def _emit(path: Path, data: bytes, report: BuildReport) -> None:
+    (report.written if write_if_changed(path, data) else report.unchanged).append(path)
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+def _site(settings: Settings) -> _Site:
+    s = settings.site
+    return _Site(
+        title=clean_text(s.title),
+        description=clean_text(s.description),
+        language=s.language,
+        timezone=s.tz,
+        root=s.base_url + "/",
+        categories={c.slug: c for c in settings.categories},
+    )
+
+
+def _channel(settings: Settings, site: _Site, store: Store, category: CategoryConfig | None) -> Channel:
+    slug = category.slug if category else "all"
+    name = clean_text(category.title) if category else "All items"
+    title = f"{site.title}: {name}" if category else site.title
+    items = store.items.latest(category.slug if category else None, settings.feeds.max_items)
+    files = [
+        FeedFile(
+            format=FORMATS[fmt],
+            path=f"feeds/{slug}{FORMATS[fmt].suffix}",
+            url=f"{site.root}feeds/{slug}{FORMATS[fmt].suffix}",
+            title=f"{title} ({FORMATS[fmt].label})",
+        )
+        for fmt in settings.feeds.formats
+    ]
+    return Channel(slug=slug, title=title, name=name, items=items, files=files)
+
+
+# -- small helpers shared by the renderers ------------------------------------------
+
+
+def clean_text(text: str | None) -> str:
+    """Drop characters that XML cannot carry or that validators flag."""
+    return _BAD_CHARS.sub("", text or "")
+
+
+def absolute(site: _Site, url: str) -> str:
+    """Resolve a possibly relative URL against the site root; readers need absolute ones."""
+    return urljoin(site.root, clean_text(url).strip())
+
+
+def atom_id(item_id: str) -> str:
+    """The item's id if it already is an IRI, else a urn:uuid: derived from it (stable)."""
+    if _is_iri(item_id):
+        return item_id
+    return f"urn:uuid:{uuid.uuid5(_ID_NAMESPACE, item_id)}"
+
+
+def _is_iri(value: str) -> bool:
+    if _URI_UNSAFE.search(value) or _BAD_CHARS.search(value):
+        return False
+    scheme, _, rest = value.partition(":")
+    scheme = scheme.lower()
+    if scheme in ("http", "https"):
+        return bool(urlsplit(value).netloc)
+    if scheme == "urn" and rest.lower().startswith("uuid:"):
+        try:
+            uuid.UUID(rest[5:])
+        except ValueError:
+            return False
+        return True
+    return scheme == "tag" and bool(_TAG_URI.match(value))
+
+
+def rfc3339(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat()
+
+
+def _item_tags(site: _Site, item: Item) -> list[tuple[str, str]]:
+    """(term, label) pairs of an item: its category, or its raw label when unmapped."""
+    if item.category and item.category in site.categories:
+        return [(item.category, clean_text(site.categories[item.category].title))]
+    if item.category or item.label:
+        term = clean_text(item.category or item.label).strip()
+        return [(term, term)] if term else []
+    return []
+
+
+def _html_to_text(html: str) -> str:
+    if not html.strip():
+        return ""
+    try:
+        text = lxml.html.fragment_fromstring(html, create_parent="div").text_content()
+    except (lxml.etree.ParserError, ValueError):
+        return ""
+    return " ".join(str(text).split())
+
+
+def _fingerprint(site: _Site, ch: Channel) -> str:
+    """A hash of everything a channel's feeds are rendered from."""
+    h = hashlib.sha256()
+    head = [RENDER_VERSION, feedgen.version.version_str, repr(site), ch.slug, ch.title]
+    head += [(f.path, f.url, f.title) for f in ch.files]
+    h.update(repr(head).encode())
+    for item in ch.items:
+        h.update(repr(item).encode())
+    return h.hexdigest()
+
+
+# -- Atom and RSS (feedgen) ---------------------------------------------------------
+
+
+def _feed_generator(site: _Site, ch: Channel, f: FeedFile) -> FeedGenerator:
+    """The channel-level fields shared by Atom and RSS.
+
+    ``self`` is added before ``alternate`` because feedgen's RSS ``<link>`` is the last
+    link added, whatever its rel.
+    """
+    fg = FeedGenerator()
+    fg.id(f.url)
+    fg.title(ch.title)
+    fg.link(href=f.url, rel="self", type=f.format.media_type)
+    fg.link(href=site.root, rel="alternate", type="text/html")
+    fg.language(site.language)
+    fg.updated(ch.updated)
+    fg.generator(GENERATOR)
+    return fg
+
+
+def render_atom(site: _Site, ch: Channel, f: FeedFile) -> bytes:
+    fg = _feed_generator(site, ch, f)
+    fg.author(name=site.title)
+    if site.description:
+        fg.subtitle(site.description)
+    # feedgen puts entries in the order they were added when order="append".
+    for item in ch.items:
+        fe = fg.add_entry(order="append")
+        fe.id(atom_id(item.id))
+        fe.title(clean_text(item.title))
+        fe.link(href=absolute(site, item.link), rel="alternate", type="text/html")
+        fe.published(item.published)
+        fe.updated(item.updated)
+        if item.summary.strip():
+            fe.summary(clean_text(item.summary), type="html")
+        if item.content.strip():
+            fe.content(clean_text(item.content), type="html")
+        for term, label in _item_tags(site, item):
+            fe.category(term=term, label=label)
+    return _serialise(f, fg.atom_str)
+
+
+def render_rss(site: _Site, ch: Channel, f: FeedFile) -> bytes:
+    fg = _feed_generator(site, ch, f)
+    fg.description(site.description or f"The latest items of {ch.title}")
+    for item in ch.items:
+        fe = fg.add_entry(order="append")
+        link = absolute(site, item.link)
+        guid = clean_text(item.id)
+        fe.guid(guid, permalink=guid == link and link.startswith(("http://", "https://")))
+        fe.title(clean_text(item.title))
+        fe.link(href=link)
+        fe.pubDate(item.published)
+        fe.updated(item.updated)
+        if item.summary.strip():
+            fe.description(clean_text(item.summary))
+        if item.content.strip():
+            fe.content(clean_text(item.content))
+        for term, label in _item_tags(site, item):
+            fe.category(term=term, label=label)
+    return _serialise(f, fg.rss_str)
+
+
+def _serialise(f: FeedFile, to_string: Callable[..., bytes]) -> bytes:
+    try:
+        return to_string(pretty=True, encoding="UTF-8", xml_declaration=True)
+    except (ValueError, lxml.etree.LxmlError) as e:
+        raise PublisherError(f"cannot build {f.path}: {e}") from e
+
+
+# -- JSON Feed ----------------------------------------------------------------------
+
+
+def render_json(site: _Site, ch: Channel, f: FeedFile) -> bytes:
+    feed: dict[str, Any] = {
+        "version": JSON_FEED_VERSION,
+        "title": ch.title,
+        "home_page_url": site.root,
+        "feed_url": f.url,
+        "language": site.language,
+        "authors": [{"name": site.title}],
+        "items": [_json_item(site, item) for item in ch.items],
+    }
+    if site.description:
+        feed["description"] = site.description
+    return (json.dumps(feed, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
+
+
+def _json_item(site: _Site, item: Item) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": item.id,
+        "url": absolute(site, item.link),
+        "title": clean_text(item.title),
+        # JSON Feed requires content_html or content_text: fall back to the summary.
+        "content_html": clean_text(item.content or item.summary),
+        "date_published": rfc3339(item.published),
+        "date_modified": rfc3339(item.updated),
+        "language": item.language,
+        "tags": [label for _, label in _item_tags(site, item)],
+    }
+    summary = _html_to_text(clean_text(item.summary))
+    if summary:
+        entry["summary"] = summary
+    if item.image:
+        entry["image"] = absolute(site, item.image)
+    return entry
+
+
+RENDERERS: dict[str, Callable[[_Site, Channel, FeedFile], bytes]] = {
+    "atom": render_atom,
+    "rss": render_rss,
+    "json": render_json,
+}
+
+
+# -- OPML ---------------------------------------------------------------------------
+
+
+def render_opml(site: _Site, channels: Sequence[Channel]) -> bytes:
+    """One outline per channel, pointing at its preferred format.
+
+    No dateCreated/dateModified: they would change the file on every new item while the
+    list of feeds it describes stays the same.
+    """
+    root = lxml.etree.Element("opml", version="2.0")
+    head = lxml.etree.SubElement(root, "head")
+    lxml.etree.SubElement(head, "title").text = f"{site.title}: feeds"
+    body = lxml.etree.SubElement(root, "body")
+    for ch in channels:
+        if not ch.files:
+            continue
+        f = _preferred(ch.files)
+        lxml.etree.SubElement(
+            body,
+            "outline",
+            text=ch.title,
+            title=ch.title,
+            type="rss",
+            xmlUrl=f.url,
+            htmlUrl=site.root,
+            language=site.language,
+        )
+    return lxml.etree.tostring(root, pretty_print=True, encoding="UTF-8", xml_declaration=True)
+
+
+def _preferred(files: Sequence[FeedFile]) -> FeedFile:
+    by_format = {f.format.name: f for f in files}
+    return next(by_format[name] for name in _OPML_PREFERENCE if name in by_format)
+
+
+# -- index.html ---------------------------------------------------------------------
+
+
+def template_environment(settings: Settings) -> jinja2.Environment:
+    """The Jinja2 environment for index.html: the admin's folder first, then templates/.
+
+    Kept to this one function so that a shared templating module can replace it.
+    """
+    override = settings.templates.path
+    return _environment(str(override) if override else None)
+
+
+@lru_cache(maxsize=8)
+def _environment(override: str | None) -> jinja2.Environment:
+    paths = [override, str(TEMPLATES)] if override else [str(TEMPLATES)]
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(paths),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _IndexEntry:
+    title: str
+    url: str
+    date_iso: str
+    date_text: str
+    summary: Markup
+
+
+def render_index(settings: Settings, site: _Site, channels: Sequence[Channel]) -> bytes:
+    locale = _locale(site.language)
+    sections = [
+        {
+            "slug": ch.slug,
+            "title": ch.name,
+            "feeds": ch.files,
+            "items": [_index_entry(site, locale, i) for i in ch.items[:INDEX_ITEMS]],
+        }
+        for ch in channels[1:]
+    ]
+    context = {
+        "site": site,
+        "all_feeds": channels[0].files,
+        "sections": sections,
+        "feeds": [f for ch in channels for f in ch.files],
+        "opml_url": f"{site.root}feeds.opml",
+    }
+    try:
+        html = template_environment(settings).get_template(INDEX_TEMPLATE).render(context)
+    except jinja2.TemplateError as e:
+        raise TemplateError(f"{INDEX_TEMPLATE}: {e}") from e
+    return html.encode("utf-8")
+
+
+def _index_entry(site: _Site, locale: Locale, item: Item) -> _IndexEntry:
+    local = item.published.astimezone(site.timezone)
+    return _IndexEntry(
+        title=clean_text(item.title),
+        url=absolute(site, item.link),
+        date_iso=local.date().isoformat(),
+        date_text=format_date(local.date(), format="long", locale=locale),
+        # The summary is sanitised by ingest; clean it again because it is inserted as HTML.
+        summary=Markup(nh3.clean(clean_text(item.summary))),
+    )
+
+
+def _locale(language: str) -> Locale:
+    try:
+        return Locale.parse(language.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return Locale("en")
+
+
+# -- writing ------------------------------------------------------------------------
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Atomically replace ``path`` with ``data`` unless it already holds those bytes."""
+    if _same_bytes(path, data):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # mkstemp creates 0600 files; the web server may run as another user.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise PublisherError(f"cannot write {path}: {e.strerror or e}") from e
+    return True
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise PublisherError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def _stat_key(path: Path) -> list[int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return [-1, -1]
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _load_state(out: Path) -> dict[str, Any]:
+    """The previous build's fingerprints; anything unreadable just means "render all"."""
+    try:
+        state = json.loads((out / STATE_FILE).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _save_state(out: Path, state: dict[str, Any]) -> None:
+    write_if_changed(out / STATE_FILE, json.dumps(state, sort_keys=True, indent=1).encode())

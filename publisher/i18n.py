@@ -1,0 +1,150 @@
+"""The fixed wording of the emails and subscription pages, in English, French and Spanish.
+
+Subscribers read digests and unsubscribe pages in their own language, but the texts
+are few and stable, so a small catalogue in code is easier to review than gettext
+machinery. Item content is never translated: only the frame around it. Dates are
+formatted with Babel in the reader's language (:func:`format_day`).
+
+``translate`` falls back to English for a key a language lacks, so adding a key
+never breaks the other languages; an unknown key is an error, never a silent blank.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date
+
+from publisher.errors import TemplateError
+
+FALLBACK = "en"
+
+CATALOGUE: dict[str, dict[str, str]] = {
+    "en": {
+        # emails
+        "greeting": "Hello {name},",
+        "greeting_anonymous": "Hello,",
+        "in_this_issue": "In this issue",
+        "other_items": "Other news",
+        "read_more": "Read more",
+        "view_in_browser": "View in browser",
+        "unsubscribe": "Unsubscribe",
+        "manage_preferences": "Manage preferences",
+        "why_you_receive": "You receive this email because you subscribed to {list} from {site}.",
+        "sent_by": "Sent by {sender}",
+        "confirm_subject": "Please confirm your subscription to {list}",
+        "confirm_intro": "Please confirm that you want to receive {list} from {site}.",
+        "confirm_button": "Confirm my subscription",
+        "confirm_ignore": "If you did not ask for this, ignore this email: you will not be subscribed.",
+        # subscription pages
+        "unsubscribe_question": "Unsubscribe from {list}?",
+        "unsubscribe_button": "Unsubscribe",
+        "unsubscribed_title": "You are unsubscribed",
+        "unsubscribed_text": "You will no longer receive {list}.",
+        "invalid_link_title": "This link is not valid",
+        "invalid_link_text": "It may be incomplete or out of date. Copy the whole link from the email.",
+        "preferences_title": "Your preferences",
+        "preferences_saved": "Your preferences are saved.",
+        "language": "Language",
+        "categories": "Topics",
+        "save": "Save",
+        "subscription_confirmed": "Your subscription is confirmed.",
+    },
+    "fr": {
+        "greeting": "Bonjour {name},",
+        "greeting_anonymous": "Bonjour,",
+        "in_this_issue": "Dans ce numéro",
+        "other_items": "Autres actualités",
+        "read_more": "Lire la suite",
+        "view_in_browser": "Voir dans le navigateur",
+        "unsubscribe": "Se désabonner",
+        "manage_preferences": "Gérer mes préférences",
+        "why_you_receive": "Vous recevez ce courriel car vous êtes abonné à {list} de {site}.",
+        "sent_by": "Envoyé par {sender}",
+        "confirm_subject": "Veuillez confirmer votre abonnement à {list}",
+        "confirm_intro": "Veuillez confirmer que vous souhaitez recevoir {list} de {site}.",
+        "confirm_button": "Confirmer mon abonnement",
+        "confirm_ignore": "Si vous n’avez rien demandé, ignorez ce courriel : vous ne serez pas abonné.",
+        "unsubscribe_question": "Se désabonner de {list} ?",
+        "unsubscribe_button": "Se désabonner",
+        "unsubscribed_title": "Vous êtes désabonné",
+        "unsubscribed_text": "Vous ne recevrez plus {list}.",
+        "invalid_link_title": "Ce lien n’est pas valide",
+        "invalid_link_text": "Il est peut-être incomplet ou périmé. Copiez le lien entier depuis le courriel.",
+        "preferences_title": "Vos préférences",
+        "preferences_saved": "Vos préférences sont enregistrées.",
+        "language": "Langue",
+        "categories": "Thèmes",
+        "save": "Enregistrer",
+        "subscription_confirmed": "Votre abonnement est confirmé.",
+    },
+    "es": {
+        "greeting": "Hola, {name}:",
+        "greeting_anonymous": "Hola:",
+        "in_this_issue": "En este número",
+        "other_items": "Otras noticias",
+        "read_more": "Leer más",
+        "view_in_browser": "Ver en el navegador",
+        "unsubscribe": "Darse de baja",
+        "manage_preferences": "Gestionar preferencias",
+        "why_you_receive": "Recibe este correo porque se suscribió a {list} de {site}.",
+        "sent_by": "Enviado por {sender}",
+        "confirm_subject": "Confirme su suscripción a {list}",
+        "confirm_intro": "Confirme que desea recibir {list} de {site}.",
+        "confirm_button": "Confirmar mi suscripción",
+        "confirm_ignore": "Si no lo ha solicitado, ignore este correo: no quedará suscrito.",
+        "unsubscribe_question": "¿Darse de baja de {list}?",
+        "unsubscribe_button": "Darme de baja",
+        "unsubscribed_title": "Se ha dado de baja",
+        "unsubscribed_text": "Ya no recibirá {list}.",
+        "invalid_link_title": "Este enlace no es válido",
+        "invalid_link_text": "Puede estar incompleto o caducado. Copie el enlace completo del correo.",
+        "preferences_title": "Sus preferencias",
+        "preferences_saved": "Sus preferencias se han guardado.",
+        "language": "Idioma",
+        "categories": "Temas",
+        "save": "Guardar",
+        "subscription_confirmed": "Su suscripción está confirmada.",
+    },
+}
+
+LANGUAGES = tuple(CATALOGUE)
+
+
+def normalise_language(code: str | None, default: str = FALLBACK) -> str:
+    """Map ``en-GB``, ``fr_CH`` or ``ES`` to a catalogue language; anything else to ``default``.
+
+    ``default`` is normally the site language; if that is not in the catalogue
+    either, English is used so that every reader gets a complete text.
+    """
+    primary = (code or "").strip().replace("_", "-").split("-")[0].lower()
+    if primary in CATALOGUE:
+        return primary
+    fallback = (default or "").strip().replace("_", "-").split("-")[0].lower()
+    return fallback if fallback in CATALOGUE else FALLBACK
+
+
+def translate(key: str, language: str, **values: object) -> str:
+    """The text for ``key`` in ``language`` (English when missing), with ``{names}`` filled in."""
+    texts = CATALOGUE.get(normalise_language(language))
+    text = (texts or {}).get(key) or CATALOGUE[FALLBACK].get(key)
+    if text is None:
+        raise TemplateError(f"unknown text key {key!r}; known keys: {sorted(CATALOGUE[FALLBACK])}")
+    try:
+        return text.format(**values)
+    except (KeyError, IndexError) as e:
+        raise TemplateError(f"text {key!r} needs the value {e.args[0]!r}") from e
+
+
+def format_day(value: datetime | date, language: str, *, tz: ZoneInfo | None = None, fmt: str = "long") -> str:
+    """A calendar date in the reader's language, e.g. ``5 mars 2024``.
+
+    An aware datetime is first moved to ``tz`` (the site's zone), so an item published
+    at 23:30 UTC shows the date its readers saw on the site.
+    """
+    if isinstance(value, datetime):
+        if tz is not None and value.tzinfo is not None:
+            value = value.astimezone(tz)
+        value = value.date()
+    return format_date(value, format=fmt, locale=normalise_language(language))

@@ -1,0 +1,104 @@
+"""Items written by hand: a folder of Markdown files with YAML front matter.
+
+This is how the sample content ships and how an editor without a CMS publishes. One
+broken file must not hide the others, so a file that cannot be read becomes an
+:class:`ItemError` naming it, and the rest of the folder is still read.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from publisher.config import DirectorySourceConfig
+from publisher.errors import ItemError, SourceError
+from publisher.models import RawItem, SourceResult
+
+_FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?(.*)\Z", re.DOTALL | re.MULTILINE)
+
+
+def read_directory(cfg: DirectorySourceConfig) -> SourceResult:
+    """Read every ``*.md`` below ``cfg.path`` in sorted order."""
+    folder = cfg.path
+    if not folder.is_dir():
+        raise SourceError(cfg.name, f"{folder}: no such folder; create it or fix 'path'")
+    result = SourceResult()
+    for path in sorted(folder.rglob("*.md")):
+        try:
+            result.items.append(read_file(cfg, path))
+        except ItemError as e:
+            result.errors.append(e)
+    return result
+
+
+def read_file(cfg: DirectorySourceConfig, path: Path) -> RawItem:
+    """One Markdown file as a RawItem; raise ItemError naming the file if it is unusable."""
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ItemError(where, f"not UTF-8 text (byte {e.start}); save the file as UTF-8") from e
+    except OSError as e:
+        raise ItemError(where, f"cannot read: {e.strerror}") from e
+    meta, body = split_front_matter(where, text)
+    return RawItem(
+        source=cfg.name,
+        origin=where,
+        published=_date_value(meta.get("date")),
+        updated=_date_value(meta.get("updated")),
+        label=_text(meta.get("category")) or cfg.category,
+        content=body.strip(),
+        content_type="markdown",
+        title=_text(meta.get("title")),
+        summary=_text(meta.get("summary")),
+        link=_text(meta.get("link")),
+        id=_text(meta.get("id")),
+        language=_text(meta.get("language")),
+        image=_text(meta.get("image")),
+    )
+
+
+def split_front_matter(where: str, text: str) -> tuple[dict[str, Any], str]:
+    """Separate the YAML header from the Markdown body."""
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        raise ItemError(
+            where, "no front matter: start the file with a '---' line, the YAML keys, then another '---' line"
+        )
+    try:
+        meta = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as e:
+        raise ItemError(where, f"front matter is not valid YAML: {_yaml_problem(e)}") from e
+    except ValueError as e:  # e.g. "date: 2020-13-45" matches YAML's timestamp pattern
+        raise ItemError(where, f"front matter has an impossible value: {e}") from e
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise ItemError(where, "front matter must be 'key: value' lines, e.g. 'title: My news'")
+    return meta, match.group(2)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e)
+    # The mark counts lines of the front matter from 0; the file has the '---' line first.
+    return f"{problem} (line {mark.line + 2})" if mark is not None else str(problem)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value)
+
+
+def _date_value(value: Any) -> datetime | str | None:
+    """YAML reads ``2020-07-15`` as a date; ingest wants a datetime (midnight, site zone)."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    return _text(value)

@@ -1,0 +1,144 @@
+"""The one place Jinja2 environments are made, so every template behaves the same way.
+
+Admins may override any template by putting a file of the same name in the folder
+``[templates] path``; that folder is searched first, then the built-in ``templates/``.
+``default:`` always names the built-in, so an override can extend what it replaces
+(``{% extends "default:email/digest.html.j2" %}``), the Datasette/Pelican way.
+
+Templates an admin can write run in Jinja2's sandbox (no attribute walks to Python
+internals) with ``StrictUndefined`` (a typo is an error, not an empty string). Every
+Jinja2 error becomes a :class:`~publisher.errors.TemplateError` naming the template
+file and line, because the admin needs to know where to look, not a traceback.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from bs4 import BeautifulSoup
+from jinja2.sandbox import SandboxedEnvironment
+
+from publisher.config import Settings
+from publisher.errors import TemplateError
+from publisher.i18n import format_day, translate
+
+BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+DEFAULT_PREFIX = "default"
+
+
+def make_environment(settings: Settings, *, sandboxed: bool) -> jinja2.Environment:
+    """An environment searching the admin's folder, then the built-ins (also as ``default:``)."""
+    builtin = jinja2.FileSystemLoader(BUILTIN_TEMPLATES)
+    search = [BUILTIN_TEMPLATES]
+    if settings.templates.path is not None:
+        search.insert(0, Path(settings.templates.path))
+    loader = jinja2.ChoiceLoader(
+        [
+            jinja2.PrefixLoader({DEFAULT_PREFIX: builtin}, delimiter=":"),
+            jinja2.FileSystemLoader(search),
+        ]
+    )
+    env_class = SandboxedEnvironment if sandboxed else jinja2.Environment
+    env = env_class(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "htm", "xml", "html.j2"), default_for_string=False
+        ),
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    tz = settings.site.tz
+    env.filters["date"] = _date_filter(tz)
+    env.filters["plaintext"] = html_to_text
+    env.globals["site_language"] = settings.site.language
+    return env
+
+
+def render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+    """Render template ``name``; any Jinja2 failure becomes a TemplateError saying where."""
+    try:
+        template = env.get_template(name)
+    except jinja2.TemplateError as e:
+        raise _wrap(e, name) from e
+    return _render(template, context, name)
+
+
+def render_string(env: jinja2.Environment, source: str, context: Mapping[str, Any], *, label: str) -> str:
+    """Render a template held in config (e.g. a list's subject); ``label`` names its key."""
+    try:
+        template = env.from_string(source)
+    except jinja2.TemplateError as e:
+        raise _wrap(e, label) from e
+    return _render(template, context, label)
+
+
+def translator(language: str) -> Callable[..., str]:
+    """The ``t(key, **values)`` function templates use for the fixed texts."""
+
+    def t(key: str, **values: object) -> str:
+        return translate(key, language, **values)
+
+    return t
+
+
+def html_to_text(fragment: str) -> str:
+    """The readable text of a sanitised HTML fragment, for plain-text emails."""
+    if "<" not in fragment and "&" not in fragment:
+        return " ".join(fragment.split())
+    text = BeautifulSoup(fragment, "lxml").get_text(" ")
+    return " ".join(text.split())
+
+
+def _date_filter(tz: Any) -> Callable[..., str]:
+    @jinja2.pass_context
+    def date_filter(
+        context: jinja2.runtime.Context, value: datetime | date, format: str = "long", locale: str | None = None
+    ) -> str:
+        language = locale or context.get("language") or context.get("site_language") or "en"
+        return format_day(value, str(language), tz=tz, fmt=format)
+
+    return date_filter
+
+
+def _render(template: jinja2.Template, context: Mapping[str, Any], name: str) -> str:
+    try:
+        return template.render(context)
+    except Exception as e:  # an admin's template can raise anything (1/0, bad filter args)
+        raise _wrap(e, name) from e
+
+
+def _wrap(error: Exception, name: str) -> TemplateError:
+    """Say which template, which line, and what went wrong, in one line."""
+    if isinstance(error, jinja2.TemplateNotFound):
+        tried = getattr(error, "templates", None) or [error.name]
+        return TemplateError(
+            f"template {', '.join(map(str, tried))} not found in the override folder or the built-in "
+            f"templates ({BUILTIN_TEMPLATES})"
+        )
+    if isinstance(error, jinja2.TemplateSyntaxError):
+        where = error.filename or error.name or name
+        return TemplateError(f"{where}, line {error.lineno}: syntax error: {error.message}")
+    where = _template_frame(error) or name
+    if isinstance(error, jinja2.exceptions.SecurityError):
+        return TemplateError(f"{where}: not allowed in a template: {error}")
+    if isinstance(error, jinja2.UndefinedError):
+        return TemplateError(f"{where}: undefined value: {error}")
+    if isinstance(error, jinja2.TemplateError | TemplateError):
+        return TemplateError(f"{where}: {error}")
+    return TemplateError(f"{where}: {type(error).__name__}: {error}")
+
+
+def _template_frame(error: BaseException) -> str | None:
+    """The innermost template file and line in the traceback (Jinja2 rewrites frames to them)."""
+    found = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        if frame.filename.endswith(".j2") or frame.filename == "<template>":
+            found = f"{frame.filename}, line {frame.lineno}"
+    return found

@@ -1,0 +1,90 @@
+"""Signed per-recipient tokens for the unsubscribe and preferences links.
+
+A link in a digest must let its recipient, and nobody else, act on one subscription
+without logging in. The token names the subscription in clear (subscriber id, list,
+purpose) and carries an HMAC-SHA256 over those fields keyed with the subscriber's own
+secret, so a leaked token of one person says nothing about another's, and rotating one
+secret revokes that person's links only. The web app first calls :func:`read_token` to
+learn whose secret to load, then :func:`verify_token` with it.
+
+Format: base64url, unpadded, of ``"{id}.{list}.{purpose}"`` followed by the first 16
+bytes (128 bits) of the MAC. A typical token is about 50 characters: short enough for
+a ``List-Unsubscribe`` header and a plain-text footer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+
+from publisher.errors import TokenError
+
+MAC_BYTES = 16
+_FIELD = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_DOMAIN = b"publisher-token-v1\x00"  # keeps these MACs apart from any other use of the secret
+
+
+def make_token(subscriber_id: int, list_slug: str, purpose: str, secret: str) -> str:
+    """Sign one subscriber's link for one list and one purpose."""
+    if subscriber_id < 0:
+        raise ValueError(f"subscriber id must be non-negative, got {subscriber_id}")
+    for name, value in (("list_slug", list_slug), ("purpose", purpose)):
+        if not _FIELD.match(value):
+            raise ValueError(f"{name} {value!r} must be lower-case letters, digits and '-'")
+    if not secret:
+        raise ValueError("the subscriber's secret is empty; every subscriber needs one")
+    payload = f"{subscriber_id}.{list_slug}.{purpose}".encode("ascii")
+    return _b64encode(payload + _mac(payload, secret))
+
+
+def read_token(token: str) -> tuple[int, str, str]:
+    """Parse a token without checking its MAC, so the caller knows whose secret to load.
+
+    Never act on the result before :func:`verify_token` accepted the token.
+    """
+    payload, _ = _split(token)
+    return _parse_payload(payload)
+
+
+def verify_token(token: str, secret: str) -> None:
+    """Raise :class:`TokenError` unless ``token`` was made with ``secret`` and is unaltered."""
+    payload, mac = _split(token)
+    _parse_payload(payload)
+    if not secret or not hmac.compare_digest(mac, _mac(payload, secret)):
+        raise TokenError("this link is not valid: its signature does not match")
+
+
+def _mac(payload: bytes, secret: str) -> bytes:
+    return hmac.new(secret.encode("utf-8"), _DOMAIN + payload, hashlib.sha256).digest()[:MAC_BYTES]
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _split(token: str) -> tuple[bytes, bytes]:
+    """Decode and cut off the MAC; only the canonical spelling of a token is accepted."""
+    if not isinstance(token, str) or not token.isascii() or len(token) > 400:
+        raise TokenError("this link is not valid: malformed token")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError) as e:
+        raise TokenError("this link is not valid: malformed token") from e
+    # Unused low bits of the last character decode to the same bytes: refuse such
+    # variants so that exactly one string is valid per subscription and purpose.
+    if _b64encode(raw) != token or len(raw) <= MAC_BYTES:
+        raise TokenError("this link is not valid: malformed or truncated token")
+    return raw[:-MAC_BYTES], raw[-MAC_BYTES:]
+
+
+def _parse_payload(payload: bytes) -> tuple[int, str, str]:
+    try:
+        ident, list_slug, purpose = payload.decode("ascii").split(".")
+    except (UnicodeDecodeError, ValueError) as e:
+        raise TokenError("this link is not valid: malformed token") from e
+    if not ident.isdigit() or not _FIELD.match(list_slug) or not _FIELD.match(purpose):
+        raise TokenError("this link is not valid: malformed token")
+    return int(ident), list_slug, purpose
