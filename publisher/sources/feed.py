@@ -141,7 +141,9 @@ def _json_item(
     settings: Settings,
 ) -> RawItem:
     link = _str(entry.get("url")) or _str(entry.get("external_url"))
-    tags = entry.get("tags") if isinstance(entry.get("tags"), list) else []
+    tags = entry.get("tags")
+    if not isinstance(tags, list):
+        tags = []
     content = _str(entry.get("content_html"))
     if content is None and (text := _str(entry.get("content_text"))) is not None:
         content = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n") if p.strip())

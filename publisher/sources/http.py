@@ -80,9 +80,7 @@ def conditional_headers(state: dict[str, Any]) -> dict[str, str]:
 
 def _fetch_url(name: str, url: str, state: dict[str, Any], timeout: float) -> Fetched:
     try:
-        response = httpx.get(
-            url, headers=conditional_headers(state), timeout=timeout, follow_redirects=True
-        )
+        response = httpx.get(url, headers=conditional_headers(state), timeout=timeout, follow_redirects=True)
     except httpx.TimeoutException as e:
         raise SourceError(name, f"timed out after {timeout:g} s fetching {url}") from e
     except httpx.HTTPError as e:

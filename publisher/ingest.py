@@ -1,0 +1,431 @@
+"""Sources -> cleaned, validated items -> store, sorted into new, changed and unchanged.
+
+Everything that reaches a feed or an email passes through here, so this is where an
+item is made safe and complete: sanitised HTML (feeds and mail clients render it),
+no XML-invalid characters (feedgen refuses them), aware dates, absolute links, and an
+id that survives edits (feed readers and digests key on it). One bad item or one
+broken source is reported and the run goes on; the report says exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import nh3
+from bs4 import BeautifulSoup
+from markdown_it import MarkdownIt
+
+from publisher.config import DirectorySourceConfig, FeedSourceConfig, HtmlSourceConfig, Settings
+from publisher.errors import ItemError, SourceError
+from publisher.models import Item, RawItem, SourceResult
+from publisher.sources import AnySourceConfig, fetch_source
+from publisher.store import Store
+
+# Characters XML 1.0 forbids (feedgen/lxml raise on them), plus DEL.
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+_SUMMARY_LIMIT = 500
+
+ALLOWED_TAGS = nh3.ALLOWED_TAGS - {
+    "area", "map", "center", "nav", "header", "footer", "hgroup", "acronym", "strike", "tt",
+    "rp", "rt", "rtc", "ruby", "bdo",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
+    "a": {"href", "title", "hreflang"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "ol": {"start"},
+    "blockquote": {"cite"},
+    "q": {"cite"},
+    "time": {"datetime"},
+    "abbr": {"title"},
+}
+URL_SCHEMES = {"http", "https", "mailto"}
+
+_markdown = MarkdownIt("commonmark", {"html": True}).enable("table")
+
+
+# -- the report ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SourceCounts:
+    """What one source contributed to a run."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    not_modified: bool = False
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """The outcome of one ingest run: ids by fate, and every problem with where to fix it."""
+
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    rejected: list[ItemError] = field(default_factory=list)
+    failed: list[SourceError] = field(default_factory=list)
+    warnings: list[ItemError] = field(default_factory=list)
+    sources: dict[str, SourceCounts] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every source was read and every item accepted."""
+        return not self.failed and not self.rejected
+
+    @property
+    def changed_anything(self) -> bool:
+        """True when the store now holds something the feeds do not show yet."""
+        return bool(self.new or self.changed)
+
+
+# -- the run ------------------------------------------------------------------------
+
+
+def ingest(settings: Settings, store: Store, now: datetime | None = None) -> IngestReport:
+    """Read every configured source once and store what is new or changed."""
+    now = now or datetime.now(UTC)
+    report = IngestReport()
+    seen: dict[str, str] = {}  # id -> origin of the item that claimed it in this run
+    for cfg in settings.sources:
+        _ingest_source(cfg, settings, store, now, report, seen)
+    return report
+
+
+def _ingest_source(
+    cfg: AnySourceConfig,
+    settings: Settings,
+    store: Store,
+    now: datetime,
+    report: IngestReport,
+    seen: dict[str, str],
+) -> None:
+    counts = report.sources[cfg.name] = SourceCounts()
+    try:
+        result = fetch_source(cfg, store.sources.get(cfg.name), settings)
+    except SourceError as e:
+        counts.error = e.cause
+        report.failed.append(e)
+        store.sources.record(cfg.name, now, error=str(e))
+        return
+    if result.not_modified:
+        counts.not_modified = True
+        store.sources.record(cfg.name, now, etag=result.etag, last_modified=result.last_modified)
+        return
+    candidates = _accepted(cfg, settings, result, report, seen)
+    new, changed, unchanged = classify(store, candidates, now)
+    if new or changed:
+        store.items.save(new, changed, now)
+    store.sources.record(
+        cfg.name, now, etag=result.etag, last_modified=result.last_modified, item_count=len(candidates)
+    )
+    counts.new, counts.changed, counts.unchanged = len(new), len(changed), len(unchanged)
+    counts.rejected = len(result.errors) + len(result.items) - len(candidates)
+    report.new += [i.id for i in new]
+    report.changed += [i.id for i in changed]
+    report.unchanged += [i.id for i in unchanged]
+
+
+def _accepted(
+    cfg: AnySourceConfig,
+    settings: Settings,
+    result: SourceResult,
+    report: IngestReport,
+    seen: dict[str, str],
+) -> list[Candidate]:
+    """Clean every raw item; rejections and warnings go to the report."""
+    report.rejected.extend(result.errors)
+    cleaner = ItemCleaner(cfg, settings)
+    accepted: list[Candidate] = []
+    for raw in result.items:
+        try:
+            candidate = cleaner.clean(raw)
+        except ItemError as e:
+            report.rejected.append(e)
+            continue
+        first = seen.get(candidate.item.id)
+        if first is not None:
+            report.rejected.append(
+                ItemError(raw.origin, f"duplicate id {candidate.item.id!r}: {first} already uses it")
+            )
+            continue
+        seen[candidate.item.id] = raw.origin
+        accepted.append(candidate)
+    report.warnings.extend(cleaner.warnings)
+    return accepted
+
+
+# -- new, changed or unchanged ------------------------------------------------------
+
+
+Sorted = tuple[list[Item], list[Item], list[Item]]  # new, changed, unchanged
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A cleaned item plus what the source said about its dates, before comparing."""
+
+    item: Item
+    origin: str
+    published_given: bool
+    source_updated: datetime | None
+
+
+def classify(store: Store, candidates: list[Candidate], now: datetime) -> Sorted:
+    """Split candidates into (new, changed, unchanged) against what the store holds."""
+    stored = {i.id: i for i in store.items.by_ids([c.item.id for c in candidates])}
+    new: list[Item] = []
+    changed: list[Item] = []
+    unchanged: list[Item] = []
+    for cand in candidates:
+        item, old = cand.item, stored.get(cand.item.id)
+        if old is not None and not cand.published_given:
+            item.published = old.published
+        item.content_hash = content_hash(item)
+        if old is None:
+            item.updated = max(cand.source_updated or item.published, item.published)
+            new.append(item)
+        elif old.content_hash != item.content_hash:
+            given = cand.source_updated
+            item.updated = given if given is not None and given != old.updated else now
+            changed.append(item)
+        elif (old.category, old.source) != (item.category, item.source):
+            item.updated = old.updated  # re-mapped by a config change: same content, same date
+            changed.append(item)
+        else:
+            unchanged.append(old)
+    return new, changed, unchanged
+
+
+def content_hash(item: Item) -> str:
+    """sha256 over what readers see, so any visible edit (and nothing else) is a change."""
+    fields = [
+        item.title,
+        item.summary,
+        item.content,
+        item.link,
+        item.published.astimezone(UTC).isoformat(),
+        item.label,
+        item.image,
+        item.language,
+    ]
+    return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+# -- cleaning one item --------------------------------------------------------------
+
+
+class ItemCleaner:
+    """Turns one source's RawItems into Items; collects warnings that do not reject."""
+
+    def __init__(self, cfg: AnySourceConfig, settings: Settings) -> None:
+        self.cfg = cfg
+        self.settings = settings
+        self.tz: tzinfo = settings.site.tz
+        self.base = cfg.url if isinstance(cfg, FeedSourceConfig | HtmlSourceConfig) else None
+        if self.base is not None and not self.base.startswith(("http://", "https://")):
+            self.base = None
+        self.warnings: list[ItemError] = []
+
+    def clean(self, raw: RawItem) -> Candidate:
+        """Validate and clean ``raw``; raise ItemError saying what is missing and how to fix it."""
+        title = _one_line(raw.title)
+        if not title:
+            raise ItemError(raw.origin, f"missing title: {self._hint('title')}")
+        link = self._link(raw)
+        published = self._date(raw, "published", raw.published)
+        updated = self._date(raw, "updated", raw.updated)
+        first = published or updated
+        if first is None:
+            raise ItemError(raw.origin, f"missing date: {self._hint('date')}")
+        content = self._content(raw, link)
+        label = _one_line(raw.label) or None
+        item = Item(
+            id=self._stable_id(raw, link),
+            source=self.cfg.name,
+            title=title,
+            link=link,
+            published=first,
+            updated=updated or first,
+            language=_one_line(raw.language) or self.cfg.language or self.settings.site.language,
+            summary=self._summary(raw, content, link),
+            content=content,
+            label=label,
+            category=self._category(raw, label),
+            image=self._image(raw, link),
+        )
+        return Candidate(item, raw.origin, published is not None, updated)
+
+    # - fields -
+
+    def _link(self, raw: RawItem) -> str:
+        text = _one_line(raw.link)
+        if not text:
+            raise ItemError(raw.origin, f"missing link: {self._hint('link')}")
+        link = urljoin(self.base, text) if self.base else text
+        parts = urlsplit(link)
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise ItemError(
+                raw.origin, f"link {text!r} is not an absolute http(s) URL: write it as https://host/path"
+            )
+        return link
+
+    def _date(self, raw: RawItem, name: str, value: datetime | str | None) -> datetime | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        parsed = parse_date(value, self.tz)
+        if parsed is None:
+            key = "date" if name == "published" else name
+            raise ItemError(
+                raw.origin,
+                f"{key} {_clean_text(str(value))!r} is not a date I can read: "
+                "write ISO 8601, e.g. 2020-07-15 or 2020-07-15T09:30:00+02:00",
+            )
+        return parsed
+
+    def _content(self, raw: RawItem, link: str) -> str:
+        text = _clean_text(raw.content or "").strip()
+        if not text:
+            return ""
+        rendered = _markdown.render(text) if raw.content_type == "markdown" else text
+        return sanitize(rendered, link).strip()
+
+    def _summary(self, raw: RawItem, content: str, link: str) -> str:
+        text = _clean_text(raw.summary or "").strip()
+        if not text:
+            return first_paragraph(content)
+        rendered = _markdown.renderInline(text) if raw.content_type == "markdown" else text
+        return sanitize(rendered, link).strip()
+
+    def _image(self, raw: RawItem, link: str) -> str | None:
+        text = _one_line(raw.image)
+        if not text:
+            return None
+        image = urljoin(self.base or link, text)
+        if urlsplit(image).scheme.lower() not in ("http", "https"):
+            self.warnings.append(ItemError(raw.origin, f"image {text!r} dropped: it is not an http(s) URL"))
+            return None
+        return image
+
+    def _category(self, raw: RawItem, label: str | None) -> str | None:
+        slug = self.settings.category_for_label(label)
+        if slug is None:
+            what = f"label {label!r} matches no category" if label else "no category label"
+            self.warnings.append(
+                ItemError(
+                    raw.origin,
+                    f"{what}: the item is only in the all-items feed; "
+                    "add the label to the 'labels' of a [[categories]] table in config.toml",
+                )
+            )
+        return slug
+
+    def _stable_id(self, raw: RawItem, link: str | None) -> str:
+        """The source's own id, else the canonical link, else where the item lives.
+
+        Never derived from the title or date, so editing those keeps the id.
+        """
+        given = _one_line(raw.id)
+        if given:
+            return given
+        if link:
+            return canonical_link(link)
+        where = raw.origin
+        if isinstance(self.cfg, DirectorySourceConfig):
+            origin = Path(raw.origin)
+            if origin.is_relative_to(self.cfg.path):
+                where = origin.relative_to(self.cfg.path).as_posix()
+        return f"{self.cfg.name}:{where}"
+
+    def _hint(self, key: str) -> str:
+        """How to supply ``key`` for this kind of source."""
+        cfg = self.cfg
+        if isinstance(cfg, DirectorySourceConfig):
+            example = {"title": "My news", "date": "2020-07-15", "link": "https://www.example.org/news/1"}
+            return f"add a '{key}:' line to the front matter, e.g. '{key}: {example[key]}'"
+        if isinstance(cfg, HtmlSourceConfig):
+            selector = {"title": cfg.title, "date": cfg.date, "link": cfg.link}[key]
+            return f"selector {selector!r} found nothing in this item; check '{key}' in config.toml"
+        element = {"title": "<title>", "date": "<pubDate>/<published>", "link": "<link>"}[key]
+        return f"the feed entry has no {element}"
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def parse_date(value: datetime | str, tz: tzinfo) -> datetime | None:
+    """ISO 8601 or RFC 2822 (as in RSS); a date without a zone is read in ``tz``."""
+    if isinstance(value, datetime):
+        parsed: datetime | None = value
+    else:
+        parsed = _parse_date_text(value.strip())
+    if parsed is None:
+        return None
+    return parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed
+
+
+def _parse_date_text(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def sanitize(fragment: str, base_url: str) -> str:
+    """Keep a safe tag set; drop scripts, styles, event handlers and javascript: URLs.
+
+    Relative URLs are resolved against the item's link: feed readers and mail clients
+    have no page to resolve them against.
+    """
+    return nh3.clean(
+        fragment,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        url_relative=("rewrite_with_base", base_url),
+    )
+
+
+def first_paragraph(content: str) -> str:
+    """The first paragraph of sanitised HTML as escaped text: the default summary."""
+    if not content:
+        return ""
+    soup = BeautifulSoup(content, "html.parser")
+    block = soup.find("p") or soup
+    text = " ".join(block.get_text(" ").split())
+    if len(text) > _SUMMARY_LIMIT:
+        text = text[:_SUMMARY_LIMIT].rsplit(" ", 1)[0] + " …"
+    return html.escape(text, quote=False)
+
+
+def canonical_link(link: str) -> str:
+    """The link with scheme and host in lower case and no fragment, as an id."""
+    parts = urlsplit(link)
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, ""))
+
+
+def _clean_text(text: str) -> str:
+    return _XML_INVALID.sub("", text)
+
+
+def _one_line(text: str | None) -> str:
+    """Trimmed single-line text without XML-invalid characters ('' when absent)."""
+    if text is None:
+        return ""
+    return " ".join(_clean_text(str(text)).split())
