@@ -49,6 +49,14 @@ class Publisher:
         self.settings = settings
         self.store = store or Store(settings.storage.url)
         self.clock = clock
+        self._stop = False
+
+    def request_stop(self) -> None:
+        """Ask running sends to stop: no new messages, in-flight ones finish, rest stays queued."""
+        self._stop = True
+
+    def stop_requested(self) -> bool:
+        return self._stop
 
     @classmethod
     def from_config(cls, path: str | Path) -> Publisher:

@@ -213,6 +213,332 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     _serve(ctx.publisher, host, port)
 
 
+@cli.command()
+@with_context
+def publish(ctx: Context) -> None:
+    """Ingest, build, then send every list's due digest once (exit 1 on any failure)."""
+    publisher = ctx.publisher
+    report = publisher.publish()
+    print_ingest(report.ingest)
+    print_build(report.build)
+    for digest in report.digests:
+        print_digest(digest)
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--host", default=None, help="Override [web] host.")
+@click.option("--port", type=int, default=None, help="Override [web] port.")
+@with_context
+def run(ctx: Context, host: str | None, port: int | None) -> None:
+    """Run the scheduler and the web server in one process (until SIGTERM)."""
+    import asyncio
+
+    from publisher.daemon import run_daemon
+
+    sys.exit(asyncio.run(run_daemon(ctx.config_path, host=host, port=port)))
+
+
+# -- digests ----------------------------------------------------------------------
+
+
+def print_digest(report: Any) -> None:
+    t = report.tally
+    head = f"digest {report.list_slug} [{report.period_key}]"
+    if report.created:
+        head += f": new issue, {report.items} item(s) for {report.recipients} subscriber(s)"
+    elif report.note:
+        head += f": {report.note}"
+    console.print(head)
+    if any((t.sent, t.deferred, t.failed, t.bounced, t.unknown, t.skipped, t.released)):
+        console.print(
+            f"  sent {t.sent}, deferred {t.deferred}, failed {t.failed}, bounced {t.bounced}, "
+            f"unknown {t.unknown}, skipped {t.skipped}, left queued {t.released}"
+        )
+    for error in t.errors:
+        err_console.print(f"[red]  {error}[/red]")
+
+
+@cli.group()
+def digest() -> None:
+    """Preview, send and inspect digest issues."""
+
+
+@digest.command("preview")
+@click.argument("list_slug", metavar="LIST")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("preview"),
+    show_default=True,
+    help="Folder for LIST.html and LIST.eml.",
+)
+@with_context
+def digest_preview(ctx: Context, list_slug: str, out_dir: Path) -> None:
+    """Render the next issue for a sample subscriber to .html and .eml; records nothing."""
+    from publisher.digests import preview
+
+    result = preview(ctx.publisher, list_slug, out_dir)
+    console.print(f"{result.subject!r}: {result.items} item(s)")
+    for path in result.files:
+        console.print(f"  wrote {path}")
+
+
+@digest.command("send")
+@click.argument("list_slug", metavar="LIST")
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; send and record nothing.")
+@click.option(
+    "--to",
+    "to_address",
+    default=None,
+    metavar="ADDRESS",
+    help="Send a test copy of the next issue to this address only; records nothing.",
+)
+@click.option("--force", is_flag=True, help="Create an extra issue even if this period's exists.")
+@with_context
+def digest_send(ctx: Context, list_slug: str, dry_run: bool, to_address: str | None, force: bool) -> None:
+    """Send the current period's issue of LIST, once (and retry its due deliveries)."""
+    import asyncio
+
+    from publisher import digests
+
+    publisher = ctx.publisher
+    if dry_run:
+        p = digests.dry_run(publisher, list_slug)
+        if not p.items:
+            console.print(f"dry run: list {list_slug}: nothing to send this period")
+        else:
+            console.print(f"dry run: {p.subject!r}: {p.items} item(s) to {p.recipients} subscriber(s)")
+        return
+    if to_address:
+        result = asyncio.run(digests.send_test_copy(publisher, list_slug, to_address))
+        console.print(f"test copy to {to_address}: {result.status} {result.code or ''} {result.text}")
+        if str(result.status) != "sent":
+            sys.exit(1)
+        return
+    with sending_progress() as progress:
+        task = progress.add_task(f"sending {list_slug}", total=None)
+        report = asyncio.run(
+            digests.send_digest(
+                publisher, list_slug, force=force, progress=lambda n: progress.advance(task, n)
+            )
+        )
+    print_digest(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def sending_progress() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+@digest.command("status")
+@click.argument("list_slug", metavar="[LIST]", required=False)
+@click.option("--limit", type=int, default=20, show_default=True)
+@with_context
+def digest_status(ctx: Context, list_slug: str | None, limit: int) -> None:
+    """Issues, newest first, with sent, deferred, failed and unknown counts."""
+    from publisher.digests import status
+
+    table = Table(
+        "list",
+        "period",
+        "created",
+        "subject",
+        "total",
+        "sent",
+        "pending",
+        "deferred",
+        "failed",
+        "bounced",
+        "unknown",
+        "skipped",
+    )
+    for row in status(ctx.publisher, list_slug, limit):
+        table.add_row(
+            row["list_slug"],
+            row["period_key"],
+            row["created"].strftime("%Y-%m-%d %H:%M"),
+            row["subject"],
+            str(row["total"]),
+            str(row["sent"]),
+            str(row["pending"] + row["sending"]),
+            str(row["deferred"]),
+            str(row["failed"]),
+            str(row["bounced"]),
+            str(row["unknown"]),
+            str(row["skipped"]),
+        )
+    console.print(table)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between queue polls.")
+@with_context
+def worker(ctx: Context, once: bool, interval: float) -> None:
+    """Deliver queued and due-for-retry messages; run one per core for more speed."""
+    import asyncio
+
+    from publisher.ledger import Sender
+
+    publisher = ctx.publisher
+
+    async def loop() -> None:
+        import signal
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, publisher.request_stop)
+        while not publisher.stop_requested():
+            tally = await Sender(
+                publisher.settings,
+                publisher.store,
+                clock=publisher.clock,
+                stop_requested=publisher.stop_requested,
+            ).run()
+            if tally.sent or tally.deferred or tally.failed:
+                console.print(f"worker: sent {tally.sent}, deferred {tally.deferred}, failed {tally.failed}")
+            if once:
+                return
+            await asyncio.sleep(interval)
+
+    asyncio.run(loop())
+
+
+# -- subscribers ------------------------------------------------------------------
+
+
+@cli.group()
+def subscribers() -> None:
+    """Import, export, add, remove, show and forget subscribers."""
+
+
+@subscribers.command("import")
+@click.argument("list_slug", metavar="LIST")
+@click.argument("csv_path", metavar="FILE.csv", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@with_context
+def subscribers_import(ctx: Context, list_slug: str, csv_path: Path) -> None:
+    """Import FILE.csv (email,name,language,...) into LIST as confirmed (consent "import")."""
+    from rich.progress import Progress
+
+    from publisher.subscriptions import import_csv
+
+    ctx.settings.list_config(list_slug)
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task(f"importing {csv_path.name}", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = import_csv(ctx.publisher.store, ctx.settings, list_slug, csv_path, progress=advance)
+    for problem in report.rejected:
+        err_console.print(f"[yellow]rejected:[/yellow] {problem}")
+    console.print(
+        f"import {csv_path.name} -> {list_slug}: {report.added} added, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.suppressed_kept} kept unsubscribed, "
+        f"{len(report.rejected)} rejected"
+    )
+    if report.rejected:
+        sys.exit(1)
+
+
+@subscribers.command("export")
+@click.argument("list_slug", metavar="LIST")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write to this file instead of stdout.",
+)
+@with_context
+def subscribers_export(ctx: Context, list_slug: str, out_path: Path | None) -> None:
+    """Write LIST's subscribers as CSV (with status and consent)."""
+    from publisher.subscriptions import export_csv
+
+    ctx.settings.list_config(list_slug)
+    if out_path is None:
+        export_csv(ctx.publisher.store, list_slug, sys.stdout)
+    else:
+        with out_path.open("w", encoding="utf-8", newline="") as fh:
+            export_csv(ctx.publisher.store, list_slug, fh)
+
+
+@subscribers.command("add")
+@click.argument("list_slug", metavar="LIST")
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.option("--language", default=None, help="en, fr or es (default: the site's).")
+@click.option("--force", is_flag=True, help="Re-subscribe an address that unsubscribed (with its consent).")
+@with_context
+def subscribers_add(
+    ctx: Context, list_slug: str, email: str, name: str, language: str | None, force: bool
+) -> None:
+    """Subscribe EMAIL to LIST as confirmed (consent "cli")."""
+    from publisher.subscriptions import add
+
+    ctx.settings.list_config(list_slug)
+    sub = add(ctx.publisher.store, ctx.settings, list_slug, email, name, language, force=force)
+    console.print(f"{sub.email}: {sub.status} on {list_slug}")
+
+
+@subscribers.command("remove")
+@click.argument("list_slug", metavar="LIST")
+@click.argument("email")
+@with_context
+def subscribers_remove(ctx: Context, list_slug: str, email: str) -> None:
+    """Unsubscribe EMAIL from LIST (kept as unsubscribed so imports never re-add it)."""
+    from publisher.subscriptions import remove
+
+    ctx.settings.list_config(list_slug)
+    if remove(ctx.publisher.store, list_slug, email):
+        console.print(f"{email}: unsubscribed from {list_slug}")
+    else:
+        err_console.print(f"{email} is not on {list_slug}")
+        sys.exit(1)
+
+
+@subscribers.command("show")
+@click.argument("email")
+@with_context
+def subscribers_show(ctx: Context, email: str) -> None:
+    """Status per list, consent, attributes and history of EMAIL."""
+    from publisher.subscriptions import show
+
+    record = show(ctx.publisher.store, email)
+    if record is None:
+        err_console.print(f"{email}: not known")
+        sys.exit(1)
+    console.print(record.render() if hasattr(record, "render") else record)
+
+
+@subscribers.command("forget")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_context
+def subscribers_forget(ctx: Context, email: str, yes: bool) -> None:
+    """Erase EMAIL's personal data; keep only a hash so re-imports stay suppressed."""
+    from publisher.subscriptions import forget
+
+    if not yes:
+        click.confirm(f"Erase all personal data of {email}?", abort=True)
+    if forget(ctx.publisher.store, email):
+        console.print(f"{email}: forgotten")
+    else:
+        err_console.print(f"{email}: not known")
+        sys.exit(1)
+
+
 def main() -> None:
     cli(prog_name="publisher")
 

@@ -185,6 +185,7 @@ class DeliveryConfig(_Strict):
     retry_max: str = "4h"
     give_up: str = "3d"
     batch_size: int = Field(500, ge=1)
+    journal_dir: Path = Path("var/journal")  # crash journals of sending workers
 
     @field_validator("retry_min", "retry_max", "give_up")
     @classmethod
@@ -390,6 +391,7 @@ class Settings(_Strict):
 
         self.feeds.output_dir = r(self.feeds.output_dir)
         self.outbox.path = r(self.outbox.path)
+        self.delivery.journal_dir = r(self.delivery.journal_dir)
         if self.templates.path is not None:
             self.templates.path = r(self.templates.path)
         if self.dkim is not None:

@@ -1,0 +1,309 @@
+"""Store -> one issue per list and period -> rendered, delivered messages.
+
+An issue holds the list's items that no earlier issue of that list holds and that
+were published within ``max_age``: nothing falls between two issues, and a first
+issue never floods subscribers with the archive. Its key is the start of the
+schedule period that contains the send (see publisher.periods), and the store's
+unique (list, period) constraint makes a second send of the same period a no-op,
+whichever process or restart tries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from publisher.config import ListConfig, Settings
+from publisher.errors import IssueError
+from publisher.ledger import DeliveryTally, ProgressFn, Sender
+from publisher.models import Item, Subscriber, SubscriptionStatus
+from publisher.periods import period_key, period_start
+from publisher.store import Store
+from publisher.store.issues import IssueRow
+
+if TYPE_CHECKING:
+    from publisher.app import Publisher
+
+log = logging.getLogger("publisher.digests")
+
+
+@dataclass
+class DigestReport:
+    """What one ``digest send`` (or scheduled digest) did for one list."""
+
+    list_slug: str
+    period_key: str
+    issue_id: int | None = None
+    created: bool = False
+    items: int = 0
+    recipients: int = 0
+    note: str = ""
+    tally: DeliveryTally = field(default_factory=DeliveryTally)
+    import_report: Any = None
+
+    @property
+    def sent(self) -> int:
+        return self.tally.sent
+
+    @property
+    def deferred(self) -> int:
+        return self.tally.deferred
+
+    @property
+    def failed(self) -> int:
+        return self.tally.failed + self.tally.bounced
+
+    @property
+    def ok(self) -> bool:
+        return self.tally.failed == 0 and not self.tally.errors
+
+
+def list_categories(settings: Settings, list_cfg: ListConfig) -> list[str] | None:
+    """The category slugs a list covers; None for '*' (everything, uncategorised too)."""
+    return None if "*" in list_cfg.categories else list(list_cfg.categories)
+
+
+def issue_items(settings: Settings, store: Store, list_cfg: ListConfig, now: datetime) -> list[Item]:
+    """The items the next issue of ``list_cfg`` would hold at ``now``."""
+    return store.issues.candidate_items(
+        list_cfg.slug, list_categories(settings, list_cfg), list_cfg.languages, now - list_cfg.max_age_delta
+    )
+
+
+def render_for(settings: Settings, store: Store, issue: IssueRow, list_cfg: ListConfig, language: str) -> Any:
+    """Render a stored issue once for one language (cached by the sender)."""
+    from publisher.messages import render_issue
+
+    items = store.items.by_ids(store.issues.item_ids(issue.id))
+    return render_issue(
+        settings,
+        list_cfg,
+        items,
+        issue_id=issue.id,
+        period_label=_period_label(issue.period_start),
+        language=language,
+        now=issue.created,
+    )
+
+
+def _period_label(start: datetime) -> str:
+    return start.date().isoformat()
+
+
+def import_list_file(publisher: Publisher, list_cfg: ListConfig) -> Any:
+    """Import the list's ``subscribers`` CSV (idempotent; suppressions stay)."""
+    if list_cfg.subscribers is None:
+        return None
+    from publisher.subscriptions import import_csv
+
+    report = import_csv(publisher.store, publisher.settings, list_cfg.slug, list_cfg.subscribers)
+    for problem in report.rejected:
+        log.warning("subscribers file: %s", problem)
+    return report
+
+
+async def send_digest(
+    publisher: Publisher,
+    list_slug: str,
+    *,
+    at: datetime | None = None,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+) -> DigestReport:
+    """Create the issue of the period containing ``at`` (if new) and deliver it.
+
+    Also delivers whatever of this list is still due: deliveries left pending by a
+    stopped sender and deferred ones whose retry time has come.
+    """
+    settings, store = publisher.settings, publisher.store
+    list_cfg = settings.list_config(list_slug)
+    now = publisher.clock()
+    start = period_start(settings, list_cfg.schedule, at or now)
+    key = period_key(start)
+    report = DigestReport(list_slug, key)
+    report.import_report = await asyncio.to_thread(import_list_file, publisher, list_cfg)
+
+    existing = await asyncio.to_thread(store.issues.get, list_slug, key)
+    if existing is not None and not force:
+        report.issue_id = existing.id
+        report.note = "this period's issue exists already; only due deliveries were sent"
+    else:
+        if force and existing is not None:
+            n = await asyncio.to_thread(store.issues.count_for_period, list_slug, key)
+            key = f"{key}#extra-{n}"
+            report.period_key = key
+        await asyncio.to_thread(_create_issue, publisher, list_cfg, start, key, now, force, report)
+
+    sender = Sender(
+        settings, store, clock=publisher.clock, stop_requested=publisher.stop_requested, progress=progress
+    )
+    report.tally = await sender.run(list_slug)
+    return report
+
+
+def _create_issue(
+    publisher: Publisher,
+    list_cfg: ListConfig,
+    start: datetime,
+    key: str,
+    now: datetime,
+    forced: bool,
+    report: DigestReport,
+) -> None:
+    settings, store = publisher.settings, publisher.store
+    items = issue_items(settings, store, list_cfg, now)
+    report.items = len(items)
+    if not items and not list_cfg.send_empty:
+        report.note = "nothing new since the last issue; no issue created"
+        return
+    subscriber_ids = [s.id for s in store.subscribers.confirmed(list_cfg.slug, list_cfg.languages or None)]
+    report.recipients = len(subscriber_ids)
+    subject = subject_for(settings, list_cfg, items)
+    issue_id = store.issues.create(
+        list_slug=list_cfg.slug,
+        period_key=key,
+        period_start=start,
+        schedule=list_cfg.schedule,
+        subject=subject,
+        item_ids=[i.id for i in items],
+        subscriber_ids=subscriber_ids,
+        now=now,
+        forced=forced,
+    )
+    if issue_id is None:  # another process created it between our check and insert
+        existing = store.issues.get(list_cfg.slug, key)
+        report.issue_id = existing.id if existing else None
+        report.note = "this period's issue was created by another run"
+        return
+    report.issue_id, report.created = issue_id, True
+    log.info(
+        "issue %s of list %s: %d items for %d subscribers",
+        key,
+        list_cfg.slug,
+        len(items),
+        len(subscriber_ids),
+        extra={"list": list_cfg.slug},
+    )
+
+
+def subject_for(settings: Settings, list_cfg: ListConfig, items: list[Item]) -> str:
+    """The list's subject template rendered in the site language (stored with the issue)."""
+    from publisher.messages import render_subject
+
+    return str(render_subject(settings, list_cfg, items, language=settings.site.language))
+
+
+# -- previews, dry runs and test copies ---------------------------------------------
+
+
+@dataclass
+class Preview:
+    list_slug: str
+    items: int
+    recipients: int
+    subject: str
+    files: list[Path] = field(default_factory=list)
+
+
+def sample_subscriber(publisher: Publisher, list_cfg: ListConfig, email: str | None = None) -> Subscriber:
+    """The first confirmed subscriber, or a made-up one; nothing is written."""
+    if email is None:
+        for sub in publisher.store.subscribers.confirmed(list_cfg.slug, list_cfg.languages or None):
+            return sub
+    return Subscriber(
+        id=0,
+        email=email or "subscriber@example.org",
+        name="" if email else "Sample Subscriber",
+        language=publisher.settings.site.language,
+        secret="preview-only-secret",
+        list_slug=list_cfg.slug,
+        status=SubscriptionStatus.CONFIRMED,
+    )
+
+
+def render_next(
+    publisher: Publisher, list_slug: str, subscriber: Subscriber
+) -> tuple[Any, list[Item], bytes]:
+    """Render what the next issue would be for one subscriber; records nothing."""
+    from publisher.messages import render_issue
+
+    settings = publisher.settings
+    list_cfg = settings.list_config(list_slug)
+    now = publisher.clock()
+    items = issue_items(settings, publisher.store, list_cfg, now)
+    if not items and not list_cfg.send_empty:
+        raise IssueError(f"list {list_slug!r}: nothing new since its last issue, so there is no next issue")
+    rendered = render_issue(
+        settings,
+        list_cfg,
+        items,
+        issue_id=0,
+        period_label=_period_label(period_start(settings, list_cfg.schedule, now)),
+        language=subscriber.language,
+        now=now,
+    )
+    _mid, data = rendered.personalise(subscriber, delivery_id=0)
+    return rendered, items, data
+
+
+def preview(publisher: Publisher, list_slug: str, out_dir: Path) -> Preview:
+    """Write the next issue for a sample subscriber as .html and .eml into ``out_dir``."""
+    import email
+    import email.policy
+
+    list_cfg = publisher.settings.list_config(list_slug)
+    subscriber = sample_subscriber(publisher, list_cfg)
+    _rendered, items, data = render_next(publisher, list_slug, subscriber)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    eml = out_dir / f"{list_slug}.eml"
+    eml.write_bytes(data)
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    html_part = message.get_body(preferencelist=("html",))  # type: ignore[attr-defined]
+    html = out_dir / f"{list_slug}.html"
+    html.write_text(html_part.get_content() if html_part else "", encoding="utf-8")
+    return Preview(list_slug, len(items), 1, str(message["Subject"]), [html, eml])
+
+
+def dry_run(publisher: Publisher, list_slug: str) -> Preview:
+    """What ``digest send`` would do now: items, recipients, subject. Records nothing."""
+    settings = publisher.settings
+    list_cfg = settings.list_config(list_slug)
+    now = publisher.clock()
+    key = period_key(period_start(settings, list_cfg.schedule, now))
+    items = issue_items(settings, publisher.store, list_cfg, now)
+    if publisher.store.issues.get(list_slug, key) is not None:
+        items = []
+    recipients = len(publisher.store.subscribers.confirmed(list_slug, list_cfg.languages or None))
+    subject = subject_for(settings, list_cfg, items) if items else ""
+    return Preview(list_slug, len(items), recipients if items else 0, subject)
+
+
+async def send_test_copy(publisher: Publisher, list_slug: str, address: str) -> Any:
+    """Send the next issue to ``address`` only, outside the ledger (records nothing)."""
+    from publisher.mailer import OutgoingMessage, make_transport
+    from publisher.subscriptions import normalise_address
+
+    list_cfg = publisher.settings.list_config(list_slug)
+    subscriber = sample_subscriber(publisher, list_cfg, normalise_address(address))
+    _rendered, _items, data = render_next(publisher, list_slug, subscriber)
+    results: list[Any] = []
+
+    async def keep(result: Any) -> None:
+        results.append(result)
+
+    transport = make_transport(publisher.settings)
+    try:
+        await transport.send([OutgoingMessage(0, list_cfg.sender_address, subscriber.email, data)], keep)
+    finally:
+        await transport.close()
+    return results[0] if results else None
+
+
+def status(publisher: Publisher, list_slug: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    if list_slug is not None:
+        publisher.settings.list_config(list_slug)
+    return publisher.store.issues.summaries(list_slug, limit)

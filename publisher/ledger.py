@@ -1,0 +1,390 @@
+"""The delivery ledger's hot path: claim, send, journal, record, recover.
+
+Exactly-once across crashes without a database round trip per message:
+
+* rows are claimed in batches and marked ``sending`` with this worker's id;
+* just before a message is handed to a transport, ``S <id>`` is appended to the
+  worker's journal file, and each SMTP outcome ``R <id> ...`` right after it arrives
+  (``os.write`` on an O_APPEND file: a SIGKILL cannot lose it, the kernel has it);
+* outcomes are written to the store in batches; the journal is removed at a clean end.
+
+After a crash the next sender finds the journal of the dead worker (its flock is
+free), records every outcome it holds, marks ``started`` rows with no outcome as
+``unknown`` (at most the transport's in-flight messages: they may have been accepted)
+and puts the rest back to ``pending``. Nothing is sent twice and nobody is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from publisher.config import ListConfig, Settings, parse_duration
+from publisher.errors import PublisherError
+from publisher.models import DeliveryStatus, Subscriber, SubscriptionStatus
+from publisher.store import Store
+from publisher.store.issues import Claimed, Outcome
+from publisher.subscriptions import set_status
+
+if TYPE_CHECKING:
+    from publisher.mailer import OutgoingMessage
+
+log = logging.getLogger("publisher.ledger")
+
+STALE_CLAIM = timedelta(hours=6)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Journal:
+    """An append-only, flock-held file of started and finished deliveries."""
+
+    def __init__(self, directory: Path, worker: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{worker}.journal"
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def started(self, delivery_id: int) -> None:
+        os.write(self.fd, b"S %d\n" % delivery_id)
+
+    def finished(self, outcome: Outcome) -> None:
+        record = [
+            outcome.delivery_id,
+            outcome.status.value,
+            outcome.code,
+            outcome.text,
+            outcome.at.isoformat(),
+            outcome.attempts,
+            outcome.next_attempt.isoformat() if outcome.next_attempt else None,
+            outcome.message_id,
+        ]
+        os.write(self.fd, b"R " + json.dumps(record, ensure_ascii=True).encode() + b"\n")
+
+    def close(self, *, remove: bool) -> None:
+        if remove:
+            self.path.unlink(missing_ok=True)
+        os.close(self.fd)
+
+
+def read_journal(path: Path) -> tuple[set[int], dict[int, Outcome]]:
+    """Parse a journal; a torn last line (killed mid-write) is ignored."""
+    started: set[int] = set()
+    finished: dict[int, Outcome] = {}
+    for line in path.read_bytes().splitlines():
+        try:
+            if line.startswith(b"S "):
+                started.add(int(line[2:]))
+            elif line.startswith(b"R "):
+                did, status, code, text, at, attempts, nxt, mid = json.loads(line[2:])
+                finished[did] = Outcome(
+                    did,
+                    DeliveryStatus(status),
+                    code,
+                    text,
+                    datetime.fromisoformat(at),
+                    attempts,
+                    datetime.fromisoformat(nxt) if nxt else None,
+                    mid,
+                )
+        except (ValueError, TypeError):
+            continue
+    return started, finished
+
+
+def recover(store: Store, directory: Path, now: datetime) -> dict[str, int]:
+    """Settle the claims of dead workers from their journals (see module docstring)."""
+    counts = {"recorded": 0, "unknown": 0, "released": 0}
+    if directory.is_dir():
+        for path in sorted(directory.glob("*.journal")):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # its worker is alive
+            try:
+                _settle(store, path.stem, *read_journal(path), now, counts)
+                path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+    for worker in store.issues.stale_workers(now - STALE_CLAIM):
+        if not (directory / f"{worker}.journal").exists():
+            # Claimed long ago by a worker whose journal is not here: it may have sent.
+            _settle(store, worker, set(store.issues.claimed_by(worker)), {}, now, counts)
+    if any(counts.values()):
+        log.warning("recovered claims of stopped senders: %s", counts)
+    return counts
+
+
+def _settle(
+    store: Store,
+    worker: str,
+    started: set[int],
+    finished: dict[int, Outcome],
+    now: datetime,
+    counts: dict[str, int],
+) -> None:
+    claimed = store.issues.claimed_by(worker)
+    outcomes: list[Outcome] = []
+    release: list[int] = []
+    attempts = store.issues.attempts_of(claimed) if claimed else {}
+    for did in claimed:
+        if did in finished:
+            outcomes.append(finished[did])
+        elif did in started:
+            outcomes.append(
+                Outcome(
+                    did,
+                    DeliveryStatus.UNKNOWN,
+                    None,
+                    "sender stopped while this message was in flight; not resent",
+                    now,
+                    attempts.get(did, 0) + 1,
+                )
+            )
+            counts["unknown"] += 1
+        else:
+            release.append(did)
+    store.issues.record(outcomes)
+    store.issues.release(release, now)
+    counts["recorded"] += len(outcomes) - sum(1 for o in outcomes if o.status is DeliveryStatus.UNKNOWN)
+    counts["released"] += len(release)
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff for 4xx answers, from ``retry_min`` to ``retry_max``."""
+
+    retry_min: timedelta
+    retry_max: timedelta
+    give_up: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        d = settings.delivery
+        return cls(parse_duration(d.retry_min), parse_duration(d.retry_max), parse_duration(d.give_up))
+
+    def next_attempt(self, attempts: int, now: datetime) -> datetime:
+        delay = self.retry_min * (2 ** max(attempts - 1, 0))
+        return now + min(delay, self.retry_max)
+
+
+@dataclass
+class DeliveryTally:
+    """Counts of one sending run, by outcome."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    bounced: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    released: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, status: DeliveryStatus) -> None:
+        name = status.value
+        if hasattr(self, name):
+            setattr(self, name, getattr(self, name) + 1)
+
+
+ProgressFn = Callable[[int], None]
+
+
+def is_deliverable(list_status: str | None) -> bool:
+    """Only a subscriber still confirmed on the list when the message goes out gets it."""
+    return list_status == SubscriptionStatus.CONFIRMED.value
+
+
+class Sender:
+    """Sends every due delivery (of one list, or all): claim, personalise, send, record.
+
+    Rendering is done once per (issue, language) and cached; each message is then a
+    byte substitution (publisher.messages). Outcomes are journaled at once and written
+    to the store every ``flush_every`` results, off the event loop.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Callable[[], datetime],
+        stop_requested: Callable[[], bool] = lambda: False,
+        progress: ProgressFn | None = None,
+        flush_every: int = 500,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.stop_requested = stop_requested
+        self.progress = progress
+        self.flush_every = flush_every
+        self.policy = RetryPolicy.from_settings(settings)
+        self.worker = new_worker_id()
+        self.journal_dir = settings.delivery.journal_dir
+        self.tally = DeliveryTally()
+        self._renders: dict[tuple[int, str], Any] = {}
+        self._issues: dict[int, Any] = {}
+        self._claimed: dict[int, Claimed] = {}
+        self._buffer: list[Outcome] = []
+        self._bounces: list[tuple[int, str, str]] = []
+        self._message_ids: dict[int, str] = {}
+        self._done: set[int] = set()
+
+    async def run(self, list_slug: str | None = None) -> DeliveryTally:
+        from publisher.mailer import make_transport
+
+        await asyncio.to_thread(recover, self.store, self.journal_dir, self.clock())
+        self.journal = Journal(self.journal_dir, self.worker)
+        transport = make_transport(self.settings)
+        clean = False
+        try:
+            await transport.send(self._messages(list_slug), self._on_result)
+            clean = True
+        finally:
+            await transport.close()
+            await self._flush()
+            leftover = [d for d in self._claimed if d not in self._done]
+            if leftover:
+                await asyncio.to_thread(self.store.issues.release, leftover, self.clock())
+                self.tally.released += len(leftover)
+            self.journal.close(remove=True)
+            if not clean:
+                log.warning("sending stopped early; %d deliveries left queued", len(leftover))
+        return self.tally
+
+    # -- feeding the transport -------------------------------------------------
+
+    async def _messages(self, list_slug: str | None) -> AsyncIterator[OutgoingMessage]:
+        while not self.stop_requested():
+            batch = await asyncio.to_thread(
+                self.store.issues.claim,
+                self.worker,
+                self.settings.delivery.batch_size,
+                self.clock(),
+                list_slug=list_slug,
+            )
+            if not batch:
+                return
+            for claimed in batch:
+                self._claimed[claimed.delivery_id] = claimed
+            for claimed in batch:
+                if self.stop_requested():
+                    return
+                message = await self._prepare(claimed)
+                if message is not None:
+                    self.journal.started(claimed.delivery_id)
+                    yield message
+
+    async def _prepare(self, c: Claimed) -> OutgoingMessage | None:
+        from publisher.mailer import OutgoingMessage
+
+        issue = self._issues.get(c.issue_id) or await asyncio.to_thread(self.store.issues.by_id, c.issue_id)
+        self._issues[c.issue_id] = issue
+        try:
+            list_cfg = self.settings.list_config(issue.list_slug)
+        except PublisherError:
+            await self._settle_now(
+                c, DeliveryStatus.SKIPPED, f"list {issue.list_slug!r} is no longer configured"
+            )
+            return None
+        if not is_deliverable(c.list_status) or not c.email:
+            await self._settle_now(
+                c, DeliveryStatus.SKIPPED, f"subscriber is {c.list_status or 'gone'} on this list"
+            )
+            return None
+        rendered = await self._rendered(issue, list_cfg, c.language)
+        subscriber = Subscriber(
+            id=c.subscriber_id,
+            email=c.email,
+            name=c.name,
+            language=c.language,
+            secret=c.secret,
+            list_slug=issue.list_slug,
+            status=SubscriptionStatus.CONFIRMED,
+        )
+        message_id, data = rendered.personalise(subscriber, delivery_id=c.delivery_id)
+        self._message_ids[c.delivery_id] = message_id
+        return OutgoingMessage(
+            key=c.delivery_id, sender=list_cfg.sender_address, recipient=c.email, data=data
+        )
+
+    async def _rendered(self, issue: Any, list_cfg: ListConfig, language: str) -> Any:
+        from publisher.digests import render_for
+
+        key = (issue.id, language)
+        if key not in self._renders:
+            self._renders[key] = await asyncio.to_thread(
+                render_for, self.settings, self.store, issue, list_cfg, language
+            )
+        return self._renders[key]
+
+    # -- results ---------------------------------------------------------------
+
+    async def _on_result(self, result: Any) -> None:
+        c = self._claimed[result.key]
+        now = self.clock()
+        status = DeliveryStatus(result.status)
+        attempts = c.attempts + 1
+        next_attempt = None
+        text = result.text
+        if status is DeliveryStatus.DEFERRED:
+            issue = self._issues[c.issue_id]
+            if now - issue.created >= self.policy.give_up:
+                status = DeliveryStatus.FAILED
+                text = f"gave up after {self.settings.delivery.give_up}: {text}"
+            else:
+                next_attempt = self.policy.next_attempt(attempts, now)
+        outcome = Outcome(
+            c.delivery_id,
+            status,
+            result.code,
+            text,
+            now,
+            attempts,
+            next_attempt,
+            self._message_ids.pop(c.delivery_id, None),
+        )
+        self.journal.finished(outcome)
+        self._record(outcome, c)
+        if len(self._buffer) >= self.flush_every:
+            await self._flush()
+
+    async def _settle_now(self, c: Claimed, status: DeliveryStatus, text: str) -> None:
+        outcome = Outcome(c.delivery_id, status, None, text, self.clock(), c.attempts)
+        self.journal.finished(outcome)
+        self._record(outcome, c)
+
+    def _record(self, outcome: Outcome, c: Claimed) -> None:
+        self._done.add(c.delivery_id)
+        self._buffer.append(outcome)
+        self.tally.add(outcome.status)
+        if outcome.status is DeliveryStatus.BOUNCED:
+            issue = self._issues[c.issue_id]
+            self._bounces.append((c.subscriber_id, issue.list_slug, f"{outcome.code} {outcome.text}"))
+        if self.progress:
+            self.progress(1)
+
+    async def _flush(self) -> None:
+        batch, self._buffer = self._buffer, []
+        bounces, self._bounces = self._bounces, []
+        if batch:
+            await asyncio.to_thread(self.store.issues.record, batch)
+        for subscriber_id, list_slug, detail in bounces:
+            await asyncio.to_thread(
+                set_status, self.store, subscriber_id, list_slug, SubscriptionStatus.BOUNCED, detail
+            )
