@@ -1,0 +1,392 @@
+"""Digests end to end: issues per period, the ledger, retries, crashes, outboxes.
+
+Messages go to a real SMTP server on loopback (aiosmtpd, scripted to misbehave) or
+to a real Maildir; the store is SQLite and PostgreSQL. The clock is controlled so
+periods, max_age and retry times are deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import mailbox
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from publisher import digests
+from publisher.app import Publisher
+from publisher.config import Settings
+from publisher.models import DeliveryStatus, Item, SubscriptionStatus
+from publisher.store import Store
+from publisher.subscriptions import add, remove
+from tests.smtp_server import Rule, SmtpSink
+
+# Wednesday 2026-11-25 10:00 Zurich: inside the period that started Monday 09:00.
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+LISTS = [
+    {
+        "slug": "weekly",
+        "name": "Weekly digest",
+        "categories": ["*"],
+        "schedule": "weekly-digest",
+        "sender": "Social Protection <news@example.org>",
+        "subject": "This week: {{ items|length }} new items",
+    },
+    {
+        "slug": "press",
+        "name": "Press releases",
+        "categories": ["press-releases"],
+        "schedule": "weekly-digest",
+        "sender": "Press <press@example.org>",
+    },
+]
+SCHEDULES = {"weekly-digest": {"cron": "0 9 * * mon", "job": "digest", "timezone": "Europe/Zurich"}}
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def item(n: int, published: datetime, category: str | None = "news") -> Item:
+    return Item(
+        id=f"urn:test:{n}",
+        source="test",
+        title=f"Item {n}",
+        link=f"https://example.org/{n}",
+        published=published,
+        updated=published,
+        language="en",
+        summary=f"<p>Summary {n}</p>",
+        category=category,
+        label=category,
+        content_hash=f"h{n}",
+    )
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], tmp_path: Path, store_url: str) -> Settings:
+    return make_settings(
+        storage={"url": store_url},
+        lists=LISTS,
+        schedules=SCHEDULES,
+        delivery={"journal_dir": str(tmp_path / "journal")},
+    )
+
+
+def make_publisher(
+    settings: Settings, clock: Clock, smtp: SmtpSink | None = None, **smtp_overrides: Any
+) -> Publisher:
+    if smtp is not None:
+        settings = settings.model_copy(update={"smtp": smtp.config(**smtp_overrides)})
+    return Publisher(settings, Store(settings.storage.url), clock=clock)
+
+
+def subscribe(pub: Publisher, n: int, list_slug: str = "weekly", language: str = "en") -> list[str]:
+    addresses = [f"reader{i}@example.org" for i in range(n)]
+    for i, address in enumerate(addresses):
+        add(pub.store, pub.settings, list_slug, address, f"Reader {i}", language)
+    return addresses
+
+
+def send(pub: Publisher, list_slug: str = "weekly", **kw: Any) -> digests.DigestReport:
+    return asyncio.run(digests.send_digest(pub, list_slug, **kw))
+
+
+def test_one_issue_per_period_each_subscriber_once(settings: Settings, smtp_server: SmtpSink) -> None:
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock, smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(days=1)), item(2, NOW - timedelta(days=2))], [], NOW)
+    addresses = subscribe(pub, 5)
+
+    first = send(pub)
+    assert first.created and first.items == 2 and first.recipients == 5
+    assert first.sent == 5 and first.ok
+    assert first.period_key == "2026-11-23T08:00:00Z"  # Monday 09:00 Zurich
+    assert sorted(r for m in smtp_server.accepted() for r in m.rcpt_tos) == sorted(addresses)
+
+    clock.now += timedelta(hours=3)
+    pub.store.items.save([item(3, clock.now)], [], clock.now)
+    again = send(pub)  # same period: no second issue, nothing sent
+    assert not again.created and again.sent == 0
+    assert len(smtp_server.accepted()) == 5
+
+    status = digests.status(pub, "weekly")
+    assert len(status) == 1 and status[0]["sent"] == 5 and status[0]["total"] == 5
+
+    clock.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # next week's period
+    nxt = send(pub)
+    assert nxt.created and nxt.items == 1  # only item 3: nothing falls between, nothing twice
+    held = pub.store.issues.item_ids(nxt.issue_id or 0)
+    assert held == ["urn:test:3"]
+    assert len(smtp_server.accepted()) == 10
+
+
+def test_message_is_personal_and_one_click_ready(settings: Settings, smtp_server: SmtpSink) -> None:
+    pub = make_publisher(settings, Clock(NOW), smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=5))], [], NOW)
+    add(pub.store, pub.settings, "weekly", "amina@example.org", "Amina Diallo", "fr")
+    send(pub)
+    (received,) = smtp_server.accepted()
+    msg = email.message_from_bytes(received.data, policy=email.policy.default)
+    assert msg["To"].addresses[0].display_name == "Amina Diallo"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "/unsubscribe/" in msg["List-Unsubscribe"]
+    assert msg["Subject"] == "This week: 1 new items"
+    text = msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Item 1" in text and "Amina Diallo" in text
+    assert "désabonner" in text.lower()  # French fixed strings for a French reader
+
+
+def test_nothing_new_means_no_issue_and_first_issue_never_floods(
+    settings: Settings, smtp_server: SmtpSink
+) -> None:
+    pub = make_publisher(settings, Clock(NOW), smtp_server)
+    subscribe(pub, 2)
+    pub.store.items.save([item(1, NOW - timedelta(days=30))], [], NOW)  # older than max_age 14d
+    report = send(pub)
+    assert report.issue_id is None and "nothing new" in report.note
+    assert smtp_server.accepted() == []
+    assert digests.status(pub) == []
+
+
+def test_list_categories_filter(settings: Settings, smtp_server: SmtpSink) -> None:
+    pub = make_publisher(settings, Clock(NOW), smtp_server)
+    subscribe(pub, 1, "press")
+    pub.store.items.save(
+        [item(1, NOW - timedelta(days=1), "news"), item(2, NOW - timedelta(days=1), "press-releases")],
+        [],
+        NOW,
+    )
+    report = send(pub, "press")
+    assert report.items == 1
+    assert pub.store.issues.item_ids(report.issue_id or 0) == ["urn:test:2"]
+
+
+def test_deferred_is_retried_with_backoff_then_sent(settings: Settings, smtp_server: SmtpSink) -> None:
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock, smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 3)
+    smtp_server.script(
+        Rule("rcpt", reply="451 4.3.0 try again later", recipient="reader1@example.org", times=1)
+    )
+    first = send(pub)
+    assert first.sent == 2 and first.deferred == 1 and first.ok
+
+    clock.now += timedelta(minutes=2)  # before the 5 minute backoff: not retried yet
+    assert send(pub).sent == 0
+    clock.now += timedelta(minutes=4)
+    retry = send(pub)
+    assert retry.sent == 1
+    assert len(smtp_server.accepted_for("reader1@example.org")) == 1
+    assert len(smtp_server.accepted()) == 3
+
+
+def test_deferred_gives_up_after_three_days(settings: Settings, smtp_server: SmtpSink) -> None:
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock, smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 1)
+    smtp_server.script(Rule("rcpt", reply="452 4.2.2 mailbox full"))
+    assert send(pub).deferred == 1
+    clock.now += timedelta(days=3, minutes=1)
+    final = send(pub)
+    assert final.tally.failed == 1 and not final.ok
+    (row,) = digests.status(pub)
+    assert row["failed"] == 1 and row["deferred"] == 0
+
+
+def test_hard_bounce_suppresses_address(settings: Settings, smtp_server: SmtpSink) -> None:
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock, smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 2)
+    smtp_server.script(Rule("rcpt", reply="550 5.1.1 user unknown", recipient="reader0@example.org"))
+    report = send(pub)
+    assert report.tally.bounced == 1 and report.sent == 1
+    record = pub.store.subscribers.statuses(pub.store.subscribers.find_id("reader0@example.org"))
+    assert record["weekly"] == SubscriptionStatus.BOUNCED
+
+    clock.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    pub.store.items.save([item(2, clock.now)], [], clock.now)
+    nxt = send(pub)
+    assert nxt.recipients == 1  # the bounced address is not in the next issue
+
+
+def test_421_slows_down_without_failing(settings: Settings, smtp_server: SmtpSink) -> None:
+    pub = make_publisher(settings, Clock(NOW), smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 4)
+    smtp_server.script(Rule("mail", reply="421 4.7.0 too many messages, slow down", times=2))
+    report = send(pub)
+    assert report.sent == 4 and report.failed == 0 and report.deferred == 0
+
+
+def test_drop_after_data_is_unknown_and_not_resent(settings: Settings, smtp_server: SmtpSink) -> None:
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock, smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 2)
+    smtp_server.script(Rule("data", drop=True, recipient="reader0@example.org", times=1))
+    report = send(pub)
+    assert report.tally.unknown == 1 and report.sent == 1
+    clock.now += timedelta(hours=5)
+    assert send(pub).sent == 0  # unknown is never resent automatically
+    (row,) = digests.status(pub)
+    assert row["unknown"] == 1
+
+
+def test_unsubscribed_after_issue_creation_is_skipped(settings: Settings, smtp_server: SmtpSink) -> None:
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock, smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 2)
+    smtp_server.script(Rule("rcpt", reply="451 4.3.0 later", recipient="reader1@example.org", times=1))
+    send(pub)
+    remove(pub.store, "weekly", "reader1@example.org")
+    clock.now += timedelta(minutes=10)
+    retry = send(pub)
+    assert retry.sent == 0 and retry.tally.skipped == 1
+    assert smtp_server.accepted_for("reader1@example.org") == []
+
+
+def test_maildir_outbox_without_smtp(settings: Settings) -> None:
+    pub = make_publisher(settings, Clock(NOW))
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 3)
+    assert send(pub).sent == 3
+    box = mailbox.Maildir(settings.outbox.path, create=False)
+    recipients = sorted(str(m["To"]) for m in box)
+    assert len(recipients) == 3 and all("@example.org" in r for r in recipients)
+
+
+def test_force_sends_an_extra_issue(settings: Settings) -> None:
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 1)
+    send(pub)
+    pub.store.items.save([item(2, NOW)], [], NOW)
+    extra = send(pub, force=True)
+    assert extra.created and extra.period_key.endswith("#extra-1") and extra.items == 1
+
+
+def test_preview_dry_run_and_test_copy_record_nothing(
+    settings: Settings, smtp_server: SmtpSink, tmp_path: Path
+) -> None:
+    pub = make_publisher(settings, Clock(NOW), smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 2)
+    preview = digests.preview(pub, "weekly", tmp_path / "preview")
+    assert {p.suffix for p in preview.files} == {".html", ".eml"}
+    assert "Item 1" in (tmp_path / "preview" / "weekly.html").read_text()
+    dry = digests.dry_run(pub, "weekly")
+    assert dry.items == 1 and dry.recipients == 2
+    result = asyncio.run(digests.send_test_copy(pub, "weekly", "editor@example.org"))
+    assert result.status == DeliveryStatus.SENT
+    assert [m.rcpt_tos for m in smtp_server.accepted()] == [["editor@example.org"]]
+    assert digests.status(pub) == []  # no issue, no delivery recorded
+    assert send(pub).created  # the real issue is still to come
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from datetime import datetime, UTC
+    from publisher.app import Publisher
+    from publisher.config import load_config
+    from publisher import digests
+    settings = load_config(sys.argv[1])
+    now = datetime.fromisoformat(sys.argv[2])
+    pub = Publisher(settings, clock=lambda: now)
+    asyncio.run(digests.send_digest(pub, "weekly"))
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_issue_then_rerun_serves_everyone_once(
+    make_settings: Callable[..., Settings], tmp_path: Path, store_url: str, smtp_server: SmtpSink
+) -> None:
+    connections = 4
+    db = store_url
+    config = tmp_path / "crash.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            [site]
+            base_url = "http://127.0.0.1:8080"
+            timezone = "Europe/Zurich"
+            [storage]
+            url = "{db}"
+            [smtp]
+            host = "{smtp_server.host}"
+            port = {smtp_server.port}
+            connections = {connections}
+            [delivery]
+            journal_dir = "{tmp_path / "journal"}"
+            batch_size = 50
+            [[lists]]
+            slug = "weekly"
+            name = "Weekly"
+            sender = "News <news@example.org>"
+            schedule = "weekly-digest"
+            [schedules.weekly-digest]
+            cron = "0 9 * * mon"
+            job = "digest"
+            """
+        )
+    )
+    from publisher.config import load_config
+
+    settings = load_config(config)
+    pub = Publisher(settings, Store(settings.storage.url), clock=Clock(NOW))
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    total = 400
+    rows = "\n".join(f"r{i}@example.org,Reader {i},en" for i in range(total))
+    csv = tmp_path / "subs.csv"
+    csv.write_text("email,name,language\n" + rows + "\n")
+    from publisher.subscriptions import import_csv
+
+    import_csv(pub.store, settings, "weekly", csv)
+    smtp_server.script(Rule("data", delay=0.01))  # slow enough to be killed mid-issue
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-c", CRASH_SCRIPT, str(config), NOW.isoformat()], env=env)
+    deadline = time.monotonic() + 60
+    while len(smtp_server.accepted()) < 100 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        assert proc.poll() is None, "the sender finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before_rerun = len(smtp_server.accepted())
+    assert 100 <= before_rerun < total
+
+    smtp_server.script()  # keep the delay rule; rerun in this process
+    report = asyncio.run(digests.send_digest(pub, "weekly"))
+    assert not report.created  # the same issue continues
+
+    per_recipient = Counter(r for m in smtp_server.accepted() for r in m.rcpt_tos)
+    assert max(per_recipient.values()) == 1, "someone got the issue twice"
+    missing = total - len(per_recipient)
+    assert missing <= connections
+    (row,) = digests.status(pub)
+    assert row["sent"] + row["unknown"] == total
+    assert missing <= row["unknown"] <= connections  # only in-flight messages are in doubt
+    assert row["pending"] == row["sending"] == 0
