@@ -1,0 +1,139 @@
+"""How long `publisher build` takes as the store grows, on SQLite.
+
+For each size N, a fresh SQLite store in a temporary folder gets N synthetic items
+spread over the six categories of the test configuration, then three builds are timed,
+each five times: a full build into an empty output folder, a rebuild with nothing new
+(must write nothing), and a rebuild after saving one new item (must rewrite only the
+all-items feeds, that category's feeds and index.html). The one-new-item rebuild is the
+one the scheduler runs every few minutes; its target is under 0.5 s at 100k items.
+
+Run: .venv/bin/python bench/feeds.py [--sizes 1000,10000,100000] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from publisher.config import Settings, settings_from_dict
+from publisher.feeds import build_feeds
+from publisher.models import Item
+from publisher.store import Store
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from conftest import BASE_CONFIG
+
+START = datetime(2020, 1, 1, tzinfo=UTC)
+CATEGORIES = [c["slug"] for c in BASE_CONFIG["categories"]]
+SUMMARY = "<p>The department published <b>new figures</b> on pensions &amp; benefits.</p>" * 2
+CONTENT = "<p>" + "Long body text about social protection policy. " * 30 + "</p>"
+
+
+def make_item(n: int) -> Item:
+    published = START + timedelta(minutes=n)
+    return Item(
+        id=f"bench-{n:07d}",
+        source="bench",
+        title=f"Item {n}: new figures on social protection",
+        link=f"https://www.example.org/news/{n}",
+        published=published,
+        updated=published + timedelta(seconds=30),
+        language="en",
+        summary=SUMMARY,
+        content=CONTENT if n % 2 else "",
+        category=CATEGORIES[n % len(CATEGORIES)],
+        label=None,
+        content_hash=f"{n:064d}",
+    )
+
+
+def fill(store: Store, count: int, chunk: int = 5000) -> None:
+    for start in range(0, count, chunk):
+        batch = [make_item(n) for n in range(start, min(count, start + chunk))]
+        store.items.save(batch, [], START)
+
+
+def timed(action: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    result = action()
+    return time.perf_counter() - t0, result
+
+
+def bench_size(count: int, repeat: int, workdir: Path) -> dict[str, float]:
+    folder = workdir / f"n{count}"
+    folder.mkdir()
+    data: dict[str, Any] = {**BASE_CONFIG, "feeds": {"output_dir": str(folder / "public")}}
+    settings: Settings = settings_from_dict(data, folder / "config.toml")
+    store = Store(f"sqlite:///{folder / 'publisher.db'}")
+    try:
+        fill_s, _ = timed(lambda: fill(store, count))
+        full, noop, one = [], [], []
+        next_n = count
+        for _ in range(repeat):
+            shutil.rmtree(settings.feeds.output_dir, ignore_errors=True)
+            seconds, _ = timed(lambda: build_feeds(settings, store))
+            full.append(seconds)
+        for _ in range(repeat):
+            seconds, report = timed(lambda: build_feeds(settings, store))
+            assert not report.written, f"no-op rebuild wrote {report.written}"
+            noop.append(seconds)
+        for _ in range(repeat):
+            store.items.save([make_item(next_n)], [], START)
+            next_n += 1
+            seconds, report = timed(lambda: build_feeds(settings, store))
+            assert len(report.written) == 7, f"one new item rewrote {len(report.written)} files"
+            one.append(seconds)
+    finally:
+        store.close()
+    return {
+        "fill": fill_s,
+        "full": statistics.median(full),
+        "noop": statistics.median(noop),
+        "one": statistics.median(one),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated item counts")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (median shown)")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    table = Table(title=f"publisher build on SQLite (median of {args.repeat} runs, seconds)")
+    for column in (
+        "items",
+        "insert",
+        "full build",
+        "no-op rebuild",
+        "one-new-item rebuild",
+        "one-new / full",
+    ):
+        table.add_column(column, justify="right")
+    with tempfile.TemporaryDirectory(prefix="bench-feeds-") as tmp:
+        for count in sizes:
+            r = bench_size(count, args.repeat, Path(tmp))
+            table.add_row(
+                f"{count:,}",
+                f"{r['fill']:.2f}",
+                f"{r['full']:.3f}",
+                f"{r['noop']:.3f}",
+                f"{r['one']:.3f}",
+                f"{r['one'] / r['full']:.2f}",
+            )
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,471 @@
+"""Feeds as readers see them: parsed back with feedparser, served over HTTP, byte-stable.
+
+Every test builds from items saved in a real store (SQLite and PostgreSQL) and reads the
+files the build wrote, the way a feed reader, a browser or the web server would.
+Golden files pin the exact bytes; ``UPDATE_GOLDEN=1 pytest tests/test_feeds.py``
+rewrites them after an intended change (review the diff before committing).
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import httpx
+import lxml.etree
+import lxml.html
+import pytest
+
+from publisher.config import Settings
+from publisher.feeds import EMPTY_FEED_UPDATED, BuildReport, atom_id, build_feeds
+from publisher.models import Item
+from publisher.store import Store
+
+GOLDEN = Path(__file__).parent / "golden" / "feeds"
+BASE = "http://127.0.0.1:8080"
+T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
+SLUGS = ["press-releases", "news", "comments", "video-messages", "events", "publications"]
+EXTENSIONS = {"rss": ".rss.xml", "atom": ".atom.xml", "json": ".json"}
+MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml", "json": "application/feed+json"}
+
+
+def make_item(n: int, category: str | None = "news", **changes: Any) -> Item:
+    published = T0 + timedelta(hours=n)
+    values: dict[str, Any] = {
+        "id": f"sample:item-{n}",
+        "source": "sample",
+        "title": f"Item number {n}",
+        "link": f"https://www.example.org/news/{n}",
+        "published": published,
+        "updated": published + timedelta(minutes=10),
+        "language": "en",
+        "summary": f"<p>Summary of <b>item {n}</b>.</p>",
+        "content": "",
+        "label": None,
+        "category": category,
+        "content_hash": f"hash-{n}",
+    }
+    values.update(changes)
+    return Item(**values)
+
+
+def all_paths(settings: Settings) -> set[Path]:
+    out = settings.feeds.output_dir
+    names = [f"feeds/{slug}{ext}" for slug in ["all", *SLUGS] for ext in EXTENSIONS.values()]
+    return {out / n for n in [*names, "feeds.opml", "index.html"]}
+
+
+def channel_paths(settings: Settings, slug: str) -> set[Path]:
+    return {settings.feeds.output_dir / f"feeds/{slug}{ext}" for ext in EXTENSIONS.values()}
+
+
+def parse(settings: Settings, slug: str, fmt: str) -> Any:
+    data = (settings.feeds.output_dir / f"feeds/{slug}{EXTENSIONS[fmt]}").read_bytes()
+    if fmt == "json":
+        return json.loads(data)
+    parsed = feedparser.parse(data)
+    assert parsed.bozo == 0, parsed.get("bozo_exception")
+    assert parsed.version == {"rss": "rss20", "atom": "atom10"}[fmt]
+    return parsed
+
+
+def as_datetime(struct: time.struct_time) -> datetime:
+    return datetime.fromtimestamp(calendar.timegm(struct), UTC)
+
+
+def links(parsed: Any, rel: str) -> list[str]:
+    return [link["href"] for link in parsed.feed.get("links", []) if link.get("rel") == rel]
+
+
+def mtimes(paths: set[Path]) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in paths}
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+# -- feeds parsed back as a reader would ------------------------------------------------
+
+
+def check_xml_feed(settings: Settings, slug: str, fmt: str, expected: list[Item]) -> None:
+    parsed = parse(settings, slug, fmt)
+    served_at = f"{BASE}/feeds/{slug}{EXTENSIONS[fmt]}"
+    assert links(parsed, "self") == [served_at]
+    assert links(parsed, "alternate") == [f"{BASE}/"]
+    newest_update = max((i.updated for i in expected), default=EMPTY_FEED_UPDATED)
+    assert as_datetime(parsed.feed.updated_parsed) == newest_update
+    assert len(parsed.entries) == len(expected)
+    for entry, item in zip(parsed.entries, expected, strict=True):
+        assert entry.id == (item.id if fmt == "rss" else atom_id(item.id))
+        assert entry.link == item.link and entry.link.startswith("https://")
+        assert as_datetime(entry.published_parsed) == item.published
+        if fmt == "atom":
+            assert as_datetime(entry.updated_parsed) == item.updated
+        assert entry.title == item.title
+
+
+def check_json_feed(settings: Settings, slug: str, expected: list[Item]) -> None:
+    feed = parse(settings, slug, "json")
+    assert feed["version"] == "https://jsonfeed.org/version/1.1"
+    assert feed["home_page_url"] == f"{BASE}/"
+    assert feed["feed_url"] == f"{BASE}/feeds/{slug}.json"
+    assert isinstance(feed["title"], str) and feed["title"]
+    assert feed["authors"] == [{"name": settings.site.title}]
+    assert [e["id"] for e in feed["items"]] == [i.id for i in expected]
+    for entry, item in zip(feed["items"], expected, strict=True):
+        assert set(entry) >= {"id", "url", "title", "content_html", "date_published", "date_modified"}
+        assert entry["url"] == item.link
+        assert datetime.fromisoformat(entry["date_published"]) == item.published
+        assert datetime.fromisoformat(entry["date_modified"]) == item.updated
+        assert entry["language"] == item.language
+        assert isinstance(entry["tags"], list) and all(isinstance(t, str) for t in entry["tags"])
+
+
+def test_every_feed_parses_back_with_its_items(settings: Settings, store: Store) -> None:
+    items = [make_item(n, SLUGS[n % 3]) for n in range(9)]
+    store.items.save(items, [], T0)
+
+    build_feeds(settings, store)
+
+    newest_first = sorted(items, key=lambda i: i.published, reverse=True)
+    for slug in ["all", *SLUGS]:
+        expected = [i for i in newest_first if slug in ("all", i.category)]
+        check_xml_feed(settings, slug, "rss", expected)
+        check_xml_feed(settings, slug, "atom", expected)
+        check_json_feed(settings, slug, expected)
+
+
+def test_empty_categories_get_valid_feeds_with_a_fixed_date(settings: Settings, store: Store) -> None:
+    store.items.save([make_item(1, "news")], [], T0)
+
+    report = build_feeds(settings, store)
+
+    assert set(report.written) == all_paths(settings)
+    for fmt in ("rss", "atom"):
+        check_xml_feed(settings, "events", fmt, [])
+    check_json_feed(settings, "events", [])
+
+
+def test_feed_updated_is_newest_items_updated_not_build_time(settings: Settings, store: Store) -> None:
+    # The newest by publication is not the most recently updated one.
+    old_but_edited = make_item(1, updated=T0 + timedelta(days=30))
+    store.items.save([old_but_edited, make_item(5)], [], T0)
+
+    build_feeds(settings, store)
+
+    for fmt in ("rss", "atom"):
+        parsed = parse(settings, "news", fmt)
+        assert as_datetime(parsed.feed.updated_parsed) == T0 + timedelta(days=30)
+        newest = "sample:item-5" if fmt == "rss" else atom_id("sample:item-5")
+        assert [e.id for e in parsed.entries] == [
+            newest,
+            "sample:item-1" if fmt == "rss" else atom_id("sample:item-1"),
+        ]
+
+
+def test_entries_are_newest_first_and_capped_at_max_items(
+    make_settings: Callable[..., Settings], store: Store
+) -> None:
+    settings = make_settings(feeds={"max_items": 3})
+    order = [4, 0, 6, 2, 5]
+    store.items.save([make_item(n) for n in order], [], T0)
+
+    build_feeds(settings, store)
+
+    wanted = ["sample:item-6", "sample:item-5", "sample:item-4"]
+    assert [e.id for e in parse(settings, "news", "rss").entries] == wanted
+    assert [e.id for e in parse(settings, "news", "atom").entries] == [atom_id(i) for i in wanted]
+    assert [e["id"] for e in parse(settings, "all", "json")["items"]] == wanted
+
+
+def test_items_of_unknown_category_appear_only_in_the_all_items_feeds(
+    settings: Settings, store: Store
+) -> None:
+    stray = make_item(3, None, label="Speech")
+    store.items.save([stray, make_item(1, "news")], [], T0)
+
+    build_feeds(settings, store)
+
+    assert stray.id in {e.id for e in parse(settings, "all", "rss").entries}
+    assert atom_id(stray.id) in {e.id for e in parse(settings, "all", "atom").entries}
+    for fmt in ("rss", "atom"):
+        for slug in SLUGS:
+            ids = {e.id for e in parse(settings, slug, fmt).entries}
+            assert stray.id not in ids and atom_id(stray.id) not in ids
+    entry = parse(settings, "all", "json")["items"][0]
+    assert entry["id"] == stray.id and entry["tags"] == ["Speech"]
+
+
+def test_ids_are_iris_in_atom_and_guids_say_whether_they_are_permalinks(
+    settings: Settings, store: Store
+) -> None:
+    by_link = make_item(1, id="https://www.example.org/news/1")
+    opaque = make_item(2, id="department-page:42")
+    store.items.save([by_link, opaque], [], T0)
+
+    build_feeds(settings, store)
+
+    atom = parse(settings, "news", "atom")
+    assert [e.id for e in atom.entries] == [atom_id(opaque.id), by_link.id]
+    assert atom_id(opaque.id).startswith("urn:uuid:") and atom_id(opaque.id) == atom_id(opaque.id)
+    rss = (settings.feeds.output_dir / "feeds/news.rss.xml").read_bytes()
+    assert b'<guid isPermaLink="true">https://www.example.org/news/1</guid>' in rss
+    assert b'<guid isPermaLink="false">department-page:42</guid>' in rss
+
+
+def test_relative_item_links_become_absolute(settings: Settings, store: Store) -> None:
+    store.items.save([make_item(1, link="/news/relative")], [], T0)
+
+    build_feeds(settings, store)
+
+    assert parse(settings, "news", "atom").entries[0].link == f"{BASE}/news/relative"
+    assert parse(settings, "news", "json")["items"][0]["url"] == f"{BASE}/news/relative"
+
+
+def test_control_characters_and_markup_in_a_title_are_safe(settings: Settings, store: Store) -> None:
+    nasty = make_item(1, title="Pensions <script>alert(1)</script> & \x01benefits\x7f")
+    store.items.save([nasty], [], T0)
+
+    build_feeds(settings, store)
+
+    clean = "Pensions <script>alert(1)</script> & benefits"
+    for fmt in ("rss", "atom"):
+        assert parse(settings, "news", fmt).entries[0].title_detail.value.replace("&amp;", "&") in (
+            clean,
+            "Pensions  & benefits",  # feedparser strips script from RSS titles it takes for HTML
+        )
+    assert parse(settings, "news", "json")["items"][0]["title"] == clean
+    page = (settings.feeds.output_dir / "index.html").read_text()
+    assert "<script>" not in page
+    assert "Pensions &lt;script&gt;alert(1)&lt;/script&gt; &amp; benefits" in page
+
+
+# -- the files on disk: written only when their bytes change --------------------------
+
+
+def test_rebuild_with_nothing_new_writes_nothing(settings: Settings, store: Store) -> None:
+    store.items.save([make_item(n, SLUGS[n % 6]) for n in range(12)], [], T0)
+    first = build_feeds(settings, store)
+    before = mtimes(all_paths(settings))
+
+    again = build_feeds(settings, store)
+
+    assert set(first.written) == all_paths(settings)
+    assert again == BuildReport(written=[], unchanged=again.unchanged)
+    assert set(again.unchanged) == all_paths(settings)
+    assert mtimes(all_paths(settings)) == before
+
+
+def test_one_new_item_rewrites_only_its_feeds_and_the_index(settings: Settings, store: Store) -> None:
+    store.items.save([make_item(n, SLUGS[n % 6]) for n in range(12)], [], T0)
+    build_feeds(settings, store)
+    before = mtimes(all_paths(settings))
+
+    store.items.save([make_item(20, "events")], [], T0)
+    report = build_feeds(settings, store)
+
+    expected = channel_paths(settings, "all") | channel_paths(settings, "events")
+    expected.add(settings.feeds.output_dir / "index.html")
+    assert set(report.written) == expected
+    assert set(report.unchanged) == all_paths(settings) - expected
+    after = mtimes(all_paths(settings))
+    assert {p for p in after if after[p] != before[p]} == expected
+    assert "sample:item-20" in {e.id for e in parse(settings, "events", "rss").entries}
+
+
+def test_an_edited_item_is_republished(settings: Settings, store: Store) -> None:
+    item = make_item(1, "news")
+    store.items.save([item, make_item(2, "events")], [], T0)
+    build_feeds(settings, store)
+
+    edited = make_item(1, "news", title="Corrected title", updated=T0 + timedelta(days=2))
+    store.items.save([], [edited], T0)
+    report = build_feeds(settings, store)
+
+    assert channel_paths(settings, "news") <= set(report.written)
+    assert not channel_paths(settings, "events") & set(report.written)
+    assert parse(settings, "news", "atom").entries[0].title == "Corrected title"
+
+
+def test_a_feed_removed_or_changed_by_hand_is_restored(settings: Settings, store: Store) -> None:
+    store.items.save([make_item(1, "news")], [], T0)
+    build_feeds(settings, store)
+    removed = settings.feeds.output_dir / "feeds/events.atom.xml"
+    tampered = settings.feeds.output_dir / "feeds/news.json"
+    good = tampered.read_bytes()
+    removed.unlink()
+    tampered.write_bytes(good.replace(b"Item number 1", b"Item NUMBER 1"))
+
+    report = build_feeds(settings, store)
+
+    assert set(report.written) == {removed, tampered}
+    assert tampered.read_bytes() == good
+    check_xml_feed(settings, "events", "atom", [])
+
+
+def test_files_are_readable_by_the_web_server_and_no_temp_file_is_left(
+    settings: Settings, store: Store
+) -> None:
+    store.items.save([make_item(1)], [], T0)
+
+    build_feeds(settings, store)
+
+    out = settings.feeds.output_dir
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in all_paths(settings))
+    assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_only_configured_formats_are_written(make_settings: Callable[..., Settings], store: Store) -> None:
+    settings = make_settings(feeds={"formats": ["rss"]})
+    store.items.save([make_item(1)], [], T0)
+
+    report = build_feeds(settings, store)
+
+    out = settings.feeds.output_dir
+    expected = {out / f"feeds/{slug}.rss.xml" for slug in ["all", *SLUGS]}
+    assert set(report.written) == expected | {out / "feeds.opml", out / "index.html"}
+    assert sorted(p.name for p in (out / "feeds").iterdir()) == sorted(p.name for p in expected)
+
+
+# -- OPML and index.html --------------------------------------------------------------
+
+
+def opml_outlines(settings: Settings) -> list[dict[str, str]]:
+    root = lxml.etree.fromstring((settings.feeds.output_dir / "feeds.opml").read_bytes())
+    assert root.tag == "opml" and root.get("version") == "2.0"
+    return [dict(o.attrib) for o in root.iter("outline")]
+
+
+@pytest.mark.parametrize(
+    ("formats", "preferred"),
+    [(["rss", "atom", "json"], "atom"), (["json", "rss"], "rss"), (["json"], "json")],
+)
+def test_opml_lists_each_feed_once_in_the_preferred_format(
+    make_settings: Callable[..., Settings], sqlite_store: Store, formats: list[str], preferred: str
+) -> None:
+    settings = make_settings(feeds={"formats": formats})
+
+    build_feeds(settings, sqlite_store)
+
+    outlines = opml_outlines(settings)
+    assert [o["xmlUrl"] for o in outlines] == [
+        f"{BASE}/feeds/{slug}{EXTENSIONS[preferred]}" for slug in ["all", *SLUGS]
+    ]
+    assert all(o["type"] == "rss" and o["text"] and o["title"] for o in outlines)
+
+
+def test_index_has_one_alternate_link_per_feed_file_and_lists_latest_items(
+    settings: Settings, store: Store
+) -> None:
+    store.items.save([make_item(n, SLUGS[n % 2]) for n in range(4)], [], T0)
+
+    report = build_feeds(settings, store)
+
+    page = lxml.html.fromstring((settings.feeds.output_dir / "index.html").read_bytes())
+    alternates = page.xpath("//head/link[@rel='alternate']")
+    feed_urls = sorted(
+        f"{BASE}/{p.relative_to(settings.feeds.output_dir).as_posix()}"
+        for p in report.written
+        if p.parent.name == "feeds"
+    )
+    assert sorted(link.get("href") for link in alternates) == feed_urls
+    for link in alternates:
+        suffix = next(fmt for fmt, ext in EXTENSIONS.items() if link.get("href").endswith(ext))
+        assert link.get("type") == MEDIA_TYPES[suffix]
+    assert len({link.get("title") for link in alternates}) == len(alternates)
+    news = page.xpath("//section[@id='news']//h3/a")
+    assert [(a.text, a.get("href")) for a in news] == [
+        ("Item number 3", "https://www.example.org/news/3"),
+        ("Item number 1", "https://www.example.org/news/1"),
+    ]
+    assert page.xpath("//section[@id='events']//p[@class='empty']")
+
+
+# -- served over HTTP: every self link is where the file really is -------------------
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server on loopback serving an output folder, as the web front would."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    server.shutdown()
+    server.server_close()
+
+
+def test_self_links_resolve_to_the_served_files(
+    make_settings: Callable[..., Settings], sqlite_store: Store, http_root: tuple[str, Path]
+) -> None:
+    base, root = http_root
+    settings = make_settings(site={"base_url": base}, feeds={"output_dir": str(root)})
+    sqlite_store.items.save([make_item(1)], [], T0)
+
+    build_feeds(settings, sqlite_store)
+
+    with httpx.Client() as client:
+        for slug in ["all", *SLUGS]:
+            for fmt, ext in EXTENSIONS.items():
+                local = (root / f"feeds/{slug}{ext}").read_bytes()
+                if fmt == "json":
+                    self_url = json.loads(local)["feed_url"]
+                else:
+                    self_url = links(feedparser.parse(local), "self")[0]
+                response = client.get(self_url)
+                assert response.status_code == 200 and response.content == local
+        assert client.get(f"{base}/").status_code == 200
+
+
+# -- golden files ---------------------------------------------------------------------
+
+
+def golden_items() -> list[Item]:
+    return [
+        make_item(
+            1, "press-releases", id="https://www.example.org/press/1", link="https://www.example.org/press/1"
+        ),
+        make_item(
+            2,
+            "news",
+            title="Réforme des retraites — ce qui change en 2024",
+            language="fr",
+            summary="<p>Les <em>pensions</em> augmentent.</p>",
+            content='<p>Le texte complet, avec <a href="https://www.example.org/loi">la loi</a>.</p>',
+            image="https://www.example.org/img/2.jpg",
+        ),
+        make_item(3, "news", title="A <tag> & a \x0bcontrol character", summary="", content=""),
+        make_item(4, None, label="Speech", link="/speeches/4"),
+        make_item(5, "events", updated=T0 + timedelta(days=10)),
+    ]
+
+
+def test_output_matches_the_golden_files(settings: Settings, store: Store) -> None:
+    store.items.save(golden_items(), [], T0)
+
+    build_feeds(settings, store)
+
+    out = settings.feeds.output_dir
+    produced = {p.relative_to(out).as_posix(): p.read_bytes() for p in all_paths(settings)}
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        for name, data in produced.items():
+            (GOLDEN / name).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / name).write_bytes(data)
+    stored = {p.relative_to(GOLDEN).as_posix() for p in GOLDEN.rglob("*") if p.is_file()}
+    assert stored == set(produced), "golden files missing or extra: run with UPDATE_GOLDEN=1"
+    for name, data in produced.items():
+        assert data == (GOLDEN / name).read_bytes(), f"{name} differs from its golden file"
