@@ -58,7 +58,7 @@ def verify_token(token: str, secret: str) -> None:
 
 
 def _mac(payload: bytes, secret: str) -> bytes:
-    return hmac.new(secret.encode("utf-8"), _DOMAIN + payload, hashlib.sha256).digest()[:MAC_BYTES]
+    return hmac.digest(secret.encode("utf-8"), _DOMAIN + payload, hashlib.sha256)[:MAC_BYTES]
 
 
 def _b64encode(raw: bytes) -> str:
