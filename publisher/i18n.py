@@ -71,7 +71,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "unsubscribed_title": "Vous êtes désabonné",
         "unsubscribed_text": "Vous ne recevrez plus {list}.",
         "invalid_link_title": "Ce lien n’est pas valide",
-        "invalid_link_text": "Il est peut-être incomplet ou périmé. Copiez le lien entier depuis le courriel.",
+        "invalid_link_text": (
+            "Il est peut-être incomplet ou périmé. Copiez le lien entier depuis le courriel."
+        ),
         "preferences_title": "Vos préférences",
         "preferences_saved": "Vos préférences sont enregistrées.",
         "language": "Langue",
@@ -137,7 +139,9 @@ def translate(key: str, language: str, **values: object) -> str:
         raise TemplateError(f"text {key!r} needs the value {e.args[0]!r}") from e
 
 
-def format_day(value: datetime | date, language: str, *, tz: ZoneInfo | None = None, fmt: str = "long") -> str:
+def format_day(
+    value: datetime | date, language: str, *, tz: ZoneInfo | None = None, fmt: str = "long"
+) -> str:
     """A calendar date in the reader's language, e.g. ``5 mars 2024``.
 
     An aware datetime is first moved to ``tz`` (the site's zone), so an item published

@@ -99,7 +99,10 @@ def html_to_text(fragment: str) -> str:
 def _date_filter(tz: Any) -> Callable[..., str]:
     @jinja2.pass_context
     def date_filter(
-        context: jinja2.runtime.Context, value: datetime | date, format: str = "long", locale: str | None = None
+        context: jinja2.runtime.Context,
+        value: datetime | date,
+        format: str = "long",
+        locale: str | None = None,
     ) -> str:
         language = locale or context.get("language") or context.get("site_language") or "en"
         return format_day(value, str(language), tz=tz, fmt=format)
@@ -125,7 +128,7 @@ def _wrap(error: Exception, name: str) -> TemplateError:
     if isinstance(error, jinja2.TemplateSyntaxError):
         where = error.filename or error.name or name
         return TemplateError(f"{where}, line {error.lineno}: syntax error: {error.message}")
-    where = _template_frame(error) or name
+    where = _template_frame(error, name) or name
     if isinstance(error, jinja2.exceptions.SecurityError):
         return TemplateError(f"{where}: not allowed in a template: {error}")
     if isinstance(error, jinja2.UndefinedError):
@@ -135,10 +138,15 @@ def _wrap(error: Exception, name: str) -> TemplateError:
     return TemplateError(f"{where}: {type(error).__name__}: {error}")
 
 
-def _template_frame(error: BaseException) -> str | None:
-    """The innermost template file and line in the traceback (Jinja2 rewrites frames to them)."""
+def _template_frame(error: BaseException, name: str) -> str | None:
+    """The innermost template file and line in the traceback (Jinja2 rewrites frames to them).
+
+    A template made from a string has no file: its frames say ``<template>``, and
+    ``name`` (the config key it came from) is reported instead.
+    """
     found = None
     for frame in traceback.extract_tb(error.__traceback__):
         if frame.filename.endswith(".j2") or frame.filename == "<template>":
-            found = f"{frame.filename}, line {frame.lineno}"
+            filename = name if frame.filename == "<template>" else frame.filename
+            found = f"{filename}, line {frame.lineno}"
     return found

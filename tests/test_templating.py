@@ -1,0 +1,203 @@
+"""Template search path, overrides, sandbox, strictness, filters, and the fixed texts (i18n)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from publisher.config import Settings
+from publisher.errors import TemplateError
+from publisher.i18n import CATALOGUE, format_day, normalise_language, translate
+from publisher.templating import (
+    BUILTIN_TEMPLATES,
+    html_to_text,
+    make_environment,
+    render_string,
+    render_template,
+    translator,
+)
+
+MakeSettings = Callable[..., Settings]
+
+
+@pytest.fixture
+def overrides(tmp_path: Path) -> Path:
+    folder = tmp_path / "my-templates"
+    (folder / "email").mkdir(parents=True)
+    return folder
+
+
+def _write(folder: Path, name: str, text: str) -> None:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def test_builtin_templates_are_found_without_override_folder(make_settings: MakeSettings) -> None:
+    env = make_environment(make_settings(), sandboxed=True)
+    assert (BUILTIN_TEMPLATES / "email" / "digest.html.j2").is_file()
+    assert env.get_template("email/digest.txt.j2").filename == str(
+        BUILTIN_TEMPLATES / "email" / "digest.txt.j2"
+    )
+
+
+def test_override_folder_wins_and_default_prefix_reaches_the_builtin(
+    make_settings: MakeSettings, overrides: Path
+) -> None:
+    _write(overrides, "email/page.txt.j2", "override says {{ word }}")
+    _write(overrides, "email/digest.txt.j2", "mine")
+    env = make_environment(make_settings(templates={"path": str(overrides)}), sandboxed=True)
+    assert render_template(env, "email/page.txt.j2", {"word": "hi"}) == "override says hi"
+    assert render_template(env, "email/digest.txt.j2", {}) == "mine"
+    builtin = env.get_template("default:email/digest.txt.j2")
+    assert builtin.filename == str(BUILTIN_TEMPLATES / "email" / "digest.txt.j2")
+
+
+def test_override_extends_builtin_of_the_same_name(make_settings: MakeSettings, overrides: Path) -> None:
+    _write(overrides, "email/base.txt.j2", "X{% block b %}builtin-free{% endblock %}Y")
+    assert not (BUILTIN_TEMPLATES / "email" / "base.txt.j2").exists()
+    _write(
+        overrides, "email/child.txt.j2", '{% extends "email/base.txt.j2" %}{% block b %}child{% endblock %}'
+    )
+    env = make_environment(make_settings(templates={"path": str(overrides)}), sandboxed=True)
+    assert render_template(env, "email/child.txt.j2", {}) == "XchildY"
+    # and the built-in layout is reachable by its prefixed name even when overridden
+    _write(overrides, "email/layout.html.j2", "{% block content %}{% endblock %}")
+    _write(
+        overrides,
+        "email/x.html.j2",
+        '{% extends "default:email/layout.html.j2" %}{% block content %}<b>{{ v }}</b>{% endblock %}',
+    )
+    ctx = {"language": "en", "subject": "S", "site": {"title": "T"}, "t": translator("en"), "sender": "N"}
+    out = render_template(env, "email/x.html.j2", {**ctx, "v": "<i>"})
+    assert "<b>&lt;i&gt;</b>" in out and "<!DOCTYPE html>" in out
+
+
+def test_missing_template_is_a_template_error(make_settings: MakeSettings) -> None:
+    env = make_environment(make_settings(), sandboxed=True)
+    with pytest.raises(TemplateError, match=r"email/nope\.html\.j2 not found"):
+        render_template(env, "email/nope.html.j2", {})
+    with pytest.raises(TemplateError, match="not found"):
+        render_template(env, "default:email/nope.html.j2", {})
+
+
+def test_undefined_variable_is_an_error_naming_file_and_line(
+    make_settings: MakeSettings, overrides: Path
+) -> None:
+    _write(overrides, "email/u.txt.j2", "line one\n{{ nosuchthing }}\n")
+    env = make_environment(make_settings(templates={"path": str(overrides)}), sandboxed=True)
+    with pytest.raises(TemplateError) as info:
+        render_template(env, "email/u.txt.j2", {})
+    message = str(info.value)
+    assert "nosuchthing" in message and "undefined" in message
+    assert "u.txt.j2, line 2" in message
+
+
+def test_syntax_error_names_file_and_line(make_settings: MakeSettings, overrides: Path) -> None:
+    _write(overrides, "email/s.txt.j2", "ok\nok\n{% if %}\n")
+    env = make_environment(make_settings(templates={"path": str(overrides)}), sandboxed=True)
+    with pytest.raises(TemplateError, match=r"s\.txt\.j2, line 3: syntax error"):
+        render_template(env, "email/s.txt.j2", {})
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ x.__init__.__globals__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    ],
+)
+def test_sandbox_blocks_python_internals(make_settings: MakeSettings, source: str) -> None:
+    env = make_environment(make_settings(), sandboxed=True)
+    with pytest.raises(TemplateError, match="subject"):
+        render_string(env, source, {"x": object()}, label="lists 'weekly'.subject")
+
+
+def test_unsandboxed_environment_is_a_plain_one(make_settings: MakeSettings) -> None:
+    env = make_environment(make_settings(), sandboxed=False)
+    assert render_string(env, "{{ ''.__class__.__name__ }}", {}, label="t") == "str"
+
+
+def test_other_runtime_errors_become_template_errors(make_settings: MakeSettings) -> None:
+    env = make_environment(make_settings(), sandboxed=True)
+    with pytest.raises(TemplateError, match="ZeroDivisionError"):
+        render_string(env, "{{ 1 // 0 }}", {}, label="subject")
+    with pytest.raises(TemplateError, match="unknown text key"):
+        render_string(env, "{{ t('no_such_key') }}", {"t": translator("en")}, label="subject")
+
+
+def test_autoescape_in_html_templates_not_in_text_or_strings(
+    make_settings: MakeSettings, overrides: Path
+) -> None:
+    _write(overrides, "email/e.html.j2", "{{ v }}")
+    _write(overrides, "email/e.txt.j2", "{{ v }}")
+    env = make_environment(make_settings(templates={"path": str(overrides)}), sandboxed=True)
+    assert render_template(env, "email/e.html.j2", {"v": "<a&b>"}) == "&lt;a&amp;b&gt;"
+    assert render_template(env, "email/e.txt.j2", {"v": "<a&b>"}) == "<a&b>"
+    assert render_string(env, "{{ v }}", {"v": "<a&b>"}, label="subject") == "<a&b>"
+
+
+def test_date_filter_uses_context_language_and_site_timezone(make_settings: MakeSettings) -> None:
+    settings = make_settings(site={"timezone": "Europe/Zurich"})
+    env = make_environment(settings, sandboxed=True)
+    late = datetime(2024, 3, 4, 23, 30, tzinfo=UTC)  # already 5 March in Zurich
+    assert render_string(env, "{{ d|date }}", {"d": late, "language": "fr"}, label="s") == "5 mars 2024"
+    assert (
+        render_string(env, "{{ d|date }}", {"d": late, "language": "es"}, label="s") == "5 de marzo de 2024"
+    )
+    assert render_string(env, "{{ d|date }}", {"d": late}, label="s") == "March 5, 2024"  # site language
+    assert render_string(env, "{{ d|date('short', 'en') }}", {"d": late}, label="s") == "3/5/24"
+
+
+def test_plaintext_filter_flattens_sanitised_html() -> None:
+    assert html_to_text("<p>One &amp; <b>two</b></p>\n<ul><li>three</li></ul>") == "One & two three"
+    assert html_to_text("plain   text") == "plain text"
+
+
+# -- fixed texts -------------------------------------------------------------------
+
+
+def test_every_language_has_every_key() -> None:
+    for language, texts in CATALOGUE.items():
+        assert set(texts) == set(CATALOGUE["en"]), language
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("en-GB", "en"),
+        ("fr_CH", "fr"),
+        ("ES", "es"),
+        ("es-419", "es"),
+        ("de", "fr"),
+        ("", "fr"),
+        (None, "fr"),
+    ],
+)
+def test_normalise_language(code: str | None, expected: str) -> None:
+    assert normalise_language(code, "fr") == expected
+
+
+def test_normalise_language_falls_back_to_english_when_site_language_is_unknown() -> None:
+    assert normalise_language("de", "it") == "en"
+
+
+def test_translate_fills_values_and_falls_back() -> None:
+    assert translate("unsubscribe_question", "fr", list="Hebdo") == "Se désabonner de Hebdo ?"
+    assert translate("unsubscribe_question", "es-ES", list="Semanal") == "¿Darse de baja de Semanal?"
+    assert translate("invalid_link_title", "de") == "This link is not valid"
+    CATALOGUE["es"].pop("read_more")
+    try:
+        assert translate("read_more", "es") == "Read more"
+    finally:
+        CATALOGUE["es"]["read_more"] = "Leer más"
+    with pytest.raises(TemplateError, match="needs the value 'list'"):
+        translate("unsubscribe_question", "en")
+
+
+def test_format_day_for_plain_dates() -> None:
+    assert format_day(date(2024, 12, 25), "es") == "25 de diciembre de 2024"
