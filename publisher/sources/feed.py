@@ -78,11 +78,15 @@ def _entry_item(
 
 
 def _feed_date(entry: Any, key: str) -> datetime | str | None:
-    """feedparser gives a UTC struct_time when it understood the date, else keep the text."""
-    parsed: struct_time | None = entry.get(f"{key}_parsed")
+    """feedparser gives a UTC struct_time when it understood the date, else keep the text.
+
+    ``dict.get`` reads what the entry really has: feedparser's own lookup answers
+    ``updated`` with ``published`` when absent, which would invent an edit date.
+    """
+    parsed: struct_time | None = dict.get(entry, f"{key}_parsed")
     if parsed is not None:
         return datetime(*parsed[:6], tzinfo=UTC)
-    raw = entry.get(key)
+    raw = dict.get(entry, key)
     return str(raw) if raw else None
 
 

@@ -1,0 +1,579 @@
+"""Ingest end to end: real files, a real HTTP server on loopback, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from feedgen.feed import FeedGenerator
+from sqlalchemy import event
+
+from publisher.config import Settings, load_config
+from publisher.ingest import ingest
+from publisher.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data"
+NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(hours=1)
+
+# -- a real HTTP server with ETag / Last-Modified handling --------------------------
+
+
+@dataclass
+class Page:
+    body: bytes
+    content_type: str = "text/html; charset=utf-8"
+    status: int = 200
+    etag: str | None = None
+    last_modified: str | None = None
+    hang: bool = False
+
+
+@dataclass
+class Site:
+    """What the server serves, and every request it received (path, headers)."""
+
+    base: str = ""
+    pages: dict[str, Page] = field(default_factory=dict)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def statuses(self) -> list[int]:
+        return [int(h["x-status"]) for _, h in self.requests if "x-status" in h]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    site: Site
+
+    def do_GET(self) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.site.requests.append((self.path, headers))
+        page = self.site.pages.get(self.path)
+        if page is None:
+            self._reply(404, b"not found", {})
+            return
+        if page.hang:
+            self.site.release.wait(10)
+            return
+        extra = {k: v for k, v in (("ETag", page.etag), ("Last-Modified", page.last_modified)) if v}
+        if (page.etag and headers.get("if-none-match") == page.etag) or (
+            page.last_modified and headers.get("if-modified-since") == page.last_modified
+        ):
+            self._reply(304, b"", extra)
+            return
+        self._reply(page.status, page.body, {"Content-Type": page.content_type, **extra})
+
+    def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.site.requests[-1][1]["x-status"] = str(status)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    state = Site()
+    handler = type("Handler", (_Handler,), {"site": state})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    state.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield state
+    state.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def html_source(url: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "name": "department-page",
+        "type": "html",
+        "url": url,
+        "item": "li.news-item",
+        "title": "h3 a",
+        "link": "h3 a@href",
+        "date": "span.date",
+        "date_format": "%d %B %Y",
+        "category": "span.type",
+        "default_category": "News",
+        "summary": "p",
+        "image": "img@src",
+        **overrides,
+    }
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def item_file(folder: Path, name: str, *, body: str = "Body text.", **meta: str) -> Path:
+    fields = {
+        "title": "A title",
+        "date": "2020-07-15",
+        "link": f"https://www.example.org/news/{name}",
+        **meta,
+    }
+    header = "".join(f"{k}: {v}\n" for k, v in fields.items() if v != "")
+    return write(folder / f"{name}.md", f"---\n{header}---\n\n{body}\n")
+
+
+def directory_settings(make_settings: Callable[..., Settings], folder: Path, **extra: Any) -> Settings:
+    return make_settings(sources=[{"name": "local", "type": "directory", "path": str(folder), **extra}])
+
+
+class WriteCounter:
+    """Counts INSERT/UPDATE statements on the items table: 'nothing written' made checkable."""
+
+    def __init__(self, store: Store) -> None:
+        self.statements: list[str] = []
+        event.listen(store.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        head = " ".join(statement.split()[:3]).lower()
+        if head.startswith(("insert into items", "update items")):
+            self.statements.append(head)
+
+
+# -- the sample content -------------------------------------------------------------
+
+
+def test_sample_content_with_the_real_config_fills_every_category(store: Store) -> None:
+    settings = load_config(REPO / "config.toml")
+
+    report = ingest(settings, store, NOW)
+
+    assert report.ok, (report.rejected, report.failed)
+    assert report.warnings == []
+    assert len(report.new) == 13
+    counts = store.items.count_by_category()
+    assert None not in counts
+    for category in settings.categories:
+        assert counts.get(category.slug, 0) > 0, f"category {category.slug} is empty"
+    assert sum(counts.values()) == 13
+    video = store.items.get("urn:publisher:sample:social-protection-a-vital-part-of-the-pandemic-response")
+    assert video is not None
+    assert video.category == "video-messages"
+    assert video.published == datetime(2020, 7, 14, 22, tzinfo=UTC)  # midnight in Zurich (CEST)
+    assert video.content.startswith("<p>ILO Director-General Guy Ryder")
+
+
+# -- the html source over HTTP ------------------------------------------------------
+
+
+def test_html_page_is_ingested_then_answered_304_on_the_next_run(
+    store: Store, site: Site, make_settings: Callable[..., Settings]
+) -> None:
+    site.pages["/social-protection/news"] = Page(
+        (DATA / "department-page.html").read_bytes(),
+        etag='"v1"',
+        last_modified="Wed, 15 Jul 2020 08:00:00 GMT",
+    )
+    settings = make_settings(sources=[html_source(site.url("/social-protection/news"))])
+
+    first = ingest(settings, store, NOW)
+
+    assert first.ok, (first.rejected, first.failed)
+    assert len(first.new) == 13
+    assert first.sources["department-page"].new == 13
+    items = {i.title: i for i in store.items.latest(limit=100)}
+    video = items["Social protection a vital part of the pandemic response"]
+    assert video.link == site.url("/social-protection/news/WCMS_751030/lang--en/index.htm")
+    assert video.id == video.link  # no id on the page: the canonical link is the id
+    assert video.category == "video-messages"
+    assert video.published == datetime(2020, 7, 14, 22, tzinfo=UTC)
+    covid = items["COVID-19: Social protection systems failing vulnerable groups"]
+    assert covid.image == site.url("/social-protection/images/WCMS_740101.jpg")
+    more = items["Making social protection fit for the future"]
+    assert f'href="{site.url("/social-protection/news/WCMS_731500/lang--en/index.htm")}"' in more.summary
+    paper = items["Universal social protection for human dignity, social justice and sustainable development"]
+    assert paper.category == "publications"
+    week = next(i for i in items.values() if i.title.startswith("Global Social Protection Week"))
+    assert week.category == "events"
+    assert week.published == datetime(2019, 11, 24, 23, tzinfo=UTC)  # 25 Nov, Zurich (CET)
+    assert store.sources.get("department-page")["etag"] == '"v1"'
+
+    second = ingest(settings, store, LATER)
+
+    _, headers = site.requests[-1]
+    assert headers["if-none-match"] == '"v1"'
+    assert headers["if-modified-since"] == "Wed, 15 Jul 2020 08:00:00 GMT"
+    assert headers["user-agent"] == "publisher/0.1"
+    assert site.statuses() == [200, 304]
+    assert second.sources["department-page"].not_modified
+    assert second.new == [] and second.changed == []
+    assert not second.changed_anything
+    assert store.items.count() == 13
+    state = store.sources.get("department-page")
+    assert state["etag"] == '"v1"' and state["last_error"] is None
+
+
+def test_a_source_that_times_out_fails_alone(
+    store: Store, site: Site, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    site.pages["/slow"] = Page(b"", hang=True)
+    item_file(tmp_path / "items", "kept", category="News")
+    settings = make_settings(
+        sources=[
+            html_source(site.url("/slow"), name="slow-page", timeout=0.3),
+            {"name": "local", "type": "directory", "path": str(tmp_path / "items")},
+        ]
+    )
+
+    report = ingest(settings, store, NOW)
+
+    (failure,) = report.failed
+    assert failure.source == "slow-page"
+    assert "timed out" in str(failure)
+    assert not report.ok
+    assert report.sources["slow-page"].error is not None
+    assert report.sources["local"].new == 1
+    assert store.items.count() == 1
+    assert "timed out" in store.sources.get("slow-page")["last_error"]
+
+
+def test_a_server_error_fails_the_source_and_keeps_what_was_stored(
+    store: Store, site: Site, make_settings: Callable[..., Settings]
+) -> None:
+    site.pages["/news"] = Page((DATA / "department-page.html").read_bytes(), etag='"v1"')
+    settings = make_settings(sources=[html_source(site.url("/news"))])
+    ingest(settings, store, NOW)
+    site.pages["/news"] = Page(b"<h1>Internal Server Error</h1>", status=500)
+
+    report = ingest(settings, store, LATER)
+
+    (failure,) = report.failed
+    assert failure.source == "department-page"
+    assert "HTTP 500" in failure.cause
+    assert store.items.count() == 13
+    state = store.sources.get("department-page")
+    assert "HTTP 500" in state["last_error"]
+    assert state["etag"] == '"v1"'  # validators of the last good fetch are kept
+
+
+def test_feed_over_http_resolves_relative_links_against_the_feed_url(
+    store: Store, site: Site, make_settings: Callable[..., Settings]
+) -> None:
+    site.pages["/feeds/comments.json"] = Page(
+        b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "c1", "url": "/c/1",'
+        b' "title": "One", "date_published": "2020-07-16T11:00:00+02:00", "tags": ["Comment"]}]}',
+        content_type="application/feed+json",
+    )
+    settings = make_settings(
+        sources=[{"name": "comments", "type": "feed", "url": site.url("/feeds/comments.json")}]
+    )
+
+    report = ingest(settings, store, NOW)
+
+    assert report.ok and report.new == ["c1"]
+    item = store.items.get("c1")
+    assert item is not None
+    assert item.link == site.url("/c/1")
+    assert item.category == "comments"
+    assert item.published == datetime(2020, 7, 16, 9, tzinfo=UTC)
+
+
+# -- validation ---------------------------------------------------------------------
+
+
+def test_bad_items_are_rejected_with_file_and_reason_and_the_rest_stored(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    item_file(folder, "good", category="News")
+    item_file(folder, "no-title", title="")
+    item_file(folder, "no-date", date="")
+    item_file(folder, "bad-date", date="15/07/2020")
+    item_file(folder, "no-link", link="")
+    item_file(folder, "relative-link", link="/news/relative")
+    item_file(folder, "script-link", link="javascript:alert(1)")
+    write(folder / "no-front-matter.md", "Just text.\n")
+
+    report = ingest(directory_settings(make_settings, folder), store, NOW)
+
+    assert not report.ok
+    assert len(report.new) == 1
+    assert store.items.count() == 1
+    reasons = {Path(e.where).name: e.reason for e in report.rejected}
+    assert set(reasons) == {
+        "no-title.md", "no-date.md", "bad-date.md", "no-link.md", "relative-link.md",
+        "script-link.md", "no-front-matter.md",
+    }  # fmt: skip
+    assert (
+        reasons["no-title.md"]
+        == "missing title: add a 'title:' line to the front matter, e.g. 'title: My news'"
+    )
+    assert reasons["no-date.md"].startswith("missing date: add a 'date:' line")
+    assert "'15/07/2020' is not a date" in reasons["bad-date.md"]
+    assert "ISO 8601, e.g. 2020-07-15" in reasons["bad-date.md"]
+    assert reasons["no-link.md"].startswith("missing link: add a 'link:' line")
+    assert "not an absolute http(s) URL" in reasons["relative-link.md"]
+    assert "not an absolute http(s) URL" in reasons["script-link.md"]
+    assert report.sources["local"].rejected == 7
+    assert report.sources["local"].new == 1
+    assert store.sources.get("local")["item_count"] == 1
+
+
+def test_an_unknown_label_is_a_warning_and_the_item_is_kept_without_category(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    path = item_file(folder, "podcast", category="Podcast")
+
+    report = ingest(directory_settings(make_settings, folder), store, NOW)
+
+    assert report.ok
+    (warning,) = report.warnings
+    assert warning.where == str(path)
+    assert "label 'Podcast' matches no category" in warning.reason
+    assert "all-items feed" in warning.reason
+    (item,) = store.items.latest()
+    assert item.label == "Podcast" and item.category is None
+
+
+def test_duplicate_ids_in_one_run_reject_the_second(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    item_file(folder, "a", id="urn:x:1", title="First", category="News")
+    second = item_file(folder, "b", id="urn:x:1", title="Second", category="News")
+
+    report = ingest(directory_settings(make_settings, folder), store, NOW)
+
+    (rejected,) = report.rejected
+    assert rejected.where == str(second)
+    assert "duplicate id 'urn:x:1'" in rejected.reason
+    assert str(folder / "a.md") in rejected.reason
+    item = store.items.get("urn:x:1")
+    assert item is not None and item.title == "First"
+
+
+# -- identity and change detection --------------------------------------------------
+
+
+def test_editing_an_item_keeps_its_id_and_published_and_moves_updated(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    path = item_file(folder, "2020-07-15-story", title="Old title", category="News")
+    settings = directory_settings(make_settings, folder)
+    (item_id,) = ingest(settings, store, NOW).new
+    before = store.items.get(item_id)
+    assert before is not None
+
+    path.write_text(path.read_text().replace("Old title", "New title"))
+    path.rename(folder / "renamed-later.md")
+    report = ingest(settings, store, LATER)
+
+    assert report.changed == [item_id]
+    assert report.new == [] and report.unchanged == []
+    assert report.changed_anything
+    after = store.items.get(item_id)
+    assert after is not None
+    assert after.title == "New title"
+    assert after.published == before.published
+    assert before.updated == before.published
+    assert after.updated == LATER
+    assert after.content_hash != before.content_hash
+    assert store.items.count() == 1
+
+
+def test_a_given_updated_date_is_used_when_it_moves(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    path = item_file(folder, "story", id="urn:x:story", category="News", body="First version.")
+    settings = directory_settings(make_settings, folder)
+    ingest(settings, store, NOW)
+
+    path.write_text(path.read_text().replace("First version.", "Second version.").replace(
+        "category: News", "category: News\nupdated: 2020-07-20T10:00:00+00:00"
+    ))  # fmt: skip
+    report = ingest(settings, store, LATER)
+
+    assert report.changed == ["urn:x:story"]
+    item = store.items.get("urn:x:story")
+    assert item is not None
+    assert item.updated == datetime(2020, 7, 20, 10, tzinfo=UTC)
+    assert item.content == "<p>Second version.</p>"
+
+
+def test_reingesting_unchanged_sources_writes_nothing(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(
+        sources=[
+            {"name": "sample", "type": "directory", "path": str(REPO / "content")},
+            {"name": "pubs", "type": "feed", "url": str(DATA / "upstream.atom.xml")},
+            {"name": "comments", "type": "feed", "url": str(DATA / "upstream.json")},
+        ]
+    )
+    first = ingest(settings, store, NOW)
+    assert len(first.new) == 17
+    before = {i.id: i for i in store.items.latest(limit=100)}
+    writes = WriteCounter(store)
+
+    report = ingest(settings, store, LATER)
+
+    assert sorted(report.unchanged) == sorted(first.new)
+    assert report.new == [] and report.changed == []
+    assert not report.changed_anything
+    assert writes.statements == []
+    assert {i.id: i for i in store.items.latest(limit=100)} == before
+
+
+def test_ids_fall_back_to_the_canonical_link(store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(
+        sources=[{"name": "up", "type": "feed", "url": str(DATA / "upstream.rss.xml"), "category": "News"}]
+    )
+    report = ingest(settings, store, NOW)
+
+    assert sorted(report.new) == [
+        "https://www.example.org/social-protection/news/WCMS_647371/",
+        "urn:example:news:744612",
+    ]
+    guidless = store.items.get("https://www.example.org/social-protection/news/WCMS_647371/")
+    assert guidless is not None
+    assert guidless.link == "https://WWW.Example.org/social-protection/news/WCMS_647371/#top"
+    assert guidless.summary == "<p>Two UN agency heads have signed a call for action.</p>"
+    release = store.items.get("urn:example:news:744612")
+    assert release is not None and release.category == "press-releases"
+
+
+# -- cleaning -----------------------------------------------------------------------
+
+
+def test_html_is_sanitised(store: Store, tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+    folder = tmp_path / "items"
+    body = (
+        'Intro with <b onclick="steal()">bold</b> and <a href="javascript:alert(1)">a trap</a>.\n\n'
+        "<script>alert('x')</script>\n\n<style>p { display: none }</style>\n\n"
+        '<img src="/pics/a.png" onerror="steal()" alt="A">\n\n'
+        "[relative](/more) and [absolute](https://www.example.org/x)."
+    )
+    item_file(
+        folder, "evil", id="urn:x:evil", category="News", body=body,
+        summary="'Click <a href=\"javascript:steal()\" onmouseover=\"x()\">here</a> *now*'",
+    )  # fmt: skip
+
+    report = ingest(directory_settings(make_settings, folder), store, NOW)
+
+    assert report.ok
+    item = store.items.get("urn:x:evil")
+    assert item is not None
+    for text in (item.content, item.summary):
+        assert "<script" not in text and "alert('x')" not in text
+        assert "<style" not in text and "display: none" not in text
+        assert "onclick" not in text and "onerror" not in text and "onmouseover" not in text
+        assert "javascript:" not in text
+    assert '<b>bold</b> and <a rel="noopener noreferrer">a trap</a>' in item.content
+    assert '<img src="https://www.example.org/pics/a.png" alt="A">' in item.content
+    assert '<a href="https://www.example.org/more" rel="noopener noreferrer">relative</a>' in item.content
+    assert item.summary == 'Click <a rel="noopener noreferrer">here</a> <em>now</em>'
+
+
+def test_the_summary_defaults_to_the_first_paragraph(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    item_file(folder, "s", id="urn:x:s", category="News", body="First *para* & more.\n\nSecond para.")
+
+    ingest(directory_settings(make_settings, folder), store, NOW)
+
+    item = store.items.get("urn:x:s")
+    assert item is not None
+    assert item.summary == "First para &amp; more."
+
+
+def test_control_characters_are_removed_so_feeds_can_be_written(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    item_file(
+        folder, "ctl", id="urn:x:ctl", category="News",
+        title='"Bell\\x07 and\\x00 null"', summary='"Form\\x0cfeed"', body="Vertical\x0btab\x1f.",
+    )  # fmt: skip
+
+    report = ingest(directory_settings(make_settings, folder), store, NOW)
+
+    assert report.ok, report.rejected
+    item = store.items.get("urn:x:ctl")
+    assert item is not None
+    assert item.title == "Bell and null"
+    assert item.summary == "Formfeed"
+    assert item.content == "<p>Verticaltab.</p>"
+    feed = FeedGenerator()
+    feed.id("urn:test")
+    feed.title("t")
+    feed.link(href="https://www.example.org/", rel="alternate")
+    feed.description("d")
+    entry = feed.add_entry()
+    entry.id(item.id)
+    entry.title(item.title)
+    entry.link(href=item.link)
+    entry.summary(item.summary)
+    entry.content(item.content, type="html")
+    entry.published(item.published)
+    entry.updated(item.updated)
+    assert b"Bell and null" in feed.atom_str() and b"Bell and null" in feed.rss_str()
+
+
+def test_dates_without_zone_are_read_in_the_site_zone(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    item_file(folder, "naive", id="urn:x:naive", category="News", date="2020-07-15 10:00:00")
+    item_file(folder, "winter", id="urn:x:winter", category="News", date="2020-01-15T10:00:00")
+    item_file(folder, "aware", id="urn:x:aware", category="News", date="2020-07-15T10:00:00-04:00")
+    item_file(folder, "rfc", id="urn:x:rfc", category="News", date="'Wed, 15 Jul 2020 10:00:00 +0000'")
+
+    report = ingest(directory_settings(make_settings, folder), store, NOW)
+
+    assert report.ok, report.rejected
+    published = {i.id: i.published for i in store.items.latest(limit=10)}
+    assert published["urn:x:naive"] == datetime(2020, 7, 15, 8, tzinfo=UTC)  # Europe/Zurich, CEST
+    assert published["urn:x:winter"] == datetime(2020, 1, 15, 9, tzinfo=UTC)  # CET
+    assert published["urn:x:aware"] == datetime(2020, 7, 15, 14, tzinfo=UTC)
+    assert published["urn:x:rfc"] == datetime(2020, 7, 15, 10, tzinfo=UTC)
+    assert all(p.tzinfo is not None for p in published.values())
+
+
+def test_language_defaults_to_the_source_then_the_site(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    write(tmp_path / "fr" / "a.md", "---\ntitle: A\ndate: 2020-01-01\nlink: https://e.org/a\nid: a\n---\n")
+    write(
+        tmp_path / "fr" / "b.md",
+        "---\ntitle: B\ndate: 2020-01-01\nlink: https://e.org/b\nid: b\nlanguage: es\n---\n",
+    )
+    write(tmp_path / "any" / "c.md", "---\ntitle: C\ndate: 2020-01-01\nlink: https://e.org/c\nid: c\n---\n")
+    settings = make_settings(
+        sources=[
+            {"name": "french", "type": "directory", "path": str(tmp_path / "fr"), "language": "fr"},
+            {"name": "other", "type": "directory", "path": str(tmp_path / "any")},
+        ]
+    )
+
+    ingest(settings, store, NOW)
+
+    assert {i.id: i.language for i in store.items.latest()} == {"a": "fr", "b": "es", "c": "en"}
