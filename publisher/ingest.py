@@ -90,6 +90,18 @@ class IngestReport:
         """True when the store now holds something the feeds do not show yet."""
         return bool(self.new or self.changed)
 
+    @property
+    def new_count(self) -> int:
+        return len(self.new)
+
+    @property
+    def changed_count(self) -> int:
+        return len(self.changed)
+
+    @property
+    def unchanged_count(self) -> int:
+        return len(self.unchanged)
+
 
 # -- the run ------------------------------------------------------------------------
 

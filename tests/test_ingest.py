@@ -386,7 +386,7 @@ def test_editing_an_item_keeps_its_id_and_published_and_moves_updated(
     report = ingest(settings, store, LATER)
 
     assert report.changed == [item_id]
-    assert report.new == [] and report.unchanged == []
+    assert (report.new_count, report.changed_count, report.unchanged_count) == (0, 1, 0)
     assert report.changed_anything
     after = store.items.get(item_id)
     assert after is not None

@@ -58,6 +58,8 @@ def test_directory_reads_markdown_files_recursively_in_sorted_order(
     )
     write(folder / "2020" / "a.md", "---\ntitle: 'First: with a colon'\ndate: 2020-07-15\n---\nBody A\n")
     write(folder / "notes.txt", "not an item")
+    write(folder / ".drafts" / "c.md", "---\ntitle: Hidden draft\ndate: 2020-07-18\n---\n")
+    write(folder / ".#b.md", "editor lock file")
     settings = make_settings(sources=[{"name": "local", "type": "directory", "path": str(folder)}])
 
     result = read(settings)

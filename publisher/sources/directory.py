@@ -22,12 +22,14 @@ _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?(.*)\Z
 
 
 def read_directory(cfg: DirectorySourceConfig) -> SourceResult:
-    """Read every ``*.md`` below ``cfg.path`` in sorted order."""
+    """Read every ``*.md`` below ``cfg.path`` in sorted order, skipping hidden files and folders."""
     folder = cfg.path
     if not folder.is_dir():
         raise SourceError(cfg.name, f"{folder}: no such folder; create it or fix 'path'")
     result = SourceResult()
     for path in sorted(folder.rglob("*.md")):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue  # editor backups, .git and the like are not items
         try:
             result.items.append(read_file(cfg, path))
         except ItemError as e:
