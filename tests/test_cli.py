@@ -1,0 +1,154 @@
+"""The CLI as an admin uses it: real subprocesses on a copy of the embedded default.
+
+Each test copies config.toml, content/ and subscribers/ into a temporary folder and
+runs ``python -m publisher.cli`` there, checking output, files and exit codes
+(0 success, 1 work failed, 2 usage or configuration).
+"""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import feedparser
+import pytest
+from click.testing import CliRunner
+
+from publisher.cli import cli as main_group
+
+REPO = Path(__file__).parent.parent
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    for name in ("content", "subscribers"):
+        shutil.copytree(REPO / name, tmp_path / name)
+    shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
+    return tmp_path
+
+
+def cli(site: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "publisher.cli", *args],
+        cwd=site,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input=input,
+    )
+
+
+def test_every_command_has_help() -> None:
+    commands = [
+        [],
+        ["check"],
+        ["ingest"],
+        ["build"],
+        ["publish"],
+        ["items"],
+        ["serve"],
+        ["run"],
+        ["worker"],
+        ["subscribers", "import"],
+        ["subscribers", "export"],
+        ["subscribers", "add"],
+        ["subscribers", "remove"],
+        ["subscribers", "show"],
+        ["subscribers", "forget"],
+        ["digest", "preview"],
+        ["digest", "send"],
+        ["digest", "status"],
+    ]
+    for command in commands:
+        r = CliRunner().invoke(main_group, [*command, "--help"])
+        assert r.exit_code == 0, (command, r.output)
+        if (command and command[0] not in ("subscribers", "digest")) or len(command) == 2:
+            assert "--config" in r.output, command
+
+
+def test_check_reports_bad_config_and_exits_2(site: Path) -> None:
+    assert cli(site, "check").returncode == 0
+    (site / "bad.toml").write_text('[site]\ntimezone = "Nowhere/Else"\n[feeds]\nmax_item = 3\n')
+    r = cli(site, "check", "--config", "bad.toml")
+    assert r.returncode == 2
+    assert "site.timezone" in r.stderr and "feeds.max_item: unknown key" in r.stderr
+
+
+def test_publish_builds_feeds_and_sends_the_sample_digest_once(site: Path) -> None:
+    r = cli(site, "publish")
+    assert r.returncode == 0, r.stderr
+    assert "ingest: 13 new" in r.stdout
+    for slug in ("all", "press-releases", "news", "comments", "video-messages", "events", "publications"):
+        parsed = feedparser.parse((site / "public" / "feeds" / f"{slug}.atom.xml").read_bytes())
+        assert parsed.bozo == 0 and parsed.entries, slug
+    outbox = mailbox.Maildir(site / "var" / "outbox", create=False)
+    recipients = sorted(str(m["To"]) for m in outbox)
+    assert len(recipients) == 4  # three on weekly, one on press
+    again = cli(site, "publish")
+    assert again.returncode == 0 and "ingest: 0 new, 0 changed, 13 unchanged" in again.stdout
+    assert len(list(mailbox.Maildir(site / "var" / "outbox", create=False))) == 4  # never twice
+
+    status = cli(site, "digest", "status")
+    assert status.returncode == 0 and "weekly" in status.stdout and "press" in status.stdout
+    items = cli(site, "items")
+    assert "Social protection a vital part of the pandemic" in items.stdout
+
+
+def test_ingest_exits_1_when_an_item_is_rejected(site: Path) -> None:
+    (site / "content" / "broken.md").write_text(
+        "---\ntitle: No date here\nlink: https://example.org/x\n---\nBody\n"
+    )
+    r = cli(site, "ingest")
+    assert r.returncode == 1
+    assert "broken.md" in r.stderr and "date" in r.stderr
+    assert "12 new" not in r.stdout and "13 new" in r.stdout  # the others are stored
+
+
+def test_subscribers_commands(site: Path) -> None:
+    csv = site / "people.csv"
+    csv.write_text("email,name,language\nOla@Example.ORG ,Ola,fr\nnot-an-address,Bad,en\n")
+    r = cli(site, "subscribers", "import", "weekly", str(csv))
+    assert r.returncode == 1  # one row rejected
+    assert "people.csv:3" in r.stderr and "1 added" in r.stdout
+
+    assert cli(site, "subscribers", "add", "weekly", "zoe@example.org", "--name", "Zoé").returncode == 0
+    shown = cli(site, "subscribers", "show", "Ola@example.org")
+    assert shown.returncode == 0 and "confirmed" in shown.stdout
+
+    assert cli(site, "subscribers", "remove", "weekly", "zoe@example.org").returncode == 0
+    exported = cli(site, "subscribers", "export", "weekly")
+    assert "zoe@example.org" in exported.stdout and "unsubscribed" in exported.stdout
+
+    assert cli(site, "subscribers", "forget", "zoe@example.org", "--yes").returncode == 0
+    assert "zoe@example.org" not in cli(site, "subscribers", "export", "weekly").stdout
+    forgotten = cli(site, "subscribers", "show", "zoe@example.org")
+    assert "forgotten" in forgotten.stdout and "Zoé" not in forgotten.stdout
+
+
+def test_digest_preview_and_dry_run_record_nothing(site: Path) -> None:
+    assert cli(site, "ingest").returncode == 0
+    assert cli(site, "subscribers", "import", "weekly", "subscribers/weekly.csv").returncode == 0
+    r = cli(site, "digest", "preview", "weekly", "--out", "preview")
+    assert r.returncode == 0, r.stderr
+    assert (site / "preview" / "weekly.html").exists() and (site / "preview" / "weekly.eml").exists()
+    dry = cli(site, "digest", "send", "weekly", "--dry-run")
+    assert dry.returncode == 0 and "13 item(s) to 3 subscriber(s)" in dry.stdout
+    assert not (site / "var" / "outbox" / "new").exists() or not any(
+        (site / "var" / "outbox" / "new").iterdir()
+    )
+    sent = cli(site, "digest", "send", "weekly")
+    assert sent.returncode == 0 and "sent 3" in sent.stdout
+    again = cli(site, "digest", "send", "weekly")
+    assert again.returncode == 0 and "exists already" in again.stdout
+    assert len(list(mailbox.Maildir(site / "var" / "outbox", create=False))) == 3
+
+
+def test_unknown_list_is_a_usage_error(site: Path) -> None:
+    r = cli(site, "digest", "send", "nope")
+    assert r.returncode == 2 and "unknown list 'nope'" in r.stderr
