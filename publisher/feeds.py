@@ -31,7 +31,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -39,17 +39,15 @@ from urllib.parse import urljoin, urlsplit
 import feedgen
 import jinja2
 import nh3
-from babel import Locale, UnknownLocaleError
-from babel.dates import format_date
 from feedgen.feed import FeedGenerator
 from markupsafe import Markup
 
 from publisher.config import CategoryConfig, Settings
-from publisher.errors import PublisherError, TemplateError
+from publisher.errors import PublisherError
 from publisher.models import Item
 from publisher.store import Store
+from publisher.templating import make_environment, render_template
 
-TEMPLATES = Path(__file__).parent.parent / "templates"
 INDEX_TEMPLATE = "web/index.html.j2"
 
 #: ``updated`` of a feed that has no item yet. A fixed date keeps empty feeds
@@ -63,8 +61,6 @@ INDEX_ITEMS = 10
 #: Remembers what each feed was rendered from, so unchanged categories are skipped.
 STATE_FILE = ".feeds-state.json"
 
-#: Bump when the rendering code changes its output, so old state stops matching.
-RENDER_VERSION = "1"
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 GENERATOR = "publisher"
@@ -276,12 +272,17 @@ def _html_to_text(markup: str) -> str:
 def _fingerprint(site: _Site, ch: Channel) -> str:
     """A hash of everything a channel's feeds are rendered from."""
     h = hashlib.sha256()
-    head = [RENDER_VERSION, feedgen.version.version_str, repr(site), ch.slug, ch.title]
-    head += [(f.path, f.url, f.title) for f in ch.files]
+    head: list[object] = [_code_version(), site, ch.slug, ch.title, ch.files]
     h.update(repr(head).encode())
     for item in ch.items:
         h.update(repr(item).encode())
     return h.hexdigest()
+
+
+@cache
+def _code_version() -> str:
+    """Changes whenever this module or feedgen changes, so their output is re-rendered."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest() + str(feedgen.version.version_str)
 
 
 # -- Atom and RSS (feedgen) ---------------------------------------------------------
@@ -435,44 +436,38 @@ def _preferred(files: Sequence[FeedFile]) -> FeedFile:
 
 
 def template_environment(settings: Settings) -> jinja2.Environment:
-    """The Jinja2 environment for index.html: the admin's folder first, then templates/.
+    """The shared environment: the admin's override folder first, then ``templates/``.
 
-    Kept to this one function so that a shared templating module can replace it.
+    Sandboxed, because an admin may replace index.html.j2 with a template of their own.
+    Kept per process: compiling the template again on every build would cost more than
+    the rest of a one-new-item rebuild (Jinja2 still reloads a template edited on disk).
     """
-    override = settings.templates.path
-    return _environment(str(override) if override else None)
+    key = (settings.templates.path, settings.site.timezone, settings.site.language)
+    env = _ENVIRONMENTS.get(key)
+    if env is None:
+        env = _ENVIRONMENTS[key] = make_environment(settings, sandboxed=True)
+    return env
 
 
-@lru_cache(maxsize=8)
-def _environment(override: str | None) -> jinja2.Environment:
-    paths = [override, str(TEMPLATES)] if override else [str(TEMPLATES)]
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(paths),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+_ENVIRONMENTS: dict[tuple[Path | None, str, str], jinja2.Environment] = {}
 
 
 @dataclass(frozen=True, slots=True)
 class _IndexEntry:
     title: str
     url: str
-    date_iso: str
-    date_text: str
+    published: datetime
+    date_iso: str  # the date in the site's time zone, for <time datetime>
     summary: Markup
 
 
 def render_index(settings: Settings, site: _Site, channels: Sequence[Channel]) -> bytes:
-    locale = _locale(site.language)
     sections = [
         {
             "slug": ch.slug,
             "title": ch.name,
             "feeds": ch.files,
-            "items": [_index_entry(site, locale, i) for i in ch.items[:INDEX_ITEMS]],
+            "items": [_index_entry(site, i) for i in ch.items[:INDEX_ITEMS]],
         }
         for ch in channels[1:]
     ]
@@ -483,30 +478,18 @@ def render_index(settings: Settings, site: _Site, channels: Sequence[Channel]) -
         "feeds": [f for ch in channels for f in ch.files],
         "opml_url": f"{site.root}feeds.opml",
     }
-    try:
-        html = template_environment(settings).get_template(INDEX_TEMPLATE).render(context)
-    except jinja2.TemplateError as e:
-        raise TemplateError(f"{INDEX_TEMPLATE}: {e}") from e
-    return html.encode("utf-8")
+    return render_template(template_environment(settings), INDEX_TEMPLATE, context).encode("utf-8")
 
 
-def _index_entry(site: _Site, locale: Locale, item: Item) -> _IndexEntry:
-    local = item.published.astimezone(site.timezone)
+def _index_entry(site: _Site, item: Item) -> _IndexEntry:
     return _IndexEntry(
         title=clean_text(item.title),
         url=absolute(site, item.link),
-        date_iso=local.date().isoformat(),
-        date_text=format_date(local.date(), format="long", locale=locale),
+        published=item.published,
+        date_iso=item.published.astimezone(site.timezone).date().isoformat(),
         # The summary is sanitised by ingest; clean it again because it is inserted as HTML.
         summary=Markup(nh3.clean(clean_text(item.summary))),
     )
-
-
-def _locale(language: str) -> Locale:
-    try:
-        return Locale.parse(language.replace("-", "_"))
-    except (UnknownLocaleError, ValueError):
-        return Locale("en")
 
 
 # -- writing ------------------------------------------------------------------------
@@ -519,10 +502,10 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # No fsync: a file lost or truncated by a crash differs from what the next build
+        # renders, so that build writes it again; fsync would triple a rebuild's time.
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         # mkstemp creates 0600 files; the web server may run as another user.
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
