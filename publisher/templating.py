@@ -88,12 +88,21 @@ def translator(language: str) -> Callable[..., str]:
     return t
 
 
+_BLOCKS = ["p", "div", "li", "br", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td", "blockquote", "pre"]
+
+
 def html_to_text(fragment: str) -> str:
-    """The readable text of a sanitised HTML fragment, for plain-text emails."""
+    """The readable text of a sanitised HTML fragment, for plain-text emails.
+
+    Block elements are separated by a space; inline ones are not, so "the
+    <a>report</a>." stays "the report.".
+    """
     if "<" not in fragment and "&" not in fragment:
         return " ".join(fragment.split())
-    text = BeautifulSoup(fragment, "lxml").get_text(" ")
-    return " ".join(text.split())
+    soup = BeautifulSoup(fragment, "lxml")
+    for tag in soup.find_all(_BLOCKS):
+        tag.insert_after(" ")
+    return " ".join(soup.get_text().split())
 
 
 def _date_filter(tz: Any) -> Callable[..., str]:

@@ -156,6 +156,7 @@ def test_date_filter_uses_context_language_and_site_timezone(make_settings: Make
 def test_plaintext_filter_flattens_sanitised_html() -> None:
     assert html_to_text("<p>One &amp; <b>two</b></p>\n<ul><li>three</li></ul>") == "One & two three"
     assert html_to_text("plain   text") == "plain text"
+    assert html_to_text('<p>Read the <a href="x">report</a>.</p><p>Next</p>') == "Read the report. Next"
 
 
 # -- fixed texts -------------------------------------------------------------------

@@ -1,0 +1,657 @@
+"""Digest messages: rendered once, personalised by substitution, parsed back as a mail client would.
+
+Every message is read back with ``email.message_from_bytes(..., policy=default)``;
+golden files pin the HTML and text of a fixed issue in en, fr and es (set
+``UPDATE_GOLDEN=1`` to rewrite them after an intended change, then review the diff).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.header import decode_header, make_header
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import dkim
+import pytest
+
+from publisher.config import DkimConfig, Settings
+from publisher.errors import ConfigError, IssueError, SubscriberError, TemplateError
+from publisher.messages import (
+    GMAIL_CLIP_BYTES,
+    DkimSigner,
+    RenderedIssue,
+    group_items,
+    render_issue,
+    render_subject,
+)
+from publisher.models import Item, Subscriber, SubscriptionStatus
+from publisher.tokens import read_token, verify_token
+
+GOLDEN = Path(__file__).parent / "golden" / "email"
+NOW = datetime(2024, 3, 4, 9, 0, tzinfo=ZoneInfo("Europe/Zurich"))
+IN_CI = os.environ.get("CI", "").lower() == "true"
+MakeSettings = Callable[..., Settings]
+
+LIST = {
+    "slug": "weekly",
+    "name": "Weekly digest",
+    "sender": "Social Protection <news@example.org>",
+    "subject": "Social protection this week: {{ items|length }} new items",
+}
+
+
+def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+def make_item(n: int, **fields: Any) -> Item:
+    values: dict[str, Any] = {
+        "id": f"item-{n}",
+        "source": "sample",
+        "title": f"Item number {n}",
+        "link": f"https://www.example.org/news/{n}",
+        "published": _utc(2024, 3, 1, 10) - timedelta(hours=n),
+        "updated": _utc(2024, 3, 1, 10),
+        "language": "en",
+        "summary": f"<p>Summary of item {n}, with <strong>some</strong> detail.</p>",
+        "category": "news",
+    }
+    values.update(fields)
+    return Item(**values)
+
+
+GOLDEN_ITEMS = [
+    make_item(
+        1,
+        title="New pension rules adopted",
+        category="press-releases",
+        published=_utc(2024, 3, 1, 10),
+        summary="<p>The council adopted <strong>new rules</strong> on pensions &amp; survivors.</p>",
+    ),
+    make_item(2, title="Minimum wage report — 2024 edition", published=_utc(2024, 3, 2, 8)),
+    make_item(
+        3,
+        title="Social dialogue & youth employment",
+        published=_utc(2024, 2, 28, 12),
+        summary='<p>Read the <a href="https://www.example.org/report.pdf">full report</a>.</p>',
+    ),
+    make_item(
+        4,
+        title="Conférence régionale à Genève",
+        category="events",
+        published=_utc(2024, 3, 3, 23, 30),  # 4 March in Zurich
+        summary="",
+    ),
+    make_item(5, title="Staff notice", category=None, published=_utc(2024, 2, 29, 9)),
+    make_item(6, title="Archive moved", category="no-such-category", published=_utc(2024, 2, 27, 9)),
+]
+
+
+def make_subscriber(**fields: Any) -> Subscriber:
+    values: dict[str, Any] = {
+        "id": 42,
+        "email": "carlos@example.org",
+        "name": "Carlos Méndez",
+        "language": "en",
+        "secret": "golden-secret",
+        "list_slug": "weekly",
+        "status": SubscriptionStatus.CONFIRMED,
+    }
+    values.update(fields)
+    return Subscriber(**values)
+
+
+@pytest.fixture
+def settings(make_settings: MakeSettings) -> Settings:
+    return make_settings(lists=[LIST])
+
+
+def render(
+    settings: Settings, items: list[Item] | None = None, language: str = "en", **kw: Any
+) -> RenderedIssue:
+    return render_issue(
+        settings,
+        settings.lists[0],
+        GOLDEN_ITEMS if items is None else items,
+        issue_id=7,
+        period_label=kw.pop("period_label", "Week of 4 March 2024"),
+        language=language,
+        now=kw.pop("now", NOW),
+        **kw,
+    )
+
+
+def parse(data: bytes) -> EmailMessage:
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    """The decoded text and HTML parts, checking they are the only parts, in that order."""
+    assert message.get_content_type() == "multipart/alternative"
+    children = list(message.iter_parts())
+    assert [p.get_content_type() for p in children] == ["text/plain", "text/html"]
+    assert all(p.get_content_charset() == "utf-8" for p in children)
+    text, html = (p.get_content() for p in children)
+    return str(text), str(html)
+
+
+def personalised(rendered: RenderedIssue, subscriber: Subscriber | None = None) -> tuple[str, bytes]:
+    return rendered.personalise(subscriber or make_subscriber(), delivery_id=99)
+
+
+# -- golden files -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", ["en", "fr", "es"])
+def test_golden_html_and_text(settings: Settings, language: str) -> None:
+    rendered = render(settings, language=language)
+    _mid, data = personalised(rendered, make_subscriber(language=language))
+    text, html = parts(parse(data))
+    for suffix, body in (("txt", text), ("html", html)):
+        actual = body.replace("\r\n", "\n")  # the message has CRLF; golden files are plain text
+        path = GOLDEN / f"digest.{language}.{suffix}"
+        if os.environ.get("UPDATE_GOLDEN") == "1":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(actual, encoding="utf-8")
+        assert actual == path.read_text(encoding="utf-8"), f"{path} differs (UPDATE_GOLDEN=1 rewrites it)"
+
+
+@pytest.mark.parametrize(
+    ("language", "date_text", "texts"),
+    [
+        (
+            "en",
+            "March 4, 2024",
+            ["Unsubscribe", "Manage preferences", "Read more", "Other news", "Hello Carlos"],
+        ),
+        (
+            "fr",
+            "4 mars 2024",
+            ["Se désabonner", "Gérer mes préférences", "Lire la suite", "Autres actualités"],
+        ),
+        (
+            "es",
+            "4 de marzo de 2024",
+            ["Darse de baja", "Gestionar preferencias", "Leer más", "Otras noticias"],
+        ),
+    ],
+)
+def test_dates_and_fixed_texts_are_in_the_readers_language(
+    settings: Settings, language: str, date_text: str, texts: list[str]
+) -> None:
+    text, html = parts(parse(personalised(render(settings, language=language))[1]))
+    for body in (text, html):
+        assert date_text in body  # the event at 23:30 UTC on 3 March is on 4 March in Zurich
+        for fixed in texts:
+            assert fixed in body
+    assert f'<html lang="{language}"' in html
+
+
+def test_items_grouped_in_config_order_newest_first_unknown_last(settings: Settings) -> None:
+    groups = group_items(settings, GOLDEN_ITEMS, "fr")
+    assert [g.slug for g in groups] == ["press-releases", "news", "events", ""]
+    assert [g.title for g in groups] == ["Press releases", "News", "Events", "Autres actualités"]
+    assert [i.id for i in groups[1].items] == ["item-2", "item-3"]
+    assert [i.id for i in groups[3].items] == ["item-5", "item-6"]
+    text, _html = parts(parse(personalised(render(settings))[1]))
+    order = [text.index(t) for t in ("== Press releases", "== News", "== Events", "== Other news")]
+    assert order == sorted(order)
+
+
+# -- subject ------------------------------------------------------------------------
+
+
+def test_subject_template_sees_items_list_site_and_categories(make_settings: MakeSettings) -> None:
+    template = "{{ site.title }} / {{ list.name }}: {{ items|length }} new, first {{ categories[0].title }}"
+    settings = make_settings(lists=[{**LIST, "subject": template}])
+    expected = "Social Protection Department / Weekly digest: 6 new, first Press releases"
+    assert render(settings).subject == expected
+    assert parse(personalised(render(settings))[1])["Subject"] == expected
+    assert render_subject(settings, settings.lists[0], GOLDEN_ITEMS, language="en") == expected
+
+
+def test_non_ascii_and_long_subject_is_encoded_and_round_trips(make_settings: MakeSettings) -> None:
+    template = "Protection sociale : {{ items|length }} nouveautés – " + "très " * 20 + "fin"
+    settings = make_settings(lists=[{**LIST, "subject": template}])
+    _mid, data = personalised(render(settings))
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert b"=?utf-8?" in head and "nouveautés".encode() not in head
+    assert parse(data)["Subject"] == "Protection sociale : 6 nouveautés – " + "très " * 20 + "fin"
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+
+
+def test_subject_errors_are_template_errors(make_settings: MakeSettings) -> None:
+    for template, expected in [
+        ("{{ nope }}", "undefined"),
+        ("{{ ''.__class__.__mro__ }}", "not allowed"),
+        ("  ", "empty"),
+    ]:
+        settings = make_settings(lists=[{**LIST, "subject": template}])
+        with pytest.raises(TemplateError, match=expected) as info:
+            render(settings)
+        assert "'weekly'" in str(info.value)
+
+
+# -- overrides and template safety ---------------------------------------------------
+
+
+EXTENDS = '{% extends "default:email/digest.html.j2" %}'
+
+
+def _override(
+    make_settings: MakeSettings, tmp_path: Path, files: dict[str, str], **list_fields: Any
+) -> Settings:
+    folder = tmp_path / "overrides"
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    return make_settings(templates={"path": str(folder)}, lists=[{**LIST, **list_fields}])
+
+
+def test_admin_override_extends_the_builtin_and_changes_a_block(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    settings = _override(
+        make_settings,
+        tmp_path,
+        {
+            "email/digest.html.j2": '{% extends "default:email/digest.html.j2" %}'
+            '{% block intro %}<p class="intro">Our custom intro for {{ subscriber.name }}</p>{% endblock %}'
+        },
+    )
+    _mid, data = personalised(render(settings))
+    _text, html = parts(parse(data))
+    assert '<p class="intro"' in html and "Our custom intro for Carlos Méndez" in html
+    assert "Hello Carlos" not in html  # the replaced block is gone ...
+    assert "New pension rules adopted" in html and "/unsubscribe/" in html  # ... the rest is built-in
+
+
+def test_undefined_variable_in_override_is_a_template_error(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    settings = _override(
+        make_settings,
+        tmp_path,
+        {"email/digest.html.j2": EXTENDS + "\n{% block intro %}\n{{ oops }}{% endblock %}"},
+    )
+    with pytest.raises(
+        TemplateError, match=r"digest\.html\.j2, line 3: undefined value: 'oops' is undefined"
+    ):
+        render(settings)
+
+
+def test_sandbox_blocks_python_internals_in_override(make_settings: MakeSettings, tmp_path: Path) -> None:
+    settings = _override(
+        make_settings,
+        tmp_path,
+        {"email/evil.txt.j2": "{{ ''.__class__.__mro__ }}"},
+        text_template="email/evil.txt.j2",
+    )
+    with pytest.raises(TemplateError, match=r"evil\.txt\.j2, line 1: not allowed in a template"):
+        render(settings)
+
+
+def test_missing_list_template_is_a_template_error(make_settings: MakeSettings) -> None:
+    settings = make_settings(lists=[{**LIST, "html_template": "email/weekly.html.j2"}])
+    with pytest.raises(TemplateError, match=r"email/weekly\.html\.j2 not found"):
+        render(settings)
+
+
+def test_filter_applied_to_a_personal_value_is_reported(make_settings: MakeSettings, tmp_path: Path) -> None:
+    settings = _override(
+        make_settings,
+        tmp_path,
+        {"email/t.txt.j2": "{{ subscriber.name|upper }} {{ unsubscribe_url }}"},
+        text_template="email/t.txt.j2",
+    )
+    with pytest.raises(TemplateError, match="changed by a filter"):
+        render(settings)
+
+
+def test_template_without_unsubscribe_link_is_warned(
+    make_settings: MakeSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = _override(
+        make_settings,
+        tmp_path,
+        {"email/bare.html.j2": "<p>{{ items|length }}</p>"},
+        html_template="email/bare.html.j2",
+    )
+    with caplog.at_level(logging.WARNING, logger="publisher.messages"):
+        rendered = render(settings)
+    assert any("no unsubscribe link" in w for w in rendered.warnings)
+    assert "no unsubscribe link" in caplog.text
+
+
+# -- personalisation ----------------------------------------------------------------
+
+
+def test_placeholders_are_all_replaced_and_values_escaped_per_part(settings: Settings) -> None:
+    rendered = render(settings)
+    assert "PUBX" in rendered.html and "PUBX" in rendered.text  # placeholders before personalising
+    name = 'Zoë "Z" <b>&</b> Müller'
+    _mid, data = personalised(rendered, make_subscriber(name=name, email="zoe@example.org"))
+    assert b"PUBX" not in data
+    message = parse(data)
+    text, html = parts(message)
+    assert f"Hello {name}," in text
+    assert "Hello Zoë &#x27;Z&#x27;" not in html
+    assert "Hello Zoë &quot;Z&quot; &lt;b&gt;&amp;&lt;/b&gt; Müller," in html
+    assert "<b>&</b>" not in html
+    assert message["To"].addresses[0].display_name == name
+    assert message["To"].addresses[0].addr_spec == "zoe@example.org"
+
+
+def test_subscriber_without_name_gets_a_neutral_greeting_and_bare_address(settings: Settings) -> None:
+    _mid, data = personalised(render(settings, language="fr"), make_subscriber(name="  "))
+    message = parse(data)
+    text, html = parts(message)
+    assert "\r\nBonjour,\r\n" in text and ">Bonjour,<" in html
+    assert message["To"] == "carlos@example.org"
+
+
+def test_headers_of_a_personalised_message(make_settings: MakeSettings) -> None:
+    settings = make_settings(
+        lists=[
+            {**LIST, "reply_to": "Desk <desk@example.org>", "unsubscribe_mailto": "unsubscribe@example.org"}
+        ]
+    )
+    rendered = render(settings)
+    message_id, data = rendered.personalise(make_subscriber(), delivery_id=1234)
+    message = parse(data)
+    assert message["From"].addresses[0].display_name == "Social Protection"
+    assert message["From"].addresses[0].addr_spec == "news@example.org"
+    assert message["To"].addresses[0].display_name == "Carlos Méndez"
+    assert b"To: =?utf-8?" in data  # RFC 2047, not raw UTF-8
+    assert message["Reply-To"].addresses[0].addr_spec == "desk@example.org"
+    assert message["Date"].datetime == NOW
+    assert message["Message-ID"] == message_id
+    assert re.fullmatch(r"<issue-7\.1234\.[0-9a-f]+@example\.org>", message_id)
+    assert message["List-Id"] == '"Weekly digest" <weekly.example.org>'
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Precedence"] == "bulk"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["MIME-Version"] == "1.0"
+    http, mailto = re.findall(r"<([^>]+)>", str(message["List-Unsubscribe"]))
+    assert http.startswith("http://127.0.0.1:8080/unsubscribe/")
+    token = http.rsplit("/", 1)[1]
+    assert read_token(token) == (42, "weekly", "unsubscribe")
+    verify_token(token, "golden-secret")
+    assert mailto == f"mailto:unsubscribe@example.org?subject=unsubscribe%20{token}"
+    text, html = parts(message)
+    assert http in text and f'href="{http}"' in html  # the footer link is the header's link
+    prefs = re.search(r"http://127\.0\.0\.1:8080/preferences/([A-Za-z0-9_-]+)", text)
+    assert prefs and f'href="{prefs.group(0)}"' in html
+    assert read_token(prefs.group(1)) == (42, "weekly", "preferences")
+    verify_token(prefs.group(1), "golden-secret")
+
+
+def test_each_message_gets_its_own_message_id_and_links(settings: Settings) -> None:
+    rendered = render(settings)
+    id1, data1 = rendered.personalise(make_subscriber(), delivery_id=1)
+    id2, data2 = rendered.personalise(
+        make_subscriber(id=43, email="ann@example.org", name="Ann", secret="s2"), delivery_id=2
+    )
+    assert id1 != id2
+    m1, m2 = parse(data1), parse(data2)
+    assert m1["List-Unsubscribe"] != m2["List-Unsubscribe"]
+    assert parts(m1)[1].replace("Carlos Méndez", "Ann") != parts(m2)[1]  # tokens differ too
+    assert m1["Subject"] == m2["Subject"] and m1["Date"] == m2["Date"]
+
+
+def test_message_is_crlf_with_short_lines(settings: Settings) -> None:
+    long_name = "Ünïcödé " * 20  # several encoded words
+    _mid, data = personalised(render(settings), make_subscriber(name=long_name))
+    assert re.search(rb"(?<!\r)\n", data) is None and re.search(rb"\r(?!\n)", data) is None
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76  # RFC 2045 quoted-printable
+    assert all(b < 128 for b in data)
+    # Read the way RFC 2047 says (the space folding adds between encoded words is not
+    # text); the stdlib's address parser keeps that space, so decode_header is used here.
+    to = parse(data)["To"]
+    raw_to = data.split(b"\r\nTo: ", 1)[1].split(b" <carlos@example.org>")[0].decode()
+    assert str(make_header(decode_header(raw_to))) == long_name.strip()
+    assert to.addresses[0].addr_spec == "carlos@example.org"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Eve\r\nBcc: x@evil.example",
+        "Eve\nBcc: x@evil.example",
+        "Eve\rBcc: x@evil.example",
+        "Eve\u2028Bcc: x@evil.example",
+    ],
+)
+def test_header_injection_in_a_name_creates_no_header(settings: Settings, name: str) -> None:
+    _mid, data = personalised(render(settings), make_subscriber(name=name))
+    message = parse(data)
+    assert message["Bcc"] is None
+    assert b"\r\nBcc:" not in data
+    assert message["To"].addresses[0].display_name == "Eve Bcc: x@evil.example"
+    assert message["To"].addresses[0].addr_spec == "carlos@example.org"
+    assert len(message.get_all("To") or []) == 1
+
+
+def test_header_injection_in_subject_and_list_name_creates_no_header(make_settings: MakeSettings) -> None:
+    settings = make_settings(
+        lists=[
+            {
+                **LIST,
+                "name": "Weekly\r\nBcc: x@evil.example",
+                "subject": "Hi\r\nBcc: x@evil.example\n{{ items|length }}",
+            }
+        ]
+    )
+    message = parse(personalised(render(settings))[1])
+    assert message["Bcc"] is None
+    assert message["Subject"] == "Hi Bcc: x@evil.example 6"
+    assert message["List-Id"] == '"Weekly Bcc: x@evil.example" <weekly.example.org>'
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["carlos@example.org\r\nBcc: x@evil.example", "a b@example.org", "<a@example.org>", "no-at-sign"],
+)
+def test_unusable_address_is_refused(settings: Settings, address: str) -> None:
+    with pytest.raises(SubscriberError):
+        personalised(render(settings), make_subscriber(email=address))
+
+
+def test_subscriber_of_another_list_is_refused(settings: Settings) -> None:
+    with pytest.raises(IssueError, match="not 'weekly'"):
+        personalised(render(settings), make_subscriber(list_slug="daily"))
+
+
+def test_naive_send_time_is_refused(settings: Settings) -> None:
+    with pytest.raises(IssueError, match="timezone-aware"):
+        render(settings, now=datetime(2024, 3, 4, 9, 0))
+
+
+def test_personalise_is_fast(settings: Settings) -> None:
+    rendered = render(settings, items=[make_item(n) for n in range(30)])
+    subscriber = make_subscriber()
+    best = min(_time_per_call(lambda: rendered.personalise(subscriber, delivery_id=1), 300) for _ in range(5))
+    # Building an EmailMessage alone costs about 1 ms (DESIGN.md); substitution must stay far below.
+    assert best < 0.0005, f"personalise took {best * 1e6:.0f} µs per message"
+
+
+def _time_per_call(fn: Callable[[], object], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n
+
+
+# -- size -----------------------------------------------------------------------------
+
+
+def test_fifty_ordinary_items_stay_under_gmails_clip_size(settings: Settings) -> None:
+    summary = "<p>" + "A typical summary sentence of moderate length. " * 6 + "</p>"
+    rendered = render(
+        settings, items=[make_item(n, summary=summary, category=None if n % 7 else "news") for n in range(50)]
+    )
+    assert rendered.warnings == []
+    _mid, data = personalised(rendered)
+    _text, html = parts(parse(data))
+    assert len(html.encode()) < GMAIL_CLIP_BYTES
+    assert html.count('class="item"') == 50
+
+
+def test_oversized_issue_is_warned(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    summary = "<p>" + "Long summary text that goes on and on. " * 60 + "</p>"
+    with caplog.at_level(logging.WARNING, logger="publisher.messages"):
+        rendered = render(settings, items=[make_item(n, summary=summary) for n in range(50)])
+    assert len(rendered.warnings) == 1 and "Gmail clips" in rendered.warnings[0]
+    assert "Gmail clips" in caplog.text
+    _text, html = parts(parse(personalised(rendered)[1]))  # still a valid message
+    assert len(html.encode()) > GMAIL_CLIP_BYTES
+
+
+# -- DKIM -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A fresh RSA-2048 key and the p= value of its DNS record."""
+    folder = tmp_path_factory.mktemp("dkim")
+    key = folder / "dkim.pem"
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(key)],
+        check=True,
+        capture_output=True,
+    )
+    der = subprocess.run(
+        ["openssl", "pkey", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    import base64
+
+    return key, base64.b64encode(der).decode()
+
+
+def _dns(public: str) -> Callable[..., bytes]:
+    def lookup(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"mail2024._domainkey.example.org."
+        return f"v=DKIM1; k=rsa; p={public}".encode()
+
+    return lookup
+
+
+def test_dkim_signature_verifies_and_covers_list_unsubscribe(
+    settings: Settings, dkim_key: tuple[Path, str]
+) -> None:
+    key, public = dkim_key
+    signer = DkimSigner(DkimConfig(selector="mail2024", domain="example.org", key_path=key))
+    rendered = render(settings, signer=signer)
+    _mid, data = personalised(rendered)
+    assert data.startswith(b"DKIM-Signature: ")
+    assert dkim.verify(data, dnsfunc=_dns(public))
+    signature = parse(data)["DKIM-Signature"]
+    tags = dict(t.strip().split("=", 1) for t in str(signature).replace("\r\n", "").split(";") if "=" in t)
+    signed = [h.strip() for h in tags["h"].split(":")]
+    assert {"from", "to", "subject", "list-unsubscribe", "list-unsubscribe-post", "message-id"} <= set(signed)
+    assert tags["c"] == "relaxed/relaxed" and tags["d"] == "example.org" and tags["s"] == "mail2024"
+    tampered = data.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: x")
+    assert not dkim.verify(tampered, dnsfunc=_dns(public))
+
+
+def test_dkim_from_settings_signs_every_message(
+    make_settings: MakeSettings, dkim_key: tuple[Path, str]
+) -> None:
+    key, public = dkim_key
+    settings = make_settings(
+        lists=[LIST], dkim={"selector": "mail2024", "domain": "example.org", "key_path": str(key)}
+    )
+    rendered = render(settings)
+    for n in range(3):
+        _mid, data = rendered.personalise(make_subscriber(id=n, name=f"Reader {n}é"), delivery_id=n)
+        assert dkim.verify(data, dnsfunc=_dns(public))
+
+
+def test_unusable_dkim_key_is_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(ConfigError, match="not a usable RSA private key"):
+        DkimSigner(DkimConfig(selector="s", domain="example.org", key_path=bad))
+    with pytest.raises(ConfigError, match="cannot read"):
+        DkimSigner(DkimConfig(selector="s", domain="example.org", key_path=tmp_path / "missing.pem"))
+
+
+# -- real browser ---------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.browser
+def test_layout_in_headless_chromium(settings: Settings) -> None:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} missing (make test installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    wide = (
+        "<p>See https://www.example.org/a/very/long/address/without/any/break/"
+        + "segment" * 20
+        + '</p><p><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" width="900" height="300" alt=""></p>'
+    )
+    items = [*GOLDEN_ITEMS, make_item(9, title="Extraordinarily" * 8, summary=wide)]
+    _mid, data = personalised(render(settings, items=items))
+    _text, html = parts(parse(data))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 800})
+            page.set_content(html)
+            narrow = _measure(page)
+            assert narrow["scroll"] <= 375, f"horizontal overflow at 375 px: {narrow}"
+            assert narrow["column"] <= 375
+            page.set_viewport_size({"width": 800, "height": 800})
+            wide_view = _measure(page)
+            assert 560 <= wide_view["column"] <= 600, wide_view
+            assert wide_view["scroll"] <= 800
+            light = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            page.emulate_media(color_scheme="dark")
+            dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            card_dark = page.evaluate("getComputedStyle(document.querySelector('.content')).backgroundColor")
+            assert light != dark, "the body background should change in dark mode"
+            assert (
+                light == "rgb(242, 244, 247)" and dark == "rgb(17, 20, 24)" and card_dark == "rgb(28, 33, 40)"
+            )
+        finally:
+            browser.close()
+
+
+def _measure(page: Any) -> dict[str, float]:
+    return dict(
+        page.evaluate(
+            """() => ({
+                scroll: document.documentElement.scrollWidth,
+                column: document.querySelector('table.container').getBoundingClientRect().width,
+            })"""
+        )
+    )
