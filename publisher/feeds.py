@@ -35,6 +35,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
+from zoneinfo import ZoneInfo
 
 import feedgen
 import jinja2
@@ -60,7 +61,6 @@ INDEX_ITEMS = 10
 
 #: Remembers what each feed was rendered from, so unchanged categories are skipped.
 STATE_FILE = ".feeds-state.json"
-
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 GENERATOR = "publisher"
@@ -137,7 +137,7 @@ class _Site:
     title: str
     description: str
     language: str
-    timezone: Any
+    timezone: ZoneInfo
     root: str  # base_url + "/": the index page, and the base of relative links
     categories: dict[str, CategoryConfig]
 
@@ -315,7 +315,7 @@ def render_atom(site: _Site, ch: Channel, f: FeedFile) -> bytes:
         fe = fg.add_entry(order="append")
         fe.id(atom_id(item.id))
         fe.title(clean_text(item.title))
-        fe.link(href=absolute(site, item.link), rel="alternate", type="text/html")
+        fe.link(href=absolute(site, item.link), rel="alternate")
         fe.published(item.published)
         fe.updated(item.updated)
         if item.summary.strip():
@@ -341,7 +341,6 @@ def render_rss(site: _Site, ch: Channel, f: FeedFile) -> bytes:
         fe.title(clean_text(item.title))
         fe.link(href=link)
         fe.pubDate(item.published)
-        fe.updated(item.updated)
         if item.summary.strip():
             fe.description(clean_text(item.summary))
         if item.content.strip():
