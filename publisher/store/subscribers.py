@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy import Connection, Engine, and_, bindparam, func, literal, null, select, update
+from sqlalchemy.engine import RowMapping
 
 from publisher.models import SUPPRESSED, Subscriber, SubscriptionStatus
 from publisher.store.tables import (
@@ -34,6 +34,7 @@ from publisher.store.tables import (
 )
 
 _CHUNK = 1000
+_TRANSACTION_ROWS = 20_000
 
 
 def email_hash(address: str) -> str:
@@ -44,6 +45,12 @@ def email_hash(address: str) -> str:
 def new_secret() -> str:
     """A per-subscriber secret that signs unsubscribe and preferences tokens."""
     return secrets.token_hex(16)
+
+
+def new_secrets(count: int) -> list[str]:
+    """``count`` secrets like :func:`new_secret`, from one read of the system CSPRNG."""
+    raw = secrets.token_bytes(16 * count)
+    return [raw[i : i + 16].hex() for i in range(0, 16 * count, 16)]
 
 
 @dataclass(slots=True, frozen=True)
@@ -68,10 +75,10 @@ class ImportRow:
     language: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     status: SubscriptionStatus = SubscriptionStatus.CONFIRMED  # or a suppressed status from the file
+    hash: str = field(init=False)
 
-    @property
-    def hash(self) -> str:
-        return email_hash(self.email)
+    def __post_init__(self) -> None:
+        self.hash = email_hash(self.email)
 
 
 @dataclass(slots=True)
@@ -155,8 +162,7 @@ class _BatchWrites:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _row_to_subscriber(row: Row[Any]) -> Subscriber:
-    m = row._mapping
+def _row_to_subscriber(m: RowMapping) -> Subscriber:
     return Subscriber(
         id=m["id"],
         email=m["email"] or "",
@@ -205,7 +211,7 @@ class SubscriberStore:
             q = q.where(subscriptions.c.list_slug == list_slug)
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
-        return _row_to_subscriber(row) if row else None
+        return _row_to_subscriber(row._mapping) if row else None
 
     def iter_confirmed(
         self, list_slug: str, languages: Collection[str] | None = None, *, chunk: int = _CHUNK
@@ -228,7 +234,7 @@ class SubscriberStore:
             if languages:
                 q = q.where(subscribers.c.language.in_(list(languages)))
             with self.engine.connect() as conn:
-                page = [_row_to_subscriber(r) for r in conn.execute(q)]
+                page = [_row_to_subscriber(r._mapping) for r in conn.execute(q)]
             if not page:
                 return
             yield page
@@ -278,9 +284,7 @@ class SubscriberStore:
 
     def is_forgotten(self, subscriber_id: int) -> bool:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(subscribers.c.email).where(subscribers.c.id == subscriber_id)
-            ).first()
+            row = conn.execute(select(subscribers.c.email).where(subscribers.c.id == subscriber_id)).first()
         return row is not None and row.email is None
 
     def record(self, subscriber_id: int) -> SubscriberRecord | None:
@@ -349,21 +353,56 @@ class SubscriberStore:
 
     # -- bulk import -------------------------------------------------------------
 
-    def import_batch(
-        self, list_slug: str, rows: Sequence[ImportRow], consent: Consent, default_language: str
+    def import_rows(
+        self,
+        list_slug: str,
+        rows: Sequence[ImportRow],
+        consent: Consent,
+        default_language: str,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        batch_size: int = _CHUNK,
+        transaction_rows: int = _TRANSACTION_ROWS,
     ) -> BatchOutcome:
-        """Apply one batch of de-duplicated rows in one transaction; suppressions win."""
+        """Apply de-duplicated rows, ``batch_size`` per statement; suppressions win.
+
+        Batches are grouped into transactions of about ``transaction_rows`` rows: one
+        commit per batch would rewrite the random-keyed hash index pages a hundred times
+        over, one commit for everything would hold SQLite's write lock for the whole file.
+        """
+        outcome = BatchOutcome()
+        total = len(rows)
+        if progress:
+            progress(0, total)
+        per_transaction = max(batch_size, transaction_rows)
+        for start in range(0, total, per_transaction):
+            group = rows[start : start + per_transaction]
+            with self.engine.begin() as conn:
+                for offset in range(0, len(group), batch_size):
+                    batch = group[offset : offset + batch_size]
+                    outcome.add(self._import_batch(conn, list_slug, batch, consent, default_language))
+                    if progress:
+                        progress(start + offset + len(batch), total)
+        return outcome
+
+    def _import_batch(
+        self,
+        conn: Connection,
+        list_slug: str,
+        rows: Sequence[ImportRow],
+        consent: Consent,
+        default_language: str,
+    ) -> BatchOutcome:
         outcome = BatchOutcome()
         writes = _BatchWrites()
-        with self.engine.begin() as conn:
-            existing = self._existing(conn, list_slug, [r.hash for r in rows])
-            for row in rows:
-                found = existing.get(row.hash)
-                if found is None:
-                    self._plan_new(row, consent, default_language, writes, outcome)
-                else:
-                    self._plan_existing(row, found, list_slug, consent, writes, outcome)
-            self._apply(conn, list_slug, consent, writes)
+        existing = self._existing(conn, list_slug, [r.hash for r in rows])
+        for row in rows:
+            found = existing.get(row.hash)
+            if found is None:
+                self._plan_new(row, consent, default_language, writes, outcome)
+            else:
+                self._plan_existing(row, found, list_slug, consent, writes, outcome)
+        self._apply(conn, list_slug, consent, writes)
         return outcome
 
     def _existing(self, conn: Connection, list_slug: str, hashes: list[str]) -> dict[str, _Existing]:
@@ -405,10 +444,7 @@ class SubscriberStore:
             "email_hash": row.hash,
             "name": row.name or "",
             "language": row.language or default_language,
-            "secret": new_secret(),
             "attributes": row.attributes,
-            "created": consent.at,
-            "forgotten_at": None,
         }
         writes.new_subscribers.append((row, values))
         if row.status in SUPPRESSED:
@@ -452,12 +488,23 @@ class SubscriberStore:
 
     def _apply(self, conn: Connection, list_slug: str, consent: Consent, writes: _BatchWrites) -> None:
         if writes.new_subscribers:
-            inserted = conn.execute(
-                subscribers.insert().returning(subscribers.c.id, sort_by_parameter_order=True),
-                [values for _, values in writes.new_subscribers],
-            ).all()
-            for (row, _), (new_id,) in zip(writes.new_subscribers, inserted, strict=True):
-                _plan_status(new_id, None, row.status, list_slug, consent, writes)
+            # ``created`` is one bound value for the whole batch, not one per row.
+            insert = subscribers.insert().values(
+                created=bindparam("created_at", consent.at, type_=subscribers.c.created.type)
+            )
+            keys = new_secrets(len(writes.new_subscribers))
+            conn.execute(
+                insert,
+                [
+                    {**values, "secret": key}
+                    for (_, values), key in zip(writes.new_subscribers, keys, strict=True)
+                ],
+            )
+            by_status: dict[SubscriptionStatus, list[str]] = {}
+            for row, _ in writes.new_subscribers:
+                by_status.setdefault(row.status, []).append(row.hash)
+            for status, hashes in by_status.items():
+                _subscribe_new(conn, hashes, list_slug, status, consent)
         if writes.subscriber_updates:
             conn.execute(
                 update(subscribers)
@@ -473,9 +520,7 @@ class SubscriberStore:
 
     # -- single changes ----------------------------------------------------------
 
-    def create(
-        self, email: str, name: str, language: str, attributes: dict[str, str], now: datetime
-    ) -> int:
+    def create(self, email: str, name: str, language: str, attributes: dict[str, str], now: datetime) -> int:
         """Insert a new address with a fresh secret; return its id."""
         with self.engine.begin() as conn:
             return int(
@@ -624,6 +669,46 @@ _SUPPRESS_SUBSCRIPTION = (
         updated_at=bindparam("v_updated_at", type_=subscriptions.c.updated_at.type),
     )
 )
+
+
+def _subscribe_new(
+    conn: Connection, hashes: list[str], list_slug: str, status: SubscriptionStatus, consent: Consent
+) -> None:
+    """Subscriptions and events for just-inserted addresses, as two INSERT ... SELECT.
+
+    Set-based on purpose: one row of parameters per address would cost more than the
+    whole rest of an import.
+    """
+    gives_consent = status not in SUPPRESSED
+    at = literal(consent.at, subscriptions.c.updated_at.type)
+    new_ids = select(subscribers.c.id).where(subscribers.c.email_hash.in_(hashes))
+    conn.execute(
+        subscriptions.insert().from_select(
+            [
+                "subscriber_id",
+                "list_slug",
+                "status",
+                "consent_at",
+                "consent_method",
+                "consent_source",
+                "updated_at",
+            ],
+            new_ids.add_columns(
+                literal(list_slug),
+                literal(status.value),
+                at if gives_consent else null(),
+                literal(consent.method) if gives_consent else null(),
+                literal(consent.source) if gives_consent else null(),
+                at,
+            ),
+        )
+    )
+    conn.execute(
+        subscription_events.insert().from_select(
+            ["subscriber_id", "list_slug", "at", "event", "detail"],
+            new_ids.add_columns(literal(list_slug), at, literal(status.value), literal(consent.detail)),
+        )
+    )
 
 
 def _plan_status(

@@ -1,0 +1,615 @@
+"""Subscriptions as the CLI, the web app and the digest sender ask for them.
+
+Validation of everything a person typed or a CSV file holds happens here, before the
+store sees it: addresses go through email-validator, and names and addresses with
+control characters are refused because they would end up in mail headers (a CR/LF
+in a name is a header injection). The store (:mod:`publisher.store.subscribers`)
+then enforces the rules that must hold whatever front asks: suppressions are sticky,
+every status change is recorded, forgotten addresses survive only as a hash.
+
+Suppressed (unsubscribed, bounced, complained) or forgotten addresses come back
+only by an explicit act: ``add(..., force=True)`` by an admin who holds fresh
+consent, or the subscriber's own request (preferences page, confirmation link).
+An import never lifts a suppression.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import re
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_MAX_LENGTH
+
+from publisher.config import Settings
+from publisher.errors import SubscriberError
+from publisher.models import SUPPRESSED, Subscriber, SubscriptionStatus
+from publisher.store import Store
+from publisher.store.subscribers import (
+    Consent,
+    ImportRow,
+    ListStatus,
+    SubscriberRecord,
+    SubscriptionEvent,
+)
+
+__all__ = [
+    "ImportReport",
+    "ListStatus",
+    "SubscriberRecord",
+    "SubscriptionEvent",
+    "add",
+    "confirm_by_id",
+    "export_csv",
+    "forget",
+    "import_csv",
+    "normalise_address",
+    "normalise_language",
+    "preferences",
+    "remove",
+    "set_status",
+    "show",
+    "subscribe",
+    "subscriber_secret",
+    "unsubscribe_by_id",
+    "update_preferences",
+]
+
+BATCH_SIZE = 1000
+EXPORT_COLUMNS = (
+    "email",
+    "name",
+    "language",
+    "status",
+    "consent_at",
+    "consent_method",
+    "consent_source",
+)
+# Columns an export writes that an import reads as state, not as attributes.
+_STATE_COLUMNS = frozenset({"status", "consent_at", "consent_method", "consent_source"})
+# C0, DEL, C1 and the Unicode line/paragraph separators: all can break a header line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# RFC 5322 dot-atom of ASCII atext: the local parts email-validator accepts unchanged.
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_LOCAL_MAX_LENGTH = 64
+_LANGUAGE = re.compile(r"^([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*$")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What an import did; ``rejected`` holds one error per bad row, "file:line: reason"."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    suppressed_kept: int = 0
+    duplicates: int = 0  # later rows of an address already seen in the file, merged into it
+    rejected: list[SubscriberError] = field(default_factory=list)
+
+
+# -- validation ---------------------------------------------------------------------
+
+
+def _control_char_reason(what: str, value: str) -> str | None:
+    found = _CONTROL.search(value)
+    if found is None:
+        return None
+    return (
+        f"{what} {value!r} contains the control character U+{ord(found.group()):04X}; "
+        "line breaks and other control characters are not allowed (they could inject mail headers)"
+    )
+
+
+def normalise_address(raw: str, *, where: str = "") -> str:
+    """Trim and validate an address; the domain comes back lower-cased, the local part as typed.
+
+    Raises SubscriberError naming what is wrong: control characters (CR, LF, NUL...),
+    an empty value or invalid syntax.
+    """
+    reason = _control_char_reason("address", raw)
+    if reason:
+        raise SubscriberError(where, reason)
+    address = raw.strip()
+    if not address:
+        raise SubscriberError(where, "the address is empty")
+    plain = _plain_address(address)
+    if plain is not None:
+        return plain
+    try:
+        return str(validate_email(address, check_deliverability=False).normalized)
+    except EmailNotValidError as e:
+        raise SubscriberError(where, f"invalid address {address!r}: {e}") from e
+
+
+@functools.lru_cache(maxsize=8192)
+def _domain_verdict(domain: str) -> tuple[str, int] | None:
+    """email-validator's verdict on a domain: (normalised domain, longest byte form) or None."""
+    try:
+        probe = validate_email("a@" + domain, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    forms = (domain, probe.domain, probe.ascii_domain)
+    return str(probe.domain), max(len(f.encode("utf-8")) for f in forms)
+
+
+def _plain_address(address: str) -> str | None:
+    """The common case without the per-address cost of email-validator, same verdict.
+
+    A plain ASCII local part that email-validator leaves as it is, on a domain it
+    accepted (cached: lists repeat domains), within its length limits. Anything else
+    returns None and takes the full validation.
+    """
+    local, at, domain = address.rpartition("@")
+    if not at or len(local) > _LOCAL_MAX_LENGTH or not _PLAIN_LOCAL.fullmatch(local):
+        return None
+    if local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES:
+        return None  # email-validator lower-cases these (Postmaster@ -> postmaster@)
+    verdict = _domain_verdict(domain)
+    if verdict is None or len(local) + 1 + verdict[1] > EMAIL_MAX_LENGTH:
+        return None
+    return f"{local}@{verdict[0]}"
+
+
+def normalise_language(raw: str | None, default: str, *, where: str = "") -> str:
+    """Reduce a language tag to its primary subtag (``en-GB`` -> ``en``); empty -> ``default``."""
+    value = (raw or "").strip()
+    if not value:
+        return default
+    match = _LANGUAGE.match(value)
+    if match is None:
+        raise SubscriberError(where, f"language {value!r} is not a language tag such as 'en' or 'fr-CH'")
+    return match.group(1).lower()
+
+
+def check_name(raw: str, *, where: str = "") -> str:
+    """A display name safe to put in a ``To:`` header: trimmed, no control characters."""
+    reason = _control_char_reason("name", raw)
+    if reason:
+        raise SubscriberError(where, reason)
+    return raw.strip()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _site_language(settings: Settings) -> str:
+    return normalise_language(settings.site.language, "en")
+
+
+# -- CSV import -----------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class _Columns:
+    """Where each known column sits in the header row."""
+
+    email: int
+    name: int | None
+    language: int | None
+    status: int | None
+    attributes: tuple[tuple[str, int], ...]
+    width: int
+
+    @classmethod
+    def from_header(cls, header: list[str], where: str) -> _Columns:
+        names = [h.strip().lower() for h in header]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise SubscriberError(where, f"duplicate column(s) {', '.join(duplicated)} in the header")
+        if "email" not in names:
+            found = ", ".join(repr(h) for h in header) or "none"
+            raise SubscriberError(where, f"no 'email' column in the header; columns found: {found}")
+        index = {n: i for i, n in enumerate(names)}
+        known = {"email", "name", "language"} | _STATE_COLUMNS
+        return cls(
+            email=index["email"],
+            name=index.get("name"),
+            language=index.get("language"),
+            status=index.get("status"),
+            attributes=tuple((header[i].strip(), i) for i, n in enumerate(names) if n not in known and n),
+            width=len(names),
+        )
+
+
+def _cell(values: list[str], index: int | None) -> str:
+    if index is None or index >= len(values):
+        return ""
+    return values[index]
+
+
+def _row_status(raw: str, where: str) -> SubscriptionStatus:
+    value = raw.strip().lower()
+    if value in ("", SubscriptionStatus.CONFIRMED):
+        return SubscriptionStatus.CONFIRMED
+    if value in SUPPRESSED:
+        return SubscriptionStatus(value)
+    raise SubscriberError(
+        where,
+        f"status {value!r}: an import takes confirmed rows (or empty status) and keeps "
+        "unsubscribed, bounced and complained rows as suppressions",
+    )
+
+
+def _parse_row(values: list[str], columns: _Columns, where: str) -> ImportRow:
+    if len(values) > columns.width:
+        raise SubscriberError(where, f"{len(values)} fields but the header has {columns.width}")
+    nul = next((v for v in values if "\x00" in v), None)
+    if nul is not None:
+        raise SubscriberError(where, f"field {nul!r} contains a NUL character")
+    attributes = {key: value for key, i in columns.attributes if (value := _cell(values, i).strip())}
+    return ImportRow(
+        email=normalise_address(_cell(values, columns.email), where=where),
+        name=check_name(_cell(values, columns.name), where=where) or None,
+        language=normalise_language(_cell(values, columns.language), "", where=where) or None,
+        attributes=attributes,
+        status=_row_status(_cell(values, columns.status), where),
+    )
+
+
+def _merge(first: ImportRow, later: ImportRow) -> None:
+    """Fold a repeated address into its first row: later values fill in, suppressions win."""
+    first.name = later.name or first.name
+    first.language = later.language or first.language
+    first.attributes.update(later.attributes)
+    if later.status in SUPPRESSED and first.status not in SUPPRESSED:
+        first.status = later.status
+
+
+def _records(reader: Iterator[list[str]], line_num: Callable[[], int]) -> Iterator[tuple[int, list[str]]]:
+    """Each non-blank record with the line it starts on (a quoted field may span lines)."""
+    start = line_num() + 1
+    for values in reader:
+        if values and any(v.strip() for v in values):
+            yield start, values
+        start = line_num() + 1
+
+
+def read_subscriber_csv(path: Path) -> tuple[list[ImportRow], int, list[SubscriberError]]:
+    """Parse, validate and de-duplicate a subscriber file: (rows, duplicates, rejected rows).
+
+    A file that cannot be read, or has no ``email`` column, raises SubscriberError.
+    """
+    by_hash: dict[str, ImportRow] = {}
+    duplicates = 0
+    rejected: list[SubscriberError] = []
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            columns = _Columns.from_header(header, f"{path.name}:1")
+            for line, values in _records(reader, lambda: reader.line_num):
+                try:
+                    row = _parse_row(values, columns, f"{path.name}:{line}")
+                except SubscriberError as e:
+                    rejected.append(e)
+                    continue
+                key = row.hash
+                if key in by_hash:
+                    duplicates += 1
+                    _merge(by_hash[key], row)
+                else:
+                    by_hash[key] = row
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise SubscriberError(str(path), f"cannot read the subscriber file: {e}") from e
+    return list(by_hash.values()), duplicates, rejected
+
+
+def import_csv(
+    store: Store,
+    settings: Settings,
+    list_slug: str,
+    path: Path,
+    *,
+    method: str = "import",
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Load a CSV of subscribers into a list as confirmed, idempotently.
+
+    Bad rows are reported in ``rejected`` and the rest goes on. Addresses suppressed in
+    the store (or forgotten) stay suppressed; a ``status`` column (as ``export_csv``
+    writes it) carries unsubscribed/bounced/complained rows over as suppressions.
+    ``progress(done, total)`` is called after each batch, counting distinct addresses.
+    """
+    settings.list_config(list_slug)  # ConfigError naming the configured lists
+    rows, duplicates, rejected = read_subscriber_csv(path)
+    consent = Consent(at=_now(), method=method, source=path.name)
+    default_language = _site_language(settings)
+    outcome = store.subscribers.import_rows(
+        list_slug, rows, consent, default_language, progress=progress, batch_size=BATCH_SIZE
+    )
+    return ImportReport(
+        added=outcome.added,
+        updated=outcome.updated,
+        unchanged=outcome.unchanged,
+        suppressed_kept=outcome.suppressed_kept,
+        duplicates=duplicates,
+        rejected=rejected,
+    )
+
+
+# -- CSV export -----------------------------------------------------------------------
+
+
+def export_csv(store: Store, list_slug: str, out: TextIO, *, statuses: Collection[str] | None = None) -> int:
+    """Write a list's subscribers as CSV (every status unless ``statuses``); return the row count.
+
+    The columns are those ``import_csv`` reads, then one column per attribute, so an
+    export imported into another store gives the same subscribers and suppressions.
+    """
+    rows = list(store.subscribers.export_rows(list_slug, statuses))
+    attribute_keys = sorted({k for r in rows for k in r["attributes"] or {}} - set(EXPORT_COLUMNS))
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*EXPORT_COLUMNS, *attribute_keys])
+    for r in rows:
+        attributes = r["attributes"] or {}
+        consent_at = r["consent_at"].isoformat() if r["consent_at"] else ""
+        writer.writerow(
+            [
+                r["email"],
+                r["name"],
+                r["language"],
+                r["status"],
+                consent_at,
+                r["consent_method"] or "",
+                r["consent_source"] or "",
+                *(attributes.get(k, "") for k in attribute_keys),
+            ]
+        )
+    return len(rows)
+
+
+# -- admin operations (CLI) -----------------------------------------------------------
+
+
+def _subscriber(store: Store, subscriber_id: int, list_slug: str) -> Subscriber:
+    found = store.subscribers.get(subscriber_id, list_slug)
+    if found is None:  # only if someone deleted the row in between
+        raise SubscriberError(f"subscriber {subscriber_id}", f"not on list {list_slug!r}")
+    return found
+
+
+def add(
+    store: Store,
+    settings: Settings,
+    list_slug: str,
+    email: str,
+    name: str = "",
+    language: str | None = None,
+    *,
+    method: str = "cli",
+    source: str = "",
+    force: bool = False,
+) -> Subscriber:
+    """Subscribe an address as confirmed, recording the consent the admin holds.
+
+    A suppressed or forgotten address is refused unless ``force`` is true, which says
+    the admin has fresh consent; the consent and the lifted suppression are recorded.
+    """
+    settings.list_config(list_slug)
+    address = normalise_address(email)
+    clean_name = check_name(name)
+    lang = normalise_language(language, _site_language(settings)) if language else None
+    consent = Consent(at=_now(), method=method, source=source)
+    subscribers = store.subscribers
+    subscriber_id = subscribers.find_id(address)
+    if subscriber_id is None:
+        subscriber_id = subscribers.create(
+            address, clean_name, lang or _site_language(settings), {}, consent.at
+        )
+        subscribers.change_status(subscriber_id, list_slug, SubscriptionStatus.CONFIRMED, consent=consent)
+        return _subscriber(store, subscriber_id, list_slug)
+    forgotten = subscribers.is_forgotten(subscriber_id)
+    status = subscribers.statuses(subscriber_id).get(list_slug)
+    suppressed = forgotten or status in SUPPRESSED
+    if suppressed and not force:
+        state = "forgotten (erased)" if forgotten else f"{status} from list {list_slug!r}"
+        raise SubscriberError(
+            address,
+            f"is {state}; re-subscribe only with the subscriber's fresh consent, using force (--force)",
+        )
+    subscribers.update_details(
+        subscriber_id, email=address if forgotten else None, name=clean_name or None, language=lang
+    )
+    detail = f"{consent.detail} (suppression lifted by force)" if suppressed else None
+    subscribers.change_status(
+        subscriber_id,
+        list_slug,
+        SubscriptionStatus.CONFIRMED,
+        consent=consent,
+        detail=detail,
+        lift_suppression=force,
+    )
+    return _subscriber(store, subscriber_id, list_slug)
+
+
+def remove(store: Store, list_slug: str, email: str, *, reason: str = "cli") -> bool:
+    """Unsubscribe an address from a list; False when it was not subscribed (or already suppressed)."""
+    subscriber_id = store.subscribers.find_id(normalise_address(email))
+    if subscriber_id is None:
+        return False
+    return _unsubscribe(store, subscriber_id, list_slug, Consent(at=_now(), method=reason))
+
+
+def show(store: Store, email: str) -> SubscriberRecord:
+    """Everything known about an address: lists, consent, attributes, history."""
+    address = normalise_address(email)
+    subscriber_id = store.subscribers.find_id(address)
+    record = None if subscriber_id is None else store.subscribers.record(subscriber_id)
+    if record is None:
+        raise SubscriberError(address, "no subscriber with this address")
+    return record
+
+
+def forget(store: Store, email: str) -> bool:
+    """Erase an address's personal data, keeping its hash so no import brings it back.
+
+    Returns False when the address is unknown or was forgotten already.
+    """
+    subscriber_id = store.subscribers.find_id(normalise_address(email))
+    if subscriber_id is None:
+        return False
+    return store.subscribers.forget(subscriber_id, _now())
+
+
+# -- token-driven operations (web app, delivery ledger) -------------------------------
+
+
+def _require(store: Store, subscriber_id: int) -> None:
+    if store.subscribers.secret(subscriber_id) is None:
+        raise SubscriberError(f"subscriber {subscriber_id}", "no such subscriber")
+
+
+def _unsubscribe(store: Store, subscriber_id: int, list_slug: str, consent: Consent) -> bool:
+    status = store.subscribers.statuses(subscriber_id).get(list_slug)
+    if status not in (SubscriptionStatus.CONFIRMED, SubscriptionStatus.PENDING):
+        return False
+    return store.subscribers.change_status(
+        subscriber_id, list_slug, SubscriptionStatus.UNSUBSCRIBED, consent=consent
+    )
+
+
+def unsubscribe_by_id(
+    store: Store, subscriber_id: int, list_slug: str, *, method: str = "one-click", source: str = ""
+) -> bool:
+    """Unsubscribe from a token link; True the first time, False on repeats (idempotent).
+
+    ``method`` is "one-click" (RFC 8058 POST) or "web"; ``source`` says from where
+    (e.g. the client address) and goes into the event.
+    """
+    _require(store, subscriber_id)
+    return _unsubscribe(store, subscriber_id, list_slug, Consent(at=_now(), method=method, source=source))
+
+
+def set_status(
+    store: Store,
+    subscriber_id: int,
+    list_slug: str | None,
+    status: SubscriptionStatus,
+    detail: str,
+) -> bool:
+    """Record a suppression reported by the delivery ledger (bounced, complained, unsubscribed).
+
+    ``list_slug`` None applies it to every list of the subscriber (a hard bounce).
+    An existing suppression is kept, except that a complaint replaces it: complaints
+    are what a sender must be able to prove it honoured. Only suppressions can be set
+    here; subscribing takes consent (``add``, ``update_preferences``, ``confirm_by_id``).
+    """
+    status = SubscriptionStatus(status)
+    if status not in SUPPRESSED:
+        raise SubscriberError(
+            f"subscriber {subscriber_id}",
+            f"set_status records suppressions only, not {status.value!r}; subscribing needs consent",
+        )
+    _require(store, subscriber_id)
+    current = store.subscribers.statuses(subscriber_id)
+    slugs = list(current) if list_slug is None else [list_slug]
+    consent = Consent(at=_now(), method=status.value)
+    changed = False
+    for slug in slugs:
+        old = current.get(slug)
+        if old is None or (old in SUPPRESSED and status is not SubscriptionStatus.COMPLAINED):
+            continue
+        changed |= store.subscribers.change_status(
+            subscriber_id, slug, status, consent=consent, detail=detail
+        )
+    return changed
+
+
+def subscriber_secret(store: Store, subscriber_id: int) -> str | None:
+    """The secret that signs this subscriber's tokens; None for an unknown id."""
+    return store.subscribers.secret(subscriber_id)
+
+
+def preferences(store: Store, subscriber_id: int) -> dict[str, SubscriptionStatus]:
+    """The subscriber's status per list it was ever on (lists never joined are absent)."""
+    return store.subscribers.statuses(subscriber_id)
+
+
+def update_preferences(
+    store: Store,
+    subscriber_id: int,
+    choices: Mapping[str, bool],
+    *,
+    source: str = "",
+    lists: Collection[str] | None = None,
+) -> dict[str, SubscriptionStatus]:
+    """Apply the preferences form: True subscribes, False unsubscribes; return the new statuses.
+
+    Turning a list on is the subscriber's own fresh consent (method "preferences"), so
+    it lifts a suppression. ``lists``, when given, are the configured list slugs;
+    any other slug is refused. A forgotten address cannot be subscribed again here.
+    """
+    _require(store, subscriber_id)
+    unknown = sorted(set(choices) - set(lists)) if lists is not None else []
+    if unknown:
+        raise SubscriberError(f"subscriber {subscriber_id}", f"unknown list(s): {', '.join(unknown)}")
+    if any(choices.values()) and store.subscribers.is_forgotten(subscriber_id):
+        raise SubscriberError(f"subscriber {subscriber_id}", "this address was erased; subscribe it anew")
+    consent = Consent(at=_now(), method="preferences", source=source)
+    for slug, wanted in choices.items():
+        if wanted:
+            store.subscribers.change_status(
+                subscriber_id, slug, SubscriptionStatus.CONFIRMED, consent=consent, lift_suppression=True
+            )
+        else:
+            _unsubscribe(store, subscriber_id, slug, consent)
+    return store.subscribers.statuses(subscriber_id)
+
+
+def subscribe(
+    store: Store,
+    settings: Settings,
+    list_slug: str,
+    email: str,
+    name: str = "",
+    language: str | None = None,
+    *,
+    source: str = "",
+) -> Subscriber:
+    """Record a sign-up from the web form as pending (double opt-in); nothing is lifted.
+
+    The returned status tells the caller what to do: ``pending`` (or ``unsubscribed``)
+    -> send the confirmation message, whose link calls :func:`confirm_by_id`;
+    ``confirmed`` -> nothing to do; ``bounced``/``complained`` -> send nothing. A
+    forgotten address is signed up afresh. The page should say the same in every case,
+    so that the form does not reveal who is subscribed.
+    """
+    settings.list_config(list_slug)
+    address = normalise_address(email)
+    clean_name = check_name(name)
+    lang = normalise_language(language, _site_language(settings))
+    consent = Consent(at=_now(), method="web", source=source)
+    subscribers = store.subscribers
+    subscriber_id = subscribers.find_id(address)
+    if subscriber_id is None:
+        subscriber_id = subscribers.create(address, clean_name, lang, {}, consent.at)
+    elif subscribers.is_forgotten(subscriber_id):
+        subscribers.update_details(subscriber_id, email=address, name=clean_name, language=lang)
+    if subscribers.statuses(subscriber_id).get(list_slug) is None:
+        subscribers.change_status(subscriber_id, list_slug, SubscriptionStatus.PENDING, consent=consent)
+    return _subscriber(store, subscriber_id, list_slug)
+
+
+def confirm_by_id(store: Store, subscriber_id: int, list_slug: str, *, source: str = "") -> bool:
+    """Confirm a sign-up from the link in the confirmation message; False if already confirmed.
+
+    Following the link is the subscriber's own, fresh consent (method "double-opt-in"),
+    so it also lifts an earlier unsubscribe, but never a bounce or a complaint.
+    """
+    _require(store, subscriber_id)
+    status = store.subscribers.statuses(subscriber_id).get(list_slug)
+    if status in (SubscriptionStatus.BOUNCED, SubscriptionStatus.COMPLAINED):
+        return False
+    consent = Consent(at=_now(), method="double-opt-in", source=source)
+    return store.subscribers.change_status(
+        subscriber_id, list_slug, SubscriptionStatus.CONFIRMED, consent=consent, lift_suppression=True
+    )

@@ -1,0 +1,167 @@
+"""The subscriber store on SQLite and PostgreSQL: bulk import, sticky suppressions, reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from publisher.models import SubscriptionStatus
+from publisher.store import Store
+from publisher.store.subscribers import Consent, ImportRow, email_hash
+
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+IMPORT = Consent(at=NOW, method="import", source="weekly.csv")
+
+
+def rows(n: int, language: str | None = None) -> list[ImportRow]:
+    return [ImportRow(email=f"user{i}@example.org", name=f"User {i}", language=language) for i in range(n)]
+
+
+def test_bulk_import_spans_batches_and_transactions(store: Store) -> None:
+    calls: list[tuple[int, int]] = []
+    outcome = store.subscribers.import_rows(
+        "weekly",
+        rows(25),
+        IMPORT,
+        "en",
+        batch_size=10,
+        transaction_rows=20,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert (outcome.added, outcome.updated, outcome.unchanged) == (25, 0, 0)
+    assert calls == [(0, 25), (10, 25), (20, 25), (25, 25)]
+    confirmed = store.subscribers.confirmed("weekly")
+    assert [s.email for s in confirmed] == [f"user{i}@example.org" for i in range(25)]
+    assert {s.language for s in confirmed} == {"en"}
+    assert len({s.secret for s in confirmed}) == 25
+    assert all(len(s.secret) == 32 and int(s.secret, 16) >= 0 for s in confirmed)
+
+
+def test_import_records_consent_and_one_event_per_new_subscription(store: Store) -> None:
+    store.subscribers.import_rows("weekly", rows(2), IMPORT, "en")
+    subscriber_id = store.subscribers.find_id("user1@example.org")
+    assert subscriber_id is not None
+    record = store.subscribers.record(subscriber_id)
+    assert record is not None
+    (weekly,) = record.lists
+    assert (weekly.status, weekly.consent_at, weekly.consent_method, weekly.consent_source) == (
+        SubscriptionStatus.CONFIRMED,
+        NOW,
+        "import",
+        "weekly.csv",
+    )
+    assert [(e.event, e.detail, e.at) for e in record.events] == [("confirmed", "import: weekly.csv", NOW)]
+
+
+def test_reimport_changes_only_what_differs(store: Store) -> None:
+    store.subscribers.import_rows("weekly", rows(3), IMPORT, "en")
+    changed = rows(3)
+    changed[1].name = "Renamed"
+    changed[2].attributes = {"org": "ILO"}
+    later = Consent(at=NOW + timedelta(days=7), method="import", source="weekly.csv")
+    outcome = store.subscribers.import_rows("weekly", changed, later, "en")
+    assert (outcome.added, outcome.updated, outcome.unchanged) == (0, 2, 1)
+    by_email = {s.email: s for s in store.subscribers.confirmed("weekly")}
+    assert by_email["user1@example.org"].name == "Renamed"
+    assert by_email["user2@example.org"].attributes == {"org": "ILO"}
+    subscriber_id = store.subscribers.find_id("user0@example.org")
+    assert subscriber_id is not None
+    record = store.subscribers.record(subscriber_id)
+    assert record is not None and record.lists[0].consent_at == NOW  # first consent kept
+
+
+def test_suppressed_rows_are_kept_suppressed(store: Store) -> None:
+    store.subscribers.import_rows("weekly", rows(3), IMPORT, "en")
+    ids = [store.subscribers.find_id(f"user{i}@example.org") for i in range(3)]
+    assert None not in ids
+    later = Consent(at=NOW + timedelta(hours=1), method="one-click")
+    assert store.subscribers.change_status(
+        ids[0] or 0, "weekly", SubscriptionStatus.UNSUBSCRIBED, consent=later
+    )
+    assert store.subscribers.change_status(ids[1] or 0, "weekly", SubscriptionStatus.BOUNCED, consent=later)
+    assert store.subscribers.forget(ids[2] or 0, NOW)
+    outcome = store.subscribers.import_rows("weekly", rows(3), IMPORT, "en")
+    assert (outcome.suppressed_kept, outcome.added, outcome.updated, outcome.unchanged) == (3, 0, 0, 0)
+    assert store.subscribers.counts_by_status("weekly") == {
+        "pending": 0,
+        "confirmed": 0,
+        "unsubscribed": 2,
+        "bounced": 1,
+        "complained": 0,
+    }
+
+
+def test_suppression_is_lifted_only_on_request(store: Store) -> None:
+    store.subscribers.import_rows("weekly", rows(1), IMPORT, "en")
+    sid = store.subscribers.find_id("user0@example.org") or 0
+    consent = Consent(at=NOW, method="cli")
+    assert store.subscribers.change_status(sid, "weekly", SubscriptionStatus.COMPLAINED, consent=consent)
+    assert not store.subscribers.change_status(sid, "weekly", SubscriptionStatus.CONFIRMED, consent=consent)
+    assert store.subscribers.statuses(sid) == {"weekly": SubscriptionStatus.COMPLAINED}
+    assert store.subscribers.change_status(
+        sid, "weekly", SubscriptionStatus.CONFIRMED, consent=consent, lift_suppression=True
+    )
+    assert store.subscribers.statuses(sid) == {"weekly": SubscriptionStatus.CONFIRMED}
+
+
+def test_suppression_keeps_the_earlier_consent(store: Store) -> None:
+    store.subscribers.import_rows("weekly", rows(1), IMPORT, "en")
+    sid = store.subscribers.find_id("user0@example.org") or 0
+    later = Consent(at=NOW + timedelta(days=1), method="one-click", source="192.0.2.1")
+    store.subscribers.change_status(sid, "weekly", SubscriptionStatus.UNSUBSCRIBED, consent=later)
+    record = store.subscribers.record(sid)
+    assert record is not None
+    weekly = record.lists[0]
+    assert (weekly.status, weekly.consent_at, weekly.consent_method) == ("unsubscribed", NOW, "import")
+    assert weekly.updated_at == later.at
+    assert [(e.event, e.detail) for e in record.events][-1] == ("unsubscribed", "one-click: 192.0.2.1")
+
+
+def test_confirmed_filters_by_language_and_pages(store: Store) -> None:
+    store.subscribers.import_rows("weekly", rows(5, "fr"), IMPORT, "en")
+    store.subscribers.import_rows("weekly", [ImportRow(email="en@example.org")], IMPORT, "en")
+    store.subscribers.import_rows("daily", [ImportRow(email="other@example.org")], IMPORT, "en")
+    assert [s.email for s in store.subscribers.confirmed("weekly", ["en"])] == ["en@example.org"]
+    assert len(store.subscribers.confirmed("weekly", ["fr"])) == 5
+    assert len(store.subscribers.confirmed("weekly")) == 6
+    pages = list(store.subscribers.iter_confirmed("weekly", chunk=4))
+    assert [len(p) for p in pages] == [4, 2]
+    assert all(s.list_slug == "weekly" and s.status is SubscriptionStatus.CONFIRMED for p in pages for s in p)
+
+
+def test_get_and_secret(store: Store) -> None:
+    store.subscribers.import_rows("weekly", rows(1), IMPORT, "en")
+    store.subscribers.import_rows("daily", rows(1), IMPORT, "en")
+    sid = store.subscribers.find_id("USER0@EXAMPLE.ORG")  # found by hash, whatever the case
+    assert sid is not None
+    weekly = store.subscribers.get(sid, "weekly")
+    assert weekly is not None and (weekly.email, weekly.name, weekly.list_slug) == (
+        "user0@example.org",
+        "User 0",
+        "weekly",
+    )
+    first = store.subscribers.get(sid)
+    assert first is not None and first.list_slug == "daily"
+    assert store.subscribers.get(sid, "monthly") is None
+    assert store.subscribers.get(sid + 1000) is None
+    assert store.subscribers.secret(sid) == weekly.secret
+    assert store.subscribers.secret(sid + 1000) is None
+
+
+def test_forget_erases_but_keeps_the_hash(store: Store) -> None:
+    store.subscribers.import_rows(
+        "weekly", [ImportRow(email="Ana@example.org", name="Ana", attributes={"org": "ILO"})], IMPORT, "en"
+    )
+    sid = store.subscribers.find_id("Ana@example.org") or 0
+    assert store.subscribers.forget(sid, NOW)
+    assert not store.subscribers.forget(sid, NOW)
+    record = store.subscribers.record(sid)
+    assert record is not None
+    assert (record.email, record.name, record.attributes, record.forgotten_at) == (None, "", {}, NOW)
+    assert record.lists[0].status is SubscriptionStatus.UNSUBSCRIBED
+    assert record.lists[0].consent_source is None
+    assert all(e.detail is None for e in record.events)
+    assert record.events[-1].event == "forgotten"
+    assert store.subscribers.find_id("ana@example.org") == sid
+    assert email_hash("ANA@example.org") == email_hash("ana@example.org")
+    assert store.subscribers.confirmed("weekly") == []
+    assert list(store.subscribers.export_rows("weekly")) == []
