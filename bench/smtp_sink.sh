@@ -6,8 +6,8 @@
 # ships inside the postfix package, and installing postfix would start an MTA on this
 # machine. So the .deb is downloaded and unpacked, never installed.
 #
-# Run it as:  LD_LIBRARY_PATH=<cache>/root/usr/lib/postfix <path> -u nobody 127.0.0.1:PORT 256
-# (the printed LD_LIBRARY_PATH is on stderr-free stdout line 2 when --env is given).
+# It needs Postfix's private libraries; with --env a second line gives the variable:
+#   LD_LIBRARY_PATH=<cache>/root/usr/lib/postfix <path> -u nobody 127.0.0.1:PORT 256
 set -euo pipefail
 
 cache="$(cd "$(dirname "$0")" && pwd)/.cache"
