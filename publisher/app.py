@@ -75,9 +75,17 @@ class Publisher:
 
     def build(self) -> Any:
         """Write the feeds, OPML and index.html; only files whose bytes changed."""
+        import fcntl
+
         from publisher.feeds import build_feeds
 
-        return build_feeds(self.settings, self.store)
+        # One build at a time per output folder, across processes (scheduler + CLI):
+        # overlapping builds could put older bytes back after newer ones.
+        out = self.settings.feeds.output_dir
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / ".build.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return build_feeds(self.settings, self.store)
 
     def items(self, limit: int = 100, category: str | None = None) -> list[Any]:
         return self.store.items.latest(category, limit)

@@ -120,6 +120,7 @@ def test_feeds_are_served_with_media_types_and_conditional_get(publisher: Publis
         publisher.build()  # nothing new: the file is not rewritten, validators still hold
         assert client.get("/feeds/all.atom.xml", headers={"if-none-match": etag}).status_code == 304
         assert client.get("/feeds/nope.rss.xml").status_code == 404
+        assert client.get("/.feeds-state.json").status_code == 404  # build state stays private
 
 
 def test_unsubscribe_get_changes_nothing_post_unsubscribes(publisher: Publisher, server: Server) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -31,7 +32,15 @@ def media_type_for(path: str) -> str | None:
 
 
 class FeedFiles(StaticFiles):
-    """StaticFiles with feed media types and a short cache lifetime for readers."""
+    """StaticFiles with feed media types and a short cache lifetime for readers.
+
+    Dot files (the build's state and lock files) are not served.
+    """
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if any(part.startswith(".") and part != "." for part in path.split(os.sep)):
+            raise HTTPException(status_code=404)
+        return await super().get_response(path, scope)
 
     def file_response(
         self,
