@@ -1,0 +1,435 @@
+"""Subscriptions as the CLI and the web app use them, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+import string
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from email_validator import EmailNotValidError, validate_email
+
+from publisher import subscriptions as subs
+from publisher.config import Settings
+from publisher.errors import ConfigError, SubscriberError
+from publisher.models import SubscriptionStatus
+from publisher.store import Store
+
+LISTS = [
+    {"slug": "weekly", "name": "Weekly", "sender": "News <news@example.org>"},
+    {"slug": "press", "name": "Press", "sender": "News <news@example.org>"},
+]
+
+SAMPLE = (
+    "email,name,language,organisation\n"
+    "amina.diallo@example.org,Amina Diallo,fr,Ministry of Social Affairs\n"
+    "  Carlos.Mendez@EXAMPLE.org ,Carlos Méndez,es-MX,Social Security Institute\n"
+    "jane.smith@example.org,Jane Smith,en-GB,\n"
+    "zoe@example.org,Zoë Müller,,\n"
+)
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(lists=LISTS)
+
+
+def write(tmp_path: Path, text: str, name: str = "weekly.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+def statuses(store: Store, email: str) -> dict[str, str]:
+    return {s.list_slug: s.status.value for s in subs.show(store, email).lists}
+
+
+# -- addresses ------------------------------------------------------------------------
+
+
+def test_address_is_trimmed_and_its_domain_lower_cased() -> None:
+    assert subs.normalise_address("  Jane.Smith@Example.ORG  ") == "Jane.Smith@example.org"
+    assert subs.normalise_address("jöhn@Bücher.DE") == "jöhn@bücher.de"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("jane@example.org\r\nBcc: all@example.org", "U+000D"),
+        ("jane@example.org\nBcc: all@example.org", "U+000A"),
+        ("jane@example.org\x00", "U+0000"),
+        ("jane@example.org\t", "U+0009"),
+        ("jane\u2028@example.org", "U+2028"),
+        ("jane@example", "invalid address"),
+        ("jane.example.org", "invalid address"),
+        ("Jane <jane@example.org>", "invalid address"),
+        ("   ", "empty"),
+    ],
+)
+def test_bad_addresses_are_refused_with_the_reason(raw: str, reason: str) -> None:
+    with pytest.raises(SubscriberError) as e:
+        subs.normalise_address(raw)
+    assert reason in e.value.reason
+
+
+def _validator(address: str) -> str | None:
+    try:
+        return str(validate_email(address, check_deliverability=False).normalized)
+    except EmailNotValidError:
+        return None
+
+
+def _ours(address: str) -> str | None:
+    try:
+        return subs.normalise_address(address)
+    except SubscriberError:
+        return None
+
+
+def test_fast_path_gives_email_validator_verdicts() -> None:
+    tricky = [
+        "Postmaster@Example.org",
+        "NEWS@example.org",
+        "a..b@example.org",
+        ".a@example.org",
+        "a.@example.org",
+        "a@localhost",
+        "a@example.invalid",
+        "a@-example.org",
+        "a@example-.org",
+        "a@exa_mple.org",
+        "a@xn--bcher-kva.de",
+        "a@Bücher.DE",
+        "x" * 64 + "@example.org",
+        "x" * 65 + "@example.org",
+        "a@" + "b" * 63 + ".org",
+        "a@" + "b" * 64 + ".org",
+        "a@" + ".".join(["b" * 60] * 4) + ".org",
+        "x" * 64 + "@" + ".".join(["b" * 60] * 3) + ".org",
+        "o'brien+tag@example.org",
+        "a/b=c{d}|e~@example.org",
+    ]
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + ".-_+'!#@ü"
+    generated = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 20)))
+        + "@"
+        + rng.choice(["Example.ORG", "example.org", "ex-ample.co.uk", "bad_domain.org", "x.y", "ü.de"])
+        for _ in range(500)
+    ]
+    for address in tricky + generated:
+        assert _ours(address) == _validator(address), address
+
+
+# -- import ---------------------------------------------------------------------------
+
+
+def test_import_sample_with_accents_and_languages(store: Store, settings: Settings, tmp_path: Path) -> None:
+    report = subs.import_csv(store, settings, "weekly", write(tmp_path, SAMPLE))
+    assert (report.added, report.updated, report.unchanged, report.suppressed_kept) == (4, 0, 0, 0)
+    assert report.rejected == []
+    got = {s.email: (s.name, s.language, s.attributes) for s in store.subscribers.confirmed("weekly")}
+    assert got == {
+        "amina.diallo@example.org": ("Amina Diallo", "fr", {"organisation": "Ministry of Social Affairs"}),
+        "Carlos.Mendez@example.org": ("Carlos Méndez", "es", {"organisation": "Social Security Institute"}),
+        "jane.smith@example.org": ("Jane Smith", "en", {}),
+        "zoe@example.org": ("Zoë Müller", "en", {}),
+    }
+    record = subs.show(store, "carlos.mendez@example.org")
+    (weekly,) = record.lists
+    assert (weekly.status, weekly.consent_method, weekly.consent_source) == (
+        "confirmed",
+        "import",
+        "weekly.csv",
+    )
+    assert weekly.consent_at is not None
+    assert store.subscribers.confirmed("press") == []
+
+
+def test_reimport_changes_nothing(store: Store, settings: Settings, tmp_path: Path) -> None:
+    path = write(tmp_path, SAMPLE)
+    subs.import_csv(store, settings, "weekly", path)
+    before = [subs.show(store, s.email) for s in store.subscribers.confirmed("weekly")]
+    report = subs.import_csv(store, settings, "weekly", path)
+    assert (report.added, report.updated, report.unchanged, report.suppressed_kept) == (0, 0, 4, 0)
+    after = [subs.show(store, s.email) for s in store.subscribers.confirmed("weekly")]
+    assert after == before
+
+
+def test_duplicates_in_a_file_are_merged(store: Store, settings: Settings, tmp_path: Path) -> None:
+    text = "email,name,language\nana@example.org,,fr\n ANA@Example.org ,Ana Lima,\nbo@example.org,Bo,\n"
+    report = subs.import_csv(store, settings, "weekly", write(tmp_path, text))
+    assert (report.added, report.duplicates) == (2, 1)
+    ana = subs.show(store, "ana@example.org")
+    assert (ana.email, ana.name, ana.language) == ("ana@example.org", "Ana Lima", "fr")
+
+
+def test_bad_rows_are_reported_by_line_and_the_rest_imported(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    text = (
+        "email,name,language\n"
+        "good1@example.org,Good One,en\n"
+        "not-an-address,Nobody,en\n"
+        '"evil@example.org","Eve\r\nBcc: all@example.org",en\n'
+        '"evil2@example.org\nBcc: all@example.org",Eve,en\n'
+        "nul@example.org,Nu\x00l,en\n"
+        "\n"
+        "good2@example.org,Good Two,xx-1-toolongsubtag\n"
+        "good3@example.org,Good Three,de\n"
+    )
+    report = subs.import_csv(store, settings, "weekly", write(tmp_path, text))
+    assert [str(e) for e in report.rejected] == [
+        "weekly.csv:3: invalid address 'not-an-address': An email address must have an @-sign.",
+        "weekly.csv:4: name 'Eve\\r\\nBcc: all@example.org' contains the control character U+000D; "
+        "line breaks and other control characters are not allowed (they could inject mail headers)",
+        "weekly.csv:6: address 'evil2@example.org\\nBcc: all@example.org' contains the control character "
+        "U+000A; line breaks and other control characters are not allowed (they could inject mail headers)",
+        "weekly.csv:8: field 'Nu\\x00l' contains a NUL character",
+        "weekly.csv:10: language 'xx-1-toolongsubtag' is not a language tag such as 'en' or 'fr-CH'",
+    ]
+    assert report.added == 2
+    assert sorted(s.email for s in store.subscribers.confirmed("weekly")) == [
+        "good1@example.org",
+        "good3@example.org",
+    ]
+
+
+def test_missing_email_column_names_the_headers(store: Store, settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(SubscriberError) as e:
+        subs.import_csv(store, settings, "weekly", write(tmp_path, "mail,name\na@example.org,A\n"))
+    assert str(e.value) == "weekly.csv:1: no 'email' column in the header; columns found: 'mail', 'name'"
+
+
+def test_unknown_list_is_a_config_error(store: Store, settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown list 'monthly'"):
+        subs.import_csv(store, settings, "monthly", write(tmp_path, SAMPLE))
+
+
+def _unsubscribe(store: Store, settings: Settings, email: str) -> None:
+    assert subs.remove(store, "weekly", email)
+
+
+def _bounce(store: Store, settings: Settings, email: str) -> None:
+    sid = store.subscribers.find_id(email) or 0
+    assert subs.set_status(store, sid, "weekly", SubscriptionStatus.BOUNCED, "550 5.1.1 no such user")
+
+
+def _complain(store: Store, settings: Settings, email: str) -> None:
+    sid = store.subscribers.find_id(email) or 0
+    assert subs.set_status(store, sid, None, SubscriptionStatus.COMPLAINED, "ARF feedback report")
+
+
+def _forget(store: Store, settings: Settings, email: str) -> None:
+    assert subs.forget(store, email)
+
+
+@pytest.mark.parametrize("suppress", [_unsubscribe, _bounce, _complain, _forget])
+def test_reimport_never_resubscribes_suppressed_addresses(
+    store: Store,
+    settings: Settings,
+    tmp_path: Path,
+    suppress: Callable[[Store, Settings, str], None],
+) -> None:
+    path = write(tmp_path, SAMPLE)
+    subs.import_csv(store, settings, "weekly", path)
+    suppress(store, settings, "jane.smith@example.org")
+    report = subs.import_csv(store, settings, "weekly", path)
+    assert (report.suppressed_kept, report.unchanged, report.added, report.updated) == (1, 3, 0, 0)
+    confirmed = {s.email for s in store.subscribers.confirmed("weekly")}
+    assert "jane.smith@example.org" not in confirmed and len(confirmed) == 3
+    # nor does an import into another list bring a forgotten address back
+    report = subs.import_csv(store, settings, "press", path)
+    expected_kept = 1 if suppress is _forget else 0
+    assert report.suppressed_kept == expected_kept
+
+
+def test_progress_reaches_the_total(store: Store, settings: Settings, tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    subs.import_csv(
+        store, settings, "weekly", write(tmp_path, SAMPLE), progress=lambda d, t: calls.append((d, t))
+    )
+    assert calls[0] == (0, 4) and calls[-1] == (4, 4)
+
+
+# -- export ---------------------------------------------------------------------------
+
+
+def test_export_round_trip_keeps_subscribers_and_suppressions(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    subs.import_csv(store, settings, "weekly", write(tmp_path, SAMPLE))
+    subs.remove(store, "weekly", "zoe@example.org")
+    out = io.StringIO()
+    assert subs.export_csv(store, "weekly", out) == 4
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "email,name,language,status,consent_at,consent_method,consent_source,organisation"
+    assert lines[1].startswith("amina.diallo@example.org,Amina Diallo,fr,confirmed,20")
+    assert lines[1].endswith(",import,weekly.csv,Ministry of Social Affairs")
+
+    confirmed_only = io.StringIO()
+    assert subs.export_csv(store, "weekly", confirmed_only, statuses=["confirmed"]) == 3
+
+    other = Store(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        report = subs.import_csv(other, settings, "weekly", write(tmp_path, out.getvalue(), "export.csv"))
+        assert (report.added, report.suppressed_kept, report.rejected) == (3, 1, [])
+
+        def snapshot(s: Store) -> list[tuple[str, str, str, str, dict[str, str]]]:
+            return sorted(
+                (str(r["email"]), r["name"], r["language"], r["status"], r["attributes"])
+                for r in s.subscribers.export_rows("weekly")
+            )
+
+        assert snapshot(other) == snapshot(store)
+    finally:
+        other.close()
+
+
+# -- admin operations -----------------------------------------------------------------
+
+
+def test_add_remove_show(store: Store, settings: Settings) -> None:
+    added = subs.add(store, settings, "weekly", " Ana@Example.ORG", "Ana Lima", "pt-BR", source="admin")
+    assert (added.email, added.name, added.language, added.status) == (
+        "Ana@example.org",
+        "Ana Lima",
+        "pt",
+        "confirmed",
+    )
+    assert len(added.secret) == 32
+    again = subs.add(store, settings, "weekly", "ana@example.org")
+    assert (again.id, again.name, again.status) == (added.id, "Ana Lima", "confirmed")
+
+    assert subs.remove(store, "weekly", "ANA@example.org", reason="asked by phone")
+    assert not subs.remove(store, "weekly", "ana@example.org")
+    assert not subs.remove(store, "weekly", "nobody@example.org")
+
+    record = subs.show(store, "ana@example.org")
+    assert record.lists[0].status is SubscriptionStatus.UNSUBSCRIBED
+    assert record.lists[0].consent_method == "cli"  # the consent given stays on record
+    assert [(e.event, e.detail) for e in record.events] == [
+        ("confirmed", "cli: admin"),
+        ("unsubscribed", "asked by phone"),
+    ]
+    with pytest.raises(SubscriberError, match="no subscriber with this address"):
+        subs.show(store, "nobody@example.org")
+
+
+def test_add_of_a_suppressed_address_needs_force(store: Store, settings: Settings) -> None:
+    subs.add(store, settings, "weekly", "ana@example.org")
+    subs.remove(store, "weekly", "ana@example.org")
+    with pytest.raises(SubscriberError, match=r"unsubscribed from list 'weekly'.*--force"):
+        subs.add(store, settings, "weekly", "ana@example.org")
+    assert statuses(store, "ana@example.org") == {"weekly": "unsubscribed"}
+    back = subs.add(store, settings, "weekly", "ana@example.org", force=True, source="signed form 2026-11")
+    assert back.status is SubscriptionStatus.CONFIRMED
+    record = subs.show(store, "ana@example.org")
+    assert record.lists[0].consent_source == "signed form 2026-11"
+    assert record.events[-1].detail == "cli: signed form 2026-11 (suppression lifted by force)"
+
+
+def test_header_injection_through_add_is_refused(store: Store, settings: Settings) -> None:
+    with pytest.raises(SubscriberError, match=re.escape("U+000D")):
+        subs.add(store, settings, "weekly", "ana@example.org", "Ana\r\nBcc: all@example.org")
+    with pytest.raises(SubscriberError, match=re.escape("U+000A")):
+        subs.add(store, settings, "weekly", "ana@example.org\nBcc: all@example.org")
+    with pytest.raises(SubscriberError, match=re.escape("U+0085")):
+        subs.add(store, settings, "weekly", "ana@example.org", "Ana\x85Bcc")
+    assert store.subscribers.find_id("ana@example.org") is None
+
+
+def test_forget_erases_personal_data(store: Store, settings: Settings, tmp_path: Path) -> None:
+    subs.import_csv(store, settings, "weekly", write(tmp_path, SAMPLE))
+    subs.add(store, settings, "press", "amina.diallo@example.org", source="desk")
+    assert subs.forget(store, "Amina.Diallo@example.org")  # the hash ignores case
+    assert not subs.forget(store, "amina.diallo@example.org")
+    record = subs.show(store, "amina.diallo@example.org")
+    assert (record.email, record.name, record.attributes) == (None, "", {})
+    assert {ls.list_slug: ls.status.value for ls in record.lists} == {
+        "weekly": "unsubscribed",
+        "press": "unsubscribed",
+    }
+    assert all(e.detail is None for e in record.events)
+    out = io.StringIO()
+    subs.export_csv(store, "weekly", out)
+    assert "amina" not in out.getvalue().lower()
+    with pytest.raises(SubscriberError, match="forgotten"):
+        subs.add(store, settings, "weekly", "amina.diallo@example.org")
+    back = subs.add(store, settings, "weekly", "amina.diallo@example.org", "Amina", force=True)
+    assert (back.email, back.status) == ("amina.diallo@example.org", "confirmed")
+    assert statuses(store, "amina.diallo@example.org") == {"press": "unsubscribed", "weekly": "confirmed"}
+
+
+# -- token-driven operations ----------------------------------------------------------
+
+
+def test_one_click_unsubscribe_is_idempotent_and_recorded(store: Store, settings: Settings) -> None:
+    ana = subs.add(store, settings, "weekly", "ana@example.org")
+    assert subs.subscriber_secret(store, ana.id) == ana.secret
+    assert subs.subscriber_secret(store, ana.id + 999) is None
+    assert subs.unsubscribe_by_id(store, ana.id, "weekly", method="one-click", source="192.0.2.7")
+    assert not subs.unsubscribe_by_id(store, ana.id, "weekly", method="one-click", source="192.0.2.7")
+    assert not subs.unsubscribe_by_id(store, ana.id, "press", method="web", source="192.0.2.7")
+    events = [(e.list_slug, e.event, e.detail) for e in subs.show(store, "ana@example.org").events]
+    assert events == [("weekly", "confirmed", "cli"), ("weekly", "unsubscribed", "one-click: 192.0.2.7")]
+    assert store.subscribers.confirmed("weekly") == []
+    with pytest.raises(SubscriberError, match="no such subscriber"):
+        subs.unsubscribe_by_id(store, ana.id + 999, "weekly", source="")
+
+
+def test_set_status_records_suppressions_only(store: Store, settings: Settings) -> None:
+    ana = subs.add(store, settings, "weekly", "ana@example.org")
+    subs.add(store, settings, "press", "ana@example.org")
+    with pytest.raises(SubscriberError, match="suppressions only"):
+        subs.set_status(store, ana.id, "weekly", SubscriptionStatus.CONFIRMED, "")
+    assert subs.set_status(store, ana.id, None, SubscriptionStatus.BOUNCED, "550 5.1.1 user unknown")
+    assert statuses(store, "ana@example.org") == {"press": "bounced", "weekly": "bounced"}
+    assert not subs.set_status(store, ana.id, "weekly", SubscriptionStatus.BOUNCED, "again")
+    assert not subs.set_status(store, ana.id, "weekly", SubscriptionStatus.UNSUBSCRIBED, "late click")
+    assert subs.set_status(store, ana.id, "weekly", SubscriptionStatus.COMPLAINED, "abuse report")
+    assert statuses(store, "ana@example.org") == {"press": "bounced", "weekly": "complained"}
+    assert subs.show(store, "ana@example.org").events[-1].detail == "abuse report"
+
+
+def test_preferences_update(store: Store, settings: Settings) -> None:
+    ana = subs.add(store, settings, "weekly", "ana@example.org")
+    assert subs.preferences(store, ana.id) == {"weekly": "confirmed"}
+    slugs = [lst.slug for lst in settings.lists]
+    new = subs.update_preferences(
+        store, ana.id, {"weekly": False, "press": True}, source="192.0.2.7", lists=slugs
+    )
+    assert new == {"press": "confirmed", "weekly": "unsubscribed"}
+    new = subs.update_preferences(store, ana.id, {"weekly": True}, lists=slugs)
+    assert new == {"press": "confirmed", "weekly": "confirmed"}
+    record = subs.show(store, "ana@example.org")
+    consent = {ls.list_slug: (ls.consent_method, ls.consent_source) for ls in record.lists}
+    assert consent == {"press": ("preferences", "192.0.2.7"), "weekly": ("preferences", "")}
+    with pytest.raises(SubscriberError, match="unknown list"):
+        subs.update_preferences(store, ana.id, {"monthly": True}, lists=slugs)
+    assert subs.update_preferences(store, ana.id, {"weekly": True}) == new  # nothing changes, no event
+    assert len(subs.show(store, "ana@example.org").events) == len(record.events)
+
+
+def test_web_signup_is_pending_until_confirmed(store: Store, settings: Settings) -> None:
+    pending = subs.subscribe(store, settings, "weekly", "ana@example.org", "Ana", "fr", source="192.0.2.7")
+    assert pending.status is SubscriptionStatus.PENDING
+    assert store.subscribers.confirmed("weekly") == []
+    assert subs.subscribe(store, settings, "weekly", "ana@example.org").status is SubscriptionStatus.PENDING
+    assert subs.confirm_by_id(store, pending.id, "weekly", source="192.0.2.8")
+    assert not subs.confirm_by_id(store, pending.id, "weekly")
+    (weekly,) = subs.show(store, "ana@example.org").lists
+    assert (weekly.status, weekly.consent_method, weekly.consent_source) == (
+        "confirmed",
+        "double-opt-in",
+        "192.0.2.8",
+    )
+    subs.set_status(store, pending.id, "weekly", SubscriptionStatus.COMPLAINED, "abuse report")
+    assert (
+        subs.subscribe(store, settings, "weekly", "ana@example.org").status is SubscriptionStatus.COMPLAINED
+    )
+    assert not subs.confirm_by_id(store, pending.id, "weekly")
+    assert statuses(store, "ana@example.org") == {"weekly": "complained"}
