@@ -84,14 +84,17 @@ def render_for(settings: Settings, store: Store, issue: IssueRow, list_cfg: List
         list_cfg,
         items,
         issue_id=issue.id,
-        period_label=_period_label(issue.period_start),
+        period_label=_period_label(settings, issue.period_start, language),
         language=language,
         now=issue.created,
     )
 
 
-def _period_label(start: datetime) -> str:
-    return start.date().isoformat()
+def _period_label(settings: Settings, start: datetime, language: str) -> str:
+    """The period's first day in the reader's language and the site's zone ("23 novembre 2026")."""
+    from publisher.i18n import format_day
+
+    return format_day(start, language, tz=settings.site.tz)
 
 
 def import_list_file(publisher: Publisher, list_cfg: ListConfig) -> Any:
@@ -242,7 +245,9 @@ def render_next(
         list_cfg,
         items,
         issue_id=0,
-        period_label=_period_label(period_start(settings, list_cfg.schedule, now)),
+        period_label=_period_label(
+            settings, period_start(settings, list_cfg.schedule, now), subscriber.language
+        ),
         language=subscriber.language,
         now=now,
     )
