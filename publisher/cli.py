@@ -117,7 +117,7 @@ def with_context(func: F) -> F:
     def wrapper(*args: Any, config_path: Path, **kwargs: Any) -> Any:
         return func(Context(config_path), *args, **kwargs)
 
-    return handle_errors(wrapper)  # type: ignore[arg-type]
+    return handle_errors(wrapper)  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

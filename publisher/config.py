@@ -339,10 +339,10 @@ class Settings(_Strict):
                 seen_labels[key] = cat.slug
         slugs = {c.slug for c in self.categories}
         for i, lst in enumerate(self.lists, 1):
-            for cat in lst.categories:
-                if cat != "*" and cat not in slugs:
+            for wanted in lst.categories:
+                if wanted != "*" and wanted not in slugs:
                     problems.append(
-                        f"lists[{i}] {lst.slug!r}.categories: unknown category {cat!r}; "
+                        f"lists[{i}] {lst.slug!r}.categories: unknown category {wanted!r}; "
                         f"use '*' or one of {sorted(slugs)}"
                     )
             if lst.schedule is not None and lst.schedule not in self.schedules:

@@ -267,7 +267,7 @@ def preview(publisher: Publisher, list_slug: str, out_dir: Path) -> Preview:
     eml = out_dir / f"{list_slug}.eml"
     eml.write_bytes(data)
     message = email.message_from_bytes(data, policy=email.policy.default)
-    html_part = message.get_body(preferencelist=("html",))  # type: ignore[attr-defined]
+    html_part = message.get_body(preferencelist=("html",))
     html = out_dir / f"{list_slug}.html"
     html.write_text(html_part.get_content() if html_part else "", encoding="utf-8")
     return Preview(list_slug, len(items), 1, str(message["Subject"]), [html, eml])

@@ -33,7 +33,7 @@ from publisher.config import ListConfig, Settings, parse_duration
 from publisher.errors import PublisherError
 from publisher.models import DeliveryStatus, Subscriber, SubscriptionStatus
 from publisher.store import Store
-from publisher.store.issues import Claimed, Outcome
+from publisher.store.issues import Claimed, IssueRow, Outcome
 from publisher.subscriptions import set_status
 
 if TYPE_CHECKING:
@@ -178,8 +178,8 @@ class RetryPolicy:
         return cls(parse_duration(d.retry_min), parse_duration(d.retry_max), parse_duration(d.give_up))
 
     def next_attempt(self, attempts: int, now: datetime) -> datetime:
-        delay = self.retry_min * (2 ** max(attempts - 1, 0))
-        return now + min(delay, self.retry_max)
+        delay: timedelta = min(self.retry_min * (2 ** max(attempts - 1, 0)), self.retry_max)
+        return now + delay
 
 
 @dataclass
@@ -238,7 +238,7 @@ class Sender:
         self.journal_dir = settings.delivery.journal_dir
         self.tally = DeliveryTally()
         self._renders: dict[tuple[int, str], Any] = {}
-        self._issues: dict[int, Any] = {}
+        self._issues: dict[int, IssueRow] = {}
         self._claimed: dict[int, Claimed] = {}
         self._buffer: list[Outcome] = []
         self._bounces: list[tuple[int, str, str]] = []
@@ -294,6 +294,8 @@ class Sender:
         from publisher.mailer import OutgoingMessage
 
         issue = self._issues.get(c.issue_id) or await asyncio.to_thread(self.store.issues.by_id, c.issue_id)
+        if issue is None:  # the issue row was deleted under us (ON DELETE CASCADE)
+            return None
         self._issues[c.issue_id] = issue
         try:
             list_cfg = self.settings.list_config(issue.list_slug)
