@@ -1,0 +1,316 @@
+"""`publisher run`: the scheduler and the web server in one process, on one event loop.
+
+Why one process: a small department runs one service (one systemd unit) that fetches,
+builds, sends and serves. Why this module owns the signals: SIGTERM must stop new work
+first, let a digest send finish its SMTP transactions and only then close the web
+server; SIGHUP must swap the configuration without dropping a request. Uvicorn's own
+handlers would just stop serving, so they are switched off.
+
+Only one process per store schedules (see :func:`publisher.scheduler.scheduler_lock`);
+a second one serves the web and takes over when the first one dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from publisher.app import Clock, Publisher, utcnow
+from publisher.config import Settings, load_config
+from publisher.errors import ConfigError, PublisherError
+from publisher.scheduler import (
+    DEFAULT_POLL_SECONDS,
+    SchedulerLock,
+    ScheduleRunner,
+    next_runs,
+    scheduler_lock,
+    timezone_name,
+    trigger_text,
+)
+from publisher.store import Store
+from publisher.web.app import create_app
+
+log = logging.getLogger("publisher.daemon")
+
+JOBS_GRACE_SECONDS = 25.0  # of the 30 s a stop may take; the web server gets the rest
+WEB_GRACE_SECONDS = 3
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn without its signal handlers: the daemon decides when the web stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class SwappableApp:
+    """The ASGI app whose target a reload replaces without closing the socket."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def outbox_text(settings: Settings) -> str:
+    if settings.smtp is None:
+        return f"outbox: no [smtp] configured; messages go to the Maildir {settings.outbox.path}"
+    return f"mail: SMTP {settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security})"
+
+
+def banner(publisher: Publisher, now: datetime) -> list[str]:
+    """The first lines an admin sees: where the feeds are, what runs next, where mail goes."""
+    settings = publisher.settings
+    lines = ["feeds:"] + [f"  {url}" for url in publisher.feed_urls()]
+    for name, cfg in settings.schedules.items():
+        upcoming = next_runs(settings, name, now, 1)
+        when = upcoming[0].isoformat() if upcoming else "never"
+        zone = timezone_name(settings, name)
+        lines.append(f"schedule {name}: {cfg.job}, {trigger_text(cfg)} ({zone}); next run {when}")
+    if not settings.schedules:
+        lines.append("no [schedules.*] configured: nothing will run by itself")
+    lines.append(outbox_text(settings))
+    return lines
+
+
+class Daemon:
+    """Owns the publisher, the web server, the scheduler lock and the schedule runner."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        config_path: Path,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        poll_interval: float = DEFAULT_POLL_SECONDS,
+        lock_retry: float = DEFAULT_POLL_SECONDS,
+    ) -> None:
+        self.publisher = publisher
+        self.config_path = config_path
+        self.poll_interval = poll_interval
+        self.lock_retry = lock_retry
+        self.lock: SchedulerLock = scheduler_lock(publisher.store)
+        self.runner: ScheduleRunner | None = None
+        self.retired: list[ScheduleRunner] = []
+        self.busy: dict[str, asyncio.Lock] = {}
+        self.stopping = asyncio.Event()
+        self.web = SwappableApp(create_app(publisher))
+        self._closing: set[asyncio.Task[None]] = set()
+        web = publisher.settings.web
+        self.server = _Server(
+            uvicorn.Config(
+                self.web,
+                host=host or web.host,
+                port=web.port if port is None else port,
+                log_level="warning",
+                timeout_graceful_shutdown=WEB_GRACE_SECONDS,
+            )
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        for line in banner(self.publisher, self.publisher.clock()):
+            log.info("%s", line)
+        self._install_signals()
+        web_task = asyncio.create_task(self._serve())
+        if not await self._web_started(web_task):
+            self.publisher.close()
+            return 1
+        log.info(
+            "web: serving %s on http://%s:%d/",
+            self.publisher.settings.feeds.output_dir, self.server.config.host, self.server.config.port,
+        )  # fmt: skip
+        lock_task = asyncio.create_task(self._schedule_when_locked())
+        stop_task = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait({web_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        code = 0 if self.stopping.is_set() else 1
+        lock_task.cancel()
+        await self._stop_work()
+        self.server.should_exit = True
+        await web_task
+        self.lock.release()
+        self.publisher.close()
+        log.info("stopped")
+        return code
+
+    async def _serve(self) -> None:
+        try:
+            await self.server.serve()
+        except SystemExit:  # uvicorn exits when it cannot bind or start the app
+            log.error(
+                "the web server could not start on %s:%d", self.server.config.host, self.server.config.port
+            )
+
+    async def _web_started(self, web_task: asyncio.Task[None]) -> bool:
+        while not self.server.started:
+            if web_task.done():
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._spawn_reload)
+
+    def request_stop(self, sig: int | None = None) -> None:
+        if self.stopping.is_set():
+            log.warning("already stopping; waiting for running jobs")
+            return
+        log.info(
+            "%s received: no new work; finishing running jobs", signal.Signals(sig).name if sig else "stop"
+        )
+        self.stopping.set()
+
+    async def _stop_work(self) -> None:
+        """Stop scheduling, tell running sends to wind down, wait for them (bounded)."""
+        runners = [r for r in [self.runner, *self.retired] if r is not None]
+        for runner in runners:
+            runner.stop_taking_work()
+        for pub in {id(r.publisher): r.publisher for r in runners}.values():
+            ask = getattr(pub, "request_stop", None)
+            if callable(ask):
+                ask()
+        for runner in runners:
+            if not await runner.wait_idle(JOBS_GRACE_SECONDS):
+                log.error("jobs still running after %.0f s; cancelling them", JOBS_GRACE_SECONDS)
+                runner.cancel_running()
+                await runner.wait_idle(2)
+
+    # -- one scheduler per store ------------------------------------------------------------
+
+    async def _schedule_when_locked(self) -> None:
+        announced = False
+        while not self.stopping.is_set():
+            if self.runner is None:
+                if await self._try_start():
+                    announced = False
+                elif not announced:
+                    log.warning(
+                        "another publisher run holds the scheduler lock (%s): not scheduling, "
+                        "serving the web only; retrying every %g s",
+                        self.lock.description, self.lock_retry,
+                    )  # fmt: skip
+                    announced = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.lock_retry)
+
+    async def _try_start(self) -> bool:
+        try:
+            got = self.lock.acquire()
+        except PublisherError as e:
+            log.error("%s", e)
+            return False
+        if not got:
+            return False
+        runner = ScheduleRunner(self.publisher, poll_interval=self.poll_interval, busy=self.busy)
+        await runner.start()
+        self.runner = runner
+        log.info(
+            "scheduling %d schedule(s) (%s)", len(self.publisher.settings.schedules), self.lock.description
+        )
+        for name, when in runner.next_run_times().items():
+            log.info("schedule %s: next run %s", name, when.isoformat() if when else "paused")
+        return True
+
+    # -- SIGHUP -----------------------------------------------------------------------------
+
+    def _spawn_reload(self) -> None:
+        task = asyncio.create_task(self.reload())
+        task.add_done_callback(_log_crash)
+
+    async def reload(self) -> bool:
+        """Load the config again; on any error keep the running one and say why."""
+        log.info("SIGHUP received: reloading %s", self.config_path)
+        try:
+            settings = load_config(self.config_path)
+            store = self._store_for(settings)
+        except PublisherError as e:
+            for line in str(e).splitlines():
+                log.error("config error: %s", line)
+            log.error("reload failed; keeping the running configuration")
+            return False
+        self._swap(Publisher(settings, store, clock=self.publisher.clock))
+        if self.runner is None and not self.stopping.is_set():
+            await self._try_start()
+        log.info(
+            "configuration reloaded: %d schedule(s): %s",
+            len(settings.schedules), ", ".join(sorted(settings.schedules)) or "none",
+        )  # fmt: skip
+        return True
+
+    def _store_for(self, settings: Settings) -> Store:
+        if settings.storage.url == self.publisher.settings.storage.url:
+            return self.publisher.store
+        return Store(settings.storage.url)
+
+    def _swap(self, new: Publisher) -> None:
+        old = self.publisher
+        if (new.settings.web.host, new.settings.web.port) != (old.settings.web.host, old.settings.web.port):
+            log.warning("[web] host/port changes take effect at the next restart")
+        if self.runner is not None:
+            self.runner.stop_taking_work()
+            self.retired.append(self.runner)
+            self.runner = None
+        if new.store is not old.store:
+            self.lock.release()
+            self.lock = scheduler_lock(new.store)
+            task = asyncio.create_task(self._close_when_idle(old))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        self.publisher = new
+        self.web.app = create_app(new)
+
+    async def _close_when_idle(self, old: Publisher) -> None:
+        for runner in [r for r in self.retired if r.publisher is old]:
+            await runner.wait_idle(None)
+            self.retired.remove(runner)
+        old.close()
+
+
+def _log_crash(task: asyncio.Task[bool]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("reload crashed", exc_info=task.exception())
+
+
+async def run_daemon(
+    config_path: Path,
+    *,
+    clock: Clock | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    poll_interval: float = DEFAULT_POLL_SECONDS,
+    lock_retry: float = DEFAULT_POLL_SECONDS,
+) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 if the web server died, 2 for config.
+
+    ``host``/``port`` override ``[web]`` (the CLI's --host/--port); the intervals say how
+    often the store's pause flags and the scheduler lock are polled.
+    """
+    try:
+        settings = load_config(config_path)
+        publisher = Publisher(settings, clock=clock or utcnow)
+    except ConfigError as e:
+        for line in str(e).splitlines():
+            log.error("config error: %s", line)
+        return 2
+    except PublisherError as e:
+        log.error("%s", e)
+        return 1
+    daemon = Daemon(
+        publisher, config_path, host=host, port=port, poll_interval=poll_interval, lock_retry=lock_retry
+    )
+    return await daemon.run()
