@@ -315,6 +315,10 @@ def test_add_remove_show(store: Store, settings: Settings) -> None:
         ("confirmed", "cli: admin"),
         ("unsubscribed", "asked by phone"),
     ]
+    text = record.render()
+    assert "email:      Ana@example.org" in text
+    assert "list weekly: unsubscribed (consent: " in text and " cli admin)" in text
+    assert text.endswith("weekly unsubscribed (asked by phone)")
     with pytest.raises(SubscriberError, match="no subscriber with this address"):
         subs.show(store, "nobody@example.org")
 

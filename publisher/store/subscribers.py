@@ -133,6 +133,28 @@ class SubscriberRecord:
     lists: list[ListStatus]
     events: list[SubscriptionEvent]
 
+    def render(self) -> str:
+        """Plain text for ``publisher subscribers show``: one fact per line."""
+        lines = [
+            f"email:      {self.email if self.email is not None else '(forgotten)'}",
+            f"name:       {self.name}",
+            f"language:   {self.language}",
+            f"created:    {self.created.isoformat()}",
+        ]
+        if self.forgotten_at:
+            lines.append(f"forgotten:  {self.forgotten_at.isoformat()}")
+        lines += [f"attribute:  {key} = {value}" for key, value in sorted(self.attributes.items())]
+        for s in self.lists:
+            consent = "none"
+            if s.consent_at is not None:
+                consent = f"{s.consent_at.isoformat()} {s.consent_method} {s.consent_source or ''}".rstrip()
+            lines.append(f"list {s.list_slug}: {s.status.value} (consent: {consent})")
+        lines += [
+            f"  {e.at.isoformat()} {e.list_slug or '-'} {e.event}" + (f" ({e.detail})" if e.detail else "")
+            for e in self.events
+        ]
+        return "\n".join(lines)
+
 
 @dataclass(slots=True)
 class _Existing:
