@@ -515,11 +515,7 @@ def subscribers_show(ctx: Context, email: str) -> None:
     """Status per list, consent, attributes and history of EMAIL."""
     from publisher.subscriptions import show
 
-    record = show(ctx.publisher.store, email)
-    if record is None:
-        err_console.print(f"{email}: not known")
-        sys.exit(1)
-    console.print(record.render() if hasattr(record, "render") else record)
+    console.print(show(ctx.publisher.store, email).render())
 
 
 @subscribers.command("forget")
