@@ -413,7 +413,12 @@ class SmtpTransport:
         return f"{self.cfg.host}:{self.cfg.port}"
 
     async def send(self, messages: Messages, on_result: ResultCallback) -> None:
-        """Send every message; raise MailError when no connection can be made at all."""
+        """Send every message and report each through ``on_result``.
+
+        Raises MailError when no connection can be made at all (refused, bad login,
+        untrusted certificate); an exception from ``messages`` or ``on_result`` stops
+        the send and propagates. Either way, messages not yet attempted get no result.
+        """
         self._check_credentials()
         run = _Run(on_result, depth=2 * len(self._connections), workers=len(self._connections))
         feeder = asyncio.create_task(self._feed(messages, run))
@@ -423,7 +428,7 @@ class SmtpTransport:
         try:
             await run.done.wait()
         finally:
-            await self._stop(feeder, workers)
+            await self._stop(run, feeder, workers)
         if run.error is not None:
             raise run.error
 
@@ -463,12 +468,13 @@ class SmtpTransport:
                 await run.admit(message)
         run.fed()
 
-    async def _stop(self, feeder: asyncio.Task[None], workers: list[asyncio.Task[None]]) -> None:
+    async def _stop(self, run: _Run, feeder: asyncio.Task[None], workers: list[asyncio.Task[None]]) -> None:
         """End the workers: idle ones at once, busy ones after their current message.
 
         Letting a busy worker finish means a message that reached the server gets its
         result even when the send is aborted; queued messages get none (left pending).
         """
+        run.done.set()  # also when the caller cancelled us: busy workers must not loop on
         feeder.cancel()
         for conn, task in zip(self._connections, workers, strict=True):
             if not conn.busy:
@@ -478,7 +484,7 @@ class SmtpTransport:
     async def _work(self, conn: _Connection, run: _Run) -> None:
         while True:
             job = await run.queue.get()
-            if job is None or not await self._attempt(conn, job, run) or run.error is not None:
+            if job is None or not await self._attempt(conn, job, run) or run.done.is_set():
                 return
 
     async def _attempt(self, conn: _Connection, job: _Job, run: _Run) -> bool:
@@ -498,7 +504,7 @@ class SmtpTransport:
         finally:
             conn.busy = False
         run.queue.put_nowait(job)
-        if run.error is None:
+        if not run.done.is_set():
             await asyncio.sleep(conn.backoff_delay(conn.slowdowns))
         return True
 
@@ -515,7 +521,9 @@ class SmtpTransport:
             return True
         run.live -= 1
         if error.fatal or run.live == 0:
-            run.fail(MailError(f"cannot send mail via {self.where}: {error}"))
+            failure = MailError(f"cannot send mail via {self.where}: {error}")
+            failure.__cause__ = error.__cause__
+            run.fail(failure)
         return False
 
     async def _transact(self, conn: _Connection, smtp: aiosmtplib.SMTP, job: _Job) -> SendResult | None:
@@ -535,6 +543,8 @@ class SmtpTransport:
                 stage = _Stage.PAYLOAD
                 reply = await _send_payload(smtp, payload, self.cfg.timeout)
         except aiosmtplib.SMTPResponseException as e:
+            if not 200 <= e.code < 600:  # garbled reply: the session cannot be trusted
+                return self._lost(conn, job, stage, e)
             return await self._refused(conn, job, stage, e.code, e.message)
         except (TimeoutError, OSError) as e:  # includes lost connections and aiosmtplib timeouts
             return self._lost(conn, job, stage, e)

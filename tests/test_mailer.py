@@ -206,6 +206,15 @@ def test_an_address_the_server_cannot_take_fails_alone() -> None:
         assert len(sink.peers) == 1
 
 
+def test_a_garbled_reply_is_treated_as_a_lost_connection(smtp_server: SmtpSink) -> None:
+    smtp_server.script(Rule("rcpt", reply="hello there", times=1))
+    results = send(smtp(smtp_server, connections=1), [message(1)])
+
+    assert results[1].status is DeliveryStatus.SENT
+    assert len(smtp_server.accepted()) == 1
+    assert len(smtp_server.peers) == 2, "the garbled session must be abandoned"
+
+
 # -- throughput, concurrency and pacing ------------------------------------------------
 
 
@@ -260,6 +269,36 @@ def test_rate_per_second_is_honoured_across_connections(smtp_server: SmtpSink) -
     assert time.monotonic() - started >= 1.8
     assert len(results) == 20
     assert len(smtp_server.accepted()) == 20
+
+
+def test_nothing_to_send_opens_no_connection(smtp_server: SmtpSink) -> None:
+    assert send(smtp(smtp_server), []) == {}
+    assert smtp_server.peers == set()
+
+
+def test_a_failing_callback_stops_the_send_and_propagates(smtp_server: SmtpSink) -> None:
+    def explode(result: SendResult) -> None:
+        raise RuntimeError(f"ledger down at {result.key}")
+
+    transport = smtp(smtp_server, connections=2)
+    with pytest.raises(RuntimeError, match="ledger down"):
+        asyncio.run(transport.send([message(k) for k in range(50)], explode))
+    assert len(smtp_server.accepted()) < 50
+
+
+def test_cancelling_a_send_lets_the_message_in_flight_finish(smtp_server: SmtpSink) -> None:
+    smtp_server.script(Rule("data", delay=1, times=1))
+    results: list[SendResult] = []
+
+    async def go() -> None:
+        transport = smtp(smtp_server, connections=1)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(transport.send([message(k) for k in range(3)], results.append), 0.3)
+        await transport.close()
+
+    asyncio.run(go())
+    assert [(r.key, r.status) for r in results] == [(0, DeliveryStatus.SENT)]
+    assert len(smtp_server.accepted()) == 1
 
 
 # -- security and login ----------------------------------------------------------------
