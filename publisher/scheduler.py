@@ -17,7 +17,6 @@ import fcntl
 import logging
 import os
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -502,7 +501,7 @@ class ListStatus:
     slug: str
     name: str
     schedule: str | None
-    subscribers: dict[str, int] | None  # None: the store cannot count yet
+    subscribers: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,8 +511,8 @@ class StatusReport:
     sources: list[SourceStatus]
     items_by_category: dict[str | None, int]
     lists: list[ListStatus]
-    recent_issues: Sequence[Any] | None
-    queue: dict[str, int] | None
+    recent_issues: list[dict[str, Any]]
+    queue: dict[str, int]
     recent_runs: list[JobRun]
     schedules: list[ScheduleInfo]
 
@@ -535,19 +534,16 @@ def status_report(publisher: Publisher, *, limit: int = 10) -> StatusReport:
         )
         for n in names
     ]
-    counts_by_status = getattr(store.subscribers, "counts_by_status", None)
     lists = [
-        ListStatus(lst.slug, lst.name, lst.schedule, counts_by_status(lst.slug) if counts_by_status else None)
+        ListStatus(lst.slug, lst.name, lst.schedule, store.subscribers.counts_by_status(lst.slug))
         for lst in publisher.settings.lists
     ]
-    recent = getattr(store.issues, "recent", None)
-    queue_counts = getattr(store.issues, "queue_counts", None)
     return StatusReport(
         sources=sources,
         items_by_category=store.items.count_by_category(),
         lists=lists,
-        recent_issues=recent(limit) if recent else None,
-        queue=queue_counts() if queue_counts else None,
+        recent_issues=store.issues.recent(limit),
+        queue=store.issues.queue_counts(),
         recent_runs=store.runs.recent(limit),
         schedules=schedules_overview(publisher),
     )
