@@ -240,7 +240,7 @@ class Daemon:
             store = self._store_for(settings)
         except PublisherError as e:
             for line in str(e).splitlines():
-                log.error("config error: %s", line)
+                log.error("config error: %s", line.strip().removeprefix("- "))
             log.error("reload failed; keeping the running configuration")
             return False
         self._swap(Publisher(settings, store, clock=self.publisher.clock))
@@ -305,7 +305,7 @@ async def run_daemon(
         publisher = Publisher(settings, clock=clock or utcnow)
     except ConfigError as e:
         for line in str(e).splitlines():
-            log.error("config error: %s", line)
+            log.error("config error: %s", line.strip().removeprefix("- "))
         return 2
     except PublisherError as e:
         log.error("%s", e)

@@ -1,0 +1,229 @@
+"""`publisher run` as an admin runs it: a real process, real HTTP, real signals.
+
+Each test starts ``python -m publisher.cli run --config ...`` on a temporary config
+with a free port and watches what it logs and serves.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+[site]
+timezone = "Europe/Zurich"
+base_url = "http://127.0.0.1:{port}"
+
+[storage]
+url = "sqlite:///{db}"
+
+[feeds]
+output_dir = "public"
+
+[web]
+host = "127.0.0.1"
+port = {port}
+
+[outbox]
+path = "outbox"
+
+{schedules}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(path: Path, port: int, db: Path, schedules: str) -> None:
+    path.write_text(CONFIG.format(port=port, db=db, schedules=schedules), encoding="utf-8")
+
+
+class Daemon:
+    """One `publisher run` process and its log."""
+
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        self.port = port
+        self.log_path = log
+        self._log_file = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "publisher.cli", "run", "--config", str(config)],
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=config.parent,
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_log(self, text: str, timeout: float = 15) -> float:
+        """Seconds until ``text`` appears in the log; fail if it does not in time."""
+        start = time.monotonic()
+        while text not in self.log:
+            if self.proc.poll() is not None:
+                pytest.fail(f"daemon exited ({self.proc.returncode}) before logging {text!r}:\n{self.log}")
+            if time.monotonic() - start > timeout:
+                pytest.fail(f"{text!r} not logged within {timeout} s:\n{self.log}")
+            time.sleep(0.05)
+        return time.monotonic() - start
+
+    def get(self, path: str = "/healthz") -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
+
+    def wait_http(self, timeout: float = 20) -> None:
+        start = time.monotonic()
+        while True:
+            try:
+                if self.get().status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() - start > timeout:
+                pytest.fail(f"daemon does not serve HTTP on port {self.port}:\n{self.log}")
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 30) -> tuple[int, float]:
+        """SIGTERM; return the exit code and how long the process took to exit."""
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        return code, time.monotonic() - start
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log_file.close()
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    daemons: list[Daemon] = []
+
+    def make(config: Path, port: int, name: str = "daemon") -> Daemon:
+        d = Daemon(config, port, tmp_path / f"{name}.log")
+        daemons.append(d)
+        return d
+
+    yield make
+    for d in daemons:
+        d.close()
+
+
+TICK = """
+[schedules.tick]
+every = "1s"
+job = "build"
+"""
+
+HOURLY = """
+[schedules.hourly]
+every = "1h"
+job = "build"
+"""
+
+WEEKLY = """
+[schedules.weekly]
+cron = "0 9 * * mon"
+job = "digest"
+"""
+
+
+def test_sigterm_finishes_and_exits_zero_within_30_seconds(
+    tmp_path: Path, start: Callable[..., Daemon]
+) -> None:
+    port = free_port()
+    config = tmp_path / "config.toml"
+    write_config(config, port, tmp_path / "var" / "publisher.db", TICK + WEEKLY)
+    daemon = start(config, port)
+    daemon.wait_http()
+    daemon.wait_log("schedule tick: build finished")  # the real build job ran
+    assert daemon.get("/feeds/all.atom.xml").status_code == 200
+
+    code, seconds = daemon.stop()
+    assert code == 0
+    assert seconds < 30
+    log = daemon.log
+    assert "SIGTERM received: no new work" in log
+    assert log.rstrip().endswith("stopped")
+
+
+def test_first_lines_say_where_feeds_schedules_and_mail_are(
+    tmp_path: Path, start: Callable[..., Daemon]
+) -> None:
+    port = free_port()
+    config = tmp_path / "config.toml"
+    write_config(config, port, tmp_path / "var" / "publisher.db", WEEKLY)
+    daemon = start(config, port)
+    daemon.wait_log("web: serving")
+    lines = daemon.log.splitlines()
+    banner = lines[: next(i for i, line in enumerate(lines) if "web: serving" in line)]
+    text = "\n".join(banner)
+    assert f"http://127.0.0.1:{port}/feeds/all.atom.xml" in text
+    assert "schedule weekly: digest, cron 0 9 * * mon (Europe/Zurich); next run " in text
+    assert f"messages go to the Maildir {tmp_path / 'outbox'}" in text
+    assert daemon.stop()[0] == 0
+
+
+def test_sighup_reloads_a_good_config_and_keeps_running_on_a_bad_one(
+    tmp_path: Path, start: Callable[..., Daemon]
+) -> None:
+    port = free_port()
+    config = tmp_path / "config.toml"
+    db = tmp_path / "var" / "publisher.db"
+    write_config(config, port, db, HOURLY)
+    daemon = start(config, port)
+    daemon.wait_log("scheduling 1 schedule(s)")
+
+    write_config(config, port, db, HOURLY + WEEKLY)
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("configuration reloaded: 2 schedule(s): hourly, weekly")
+    daemon.wait_log("schedule weekly: next run ")
+
+    write_config(config, port, db, HOURLY + WEEKLY + '\n[schedules.broken]\nevery = "soon"\njob = "build"\n')
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("reload failed; keeping the running configuration")
+    assert "config error: schedules.broken.every: 'soon' is not a duration" in daemon.log
+    assert daemon.proc.poll() is None
+    assert daemon.get().status_code == 200
+    assert daemon.stop()[0] == 0
+
+
+def test_second_daemon_serves_the_web_and_takes_over_when_the_first_dies(
+    tmp_path: Path, start: Callable[..., Daemon]
+) -> None:
+    db = tmp_path / "var" / "publisher.db"
+    first_port, second_port = free_port(), free_port()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_config(tmp_path / "a" / "config.toml", first_port, db, HOURLY)
+    write_config(tmp_path / "b" / "config.toml", second_port, db, HOURLY)
+
+    first = start(tmp_path / "a" / "config.toml", first_port, "first")
+    first.wait_log("scheduling 1 schedule(s)")
+    second = start(tmp_path / "b" / "config.toml", second_port, "second")
+    second.wait_log("holds the scheduler lock")
+    assert "not scheduling, serving the web only" in second.log
+    second.wait_http()
+    assert "scheduling 1 schedule(s)" not in second.log
+
+    os.kill(first.proc.pid, signal.SIGKILL)
+    first.proc.wait()
+    took_over = second.wait_log("scheduling 1 schedule(s)", timeout=10)
+    assert took_over < 5
+    assert second.get().status_code == 200
+    assert second.stop()[0] == 0
