@@ -328,9 +328,10 @@ def _describe(error: BaseException) -> str:
 class _Run:
     """The state one ``send`` call shares with its workers.
 
-    ``slots`` bounds what is queued or in flight (the feeder waits for a free slot), so
-    memory stays flat however many messages are handed in; retries go back into the
-    same queue without taking a new slot, so they never block.
+    ``slots`` (one per connection) bounds what is queued or in flight: the feeder waits
+    for a free slot before it pulls a message, so memory stays flat however many are
+    handed in; retries go back into the queue without taking a new slot, so they never
+    block.
     """
 
     def __init__(self, on_result: ResultCallback, depth: int, workers: int) -> None:
@@ -343,8 +344,8 @@ class _Run:
         self.done = asyncio.Event()
         self.error: BaseException | None = None
 
-    async def admit(self, message: OutgoingMessage) -> None:
-        await self.slots.acquire()
+    def admit(self, message: OutgoingMessage) -> None:
+        """Queue a message pulled after taking a slot (see ``SmtpTransport._feed``)."""
         self.outstanding += 1
         self.queue.put_nowait(_Job(message))
 
@@ -420,7 +421,7 @@ class SmtpTransport:
         the send and propagates. Either way, messages not yet attempted get no result.
         """
         self._check_credentials()
-        run = _Run(on_result, depth=2 * len(self._connections), workers=len(self._connections))
+        run = _Run(on_result, depth=len(self._connections), workers=len(self._connections))
         feeder = asyncio.create_task(self._feed(messages, run))
         workers = [asyncio.create_task(self._work(conn, run)) for conn in self._connections]
         for task in (feeder, *workers):
@@ -460,12 +461,21 @@ class SmtpTransport:
         )
 
     async def _feed(self, messages: Messages, run: _Run) -> None:
+        """Pull a message only once a connection is free to take it.
+
+        Taking the slot *before* pulling means a message handed out by the caller's
+        iterator is in flight, or about to be, never parked in a long queue: a caller
+        that journals "started" when it yields (to mark in-doubt messages after a crash)
+        has at most ``cfg.connections`` messages in doubt.
+        """
         if isinstance(messages, AsyncIterable):
-            async for message in messages:
-                await run.admit(message)
+            pending = aiter(messages)
+            while await run.slots.acquire() and (message := await anext(pending, None)) is not None:
+                run.admit(message)
         else:
-            for message in messages:
-                await run.admit(message)
+            ready = iter(messages)
+            while await run.slots.acquire() and (message := next(ready, None)) is not None:
+                run.admit(message)
         run.fed()
 
     async def _stop(self, run: _Run, feeder: asyncio.Task[None], workers: list[asyncio.Task[None]]) -> None:

@@ -8,12 +8,10 @@ port, records every message it received (envelope and bytes) and follows
 :class:`Rule` scripts per recipient or for every call. It can speak STARTTLS or
 implicit TLS with a throwaway self-signed certificate, and require AUTH PLAIN/LOGIN.
 
-Use it from any test module (``pytest_plugins`` brings in the fixtures ``smtp_server``
-and ``tls_files`` without imports that linters take for unused)::
+``tests/conftest.py`` registers this module as a plugin (``pytest_plugins``), so the
+fixtures ``smtp_server`` and ``tls_files`` are there in every test module::
 
     from tests.smtp_server import Rule, SmtpSink
-
-    pytest_plugins = ["tests.smtp_server"]
 
     def test_x(smtp_server: SmtpSink) -> None:
         smtp_server.script(Rule("rcpt", reply="550 5.1.1 user unknown", recipient="gone@example.org"))

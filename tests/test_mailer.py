@@ -25,8 +25,6 @@ from publisher.mailer import (
 from publisher.models import DeliveryStatus
 from tests.smtp_server import Rule, SmtpSink, TlsFiles, free_port
 
-pytest_plugins = ["tests.smtp_server"]  # the smtp_server and tls_files fixtures
-
 SENDER = "bounces@example.org"
 
 
