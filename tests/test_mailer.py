@@ -219,15 +219,20 @@ def test_a_garbled_reply_is_treated_as_a_lost_connection(smtp_server: SmtpSink) 
 def test_many_messages_over_four_connections_arrive_exactly_once(smtp_server: SmtpSink) -> None:
     transport = smtp(smtp_server, connections=4)
     peak = 0
+    pulled = 0
+    most_in_doubt = 0  # handed out by the iterator, no result yet
 
     async def record(result: SendResult) -> None:
-        nonlocal peak
+        nonlocal peak, most_in_doubt
         peak = max(peak, transport.in_flight)
+        most_in_doubt = max(most_in_doubt, pulled - len(results))
         results.append(result)
         await asyncio.sleep(0)
 
     async def produce() -> AsyncIterator[OutgoingMessage]:
+        nonlocal pulled
         for key in range(300):
+            pulled += 1
             yield message(key)
 
     results: list[SendResult] = []
@@ -244,6 +249,7 @@ def test_many_messages_over_four_connections_arrive_exactly_once(smtp_server: Sm
     assert sorted(ids) == sorted(f"<{k}@example.org>" for k in range(300))
     assert len(smtp_server.peers) == 4
     assert 1 <= peak <= 4
+    assert most_in_doubt <= 4, "messages must not be pulled far ahead of free connections"
 
 
 def test_connections_stay_open_across_sends(smtp_server: SmtpSink) -> None:
