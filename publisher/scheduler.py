@@ -246,20 +246,25 @@ class ScheduleRunner:
             misfire_grace_time=int(parse_duration(cfg.catch_up).total_seconds()),
         )
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     async def fire(self, name: str) -> None:
-        """APScheduler's job function: serve the fire time that is due now."""
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+        """APScheduler's job function: serve the fire time that is due now.
+
+        The work runs in a task of ours, shielded: APScheduler's shutdown cancels the
+        job coroutines it started, and a stop must let a run finish instead. Awaiting
+        it keeps APScheduler's max_instances=1 meaningful.
+        """
         fire = fire_time_at(self.publisher.settings, name, self.publisher.clock())
-        if fire is not None:
-            await self.run(name, fire)
+        if fire is None:
+            return
+        task = self._spawn(self.run(name, fire))
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
 
     async def run(self, name: str, fire: datetime) -> None:
         """Run once per fire time: one at a time per schedule, skipping what is handled or paused."""

@@ -6,6 +6,7 @@ with a free port and watches what it logs and serves.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -13,10 +14,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+from publisher.app import Publisher
+from publisher.config import Settings
+from publisher.daemon import Daemon as DaemonProcess
+from publisher.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -227,3 +235,41 @@ def test_second_daemon_serves_the_web_and_takes_over_when_the_first_dies(
     assert took_over < 5
     assert second.get().status_code == 200
     assert second.stop()[0] == 0
+
+
+class WindingDownPublisher(Publisher):
+    """A real Publisher whose job runs until asked to stop, like a long digest send."""
+
+    job_started = False
+
+    async def arun_job(
+        self, job: str, *, schedule: str | None = None, fire_time: datetime | None = None
+    ) -> dict[str, Any]:
+        self.job_started = True
+        while not self.stop_requested():
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # the SMTP transactions in flight
+        return {"ok": True, "left_queued": 7}
+
+
+def test_sigterm_lets_a_running_job_wind_down_and_records_it(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(schedules={"tick": {"every": "1s", "job": "digest"}}, web={"port": free_port()})
+    publisher = WindingDownPublisher(settings)
+    daemon = DaemonProcess(publisher, tmp_path / "config.toml", poll_interval=0.1)
+
+    async def scenario() -> int:
+        running = asyncio.create_task(daemon.run())
+        deadline = time.monotonic() + 5
+        while not publisher.job_started:
+            assert time.monotonic() < deadline, "the job never started"
+            await asyncio.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return await asyncio.wait_for(running, 30)
+
+    assert asyncio.run(scenario()) == 0
+    store = Store(settings.storage.url)
+    [run] = store.runs.recent(5)
+    assert (run.outcome, run.counts) == ("ok", {"ok": True, "left_queued": 7})
+    store.close()
