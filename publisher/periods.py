@@ -34,13 +34,41 @@ _SEARCH_WINDOWS = (
     timedelta(days=366 * 8),
 )
 _TICK = timedelta(microseconds=1)
+_UTC = ZoneInfo("UTC")
+
+
+def _after(moment: datetime) -> datetime:
+    """One tick later, computed in UTC: wall-clock arithmetic on the second (fold=1)
+    occurrence of a repeated local time would go back an hour and loop forever."""
+    return moment.astimezone(_UTC) + _TICK
+
+
+class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]
+    """A cron trigger that fires a fixed-hour time once when the clock falls back.
+
+    At a fall-back transition the local hour repeats; APScheduler 3.11 fires
+    "30 2 * * *" at both 02:30s. Like cron, keep the first and skip the repeat, so a
+    daily digest has one period per day (wildcard-hour schedules keep every run).
+    """
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        fire: datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        while fire is not None and self._is_repeat(fire):
+            fire = super().get_next_fire_time(fire, _after(fire))
+        return fire
+
+    def _is_repeat(self, fire: datetime) -> bool:
+        if fire.fold != 1 or str(self.fields[5]) == "*":
+            return False
+        return fire.replace(fold=0).utcoffset() != fire.utcoffset()
 
 
 def make_trigger(cfg: ScheduleConfig, tz: ZoneInfo) -> BaseTrigger:
     """The APScheduler trigger for one ``[schedules.NAME]`` table."""
     if cfg.cron is not None:
         try:
-            return CronTrigger.from_crontab(cfg.cron, timezone=tz)
+            trigger: BaseTrigger = WallClockCronTrigger.from_crontab(cfg.cron, timezone=tz)
+            return trigger
         except ValueError as e:
             raise SchedulerError(f"cron {cfg.cron!r}: {e}") from e
     assert cfg.every is not None  # the config validator guarantees one of the two
@@ -65,13 +93,13 @@ def next_fire_times(trigger: BaseTrigger, after: datetime, count: int) -> list[d
     """The next ``count`` fire times strictly after ``after``."""
     times: list[datetime] = []
     previous: datetime | None = None
-    now = after + _TICK
+    now = _after(after)
     while len(times) < count:
         fire = trigger.get_next_fire_time(previous, now)
         if fire is None:
             break
         times.append(fire)
-        previous, now = fire, fire + _TICK
+        previous, now = fire, _after(fire)
     return times
 
 
@@ -81,7 +109,7 @@ def fire_times_between(trigger: BaseTrigger, start: datetime, end: datetime) -> 
     fire = trigger.get_next_fire_time(None, start)
     while fire is not None and fire <= end:
         times.append(fire)
-        fire = trigger.get_next_fire_time(fire, fire + _TICK)
+        fire = trigger.get_next_fire_time(fire, _after(fire))
     return times
 
 

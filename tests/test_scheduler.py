@@ -268,11 +268,6 @@ def test_daily_digest_at_0230_across_spring_forward(make_settings: MakeSettings)
 
 
 @pytest.mark.timeout(5)
-@pytest.mark.xfail(
-    strict=True,
-    reason="periods.py: APScheduler 3.11 fires '30 2 * * *' at both 02:30s on 25 October and "
-    "fire_times_between loops forever on the second one (wall-clock +1µs); see the scheduler report",
-)
 def test_daily_digest_at_0230_across_fall_back(make_settings: MakeSettings) -> None:
     settings = make_settings(schedules={"night": {"cron": "30 2 * * *", "job": "digest"}})
     fires = _simulate(settings, "night", zurich(2026, 10, 23), zurich(2026, 10, 27, 23))
