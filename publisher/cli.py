@@ -415,6 +415,124 @@ def worker(ctx: Context, once: bool, interval: float) -> None:
     asyncio.run(loop())
 
 
+# -- schedules and status -----------------------------------------------------------
+
+
+def _when(value: datetime | None, tz: Any = None) -> str:
+    if value is None:
+        return "-"
+    return (value.astimezone(tz) if tz else value).strftime("%Y-%m-%d %H:%M %Z")
+
+
+@cli.group()
+def schedules() -> None:
+    """List, run now, pause and resume the [schedules.*] of config.toml."""
+
+
+@schedules.command("list")
+@with_context
+def schedules_list(ctx: Context) -> None:
+    """Each schedule: trigger, time zone, next three runs, last run and outcome, paused."""
+    from zoneinfo import ZoneInfo
+
+    from publisher.scheduler import schedules_overview
+
+    table = Table("name", "job", "trigger", "timezone", "next runs", "last run", "outcome", "paused")
+    for info in schedules_overview(ctx.publisher):
+        tz = ZoneInfo(info.timezone)
+        last = info.last_run
+        table.add_row(
+            info.name,
+            info.job,
+            info.trigger,
+            info.timezone,
+            "\n".join(t.astimezone(tz).strftime("%a %Y-%m-%d %H:%M") for t in info.next_runs),
+            _when(last.started, tz) if last else "never",
+            (last.outcome + (f": {last.error}" if last.error else "")) if last else "-",
+            "yes" if info.paused else "no",
+        )
+    console.print(table)
+
+
+@schedules.command("run")
+@click.argument("name")
+@with_context
+def schedules_run(ctx: Context, name: str) -> None:
+    """Run schedule NAME now, through the same path as a scheduled run (recorded)."""
+    from publisher.scheduler import run_schedule_now
+
+    run = run_schedule_now(ctx.publisher, name)
+    counts = ", ".join(f"{k} {v}" for k, v in run.counts.items() if k not in ("host", "pid"))
+    console.print(f"{name}: {run.outcome} ({counts})" + (f": {run.error}" if run.error else ""))
+    if run.outcome != "ok":
+        sys.exit(1)
+
+
+@schedules.command("pause")
+@click.argument("name")
+@with_context
+def schedules_pause(ctx: Context, name: str) -> None:
+    """Pause NAME (kept in the store; a running daemon obeys within seconds)."""
+    from publisher.scheduler import pause
+
+    pause(ctx.publisher, name)
+    console.print(f"{name}: paused")
+
+
+@schedules.command("resume")
+@click.argument("name")
+@with_context
+def schedules_resume(ctx: Context, name: str) -> None:
+    """Resume a paused schedule."""
+    from publisher.scheduler import resume
+
+    resume(ctx.publisher, name)
+    console.print(f"{name}: resumed")
+
+
+@cli.command()
+@with_context
+def status(ctx: Context) -> None:
+    """Sources, items per category, lists and subscribers, recent issues, queue, runs."""
+    from publisher.scheduler import status_report
+
+    report = status_report(ctx.publisher)
+    sources = Table("source", "last fetch", "last ok", "items", "error", title="Sources")
+    for src in report.sources:
+        sources.add_row(
+            src.name, _when(src.last_fetch), _when(src.last_ok), str(src.item_count), src.last_error or ""
+        )
+    console.print(sources)
+    items_table = Table("category", "items", title="Items")
+    for category, count in sorted(report.items_by_category.items(), key=lambda kv: kv[0] or "~"):
+        items_table.add_row(category or "(no category)", str(count))
+    console.print(items_table)
+    lists = Table("list", "schedule", "subscribers by status", title="Lists")
+    for lst in report.lists:
+        counts = ", ".join(f"{k} {v}" for k, v in lst.subscribers.items() if v)
+        lists.add_row(lst.slug, lst.schedule or "(by hand)", counts or "none")
+    console.print(lists)
+    issues_table = Table(
+        "list", "period", "sent", "pending", "deferred", "failed", "unknown", title="Recent issues"
+    )
+    for row in report.recent_issues:
+        issues_table.add_row(
+            row["list_slug"],
+            row["period_key"],
+            str(row["sent"]),
+            str(row["pending"] + row["sending"]),
+            str(row["deferred"]),
+            str(row["failed"] + row["bounced"]),
+            str(row["unknown"]),
+        )
+    console.print(issues_table)
+    console.print("Queue: " + ", ".join(f"{k} {v}" for k, v in report.queue.items()))
+    runs = Table("started", "schedule", "job", "outcome", "error", title="Recent job runs")
+    for run in report.recent_runs:
+        runs.add_row(_when(run.started), run.schedule or "(manual)", run.job, run.outcome, run.error or "")
+    console.print(runs)
+
+
 # -- subscribers ------------------------------------------------------------------
 
 

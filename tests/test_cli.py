@@ -64,11 +64,16 @@ def test_every_command_has_help() -> None:
         ["digest", "preview"],
         ["digest", "send"],
         ["digest", "status"],
+        ["schedules", "list"],
+        ["schedules", "run"],
+        ["schedules", "pause"],
+        ["schedules", "resume"],
+        ["status"],
     ]
     for command in commands:
         r = CliRunner().invoke(main_group, [*command, "--help"])
         assert r.exit_code == 0, (command, r.output)
-        if (command and command[0] not in ("subscribers", "digest")) or len(command) == 2:
+        if (command and command[0] not in ("subscribers", "digest", "schedules")) or len(command) == 2:
             assert "--config" in r.output, command
 
 
