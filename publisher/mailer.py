@@ -526,7 +526,7 @@ class SmtpTransport:
         worker retires, or the login is refused, the whole send fails.
         """
         give_up = error.fatal or not conn.ever_connected or conn.connect_failures > self.reconnect_attempts
-        if not give_up and run.error is None:
+        if not give_up and not run.done.is_set():
             await asyncio.sleep(conn.backoff_delay(conn.connect_failures))
             return True
         run.live -= 1
