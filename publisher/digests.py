@@ -229,15 +229,23 @@ def sample_subscriber(publisher: Publisher, list_cfg: ListConfig, email: str | N
 
 
 def render_next(
-    publisher: Publisher, list_slug: str, subscriber: Subscriber
+    publisher: Publisher, list_slug: str, subscriber: Subscriber, *, fallback_to_latest: bool = False
 ) -> tuple[Any, list[Item], bytes]:
-    """Render what the next issue would be for one subscriber; records nothing."""
+    """Render what the next issue would be for one subscriber; records nothing.
+
+    With ``fallback_to_latest`` and nothing new, the latest issue's items are used, so
+    an admin can still look at a template change between issues.
+    """
     from publisher.messages import render_issue
 
     settings = publisher.settings
     list_cfg = settings.list_config(list_slug)
     now = publisher.clock()
     items = issue_items(settings, publisher.store, list_cfg, now)
+    if not items and fallback_to_latest:
+        latest = publisher.store.issues.summaries(list_slug, 1)
+        if latest:
+            items = publisher.store.items.by_ids(publisher.store.issues.item_ids(latest[0]["id"]))
     if not items and not list_cfg.send_empty:
         raise IssueError(f"list {list_slug!r}: nothing new since its last issue, so there is no next issue")
     rendered = render_issue(
@@ -262,7 +270,7 @@ def preview(publisher: Publisher, list_slug: str, out_dir: Path) -> Preview:
 
     list_cfg = publisher.settings.list_config(list_slug)
     subscriber = sample_subscriber(publisher, list_cfg)
-    _rendered, items, data = render_next(publisher, list_slug, subscriber)
+    _rendered, items, data = render_next(publisher, list_slug, subscriber, fallback_to_latest=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     eml = out_dir / f"{list_slug}.eml"
     eml.write_bytes(data)

@@ -303,6 +303,9 @@ def test_preview_dry_run_and_test_copy_record_nothing(
     assert [m.rcpt_tos for m in smtp_server.accepted()] == [["editor@example.org"]]
     assert digests.status(pub) == []  # no issue, no delivery recorded
     assert send(pub).created  # the real issue is still to come
+    # Between issues a preview shows the latest issue's items, so templates can be checked.
+    again = digests.preview(pub, "weekly", tmp_path / "again")
+    assert again.items == 1 and "Item 1" in (tmp_path / "again" / "weekly.html").read_text()
 
 
 CRASH_SCRIPT = textwrap.dedent(
