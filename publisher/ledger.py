@@ -243,7 +243,7 @@ class Sender:
         self._buffer: list[Outcome] = []
         self._bounces: list[tuple[int, str, str]] = []
         self._message_ids: dict[int, str] = {}
-        self._done: set[int] = set()
+        self._started: set[int] = set()
 
     async def run(self, list_slug: str | None = None) -> DeliveryTally:
         from publisher.mailer import make_transport
@@ -257,15 +257,29 @@ class Sender:
             clean = True
         finally:
             await transport.close()
-            await self._flush()
-            leftover = [d for d in self._claimed if d not in self._done]
-            if leftover:
-                await asyncio.to_thread(self.store.issues.release, leftover, self.clock())
-                self.tally.released += len(leftover)
-            self.journal.close(remove=True)
+            settled = False
+            try:
+                await self._flush()
+                await asyncio.to_thread(self._settle_own_claims)
+                settled = True
+            finally:
+                # Keep the journal if the store could not take the outcomes: the next
+                # sender's recovery applies it.
+                self.journal.close(remove=settled)
             if not clean:
-                log.warning("sending stopped early; %d deliveries left queued", len(leftover))
+                log.warning("sending stopped early; %d deliveries left queued", self.tally.released)
         return self.tally
+
+    def _settle_own_claims(self) -> None:
+        """Rows this worker claimed but never finished: unknown if started, else queued again.
+
+        Covers a stop or cancel at any point, including a claim that completed in its
+        thread after the generator was cancelled.
+        """
+        counts = {"recorded": 0, "unknown": 0, "released": 0}
+        _settle(self.store, self.worker, self._started, {}, self.clock(), counts)
+        self.tally.released += counts["released"]
+        self.tally.unknown += counts["unknown"]
 
     # -- feeding the transport -------------------------------------------------
 
@@ -288,6 +302,7 @@ class Sender:
                 message = await self._prepare(claimed)
                 if message is not None:
                     self.journal.started(claimed.delivery_id)
+                    self._started.add(claimed.delivery_id)
                     yield message
 
     async def _prepare(self, c: Claimed) -> OutgoingMessage | None:
@@ -372,7 +387,6 @@ class Sender:
         self._record(outcome, c)
 
     def _record(self, outcome: Outcome, c: Claimed) -> None:
-        self._done.add(c.delivery_id)
         self._buffer.append(outcome)
         self.tally.add(outcome.status)
         if outcome.status is DeliveryStatus.BOUNCED:

@@ -393,3 +393,28 @@ def test_sigkill_mid_issue_then_rerun_serves_everyone_once(
     assert row["sent"] + row["unknown"] == total
     assert missing <= row["unknown"] <= connections  # only in-flight messages are in doubt
     assert row["pending"] == row["sending"] == 0
+
+
+def test_stop_request_leaves_the_rest_queued(settings: Settings, smtp_server: SmtpSink) -> None:
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock, smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    addresses = subscribe(pub, 30)
+    done = 0
+
+    def progress(n: int) -> None:
+        nonlocal done
+        done += n
+        if done == 10:
+            pub.request_stop()  # what SIGTERM does in `run` and `worker`
+
+    first = send(pub, progress=progress)
+    assert 10 <= first.sent < 30 and first.tally.released == 30 - first.sent and first.tally.unknown == 0
+    (row,) = digests.status(pub)
+    assert row["pending"] == 30 - first.sent and row["sending"] == 0
+
+    pub._stop = False  # a new process would start without the stop flag
+    rest = send(pub)
+    assert rest.sent == 30 - first.sent
+    per_recipient = Counter(r for m in smtp_server.accepted() for r in m.rcpt_tos)
+    assert sorted(per_recipient) == sorted(addresses) and set(per_recipient.values()) == {1}
