@@ -156,6 +156,14 @@ class HtmlSourceConfig(_SourceBase):
     # ``category`` of _SourceBase is a CSS selector here (the item's type label);
     # ``default_category`` is the label used when the selector finds nothing.
     default_category: str | None = None
+    base_url: str | None = None  # resolves relative links of a page read from a file
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, v: str | None) -> str | None:
+        if v is not None and not _is_url(v):
+            raise ValueError("must be the absolute http(s) URL the page is published at")
+        return v
 
 
 SourceConfig = Annotated[

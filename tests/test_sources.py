@@ -296,3 +296,13 @@ def test_html_attribute_and_text_selectors(tmp_path: Path, make_settings: Callab
     assert item.published == "2020-07-15T09:30:00+02:00"  # no date_format: ingest reads ISO 8601
     assert item.label == "Comment"
     assert item.summary is None
+
+
+def test_html_page_read_from_a_file_resolves_links_against_base_url(
+    make_settings: Callable[..., Settings],
+) -> None:
+    source = {**HTML_SOURCE, "base_url": "https://www.example.org/social-protection/news"}
+    result = read(make_settings(sources=[source]))
+    first = result.items[0]
+    assert first.link == "https://www.example.org/social-protection/news/WCMS_751030/lang--en/index.htm"
+    assert result.items[4].image == "https://www.example.org/social-protection/images/WCMS_740101.jpg"

@@ -39,9 +39,12 @@ def parse_listing(cfg: HtmlSourceConfig, fetched: Fetched) -> SourceResult:
             cfg.name, f"item selector {cfg.item!r} matched nothing on {fetched.url}; has the page changed?"
         )
     result = SourceResult()
+    # A page read from a file has no web address of its own: links resolve against
+    # ``base_url`` when the admin gives one (where the page is really published).
+    page_url = cfg.base_url or fetched.url
     for position, element in enumerate(elements, 1):
         try:
-            result.items.append(_element_item(cfg, fetched.url, position, element))
+            result.items.append(_element_item(cfg, page_url, position, element))
         except ItemError as e:
             result.errors.append(e)
     return result
