@@ -297,14 +297,29 @@ def digest_preview(ctx: Context, list_slug: str, out_dir: Path) -> None:
     help="Send a test copy of the next issue to this address only; records nothing.",
 )
 @click.option("--force", is_flag=True, help="Create an extra issue even if this period's exists.")
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="Also resend messages whose outcome is unknown (connection lost after the text was sent): "
+    "their recipients may get them twice.",
+)
 @with_context
-def digest_send(ctx: Context, list_slug: str, dry_run: bool, to_address: str | None, force: bool) -> None:
+def digest_send(
+    ctx: Context, list_slug: str, dry_run: bool, to_address: str | None, force: bool, resend_unknown: bool
+) -> None:
     """Send the current period's issue of LIST, once (and retry its due deliveries)."""
     import asyncio
 
     from publisher import digests
 
     publisher = ctx.publisher
+    if resend_unknown and not dry_run:
+        requeued = sum(
+            publisher.store.issues.resend_unknown(row["id"], publisher.clock())
+            for row in digests.status(publisher, list_slug, limit=10_000)
+            if row["unknown"]
+        )
+        console.print(f"{requeued} message(s) of unknown outcome queued again")
     if dry_run:
         p = digests.dry_run(publisher, list_slug)
         if not p.items:

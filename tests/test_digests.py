@@ -251,6 +251,11 @@ def test_drop_after_data_is_unknown_and_not_resent(settings: Settings, smtp_serv
     (row,) = digests.status(pub)
     assert row["unknown"] == 1
 
+    # Only an admin's explicit ask (`digest send --resend-unknown`) sends it again.
+    assert pub.store.issues.resend_unknown(row["id"], clock.now) == 1
+    assert send(pub).sent == 1
+    assert len(smtp_server.received) == 3  # reader0's first copy reached the server, then the resend
+
 
 def test_unsubscribed_after_issue_creation_is_skipped(settings: Settings, smtp_server: SmtpSink) -> None:
     clock = Clock(NOW)
