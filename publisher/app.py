@@ -13,10 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from publisher.config import Settings, load_config
 from publisher.store import Store
+
+if TYPE_CHECKING:
+    from publisher.digests import DigestReport
+    from publisher.feeds import BuildReport
+    from publisher.ingest import IngestReport
+    from publisher.models import Item
 
 log = logging.getLogger("publisher")
 
@@ -31,15 +37,13 @@ def utcnow() -> datetime:
 class PublishReport:
     """What one ``publish`` did: ingest, build and the digests that were due."""
 
-    ingest: Any = None
-    build: Any = None
-    digests: list[Any] = field(default_factory=list)
+    ingest: IngestReport | None = None
+    build: BuildReport | None = None
+    digests: list[DigestReport] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return bool(
-            (self.ingest is None or self.ingest.ok) and all(getattr(d, "ok", True) for d in self.digests)
-        )
+        return (self.ingest is None or self.ingest.ok) and all(d.ok for d in self.digests)
 
 
 class Publisher:
@@ -67,13 +71,13 @@ class Publisher:
 
     # -- feeds ----------------------------------------------------------------
 
-    def ingest(self) -> Any:
+    def ingest(self) -> IngestReport:
         """Read every source into the store; see :func:`publisher.ingest.ingest`."""
         from publisher.ingest import ingest
 
         return ingest(self.settings, self.store, now=self.clock())
 
-    def build(self) -> Any:
+    def build(self) -> BuildReport:
         """Write the feeds, OPML and index.html; only files whose bytes changed."""
         import fcntl
 
@@ -87,7 +91,7 @@ class Publisher:
             fcntl.flock(lock, fcntl.LOCK_EX)
             return build_feeds(self.settings, self.store)
 
-    def items(self, limit: int = 100, category: str | None = None) -> list[Any]:
+    def items(self, limit: int = 100, category: str | None = None) -> list[Item]:
         return self.store.items.latest(category, limit)
 
     def feed_urls(self) -> list[str]:
@@ -106,7 +110,9 @@ class Publisher:
 
     # -- digests ----------------------------------------------------------------
 
-    def send_due_digests(self, schedule: str | None = None, fire_time: datetime | None = None) -> list[Any]:
+    def send_due_digests(
+        self, schedule: str | None = None, fire_time: datetime | None = None
+    ) -> list[DigestReport]:
         """Sync wrapper of :meth:`asend_due_digests` for the CLI."""
         import asyncio
 
@@ -114,7 +120,7 @@ class Publisher:
 
     async def asend_due_digests(
         self, schedule: str | None = None, fire_time: datetime | None = None
-    ) -> list[Any]:
+    ) -> list[DigestReport]:
         """Send the due issue of every list (or of the lists on ``schedule``).
 
         ``fire_time`` is the schedule's fire time being served (a catch-up passes the
@@ -123,7 +129,7 @@ class Publisher:
         """
         from publisher.digests import send_digest
 
-        reports = []
+        reports: list[DigestReport] = []
         for lst in self.settings.lists:
             if schedule is not None and lst.schedule != schedule:
                 continue
