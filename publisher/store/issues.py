@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, case, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, case, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from publisher.models import DeliveryStatus, Item, SubscriptionStatus
@@ -208,7 +208,8 @@ class IssueStore:
         """Mark up to ``limit`` due deliveries as sending by ``worker`` and return them.
 
         Due: pending, or deferred with its retry time come. On PostgreSQL concurrent
-        workers skip each other's rows (SKIP LOCKED); SQLite serialises writers.
+        workers skip each other's rows (SKIP LOCKED); on SQLite the UPDATE re-checks
+        that each row is still due, so a row another worker claimed meanwhile is not ours.
         """
         due = or_(
             deliveries.c.status == DeliveryStatus.PENDING.value,
@@ -220,55 +221,72 @@ class IssueStore:
                 deliveries.c.issue_id.in_(select(issues.c.id).where(issues.c.list_slug == list_slug))
             )
         pick = pick.order_by(deliveries.c.id).limit(limit).with_for_update(skip_locked=True)
-        with self.engine.begin() as conn:
-            ids = [r[0] for r in conn.execute(pick)]
-            if not ids:
-                return []
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(ids))
-                .values(
-                    status=DeliveryStatus.SENDING.value, claimed_by=worker, claimed_at=now, updated_at=now
-                )
+        while True:
+            with self.engine.begin() as conn:
+                ids = [r[0] for r in conn.execute(pick)]
+                if not ids:
+                    return []
+                mine = self._mark_sending(conn, ids, due, worker, now)
+                if mine:
+                    return self._claimed_rows(conn, mine)
+            # Every picked row was claimed by another worker meanwhile (SQLite): pick again.
+
+    @staticmethod
+    def _mark_sending(conn: Connection, ids: list[int], due: Any, worker: str, now: datetime) -> list[int]:
+        """Mark the rows that are still due as this worker's; return their ids.
+
+        Re-checking ``due`` matters on SQLite: the pick runs outside the transaction (no
+        row locks there), so a concurrent worker may have claimed some of those rows
+        since; only the rows this UPDATE changes, under the write lock, are ours.
+        """
+        result = conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(ids), due)
+            .values(status=DeliveryStatus.SENDING.value, claimed_by=worker, claimed_at=now, updated_at=now)
+            .returning(deliveries.c.id)
+        )
+        return sorted(r[0] for r in result)
+
+    @staticmethod
+    def _claimed_rows(conn: Connection, ids: list[int]) -> list[Claimed]:
+        q = (
+            select(
+                deliveries.c.id,
+                deliveries.c.issue_id,
+                deliveries.c.attempts,
+                subscribers.c.id.label("sid"),
+                subscribers.c.email,
+                subscribers.c.name,
+                subscribers.c.language,
+                subscribers.c.secret,
+                subscriptions.c.status.label("list_status"),
             )
-            q = (
-                select(
-                    deliveries.c.id,
-                    deliveries.c.issue_id,
-                    deliveries.c.attempts,
-                    subscribers.c.id.label("sid"),
-                    subscribers.c.email,
-                    subscribers.c.name,
-                    subscribers.c.language,
-                    subscribers.c.secret,
-                    subscriptions.c.status.label("list_status"),
-                )
-                .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-                .join(issues, issues.c.id == deliveries.c.issue_id)
-                .outerjoin(
-                    subscriptions,
-                    and_(
-                        subscriptions.c.subscriber_id == deliveries.c.subscriber_id,
-                        subscriptions.c.list_slug == issues.c.list_slug,
-                    ),
-                )
-                .where(deliveries.c.id.in_(ids))
-                .order_by(deliveries.c.id)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .join(issues, issues.c.id == deliveries.c.issue_id)
+            .outerjoin(
+                subscriptions,
+                and_(
+                    subscriptions.c.subscriber_id == deliveries.c.subscriber_id,
+                    subscriptions.c.list_slug == issues.c.list_slug,
+                ),
             )
-            return [
-                Claimed(
-                    r.id,
-                    r.issue_id,
-                    r.attempts,
-                    r.sid,
-                    r.email or "",
-                    r.name,
-                    r.language,
-                    r.secret,
-                    r.list_status,
-                )
-                for r in conn.execute(q)
-            ]
+            .where(deliveries.c.id.in_(ids))
+            .order_by(deliveries.c.id)
+        )
+        return [
+            Claimed(
+                r.id,
+                r.issue_id,
+                r.attempts,
+                r.sid,
+                r.email or "",
+                r.name,
+                r.language,
+                r.secret,
+                r.list_status,
+            )
+            for r in conn.execute(q)
+        ]
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
         """Write a batch of results: one UPDATE and one INSERT statement per batch."""
