@@ -163,33 +163,40 @@ def _create_issue(
     if not items and not list_cfg.send_empty:
         report.note = "nothing new since the last issue; no issue created"
         return
-    subscriber_ids = [s.id for s in store.subscribers.confirmed(list_cfg.slug, list_cfg.languages or None)]
-    report.recipients = len(subscriber_ids)
     subject = subject_for(settings, list_cfg, items)
-    issue_id = store.issues.create(
+    # The store picks the confirmed subscribers inside the creating transaction.
+    created = store.issues.create(
         list_slug=list_cfg.slug,
         period_key=key,
         period_start=start,
         schedule=list_cfg.schedule,
         subject=subject,
         item_ids=[i.id for i in items],
-        subscriber_ids=subscriber_ids,
+        languages=list_cfg.languages or None,
         now=now,
         forced=forced,
     )
-    if issue_id is None:  # another process created it between our check and insert
+    if created is None:  # another process created it between our check and insert
+        report.recipients = _confirmed_count(store, list_cfg)
         existing = store.issues.get(list_cfg.slug, key)
         report.issue_id = existing.id if existing else None
         report.note = "this period's issue was created by another run"
         return
-    report.issue_id, report.created = issue_id, True
+    (report.issue_id, report.recipients), report.created = created, True
     log.info(
         "issue %s of list %s: %d items for %d subscribers",
         key,
         list_cfg.slug,
         len(items),
-        len(subscriber_ids),
+        report.recipients,
         extra={"list": list_cfg.slug},
+    )
+
+
+def _confirmed_count(store: Store, list_cfg: ListConfig) -> int:
+    """How many subscribers an issue of the list goes to, counted a page at a time."""
+    return sum(
+        len(page) for page in store.subscribers.iter_confirmed(list_cfg.slug, list_cfg.languages or None)
     )
 
 
@@ -215,8 +222,8 @@ class Preview:
 def sample_subscriber(publisher: Publisher, list_cfg: ListConfig, email: str | None = None) -> Subscriber:
     """The first confirmed subscriber, or a made-up one; nothing is written."""
     if email is None:
-        for sub in publisher.store.subscribers.confirmed(list_cfg.slug, list_cfg.languages or None):
-            return sub
+        for page in publisher.store.subscribers.iter_confirmed(list_cfg.slug, list_cfg.languages or None):
+            return page[0]
     return Subscriber(
         id=0,
         email=email or "subscriber@example.org",
@@ -290,7 +297,7 @@ def dry_run(publisher: Publisher, list_slug: str) -> Preview:
     items = issue_items(settings, publisher.store, list_cfg, now)
     if publisher.store.issues.get(list_slug, key) is not None:
         items = []
-    recipients = len(publisher.store.subscribers.confirmed(list_slug, list_cfg.languages or None))
+    recipients = _confirmed_count(publisher.store, list_cfg)
     subject = subject_for(settings, list_cfg, items) if items else ""
     return Preview(list_slug, len(items), recipients if items else 0, subject)
 
