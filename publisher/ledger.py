@@ -239,6 +239,9 @@ class Sender:
         self.tally = DeliveryTally()
         self._renders: dict[tuple[int, str], Any] = {}
         self._issues: dict[int, IssueRow] = {}
+        # issue id -> (its list's config and envelope sender), or None when the list is
+        # no longer configured; settings do not change during a run.
+        self._lists: dict[int, tuple[ListConfig, str] | None] = {}
         self._claimed: dict[int, Claimed] = {}
         self._buffer: list[Outcome] = []
         self._bounces: list[tuple[int, str, str]] = []
@@ -312,19 +315,21 @@ class Sender:
         if issue is None:  # the issue row was deleted under us (ON DELETE CASCADE)
             return None
         self._issues[c.issue_id] = issue
-        try:
-            list_cfg = self.settings.list_config(issue.list_slug)
-        except PublisherError:
+        listed = self._list_of(issue)
+        if listed is None:
             await self._settle_now(
                 c, DeliveryStatus.SKIPPED, f"list {issue.list_slug!r} is no longer configured"
             )
             return None
+        list_cfg, sender_address = listed
         if not is_deliverable(c.list_status) or not c.email:
             await self._settle_now(
                 c, DeliveryStatus.SKIPPED, f"subscriber is {c.list_status or 'gone'} on this list"
             )
             return None
-        rendered = await self._rendered(issue, list_cfg, c.language)
+        rendered = self._renders.get((issue.id, c.language)) or await self._rendered(
+            issue, list_cfg, c.language
+        )
         subscriber = Subscriber(
             id=c.subscriber_id,
             email=c.email,
@@ -336,9 +341,18 @@ class Sender:
         )
         message_id, data = rendered.personalise(subscriber, delivery_id=c.delivery_id)
         self._message_ids[c.delivery_id] = message_id
-        return OutgoingMessage(
-            key=c.delivery_id, sender=list_cfg.sender_address, recipient=c.email, data=data
-        )
+        return OutgoingMessage(key=c.delivery_id, sender=sender_address, recipient=c.email, data=data)
+
+    def _list_of(self, issue: IssueRow) -> tuple[ListConfig, str] | None:
+        """The issue's list config and envelope sender, looked up (and parsed) once per issue."""
+        if issue.id not in self._lists:
+            try:
+                list_cfg = self.settings.list_config(issue.list_slug)
+            except PublisherError:
+                self._lists[issue.id] = None
+            else:
+                self._lists[issue.id] = (list_cfg, list_cfg.sender_address)
+        return self._lists[issue.id]
 
     async def _rendered(self, issue: Any, list_cfg: ListConfig, language: str) -> Any:
         from publisher.digests import render_for
@@ -353,7 +367,7 @@ class Sender:
     # -- results ---------------------------------------------------------------
 
     async def _on_result(self, result: Any) -> None:
-        c = self._claimed[result.key]
+        c = self._claimed.pop(result.key)
         now = self.clock()
         status = DeliveryStatus(result.status)
         attempts = c.attempts + 1
@@ -382,6 +396,7 @@ class Sender:
             await self._flush()
 
     async def _settle_now(self, c: Claimed, status: DeliveryStatus, text: str) -> None:
+        del self._claimed[c.delivery_id]
         outcome = Outcome(c.delivery_id, status, None, text, self.clock(), c.attempts)
         self.journal.finished(outcome)
         self._record(outcome, c)
@@ -400,6 +415,10 @@ class Sender:
         bounces, self._bounces = self._bounces, []
         if batch:
             await asyncio.to_thread(self.store.issues.record, batch)
+            # Recorded rows are no longer 'sending', so settling never looks for them:
+            # forget them, keeping memory flat in list size. (Not before: a batch the
+            # store refused must still count as started.)
+            self._started.difference_update(o.delivery_id for o in batch)
         for subscriber_id, list_slug, detail in bounces:
             await asyncio.to_thread(
                 set_status, self.store, subscriber_id, list_slug, SubscriptionStatus.BOUNCED, detail
