@@ -431,3 +431,21 @@ def test_make_transport_follows_the_config(make_settings: Callable[..., Settings
     without = make_transport(make_settings())
     assert isinstance(without, MaildirTransport)
     assert without.path == tmp_path / "outbox"
+
+
+def test_dot_stuffing_fast_path_matches_aiosmtplib() -> None:
+    """The CRLF fast path of the DATA payload must equal aiosmtplib's own preparation."""
+    import random
+
+    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+    from publisher.mailer import _stuff
+
+    def reference(data: bytes) -> bytes:
+        return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+
+    rng = random.Random(7)
+    cases = [b".a\r\n.b\r\n..c\r\nd.\r\n", b"a\nb", b"a\r\nb", b".\r\n", b"a\rb\r\n", b""]
+    cases += [bytes(rng.choice(b".\r\na") for _ in range(rng.randint(0, 12))) for _ in range(5000)]
+    for data in cases:
+        assert _stuff(data) == reference(data), data
