@@ -7,12 +7,16 @@ timeout so that the web server can read while a digest is being sent.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from publisher.errors import StoreError
@@ -56,13 +60,37 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+# Alembic keeps its running context in module globals: one migration per process at a time.
+_MIGRATING = threading.Lock()
+# pg_advisory_xact_lock key for "migrating this database" (the bytes "pubmigra").
+_PG_MIGRATION_KEY = int.from_bytes(b"pubmigra", "big")
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision.
+
+    Several processes may start at once on a fresh store (``run`` and two ``worker``s):
+    a lock across processes (a lock file beside the SQLite database, an advisory lock
+    on PostgreSQL) makes the first one migrate and the others find the schema done.
+    """
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     try:
-        with engine.begin() as conn:
+        with _MIGRATING, _sqlite_file_lock(engine), engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_KEY})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except SQLAlchemyError as e:
         raise StoreError(f"cannot migrate the store at {engine.url!r}: {e}") from e
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

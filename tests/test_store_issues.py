@@ -1,0 +1,98 @@
+"""The issue and delivery ledger in the store, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from publisher.config import Settings
+from publisher.models import DeliveryStatus
+from publisher.store import Store
+from publisher.store.issues import Outcome
+from publisher.subscriptions import add
+
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+LISTS = [{"slug": "weekly", "name": "Weekly", "sender": "News <news@example.org>"}]
+
+
+def make_issue(store: Store, settings: Settings, subscribers: int, key: str = "2026-11-23T08:00:00Z") -> int:
+    for i in range(subscribers):
+        add(store, settings, "weekly", f"r{i}@example.org", f"R {i}", "en")
+    created = store.issues.create(
+        list_slug="weekly",
+        period_key=key,
+        period_start=NOW,
+        schedule=None,
+        subject="s",
+        item_ids=[],
+        now=NOW,
+    )
+    assert created is not None
+    return created[0]
+
+
+def test_issue_is_unique_per_list_and_period(store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(lists=LISTS)
+    make_issue(store, settings, 3)
+    again = store.issues.create(
+        list_slug="weekly",
+        period_key="2026-11-23T08:00:00Z",
+        period_start=NOW,
+        schedule=None,
+        subject="s",
+        item_ids=[],
+        now=NOW,
+    )
+    assert again is None
+    (row,) = store.issues.summaries("weekly")
+    assert row["total"] == 3 and row["pending"] == 3
+
+
+def test_concurrent_workers_never_claim_the_same_delivery(
+    store: Store, store_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    """Two senders on one store (two `publisher worker` processes) split the queue."""
+    settings = make_settings(lists=LISTS)
+    make_issue(store, settings, 300)
+    claimed: dict[str, list[int]] = {"a": [], "b": []}
+    stores = {w: Store(store_url) for w in claimed}  # one engine each, like two processes
+    barrier = threading.Barrier(2, timeout=30)
+
+    def work(worker: str) -> None:
+        barrier.wait()
+        while batch := stores[worker].issues.claim(worker, 7, NOW):
+            claimed[worker].extend(c.delivery_id for c in batch)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in claimed]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for s in stores.values():
+        s.close()
+    a, b = set(claimed["a"]), set(claimed["b"])
+    assert not a & b, "a delivery was claimed by both workers"
+    assert len(a | b) == 300 and len(claimed["a"]) + len(claimed["b"]) == 300
+
+
+def test_deferred_rows_are_due_only_after_their_retry_time(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(lists=LISTS)
+    make_issue(store, settings, 1)
+    (c,) = store.issues.claim("w", 10, NOW)
+    retry = NOW + timedelta(minutes=5)
+    store.issues.record([Outcome(c.delivery_id, DeliveryStatus.DEFERRED, 451, "later", NOW, 1, retry)])
+    assert store.issues.claim("w", 10, NOW + timedelta(minutes=4)) == []
+    (again,) = store.issues.claim("w", 10, retry)
+    assert again.delivery_id == c.delivery_id and again.attempts == 1
+
+
+def test_release_returns_claims_to_the_queue(store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(lists=LISTS)
+    make_issue(store, settings, 4)
+    batch = store.issues.claim("w", 10, NOW)
+    assert len(batch) == 4 and store.issues.claim("other", 10, NOW) == []
+    store.issues.release([c.delivery_id for c in batch], NOW)
+    assert len(store.issues.claim("other", 10, NOW)) == 4
