@@ -444,6 +444,13 @@ def schedules() -> None:
     """List, run now, pause and resume the [schedules.*] of config.toml."""
 
 
+def require_schedule(ctx: Context, name: str) -> None:
+    """An unknown schedule name is a usage error (exit 2), naming the known ones."""
+    if name not in ctx.settings.schedules:
+        known = ", ".join(sorted(ctx.settings.schedules)) or "none configured"
+        raise click.BadParameter(f"unknown schedule {name!r}; known schedules: {known}", param_hint="NAME")
+
+
 @schedules.command("list")
 @with_context
 def schedules_list(ctx: Context) -> None:
@@ -476,6 +483,7 @@ def schedules_run(ctx: Context, name: str) -> None:
     """Run schedule NAME now, through the same path as a scheduled run (recorded)."""
     from publisher.scheduler import run_schedule_now
 
+    require_schedule(ctx, name)
     run = run_schedule_now(ctx.publisher, name)
     counts = ", ".join(f"{k} {v}" for k, v in run.counts.items() if k not in ("host", "pid"))
     console.print(f"{name}: {run.outcome} ({counts})" + (f": {run.error}" if run.error else ""))
@@ -490,6 +498,7 @@ def schedules_pause(ctx: Context, name: str) -> None:
     """Pause NAME (kept in the store; a running daemon obeys within seconds)."""
     from publisher.scheduler import pause
 
+    require_schedule(ctx, name)
     pause(ctx.publisher, name)
     console.print(f"{name}: paused")
 
@@ -501,6 +510,7 @@ def schedules_resume(ctx: Context, name: str) -> None:
     """Resume a paused schedule."""
     from publisher.scheduler import resume
 
+    require_schedule(ctx, name)
     resume(ctx.publisher, name)
     console.print(f"{name}: resumed")
 

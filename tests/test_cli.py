@@ -104,6 +104,24 @@ def test_publish_builds_feeds_and_sends_the_sample_digest_once(site: Path) -> No
     items = cli(site, "items")
     assert "Social protection a vital part of the pandemic" in items.stdout
 
+    overview = cli(site, "status")
+    assert overview.returncode == 0
+    assert "sample" in overview.stdout and "press-releases" in overview.stdout
+    assert "confirmed 3" in overview.stdout  # the weekly list's sample subscribers
+
+
+def test_schedules_admin_commands(site: Path) -> None:
+    listed = cli(site, "schedules", "list")
+    assert listed.returncode == 0 and "weekly-digest" in listed.stdout and "cron 0 9 * * mon" in listed.stdout
+    assert "Mon" in listed.stdout  # the next runs of a Monday schedule
+    assert cli(site, "schedules", "pause", "ingest").returncode == 0
+    assert "yes" in cli(site, "schedules", "list").stdout
+    assert cli(site, "schedules", "resume", "ingest").returncode == 0
+    ran = cli(site, "schedules", "run", "ingest")
+    assert ran.returncode == 0 and "ingest: ok" in ran.stdout and "new 13" in ran.stdout
+    unknown = cli(site, "schedules", "run", "nope")
+    assert unknown.returncode == 2 and "unknown schedule 'nope'" in unknown.stderr
+
 
 def test_ingest_exits_1_when_an_item_is_rejected(site: Path) -> None:
     (site / "content" / "broken.md").write_text(
