@@ -273,3 +273,85 @@ def test_sigterm_lets_a_running_job_wind_down_and_records_it(
     [run] = store.runs.recent(5)
     assert (run.outcome, run.counts) == ("ok", {"ok": True, "left_queued": 7})
     store.close()
+
+
+def test_sigterm_mid_send_finishes_in_flight_and_leaves_the_rest_queued(
+    tmp_path: Path, start: Callable[..., Daemon], smtp_server: Any
+) -> None:
+    """A real `publisher run` sending a real digest over SMTP gets SIGTERM half-way."""
+    from collections import Counter
+    from datetime import UTC, timedelta
+
+    from publisher import digests
+    from publisher.config import load_config
+    from publisher.models import Item
+    from publisher.subscriptions import import_csv
+    from tests.smtp_server import Rule
+
+    port, db, config = free_port(), tmp_path / "p.db", tmp_path / "config.toml"
+    schedules = f"""
+[smtp]
+host = "{smtp_server.host}"
+port = {smtp_server.port}
+connections = 2
+
+[delivery]
+batch_size = 20
+
+[[lists]]
+slug = "weekly"
+name = "Weekly"
+sender = "News <news@example.org>"
+schedule = "often"
+
+[schedules.often]
+every = "2s"
+job = "digest"
+"""
+    write_config(config, port, db, schedules)
+    settings = load_config(config)
+    store = Store(settings.storage.url)
+    now = datetime.now(UTC)
+    store.items.save(
+        [
+            Item(
+                id="urn:x:1",
+                source="t",
+                title="One",
+                link="https://example.org/1",
+                published=now - timedelta(hours=1),
+                updated=now,
+                language="en",
+                category=None,
+                content_hash="h",
+            )
+        ],
+        [],
+        now,
+    )
+    total = 200
+    csv = tmp_path / "subs.csv"
+    csv.write_text("email,name\n" + "".join(f"r{i}@example.org,R {i}\n" for i in range(total)))
+    import_csv(store, settings, "weekly", csv)
+    smtp_server.script(Rule("data", delay=0.05))  # 2 connections: about 40 messages a second
+
+    daemon = start(config, port)
+    deadline = time.monotonic() + 30
+    while len(smtp_server.accepted()) < 20:
+        assert time.monotonic() < deadline, f"no digest went out:\n{daemon.log}"
+        time.sleep(0.05)
+    code, took = daemon.stop()
+    assert code == 0 and took < 30, daemon.log
+    delivered = len(smtp_server.accepted())
+    assert delivered < total, "the send finished before SIGTERM; slow the server down"
+
+    (row,) = digests.status(Publisher(settings, store))
+    assert row["sending"] == 0 and row["unknown"] == 0  # in-flight transactions were finished
+    assert row["sent"] == delivered and row["pending"] == total - delivered  # the rest stays queued
+
+    smtp_server.script()
+    publisher = Publisher(settings, store)
+    asyncio.run(digests.send_digest(publisher, "weekly", at=row["period_start"]))
+    per_recipient = Counter(r for m in smtp_server.accepted() for r in m.rcpt_tos)
+    assert len(per_recipient) == total and set(per_recipient.values()) == {1}
+    store.close()
