@@ -314,11 +314,7 @@ def digest_send(
 
     publisher = ctx.publisher
     if resend_unknown and not dry_run:
-        requeued = sum(
-            publisher.store.issues.resend_unknown(row["id"], publisher.clock())
-            for row in digests.status(publisher, list_slug, limit=10_000)
-            if row["unknown"]
-        )
+        requeued = digests.requeue_unknown(publisher, list_slug)
         console.print(f"{requeued} message(s) of unknown outcome queued again")
     if dry_run:
         p = digests.dry_run(publisher, list_slug)
@@ -406,28 +402,13 @@ def worker(ctx: Context, once: bool, interval: float) -> None:
     """Deliver queued and due-for-retry messages; run one per core for more speed."""
     import asyncio
 
-    from publisher.ledger import Sender
+    from publisher.digests import deliver_queue
 
-    publisher = ctx.publisher
+    def report(tally: Any) -> None:
+        if tally.sent or tally.deferred or tally.failed:
+            console.print(f"worker: sent {tally.sent}, deferred {tally.deferred}, failed {tally.failed}")
 
-    async def loop() -> None:
-        import signal
-
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, publisher.request_stop)
-        while not publisher.stop_requested():
-            tally = await Sender(
-                publisher.settings,
-                publisher.store,
-                clock=publisher.clock,
-                stop_requested=publisher.stop_requested,
-            ).run()
-            if tally.sent or tally.deferred or tally.failed:
-                console.print(f"worker: sent {tally.sent}, deferred {tally.deferred}, failed {tally.failed}")
-            if once:
-                return
-            await asyncio.sleep(interval)
-
-    asyncio.run(loop())
+    asyncio.run(deliver_queue(ctx.publisher, once=once, interval=interval, on_round=report))
 
 
 # -- schedules and status -----------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -321,6 +322,48 @@ async def send_test_copy(publisher: Publisher, list_slug: str, address: str) -> 
     finally:
         await transport.close()
     return results[0] if results else None
+
+
+def requeue_unknown(publisher: Publisher, list_slug: str) -> int:
+    """Queue again the list's messages of unknown outcome (an admin's explicit ask).
+
+    Their recipients may get them twice: the server may have accepted the first copy.
+    """
+    return sum(
+        publisher.store.issues.resend_unknown(row["id"], publisher.clock())
+        for row in status(publisher, list_slug, limit=10_000)
+        if row["unknown"]
+    )
+
+
+async def deliver_queue(
+    publisher: Publisher,
+    *,
+    once: bool = False,
+    interval: float = 5.0,
+    on_round: Callable[[DeliveryTally], None] | None = None,
+) -> None:
+    """What `publisher worker` does: deliver every due message of every list, then poll.
+
+    SIGTERM stops taking new messages; in-flight ones finish and the rest stays queued.
+    Several workers share the queue safely (claims never overlap).
+    """
+    import signal
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, publisher.request_stop)
+    while not publisher.stop_requested():
+        sender = Sender(
+            publisher.settings,
+            publisher.store,
+            clock=publisher.clock,
+            stop_requested=publisher.stop_requested,
+        )
+        tally = await sender.run()
+        if on_round is not None:
+            on_round(tally)
+        if once:
+            return
+        await asyncio.sleep(interval)
 
 
 def status(publisher: Publisher, list_slug: str | None = None, limit: int = 20) -> list[dict[str, Any]]:

@@ -252,7 +252,7 @@ def test_drop_after_data_is_unknown_and_not_resent(settings: Settings, smtp_serv
     assert row["unknown"] == 1
 
     # Only an admin's explicit ask (`digest send --resend-unknown`) sends it again.
-    assert pub.store.issues.resend_unknown(row["id"], clock.now) == 1
+    assert digests.requeue_unknown(pub, "weekly") == 1
     assert send(pub).sent == 1
     assert len(smtp_server.received) == 3  # reader0's first copy reached the server, then the resend
 
@@ -423,3 +423,17 @@ def test_stop_request_leaves_the_rest_queued(settings: Settings, smtp_server: Sm
     assert rest.sent == 30 - first.sent
     per_recipient = Counter(r for m in smtp_server.accepted() for r in m.rcpt_tos)
     assert sorted(per_recipient) == sorted(addresses) and set(per_recipient.values()) == {1}
+
+
+def test_worker_delivers_what_another_process_queued(settings: Settings, smtp_server: SmtpSink) -> None:
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock, smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 5)
+    pub.request_stop()  # the issue is created, nothing sent: as if the sender stopped at once
+    queued = send(pub)
+    assert queued.created and queued.sent == 0
+    worker = make_publisher(settings, clock, smtp_server)  # `publisher worker --once`
+    rounds: list[int] = []
+    asyncio.run(digests.deliver_queue(worker, once=True, on_round=lambda t: rounds.append(t.sent)))
+    assert rounds == [5] and len(smtp_server.accepted()) == 5
