@@ -420,6 +420,11 @@ def _when(value: datetime | None, tz: Any = None) -> str:
     return (value.astimezone(tz) if tz else value).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def _run_format(times: list[datetime]) -> str:
+    """Minutes suffice for most schedules; seconds only when a schedule uses them."""
+    return "%a %d %b %H:%M:%S" if any(t.second for t in times) else "%a %d %b %H:%M"
+
+
 @cli.group()
 def schedules() -> None:
     """List, run now, pause and resume the [schedules.*] of config.toml."""
@@ -449,7 +454,7 @@ def schedules_list(ctx: Context) -> None:
             info.job,
             info.trigger,
             info.timezone,
-            "\n".join(t.astimezone(tz).strftime("%a %Y-%m-%d %H:%M") for t in info.next_runs),
+            "\n".join(t.astimezone(tz).strftime(_run_format(info.next_runs)) for t in info.next_runs),
             _when(last.started, tz) if last else "never",
             (last.outcome + (f": {last.error}" if last.error else "")) if last else "-",
             "yes" if info.paused else "no",
