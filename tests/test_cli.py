@@ -175,3 +175,16 @@ def test_digest_preview_and_dry_run_record_nothing(site: Path) -> None:
 def test_unknown_list_is_a_usage_error(site: Path) -> None:
     r = cli(site, "digest", "send", "nope")
     assert r.returncode == 2 and "unknown list 'nope'" in r.stderr
+
+
+def test_json_log_lines_name_the_job_and_run(site: Path) -> None:
+    """`--log-format json`: one JSON object per line, with job, schedule and run fields."""
+    import json
+
+    r = cli(site, "--log-format", "json", "schedules", "run", "ingest")
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+    assert records, r.stderr
+    finished = [rec for rec in records if rec.get("schedule") == "ingest" and "finished" in rec["message"]]
+    assert finished and finished[0]["job"] == "ingest" and isinstance(finished[0]["run"], int)
+    assert all({"time", "level", "logger", "message"} <= rec.keys() for rec in records)
