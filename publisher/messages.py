@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import email.policy
 import email.quoprimime
+import functools
 import html
 import logging
 import re
@@ -44,6 +45,9 @@ from typing import Any
 import css_inline
 import dkim
 import jinja2
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from publisher.config import DkimConfig, ListConfig, Settings
 from publisher.errors import ConfigError, IssueError, MailError, SubscriberError, TemplateError
@@ -109,6 +113,47 @@ class PersonView:
 
     name: str
     email: str
+
+
+@functools.lru_cache(maxsize=8)
+def _openssl_key(numbers: tuple[int, ...]) -> rsa.RSAPrivateKey:
+    n, e, d, p, q, dmp1, dmq1, iqmp = numbers
+    return rsa.RSAPrivateNumbers(p, q, d, dmp1, dmq1, iqmp, rsa.RSAPublicNumbers(e, n)).private_key()
+
+
+_PREHASHED = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}
+
+
+def openssl_rsassa_sign(hash_obj: Any, private_key: dict[str, int]) -> bytes:
+    """dkimpy's RSASSA-PKCS1-v1_5 step done by OpenSSL: about 0.25 ms instead of 6 ms.
+
+    dkimpy canonicalises and hashes well but raises the digest to the private exponent
+    in Python, which made DKIM the one slow part of sending (~100 messages/s a core).
+    PKCS#1 v1.5 signatures are deterministic, so the bytes are exactly dkimpy's; the
+    tests verify every signature with dkimpy's own verifier.
+    """
+    key = _openssl_key(
+        tuple(
+            private_key[k]
+            for k in (
+                "modulus",
+                "publicExponent",
+                "privateExponent",
+                "prime1",
+                "prime2",
+                "exponent1",
+                "exponent2",
+                "coefficient",
+            )
+        )
+    )
+    algorithm = _PREHASHED[str(hash_obj.name).lower()]
+    return key.sign(hash_obj.digest(), padding.PKCS1v15(), Prehashed(algorithm))
+
+
+# dkimpy looks its RSA signing function up in its module at each signature: point it at
+# OpenSSL once, for every signer in this process.
+dkim.RSASSA_PKCS1_v1_5_sign = openssl_rsassa_sign
 
 
 class DkimSigner:

@@ -665,3 +665,20 @@ def _measure(page: Any) -> dict[str, float]:
             })"""
         )
     )
+
+
+def test_openssl_rsa_step_gives_dkimpys_exact_signature(dkim_key: tuple[Path, str]) -> None:
+    """The OpenSSL signing step must produce byte-for-byte what dkimpy's Python RSA does."""
+    import hashlib
+
+    from dkim.crypto import RSASSA_PKCS1_v1_5_sign as python_rsa_sign
+    from dkim.crypto import parse_pem_private_key
+
+    from publisher.messages import openssl_rsassa_sign
+
+    private_key = parse_pem_private_key(dkim_key[0].read_bytes())
+    for data in (b"", b"header data", bytes(range(256)) * 10):
+        for name in ("sha256", "sha1"):
+            assert openssl_rsassa_sign(hashlib.new(name, data), private_key) == python_rsa_sign(
+                hashlib.new(name, data), private_key
+            )
