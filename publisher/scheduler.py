@@ -35,8 +35,10 @@ from publisher.store.runs import FAILED, INTERRUPTED, OK, JobRun, ScheduleState
 
 log = logging.getLogger("publisher.scheduler")
 
-# pg_try_advisory_lock key of "the scheduler of this database": the bytes "publishr".
-PG_LOCK_KEY = int.from_bytes(b"publishr", "big")
+# pg_try_advisory_lock(class, object) of "the scheduler of this store": the class is the
+# bytes "pubs"; the object is the hash of the store's schema, so publishers that keep
+# their stores in different schemas of one database each have a scheduler.
+PG_LOCK_KEY = int.from_bytes(b"pubs", "big")
 SENDING_JOBS = frozenset({"digest", "publish"})
 DEFAULT_POLL_SECONDS = 2.0
 
@@ -395,7 +397,11 @@ class AdvisoryLock:
             return True
         try:
             conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar())
+            got = bool(
+                conn.execute(
+                    text("SELECT pg_try_advisory_lock(:k, hashtext(current_schema()))"), {"k": self.key}
+                ).scalar()
+            )
         except SQLAlchemyError as e:
             raise SchedulerError(f"cannot take the scheduler lock: {e}") from e
         if got:
@@ -407,7 +413,9 @@ class AdvisoryLock:
     def release(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(SQLAlchemyError):
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                self._conn.execute(
+                    text("SELECT pg_advisory_unlock(:k, hashtext(current_schema()))"), {"k": self.key}
+                )
             self._conn.close()
             self._conn = None
 

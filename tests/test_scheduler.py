@@ -389,6 +389,31 @@ def test_sqlite_lock_is_freed_when_its_process_dies(sqlite_store: Store, tmp_pat
     lock.release()
 
 
+def test_stores_in_two_schemas_of_one_database_each_get_a_scheduler(pg_url: str) -> None:
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import PG_URL
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    one, two = Store(pg_url), Store(f"{PG_URL}?options=-csearch_path%3D{schema}")
+    try:
+        first, second = scheduler_lock(one), scheduler_lock(two)
+        assert first.acquire() is True and second.acquire() is True
+        first.release()
+        second.release()
+    finally:
+        one.close()
+        two.close()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 def test_postgres_advisory_lock_admits_one_scheduler(pg_url: str) -> None:
     one, two = Store(pg_url), Store(pg_url)
     try:
