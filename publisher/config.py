@@ -117,6 +117,7 @@ class CategoryConfig(_Strict):
     slug: str = Field(pattern=SLUG)
     title: str
     labels: list[str] = []
+    titles: dict[str, str] = {}  # the title in other languages, for digests: {fr = "...", es = "..."}
 
     @field_validator("slug")
     @classmethod

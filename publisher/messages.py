@@ -376,7 +376,7 @@ def group_items(settings: Settings, items: list[Item], language: str) -> list[Ca
         key = item.category if item.category in order else None
         buckets.setdefault(key, []).append(item)
     groups = [
-        CategoryGroup(slug, cat.title, _newest_first(buckets[slug]))
+        CategoryGroup(slug, cat.titles.get(language, cat.title), _newest_first(buckets[slug]))
         for slug, cat in order.items()
         if slug in buckets
     ]

@@ -682,3 +682,20 @@ def test_openssl_rsa_step_gives_dkimpys_exact_signature(dkim_key: tuple[Path, st
             assert openssl_rsassa_sign(hashlib.new(name, data), private_key) == python_rsa_sign(
                 hashlib.new(name, data), private_key
             )
+
+
+def test_category_headings_use_the_readers_language(make_settings: MakeSettings) -> None:
+    categories = [
+        {
+            "slug": "news",
+            "title": "News",
+            "labels": ["News"],
+            "titles": {"fr": "Actualités", "es": "Noticias"},
+        },
+    ]
+    settings = make_settings(lists=[LIST], categories=categories)
+    items = [make_item(1, category="news")]
+    assert "Actualités" in render(settings, items, language="fr").text
+    assert "Noticias" in render(settings, items, language="es").text
+    english = render(settings, items, language="en").text
+    assert "News" in english and "Actualités" not in english
