@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,13 +37,13 @@ def utcnow() -> datetime:
 class PublishReport:
     """What one ``publish`` did: ingest, build and the digests that were due."""
 
-    ingest: IngestReport | None = None
-    build: BuildReport | None = None
-    digests: list[DigestReport] = field(default_factory=list)
+    ingest: IngestReport
+    build: BuildReport
+    digests: list[DigestReport]
 
     @property
     def ok(self) -> bool:
-        return (self.ingest is None or self.ingest.ok) and all(d.ok for d in self.digests)
+        return self.ingest.ok and all(d.ok for d in self.digests)
 
 
 class Publisher:
@@ -103,10 +103,9 @@ class Publisher:
 
     def publish(self) -> PublishReport:
         """Ingest, build, then send every list's current issue that is not sent yet."""
-        report = PublishReport(ingest=self.ingest())
-        report.build = self.build()
-        report.digests = self.send_due_digests()
-        return report
+        ingested = self.ingest()
+        built = self.build()
+        return PublishReport(ingested, built, self.send_due_digests())
 
     # -- digests ----------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -23,6 +23,12 @@ from rich.table import Table
 from publisher.app import Publisher
 from publisher.config import Settings, load_config
 from publisher.errors import ConfigError, PublisherError
+
+if TYPE_CHECKING:
+    from publisher.digests import DigestReport
+    from publisher.feeds import BuildReport
+    from publisher.ingest import IngestReport
+    from publisher.subscriptions import ImportReport
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -144,12 +150,12 @@ def check(ctx: Context) -> None:
     )
 
 
-def print_ingest(report: Any) -> None:
+def print_ingest(report: IngestReport) -> None:
     for failure in report.failed:
         err_console.print(f"[red]source failed:[/red] {failure}")
     for rejected in report.rejected:
         err_console.print(f"[yellow]item rejected:[/yellow] {rejected}")
-    for warning in getattr(report, "warnings", []):
+    for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print(
         f"ingest: {report.new_count} new, {report.changed_count} changed, "
@@ -158,7 +164,7 @@ def print_ingest(report: Any) -> None:
     )
 
 
-def print_build(report: Any) -> None:
+def print_build(report: BuildReport) -> None:
     console.print(f"build: {len(report.written)} file(s) written, {len(report.unchanged)} unchanged")
 
 
@@ -243,7 +249,20 @@ def run(ctx: Context, host: str | None, port: int | None) -> None:
 # -- digests ----------------------------------------------------------------------
 
 
-def print_digest(report: Any) -> None:
+def print_import(report: ImportReport, name: str, list_slug: str) -> None:
+    for problem in report.rejected:
+        err_console.print(f"[yellow]rejected:[/yellow] {problem}")
+    console.print(
+        f"import {name} -> {list_slug}: {report.added} added, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.suppressed_kept} kept unsubscribed, "
+        f"{len(report.rejected)} rejected"
+    )
+
+
+def print_digest(report: DigestReport) -> None:
+    imported = report.import_report
+    if imported is not None and (imported.added or imported.rejected):  # quiet when nothing changed
+        print_import(imported, "subscribers file", report.list_slug)
     t = report.tally
     head = f"digest {report.list_slug} [{report.period_key}]"
     if report.created:
@@ -256,8 +275,6 @@ def print_digest(report: Any) -> None:
             f"  sent {t.sent}, deferred {t.deferred}, failed {t.failed}, bounced {t.bounced}, "
             f"unknown {t.unknown}, skipped {t.skipped}, left queued {t.released}"
         )
-    for error in t.errors:
-        err_console.print(f"[red]  {error}[/red]")
 
 
 @cli.group()
@@ -570,13 +587,7 @@ def subscribers_import(ctx: Context, list_slug: str, csv_path: Path) -> None:
             progress.update(task, completed=done, total=total)
 
         report = import_csv(ctx.publisher.store, ctx.settings, list_slug, csv_path, progress=advance)
-    for problem in report.rejected:
-        err_console.print(f"[yellow]rejected:[/yellow] {problem}")
-    console.print(
-        f"import {csv_path.name} -> {list_slug}: {report.added} added, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {report.suppressed_kept} kept unsubscribed, "
-        f"{len(report.rejected)} rejected"
-    )
+    print_import(report, csv_path.name, list_slug)
     if report.rejected:
         sys.exit(1)
 

@@ -28,6 +28,7 @@ from publisher.store.issues import IssueRow
 
 if TYPE_CHECKING:
     from publisher.app import Publisher
+    from publisher.subscriptions import ImportReport
 
 log = logging.getLogger("publisher.digests")
 
@@ -44,7 +45,7 @@ class DigestReport:
     recipients: int = 0
     note: str = ""
     tally: DeliveryTally = field(default_factory=DeliveryTally)
-    import_report: Any = None
+    import_report: ImportReport | None = None  # the list's subscribers file, if it has one
 
     @property
     def sent(self) -> int:
@@ -60,10 +61,10 @@ class DigestReport:
 
     @property
     def ok(self) -> bool:
-        return self.tally.failed == 0 and not self.tally.errors
+        return self.tally.failed == 0
 
 
-def list_categories(settings: Settings, list_cfg: ListConfig) -> list[str] | None:
+def list_categories(list_cfg: ListConfig) -> list[str] | None:
     """The category slugs a list covers; None for '*' (everything, uncategorised too)."""
     return None if "*" in list_cfg.categories else list(list_cfg.categories)
 
@@ -71,7 +72,7 @@ def list_categories(settings: Settings, list_cfg: ListConfig) -> list[str] | Non
 def issue_items(settings: Settings, store: Store, list_cfg: ListConfig, now: datetime) -> list[Item]:
     """The items the next issue of ``list_cfg`` would hold at ``now``."""
     return store.issues.candidate_items(
-        list_cfg.slug, list_categories(settings, list_cfg), list_cfg.languages, now - list_cfg.max_age_delta
+        list_cfg.slug, list_categories(list_cfg), list_cfg.languages, now - list_cfg.max_age_delta
     )
 
 
@@ -98,7 +99,7 @@ def _period_label(settings: Settings, start: datetime, language: str) -> str:
     return format_day(start, language, tz=settings.site.tz)
 
 
-def import_list_file(publisher: Publisher, list_cfg: ListConfig) -> Any:
+def import_list_file(publisher: Publisher, list_cfg: ListConfig) -> ImportReport | None:
     """Import the list's ``subscribers`` CSV (idempotent; suppressions stay)."""
     if list_cfg.subscribers is None:
         return None

@@ -24,7 +24,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,7 +212,6 @@ class DeliveryTally:
     unknown: int = 0
     skipped: int = 0
     released: int = 0
-    errors: list[str] = field(default_factory=list)
 
     def add(self, status: DeliveryStatus) -> None:
         name = status.value
@@ -346,9 +345,9 @@ class Sender:
                 c, DeliveryStatus.SKIPPED, f"subscriber is {c.list_status or 'gone'} on this list"
             )
             return None
-        rendered = self._renders.get((issue.id, c.language)) or await self._rendered(
-            issue, list_cfg, c.language
-        )
+        rendered = self._renders.get((issue.id, c.language))
+        if rendered is None:
+            rendered = await self._render(issue, list_cfg, c.language)
         subscriber = Subscriber(
             id=c.subscriber_id,
             email=c.email,
@@ -373,15 +372,13 @@ class Sender:
                 self._lists[issue.id] = (list_cfg, list_cfg.sender_address)
         return self._lists[issue.id]
 
-    async def _rendered(self, issue: Any, list_cfg: ListConfig, language: str) -> Any:
+    async def _render(self, issue: IssueRow, list_cfg: ListConfig, language: str) -> Any:
+        """Render (issue, language) once; every later message of it is a substitution."""
         from publisher.digests import render_for
 
-        key = (issue.id, language)
-        if key not in self._renders:
-            self._renders[key] = await asyncio.to_thread(
-                render_for, self.settings, self.store, issue, list_cfg, language
-            )
-        return self._renders[key]
+        rendered = await asyncio.to_thread(render_for, self.settings, self.store, issue, list_cfg, language)
+        self._renders[(issue.id, language)] = rendered
+        return rendered
 
     # -- results ---------------------------------------------------------------
 

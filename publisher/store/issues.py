@@ -430,9 +430,6 @@ class IssueStore:
             out.append(m)
         return out
 
-    def recent(self, limit: int = 10) -> list[dict[str, Any]]:
-        return self.summaries(None, limit)
-
     def queue_counts(self) -> dict[str, int]:
         """Deliveries still to do: pending, sending, deferred (and unknown to review)."""
         open_states = [
@@ -449,12 +446,6 @@ class IssueStore:
         with self.engine.connect() as conn:
             found = {r[0]: int(r[1]) for r in conn.execute(q)}
         return {s.value: found.get(s.value, 0) for s in open_states}
-
-    def delivery_statuses(self, issue_id: int) -> dict[int, str]:
-        """subscriber id -> delivery status (tests and `subscribers show`)."""
-        q = select(deliveries.c.subscriber_id, deliveries.c.status).where(deliveries.c.issue_id == issue_id)
-        with self.engine.connect() as conn:
-            return {r[0]: r[1] for r in conn.execute(q)}
 
 
 CONFIRMED = SubscriptionStatus.CONFIRMED.value
