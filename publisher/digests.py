@@ -179,7 +179,7 @@ def _create_issue(
         forced=forced,
     )
     if created is None:  # another process created it between our check and insert
-        report.recipients = _confirmed_count(store, list_cfg)
+        report.recipients = store.subscribers.count_confirmed(list_cfg.slug, list_cfg.languages or None)
         existing = store.issues.get(list_cfg.slug, key)
         report.issue_id = existing.id if existing else None
         report.note = "this period's issue was created by another run"
@@ -192,13 +192,6 @@ def _create_issue(
         len(items),
         report.recipients,
         extra={"list": list_cfg.slug},
-    )
-
-
-def _confirmed_count(store: Store, list_cfg: ListConfig) -> int:
-    """How many subscribers an issue of the list goes to, counted a page at a time."""
-    return sum(
-        len(page) for page in store.subscribers.iter_confirmed(list_cfg.slug, list_cfg.languages or None)
     )
 
 
@@ -299,7 +292,7 @@ def dry_run(publisher: Publisher, list_slug: str) -> Preview:
     items = issue_items(settings, publisher.store, list_cfg, now)
     if publisher.store.issues.get(list_slug, key) is not None:
         items = []
-    recipients = _confirmed_count(publisher.store, list_cfg)
+    recipients = publisher.store.subscribers.count_confirmed(list_slug, list_cfg.languages or None)
     subject = subject_for(settings, list_cfg, items) if items else ""
     return Preview(list_slug, len(items), recipients if items else 0, subject)
 

@@ -35,6 +35,7 @@ from sqlalchemy.sql.operators import custom_op
 
 from publisher.models import DeliveryStatus, Item, SubscriptionStatus
 from publisher.store.items import row_to_item
+from publisher.store.subscribers import receives
 from publisher.store.tables import (
     deliveries,
     delivery_attempts,
@@ -161,15 +162,14 @@ class IssueStore:
         schedule: str | None,
         subject: str,
         item_ids: Sequence[str],
-        subscriber_ids: Sequence[int] | None = None,
         languages: Sequence[str] | None = None,
         now: datetime,
         forced: bool = False,
     ) -> tuple[int, int] | None:
         """Create the issue, its items and one pending delivery per subscriber atomically.
 
-        The recipients are ``subscriber_ids`` or, when None, every confirmed subscriber
-        of the list (of ``languages`` when given), chosen by the database in the same
+        The recipients are every subscriber the list's issue goes to (``receives``, of
+        ``languages`` when given), chosen by the database in the same
         transaction: no subscriber row travels through Python, so a 100k list costs one
         statement and no memory. Returns (issue id, deliveries created), or None when
         the (list, period) issue already exists: someone else (a previous run, another
@@ -195,10 +195,7 @@ class IssueStore:
                         insert(issue_items),
                         [{"issue_id": issue_id, "item_id": i, "position": n} for n, i in enumerate(item_ids)],
                     )
-                if subscriber_ids is None:
-                    recipients = _insert_confirmed(conn, issue_id, list_slug, languages, now)
-                else:
-                    recipients = _insert_deliveries(conn, issue_id, subscriber_ids, now)
+                recipients = _insert_confirmed(conn, issue_id, list_slug, languages, now)
         except IntegrityError:
             return None
         return int(issue_id), recipients
@@ -451,31 +448,12 @@ class IssueStore:
 CONFIRMED = SubscriptionStatus.CONFIRMED.value
 
 
-def _insert_deliveries(conn: Connection, issue_id: int, subscriber_ids: Sequence[int], now: datetime) -> int:
-    for start in range(0, len(subscriber_ids), CHUNK):
-        conn.execute(
-            insert(deliveries),
-            [
-                {
-                    "issue_id": issue_id,
-                    "subscriber_id": sid,
-                    "status": DeliveryStatus.PENDING.value,
-                    "attempts": 0,
-                    "updated_at": now,
-                }
-                for sid in subscriber_ids[start : start + CHUNK]
-            ],
-        )
-    return len(subscriber_ids)
-
-
 def _insert_confirmed(
     conn: Connection, issue_id: int, list_slug: str, languages: Sequence[str] | None, now: datetime
 ) -> int:
     """One pending delivery per confirmed subscriber, as one INSERT ... SELECT.
 
-    The same subscribers as ``SubscriberStore.iter_confirmed``: confirmed on the list,
-    an address on file, one of ``languages`` when given; in id order.
+    The subscribers :func:`publisher.store.subscribers.receives` names, in id order.
     """
     chosen = (
         select(
@@ -486,15 +464,9 @@ def _insert_confirmed(
             literal(now, deliveries.c.updated_at.type),
         )
         .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
-        .where(
-            subscriptions.c.list_slug == list_slug,
-            subscriptions.c.status == CONFIRMED,
-            subscribers.c.email.is_not(None),
-        )
+        .where(receives(list_slug, languages))
         .order_by(subscribers.c.id)
     )
-    if languages:
-        chosen = chosen.where(subscribers.c.language.in_(list(languages)))
     columns = ["issue_id", "subscriber_id", "status", "attempts", "updated_at"]
     conn.execute(insert(deliveries).from_select(columns, chosen))
     # rowcount of INSERT ... SELECT is not reliable across drivers (psycopg says -1).

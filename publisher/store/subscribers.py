@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, literal, null, select, update
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.sql.elements import ColumnElement
 
 from publisher.models import SUPPRESSED, Subscriber, SubscriptionStatus
 from publisher.store.tables import (
@@ -209,6 +210,22 @@ _SUBSCRIBER_COLUMNS = (
 )
 
 
+def receives(list_slug: str, languages: Collection[str] | None = None) -> ColumnElement[bool]:
+    """Who an issue of a list goes to: confirmed on it, an address on file (not forgotten),
+    and one of ``languages`` when given. Over ``subscribers`` joined to ``subscriptions``.
+
+    The one definition shared by issue creation, counts and paging.
+    """
+    condition = and_(
+        subscriptions.c.list_slug == list_slug,
+        subscriptions.c.status == SubscriptionStatus.CONFIRMED.value,
+        subscribers.c.email.is_not(None),
+    )
+    if languages:
+        condition = and_(condition, subscribers.c.language.in_(list(languages)))
+    return condition
+
+
 class SubscriberStore:
     """Addresses, statuses per list, consent and events."""
 
@@ -235,6 +252,16 @@ class SubscriberStore:
             row = conn.execute(q).first()
         return _row_to_subscriber(row._mapping) if row else None
 
+    def count_confirmed(self, list_slug: str, languages: Collection[str] | None = None) -> int:
+        """How many subscribers an issue of the list would go to, counted by the database."""
+        q = (
+            select(func.count())
+            .select_from(subscribers)
+            .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(q.where(receives(list_slug, languages))).scalar_one())
+
     def iter_confirmed(
         self, list_slug: str, languages: Collection[str] | None = None, *, chunk: int = _CHUNK
     ) -> Iterator[list[Subscriber]]:
@@ -244,17 +271,10 @@ class SubscriberStore:
             q = (
                 select(*_SUBSCRIBER_COLUMNS)
                 .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
-                .where(
-                    subscriptions.c.list_slug == list_slug,
-                    subscriptions.c.status == SubscriptionStatus.CONFIRMED.value,
-                    subscribers.c.email.is_not(None),
-                    subscribers.c.id > last_id,
-                )
+                .where(receives(list_slug, languages), subscribers.c.id > last_id)
                 .order_by(subscribers.c.id)
                 .limit(chunk)
             )
-            if languages:
-                q = q.where(subscribers.c.language.in_(list(languages)))
             with self.engine.connect() as conn:
                 page = [_row_to_subscriber(r._mapping) for r in conn.execute(q)]
             if not page:
