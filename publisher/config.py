@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -238,6 +239,13 @@ class ListConfig(_Strict):
     html_template: str = "email/digest.html.j2"
     text_template: str = "email/digest.txt.j2"
 
+    @field_validator("reply_to", "unsubscribe_mailto")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and ("@" not in parseaddr(v)[1] or any(c in v for c in "\r\n")):
+            raise ValueError("must be an address such as 'news@example.org'")
+        return v
+
     @field_validator("sender")
     @classmethod
     def _sender(cls, v: str) -> str:
@@ -302,6 +310,10 @@ class ScheduleConfig(_Strict):
                 f"as Monday, so numbers are ambiguous; write day names ({_WEEKDAY_NAMES}), "
                 "e.g. 'mon' or 'mon-fri'"
             )
+        try:  # the scheduler's own parser: what `check` accepts, `run` can schedule
+            CronTrigger.from_crontab(v)
+        except ValueError as e:
+            raise ValueError(f"{v!r}: {e}; e.g. '0 9 * * mon' is Mondays at 09:00") from e
         return v
 
     @model_validator(mode="after")

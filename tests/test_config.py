@@ -104,6 +104,30 @@ def test_numeric_cron_weekdays_are_refused_with_the_reason() -> None:
     assert "schedules.weekly.cron" in found and "Monday" in found and "mon" in found
 
 
+def test_cron_fields_are_checked_at_start_not_when_scheduling() -> None:
+    for cron in ("61 9 * * mon", "0 9 * * monday", "0 25 * * *"):
+        (found,) = problems({"schedules": {"x": {"cron": cron, "job": "digest"}}})
+        assert found.startswith("schedules.x.cron:") and repr(cron) in found
+
+
+def test_list_reply_addresses_are_checked() -> None:
+    found = problems(
+        {
+            "lists": [
+                {
+                    "slug": "w",
+                    "name": "W",
+                    "sender": "a@example.org",
+                    "reply_to": "nobody",
+                    "unsubscribe_mailto": "x@example.org\r\nBcc: y@example.org",
+                }
+            ]
+        }
+    )
+    assert any(p.startswith("lists[1] 'w'.reply_to:") for p in found)
+    assert any(p.startswith("lists[1] 'w'.unsubscribe_mailto:") for p in found)
+
+
 def test_schedule_needs_exactly_one_trigger() -> None:
     (found,) = problems({"schedules": {"x": {"job": "ingest"}}})
     assert "every" in found and "cron" in found
