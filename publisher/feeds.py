@@ -21,7 +21,6 @@ then the bytes comparison decides whether it is written.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import os
 import re
@@ -47,7 +46,7 @@ from publisher.config import CategoryConfig, Settings
 from publisher.errors import PublisherError
 from publisher.models import Item
 from publisher.store import Store
-from publisher.templating import make_environment, render_template
+from publisher.templating import html_to_text, make_environment, render_template
 
 INDEX_TEMPLATE = "web/index.html.j2"
 
@@ -263,12 +262,6 @@ def _item_tags(site: _Site, item: Item) -> list[tuple[str, str]]:
     return []
 
 
-def _html_to_text(markup: str) -> str:
-    """Plain text of an HTML fragment (JSON Feed's ``summary`` is text, not HTML)."""
-    text = html.unescape(nh3.clean(markup, tags=set()))
-    return clean_text(" ".join(text.split()))
-
-
 def _fingerprint(site: _Site, ch: Channel) -> str:
     """A hash of everything a channel's feeds are rendered from."""
     h = hashlib.sha256()
@@ -387,7 +380,7 @@ def _json_item(site: _Site, item: Item) -> dict[str, Any]:
         "language": item.language,
         "tags": [label for _, label in _item_tags(site, item)],
     }
-    summary = _html_to_text(item.summary)
+    summary = clean_text(html_to_text(item.summary))  # JSON Feed's summary is text
     if summary:
         entry["summary"] = summary
     if item.image:

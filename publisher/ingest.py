@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import nh3
@@ -344,22 +343,12 @@ class ItemCleaner:
             )
         return slug
 
-    def _stable_id(self, raw: RawItem, link: str | None) -> str:
-        """The source's own id, else the canonical link, else where the item lives.
+    def _stable_id(self, raw: RawItem, link: str) -> str:
+        """The source's own id, else the canonical link (every stored item has one).
 
         Never derived from the title or date, so editing those keeps the id.
         """
-        given = _one_line(raw.id)
-        if given:
-            return given
-        if link:
-            return canonical_link(link)
-        where = raw.origin
-        if isinstance(self.cfg, DirectorySourceConfig):
-            origin = Path(raw.origin)
-            if origin.is_relative_to(self.cfg.path):
-                where = origin.relative_to(self.cfg.path).as_posix()
-        return f"{self.cfg.name}:{where}"
+        return _one_line(raw.id) or canonical_link(link)
 
     def _hint(self, key: str) -> str:
         """How to supply ``key`` for this kind of source."""
