@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -43,18 +43,6 @@ class ItemStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    def hashes(self, ids: Iterable[str]) -> dict[str, tuple[str, datetime]]:
-        """Map each known id among ``ids`` to its (content_hash, updated)."""
-        found: dict[str, tuple[str, datetime]] = {}
-        id_list = list(ids)
-        with self.engine.connect() as conn:
-            for start in range(0, len(id_list), 500):
-                chunk = id_list[start : start + 500]
-                q = select(items.c.id, items.c.content_hash, items.c.updated).where(items.c.id.in_(chunk))
-                for row in conn.execute(q):
-                    found[row.id] = (row.content_hash, row.updated)
-        return found
 
     def save(self, new: Sequence[Item], changed: Sequence[Item], now: datetime) -> None:
         """Insert new items and rewrite changed ones, in one transaction."""
@@ -126,7 +114,6 @@ class SourceStateStore:
         etag: str | None = None,
         last_modified: str | None = None,
         item_count: int | None = None,
-        keep_validators: bool = False,
     ) -> None:
         """Remember one fetch: validators on success, the error otherwise."""
         with self.engine.begin() as conn:
@@ -134,9 +121,8 @@ class SourceStateStore:
             values: dict[str, Any] = {"last_fetch": now, "last_error": error}
             if error is None:
                 values["last_ok"] = now
-                if not keep_validators:
-                    values["etag"] = etag
-                    values["last_modified"] = last_modified
+                values["etag"] = etag
+                values["last_modified"] = last_modified
                 if item_count is not None:
                     values["item_count"] = item_count
             if row is None:
