@@ -143,6 +143,10 @@ def cli(log_format: str, verbose: bool) -> None:
 def check(ctx: Context) -> None:
     """Validate config.toml and report every problem (exit 2 when invalid)."""
     settings = ctx.settings
+    if settings.dkim is not None:
+        from publisher.messages import DkimSigner
+
+        DkimSigner(settings.dkim)  # reads and test-signs the key: ConfigError if unusable
     console.print(
         f"[green]ok[/green] {ctx.config_path}: {len(settings.sources)} source(s), "
         f"{len(settings.categories)} categories, {len(settings.lists)} list(s), "

@@ -40,7 +40,10 @@ from publisher.web.app import create_app
 
 log = logging.getLogger("publisher.daemon")
 
-JOBS_GRACE_SECONDS = 25.0  # of the 30 s a stop may take; the web server gets the rest
+# A stop must end within 30 s (systemd's default): running jobs get this long to wind
+# down, stragglers CANCEL_GRACE_SECONDS more once cancelled, the web server the rest.
+JOBS_GRACE_SECONDS = 20.0
+CANCEL_GRACE_SECONDS = 2.0
 WEB_GRACE_SECONDS = 3
 
 
@@ -176,19 +179,21 @@ class Daemon:
         self.stopping.set()
 
     async def _stop_work(self) -> None:
-        """Stop scheduling, tell running sends to wind down, wait for them (bounded)."""
+        """Stop scheduling, tell running sends to wind down, wait for them (one deadline for all)."""
         runners = [r for r in [self.runner, *self.retired] if r is not None]
         for runner in runners:
             runner.stop_taking_work()
         for pub in {id(r.publisher): r.publisher for r in runners}.values():
-            ask = getattr(pub, "request_stop", None)
-            if callable(ask):
-                ask()
-        for runner in runners:
-            if not await runner.wait_idle(JOBS_GRACE_SECONDS):
-                log.error("jobs still running after %.0f s; cancelling them", JOBS_GRACE_SECONDS)
-                runner.cancel_running()
-                await runner.wait_idle(2)
+            pub.request_stop()
+        running = [t for r in runners for t in r.running_tasks()]
+        if not running:
+            return
+        _done, left = await asyncio.wait(running, timeout=JOBS_GRACE_SECONDS)
+        if left:
+            log.error("jobs still running after %.0f s; cancelling them", JOBS_GRACE_SECONDS)
+            for task in left:
+                task.cancel()
+            await asyncio.wait(left, timeout=CANCEL_GRACE_SECONDS)
 
     # -- one scheduler per store ------------------------------------------------------------
 
@@ -265,6 +270,7 @@ class Daemon:
             self.runner.stop_taking_work()
             self.retired.append(self.runner)
             self.runner = None
+        self._prune_retired()
         if new.store is not old.store:
             self.lock.release()
             self.lock = scheduler_lock(new.store)
@@ -274,10 +280,14 @@ class Daemon:
         self.publisher = new
         self.web.app = create_app(new)
 
+    def _prune_retired(self) -> None:
+        """Forget retired generations whose runs have all ended."""
+        self.retired = [r for r in self.retired if r.running_tasks()]
+
     async def _close_when_idle(self, old: Publisher) -> None:
         for runner in [r for r in self.retired if r.publisher is old]:
             await runner.wait_idle(None)
-            self.retired.remove(runner)
+        self._prune_retired()
         old.close()
 
 

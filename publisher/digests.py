@@ -28,6 +28,7 @@ from publisher.store.issues import IssueRow
 
 if TYPE_CHECKING:
     from publisher.app import Publisher
+    from publisher.messages import DkimSigner
     from publisher.subscriptions import ImportReport
 
 log = logging.getLogger("publisher.digests")
@@ -76,7 +77,14 @@ def issue_items(settings: Settings, store: Store, list_cfg: ListConfig, now: dat
     )
 
 
-def render_for(settings: Settings, store: Store, issue: IssueRow, list_cfg: ListConfig, language: str) -> Any:
+def render_for(
+    settings: Settings,
+    store: Store,
+    issue: IssueRow,
+    list_cfg: ListConfig,
+    language: str,
+    signer: DkimSigner | None = None,
+) -> Any:
     """Render a stored issue once for one language (cached by the sender)."""
     from publisher.messages import render_issue
 
@@ -89,6 +97,7 @@ def render_for(settings: Settings, store: Store, issue: IssueRow, list_cfg: List
         period_label=_period_label(settings, issue.period_start, language),
         language=language,
         now=issue.created,
+        signer=signer,
     )
 
 

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from publisher.config import ListConfig, Settings, parse_duration
 from publisher.errors import PublisherError
+from publisher.i18n import normalise_language
+from publisher.messages import DkimSigner
 from publisher.models import DeliveryStatus, Subscriber, SubscriptionStatus
 from publisher.store import Store
 from publisher.store.issues import Claimed, IssueRow, Outcome
@@ -252,6 +254,9 @@ class Sender:
         self.progress = progress
         self.flush_every = flush_every
         self.policy = RetryPolicy.from_settings(settings)
+        # The DKIM key is read and checked once, before the first message (a bad key
+        # stops the run here rather than failing every message).
+        self.signer = DkimSigner(settings.dkim) if settings.dkim is not None else None
         self.worker = new_worker_id()
         self.journal_dir = settings.delivery.journal_dir
         self.tally = DeliveryTally()
@@ -345,9 +350,11 @@ class Sender:
                 c, DeliveryStatus.SKIPPED, f"subscriber is {c.list_status or 'gone'} on this list"
             )
             return None
-        rendered = self._renders.get((issue.id, c.language))
+        # Languages outside the catalogue render as the site's: one render serves them all.
+        language = normalise_language(c.language, self.settings.site.language)
+        rendered = self._renders.get((issue.id, language))
         if rendered is None:
-            rendered = await self._render(issue, list_cfg, c.language)
+            rendered = await self._render(issue, list_cfg, language)
         subscriber = Subscriber(
             id=c.subscriber_id,
             email=c.email,
@@ -376,7 +383,9 @@ class Sender:
         """Render (issue, language) once; every later message of it is a substitution."""
         from publisher.digests import render_for
 
-        rendered = await asyncio.to_thread(render_for, self.settings, self.store, issue, list_cfg, language)
+        rendered = await asyncio.to_thread(
+            render_for, self.settings, self.store, issue, list_cfg, language, self.signer
+        )
         self._renders[(issue.id, language)] = rendered
         return rendered
 

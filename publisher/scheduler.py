@@ -310,17 +310,17 @@ class ScheduleRunner:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
+    def running_tasks(self) -> list[asyncio.Task[Any]]:
+        """The runs still in progress (a stop waits for them under one deadline)."""
+        return [t for t in self.tasks if not t.done()]
+
     async def wait_idle(self, timeout: float | None) -> bool:
         """Wait for the runs in progress; True if all ended within ``timeout``."""
-        pending = [t for t in self.tasks if not t.done()]
+        pending = self.running_tasks()
         if not pending:
             return True
         _done, still = await asyncio.wait(pending, timeout=timeout)
         return not still
-
-    def cancel_running(self) -> None:
-        for task in self.tasks:
-            task.cancel()
 
 
 # -- one scheduler per store ------------------------------------------------------------------

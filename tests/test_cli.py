@@ -188,3 +188,13 @@ def test_json_log_lines_name_the_job_and_run(site: Path) -> None:
     finished = [rec for rec in records if rec.get("schedule") == "ingest" and "finished" in rec["message"]]
     assert finished and finished[0]["job"] == "ingest" and isinstance(finished[0]["run"], int)
     assert all({"time", "level", "logger", "message"} <= rec.keys() for rec in records)
+
+
+def test_check_loads_the_dkim_key(site: Path) -> None:
+    (site / "dkim.pem").write_text("not a key\n")
+    config = (site / "config.toml").read_text()
+    (site / "config.toml").write_text(
+        config + '\n[dkim]\nselector = "s1"\ndomain = "example.org"\nkey_path = "dkim.pem"\n'
+    )
+    r = cli(site, "check")
+    assert r.returncode == 2 and "dkim.key_path" in r.stderr

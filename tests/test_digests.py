@@ -437,3 +437,22 @@ def test_worker_delivers_what_another_process_queued(settings: Settings, smtp_se
     rounds: list[int] = []
     asyncio.run(digests.deliver_queue(worker, once=True, on_round=lambda t: rounds.append(t.sent)))
     assert rounds == [5] and len(smtp_server.accepted()) == 5
+
+
+def test_languages_outside_the_catalogue_share_one_render(
+    settings: Settings, smtp_server: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pub = make_publisher(settings, Clock(NOW), smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    for n, language in enumerate(["de", "pt", "it", "en"]):
+        add(pub.store, pub.settings, "weekly", f"r{n}@example.org", f"R {n}", language)
+    rendered: list[str] = []
+    real_render = digests.render_for
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        rendered.append(args[4])  # the language rendered
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(digests, "render_for", counting)
+    assert send(pub).sent == 4
+    assert rendered == ["en"]  # de, pt and it read the site language's render
