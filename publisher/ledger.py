@@ -267,7 +267,7 @@ class Sender:
         self._lists: dict[int, tuple[ListConfig, str] | None] = {}
         self._claimed: dict[int, Claimed] = {}
         self._buffer: list[Outcome] = []
-        self._bounces: list[tuple[int, str, str]] = []
+        self._bounces: list[tuple[int, str]] = []
         self._message_ids: dict[int, str] = {}
         self._started: set[int] = set()
 
@@ -431,7 +431,8 @@ class Sender:
         self.tally.add(outcome.status)
         if outcome.status is DeliveryStatus.BOUNCED:
             issue = self._issues[c.issue_id]
-            self._bounces.append((c.subscriber_id, issue.list_slug, f"{outcome.code} {outcome.text}"))
+            detail = f"{outcome.code} {outcome.text} (list {issue.list_slug})"
+            self._bounces.append((c.subscriber_id, detail))
         if self.progress:
             self.progress(1)
 
@@ -445,7 +446,8 @@ class Sender:
             # forget them, keeping memory flat in list size. (Not before: a batch the
             # store refused must still count as started.)
             self._started.difference_update(o.delivery_id for o in batch)
-        for subscriber_id, list_slug, detail in bounces:
+        # A 5.1.x bounce says the mailbox does not exist: suppress it on every list.
+        for subscriber_id, detail in bounces:
             await asyncio.to_thread(
-                set_status, self.store, subscriber_id, list_slug, SubscriptionStatus.BOUNCED, detail
+                set_status, self.store, subscriber_id, None, SubscriptionStatus.BOUNCED, detail
             )

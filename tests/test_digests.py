@@ -217,11 +217,13 @@ def test_hard_bounce_suppresses_address(settings: Settings, smtp_server: SmtpSin
     pub = make_publisher(settings, clock, smtp_server)
     pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
     subscribe(pub, 2)
+    add(pub.store, pub.settings, "press", "reader0@example.org", "Reader 0", "en")
     smtp_server.script(Rule("rcpt", reply="550 5.1.1 user unknown", recipient="reader0@example.org"))
     report = send(pub)
     assert report.tally.bounced == 1 and report.sent == 1
     record = pub.store.subscribers.statuses(pub.store.subscribers.find_id("reader0@example.org"))
     assert record["weekly"] == SubscriptionStatus.BOUNCED
+    assert record["press"] == SubscriptionStatus.BOUNCED  # the mailbox is gone for every list
 
     clock.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     pub.store.items.save([item(2, clock.now)], [], clock.now)
