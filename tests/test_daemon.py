@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from publisher.app import Publisher
-from publisher.config import Settings
+from publisher.config import Settings, load_config
 from publisher.daemon import Daemon as DaemonProcess
 from publisher.store import Store
 
@@ -272,6 +272,51 @@ def test_sigterm_lets_a_running_job_wind_down_and_records_it(
     store = Store(settings.storage.url)
     [run] = store.runs.recent(5)
     assert (run.outcome, run.counts) == ("ok", {"ok": True, "left_queued": 7})
+    store.close()
+
+
+class StubbornPublisher(Publisher):
+    """A real Publisher whose job never looks at stop_requested(), like a hung SMTP server."""
+
+    job_started = False
+
+    async def arun_job(
+        self, job: str, *, schedule: str | None = None, fire_time: datetime | None = None
+    ) -> dict[str, Any]:
+        self.job_started = True
+        while True:
+            await asyncio.sleep(0.05)
+
+
+def test_sigterm_cancels_a_job_that_ignores_stop_after_the_grace_and_records_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("publisher.daemon.JOBS_GRACE_SECONDS", 1)
+    port, db, config = free_port(), tmp_path / "publisher.db", tmp_path / "config.toml"
+    write_config(config, port, db, '[schedules.tick]\nevery = "1s"\njob = "digest"\n')
+    publisher = StubbornPublisher(load_config(config))
+    daemon = DaemonProcess(publisher, config, poll_interval=0.1)
+
+    async def scenario() -> tuple[int, float]:
+        running = asyncio.create_task(daemon.run())
+        deadline = time.monotonic() + 5
+        while not publisher.job_started:
+            assert time.monotonic() < deadline, "the job never started"
+            await asyncio.sleep(0.05)
+        write_config(config, port, db, HOURLY)
+        assert await daemon.reload()  # the old generation, still running the job, is retired
+        assert daemon.retired and daemon.runner is not None
+        started = time.monotonic()
+        os.kill(os.getpid(), signal.SIGTERM)
+        code = await asyncio.wait_for(running, 30)
+        return code, time.monotonic() - started
+
+    code, took = asyncio.run(scenario())
+    assert code == 0
+    assert took < 2.5  # 1 s of grace, then cancelled at once (not after the 2 s cancel grace)
+    store = Store(f"sqlite:///{db}")
+    [run] = store.runs.recent(5)
+    assert (run.schedule, run.outcome, run.error) == ("tick", "interrupted", "cancelled at shutdown")
     store.close()
 
 
