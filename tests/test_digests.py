@@ -458,3 +458,25 @@ def test_languages_outside_the_catalogue_share_one_render(
     monkeypatch.setattr(digests, "render_for", counting)
     assert send(pub).sent == 4
     assert rendered == ["en"]  # de, pt and it read the site language's render
+
+
+def test_forget_clears_what_the_smtp_server_said_about_the_address(
+    settings: Settings, smtp_server: SmtpSink
+) -> None:
+    from sqlalchemy import select
+
+    from publisher.store.tables import deliveries, delivery_attempts
+    from publisher.subscriptions import forget
+
+    pub = make_publisher(settings, Clock(NOW), smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 1)
+    smtp_server.script(Rule("rcpt", reply="550 5.1.1 <reader0@example.org>: user unknown"))
+    send(pub)
+    with pub.store.engine.connect() as conn:
+        assert "reader0@example.org" in conn.execute(select(deliveries.c.last_text)).scalar_one()
+    assert forget(pub.store, "reader0@example.org")
+    with pub.store.engine.connect() as conn:
+        assert conn.execute(select(deliveries.c.last_text)).scalar_one() is None
+        assert conn.execute(select(delivery_attempts.c.text)).scalars().all() == [None]
+        assert conn.execute(select(deliveries.c.status)).scalar_one() == "bounced"  # the ledger stays

@@ -120,8 +120,9 @@ def test_a_refusal_after_the_text_is_failed(smtp_server: SmtpSink) -> None:
     assert results[2].status is DeliveryStatus.SENT
 
 
-def test_slow_down_backs_off_and_delivers_without_a_failure(smtp_server: SmtpSink) -> None:
-    smtp_server.script(Rule("rcpt", reply="421 4.7.0 slow down", times=2))
+@pytest.mark.parametrize("reply", ["421 4.7.0 slow down", "454 4.7.0 temporary authentication failure"])
+def test_slow_down_backs_off_and_delivers_without_a_failure(smtp_server: SmtpSink, reply: str) -> None:
+    smtp_server.script(Rule("rcpt", reply=reply, times=2))
     results = send(smtp(smtp_server, connections=2), [message(1), message(2), message(3)])
 
     assert {r.status for r in results.values()} == {DeliveryStatus.SENT}

@@ -348,7 +348,6 @@ def test_placeholders_are_all_replaced_and_values_escaped_per_part(settings: Set
     message = parse(data)
     text, html = parts(message)
     assert f"Hello {name}," in text
-    assert "Hello Zoë &#x27;Z&#x27;" not in html
     assert "Hello Zoë &quot;Z&quot; &lt;b&gt;&amp;&lt;/b&gt; Müller," in html
     assert "<b>&</b>" not in html
     assert message["To"].addresses[0].display_name == name
