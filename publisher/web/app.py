@@ -12,6 +12,7 @@ from starlette.routing import Mount, Route
 
 from publisher.app import Publisher
 from publisher.web.static import FeedFiles
+from publisher.web.subscribers import routes as subscriber_routes
 
 
 def create_app(publisher: Publisher) -> Starlette:
@@ -28,10 +29,3 @@ def create_app(publisher: Publisher) -> Starlette:
         Mount("/", app=FeedFiles(directory=output_dir, html=True, check_dir=False), name="public"),
     ]
     return Starlette(routes=routes)
-
-
-def subscriber_routes(publisher: Publisher) -> list[Route]:
-    """Unsubscribe and preferences pages (see publisher.web.subscribers)."""
-    from publisher.web.subscribers import routes
-
-    return routes(publisher)

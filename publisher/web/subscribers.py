@@ -20,6 +20,7 @@ from starlette.routing import Route
 from publisher.app import Publisher
 from publisher.errors import PublisherError, TokenError
 from publisher.i18n import normalise_language
+from publisher.models import SubscriptionStatus
 from publisher.templating import make_environment, render_template, translator
 from publisher.tokens import read_token, verify_token
 
@@ -44,27 +45,27 @@ class SubscriberPages:
     def __init__(self, publisher: Publisher) -> None:
         self.publisher = publisher
         self.env = make_environment(publisher.settings, sandboxed=False)
+        self.list_names = {lst.slug: lst.name for lst in publisher.settings.lists}
 
     def _holder(self, token: str, purpose: str) -> Holder:
         """Verify ``token`` for ``purpose`` against the subscriber's own secret."""
         subscriber_id, list_slug, token_purpose = read_token(token)
         if token_purpose != purpose:
             raise TokenError(f"a {token_purpose} token used for {purpose}")
-        store = self.publisher.store
-        sub = store.subscribers.get(subscriber_id)
+        sub = self.publisher.store.subscribers.get(subscriber_id)
         if sub is None or not sub.secret:
             raise TokenError("no such subscriber")
         verify_token(token, sub.secret)
-        return Holder(subscriber_id, list_slug, sub.email or "", sub.language)
+        language = normalise_language(sub.language, self.publisher.settings.site.language)
+        return Holder(subscriber_id, list_slug, sub.email or "", language)
 
     def _page(self, status: int, language: str, heading: str, **context: Any) -> HTMLResponse:
-        settings = self.publisher.settings
-        language = normalise_language(language, settings.site.language)
+        """``language`` is already a catalogue language (see :meth:`_holder`)."""
         body = render_template(
             self.env,
             "web/subscription.html.j2",
             {
-                "site": settings.site,
+                "site": self.publisher.settings.site,
                 "t": translator(language),
                 "heading": heading,
                 "message": "",
@@ -74,27 +75,20 @@ class SubscriberPages:
         )
         return HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
 
-    def _invalid(self, language: str | None = None) -> HTMLResponse:
-        lang = language or self.publisher.settings.site.language
-        t = translator(normalise_language(lang, self.publisher.settings.site.language))
-        return self._page(400, lang, t("invalid_link_title"), message=t("invalid_link_text"))
-
-    def _list_name(self, slug: str) -> str:
-        for lst in self.publisher.settings.lists:
-            if lst.slug == slug:
-                return lst.name
-        return slug
+    def _invalid(self) -> HTMLResponse:
+        language = normalise_language(self.publisher.settings.site.language)
+        t = translator(language)
+        return self._page(400, language, t("invalid_link_title"), message=t("invalid_link_text"))
 
     async def unsubscribe(self, request: Request) -> Response:
         from publisher.subscriptions import unsubscribe_by_id
 
-        token = request.path_params["token"]
         try:
-            holder = await asyncio.to_thread(self._holder, token, "unsubscribe")
+            holder = await asyncio.to_thread(self._holder, request.path_params["token"], "unsubscribe")
         except PublisherError:
             return self._invalid()
-        t = translator(normalise_language(holder.language, self.publisher.settings.site.language))
-        list_name = self._list_name(holder.list_slug)
+        t = translator(holder.language)
+        list_name = self.list_names.get(holder.list_slug, holder.list_slug)
         if request.method == "GET":
             return self._page(
                 200,
@@ -105,15 +99,13 @@ class SubscriberPages:
                 address=holder.email,
             )
         body = (await request.body()).decode("utf-8", "replace")
-        method = "one-click" if "List-Unsubscribe=One-Click" in body else "web"
-        client = request.client.host if request.client else ""
         await asyncio.to_thread(
             unsubscribe_by_id,
             self.publisher.store,
             holder.subscriber_id,
             holder.list_slug,
-            method=method,
-            source=client,
+            method="one-click" if "List-Unsubscribe=One-Click" in body else "web",
+            source=request.client.host if request.client else "",
         )
         return self._page(
             200, holder.language, t("unsubscribed_title"), message=t("unsubscribed_text", list=list_name)
@@ -122,35 +114,36 @@ class SubscriberPages:
     async def preferences(self, request: Request) -> Response:
         from publisher.subscriptions import preferences, update_preferences
 
-        token = request.path_params["token"]
         try:
-            holder = await asyncio.to_thread(self._holder, token, "preferences")
+            holder = await asyncio.to_thread(self._holder, request.path_params["token"], "preferences")
         except PublisherError:
             return self._invalid()
         store = self.publisher.store
-        t = translator(normalise_language(holder.language, self.publisher.settings.site.language))
+        t = translator(holder.language)
         message = ""
         if request.method == "POST":
-            form = await request.form()
-            chosen = {str(v) for v in form.getlist("list")}
-            known = [lst.slug for lst in self.publisher.settings.lists]
+            chosen = {str(v) for v in (await request.form()).getlist("list")}
             current = await asyncio.to_thread(preferences, store, holder.subscriber_id)
-            # Only lists the subscriber was ever on are offered, so only those change.
-            choices = {slug: slug in chosen for slug in current if slug in known}
+            # Only configured lists the subscriber was ever on are offered, so only those change.
+            choices = {slug: slug in chosen for slug in current if slug in self.list_names}
             await asyncio.to_thread(
                 update_preferences,
                 store,
                 holder.subscriber_id,
                 choices,
                 source=request.client.host if request.client else "",
-                lists=known,
+                lists=list(self.list_names),
             )
             message = t("preferences_saved")
         statuses = await asyncio.to_thread(preferences, store, holder.subscriber_id)
         rows = [
-            {"slug": slug, "name": self._list_name(slug), "subscribed": str(status) == "confirmed"}
+            {
+                "slug": slug,
+                "name": self.list_names[slug],
+                "subscribed": status == SubscriptionStatus.CONFIRMED,
+            }
             for slug, status in statuses.items()
-            if any(lst.slug == slug for lst in self.publisher.settings.lists)
+            if slug in self.list_names
         ]
         return self._page(
             200,
