@@ -85,37 +85,52 @@ async def execute(publisher: Publisher, name: str, fire_time: datetime | None) -
 
     Scheduled runs, catch-ups and ``schedules run`` all come through here, so they are
     recorded and logged alike. A failure is recorded, logged and returned, never
-    raised: one bad run must not stop the daemon.
+    raised: one bad run must not stop the daemon. Store calls run in a thread: SQLite
+    may wait up to its 30 s busy timeout for a CLI import's write lock, and the web
+    server shares this event loop.
     """
     cfg = schedule_config(publisher.settings, name)
     runs = publisher.store.runs
-    run_id = runs.start(cfg.job, schedule=name, fire_time=fire_time, now=publisher.clock(), owner=_owner())
+    run_id = await asyncio.to_thread(
+        runs.start, cfg.job, schedule=name, fire_time=fire_time, now=publisher.clock(), owner=_owner()
+    )
     extra = {"job": cfg.job, "schedule": name, "run": run_id}
     log.info("schedule %s: %s started (fire time %s)", name, cfg.job, _show(fire_time), extra=extra)
     try:
         counts = await publisher.arun_job(cfg.job, schedule=name, fire_time=fire_time)
     except asyncio.CancelledError:
-        runs.finish(run_id, outcome=INTERRUPTED, now=publisher.clock(), error="cancelled at shutdown")
+        await asyncio.to_thread(
+            runs.finish, run_id, outcome=INTERRUPTED, now=publisher.clock(), error="cancelled at shutdown"
+        )
         log.error("schedule %s: %s cancelled at shutdown", name, cfg.job, extra=extra)
         raise
     except PublisherError as e:
-        _record_failure(publisher, run_id, str(e), extra)
+        await _record_failure(publisher, run_id, str(e), extra)
     except Exception as e:  # a bug in a job is recorded like a failure; the daemon goes on
         log.exception("schedule %s: %s crashed", name, cfg.job, extra=extra)
-        _record_failure(publisher, run_id, f"{type(e).__name__}: {e}", extra)
+        await _record_failure(publisher, run_id, f"{type(e).__name__}: {e}", extra)
     else:
-        runs.finish(run_id, outcome=OK, counts=_jsonable(counts), now=publisher.clock())
-        if fire_time is not None:
-            runs.record_fire(name, fire_time, publisher.clock())
+        await asyncio.to_thread(_record_success, publisher, run_id, name, fire_time, counts)
         level = logging.INFO if counts.get("ok", True) else logging.WARNING
         log.log(level, "schedule %s: %s finished: %s", name, cfg.job, _counts_text(counts), extra=extra)
-    found = runs.get(run_id)
+    found = await asyncio.to_thread(runs.get, run_id)
     assert found is not None
     return found
 
 
-def _record_failure(publisher: Publisher, run_id: int, error: str, extra: dict[str, Any]) -> None:
-    publisher.store.runs.finish(run_id, outcome=FAILED, error=error, now=publisher.clock())
+def _record_success(
+    publisher: Publisher, run_id: int, name: str, fire_time: datetime | None, counts: dict[str, Any]
+) -> None:
+    runs = publisher.store.runs
+    runs.finish(run_id, outcome=OK, counts=_jsonable(counts), now=publisher.clock())
+    if fire_time is not None:
+        runs.record_fire(name, fire_time, publisher.clock())
+
+
+async def _record_failure(publisher: Publisher, run_id: int, error: str, extra: dict[str, Any]) -> None:
+    await asyncio.to_thread(
+        publisher.store.runs.finish, run_id, outcome=FAILED, error=error, now=publisher.clock()
+    )
     log.error("schedule %s: %s failed: %s", extra["schedule"], extra["job"], error, extra=extra)
 
 
@@ -211,15 +226,18 @@ class ScheduleRunner:
         self._poller: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Mark orphaned runs, add every schedule's job, start, then catch up what was missed."""
+        """Mark orphaned runs, add every schedule's job, start, then catch up what was missed.
+
+        Store calls run in a thread, like :func:`execute`'s, to keep the web responsive.
+        """
         now = self.publisher.clock()
-        self._close_orphans(now)
+        await asyncio.to_thread(self._close_orphans, now)
         self.scheduler.start()
         for name in self.publisher.settings.schedules:
             self._add_job(name)
-        self._apply_paused(self.publisher.store.runs.states())
+        self._apply_paused(await asyncio.to_thread(self.publisher.store.runs.states))
         for name in self.publisher.settings.schedules:
-            fire = missed_fire_time(self.publisher, name, now)
+            fire = await asyncio.to_thread(missed_fire_time, self.publisher, name, now)
             if fire is not None:
                 log.info(
                     "schedule %s: catching up the fire time %s missed while stopped", name, fire.isoformat()
@@ -272,7 +290,7 @@ class ScheduleRunner:
         """Run once per fire time: one at a time per schedule, skipping what is handled or paused."""
         lock = self.busy.setdefault(name, asyncio.Lock())
         async with lock:
-            state = self.publisher.store.runs.state(name)
+            state = await asyncio.to_thread(self.publisher.store.runs.state, name)
             if state is not None and state.paused:
                 log.info("schedule %s is paused; fire time %s skipped", name, fire.isoformat())
                 return
@@ -286,7 +304,7 @@ class ScheduleRunner:
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
-                self._apply_paused(self.publisher.store.runs.states())
+                self._apply_paused(await asyncio.to_thread(self.publisher.store.runs.states))
             except (SQLAlchemyError, PublisherError) as e:
                 log.warning("cannot read schedule state: %s", e)
 
