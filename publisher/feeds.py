@@ -37,7 +37,6 @@ from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 import feedgen
-import jinja2
 import nh3
 from feedgen.feed import FeedGenerator
 from markupsafe import Markup
@@ -427,23 +426,6 @@ def _preferred(files: Sequence[FeedFile]) -> FeedFile:
 # -- index.html ---------------------------------------------------------------------
 
 
-def template_environment(settings: Settings) -> jinja2.Environment:
-    """The shared environment: the admin's override folder first, then ``templates/``.
-
-    Sandboxed, because an admin may replace index.html.j2 with a template of their own.
-    Kept per process: compiling the template again on every build would cost more than
-    the rest of a one-new-item rebuild (Jinja2 still reloads a template edited on disk).
-    """
-    key = (settings.templates.path, settings.site.timezone, settings.site.language)
-    env = _ENVIRONMENTS.get(key)
-    if env is None:
-        env = _ENVIRONMENTS[key] = make_environment(settings, sandboxed=True)
-    return env
-
-
-_ENVIRONMENTS: dict[tuple[Path | None, str, str], jinja2.Environment] = {}
-
-
 @dataclass(frozen=True, slots=True)
 class _IndexEntry:
     title: str
@@ -470,7 +452,9 @@ def render_index(settings: Settings, site: _Site, channels: Sequence[Channel]) -
         "feeds": [f for ch in channels for f in ch.files],
         "opml_url": f"{site.root}feeds.opml",
     }
-    return render_template(template_environment(settings), INDEX_TEMPLATE, context).encode("utf-8")
+    return render_template(make_environment(settings, sandboxed=True), INDEX_TEMPLATE, context).encode(
+        "utf-8"
+    )
 
 
 def _index_entry(site: _Site, item: Item) -> _IndexEntry:

@@ -32,7 +32,23 @@ DEFAULT_PREFIX = "default"
 
 
 def make_environment(settings: Settings, *, sandboxed: bool) -> jinja2.Environment:
-    """An environment searching the admin's folder, then the built-ins (also as ``default:``)."""
+    """An environment searching the admin's folder, then the built-ins (also as ``default:``).
+
+    Kept per process and configuration: compiled templates are reused by every build,
+    issue and page (Jinja2 still reloads a template edited on disk). Nothing changes an
+    environment after it is made, so sharing one is safe.
+    """
+    key = (settings.templates.path, settings.site.timezone, settings.site.language, sandboxed)
+    env = _ENVIRONMENTS.get(key)
+    if env is None:
+        env = _ENVIRONMENTS[key] = _build_environment(settings, sandboxed=sandboxed)
+    return env
+
+
+_ENVIRONMENTS: dict[tuple[Path | None, str, str, bool], jinja2.Environment] = {}
+
+
+def _build_environment(settings: Settings, *, sandboxed: bool) -> jinja2.Environment:
     builtin = jinja2.FileSystemLoader(BUILTIN_TEMPLATES)
     search = [BUILTIN_TEMPLATES]
     if settings.templates.path is not None:
