@@ -201,13 +201,17 @@ def test_pause_and_resume_are_obeyed_within_the_poll_interval(make_settings: Mak
         await runner.start()
         try:
             await _wait_for(lambda: len(publisher.calls) >= 1, 5)
+            assert runner.next_run_times()["tick"] is not None
             pause(admin, "tick")
-            await asyncio.sleep(0.5)  # the poll applies it; a run already started may finish
+            # The poll pauses the APScheduler job itself (what `schedules list` reflects).
+            await _wait_for(lambda: runner.next_run_times()["tick"] is None, 1)
+            await asyncio.sleep(0.2)  # a run already started may finish
             paused_at = len(publisher.calls)
             await asyncio.sleep(2.5)
             during_pause = len(publisher.calls) - paused_at
             assert [i.paused for i in schedules_overview(admin)] == [True]
             resume(admin, "tick")
+            await _wait_for(lambda: runner.next_run_times()["tick"] is not None, 1)
             resumed_at = len(publisher.calls)
             await _wait_for(lambda: len(publisher.calls) > resumed_at, 3)
             return paused_at, during_pause, len(publisher.calls) - resumed_at
