@@ -32,7 +32,6 @@ from publisher.scheduler import (
     ScheduleRunner,
     next_runs,
     scheduler_lock,
-    timezone_name,
     trigger_text,
 )
 from publisher.store import Store
@@ -78,7 +77,7 @@ def banner(publisher: Publisher, now: datetime) -> list[str]:
     for name, cfg in settings.schedules.items():
         upcoming = next_runs(settings, name, now, 1)
         when = upcoming[0].isoformat() if upcoming else "never"
-        zone = timezone_name(settings, name)
+        zone = settings.schedule_timezone(name).key
         lines.append(f"schedule {name}: {cfg.job}, {trigger_text(cfg)} ({zone}); next run {when}")
     if not settings.schedules:
         lines.append("no [schedules.*] configured: nothing will run by itself")

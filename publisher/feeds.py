@@ -46,6 +46,8 @@ from publisher.errors import PublisherError
 from publisher.models import Item
 from publisher.store import Store
 from publisher.templating import html_to_text, make_environment, render_template
+from publisher.text import XML_UNSAFE
+from publisher.text import xml_safe as clean_text
 
 INDEX_TEMPLATE = "web/index.html.j2"
 
@@ -69,7 +71,6 @@ _ID_NAMESPACE = uuid.UUID("6f1b3c0e-8c2a-5d4e-9b7a-2f4e1d0c3b5a")
 
 # Characters XML 1.0 cannot carry (lxml refuses them) and the C1 controls and U+FFFD
 # that the W3C validator flags as "bad characters"; tab, LF and CR stay.
-_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd\ufffe\uffff\ud800-\udfff]")
 _TAG_URI = re.compile(
     r"^tag:[a-z0-9.-]+(?:@[a-z0-9.-]+)?,\d{4}(?:-\d{2}(?:-\d{2})?)?:[^\s<>\"{}|\\^`]*$", re.IGNORECASE
 )
@@ -214,11 +215,6 @@ def _channel(settings: Settings, site: _Site, store: Store, category: CategoryCo
 # -- small helpers shared by the renderers ------------------------------------------
 
 
-def clean_text(text: str | None) -> str:
-    """Drop characters that XML cannot carry or that validators flag."""
-    return _BAD_CHARS.sub("", text or "")
-
-
 def absolute(site: _Site, url: str) -> str:
     """Resolve a possibly relative URL against the site root; readers need absolute ones."""
     return urljoin(site.root, clean_text(url).strip())
@@ -232,7 +228,7 @@ def atom_id(item_id: str) -> str:
 
 
 def _is_iri(value: str) -> bool:
-    if _URI_UNSAFE.search(value) or _BAD_CHARS.search(value):
+    if _URI_UNSAFE.search(value) or XML_UNSAFE.search(value):
         return False
     scheme, _, rest = value.partition(":")
     scheme = scheme.lower()

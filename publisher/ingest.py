@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from email.utils import parsedate_to_datetime
@@ -27,9 +26,9 @@ from publisher.errors import ItemError, SourceError
 from publisher.models import Item, RawItem, SourceResult
 from publisher.sources import AnySourceConfig, fetch_source
 from publisher.store import Store
+from publisher.text import xml_safe
 
 # Characters XML 1.0 forbids (feedgen/lxml raise on them), plus DEL.
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 _SUMMARY_LIMIT = 500
 
 ALLOWED_TAGS = nh3.ALLOWED_TAGS - {
@@ -301,20 +300,20 @@ class ItemCleaner:
             key = "date" if name == "published" else name
             raise ItemError(
                 raw.origin,
-                f"{key} {_clean_text(str(value))!r} is not a date I can read: "
+                f"{key} {xml_safe(str(value))!r} is not a date I can read: "
                 "write ISO 8601, e.g. 2020-07-15 or 2020-07-15T09:30:00+02:00",
             )
         return parsed
 
     def _content(self, raw: RawItem, link: str) -> str:
-        text = _clean_text(raw.content or "").strip()
+        text = xml_safe(raw.content or "").strip()
         if not text:
             return ""
         rendered = _markdown.render(text) if raw.content_type == "markdown" else text
         return sanitize(rendered, link).strip()
 
     def _summary(self, raw: RawItem, content: str, link: str) -> str:
-        text = _clean_text(raw.summary or "").strip()
+        text = xml_safe(raw.summary or "").strip()
         if not text:
             return first_paragraph(content)
         rendered = _markdown.renderInline(text) if raw.content_type == "markdown" else text
@@ -421,12 +420,8 @@ def canonical_link(link: str) -> str:
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, ""))
 
 
-def _clean_text(text: str) -> str:
-    return _XML_INVALID.sub("", text)
-
-
 def _one_line(text: str | None) -> str:
     """Trimmed single-line text without XML-invalid characters ('' when absent)."""
     if text is None:
         return ""
-    return " ".join(_clean_text(str(text)).split())
+    return " ".join(xml_safe(str(text)).split())

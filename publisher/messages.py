@@ -54,6 +54,7 @@ from publisher.errors import ConfigError, IssueError, MailError, SubscriberError
 from publisher.i18n import normalise_language, translate
 from publisher.models import Item, Subscriber
 from publisher.templating import make_environment, render_string, render_template, translator
+from publisher.text import CONTROL
 from publisher.tokens import make_token
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,6 @@ _NAME_MAX = 200  # characters of a display name kept in headers; keeps lines far
 _PERSONAL = ("NAME", "EMAIL", "GREETING", "UNSUB", "PREFS")
 _BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>()\[\]\\,;:\"]")
 _QP_SAFE = re.compile(r"[\x20-\x3c\x3e-\x7e]*")  # printable ASCII but "=": literal in QP
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +387,7 @@ def group_items(settings: Settings, items: list[Item], language: str) -> list[Ca
 
 def clean_header_text(value: str) -> str:
     """One line of text fit for a header: control characters become spaces, runs collapse."""
-    return " ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", value)).split())
+    return " ".join(CONTROL.sub(" ", unicodedata.normalize("NFC", value)).split())
 
 
 def check_address(address: str) -> str:

@@ -79,14 +79,17 @@ def make_trigger(cfg: ScheduleConfig, tz: ZoneInfo) -> BaseTrigger:
     )
 
 
-def schedule_trigger(settings: Settings, name: str) -> BaseTrigger:
+def schedule_config(settings: Settings, name: str) -> ScheduleConfig:
+    """The config of schedule ``name``; an unknown name is a SchedulerError naming the known."""
     try:
-        cfg = settings.schedules[name]
-    except KeyError as e:
-        raise SchedulerError(
-            f"unknown schedule {name!r}; configured schedules: {sorted(settings.schedules)}"
-        ) from e
-    return make_trigger(cfg, settings.schedule_timezone(name))
+        return settings.schedules[name]
+    except KeyError:
+        known = ", ".join(sorted(settings.schedules)) or "none configured"
+        raise SchedulerError(f"unknown schedule {name!r}; known schedules: {known}") from None
+
+
+def schedule_trigger(settings: Settings, name: str) -> BaseTrigger:
+    return make_trigger(schedule_config(settings, name), settings.schedule_timezone(name))
 
 
 def next_fire_times(trigger: BaseTrigger, after: datetime, count: int) -> list[datetime]:

@@ -29,7 +29,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from publisher.app import Publisher
 from publisher.config import ScheduleConfig, Settings, parse_duration
 from publisher.errors import PublisherError, SchedulerError
-from publisher.periods import next_fire_times, previous_fire_time, schedule_trigger
+from publisher.periods import (
+    next_fire_times,
+    previous_fire_time,
+    schedule_config as schedule_config,  # re-exported: the CLI looks schedules up here too
+    schedule_trigger,
+)
 from publisher.store import Store
 from publisher.store.runs import FAILED, INTERRUPTED, OK, JobRun, ScheduleState
 
@@ -46,21 +51,8 @@ DEFAULT_POLL_SECONDS = 2.0
 # -- looking up schedules ------------------------------------------------------------
 
 
-def schedule_config(settings: Settings, name: str) -> ScheduleConfig:
-    """The config of schedule ``name``; an unknown name is a SchedulerError naming the known."""
-    try:
-        return settings.schedules[name]
-    except KeyError:
-        known = ", ".join(sorted(settings.schedules)) or "none configured"
-        raise SchedulerError(f"unknown schedule {name!r}; known schedules: {known}") from None
-
-
 def trigger_text(cfg: ScheduleConfig) -> str:
     return f"every {cfg.every}" if cfg.every is not None else f"cron {cfg.cron}"
-
-
-def timezone_name(settings: Settings, name: str) -> str:
-    return settings.schedules[name].timezone or settings.site.timezone
 
 
 def fire_time_at(settings: Settings, name: str, now: datetime) -> datetime | None:
@@ -487,7 +479,7 @@ def schedules_overview(publisher: Publisher, now: datetime | None = None) -> lis
                 name=name,
                 job=cfg.job,
                 trigger=trigger_text(cfg),
-                timezone=timezone_name(publisher.settings, name),
+                timezone=publisher.settings.schedule_timezone(name).key,
                 next_runs=next_runs(publisher.settings, name, now),
                 last_run=last.get(name),
                 paused=bool(state and state.paused),

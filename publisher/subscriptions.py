@@ -38,6 +38,7 @@ from publisher.store.subscribers import (
     SubscriberRecord,
     SubscriptionEvent,
 )
+from publisher.text import CONTROL
 
 __all__ = [
     "ImportReport",
@@ -74,7 +75,6 @@ EXPORT_COLUMNS = (
 # Columns an export writes that an import reads as state, not as attributes.
 _STATE_COLUMNS = frozenset({"status", "consent_at", "consent_method", "consent_source"})
 # C0, DEL, C1 and the Unicode line/paragraph separators: all can break a header line.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # RFC 5322 dot-atom of ASCII atext: the local parts email-validator accepts unchanged.
 _PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _LOCAL_MAX_LENGTH = 64
@@ -99,7 +99,7 @@ class ImportReport:
 
 
 def _control_char_reason(what: str, value: str) -> str | None:
-    found = _CONTROL.search(value)
+    found = CONTROL.search(value)
     if found is None:
         return None
     return (
