@@ -46,12 +46,12 @@ __all__ = [
     "SubscriberRecord",
     "SubscriptionEvent",
     "add",
+    "check_language",
     "confirm_by_id",
     "export_csv",
     "forget",
     "import_csv",
     "normalise_address",
-    "normalise_language",
     "preferences",
     "remove",
     "set_status",
@@ -158,7 +158,7 @@ def _plain_address(address: str) -> str | None:
     return f"{local}@{verdict[0]}"
 
 
-def normalise_language(raw: str | None, default: str, *, where: str = "") -> str:
+def check_language(raw: str | None, default: str, *, where: str = "") -> str:
     """Reduce a language tag to its primary subtag (``en-GB`` -> ``en``); empty -> ``default``."""
     value = (raw or "").strip()
     if not value:
@@ -182,7 +182,7 @@ def _now() -> datetime:
 
 
 def _site_language(settings: Settings) -> str:
-    return normalise_language(settings.site.language, "en")
+    return check_language(settings.site.language, "en")
 
 
 # -- CSV import -----------------------------------------------------------------------
@@ -249,7 +249,7 @@ def _parse_row(values: list[str], columns: _Columns, where: str) -> ImportRow:
     return ImportRow(
         email=normalise_address(_cell(values, columns.email), where=where),
         name=check_name(_cell(values, columns.name), where=where) or None,
-        language=normalise_language(_cell(values, columns.language), "", where=where) or None,
+        language=check_language(_cell(values, columns.language), "", where=where) or None,
         attributes=attributes,
         status=_row_status(_cell(values, columns.status), where),
     )
@@ -397,7 +397,7 @@ def add(
     settings.list_config(list_slug)
     address = normalise_address(email)
     clean_name = check_name(name)
-    lang = normalise_language(language, _site_language(settings)) if language else None
+    lang = check_language(language, _site_language(settings)) if language else None
     consent = Consent(at=_now(), method=method, source=source)
     subscribers = store.subscribers
     subscriber_id = subscribers.find_id(address)
@@ -586,7 +586,7 @@ def subscribe(
     settings.list_config(list_slug)
     address = normalise_address(email)
     clean_name = check_name(name)
-    lang = normalise_language(language, _site_language(settings))
+    lang = check_language(language, _site_language(settings))
     consent = Consent(at=_now(), method="web", source=source)
     subscribers = store.subscribers
     subscriber_id = subscribers.find_id(address)
