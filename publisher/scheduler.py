@@ -29,12 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from publisher.app import Publisher
 from publisher.config import ScheduleConfig, Settings, parse_duration
 from publisher.errors import PublisherError, SchedulerError
-from publisher.periods import (
-    next_fire_times,
-    previous_fire_time,
-    schedule_config as schedule_config,  # re-exported: the CLI looks schedules up here too
-    schedule_trigger,
-)
+from publisher.periods import next_fire_times, previous_fire_time, schedule_trigger
+from publisher.periods import schedule_config as schedule_config  # re-exported for the CLI
 from publisher.store import Store
 from publisher.store.runs import FAILED, INTERRUPTED, OK, JobRun, ScheduleState
 
