@@ -33,10 +33,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "manage_preferences": "Manage preferences",
         "why_you_receive": "You receive this email because you subscribed to {list} from {site}.",
         "sent_by": "Sent by {sender}",
-        "confirm_subject": "Please confirm your subscription to {list}",
-        "confirm_intro": "Please confirm that you want to receive {list} from {site}.",
-        "confirm_button": "Confirm my subscription",
-        "confirm_ignore": "If you did not ask for this, ignore this email: you will not be subscribed.",
         # subscription pages
         "unsubscribe_question": "Unsubscribe from {list}?",
         "unsubscribe_button": "Unsubscribe",
@@ -49,7 +45,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "language": "Language",
         "categories": "Topics",
         "save": "Save",
-        "subscription_confirmed": "Your subscription is confirmed.",
     },
     "fr": {
         "greeting": "Bonjour {name},",
@@ -62,10 +57,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "manage_preferences": "Gérer mes préférences",
         "why_you_receive": "Vous recevez ce courriel car vous êtes abonné à {list} de {site}.",
         "sent_by": "Envoyé par {sender}",
-        "confirm_subject": "Veuillez confirmer votre abonnement à {list}",
-        "confirm_intro": "Veuillez confirmer que vous souhaitez recevoir {list} de {site}.",
-        "confirm_button": "Confirmer mon abonnement",
-        "confirm_ignore": "Si vous n’avez rien demandé, ignorez ce courriel : vous ne serez pas abonné.",
         "unsubscribe_question": "Se désabonner de {list} ?",
         "unsubscribe_button": "Se désabonner",
         "unsubscribed_title": "Vous êtes désabonné",
@@ -79,7 +70,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "language": "Langue",
         "categories": "Thèmes",
         "save": "Enregistrer",
-        "subscription_confirmed": "Votre abonnement est confirmé.",
     },
     "es": {
         "greeting": "Hola, {name}:",
@@ -92,10 +82,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "manage_preferences": "Gestionar preferencias",
         "why_you_receive": "Recibe este correo porque se suscribió a {list} de {site}.",
         "sent_by": "Enviado por {sender}",
-        "confirm_subject": "Confirme su suscripción a {list}",
-        "confirm_intro": "Confirme que desea recibir {list} de {site}.",
-        "confirm_button": "Confirmar mi suscripción",
-        "confirm_ignore": "Si no lo ha solicitado, ignore este correo: no quedará suscrito.",
         "unsubscribe_question": "¿Darse de baja de {list}?",
         "unsubscribe_button": "Darme de baja",
         "unsubscribed_title": "Se ha dado de baja",
@@ -107,7 +93,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "language": "Idioma",
         "categories": "Temas",
         "save": "Guardar",
-        "subscription_confirmed": "Su suscripción está confirmada.",
     },
 }
 

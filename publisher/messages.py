@@ -36,8 +36,6 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import Header
-from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from typing import Any
@@ -321,43 +319,6 @@ def render_subject(
     when = now or datetime.now(settings.site.tz)
     context = _base_context(settings, list_cfg, groups, period_label, language, when)
     return _subject(make_environment(settings, sandboxed=True), list_cfg, context)
-
-
-def build_confirmation(
-    settings: Settings,
-    list_cfg: ListConfig,
-    subscriber: Subscriber,
-    *,
-    confirm_url: str,
-    now: datetime,
-    signer: DkimSigner | None = None,
-) -> tuple[str, bytes]:
-    """The double opt-in request for one address: (Message-ID, message bytes with CRLF).
-
-    One message per sign-up is no hot path, so it is built with ``EmailMessage``. It
-    carries no List-Unsubscribe: the address is not on the list until it confirms.
-    """
-    language = normalise_language(subscriber.language, settings.site.language)
-    context = _base_context(settings, list_cfg, [], "", language, now)
-    subject = clean_header_text(translate("confirm_subject", language, list=list_cfg.name))
-    context.update(subject=subject, confirm_url=confirm_url)
-    env = make_environment(settings, sandboxed=True)
-    text = render_template(env, "email/confirm.txt.j2", context)
-    html_doc = _inline_css(render_template(env, "email/confirm.html.j2", context), "email/confirm.html.j2")
-    message_id = f"<confirm.{subscriber.id}.{secrets.token_hex(8)}@{list_cfg.sender_domain}>"
-    message = EmailMessage(policy=email.policy.SMTP)
-    sender_name, sender_address = parseaddr(list_cfg.sender)
-    message["From"] = Address(clean_header_text(sender_name), addr_spec=check_address(sender_address))
-    name = clean_header_text(subscriber.name)[:_NAME_MAX]
-    message["To"] = Address(name, addr_spec=check_address(subscriber.email))
-    message["Subject"] = subject
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = message_id
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text, cte="quoted-printable")
-    message.add_alternative(html_doc, subtype="html", cte="quoted-printable")
-    data = message.as_bytes()
-    return message_id, signer.sign(data) if signer else data
 
 
 def _subject(env: jinja2.Environment, list_cfg: ListConfig, context: dict[str, Any]) -> str:

@@ -47,7 +47,6 @@ __all__ = [
     "SubscriptionEvent",
     "add",
     "check_language",
-    "confirm_by_id",
     "export_csv",
     "forget",
     "import_csv",
@@ -56,7 +55,6 @@ __all__ = [
     "remove",
     "set_status",
     "show",
-    "subscribe",
     "subscriber_secret",
     "unsubscribe_by_id",
     "update_preferences",
@@ -501,7 +499,7 @@ def set_status(
     ``list_slug`` None applies it to every list of the subscriber (a hard bounce).
     An existing suppression is kept, except that a complaint replaces it: complaints
     are what a sender must be able to prove it honoured. Only suppressions can be set
-    here; subscribing takes consent (``add``, ``update_preferences``, ``confirm_by_id``).
+    here; subscribing takes consent (``add``, ``update_preferences``).
     """
     status = SubscriptionStatus(status)
     if status not in SUPPRESSED:
@@ -563,53 +561,3 @@ def update_preferences(
         else:
             _unsubscribe(store, subscriber_id, slug, consent)
     return store.subscribers.statuses(subscriber_id)
-
-
-def subscribe(
-    store: Store,
-    settings: Settings,
-    list_slug: str,
-    email: str,
-    name: str = "",
-    language: str | None = None,
-    *,
-    source: str = "",
-) -> Subscriber:
-    """Record a sign-up from the web form as pending (double opt-in); nothing is lifted.
-
-    The returned status tells the caller what to do: ``pending`` (or ``unsubscribed``)
-    -> send the confirmation message, whose link calls :func:`confirm_by_id`;
-    ``confirmed`` -> nothing to do; ``bounced``/``complained`` -> send nothing. A
-    forgotten address is signed up afresh. The page should say the same in every case,
-    so that the form does not reveal who is subscribed.
-    """
-    settings.list_config(list_slug)
-    address = normalise_address(email)
-    clean_name = check_name(name)
-    lang = check_language(language, _site_language(settings))
-    consent = Consent(at=_now(), method="web", source=source)
-    subscribers = store.subscribers
-    subscriber_id = subscribers.find_id(address)
-    if subscriber_id is None:
-        subscriber_id = subscribers.create(address, clean_name, lang, {}, consent.at)
-    elif subscribers.is_forgotten(subscriber_id):
-        subscribers.update_details(subscriber_id, email=address, name=clean_name, language=lang)
-    if subscribers.statuses(subscriber_id).get(list_slug) is None:
-        subscribers.change_status(subscriber_id, list_slug, SubscriptionStatus.PENDING, consent=consent)
-    return _subscriber(store, subscriber_id, list_slug)
-
-
-def confirm_by_id(store: Store, subscriber_id: int, list_slug: str, *, source: str = "") -> bool:
-    """Confirm a sign-up from the link in the confirmation message; False if already confirmed.
-
-    Following the link is the subscriber's own, fresh consent (method "double-opt-in"),
-    so it also lifts an earlier unsubscribe, but never a bounce or a complaint.
-    """
-    _require(store, subscriber_id)
-    status = store.subscribers.statuses(subscriber_id).get(list_slug)
-    if status in (SubscriptionStatus.BOUNCED, SubscriptionStatus.COMPLAINED):
-        return False
-    consent = Consent(at=_now(), method="double-opt-in", source=source)
-    return store.subscribers.change_status(
-        subscriber_id, list_slug, SubscriptionStatus.CONFIRMED, consent=consent, lift_suppression=True
-    )

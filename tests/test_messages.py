@@ -30,7 +30,6 @@ from publisher.messages import (
     GMAIL_CLIP_BYTES,
     DkimSigner,
     RenderedIssue,
-    build_confirmation,
     group_items,
     render_issue,
     render_subject,
@@ -576,28 +575,6 @@ def test_unusable_dkim_key_is_a_config_error(tmp_path: Path) -> None:
 
 
 # -- double opt-in -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("language", "subject", "button"),
-    [
-        ("en", "Please confirm your subscription to Weekly digest", "Confirm my subscription"),
-        ("fr-CH", "Veuillez confirmer votre abonnement à Weekly digest", "Confirmer mon abonnement"),
-        ("es", "Confirme su suscripción a Weekly digest", "Confirmar mi suscripción"),
-    ],
-)
-def test_confirmation_request(settings: Settings, language: str, subject: str, button: str) -> None:
-    url = "http://127.0.0.1:8080/confirm/TOKEN123"
-    subscriber = make_subscriber(language=language, name="Eve\r\nBcc: x@evil.example")
-    message_id, data = build_confirmation(settings, settings.lists[0], subscriber, confirm_url=url, now=NOW)
-    message = parse(data)
-    assert message["Subject"] == subject and message["Message-ID"] == message_id
-    assert message_id.endswith("@example.org>") and message["Bcc"] is None
-    assert message["To"].addresses[0].display_name == "Eve Bcc: x@evil.example"
-    assert message["List-Unsubscribe"] is None  # not on the list until confirmed
-    text, html = parts(message)
-    assert url in text and f'href="{url}"' in html and button in html and button in text
-    assert re.search(rb"(?<!\r)\n", data) is None
 
 
 # -- real browser ---------------------------------------------------------------------

@@ -416,24 +416,3 @@ def test_preferences_update(store: Store, settings: Settings) -> None:
         subs.update_preferences(store, ana.id, {"monthly": True}, lists=slugs)
     assert subs.update_preferences(store, ana.id, {"weekly": True}) == new  # nothing changes, no event
     assert len(subs.show(store, "ana@example.org").events) == len(record.events)
-
-
-def test_web_signup_is_pending_until_confirmed(store: Store, settings: Settings) -> None:
-    pending = subs.subscribe(store, settings, "weekly", "ana@example.org", "Ana", "fr", source="192.0.2.7")
-    assert pending.status is SubscriptionStatus.PENDING
-    assert store.subscribers.confirmed("weekly") == []
-    assert subs.subscribe(store, settings, "weekly", "ana@example.org").status is SubscriptionStatus.PENDING
-    assert subs.confirm_by_id(store, pending.id, "weekly", source="192.0.2.8")
-    assert not subs.confirm_by_id(store, pending.id, "weekly")
-    (weekly,) = subs.show(store, "ana@example.org").lists
-    assert (weekly.status, weekly.consent_method, weekly.consent_source) == (
-        "confirmed",
-        "double-opt-in",
-        "192.0.2.8",
-    )
-    subs.set_status(store, pending.id, "weekly", SubscriptionStatus.COMPLAINED, "abuse report")
-    assert (
-        subs.subscribe(store, settings, "weekly", "ana@example.org").status is SubscriptionStatus.COMPLAINED
-    )
-    assert not subs.confirm_by_id(store, pending.id, "weekly")
-    assert statuses(store, "ana@example.org") == {"weekly": "complained"}
