@@ -28,11 +28,11 @@ from publisher.config import Settings, load_config
 from publisher.errors import ConfigError, PublisherError
 from publisher.scheduler import (
     DEFAULT_POLL_SECONDS,
+    ScheduleInfo,
     SchedulerLock,
     ScheduleRunner,
-    next_runs,
     scheduler_lock,
-    trigger_text,
+    schedules_overview,
 )
 from publisher.store import Store
 from publisher.web.app import create_app
@@ -72,17 +72,21 @@ def outbox_text(settings: Settings) -> str:
 
 def banner(publisher: Publisher, now: datetime) -> list[str]:
     """The first lines an admin sees: where the feeds are, what runs next, where mail goes."""
-    settings = publisher.settings
     lines = ["feeds:"] + [f"  {url}" for url in publisher.feed_urls()]
-    for name, cfg in settings.schedules.items():
-        upcoming = next_runs(settings, name, now, 1)
-        when = upcoming[0].isoformat() if upcoming else "never"
-        zone = settings.schedule_timezone(name).key
-        lines.append(f"schedule {name}: {cfg.job}, {trigger_text(cfg)} ({zone}); next run {when}")
-    if not settings.schedules:
+    for info in schedules_overview(publisher, now):
+        lines.append(
+            f"schedule {info.name}: {info.job}, {info.trigger} ({info.timezone}); next run {_next_run(info)}"
+        )
+    if not publisher.settings.schedules:
         lines.append("no [schedules.*] configured: nothing will run by itself")
-    lines.append(outbox_text(settings))
+    lines.append(outbox_text(publisher.settings))
     return lines
+
+
+def _next_run(info: ScheduleInfo) -> str:
+    if info.paused:
+        return "paused"
+    return info.next_runs[0].isoformat() if info.next_runs else "never"
 
 
 class Daemon:
@@ -198,9 +202,12 @@ class Daemon:
 
     async def _schedule_when_locked(self) -> None:
         announced = False
+        first = True  # the banner has just shown the next runs; do not repeat them
         while not self.stopping.is_set():
             if self.runner is None:
-                if await self._try_start():
+                started = await self._try_start(log_next_runs=not first)
+                first = False
+                if started:
                     announced = False
                 elif not announced:
                     log.warning(
@@ -212,7 +219,7 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), self.lock_retry)
 
-    async def _try_start(self) -> bool:
+    async def _try_start(self, *, log_next_runs: bool = True) -> bool:
         try:
             got = self.lock.acquire()
         except PublisherError as e:
@@ -226,8 +233,9 @@ class Daemon:
         log.info(
             "scheduling %d schedule(s) (%s)", len(self.publisher.settings.schedules), self.lock.description
         )
-        for name, when in runner.next_run_times().items():
-            log.info("schedule %s: next run %s", name, when.isoformat() if when else "paused")
+        if log_next_runs:
+            for name, when in runner.next_run_times().items():
+                log.info("schedule %s: next run %s", name, when.isoformat() if when else "paused")
         return True
 
     # -- SIGHUP -----------------------------------------------------------------------------

@@ -184,6 +184,8 @@ def test_first_lines_say_where_feeds_schedules_and_mail_are(
     assert f"http://127.0.0.1:{port}/feeds/all.atom.xml" in text
     assert "schedule weekly: digest, cron 0 9 * * mon (Europe/Zurich); next run " in text
     assert f"messages go to the Maildir {tmp_path / 'outbox'}" in text
+    daemon.wait_log("scheduling 1 schedule(s)")
+    assert daemon.log.count("next run") == 1  # the banner says it; the scheduler start does not repeat it
     assert daemon.stop()[0] == 0
 
 
