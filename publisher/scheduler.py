@@ -178,8 +178,6 @@ def orphaned_runs(publisher: Publisher) -> list[JobRun]:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -451,10 +449,6 @@ class ScheduleInfo:
     next_runs: list[datetime]
     last_run: JobRun | None
     paused: bool
-
-    @property
-    def last_run_time(self) -> datetime | None:
-        return self.last_run.started if self.last_run else None
 
     @property
     def last_outcome(self) -> str | None:

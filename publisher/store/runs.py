@@ -55,18 +55,8 @@ def _state(row: Row[Any]) -> ScheduleState:
 
 
 def _run(row: Row[Any]) -> JobRun:
-    m = row._mapping
-    return JobRun(
-        id=m["id"],
-        schedule=m["schedule"],
-        job=m["job"],
-        fire_time=m["fire_time"],
-        started=m["started"],
-        ended=m["ended"],
-        outcome=m["outcome"],
-        counts=dict(m["counts"] or {}),
-        error=m["error"],
-    )
+    """The job_runs columns are JobRun's fields, one for one."""
+    return JobRun(**{**row._mapping, "counts": dict(row._mapping["counts"] or {})})
 
 
 class RunStore:
