@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from publisher.app import Publisher
 from publisher.config import Settings, load_config
 from publisher.daemon import Daemon as DaemonProcess
 from publisher.store import Store
+from tests.smtp_server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -48,12 +48,6 @@ path = "outbox"
 
 {schedules}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(path: Path, port: int, db: Path, schedules: str) -> None:
