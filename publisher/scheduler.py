@@ -226,8 +226,9 @@ class ScheduleRunner:
             fire = await asyncio.to_thread(missed_fire_time, self.publisher, name, now)
             if fire is not None:
                 log.info(
-                    "schedule %s: catching up the fire time %s missed while stopped", name, fire.isoformat()
-                )
+                    "schedule %s: catching up the fire time %s missed while stopped", name, fire.isoformat(),
+                    extra={"schedule": name, "job": self.publisher.settings.schedules[name].job},
+                )  # fmt: skip
                 self._spawn(self.run(name, fire))
         self._poller = asyncio.create_task(self._poll_paused())
 
@@ -236,8 +237,9 @@ class ScheduleRunner:
         self.publisher.store.runs.mark_interrupted([r.id for r in orphans], now)
         for r in orphans:
             log.warning(
-                "run %d (%s) was left running by a process that ended: marked interrupted", r.id, r.job
-            )
+                "run %d (%s) was left running by a process that ended: marked interrupted", r.id, r.job,
+                extra={"schedule": r.schedule, "job": r.job, "run": r.id},
+            )  # fmt: skip
 
     def _add_job(self, name: str) -> None:
         cfg = schedule_config(self.publisher.settings, name)
@@ -302,7 +304,10 @@ class ScheduleRunner:
                 log.info("schedule %s paused", job.id, extra={"schedule": job.id})
             elif not paused and job.next_run_time is None:
                 job.resume()
-                log.info("schedule %s resumed; next run %s", job.id, _show(job.next_run_time))
+                log.info(
+                    "schedule %s resumed; next run %s", job.id, _show(job.next_run_time),
+                    extra={"schedule": job.id},
+                )  # fmt: skip
 
     def next_run_times(self) -> dict[str, datetime | None]:
         return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}

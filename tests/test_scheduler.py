@@ -101,13 +101,18 @@ def test_first_start_sends_nothing(daily: Settings) -> None:
     assert state is not None and state.first_seen == clock.now
 
 
-def test_missed_fire_within_catch_up_is_sent_once_with_its_fire_time(daily: Settings) -> None:
+def test_missed_fire_within_catch_up_is_sent_once_with_its_fire_time(
+    daily: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = FakeClock(zurich(2026, 5, 4, 8, 0))
     publisher = RecordingPublisher(daily, clock=clock)
     asyncio.run(start_once(publisher))  # first start, before Monday's 09:00
 
     clock.now = zurich(2026, 5, 5, 11, 0)  # down from Monday 08:00 to Tuesday 11:00
-    assert asyncio.run(start_once(publisher)) == [("digest", "daily", zurich(2026, 5, 5, 9, 0))]
+    with caplog.at_level(logging.INFO, logger="publisher.scheduler"):
+        assert asyncio.run(start_once(publisher)) == [("digest", "daily", zurich(2026, 5, 5, 9, 0))]
+    [record] = [r for r in caplog.records if "catching up" in r.getMessage()]
+    assert (record.schedule, record.job) == ("daily", "digest")  # type: ignore[attr-defined]
 
     [run] = publisher.store.runs.recent(5)
     assert (run.schedule, run.job, run.outcome, run.fire_time) == (
@@ -168,7 +173,9 @@ def test_paused_schedule_is_not_caught_up(daily: Settings) -> None:
     assert asyncio.run(start_once(publisher)) == []
 
 
-def test_run_left_running_by_a_dead_process_is_marked_interrupted(daily: Settings) -> None:
+def test_run_left_running_by_a_dead_process_is_marked_interrupted(
+    daily: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     publisher = RecordingPublisher(daily, clock=FakeClock(zurich(2026, 5, 4, 8, 0)))
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -184,8 +191,11 @@ def test_run_left_running_by_a_dead_process_is_marked_interrupted(daily: Setting
     alive = runs.start(
         "digest", schedule="daily", fire_time=None, now=publisher.clock(), owner={"host": host, "pid": 1}
     )
-    asyncio.run(start_once(publisher))
+    with caplog.at_level(logging.WARNING, logger="publisher.scheduler"):
+        asyncio.run(start_once(publisher))
     assert [r.outcome for r in (runs.get(orphan), runs.get(alive)) if r] == [INTERRUPTED, RUNNING]
+    [record] = [r for r in caplog.records if "left running" in r.getMessage()]
+    assert (record.schedule, record.job, record.run) == ("daily", "digest", orphan)  # type: ignore[attr-defined]
 
 
 # -- a running scheduler obeys pause and resume from another process ---------------------------
