@@ -22,7 +22,7 @@ from rich.table import Table
 
 from publisher.app import Publisher
 from publisher.config import Settings, load_config
-from publisher.errors import ConfigError, PublisherError
+from publisher.errors import ConfigError, PublisherError, SchedulerError
 
 if TYPE_CHECKING:
     from publisher.digests import DigestReport
@@ -453,9 +453,12 @@ def schedules() -> None:
 
 def require_schedule(ctx: Context, name: str) -> None:
     """An unknown schedule name is a usage error (exit 2), naming the known ones."""
-    if name not in ctx.settings.schedules:
-        known = ", ".join(sorted(ctx.settings.schedules)) or "none configured"
-        raise click.BadParameter(f"unknown schedule {name!r}; known schedules: {known}", param_hint="NAME")
+    from publisher.periods import schedule_config
+
+    try:
+        schedule_config(ctx.settings, name)
+    except SchedulerError as e:
+        raise click.BadParameter(str(e), param_hint="NAME") from e
 
 
 @schedules.command("list")
