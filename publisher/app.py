@@ -12,10 +12,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.config import Settings, load_config
+from publisher.config import Settings
 from publisher.store import Store
 
 if TYPE_CHECKING:
@@ -61,10 +60,6 @@ class Publisher:
 
     def stop_requested(self) -> bool:
         return self._stop
-
-    @classmethod
-    def from_config(cls, path: str | Path) -> Publisher:
-        return cls(load_config(path))
 
     def close(self) -> None:
         self.store.close()
