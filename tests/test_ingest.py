@@ -17,6 +17,7 @@ from publisher.config import Settings, load_config
 from publisher.feeds import build_feeds
 from publisher.ingest import ingest
 from publisher.store import Store
+from tests.test_sources import HTML_SOURCE
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
@@ -104,21 +105,8 @@ def site() -> Iterator[Site]:
 
 
 def html_source(url: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        "name": "department-page",
-        "type": "html",
-        "url": url,
-        "item": "li.news-item",
-        "title": "h3 a",
-        "link": "h3 a@href",
-        "date": "span.date",
-        "date_format": "%d %B %Y",
-        "category": "span.type",
-        "default_category": "News",
-        "summary": "p",
-        "image": "img@src",
-        **overrides,
-    }
+    """The department-page source of the source tests, served from ``url``."""
+    return {**HTML_SOURCE, "url": url, **overrides}
 
 
 def write(path: Path, text: str) -> Path:
