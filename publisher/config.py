@@ -132,7 +132,11 @@ class _SourceBase(_Strict):
     name: str = Field(pattern=SLUG)
     category: str | None = None  # label used when an item carries none
     language: str | None = None
-    timeout: float = Field(20.0, gt=0)
+    # Limits of one fetch (see publisher.sources.http): an upstream is not trusted.
+    timeout: float = Field(30.0, gt=0, le=3600)  # seconds for the whole response
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024**3)  # decoded body size cap
+    follow_redirects_to: list[str] = []  # other origins a redirect may lead to
+    max_items_per_run: int = Field(1000, ge=1, le=1_000_000)  # newest first; the rest wait
 
 
 class DirectorySourceConfig(_SourceBase):
@@ -207,6 +211,16 @@ class DeliveryConfig(_Strict):
 class WebConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # Slow or idle clients must not hold connections (see publisher.daemon).
+    keep_alive_timeout: float = Field(5.0, gt=0, le=3600)  # idle seconds between requests
+    header_timeout: float = Field(10.0, gt=0, le=3600)  # seconds to send a request's headers
+
+
+class ItemsConfig(_Strict):
+    """Length caps applied by ingest: longer text is cut at a word with an ellipsis."""
+
+    max_title_length: int = Field(500, ge=20, le=100_000)
+    max_summary_length: int = Field(10_000, ge=100, le=1_000_000)
 
 
 class OutboxConfig(_Strict):
@@ -238,6 +252,7 @@ class ListConfig(_Strict):
     unsubscribe_mailto: str | None = None
     html_template: str = "email/digest.html.j2"
     text_template: str = "email/digest.txt.j2"
+    max_items: int = Field(100, ge=1, le=10000)  # per issue, newest first; the rest are counted
 
     @field_validator("reply_to", "unsubscribe_mailto")
     @classmethod
@@ -334,6 +349,7 @@ class Settings(_Strict):
     smtp: SmtpConfig | None = None
     delivery: DeliveryConfig = DeliveryConfig()
     web: WebConfig = WebConfig()
+    items: ItemsConfig = ItemsConfig()
     outbox: OutboxConfig = OutboxConfig()
     dkim: DkimConfig | None = None
     templates: TemplatesConfig = TemplatesConfig()
