@@ -21,17 +21,26 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from publisher.errors import ConfigError
+from publisher.selectors import check_selector
 
 SLUG = r"^[a-z0-9][a-z0-9-]*$"
+# Numbers are strict (no "50" for 50, no true for 1) and finite (no inf, no nan): a
+# value that only works by accident is a mistake the admin should hear about.
+Finite = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+MAX_DURATION = timedelta(days=36500)
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _WEEKDAY_NAMES = "mon,tue,wed,thu,fri,sat,sun"
@@ -44,7 +53,11 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(
             f"{text!r} is not a duration: write a number and a unit s, m, h or d, e.g. '15m' or '14d'"
         )
-    value = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    amount, unit = int(match.group(1)), match.group(2)
+    seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{text!r} is longer than 100 years ('36500d'); write a shorter duration")
+    value = timedelta(**{_UNITS[unit]: amount})
     if value <= timedelta(0):
         raise ValueError(f"{text!r} must be longer than zero")
     return value
@@ -52,6 +65,28 @@ def parse_duration(text: str) -> timedelta:
 
 def _is_url(value: str) -> bool:
     return value.startswith(("http://", "https://"))
+
+
+def _check_path(value: Path) -> Path:
+    """Refuse what would crash when the path is resolved: a NUL byte, an unknown ``~user``."""
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError("a path cannot contain a NUL character")
+    try:
+        value.expanduser()
+    except RuntimeError as e:
+        raise ValueError(f"{text!r}: '~user' names no user of this machine; write the full path") from e
+    return value
+
+
+def _check_location(value: str) -> str:
+    """A source's ``url``: an http(s) URL, or a file path that can be resolved."""
+    if not _is_url(value):
+        _check_path(Path(value.removeprefix("file://")))
+    return value
+
+
+ConfigPath = Annotated[Path, AfterValidator(_check_path)]
 
 
 class _Strict(BaseModel):
@@ -85,7 +120,7 @@ class SiteConfig(_Strict):
 def _check_timezone(v: str) -> str:
     try:
         ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError) as e:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # "Europe" is a folder: OSError
         raise ValueError(f"unknown time zone {v!r}: use an IANA name such as 'Europe/Zurich' or 'UTC'") from e
     return v
 
@@ -98,13 +133,15 @@ class StorageConfig(_Strict):
     def _url(cls, v: str) -> str:
         if not v.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
             raise ValueError("must start with sqlite:/// or postgresql:// (e.g. 'postgresql://user@host/db')")
+        if v.startswith("sqlite:///"):
+            _check_path(Path(v.removeprefix("sqlite:///")))
         return v
 
 
 class FeedsConfig(_Strict):
-    output_dir: Path = Path("public")
+    output_dir: ConfigPath = Path("public")
     formats: list[Literal["rss", "atom", "json"]] = ["rss", "atom", "json"]
-    max_items: int = Field(50, ge=1, le=10000)
+    max_items: StrictInt = Field(50, ge=1, le=10000)
 
     @field_validator("formats")
     @classmethod
@@ -133,25 +170,25 @@ class _SourceBase(_Strict):
     category: str | None = None  # label used when an item carries none
     language: str | None = None
     # Limits of one fetch (see publisher.sources.http): an upstream is not trusted.
-    timeout: float = Field(30.0, gt=0, le=3600)  # seconds for the whole response
-    max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024**3)  # decoded body size cap
+    timeout: Finite = Field(30.0, gt=0, le=3600)  # seconds for the whole response
+    max_bytes: StrictInt = Field(10 * 1024 * 1024, ge=1024, le=1024**3)  # decoded body size cap
     follow_redirects_to: list[str] = []  # other origins a redirect may lead to
-    max_items_per_run: int = Field(1000, ge=1, le=1_000_000)  # newest first; the rest wait
+    max_items_per_run: StrictInt = Field(1000, ge=1, le=1_000_000)  # newest first; the rest wait
 
 
 class DirectorySourceConfig(_SourceBase):
     type: Literal["directory"]
-    path: Path
+    path: ConfigPath
 
 
 class FeedSourceConfig(_SourceBase):
     type: Literal["feed"]
-    url: str  # http(s) URL or file path
+    url: Annotated[str, AfterValidator(_check_location)]  # http(s) URL or file path
 
 
 class HtmlSourceConfig(_SourceBase):
     type: Literal["html"]
-    url: str
+    url: Annotated[str, AfterValidator(_check_location)]
     item: str
     title: str
     link: str
@@ -163,6 +200,13 @@ class HtmlSourceConfig(_SourceBase):
     # ``default_category`` is the label used when the selector finds nothing.
     default_category: str | None = None
     base_url: str | None = None  # resolves relative links of a page read from a file
+
+    @field_validator("item", "title", "link", "date", "summary", "image", "category")
+    @classmethod
+    def _selector(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_selector(v)
+        return v
 
     @field_validator("base_url")
     @classmethod
@@ -179,13 +223,13 @@ SourceConfig = Annotated[
 
 class SmtpConfig(_Strict):
     host: str = "127.0.0.1"
-    port: int = Field(25, ge=1, le=65535)
+    port: StrictInt = Field(25, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "none"
     username: str = ""
     password_env: str = "PUBLISHER_SMTP_PASSWORD"
-    connections: int = Field(4, ge=1, le=64)
-    rate_per_second: float = Field(0, ge=0)
-    timeout: float = Field(60.0, gt=0)  # per message, whole SMTP transaction
+    connections: StrictInt = Field(4, ge=1, le=64)
+    rate_per_second: Finite = Field(0, ge=0, le=100_000)
+    timeout: Finite = Field(60.0, gt=0, le=3600)  # per message, whole SMTP transaction
     helo: str | None = None
 
     @property
@@ -198,8 +242,8 @@ class DeliveryConfig(_Strict):
     retry_min: str = "5m"
     retry_max: str = "4h"
     give_up: str = "3d"
-    batch_size: int = Field(500, ge=1)
-    journal_dir: Path = Path("var/journal")  # crash journals of sending workers
+    batch_size: StrictInt = Field(500, ge=1, le=100_000)
+    journal_dir: ConfigPath = Path("var/journal")  # crash journals of sending workers
 
     @field_validator("retry_min", "retry_max", "give_up")
     @classmethod
@@ -210,31 +254,31 @@ class DeliveryConfig(_Strict):
 
 class WebConfig(_Strict):
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: StrictInt = Field(8080, ge=0, le=65535)
     # Slow or idle clients must not hold connections (see publisher.daemon).
-    keep_alive_timeout: float = Field(5.0, gt=0, le=3600)  # idle seconds between requests
-    header_timeout: float = Field(10.0, gt=0, le=3600)  # seconds to send a request's headers
+    keep_alive_timeout: Finite = Field(5.0, gt=0, le=3600)  # idle seconds between requests
+    header_timeout: Finite = Field(10.0, gt=0, le=3600)  # seconds to send a request's headers
 
 
 class ItemsConfig(_Strict):
     """Length caps applied by ingest: longer text is cut at a word with an ellipsis."""
 
-    max_title_length: int = Field(500, ge=20, le=100_000)
-    max_summary_length: int = Field(10_000, ge=100, le=1_000_000)
+    max_title_length: StrictInt = Field(500, ge=20, le=100_000)
+    max_summary_length: StrictInt = Field(10_000, ge=100, le=1_000_000)
 
 
 class OutboxConfig(_Strict):
-    path: Path = Path("var/outbox")
+    path: ConfigPath = Path("var/outbox")
 
 
 class DkimConfig(_Strict):
     selector: str
     domain: str
-    key_path: Path
+    key_path: ConfigPath
 
 
 class TemplatesConfig(_Strict):
-    path: Path | None = None  # admin override folder, searched before templates/
+    path: ConfigPath | None = None  # admin override folder, searched before templates/
 
 
 class ListConfig(_Strict):
@@ -246,13 +290,13 @@ class ListConfig(_Strict):
     sender: str
     reply_to: str | None = None
     subject: str = "{{ list.name }}: {{ items|length }} new items"
-    subscribers: Path | None = None
+    subscribers: ConfigPath | None = None
     max_age: str = "14d"
-    send_empty: bool = False
+    send_empty: StrictBool = False
     unsubscribe_mailto: str | None = None
     html_template: str = "email/digest.html.j2"
     text_template: str = "email/digest.txt.j2"
-    max_items: int = Field(100, ge=1, le=10000)  # per issue, newest first; the rest are counted
+    max_items: StrictInt = Field(100, ge=1, le=10000)  # per issue, newest first; the rest are counted
 
     @field_validator("reply_to", "unsubscribe_mailto")
     @classmethod
@@ -518,6 +562,8 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     except tomllib.TOMLDecodeError as e:
         # tomllib's message ends with "(at line L, column C)": keep it, name the file.
         raise ConfigError(f"{cfg_path}: TOML syntax error: {e}") from e
+    except RecursionError as e:  # tomllib recurses once per nesting level
+        raise ConfigError(f"{cfg_path}: arrays or tables nested too deeply to be a configuration") from e
     return settings_from_dict(data, cfg_path)
 
 
@@ -525,6 +571,8 @@ def settings_from_dict(data: dict[str, Any], path: Path | None = None) -> Settin
     """Validate an already-parsed config mapping (used by tests and by load_config)."""
     try:
         settings = Settings.model_validate(data)
+    except RecursionError as e:
+        raise ConfigError(f"{path or 'config'}: values nested too deeply to be a configuration") from e
     except ValidationError as e:
         problems = []
         for err in e.errors():

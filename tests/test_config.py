@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from publisher.config import load_config, parse_duration, settings_from_dict
 from publisher.errors import ConfigError
@@ -140,3 +143,122 @@ def test_durations() -> None:
         parse_duration("two weeks")
     (found,) = problems({"schedules": {"x": {"every": "fortnight", "job": "ingest"}}})
     assert "schedules.x.every" in found
+
+
+# -- hostile or odd configs (issue 7, fault 12) --------------------------------------
+
+
+@pytest.mark.parametrize("value", ["50", True, 50.0])
+def test_numbers_are_strict(value: object) -> None:
+    (found,) = problems({"feeds": {"max_items": value}})
+    assert found.startswith("feeds.max_items:") and "integer" in found and repr(value) in found
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), "30", False, 3601])
+def test_timeouts_are_finite_and_at_most_an_hour(value: object) -> None:
+    (found,) = problems({"sources": [{"name": "s", "type": "feed", "url": "x", "timeout": value}]})
+    assert found.startswith("sources[1] 's'.timeout:")
+
+
+def test_booleans_are_strict() -> None:
+    (found,) = problems({"lists": [{"slug": "w", "name": "W", "sender": "a@example.org", "send_empty": 1}]})
+    assert found.startswith("lists[1] 'w'.send_empty:") and "boolean" in found
+
+
+def test_huge_durations_are_a_configuration_error() -> None:
+    lst = {"slug": "w", "name": "W", "sender": "a@example.org", "max_age": "100000000000000000000d"}
+    (found,) = problems({"lists": [lst]})
+    assert found.startswith("lists[1] 'w'.max_age:") and "100 years" in found
+    with pytest.raises(ValueError, match="100 years"):
+        parse_duration("36501d")
+    assert parse_duration("36500d").days == 36500
+
+
+def test_a_deeply_nested_file_is_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("x = " + "[" * 10_000 + "]" * 10_000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(path)
+
+
+def test_deep_values_under_known_keys_are_a_configuration_error() -> None:
+    deep: object = []
+    for _ in range(5_000):
+        deep = [deep]
+    with pytest.raises(ConfigError):
+        settings_from_dict({"categories": deep})
+
+
+def test_css_selectors_are_compiled_when_the_config_is_read() -> None:
+    source = {
+        "name": "page",
+        "type": "html",
+        "url": "x",
+        "item": "li.news-item",
+        "title": "h3 a[",
+        "link": "h3 a@href",
+        "date": "span..date",
+    }
+    found = problems({"sources": [source]})
+    assert any(p.startswith("sources[1] 'page'.title:") and "'h3 a['" in p for p in found)
+    assert any(p.startswith("sources[1] 'page'.date:") for p in found)
+    assert not any(".link:" in p for p in found)  # selector@attribute is fine
+
+
+_KEYS = {
+    "site": ["title", "base_url", "language", "timezone", "description"],
+    "storage": ["url"],
+    "feeds": ["output_dir", "formats", "max_items"],
+    "smtp": ["host", "port", "security", "connections", "rate_per_second", "timeout"],
+    "web": ["host", "port", "keep_alive_timeout", "header_timeout"],
+    "delivery": ["retry_min", "give_up", "batch_size", "journal_dir"],
+    "templates": ["path"],
+    "items": ["max_title_length"],
+}
+
+
+def _values() -> st.SearchStrategy[object]:
+    scalars = (
+        st.none().map(lambda _: "")
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=30)
+        | st.sampled_from(
+            ["15m", "0d", "99999999999999999999d", "Europe/Zurich", "Europe", "../..", "\x00", "~nobody/x"]
+        )
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        max_leaves=8,
+    )
+
+
+@st.composite
+def _configs(draw: st.DrawFn) -> dict[str, object]:
+    data: dict[str, object] = {}
+    for table in draw(st.lists(st.sampled_from(sorted(_KEYS)), max_size=4, unique=True)):
+        keys = draw(st.lists(st.sampled_from(_KEYS[table]), max_size=3, unique=True))
+        data[table] = {k: draw(_values()) for k in keys}
+    if draw(st.booleans()):
+        data["sources"] = [
+            {"name": "s", "type": draw(st.sampled_from(["feed", "html", "directory", "x"])), "url": "u"}
+            | draw(st.dictionaries(st.sampled_from(["item", "title", "timeout", "path"]), _values()))
+        ]
+    if draw(st.booleans()):
+        data["schedules"] = {draw(st.text(max_size=6)): {"every": draw(_values()), "job": draw(_values())}}
+    return data
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_configs())
+@example({"site": {"timezone": "Europe"}})  # a folder of the zone database
+@example({"templates": {"path": "~nobody-here/x"}})
+@example({"feeds": {"output_dir": "a\x00b"}})
+@example({"storage": {"url": "sqlite:///~nobody-here/db"}})
+@example({"sources": [{"name": "s", "type": "feed", "url": "~nobody-here/feed.xml"}]})
+def test_any_config_is_valid_or_a_configuration_error(data: dict[str, object]) -> None:
+    """Whatever the file holds, `check` answers with settings or a ConfigError (exit 2)."""
+    with contextlib.suppress(ConfigError):
+        settings_from_dict(data)

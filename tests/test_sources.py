@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from publisher.config import Settings
-from publisher.errors import ItemError, SourceError
+from publisher.errors import ConfigError, ItemError, SourceError
 from publisher.models import SourceResult
 from publisher.sources import fetch_source
 
@@ -268,9 +268,10 @@ def test_html_page_without_items_fails_the_source(
     assert "'li.news-item' matched nothing" in str(err.value)
 
 
-def test_html_invalid_selector_fails_the_source(make_settings: Callable[..., Settings]) -> None:
-    with pytest.raises(SourceError, match="not valid CSS"):
-        read(make_settings(sources=[{**HTML_SOURCE, "title": "h3 >> a["}]))
+def test_html_invalid_selector_is_a_configuration_error(make_settings: Callable[..., Settings]) -> None:
+    """Compiled when the config is read, so `publisher check` finds it, not the next ingest."""
+    with pytest.raises(ConfigError, match=r"title: 'h3 >> a\[' is not a valid CSS selector"):
+        make_settings(sources=[{**HTML_SOURCE, "title": "h3 >> a["}])
 
 
 def test_html_attribute_and_text_selectors(tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
