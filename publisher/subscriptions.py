@@ -262,12 +262,26 @@ def _merge(first: ImportRow, later: ImportRow) -> None:
         first.status = later.status
 
 
-def _records(reader: Iterator[list[str]], line_num: Callable[[], int]) -> Iterator[tuple[int, list[str]]]:
-    """Each non-blank record with the line it starts on (a quoted field may span lines)."""
+def _records(
+    reader: Iterator[list[str]], line_num: Callable[[], int]
+) -> Iterator[tuple[int, list[str] | str]]:
+    """Each non-blank record with the line it starts on (a quoted field may span lines).
+
+    A record the csv module cannot read (a field over its 131,072-character limit) comes
+    out as the reason instead of its values: the reader recovers and the rest of the file
+    is imported, where letting the error escape would refuse the whole file.
+    """
     start = line_num() + 1
-    for values in reader:
-        if values and any(v.strip() for v in values):
-            yield start, values
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            yield start, f"cannot read this record: {e}; shorten the field or remove the row"
+        else:
+            if values and any(v.strip() for v in values):
+                yield start, [unprotect_cell(v) for v in values]
         start = line_num() + 1
 
 
@@ -286,6 +300,8 @@ def read_subscriber_csv(path: Path) -> tuple[list[ImportRow], int, list[Subscrib
             columns = _Columns.from_header(header, f"{path.name}:1")
             for line, values in _records(reader, lambda: reader.line_num):
                 try:
+                    if isinstance(values, str):
+                        raise SubscriberError(f"{path.name}:{line}", values)
                     row = _parse_row(values, columns, f"{path.name}:{line}")
                 except SubscriberError as e:
                     rejected.append(e)
@@ -346,23 +362,37 @@ def export_csv(store: Store, list_slug: str, out: TextIO, *, statuses: Collectio
     rows = list(store.subscribers.export_rows(list_slug, statuses))
     attribute_keys = sorted({k for r in rows for k in r["attributes"] or {}} - set(EXPORT_COLUMNS))
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*EXPORT_COLUMNS, *attribute_keys])
+    writer.writerow([protect_cell(c) for c in (*EXPORT_COLUMNS, *attribute_keys)])
     for r in rows:
         attributes = r["attributes"] or {}
         consent_at = r["consent_at"].isoformat() if r["consent_at"] else ""
-        writer.writerow(
-            [
-                r["email"],
-                r["name"],
-                r["language"],
-                r["status"],
-                consent_at,
-                r["consent_method"] or "",
-                r["consent_source"] or "",
-                *(attributes.get(k, "") for k in attribute_keys),
-            ]
-        )
+        cells = [
+            r["email"],
+            r["name"],
+            r["language"],
+            r["status"],
+            consent_at,
+            r["consent_method"] or "",
+            r["consent_source"] or "",
+            *(str(attributes.get(k, "")) for k in attribute_keys),
+        ]
+        writer.writerow([protect_cell(c) for c in cells])
     return len(rows)
+
+
+# Spreadsheets run a cell that starts with one of these as a formula (OWASP "CSV
+# injection"); a subscriber's name is theirs to choose, so it must not become one.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def protect_cell(value: str) -> str:
+    """Prefix ``'`` to a cell a spreadsheet would read as a formula (OWASP's rule)."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def unprotect_cell(value: str) -> str:
+    """Undo :func:`protect_cell` on import, so an export imported again is unchanged."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_START) else value
 
 
 # -- admin operations (CLI) -----------------------------------------------------------

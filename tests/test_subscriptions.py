@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import random
 import re
@@ -287,6 +288,49 @@ def test_export_round_trip_keeps_subscribers_and_suppressions(
         assert snapshot(other) == snapshot(store)
     finally:
         other.close()
+
+
+def test_export_neutralises_spreadsheet_formulas_and_round_trips(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    """OWASP CSV injection: a cell a spreadsheet would run as a formula gets a leading '."""
+    text = (
+        "email,name,language,note\n"
+        '-joe@example.org,"=HYPERLINK(""http://evil.example"",""x"")",en,@SUM(A1)\n'
+        "ann@example.org,+Ann,en,-1\n"
+        "bob@example.org,Bob - the builder,en,plain\n"
+    )
+    subs.import_csv(store, settings, "weekly", write(tmp_path, text))
+    out = io.StringIO()
+    subs.export_csv(store, "weekly", out)
+    rows = {r[0]: r for r in csv.reader(io.StringIO(out.getvalue()))}
+    assert rows["'-joe@example.org"][1] == '\'=HYPERLINK("http://evil.example","x")'
+    assert rows["'-joe@example.org"][-1] == "'@SUM(A1)"
+    assert rows["ann@example.org"][1] == "'+Ann" and rows["ann@example.org"][-1] == "'-1"
+    assert rows["bob@example.org"][1] == "Bob - the builder"  # only a leading character counts
+    # the export imported elsewhere gives back the original values
+    other = Store(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        subs.import_csv(other, settings, "weekly", write(tmp_path, out.getvalue(), "export.csv"))
+        names = {str(r["email"]): r["name"] for r in other.subscribers.export_rows("weekly")}
+        assert names["-joe@example.org"] == '=HYPERLINK("http://evil.example","x")'
+        assert names["ann@example.org"] == "+Ann"
+    finally:
+        other.close()
+
+
+def test_an_over_long_field_is_reported_with_its_line_and_the_rest_imported(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    text = f"email,name\na@example.org,A\nb@example.org,{'x' * 200_000}\nc@example.org,C\n"
+    report = subs.import_csv(store, settings, "weekly", write(tmp_path, text))
+    (problem,) = report.rejected
+    assert str(problem).startswith("weekly.csv:3: cannot read this record: field larger than field limit")
+    assert report.added == 2
+    assert sorted(s.email for s in store.subscribers.confirmed("weekly")) == [
+        "a@example.org",
+        "c@example.org",
+    ]
 
 
 # -- admin operations -----------------------------------------------------------------
