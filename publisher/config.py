@@ -431,6 +431,13 @@ class Settings(_Strict):
                     f"lists[{i}] {lst.slug!r}.schedule: no [schedules.{lst.schedule}] table; "
                     f"define it or use one of {sorted(self.schedules)}"
                 )
+            elif lst.schedule is not None and self.schedules[lst.schedule].job not in ("digest", "publish"):
+                sending = sorted(n for n, s in self.schedules.items() if s.job in ("digest", "publish"))
+                problems.append(
+                    f"lists[{i}] {lst.slug!r}.schedule: [schedules.{lst.schedule}] runs job "
+                    f"{self.schedules[lst.schedule].job!r}, which never sends the list; name a schedule "
+                    f'with job = "digest" or "publish"' + (f" (e.g. one of {sending})" if sending else "")
+                )
         for name in self.schedules:
             if not re.match(r"^[A-Za-z0-9_-]+$", name):
                 problems.append(f"schedules.{name}: names may use letters, digits, '-' and '_' only")

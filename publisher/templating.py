@@ -13,6 +13,7 @@ file and line, because the admin needs to know where to look, not a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
@@ -62,7 +63,7 @@ def _build_environment(settings: Settings, *, sandboxed: bool) -> jinja2.Environ
     env_class = SandboxedEnvironment if sandboxed else jinja2.Environment
     env = env_class(
         loader=loader,
-        undefined=jinja2.StrictUndefined,
+        undefined=ExplainedUndefined,
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html", "htm", "xml", "html.j2"), default_for_string=False
         ),
@@ -75,6 +76,34 @@ def _build_environment(settings: Settings, *, sandboxed: bool) -> jinja2.Environ
     env.filters["plaintext"] = html_to_text
     env.globals["site_language"] = settings.site.language
     return env
+
+
+class ExplainedUndefined(jinja2.StrictUndefined):
+    """StrictUndefined whose error lists what does exist, instead of naming a Python class.
+
+    ``{{ list.title }}`` fails with "list has no field 'title'; its fields: name, slug"
+    rather than "'publisher.messages.ListView object' has no attribute 'title'".
+    """
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        obj, name = self._undefined_obj, self._undefined_name
+        if obj is jinja2.utils.missing or name is None:
+            return super()._undefined_message
+        fields = _public_fields(obj)
+        shown = ", ".join(fields) if fields else "none"
+        return f"{type(obj).__name__.removesuffix('View')} has no field {name!r}; its fields: {shown}"
+
+
+def _public_fields(obj: object) -> list[str]:
+    """What a template may read of ``obj``: mapping keys, dataclass fields or public attributes."""
+    if isinstance(obj, Mapping):
+        return sorted(str(k) for k in obj)
+    if dataclasses.is_dataclass(obj):
+        return sorted(f.name for f in dataclasses.fields(obj))
+    return sorted(n for n in dir(obj) if not n.startswith("_") and not callable(getattr(obj, n, None)))
 
 
 def render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
@@ -138,6 +167,12 @@ def _date_filter(tz: Any) -> Callable[..., str]:
 def _render(template: jinja2.Template, context: Mapping[str, Any], name: str) -> str:
     try:
         return template.render(context)
+    except jinja2.UndefinedError as e:
+        error = _wrap(e, name)
+        if str(e).endswith("is undefined"):  # a top-level name: say which ones exist
+            names = sorted(k for k in context if not k.startswith("_"))
+            error = TemplateError(f"{error}; the names a template can use here: {', '.join(names)}")
+        raise error from e
     except Exception as e:  # an admin's template can raise anything (1/0, bad filter args)
         raise _wrap(e, name) from e
 

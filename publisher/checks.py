@@ -1,0 +1,178 @@
+"""``publisher check``: everything that would fail later, found now, without sending or writing.
+
+config.py validates the file itself (types, keys, cross references). What it cannot
+see needs the disk or a render: templates that do not exist or do not compile, a
+subject that uses a field no issue has, a subscribers file that is missing or has bad
+rows, a DKIM key that does not load. Each of those used to pass ``check`` and fail at
+send time, after the issue was created; here each becomes one problem naming the key
+path and the fix, all reported at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import jinja2
+
+from publisher.config import ListConfig, Settings
+from publisher.errors import ConfigError, PublisherError, SubscriberError
+from publisher.i18n import LANGUAGES
+from publisher.messages import DkimSigner, render_issue
+from publisher.models import Item
+from publisher.subscriptions import read_subscriber_csv
+from publisher.templating import make_environment
+
+# Pages the web app and the build render; an override of any of them must compile.
+PAGE_TEMPLATES = ("web/index.html.j2", "web/subscription.html.j2")
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+@dataclass
+class CheckReport:
+    """Problems that stop ``check`` (exit 2) and warnings it only prints."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_settings(settings: Settings) -> CheckReport:
+    """Run every check that needs more than the config file; never sends or writes."""
+    report = CheckReport()
+    _check_templates_folder(settings, report)
+    env = make_environment(settings, sandboxed=True)
+    for name in PAGE_TEMPLATES:
+        _compile(env, name, f"templates: {name}", report)
+    for position, list_cfg in enumerate(settings.lists, 1):
+        where = f"lists[{position}] {list_cfg.slug!r}"
+        templates_ok = all(
+            [
+                _compile(env, list_cfg.html_template, f"{where}.html_template", report),
+                _compile(env, list_cfg.text_template, f"{where}.text_template", report),
+            ]
+        )
+        if templates_ok:
+            _render_sample(settings, list_cfg, where, report)
+        _check_subscribers_file(list_cfg, where, report)
+    _check_dkim(settings, report)
+    _check_ports(settings, report)
+    return report
+
+
+def _check_templates_folder(settings: Settings, report: CheckReport) -> None:
+    folder = settings.templates.path
+    if folder is not None and not folder.is_dir():
+        report.errors.append(
+            f"templates.path: {folder} is not a folder; create it or remove the key to use the built-ins"
+        )
+
+
+def _compile(env: jinja2.Environment, name: str, where: str, report: CheckReport) -> bool:
+    """True when template ``name`` is found (override folder or built-ins) and compiles."""
+    try:
+        env.get_template(name)
+    except jinja2.TemplateNotFound:
+        report.errors.append(
+            f"{where}: template {name!r} not found in [templates] path or the built-in templates; "
+            "fix the name or add the file"
+        )
+        return False
+    except jinja2.TemplateSyntaxError as e:
+        report.errors.append(f"{where}: {e.filename or name}, line {e.lineno}: syntax error: {e.message}")
+        return False
+    return True
+
+
+def sample_items(settings: Settings) -> list[Item]:
+    """One made-up item per category (and one without), to render templates against."""
+    when = datetime(2020, 7, 15, 9, 0, tzinfo=UTC)
+    slugs: list[str | None] = [c.slug for c in settings.categories] or [None]
+    return [
+        Item(
+            id=f"https://example.org/check/{n}",
+            source="check",
+            title=f"Sample item {n}",
+            link=f"https://example.org/check/{n}",
+            published=when,
+            updated=when,
+            language=settings.site.language,
+            summary="<p>A sample summary.</p>",
+            category=slug,
+            label=slug,
+        )
+        for n, slug in enumerate(slugs, 1)
+    ]
+
+
+def _render_sample(settings: Settings, list_cfg: ListConfig, where: str, report: CheckReport) -> None:
+    """Render the list's subject and templates for a sample issue in every catalogue language.
+
+    Rendering (not only compiling) is what finds ``{{ list.title }}``: templates run with
+    StrictUndefined, so a field no issue has fails here as it would at send time.
+    """
+    items = sample_items(settings)
+    unsigned = settings.model_copy(update={"dkim": None})  # the key is checked on its own
+    for language in LANGUAGES:
+        try:
+            render_issue(
+                unsigned,
+                list_cfg,
+                items,
+                issue_id=0,
+                period_label="15 July 2020",
+                language=language,
+                now=datetime(2020, 7, 20, 9, 0, tzinfo=UTC),
+            )
+        except PublisherError as e:
+            # The subject's own errors say "lists 'weekly'.subject": use the full key path.
+            message, own = str(e), f"lists {list_cfg.slug!r}."
+            report.errors.append(
+                f"{where}.{message.removeprefix(own)}" if message.startswith(own) else f"{where}: {message}"
+            )
+            return  # one language's failure is every language's: say it once
+
+
+def _check_subscribers_file(list_cfg: ListConfig, where: str, report: CheckReport) -> None:
+    path = list_cfg.subscribers
+    if path is None:
+        return
+    if not path.is_file():
+        report.errors.append(
+            f"{where}.subscribers: {path} does not exist; create it (a CSV with an 'email' column) "
+            "or remove the key"
+        )
+        return
+    try:
+        _rows, _duplicates, rejected = read_subscriber_csv(path)
+    except SubscriberError as e:
+        report.errors.append(f"{where}.subscribers: {e}")
+        return
+    for problem in rejected:
+        report.warnings.append(f"{where}.subscribers: row skipped at send time: {problem}")
+
+
+def _check_dkim(settings: Settings, report: CheckReport) -> None:
+    if settings.dkim is None:
+        return
+    try:
+        DkimSigner(settings.dkim)
+    except ConfigError as e:
+        report.errors.append(str(e))
+
+
+def _check_ports(settings: Settings, report: CheckReport) -> None:
+    """On a loopback base_url, links only work if they point at the port we listen on."""
+    url = urlsplit(settings.site.base_url)
+    if url.hostname not in _LOOPBACK:
+        return
+    port = url.port or (443 if url.scheme == "https" else 80)
+    if port != settings.web.port:
+        report.warnings.append(
+            f"site.base_url: {settings.site.base_url} points at port {port} but [web] port is "
+            f"{settings.web.port}; links in feeds and mails will not reach this server"
+        )

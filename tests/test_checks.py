@@ -1,0 +1,122 @@
+"""`publisher check` finds what would otherwise fail at send time (issue 8, point 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from publisher.checks import check_settings
+from publisher.config import Settings
+from publisher.errors import ConfigError
+
+Make = Callable[..., Settings]
+
+
+def weekly(**overrides: Any) -> dict[str, Any]:
+    return {"slug": "weekly", "name": "Weekly", "sender": "News <news@example.org>", **overrides}
+
+
+def only_error(settings: Settings) -> str:
+    report = check_settings(settings)
+    assert len(report.errors) == 1, report.errors
+    return report.errors[0]
+
+
+def test_the_embedded_default_passes(make_settings: Make) -> None:
+    report = check_settings(make_settings(lists=[weekly()]))
+    assert report.ok and report.warnings == []
+
+
+def test_a_list_template_that_does_not_exist(make_settings: Make) -> None:
+    error = only_error(make_settings(lists=[weekly(html_template="email/weekly.html.j2")]))
+    assert error.startswith("lists[1] 'weekly'.html_template: template 'email/weekly.html.j2' not found")
+
+
+def test_a_templates_folder_that_does_not_exist(make_settings: Make, tmp_path: Path) -> None:
+    error = only_error(make_settings(templates={"path": str(tmp_path / "nope")}))
+    assert error.startswith(f"templates.path: {tmp_path / 'nope'} is not a folder")
+
+
+def test_an_override_with_a_syntax_error(make_settings: Make, tmp_path: Path) -> None:
+    (tmp_path / "over" / "email").mkdir(parents=True)
+    (tmp_path / "over" / "email" / "digest.txt.j2").write_text("Hello\n{% if %}\n")
+    error = only_error(make_settings(templates={"path": str(tmp_path / "over")}, lists=[weekly()]))
+    assert error.startswith("lists[1] 'weekly'.text_template: ") and "line 2: syntax error" in error
+
+
+def test_a_subscribers_file_that_does_not_exist(make_settings: Make, tmp_path: Path) -> None:
+    error = only_error(make_settings(lists=[weekly(subscribers=str(tmp_path / "weekly.csv"))]))
+    assert error.startswith(f"lists[1] 'weekly'.subscribers: {tmp_path / 'weekly.csv'} does not exist")
+
+
+def test_bad_rows_of_a_subscribers_file_are_named_with_their_line(
+    make_settings: Make, tmp_path: Path
+) -> None:
+    (tmp_path / "weekly.csv").write_text("email,name\na@example.org,A\nnot-an-address,B\n")
+    report = check_settings(make_settings(lists=[weekly(subscribers=str(tmp_path / "weekly.csv"))]))
+    assert report.ok
+    (warning,) = report.warnings
+    assert "weekly.csv:3: invalid address 'not-an-address'" in warning
+
+
+def test_a_list_on_a_schedule_that_never_sends(make_settings: Make) -> None:
+    with pytest.raises(ConfigError) as info:
+        make_settings(
+            schedules={"hourly": {"every": "1h", "job": "ingest"}}, lists=[weekly(schedule="hourly")]
+        )
+    (problem,) = info.value.problems
+    assert problem.startswith("lists[1] 'weekly'.schedule: [schedules.hourly] runs job 'ingest'")
+    assert 'job = "digest"' in problem
+
+
+def test_a_subject_with_broken_jinja(make_settings: Make) -> None:
+    error = only_error(make_settings(lists=[weekly(subject="{{ items|length } new")]))
+    assert error == "lists[1] 'weekly'.subject, line 1: syntax error: unexpected '}'"
+
+
+def test_a_subject_with_an_undefined_field(make_settings: Make) -> None:
+    error = only_error(make_settings(lists=[weekly(subject="{{ list.title }}: news")]))
+    assert error == (
+        "lists[1] 'weekly'.subject, line 1: undefined value: "
+        "List has no field 'title'; its fields: name, slug"
+    )
+
+
+def test_a_template_using_an_undefined_field(make_settings: Make, tmp_path: Path) -> None:
+    (tmp_path / "over" / "email").mkdir(parents=True)
+    (tmp_path / "over" / "email" / "digest.txt.j2").write_text("{{ subscriber.nickname }}\n")
+    error = only_error(make_settings(templates={"path": str(tmp_path / "over")}, lists=[weekly()]))
+    assert error.startswith("lists[1] 'weekly': ") and "no field 'nickname'; its fields: email, name" in error
+
+
+def test_a_dkim_key_that_does_not_load(make_settings: Make, tmp_path: Path) -> None:
+    (tmp_path / "dkim.pem").write_text("not a key")
+    settings = make_settings(
+        dkim={"selector": "s", "domain": "example.org", "key_path": str(tmp_path / "dkim.pem")}
+    )
+    error = only_error(settings)
+    assert error.startswith("dkim.key_path:") and "not a usable RSA private key" in error
+
+
+def test_a_loopback_base_url_on_another_port_is_a_warning(make_settings: Make) -> None:
+    report = check_settings(make_settings(site={"base_url": "http://127.0.0.1:9000"}, web={"port": 8080}))
+    assert report.ok
+    (warning,) = report.warnings
+    assert warning.startswith(
+        "site.base_url: http://127.0.0.1:9000 points at port 9000 but [web] port is 8080"
+    )
+
+
+def test_every_problem_is_reported_at_once(make_settings: Make, tmp_path: Path) -> None:
+    report = check_settings(
+        make_settings(
+            lists=[
+                weekly(text_template="email/missing.txt.j2"),
+                weekly(slug="press", subject="{{ nope }}", subscribers=str(tmp_path / "press.csv")),
+            ]
+        )
+    )
+    assert len(report.errors) == 3
