@@ -28,7 +28,8 @@ from publisher.config import Settings
 from publisher.errors import TemplateError
 from publisher.i18n import format_day, translate
 
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# A link to the top-level templates/ in the repository, a real folder in the wheel.
+BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_PREFIX = "default"
 
 
