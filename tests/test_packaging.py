@@ -65,9 +65,12 @@ def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_the_wheel_runs_check_build_and_preview_outside_the_repository(tmp_path: Path) -> None:
+    # Build from a clean copy: setuptools would reuse a build/ folder left in the work tree.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     dist = tmp_path / "dist"
     built = run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)], tmp_path
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)], tmp_path
     )
     assert built.returncode == 0, built.stderr
     (wheel,) = dist.glob("publisher-*.whl")
