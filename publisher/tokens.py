@@ -23,9 +23,10 @@ import re
 from publisher.errors import TokenError
 
 MAC_BYTES = 16
-#: Ids are database keys: anything above a signed 64-bit BIGINT cannot name a subscriber,
-#: and a database driver would overflow on it, so such a token is malformed, not a query.
-MAX_SUBSCRIBER_ID = 2**63 - 1
+#: Ids are keys of ``subscribers.id``, an INTEGER column (32-bit signed on PostgreSQL):
+#: a larger id names nobody, and the database would refuse it with an overflow error
+#: (SQLite's driver too, past 64 bits), so such a token is malformed, not a query.
+MAX_SUBSCRIBER_ID = 2**31 - 1
 _FIELD = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _DOMAIN = b"publisher-token-v1\x00"  # keeps these MACs apart from any other use of the secret
 

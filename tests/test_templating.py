@@ -117,10 +117,12 @@ def test_sandbox_blocks_python_internals(make_settings: MakeSettings, source: st
         render_string(env, source, {"x": object()}, label="lists 'weekly'.subject")
 
 
-def test_override_of_a_web_page_template_is_sandboxed_too(make_settings: MakeSettings, overrides: Path) -> None:
+def test_override_of_a_web_page_template_is_sandboxed_too(
+    make_settings: MakeSettings, overrides: Path
+) -> None:
     _write(overrides, "web/subscription.html.j2", "{{ cycler.__init__.__globals__.os.popen('id').read() }}")
     env = make_environment(make_settings(templates={"path": str(overrides)}))
-    with pytest.raises(TemplateError, match="subscription.html.j2, line 1: not allowed in a template"):
+    with pytest.raises(TemplateError, match=r"subscription\.html\.j2, line 1: not allowed in a template"):
         render_template(env, "web/subscription.html.j2", {})
 
 

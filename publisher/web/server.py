@@ -6,8 +6,9 @@ would starve the server). uvicorn closes a connection that stays idle after a re
 (``timeout_keep_alive``), but any byte cancels that timer and nothing limits how long
 a request's headers may take, so a client sending one header byte every few seconds,
 or connecting and sending nothing, was held for minutes. uvicorn has no setting for a
-header deadline; :class:`HeaderDeadlineProtocol` adds one to its h11 protocol. Both fronts build their server with :func:`server_config`, so
-they cannot drift apart.
+header deadline; :class:`HeaderDeadlineProtocol` adds one to its h11 protocol (always
+used, even where httptools is installed). Both fronts build their server with
+:func:`server_config`, so they cannot drift apart.
 """
 
 from __future__ import annotations
