@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -416,3 +417,12 @@ def test_publisher_serve_applies_the_web_timeouts(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_form_body_that_does_not_arrive_in_time_is_refused(quick_server: Server) -> None:
+    with socket.create_connection(("127.0.0.1", quick_server.port), timeout=6) as sock:
+        sock.sendall(b"POST /unsubscribe/MQ HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nList-")
+        start = time.monotonic()
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert time.monotonic() - start < 3

@@ -128,28 +128,29 @@ class SubscriberPages:
             return self._invalid()
         t = translator(holder.language)
         list_name = self.list_names.get(holder.list_slug, holder.list_slug)
-        if request.method != "POST":  # GET, and HEAD answered as a GET without the body
+        if request.method == "POST":
+            try:
+                await asyncio.to_thread(
+                    unsubscribe_by_id,
+                    self.publisher.store,
+                    holder.subscriber_id,
+                    holder.list_slug,
+                    method="one-click" if b"List-Unsubscribe=One-Click" in body else "web",
+                    source=request.client.host if request.client else "",
+                )
+            except SubscriberError:  # forgotten or removed since the token was checked
+                return self._invalid()
             return self._page(
-                200,
-                holder.language,
-                t("unsubscribe_question", list=list_name),
-                action="unsubscribe",
-                form_url=str(request.url.path),
-                address=holder.email,
+                200, holder.language, t("unsubscribed_title"), message=t("unsubscribed_text", list=list_name)
             )
-        try:
-            await asyncio.to_thread(
-                unsubscribe_by_id,
-                self.publisher.store,
-                holder.subscriber_id,
-                holder.list_slug,
-                method="one-click" if b"List-Unsubscribe=One-Click" in body else "web",
-                source=request.client.host if request.client else "",
-            )
-        except SubscriberError:  # forgotten or removed since the token was checked
-            return self._invalid()
+        # A GET, or a HEAD: Starlette routes it here and uvicorn drops the body.
         return self._page(
-            200, holder.language, t("unsubscribed_title"), message=t("unsubscribed_text", list=list_name)
+            200,
+            holder.language,
+            t("unsubscribe_question", list=list_name),
+            action="unsubscribe",
+            form_url=str(request.url.path),
+            address=holder.email,
         )
 
     async def preferences(self, request: Request) -> Response:
