@@ -7,6 +7,7 @@ StartupError -> ClickException): 0 success, 1 the work failed, 2 usage or config
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -205,13 +206,17 @@ def _serve(publisher: Publisher, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from publisher.web.app import create_app
+    from publisher.web.server import server_config
 
-    web = publisher.settings.web
-    host, port = host or web.host, port if port is not None else web.port
-    console.print(f"serving {publisher.settings.feeds.output_dir} on http://{host}:{port}/")
+    config = server_config(create_app(publisher), publisher.settings.web, host=host, port=port)
+    console.print(f"serving {publisher.settings.feeds.output_dir} on http://{config.host}:{config.port}/")
     for url in publisher.feed_urls():
         console.print(f"  {url}")
-    uvicorn.run(create_app(publisher), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(1)  # uvicorn logged why: the address is in use, or not ours to bind
 
 
 @cli.command()

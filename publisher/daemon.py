@@ -36,6 +36,7 @@ from publisher.scheduler import (
 )
 from publisher.store import Store
 from publisher.web.app import create_app
+from publisher.web.server import server_config
 
 log = logging.getLogger("publisher.daemon")
 
@@ -113,14 +114,9 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.web = SwappableApp(create_app(publisher))
         self._closing: set[asyncio.Task[None]] = set()
-        web = publisher.settings.web
         self.server = _Server(
-            uvicorn.Config(
-                self.web,
-                host=host or web.host,
-                port=web.port if port is None else port,
-                log_level="warning",
-                timeout_graceful_shutdown=WEB_GRACE_SECONDS,
+            server_config(
+                self.web, publisher.settings.web, host=host, port=port, graceful_shutdown=WEB_GRACE_SECONDS
             )
         )
 
@@ -271,8 +267,8 @@ class Daemon:
 
     def _swap(self, new: Publisher) -> None:
         old = self.publisher
-        if (new.settings.web.host, new.settings.web.port) != (old.settings.web.host, old.settings.web.port):
-            log.warning("[web] host/port changes take effect at the next restart")
+        if new.settings.web != old.settings.web:
+            log.warning("[web] changes (host, port, timeouts) take effect at the next restart")
         if self.runner is not None:
             self.runner.stop_taking_work()
             self.retired.append(self.runner)

@@ -448,9 +448,7 @@ def render_index(settings: Settings, site: _Site, channels: Sequence[Channel]) -
         "feeds": [f for ch in channels for f in ch.files],
         "opml_url": f"{site.root}feeds.opml",
     }
-    return render_template(make_environment(settings, sandboxed=True), INDEX_TEMPLATE, context).encode(
-        "utf-8"
-    )
+    return render_template(make_environment(settings), INDEX_TEMPLATE, context).encode("utf-8")
 
 
 def _index_entry(site: _Site, item: Item) -> _IndexEntry:

@@ -279,7 +279,7 @@ def render_issue(
     nonce = secrets.token_hex(8)
     groups = group_items(settings, items, language)
     context = _base_context(settings, list_cfg, groups, period_label, language, now)
-    env = make_environment(settings, sandboxed=True)
+    env = make_environment(settings)
     subject = _subject(env, list_cfg, context)
     context["subject"] = subject
     text = render_template(env, list_cfg.text_template, {**context, **_personal_context(nonce, "T")})
@@ -318,7 +318,7 @@ def render_subject(
     groups = group_items(settings, items, language)
     when = now or datetime.now(settings.site.tz)
     context = _base_context(settings, list_cfg, groups, period_label, language, when)
-    return _subject(make_environment(settings, sandboxed=True), list_cfg, context)
+    return _subject(make_environment(settings), list_cfg, context)
 
 
 def _subject(env: jinja2.Environment, list_cfg: ListConfig, context: dict[str, Any]) -> str:

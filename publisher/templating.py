@@ -5,8 +5,10 @@ Admins may override any template by putting a file of the same name in the folde
 ``default:`` always names the built-in, so an override can extend what it replaces
 (``{% extends "default:email/digest.html.j2" %}``), the Datasette/Pelican way.
 
-Templates an admin can write run in Jinja2's sandbox (no attribute walks to Python
-internals) with ``StrictUndefined`` (a typo is an error, not an empty string). Every
+Every template runs in Jinja2's sandbox (no attribute walks to Python internals):
+an admin can override any of them, the web pages included, and a template is content,
+not code that may run shell commands in the web or mail process. They also use
+``StrictUndefined`` (a typo is an error, not an empty string). Every
 Jinja2 error becomes a :class:`~publisher.errors.TemplateError` naming the template
 file and line, because the admin needs to know where to look, not a traceback.
 """
@@ -33,24 +35,24 @@ BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_PREFIX = "default"
 
 
-def make_environment(settings: Settings, *, sandboxed: bool) -> jinja2.Environment:
+def make_environment(settings: Settings) -> SandboxedEnvironment:
     """An environment searching the admin's folder, then the built-ins (also as ``default:``).
 
     Kept per process and configuration: compiled templates are reused by every build,
     issue and page (Jinja2 still reloads a template edited on disk). Nothing changes an
     environment after it is made, so sharing one is safe.
     """
-    key = (settings.templates.path, settings.site.timezone, settings.site.language, sandboxed)
+    key = (settings.templates.path, settings.site.timezone, settings.site.language)
     env = _ENVIRONMENTS.get(key)
     if env is None:
-        env = _ENVIRONMENTS[key] = _build_environment(settings, sandboxed=sandboxed)
+        env = _ENVIRONMENTS[key] = _build_environment(settings)
     return env
 
 
-_ENVIRONMENTS: dict[tuple[Path | None, str, str, bool], jinja2.Environment] = {}
+_ENVIRONMENTS: dict[tuple[Path | None, str, str], SandboxedEnvironment] = {}
 
 
-def _build_environment(settings: Settings, *, sandboxed: bool) -> jinja2.Environment:
+def _build_environment(settings: Settings) -> SandboxedEnvironment:
     builtin = jinja2.FileSystemLoader(BUILTIN_TEMPLATES)
     search = [BUILTIN_TEMPLATES]
     if settings.templates.path is not None:
@@ -61,8 +63,7 @@ def _build_environment(settings: Settings, *, sandboxed: bool) -> jinja2.Environ
             jinja2.FileSystemLoader(search),
         ]
     )
-    env_class = SandboxedEnvironment if sandboxed else jinja2.Environment
-    env = env_class(
+    env = SandboxedEnvironment(
         loader=loader,
         undefined=ExplainedUndefined,
         autoescape=jinja2.select_autoescape(

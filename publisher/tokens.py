@@ -23,14 +23,18 @@ import re
 from publisher.errors import TokenError
 
 MAC_BYTES = 16
+#: Ids are keys of ``subscribers.id``, an INTEGER column (32-bit signed on PostgreSQL):
+#: a larger id names nobody, and the database would refuse it with an overflow error
+#: (SQLite's driver too, past 64 bits), so such a token is malformed, not a query.
+MAX_SUBSCRIBER_ID = 2**31 - 1
 _FIELD = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _DOMAIN = b"publisher-token-v1\x00"  # keeps these MACs apart from any other use of the secret
 
 
 def make_token(subscriber_id: int, list_slug: str, purpose: str, secret: str) -> str:
     """Sign one subscriber's link for one list and one purpose."""
-    if subscriber_id < 0:
-        raise ValueError(f"subscriber id must be non-negative, got {subscriber_id}")
+    if not 0 <= subscriber_id <= MAX_SUBSCRIBER_ID:
+        raise ValueError(f"subscriber id must be between 0 and {MAX_SUBSCRIBER_ID}, got {subscriber_id}")
     for name, value in (("list_slug", list_slug), ("purpose", purpose)):
         if not _FIELD.match(value):
             raise ValueError(f"{name} {value!r} must be lower-case letters, digits and '-'")
@@ -87,4 +91,7 @@ def _parse_payload(payload: bytes) -> tuple[int, str, str]:
         raise TokenError("this link is not valid: malformed token") from e
     if not ident.isdigit() or not _FIELD.match(list_slug) or not _FIELD.match(purpose):
         raise TokenError("this link is not valid: malformed token")
-    return int(ident), list_slug, purpose
+    subscriber_id = int(ident)
+    if subscriber_id > MAX_SUBSCRIBER_ID:
+        raise TokenError("this link is not valid: subscriber id out of range")
+    return subscriber_id, list_slug, purpose

@@ -24,6 +24,7 @@ from publisher.app import Publisher
 from publisher.config import Settings, load_config
 from publisher.daemon import Daemon as DaemonProcess
 from publisher.store import Store
+from tests.slow_clients import seconds_until_closed
 from tests.smtp_server import free_port
 
 pytestmark = pytest.mark.slow
@@ -396,3 +397,22 @@ job = "digest"
     per_recipient = Counter(r for m in smtp_server.accepted() for r in m.rcpt_tos)
     assert len(per_recipient) == total and set(per_recipient.values()) == {1}
     store.close()
+
+
+def test_idle_and_trickling_connections_are_closed_after_the_web_timeouts(
+    tmp_path: Path, start: Callable[..., Daemon]
+) -> None:
+    port = free_port()
+    config = tmp_path / "config.toml"
+    write_config(config, port, tmp_path / "var" / "publisher.db", "")
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace(f"port = {port}\n", f"port = {port}\nkeep_alive_timeout = 1\nheader_timeout = 1\n", 1),
+        encoding="utf-8",
+    )
+    daemon = start(config, port)
+    daemon.wait_http()
+    assert seconds_until_closed(port) < 3
+    assert seconds_until_closed(port, trickle=b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 40) < 3
+    assert seconds_until_closed(port, first=b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") < 3
+    assert daemon.stop()[0] == 0

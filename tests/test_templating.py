@@ -37,7 +37,7 @@ def _write(folder: Path, name: str, text: str) -> None:
 
 
 def test_builtin_templates_are_found_without_override_folder(make_settings: MakeSettings) -> None:
-    env = make_environment(make_settings(), sandboxed=True)
+    env = make_environment(make_settings())
     assert (BUILTIN_TEMPLATES / "email" / "digest.html.j2").is_file()
     assert env.get_template("email/digest.txt.j2").filename == str(
         BUILTIN_TEMPLATES / "email" / "digest.txt.j2"
@@ -49,7 +49,7 @@ def test_override_folder_wins_and_default_prefix_reaches_the_builtin(
 ) -> None:
     _write(overrides, "email/page.txt.j2", "override says {{ word }}")
     _write(overrides, "email/digest.txt.j2", "mine")
-    env = make_environment(make_settings(templates={"path": str(overrides)}), sandboxed=True)
+    env = make_environment(make_settings(templates={"path": str(overrides)}))
     assert render_template(env, "email/page.txt.j2", {"word": "hi"}) == "override says hi"
     assert render_template(env, "email/digest.txt.j2", {}) == "mine"
     builtin = env.get_template("default:email/digest.txt.j2")
@@ -62,7 +62,7 @@ def test_override_extends_builtin_of_the_same_name(make_settings: MakeSettings, 
     _write(
         overrides, "email/child.txt.j2", '{% extends "email/base.txt.j2" %}{% block b %}child{% endblock %}'
     )
-    env = make_environment(make_settings(templates={"path": str(overrides)}), sandboxed=True)
+    env = make_environment(make_settings(templates={"path": str(overrides)}))
     assert render_template(env, "email/child.txt.j2", {}) == "XchildY"
     # and the built-in layout is reachable by its prefixed name even when overridden
     _write(overrides, "email/layout.html.j2", "{% block content %}{% endblock %}")
@@ -77,7 +77,7 @@ def test_override_extends_builtin_of_the_same_name(make_settings: MakeSettings, 
 
 
 def test_missing_template_is_a_template_error(make_settings: MakeSettings) -> None:
-    env = make_environment(make_settings(), sandboxed=True)
+    env = make_environment(make_settings())
     with pytest.raises(TemplateError, match=r"email/nope\.html\.j2 not found"):
         render_template(env, "email/nope.html.j2", {})
     with pytest.raises(TemplateError, match="not found"):
@@ -88,7 +88,7 @@ def test_undefined_variable_is_an_error_naming_file_and_line(
     make_settings: MakeSettings, overrides: Path
 ) -> None:
     _write(overrides, "email/u.txt.j2", "line one\n{{ nosuchthing }}\n")
-    env = make_environment(make_settings(templates={"path": str(overrides)}), sandboxed=True)
+    env = make_environment(make_settings(templates={"path": str(overrides)}))
     with pytest.raises(TemplateError) as info:
         render_template(env, "email/u.txt.j2", {})
     message = str(info.value)
@@ -98,7 +98,7 @@ def test_undefined_variable_is_an_error_naming_file_and_line(
 
 def test_syntax_error_names_file_and_line(make_settings: MakeSettings, overrides: Path) -> None:
     _write(overrides, "email/s.txt.j2", "ok\nok\n{% if %}\n")
-    env = make_environment(make_settings(templates={"path": str(overrides)}), sandboxed=True)
+    env = make_environment(make_settings(templates={"path": str(overrides)}))
     with pytest.raises(TemplateError, match=r"s\.txt\.j2, line 3: syntax error"):
         render_template(env, "email/s.txt.j2", {})
 
@@ -112,18 +112,22 @@ def test_syntax_error_names_file_and_line(make_settings: MakeSettings, overrides
     ],
 )
 def test_sandbox_blocks_python_internals(make_settings: MakeSettings, source: str) -> None:
-    env = make_environment(make_settings(), sandboxed=True)
+    env = make_environment(make_settings())
     with pytest.raises(TemplateError, match="subject"):
         render_string(env, source, {"x": object()}, label="lists 'weekly'.subject")
 
 
-def test_unsandboxed_environment_is_a_plain_one(make_settings: MakeSettings) -> None:
-    env = make_environment(make_settings(), sandboxed=False)
-    assert render_string(env, "{{ ''.__class__.__name__ }}", {}, label="t") == "str"
+def test_override_of_a_web_page_template_is_sandboxed_too(
+    make_settings: MakeSettings, overrides: Path
+) -> None:
+    _write(overrides, "web/subscription.html.j2", "{{ cycler.__init__.__globals__.os.popen('id').read() }}")
+    env = make_environment(make_settings(templates={"path": str(overrides)}))
+    with pytest.raises(TemplateError, match=r"subscription\.html\.j2, line 1: not allowed in a template"):
+        render_template(env, "web/subscription.html.j2", {})
 
 
 def test_other_runtime_errors_become_template_errors(make_settings: MakeSettings) -> None:
-    env = make_environment(make_settings(), sandboxed=True)
+    env = make_environment(make_settings())
     with pytest.raises(TemplateError, match="ZeroDivisionError"):
         render_string(env, "{{ 1 // 0 }}", {}, label="subject")
     with pytest.raises(TemplateError, match="unknown text key"):
@@ -135,7 +139,7 @@ def test_autoescape_in_html_templates_not_in_text_or_strings(
 ) -> None:
     _write(overrides, "email/e.html.j2", "{{ v }}")
     _write(overrides, "email/e.txt.j2", "{{ v }}")
-    env = make_environment(make_settings(templates={"path": str(overrides)}), sandboxed=True)
+    env = make_environment(make_settings(templates={"path": str(overrides)}))
     assert render_template(env, "email/e.html.j2", {"v": "<a&b>"}) == "&lt;a&amp;b&gt;"
     assert render_template(env, "email/e.txt.j2", {"v": "<a&b>"}) == "<a&b>"
     assert render_string(env, "{{ v }}", {"v": "<a&b>"}, label="subject") == "<a&b>"
@@ -143,7 +147,7 @@ def test_autoescape_in_html_templates_not_in_text_or_strings(
 
 def test_date_filter_uses_context_language_and_site_timezone(make_settings: MakeSettings) -> None:
     settings = make_settings(site={"timezone": "Europe/Zurich"})
-    env = make_environment(settings, sandboxed=True)
+    env = make_environment(settings)
     late = datetime(2024, 3, 4, 23, 30, tzinfo=UTC)  # already 5 March in Zurich
     assert render_string(env, "{{ d|date }}", {"d": late, "language": "fr"}, label="s") == "5 mars 2024"
     assert (

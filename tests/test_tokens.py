@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from publisher.errors import TokenError
-from publisher.tokens import MAC_BYTES, make_token, read_token, verify_token
+from publisher.tokens import MAC_BYTES, MAX_SUBSCRIBER_ID, make_token, read_token, verify_token
 
 SECRET = "per-address-secret-1"
 
@@ -125,7 +125,8 @@ def test_payload_without_three_fields_is_rejected() -> None:
 
 @pytest.mark.parametrize(
     ("ident", "slug", "purpose", "secret"),
-    [(-1, "weekly", "unsubscribe", SECRET), (1, "Weekly", "unsubscribe", SECRET), (1, "a.b", "x", SECRET),
+    [(-1, "weekly", "unsubscribe", SECRET), (MAX_SUBSCRIBER_ID + 1, "weekly", "unsubscribe", SECRET),
+     (1, "Weekly", "unsubscribe", SECRET), (1, "a.b", "x", SECRET),
      (1, "weekly", "un subscribe", SECRET), (1, "weekly", "unsubscribe", "")],
 )  # fmt: skip
 def test_make_token_refuses_fields_it_could_not_read_back(
@@ -133,3 +134,13 @@ def test_make_token_refuses_fields_it_could_not_read_back(
 ) -> None:
     with pytest.raises(ValueError):
         make_token(ident, slug, purpose, secret)
+
+
+@pytest.mark.parametrize("ident", [MAX_SUBSCRIBER_ID + 1, 10**30, 10**250])
+def test_ids_no_database_column_can_hold_are_malformed(ident: int) -> None:
+    token = _encode(f"{ident}.weekly.unsubscribe".encode() + b"\0" * MAC_BYTES)
+    with pytest.raises(TokenError, match="out of range"):
+        read_token(token)
+    with pytest.raises(TokenError, match="out of range"):
+        verify_token(token, SECRET)
+    assert read_token(make_token(MAX_SUBSCRIBER_ID, "weekly", "unsubscribe", SECRET))[0] == MAX_SUBSCRIBER_ID

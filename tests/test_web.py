@@ -1,16 +1,26 @@
 """The web app over a real HTTP server: feed serving and the subscriber pages.
 
-uvicorn serves the Starlette app on a free loopback port in a thread; requests go
-through httpx, and the unsubscribe flow is also clicked through in real Chromium.
+uvicorn serves the Starlette app on a free loopback port in a thread, configured by
+the same ``server_config`` as ``publisher serve`` and ``run``; requests go through
+httpx or raw sockets (to play slow clients), and the unsubscribe flow is also clicked
+through in real Chromium.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,9 +30,11 @@ from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.models import Item, SubscriptionStatus
 from publisher.store import Store
-from publisher.subscriptions import add
-from publisher.tokens import make_token
+from publisher.subscriptions import add, forget
+from publisher.tokens import MAX_SUBSCRIBER_ID, make_token
 from publisher.web.app import create_app
+from publisher.web.server import server_config
+from tests.slow_clients import seconds_until_closed
 from tests.smtp_server import free_port
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -36,7 +48,9 @@ class Server:
     def __init__(self, publisher: Publisher) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(publisher), host="127.0.0.1", port=self.port, log_level="warning")
+        config = server_config(
+            create_app(publisher), publisher.settings.web, host="127.0.0.1", port=self.port
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -204,3 +218,211 @@ def test_unsubscribe_by_clicking_in_chromium(publisher: Publisher, server: Serve
         page.wait_for_selector("text=You are unsubscribed")
         browser.close()
     assert status_of(publisher, "ann@example.org", "weekly") == SubscriptionStatus.UNSUBSCRIBED
+
+
+# -- issue 7: hostile requests change nothing ---------------------------------------------
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base) as c:
+        yield c
+
+
+def statuses_of(pub: Publisher, email: str) -> dict[str, SubscriptionStatus]:
+    sid = pub.store.subscribers.find_id(email)
+    assert sid is not None
+    return pub.store.subscribers.statuses(sid)
+
+
+def test_head_on_unsubscribe_and_preferences_links_changes_nothing(
+    publisher: Publisher, server: Server
+) -> None:
+    add(publisher.store, publisher.settings, "weekly", "ann@example.org", "Ann", "en")
+    add(publisher.store, publisher.settings, "press", "ann@example.org", "Ann", "en")
+    urls = [
+        f"{server.base}/{purpose}/{token_for(publisher, 'ann@example.org', 'weekly', purpose)}"
+        for purpose in ("unsubscribe", "preferences")
+    ]
+    heads = [httpx.head(url) for url in urls]
+    assert statuses_of(publisher, "ann@example.org") == {
+        "press": SubscriptionStatus.CONFIRMED,
+        "weekly": SubscriptionStatus.CONFIRMED,
+    }
+    for url, head in zip(urls, heads, strict=True):
+        get = httpx.get(url)  # the page a HEAD describes: same status and headers, no body
+        assert head.status_code == get.status_code == 200, url
+        assert head.content == b"", url
+        assert head.headers["content-length"] == get.headers["content-length"] == str(len(get.content))
+        assert head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_override_page_template_cannot_run_commands(
+    make_settings: Callable[..., Settings], store_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = tmp_path / "payload-ran"
+    overrides = tmp_path / "my-templates"
+    (overrides / "web").mkdir(parents=True)
+    (overrides / "web" / "subscription.html.j2").write_text(
+        "{{ cycler.__init__.__globals__.os.popen('touch " + str(marker) + "; id').read() }}", encoding="utf-8"
+    )
+    settings = make_settings(storage={"url": store_url}, lists=LISTS, templates={"path": str(overrides)})
+    pub = Publisher(settings, Store(store_url), clock=lambda: NOW)
+    try:
+        add(pub.store, pub.settings, "weekly", "ann@example.org", "Ann", "en")
+        with Server(pub) as server, httpx.Client(base_url=server.base) as c:
+            r = c.get(f"/unsubscribe/{token_for(pub, 'ann@example.org', 'weekly')}")
+            invalid = c.get("/unsubscribe/garbage")
+    finally:
+        pub.close()
+    assert not marker.exists(), "the template ran a shell command"
+    for response in (r, invalid):
+        assert response.status_code == 500
+        assert response.headers["content-type"].startswith("text/plain")
+        assert "template has an error" in response.text
+        assert "uid=" not in response.text and "Traceback" not in response.text
+    assert "subscription.html.j2, line 1: not allowed in a template" in caplog.text
+
+
+def _raw_token(ident: str, list_slug: str, purpose: str, secret: str) -> str:
+    """A token spelled like tokens.make_token does, for ids make_token refuses."""
+    payload = f"{ident}.{list_slug}.{purpose}".encode("ascii")
+    mac = hmac.digest(secret.encode(), b"publisher-token-v1\x00" + payload, hashlib.sha256)[:16]
+    return base64.urlsafe_b64encode(payload + mac).rstrip(b"=").decode("ascii")
+
+
+def test_tokens_that_are_malformed_or_out_of_range_get_the_invalid_link_page(
+    publisher: Publisher, client: httpx.Client
+) -> None:
+    add(publisher.store, publisher.settings, "weekly", "ann@example.org", "Ann", "en")
+    secret = publisher.store.subscribers.secret(publisher.store.subscribers.find_id("ann@example.org") or 0)
+    assert secret
+    huge = [str(10**30), str(2**31), str(2**63), str(2**64 + 1), "9" * 250]
+    tokens = [_raw_token(ident, "weekly", purpose, key) for ident in huge for key in (secret, "x")
+              for purpose in ("unsubscribe", "preferences")]  # fmt: skip
+    tokens += [_raw_token(str(MAX_SUBSCRIBER_ID), "weekly", "unsubscribe", secret)]  # in range, nobody
+    tokens += ["garbage", "A" * 500, "%C3%A9t%C3%A9", "a.b.c", "-", "MQ", "MTIzLndlZWtseS51bnN1YnNjcmliZQ"]
+    for token in tokens:
+        for method in ("GET", "HEAD", "POST"):
+            for page in ("unsubscribe", "preferences"):
+                r = client.request(method, f"/{page}/{token}", data={"list": "weekly"})
+                assert r.status_code == 400, (method, page, token)
+                if method != "HEAD":
+                    assert "This link is not valid" in r.text, (method, page, token)
+    assert status_of(publisher, "ann@example.org", "weekly") == SubscriptionStatus.CONFIRMED
+
+
+def test_forgotten_subscribers_links_are_invalid_and_change_nothing(
+    publisher: Publisher, client: httpx.Client
+) -> None:
+    add(publisher.store, publisher.settings, "weekly", "ann@example.org", "Ann", "en")
+    add(publisher.store, publisher.settings, "press", "ann@example.org", "Ann", "en")
+    prefs = f"/preferences/{token_for(publisher, 'ann@example.org', 'weekly', 'preferences')}"
+    unsubscribe = f"/unsubscribe/{token_for(publisher, 'ann@example.org', 'press')}"
+    assert forget(publisher.store, "ann@example.org")
+    before = statuses_of(publisher, "ann@example.org")
+    record = publisher.store.subscribers.record(publisher.store.subscribers.find_id("ann@example.org") or 0)
+    for method, url, data in [
+        ("POST", prefs, {"list": ["weekly", "press"]}),
+        ("POST", prefs, {}),
+        ("GET", prefs, None),
+        ("POST", unsubscribe, {}),
+        ("GET", unsubscribe, None),
+    ]:
+        r = client.request(method, url, data=data)
+        assert r.status_code == 400, (method, url)
+        assert "This link is not valid" in r.text
+    assert statuses_of(publisher, "ann@example.org") == before
+    assert (
+        publisher.store.subscribers.record(publisher.store.subscribers.find_id("ann@example.org") or 0)
+        == record
+    )
+
+
+def test_huge_form_bodies_are_refused_unread(publisher: Publisher, client: httpx.Client) -> None:
+    add(publisher.store, publisher.settings, "weekly", "ann@example.org", "Ann", "en")
+    unsubscribe = f"/unsubscribe/{token_for(publisher, 'ann@example.org', 'weekly')}"
+    prefs = f"/preferences/{token_for(publisher, 'ann@example.org', 'weekly', 'preferences')}"
+    huge = b"List-Unsubscribe=One-Click&" + b"x" * 200_000
+    for url in (unsubscribe, prefs):
+        r = client.post(url, content=huge, headers={"content-type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 413, url
+        chunked = client.post(url, content=iter([huge[:5000], huge[5000:]]))  # no content-length
+        assert chunked.status_code == 413, url
+    assert status_of(publisher, "ann@example.org", "weekly") == SubscriptionStatus.CONFIRMED
+    ok = client.post(unsubscribe, content=b"List-Unsubscribe=One-Click")  # a normal form still works
+    assert (
+        ok.status_code == 200
+        and status_of(publisher, "ann@example.org", "weekly") == SubscriptionStatus.UNSUBSCRIBED
+    )
+
+
+@pytest.fixture
+def quick_server(make_settings: Callable[..., Settings]) -> Iterator[Server]:
+    settings = make_settings(web={"keep_alive_timeout": 1, "header_timeout": 1})  # SQLite is enough
+    pub = Publisher(settings, clock=lambda: NOW)
+    try:
+        with Server(pub) as s:
+            yield s
+    finally:
+        pub.close()
+
+
+def test_idle_and_trickling_connections_are_closed(quick_server: Server) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    trickle = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40
+    cases = {
+        "idle after connecting": {},
+        "header bytes trickling": {"trickle": trickle},
+        "idle after a response (keep-alive)": {"first": request},
+        "trickling after a response": {"first": request, "trickle": trickle},
+    }
+    with ThreadPoolExecutor(len(cases)) as pool:
+        futures = {
+            name: pool.submit(seconds_until_closed, quick_server.port, **kw) for name, kw in cases.items()
+        }
+        held = {name: f.result() for name, f in futures.items()}
+    assert all(seconds < 3 for seconds in held.values()), f"seconds held with 1 s timeouts: {held}"
+    # A client that sends its request in time is served as before.
+    assert httpx.get(f"{quick_server.base}/healthz").text == "ok\n"
+
+
+def test_publisher_serve_applies_the_web_timeouts(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[site]\nbase_url = "http://127.0.0.1:{port}"\n[storage]\nurl = "sqlite:///{tmp_path / "p.db"}"\n'
+        f'[feeds]\noutput_dir = "public"\n[outbox]\npath = "outbox"\n'
+        f'[web]\nhost = "127.0.0.1"\nport = {port}\nkeep_alive_timeout = 1\nheader_timeout = 1\n',
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "publisher.cli", "serve", "--config", str(config)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "publisher serve did not start"
+            time.sleep(0.1)
+        assert seconds_until_closed(port, trickle=b"GET / HTTP/1.1\r\n" + b"X" * 40) < 3
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_form_body_that_does_not_arrive_in_time_is_refused(quick_server: Server) -> None:
+    with socket.create_connection(("127.0.0.1", quick_server.port), timeout=6) as sock:
+        sock.sendall(b"POST /unsubscribe/MQ HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nList-")
+        start = time.monotonic()
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert time.monotonic() - start < 3

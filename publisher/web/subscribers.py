@@ -1,28 +1,45 @@
 """The pages that digest links lead to: unsubscribe and preferences.
 
-A GET never changes anything: mail scanners and link previewers follow links, and
+A GET or HEAD never changes anything: mail scanners, link checkers and previewers
+follow links (``curl -I`` sends HEAD, which Starlette routes to the GET handler), and
 an unsubscribe must not happen because a security gateway fetched the page. A GET
-shows a page with a button; the POST, including the RFC 8058 one-click POST that
-mail clients send with body ``List-Unsubscribe=One-Click``, acts at once.
-A forged, altered or unknown token gets a clear page and changes nothing.
+shows a page with a button; only a POST, including the RFC 8058 one-click POST that
+mail clients send with body ``List-Unsubscribe=One-Click``, acts, and at once.
+A forged, altered, out-of-range or unknown token, or one of a forgotten subscriber,
+gets a clear "invalid link" page (400) and changes nothing.
+
+The forms are tiny, so a POST body is read only up to :data:`FORM_MAX_BYTES` and
+within ``[web] header_timeout``: a huge or trickling body is refused, not buffered.
+Pages render in the template sandbox like every template; a broken or refused admin
+override is logged and answered with a short error page, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Message
 
 from publisher.app import Publisher
-from publisher.errors import PublisherError, TokenError
+from publisher.errors import SubscriberError, TemplateError, TokenError
 from publisher.i18n import normalise_language
 from publisher.models import SubscriptionStatus
 from publisher.templating import make_environment, render_template, translator
 from publisher.tokens import read_token, verify_token
+
+log = logging.getLogger("publisher.web")
+
+#: The unsubscribe and preferences forms send a few dozen bytes per list.
+FORM_MAX_BYTES = 8 * 1024
+PAGE_TEMPLATE = "web/subscription.html.j2"
 
 
 @dataclass
@@ -44,7 +61,7 @@ def routes(publisher: Publisher) -> list[Route]:
 class SubscriberPages:
     def __init__(self, publisher: Publisher) -> None:
         self.publisher = publisher
-        self.env = make_environment(publisher.settings, sandboxed=False)
+        self.env = make_environment(publisher.settings)
         self.list_names = {lst.slug: lst.name for lst in publisher.settings.lists}
 
     def _holder(self, token: str, purpose: str) -> Holder:
@@ -52,88 +69,116 @@ class SubscriberPages:
         subscriber_id, list_slug, token_purpose = read_token(token)
         if token_purpose != purpose:
             raise TokenError(f"a {token_purpose} token used for {purpose}")
-        sub = self.publisher.store.subscribers.get(subscriber_id)
+        subscribers = self.publisher.store.subscribers
+        sub = subscribers.get(subscriber_id)
         if sub is None or not sub.secret:
             raise TokenError("no such subscriber")
         verify_token(token, sub.secret)
+        if subscribers.is_forgotten(subscriber_id):
+            raise TokenError("this subscriber was forgotten; its links no longer work")
         language = normalise_language(sub.language, self.publisher.settings.site.language)
-        return Holder(subscriber_id, list_slug, sub.email or "", language)
+        return Holder(subscriber_id, list_slug, sub.email, language)
 
-    def _page(self, status: int, language: str, heading: str, **context: Any) -> HTMLResponse:
+    def _page(self, status: int, language: str, heading: str, **context: Any) -> Response:
         """``language`` is already a catalogue language (see :meth:`_holder`)."""
-        body = render_template(
-            self.env,
-            "web/subscription.html.j2",
-            {
-                "site": self.publisher.settings.site,
-                "t": translator(language),
-                "heading": heading,
-                "message": "",
-                "action": "",
-                **context,
-            },
-        )
+        try:
+            body = render_template(
+                self.env,
+                PAGE_TEMPLATE,
+                {
+                    "site": self.publisher.settings.site,
+                    "t": translator(language),
+                    "heading": heading,
+                    "message": "",
+                    "action": "",
+                    **context,
+                },
+            )
+        except TemplateError as e:
+            log.error("cannot show a subscriber page: %s", e)
+            return PlainTextResponse(
+                "This page cannot be shown: its template has an error. The site's administrator "
+                "can see why in the server log.\n",
+                status_code=500,
+                headers={"cache-control": "no-store"},
+            )
         return HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
 
-    def _invalid(self) -> HTMLResponse:
+    def _invalid(self) -> Response:
         language = normalise_language(self.publisher.settings.site.language)
         t = translator(language)
         return self._page(400, language, t("invalid_link_title"), message=t("invalid_link_text"))
 
+    async def _verified(self, request: Request, purpose: str) -> Holder | None:
+        """The holder of the path's token, or None when the link is not valid."""
+        try:
+            return await asyncio.to_thread(self._holder, request.path_params["token"], purpose)
+        except TokenError:
+            return None
+
+    async def _small_body(self, request: Request) -> bytes:
+        return await read_small_body(request, FORM_MAX_BYTES, self.publisher.settings.web.header_timeout)
+
     async def unsubscribe(self, request: Request) -> Response:
         from publisher.subscriptions import unsubscribe_by_id
 
-        try:
-            holder = await asyncio.to_thread(self._holder, request.path_params["token"], "unsubscribe")
-        except PublisherError:
+        body = await self._small_body(request) if request.method == "POST" else b""
+        holder = await self._verified(request, "unsubscribe")
+        if holder is None:
             return self._invalid()
         t = translator(holder.language)
         list_name = self.list_names.get(holder.list_slug, holder.list_slug)
-        if request.method == "GET":
+        if request.method == "POST":
+            try:
+                await asyncio.to_thread(
+                    unsubscribe_by_id,
+                    self.publisher.store,
+                    holder.subscriber_id,
+                    holder.list_slug,
+                    method="one-click" if b"List-Unsubscribe=One-Click" in body else "web",
+                    source=request.client.host if request.client else "",
+                )
+            except SubscriberError:  # forgotten or removed since the token was checked
+                return self._invalid()
             return self._page(
-                200,
-                holder.language,
-                t("unsubscribe_question", list=list_name),
-                action="unsubscribe",
-                form_url=str(request.url.path),
-                address=holder.email,
+                200, holder.language, t("unsubscribed_title"), message=t("unsubscribed_text", list=list_name)
             )
-        body = (await request.body()).decode("utf-8", "replace")
-        await asyncio.to_thread(
-            unsubscribe_by_id,
-            self.publisher.store,
-            holder.subscriber_id,
-            holder.list_slug,
-            method="one-click" if "List-Unsubscribe=One-Click" in body else "web",
-            source=request.client.host if request.client else "",
-        )
+        # A GET, or a HEAD: Starlette routes it here and uvicorn drops the body.
         return self._page(
-            200, holder.language, t("unsubscribed_title"), message=t("unsubscribed_text", list=list_name)
+            200,
+            holder.language,
+            t("unsubscribe_question", list=list_name),
+            action="unsubscribe",
+            form_url=str(request.url.path),
+            address=holder.email,
         )
 
     async def preferences(self, request: Request) -> Response:
         from publisher.subscriptions import preferences, update_preferences
 
-        try:
-            holder = await asyncio.to_thread(self._holder, request.path_params["token"], "preferences")
-        except PublisherError:
+        form = await as_form(request, await self._small_body(request)) if request.method == "POST" else None
+        holder = await self._verified(request, "preferences")
+        if holder is None:
             return self._invalid()
         store = self.publisher.store
         t = translator(holder.language)
         message = ""
-        if request.method == "POST":
-            chosen = {str(v) for v in (await request.form()).getlist("list")}
+        if form is not None:  # a POST
+            chosen = {str(v) for v in form.getlist("list")}
             current = await asyncio.to_thread(preferences, store, holder.subscriber_id)
             # Only configured lists the subscriber was ever on are offered, so only those change.
             choices = {slug: slug in chosen for slug in current if slug in self.list_names}
-            await asyncio.to_thread(
-                update_preferences,
-                store,
-                holder.subscriber_id,
-                choices,
-                source=request.client.host if request.client else "",
-                lists=list(self.list_names),
-            )
+            try:
+                await asyncio.to_thread(
+                    update_preferences,
+                    store,
+                    holder.subscriber_id,
+                    choices,
+                    source=request.client.host if request.client else "",
+                    lists=list(self.list_names),
+                )
+            except SubscriberError:  # forgotten or removed since the token was checked
+                return self._invalid()
             message = t("preferences_saved")
         statuses = await asyncio.to_thread(preferences, store, holder.subscriber_id)
         rows = [
@@ -155,3 +200,33 @@ class SubscriberPages:
             lists=rows,
             message=message,
         )
+
+
+async def read_small_body(request: Request, limit: int, deadline: float) -> bytes:
+    """The request body if it is at most ``limit`` bytes and arrives within ``deadline`` s.
+
+    Otherwise 413 or 408, with ``Connection: close`` so the rest is not read either.
+    """
+    close = {"connection": "close"}
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"The request body is larger than {limit} bytes.", headers=close)
+    body = bytearray()
+    try:
+        async with asyncio.timeout(deadline):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise HTTPException(413, f"The request body is larger than {limit} bytes.", headers=close)
+    except TimeoutError as e:
+        raise HTTPException(408, "The request body did not arrive in time.", headers=close) from e
+    return bytes(body)
+
+
+async def as_form(request: Request, body: bytes) -> FormData:
+    """Parse an already read ``body`` as the form it is (urlencoded or multipart)."""
+
+    async def replay() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return await Request(request.scope, replay).form()
