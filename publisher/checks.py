@@ -45,7 +45,7 @@ def check_settings(settings: Settings) -> CheckReport:
     """Run every check that needs more than the config file; never sends or writes."""
     report = CheckReport()
     _check_templates_folder(settings, report)
-    env = make_environment(settings, sandboxed=True)
+    env = make_environment(settings)
     for name in PAGE_TEMPLATES:
         _compile(env, name, f"templates: {name}", report)
     for position, list_cfg in enumerate(settings.lists, 1):
