@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,17 @@ def test_durations() -> None:
         parse_duration("two weeks")
     (found,) = problems({"schedules": {"x": {"every": "fortnight", "job": "ingest"}}})
     assert "schedules.x.every" in found
+
+
+@pytest.mark.parametrize(
+    ("table", "body"),
+    [
+        ("site", '[site]\nlanguage = \'en"><script>\'\n'),
+        ("sources[1] 's'", '[[sources]]\nname = "s"\ntype = "directory"\npath = "c"\nlanguage = "en gb"\n'),
+    ],
+)
+def test_a_language_that_is_not_a_bcp47_tag_is_a_config_error(tmp_path: Path, table: str, body: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=rf"{re.escape(table)}\.language: .*is not a language tag"):
+        load_config(path)
