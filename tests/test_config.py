@@ -146,7 +146,7 @@ def test_durations() -> None:
 @pytest.mark.parametrize(
     ("table", "body"),
     [
-        ("site", '[site]\nlanguage = \'en"><script>\'\n'),
+        ("site", "[site]\nlanguage = 'en\"><script>'\n"),
         ("sources[1] 's'", '[[sources]]\nname = "s"\ntype = "directory"\npath = "c"\nlanguage = "en gb"\n'),
     ],
 )
