@@ -3,6 +3,11 @@
 Each command loads the config, calls one library method and prints the outcome.
 Errors from the library become one clear line and an exit code (Datasette's
 StartupError -> ClickException): 0 success, 1 the work failed, 2 usage or config.
+
+Much of what is printed comes from outside (item titles, labels, subscriber names,
+file names): the consoles never read console markup or emoji codes, so a ``[/]`` in
+a title cannot crash a command and ``[white on white]`` cannot hide a line. Colour is
+given only by explicit styles (:func:`labelled`), never by markup in a string.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from publisher.app import Publisher
 from publisher.config import Settings, load_config
@@ -31,10 +37,15 @@ if TYPE_CHECKING:
     from publisher.ingest import IngestReport
     from publisher.subscriptions import ImportReport
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, markup=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def labelled(label: str, style: str, message: object) -> Text:
+    """``label message`` with the label styled; the message is printed as it is."""
+    return Text.assemble((label, style), " ", str(message))
 
 
 class JsonFormatter(logging.Formatter):
@@ -97,10 +108,10 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as e:
-            err_console.print(f"[red]configuration error:[/red] {e}", markup=True)
+            err_console.print(labelled("configuration error:", "red", e))
             sys.exit(2)
         except PublisherError as e:
-            err_console.print(f"[red]error:[/red] {e}", markup=True)
+            err_console.print(labelled("error:", "red", e))
             sys.exit(e.exit_code)
 
     return wrapper  # type: ignore[return-value]
@@ -149,19 +160,23 @@ def check(ctx: Context) -> None:
 
         DkimSigner(settings.dkim)  # reads and test-signs the key: ConfigError if unusable
     console.print(
-        f"[green]ok[/green] {ctx.config_path}: {len(settings.sources)} source(s), "
-        f"{len(settings.categories)} categories, {len(settings.lists)} list(s), "
-        f"{len(settings.schedules)} schedule(s)"
+        labelled(
+            "ok",
+            "green",
+            f"{ctx.config_path}: {len(settings.sources)} source(s), "
+            f"{len(settings.categories)} categories, {len(settings.lists)} list(s), "
+            f"{len(settings.schedules)} schedule(s)",
+        )
     )
 
 
 def print_ingest(report: IngestReport) -> None:
     for failure in report.failed:
-        err_console.print(f"[red]source failed:[/red] {failure}")
+        err_console.print(labelled("source failed:", "red", failure))
     for rejected in report.rejected:
-        err_console.print(f"[yellow]item rejected:[/yellow] {rejected}")
+        err_console.print(labelled("item rejected:", "yellow", rejected))
     for warning in report.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {warning}")
+        err_console.print(labelled("warning:", "yellow", warning))
     console.print(
         f"ingest: {report.new_count} new, {report.changed_count} changed, "
         f"{report.unchanged_count} unchanged, {len(report.rejected)} rejected, "
@@ -260,12 +275,17 @@ def run(ctx: Context, host: str | None, port: int | None) -> None:
 
 def print_import(report: ImportReport, name: str, list_slug: str) -> None:
     for problem in report.rejected:
-        err_console.print(f"[yellow]rejected:[/yellow] {problem}")
+        err_console.print(labelled("rejected:", "yellow", problem))
     console.print(
         f"import {name} -> {list_slug}: {report.added} added, {report.updated} updated, "
         f"{report.unchanged} unchanged, {report.suppressed_kept} kept unsubscribed, "
         f"{len(report.rejected)} rejected"
     )
+
+
+def _more(omitted: int) -> str:
+    """How many items an issue covers without showing them (over the list's max_items)."""
+    return f" ({omitted} more not included)" if omitted else ""
 
 
 def print_digest(report: DigestReport) -> None:
@@ -275,7 +295,8 @@ def print_digest(report: DigestReport) -> None:
     t = report.tally
     head = f"digest {report.list_slug} [{report.period_key}]"
     if report.created:
-        head += f": new issue, {report.items} item(s) for {report.recipients} subscriber(s)"
+        shown = f"{report.items} item(s){_more(report.omitted)}"
+        head += f": new issue, {shown} for {report.recipients} subscriber(s)"
     elif report.note:
         head += f": {report.note}"
     console.print(head)
@@ -307,7 +328,7 @@ def digest_preview(ctx: Context, list_slug: str, out_dir: Path) -> None:
     from publisher.digests import preview
 
     result = preview(ctx.publisher, list_slug, out_dir)
-    console.print(f"{result.subject!r}: {result.items} item(s)")
+    console.print(f"{result.subject!r}: {result.items} item(s){_more(result.omitted)}")
     for path in result.files:
         console.print(f"  wrote {path}")
 
@@ -347,7 +368,9 @@ def digest_send(
         if not p.items:
             console.print(f"dry run: list {list_slug}: nothing to send this period")
         else:
-            console.print(f"dry run: {p.subject!r}: {p.items} item(s) to {p.recipients} subscriber(s)")
+            console.print(
+                f"dry run: {p.subject!r}: {p.items} item(s){_more(p.omitted)} to {p.recipients} subscriber(s)"
+            )
         return
     if to_address:
         result = asyncio.run(digests.send_test_copy(publisher, list_slug, to_address))
@@ -355,7 +378,7 @@ def digest_send(
         if str(result.status) != "sent":
             sys.exit(1)
         return
-    with sending_progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"sending {list_slug}", total=None)
         report = asyncio.run(
             digests.send_digest(
@@ -367,11 +390,12 @@ def digest_send(
         sys.exit(1)
 
 
-def sending_progress() -> Any:
+def progress_bar() -> Any:
+    """A transient progress bar on stderr; descriptions (list and file names) are not markup."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -587,12 +611,10 @@ def subscribers() -> None:
 @with_context
 def subscribers_import(ctx: Context, list_slug: str, csv_path: Path) -> None:
     """Import FILE.csv (email,name,language,...) into LIST as confirmed (consent "import")."""
-    from rich.progress import Progress
-
     from publisher.subscriptions import import_csv
 
     ctx.settings.list_config(list_slug)
-    with Progress(console=err_console, transient=True) as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"importing {csv_path.name}", total=None)
 
         def advance(done: int, total: int) -> None:

@@ -35,6 +35,7 @@ from pydantic import (
 
 from publisher.errors import ConfigError
 from publisher.selectors import check_selector
+from publisher.text import is_language_tag
 
 SLUG = r"^[a-z0-9][a-z0-9-]*$"
 # Numbers are strict (no "50" for 50, no true for 1) and finite (no inf, no nan): a
@@ -112,9 +113,21 @@ class SiteConfig(_Strict):
     def _tz(cls, v: str) -> str:
         return _check_timezone(v)
 
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        return _check_language(v)
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+def _check_language(v: str) -> str:
+    """A language written into feeds and pages verbatim must be a BCP 47 tag."""
+    if not is_language_tag(v) or len(v) > 20:
+        raise ValueError(f"{v[:50]!r} is not a language tag: write one such as 'en' or 'fr-CH' (BCP 47)")
+    return v
 
 
 def _check_timezone(v: str) -> str:
@@ -174,6 +187,11 @@ class _SourceBase(_Strict):
     max_bytes: StrictInt = Field(10 * 1024 * 1024, ge=1024, le=1024**3)  # decoded body size cap
     follow_redirects_to: list[str] = []  # other origins a redirect may lead to
     max_items_per_run: StrictInt = Field(1000, ge=1, le=1_000_000)  # newest first; the rest wait
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        return None if v is None else _check_language(v)
 
 
 class DirectorySourceConfig(_SourceBase):

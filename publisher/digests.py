@@ -6,6 +6,12 @@ issue never floods subscribers with the archive. Its key is the start of the
 schedule period that contains the send (see publisher.periods), and the store's
 unique (list, period) constraint makes a second send of the same period a no-op,
 whichever process or restart tries it.
+
+An issue shows at most the list's ``max_items`` items, the newest; the older ones it
+covers but does not show, and the mail counts them ("and 20 more on the website",
+linked to the site). They still count as held by the issue, so the next issue does
+not bring them: after a flood (a source publishing 5,000 items at once) the next
+issue holds only what is new, instead of the leftovers of the flood for weeks.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ class DigestReport:
     period_key: str
     issue_id: int | None = None
     created: bool = False
-    items: int = 0
+    items: int = 0  # shown in the mail
+    omitted: int = 0  # covered by the issue but over the list's max_items: counted, not shown
     recipients: int = 0
     note: str = ""
     tally: DeliveryTally = field(default_factory=DeliveryTally)
@@ -70,11 +77,24 @@ def list_categories(list_cfg: ListConfig) -> list[str] | None:
     return None if "*" in list_cfg.categories else list(list_cfg.categories)
 
 
-def issue_items(settings: Settings, store: Store, list_cfg: ListConfig, now: datetime) -> list[Item]:
-    """The items the next issue of ``list_cfg`` would hold at ``now``."""
-    return store.issues.candidate_items(
+@dataclass(slots=True)
+class IssueItems:
+    """What an issue holds: the items its mail shows, newest first, and how many more it covers."""
+
+    shown: list[Item]
+    omitted: list[Item] = field(default_factory=list)
+
+    @property
+    def all(self) -> list[Item]:
+        return self.shown + self.omitted
+
+
+def issue_items(settings: Settings, store: Store, list_cfg: ListConfig, now: datetime) -> IssueItems:
+    """The items the next issue of ``list_cfg`` would hold at ``now``, capped at ``max_items``."""
+    candidates = store.issues.candidate_items(
         list_cfg.slug, list_categories(list_cfg), list_cfg.languages, now - list_cfg.max_age_delta
     )
+    return IssueItems(candidates[: list_cfg.max_items], candidates[list_cfg.max_items :])
 
 
 def render_for(
@@ -88,7 +108,7 @@ def render_for(
     """Render a stored issue once for one language (cached by the sender)."""
     from publisher.messages import render_issue
 
-    items = store.items.by_ids(store.issues.item_ids(issue.id))
+    items = store.items.by_ids(store.issues.shown_item_ids(issue))
     return render_issue(
         settings,
         list_cfg,
@@ -98,6 +118,7 @@ def render_for(
         language=language,
         now=issue.created,
         signer=signer,
+        more_items=issue.omitted,
     )
 
 
@@ -169,12 +190,12 @@ def _create_issue(
     report: DigestReport,
 ) -> None:
     settings, store = publisher.settings, publisher.store
-    items = issue_items(settings, store, list_cfg, now)
-    report.items = len(items)
-    if not items and not list_cfg.send_empty:
+    held = issue_items(settings, store, list_cfg, now)
+    report.items, report.omitted = len(held.shown), len(held.omitted)
+    if not held.shown and not list_cfg.send_empty:
         report.note = "nothing new since the last issue; no issue created"
         return
-    subject = subject_for(settings, list_cfg, items)
+    subject = subject_for(settings, list_cfg, held)
     # The store picks the confirmed subscribers inside the creating transaction.
     created = store.issues.create(
         list_slug=list_cfg.slug,
@@ -182,10 +203,11 @@ def _create_issue(
         period_start=start,
         schedule=list_cfg.schedule,
         subject=subject,
-        item_ids=[i.id for i in items],
+        item_ids=[i.id for i in held.all],
         languages=list_cfg.languages or None,
         now=now,
         forced=forced,
+        omitted=len(held.omitted),
     )
     if created is None:  # another process created it between our check and insert
         report.recipients = store.subscribers.count_confirmed(list_cfg.slug, list_cfg.languages or None)
@@ -195,20 +217,25 @@ def _create_issue(
         return
     (report.issue_id, report.recipients), report.created = created, True
     log.info(
-        "issue %s of list %s: %d items for %d subscribers",
+        "issue %s of list %s: %d items (%d more not included) for %d subscribers",
         key,
         list_cfg.slug,
-        len(items),
+        report.items,
+        report.omitted,
         report.recipients,
         extra={"list": list_cfg.slug},
     )
 
 
-def subject_for(settings: Settings, list_cfg: ListConfig, items: list[Item]) -> str:
+def subject_for(settings: Settings, list_cfg: ListConfig, held: IssueItems) -> str:
     """The list's subject template rendered in the site language (stored with the issue)."""
     from publisher.messages import render_subject
 
-    return str(render_subject(settings, list_cfg, items, language=settings.site.language))
+    return str(
+        render_subject(
+            settings, list_cfg, held.shown, language=settings.site.language, more_items=len(held.omitted)
+        )
+    )
 
 
 # -- previews, dry runs and test copies ---------------------------------------------
@@ -221,6 +248,7 @@ class Preview:
     recipients: int
     subject: str
     files: list[Path] = field(default_factory=list)
+    omitted: int = 0  # items the issue would cover without showing (over max_items)
 
 
 def sample_subscriber(publisher: Publisher, list_cfg: ListConfig, email: str | None = None) -> Subscriber:
@@ -241,7 +269,7 @@ def sample_subscriber(publisher: Publisher, list_cfg: ListConfig, email: str | N
 
 def render_next(
     publisher: Publisher, list_slug: str, subscriber: Subscriber, *, fallback_to_latest: bool = False
-) -> tuple[Any, list[Item], bytes]:
+) -> tuple[Any, IssueItems, bytes]:
     """Render what the next issue would be for one subscriber; records nothing.
 
     With ``fallback_to_latest`` and nothing new, the latest issue's items are used, so
@@ -252,26 +280,30 @@ def render_next(
     settings = publisher.settings
     list_cfg = settings.list_config(list_slug)
     now = publisher.clock()
-    items = issue_items(settings, publisher.store, list_cfg, now)
-    if not items and fallback_to_latest:
+    held = issue_items(settings, publisher.store, list_cfg, now)
+    if not held.shown and fallback_to_latest:
         latest = publisher.store.issues.summaries(list_slug, 1)
-        if latest:
-            items = publisher.store.items.by_ids(publisher.store.issues.item_ids(latest[0]["id"]))
-    if not items and not list_cfg.send_empty:
+        issue = publisher.store.issues.by_id(latest[0]["id"]) if latest else None
+        if issue is not None:
+            ids, by_ids = publisher.store.issues.item_ids(issue.id), publisher.store.items.by_ids
+            cut = len(ids) - issue.omitted
+            held = IssueItems(by_ids(ids[:cut]), by_ids(ids[cut:]))
+    if not held.shown and not list_cfg.send_empty:
         raise IssueError(f"list {list_slug!r}: nothing new since its last issue, so there is no next issue")
     rendered = render_issue(
         settings,
         list_cfg,
-        items,
+        held.shown,
         issue_id=0,
         period_label=_period_label(
             settings, period_start(settings, list_cfg.schedule, now), subscriber.language
         ),
         language=subscriber.language,
         now=now,
+        more_items=len(held.omitted),
     )
     _mid, data = rendered.personalise(subscriber, delivery_id=0)
-    return rendered, items, data
+    return rendered, held, data
 
 
 def preview(publisher: Publisher, list_slug: str, out_dir: Path) -> Preview:
@@ -281,7 +313,7 @@ def preview(publisher: Publisher, list_slug: str, out_dir: Path) -> Preview:
 
     list_cfg = publisher.settings.list_config(list_slug)
     subscriber = sample_subscriber(publisher, list_cfg)
-    _rendered, items, data = render_next(publisher, list_slug, subscriber, fallback_to_latest=True)
+    _rendered, held, data = render_next(publisher, list_slug, subscriber, fallback_to_latest=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     eml = out_dir / f"{list_slug}.eml"
     eml.write_bytes(data)
@@ -289,7 +321,8 @@ def preview(publisher: Publisher, list_slug: str, out_dir: Path) -> Preview:
     html_part = message.get_body(preferencelist=("html",))
     html = out_dir / f"{list_slug}.html"
     html.write_text(html_part.get_content() if html_part else "", encoding="utf-8")
-    return Preview(list_slug, len(items), 1, str(message["Subject"]), [html, eml])
+    subject = str(message["Subject"])
+    return Preview(list_slug, len(held.shown), 1, subject, [html, eml], omitted=len(held.omitted))
 
 
 def dry_run(publisher: Publisher, list_slug: str) -> Preview:
@@ -298,12 +331,13 @@ def dry_run(publisher: Publisher, list_slug: str) -> Preview:
     list_cfg = settings.list_config(list_slug)
     now = publisher.clock()
     key = period_key(period_start(settings, list_cfg.schedule, now))
-    items = issue_items(settings, publisher.store, list_cfg, now)
+    held = issue_items(settings, publisher.store, list_cfg, now)
     if publisher.store.issues.get(list_slug, key) is not None:
-        items = []
+        held = IssueItems([])
     recipients = publisher.store.subscribers.count_confirmed(list_slug, list_cfg.languages or None)
-    subject = subject_for(settings, list_cfg, items) if items else ""
-    return Preview(list_slug, len(items), recipients if items else 0, subject)
+    subject = subject_for(settings, list_cfg, held) if held.shown else ""
+    count = recipients if held.shown else 0
+    return Preview(list_slug, len(held.shown), count, subject, omitted=len(held.omitted))
 
 
 async def send_test_copy(publisher: Publisher, list_slug: str, address: str) -> Any:

@@ -33,6 +33,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "manage_preferences": "Manage preferences",
         "why_you_receive": "You receive this email because you subscribed to {list} from {site}.",
         "sent_by": "Sent by {sender}",
+        "more_on_website": "and {count} more on the website",
         # subscription pages
         "unsubscribe_question": "Unsubscribe from {list}?",
         "unsubscribe_button": "Unsubscribe",
@@ -57,6 +58,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "manage_preferences": "Gérer mes préférences",
         "why_you_receive": "Vous recevez ce courriel car vous êtes abonné à {list} de {site}.",
         "sent_by": "Envoyé par {sender}",
+        "more_on_website": "et {count} de plus sur le site",
         "unsubscribe_question": "Se désabonner de {list} ?",
         "unsubscribe_button": "Se désabonner",
         "unsubscribed_title": "Vous êtes désabonné",
@@ -82,6 +84,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "manage_preferences": "Gestionar preferencias",
         "why_you_receive": "Recibe este correo porque se suscribió a {list} de {site}.",
         "sent_by": "Enviado por {sender}",
+        "more_on_website": "y {count} más en el sitio web",
         "unsubscribe_question": "¿Darse de baja de {list}?",
         "unsubscribe_button": "Darme de baja",
         "unsubscribed_title": "Se ha dado de baja",

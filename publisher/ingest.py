@@ -5,6 +5,12 @@ item is made safe and complete: sanitised HTML (feeds and mail clients render it
 no XML-invalid characters (feedgen refuses them), aware dates, absolute links, and an
 id that survives edits (feed readers and digests key on it). One bad item or one
 broken source is reported and the run goes on; the report says exactly what to fix.
+
+An upstream is not trusted with sizes or with what a reader sees: titles and
+summaries longer than ``[items]`` ``max_title_length`` / ``max_summary_length`` are
+cut at a word with an ellipsis, bidi controls are removed from titles and labels,
+and a language that is not a well-formed BCP 47 tag is replaced by the source's (or
+site's) language with a warning, since it is written into feeds and pages verbatim.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ from publisher.errors import ItemError, SourceError
 from publisher.models import Item, RawItem, SourceResult
 from publisher.sources import AnySourceConfig, fetch_source
 from publisher.store import Store
-from publisher.text import xml_safe
+from publisher.text import cut_at_word, is_language_tag, strip_bidi, xml_safe
 
-# Characters XML 1.0 forbids (feedgen/lxml raise on them), plus DEL.
-_SUMMARY_LIMIT = 500
+_SUMMARY_LIMIT = 500  # characters of a summary taken from the content's first paragraph
+_LABEL_MAX_LENGTH = 200  # the store's label column
+_LANGUAGE_MAX_LENGTH = 20  # the store's language column
 
 ALLOWED_TAGS = nh3.ALLOWED_TAGS - {
     "area", "map", "center", "nav", "header", "footer", "hgroup", "acronym", "strike", "tt",
@@ -251,9 +258,10 @@ class ItemCleaner:
 
     def clean(self, raw: RawItem) -> Candidate:
         """Validate and clean ``raw``; raise ItemError saying what is missing and how to fix it."""
-        title = _one_line(raw.title)
+        title = strip_bidi(_one_line(raw.title))
         if not title:
             raise ItemError(raw.origin, f"missing title: {self._hint('title')}")
+        title = self._cut(raw, "title", title, self.settings.items.max_title_length)
         link = self._link(raw)
         published = self._date(raw, "published", raw.published)
         updated = self._date(raw, "updated", raw.updated)
@@ -261,7 +269,7 @@ class ItemCleaner:
         if first is None:
             raise ItemError(raw.origin, f"missing date: {self._hint('date')}")
         content = self._content(raw, link)
-        label = _one_line(raw.label) or None
+        label = cut_at_word(strip_bidi(_one_line(raw.label)), _LABEL_MAX_LENGTH) or None
         item = Item(
             id=self._stable_id(raw, link),
             source=self.cfg.name,
@@ -269,7 +277,7 @@ class ItemCleaner:
             link=link,
             published=first,
             updated=updated or first,
-            language=_one_line(raw.language) or self.cfg.language or self.settings.site.language,
+            language=self._language(raw),
             summary=self._summary(raw, content, link),
             content=content,
             label=label,
@@ -313,11 +321,52 @@ class ItemCleaner:
         return sanitize(rendered, link).strip()
 
     def _summary(self, raw: RawItem, content: str, link: str) -> str:
+        """Sanitised HTML; over ``max_summary_length`` characters, its text cut and re-escaped.
+
+        Cutting the plain text (and dropping the over-long summary's formatting) rather
+        than the HTML means a cut can never leave an unclosed tag or half an entity.
+        """
         text = xml_safe(raw.summary or "").strip()
         if not text:
             return first_paragraph(content)
         rendered = _markdown.renderInline(text) if raw.content_type == "markdown" else text
-        return sanitize(rendered, link).strip()
+        summary = sanitize(rendered, link).strip()
+        limit = self.settings.items.max_summary_length
+        if len(summary) <= limit:
+            return summary
+        plain = " ".join(BeautifulSoup(summary, "html.parser").get_text(" ").split())
+        return html.escape(self._cut(raw, "summary", plain, limit), quote=False)
+
+    def _cut(self, raw: RawItem, what: str, text: str, limit: int) -> str:
+        """``text`` cut at a word to ``limit`` characters, with a warning when it was cut."""
+        cut = cut_at_word(text, limit)
+        if cut != text:
+            key = f"max_{what}_length"
+            self.warnings.append(
+                ItemError(
+                    raw.origin,
+                    f"{what} of {len(text)} characters cut to {len(cut)} "
+                    f"(the limit is [items] {key} = {limit} in config.toml)",
+                )
+            )
+        return cut
+
+    def _language(self, raw: RawItem) -> str:
+        """The item's language if it is a well-formed BCP 47 tag, else the source's or site's."""
+        fallback = self.cfg.language or self.settings.site.language
+        value = _one_line(raw.language)
+        if not value:
+            return fallback
+        if is_language_tag(value) and len(value) <= _LANGUAGE_MAX_LENGTH:
+            return value
+        self.warnings.append(
+            ItemError(
+                raw.origin,
+                f"language {value[:100]!r} is not a language tag such as 'en' or 'fr-CH' "
+                f"(BCP 47, at most {_LANGUAGE_MAX_LENGTH} characters): {fallback!r} used instead",
+            )
+        )
+        return fallback
 
     def _image(self, raw: RawItem, link: str) -> str | None:
         text = _one_line(raw.image)
@@ -409,9 +458,7 @@ def first_paragraph(content: str) -> str:
     soup = BeautifulSoup(content, "html.parser")
     block = soup.find("p") or soup
     text = " ".join(block.get_text(" ").split())
-    if len(text) > _SUMMARY_LIMIT:
-        text = text[:_SUMMARY_LIMIT].rsplit(" ", 1)[0] + " …"
-    return html.escape(text, quote=False)
+    return html.escape(cut_at_word(text, _SUMMARY_LIMIT), quote=False)
 
 
 def canonical_link(link: str) -> str:

@@ -17,9 +17,14 @@ encoded, keeps every line within RFC 2045's 76 characters and decodes to exactly
 value. Values are HTML-escaped for the HTML part and left raw for the text part.
 
 Header injection is impossible by construction: every header value that comes from
-data (names, subject, list name) has its control characters replaced by spaces before
-it is encoded, and addresses with control characters, spaces or angle brackets are
-refused.
+data (names, subject, list name) has its control characters replaced by spaces and
+its bidi controls removed before it is encoded, and addresses with control
+characters, spaces or angle brackets are refused. Subjects and display names are cut
+at a word to 200 characters (:func:`publisher.text.cut_at_word`), so item titles
+in a subject template cannot grow a header without bound.
+
+An issue shows at most its list's ``max_items`` items; ``more_items`` counts the rest,
+which the templates mention ("and 20 more on the website") with a link to the site.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ from publisher.errors import ConfigError, IssueError, MailError, SubscriberError
 from publisher.i18n import normalise_language, translate
 from publisher.models import Item, Subscriber
 from publisher.templating import make_environment, render_string, render_template, translator
-from publisher.text import CONTROL
+from publisher.text import CONTROL, NAME_MAX_LENGTH, cut_at_word, strip_bidi
 from publisher.tokens import make_token
 
 log = logging.getLogger(__name__)
@@ -73,7 +78,7 @@ DKIM_HEADERS = [
 ]
 CRLF = b"\r\n"
 _QP_LINE = 75  # leaves room for the "=" of the soft break that follows each piece
-_NAME_MAX = 200  # characters of a display name kept in headers; keeps lines far below 998
+SUBJECT_MAX_LENGTH = 200  # characters of a Subject; longer ones are cut at a word
 _PERSONAL = ("NAME", "EMAIL", "GREETING", "UNSUB", "PREFS")
 _BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>()\[\]\\,;:\"]")
 _QP_SAFE = re.compile(r"[\x20-\x3c\x3e-\x7e]*")  # printable ASCII but "=": literal in QP
@@ -225,7 +230,7 @@ class RenderedIssue:
         return message_id, data
 
     def _values(self, subscriber: Subscriber, message_id: str) -> dict[str, bytes]:
-        name = clean_header_text(subscriber.name)[:_NAME_MAX]
+        name = display_name(subscriber.name)
         address = check_address(subscriber.email)
         unsub_token = make_token(subscriber.id, self.list_slug, "unsubscribe", subscriber.secret)
         unsub_url = f"{self.base_url}/unsubscribe/{unsub_token}"
@@ -266,19 +271,21 @@ def render_issue(
     language: str,
     now: datetime,
     signer: DkimSigner | None = None,
+    more_items: int = 0,
 ) -> RenderedIssue:
     """Render, inline and encode one issue for the readers of one language.
 
     ``now`` is the issue's send time (the ``Date`` header) and must be timezone-aware.
     ``signer`` defaults to one built from ``settings.dkim`` when that is set; pass one
-    in to load the key once for many issues.
+    in to load the key once for many issues. ``more_items`` counts the issue's items
+    left out by the list's ``max_items`` (the mail says how many and links the site).
     """
     if now.tzinfo is None:
         raise IssueError("the send time of an issue must be timezone-aware")
     language = normalise_language(language, settings.site.language)
     nonce = secrets.token_hex(8)
     groups = group_items(settings, items, language)
-    context = _base_context(settings, list_cfg, groups, period_label, language, now)
+    context = _base_context(settings, list_cfg, groups, period_label, language, now, more_items)
     env = make_environment(settings)
     subject = _subject(env, list_cfg, context)
     context["subject"] = subject
@@ -312,18 +319,21 @@ def render_subject(
     language: str,
     period_label: str = "",
     now: datetime | None = None,
+    more_items: int = 0,
 ) -> str:
     """The list's subject template rendered for these items (e.g. to store with the issue)."""
     language = normalise_language(language, settings.site.language)
     groups = group_items(settings, items, language)
     when = now or datetime.now(settings.site.tz)
-    context = _base_context(settings, list_cfg, groups, period_label, language, when)
+    context = _base_context(settings, list_cfg, groups, period_label, language, when, more_items)
     return _subject(make_environment(settings), list_cfg, context)
 
 
 def _subject(env: jinja2.Environment, list_cfg: ListConfig, context: dict[str, Any]) -> str:
     label = f"lists {list_cfg.slug!r}.subject"
-    subject = clean_header_text(render_string(env, list_cfg.subject, context, label=label))
+    subject = cut_at_word(
+        clean_header_text(render_string(env, list_cfg.subject, context, label=label)), SUBJECT_MAX_LENGTH
+    )
     if not subject:
         raise TemplateError(f"{label} renders to an empty subject")
     return subject
@@ -347,8 +357,17 @@ def group_items(settings: Settings, items: list[Item], language: str) -> list[Ca
 
 
 def clean_header_text(value: str) -> str:
-    """One line of text fit for a header: control characters become spaces, runs collapse."""
-    return " ".join(CONTROL.sub(" ", unicodedata.normalize("NFC", value)).split())
+    """One line of text fit for a header: control characters become spaces, runs collapse.
+
+    Bidi controls are removed: in a Subject or a display name they would let a sender
+    reorder what the reader sees.
+    """
+    return " ".join(CONTROL.sub(" ", strip_bidi(unicodedata.normalize("NFC", value))).split())
+
+
+def display_name(name: str) -> str:
+    """A recipient's or sender's name as put in a header: clean, at most 200 characters."""
+    return cut_at_word(clean_header_text(name), NAME_MAX_LENGTH)
 
 
 def check_address(address: str) -> str:
@@ -360,7 +379,7 @@ def check_address(address: str) -> str:
 
 def format_address(name: str, address: str) -> str:
     """``"Name" <addr>``, with the name as RFC 2047 encoded words when it is not ASCII."""
-    name = clean_header_text(name)[:_NAME_MAX]
+    name = display_name(name)
     if not name:
         return address
     return f"{encode_phrase(name)} <{address}>"
@@ -400,6 +419,7 @@ def _base_context(
     period_label: str,
     language: str,
     now: datetime,
+    more_items: int = 0,
 ) -> dict[str, Any]:
     sender_name, sender_address = parseaddr(list_cfg.sender)
     return {
@@ -413,6 +433,8 @@ def _base_context(
         "sender": sender_name or settings.site.title,
         "sender_address": sender_address,
         "t": translator(language),
+        "more_items": more_items,  # items of the issue beyond the list's max_items, not shown
+        "more_url": f"{settings.site.base_url}/",  # where they are: the site's feeds index
     }
 
 

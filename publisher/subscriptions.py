@@ -3,7 +3,8 @@
 Validation of everything a person typed or a CSV file holds happens here, before the
 store sees it: addresses go through email-validator, and names and addresses with
 control characters are refused because they would end up in mail headers (a CR/LF
-in a name is a header injection). The store (:mod:`publisher.store.subscribers`)
+in a name is a header injection); bidi controls are removed from names and names are
+cut at a word to 200 characters. The store (:mod:`publisher.store.subscribers`)
 then enforces the rules that must hold whatever front asks: suppressions are sticky,
 every status change is recorded, forgotten addresses survive only as a hash.
 
@@ -38,7 +39,7 @@ from publisher.store.subscribers import (
     SubscriberRecord,
     SubscriptionEvent,
 )
-from publisher.text import CONTROL
+from publisher.text import CONTROL, NAME_MAX_LENGTH, cut_at_word, is_language_tag, strip_bidi
 
 __all__ = [
     "ImportReport",
@@ -76,7 +77,6 @@ _STATE_COLUMNS = frozenset({"status", "consent_at", "consent_method", "consent_s
 # RFC 5322 dot-atom of ASCII atext: the local parts email-validator accepts unchanged.
 _PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _LOCAL_MAX_LENGTH = 64
-_LANGUAGE = re.compile(r"^([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*$")
 
 Progress = Callable[[int, int], None]
 
@@ -157,22 +157,31 @@ def _plain_address(address: str) -> str | None:
 
 
 def check_language(raw: str | None, default: str, *, where: str = "") -> str:
-    """Reduce a language tag to its primary subtag (``en-GB`` -> ``en``); empty -> ``default``."""
+    """Reduce a language tag to its primary subtag (``en-GB`` -> ``en``); empty -> ``default``.
+
+    The tag must be well-formed BCP 47 (``fr_CH`` is read as ``fr-CH``) with a two- or
+    three-letter language, the only kind the digests can be written in.
+    """
     value = (raw or "").strip()
     if not value:
         return default
-    match = _LANGUAGE.match(value)
-    if match is None:
-        raise SubscriberError(where, f"language {value!r} is not a language tag such as 'en' or 'fr-CH'")
-    return match.group(1).lower()
+    primary = value.replace("_", "-").split("-")[0]
+    if not is_language_tag(value.replace("_", "-")) or not 2 <= len(primary) <= 3 or not primary.isalpha():
+        shown = value if len(value) <= 50 else value[:50] + "…"
+        raise SubscriberError(where, f"language {shown!r} is not a language tag such as 'en' or 'fr-CH'")
+    return primary.lower()
 
 
 def check_name(raw: str, *, where: str = "") -> str:
-    """A display name safe to put in a ``To:`` header: trimmed, no control characters."""
+    """A display name safe to put in a ``To:`` header.
+
+    Trimmed, refused with control characters (header injection), without bidi
+    controls (they would reorder the header as shown), cut at a word to 200 characters.
+    """
     reason = _control_char_reason("name", raw)
     if reason:
         raise SubscriberError(where, reason)
-    return raw.strip()
+    return cut_at_word(strip_bidi(raw).strip(), NAME_MAX_LENGTH)
 
 
 def _now() -> datetime:

@@ -1,8 +1,13 @@
-"""Characters that must never reach a feed or a mail header, defined once.
+"""Text rules every stage shares, defined once: unsafe characters, length cuts, language tags.
 
 Ingest strips what XML cannot carry before items are stored and hashed; feeds strip
 the same from configuration text; messages and subscriptions refuse or neutralise
-control characters in anything that becomes a header (injection).
+control characters in anything that becomes a header (injection). Bidi controls are
+removed from titles, names and headers: an upstream or a subscriber must not be able
+to reorder what a reader or an admin sees (U+202E turns "txt.exe" into "exe.txt").
+Over-long text is cut at a word with an ellipsis, so a 200,000-character title
+cannot become a 600 KB mail or a 250 KB header. Language tags are checked against
+RFC 5646's well-formed syntax because they are written into feeds and pages verbatim.
 """
 
 from __future__ import annotations
@@ -16,7 +21,60 @@ XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd\ufffe\uffff\
 # Anything that can end or fold a header line, or hide in one.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
+# Bidi embeddings and overrides (U+202A-U+202E) and isolates (U+2066-U+2069).
+BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+ELLIPSIS = "…"
+NAME_MAX_LENGTH = 200  # characters of a subscriber's or sender's name
+
+# RFC 5646 section 2.1, "well-formed" (ABNF turned into a regular expression;
+# case-insensitive). Only the syntax is checked, not the IANA registry.
+_LANGTAG = (
+    r"(?:[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{4}|[a-z]{5,8})"  # language (+ extlang)
+    r"(?:-[a-z]{4})?"  # script
+    r"(?:-(?:[a-z]{2}|[0-9]{3}))?"  # region
+    r"(?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*"  # variants
+    r"(?:-[0-9a-wyz](?:-[a-z0-9]{2,8})+)*"  # extensions
+    r"(?:-x(?:-[a-z0-9]{1,8})+)?"  # private use
+)
+_GRANDFATHERED = (
+    r"en-gb-oed|i-ami|i-bnn|i-default|i-enochian|i-hak|i-klingon|i-lux|i-mingo|i-navajo|i-pwn|"
+    r"i-tao|i-tay|i-tsu|sgn-be-fr|sgn-be-nl|sgn-ch-de|"
+    r"art-lojban|cel-gaulish|no-bok|no-nyn|zh-guoyu|zh-hakka|zh-min|zh-min-nan|zh-xiang"
+)
+_LANGUAGE_TAG = re.compile(
+    rf"(?:{_LANGTAG}|x(?:-[a-z0-9]{{1,8}})+|{_GRANDFATHERED})", re.IGNORECASE | re.ASCII
+)
+
 
 def xml_safe(text: str | None) -> str:
     """``text`` without the characters XML cannot carry or validators flag."""
     return XML_UNSAFE.sub("", text or "")
+
+
+def strip_bidi(text: str) -> str:
+    """``text`` without bidi embedding, override and isolate characters."""
+    return BIDI_CONTROL.sub("", text)
+
+
+def cut_at_word(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else cut at a word and ended with "…".
+
+    The result, ellipsis included, has at most ``limit`` characters. The cut falls on the
+    last space before the limit unless that would drop more than half of what fits (one
+    very long "word", such as a URL), in which case the word itself is cut.
+    """
+    if len(text) <= limit:
+        return text
+    room = max(limit - len(ELLIPSIS), 0)
+    head = text[:room]
+    if not text[room].isspace():
+        word_start = head.rfind(" ")
+        if word_start > room // 2:
+            head = head[:word_start]
+    return head.rstrip() + ELLIPSIS
+
+
+def is_language_tag(value: str) -> bool:
+    """True when ``value`` is a well-formed BCP 47 (RFC 5646) language tag, e.g. ``fr-CH``."""
+    return _LANGUAGE_TAG.fullmatch(value) is not None

@@ -7,6 +7,9 @@ runs ``python -m publisher.cli`` there, checking output, files and exit codes
 
 from __future__ import annotations
 
+import email
+import email.policy
+import json
 import mailbox
 import os
 import shutil
@@ -198,3 +201,92 @@ def test_check_loads_the_dkim_key(site: Path) -> None:
     )
     r = cli(site, "check")
     assert r.returncode == 2 and "dkim.key_path" in r.stderr
+
+
+MARKUP_TITLE = "Budget [/] cuts [bold red]x[/]"
+
+
+def _add_item(site: Path, name: str, title: str, *, label: str = "News", **extra: str) -> None:
+    header = "".join(f"{key}: {value}\n" for key, value in extra.items())
+    (site / "content" / f"{name}.md").write_text(
+        f"---\ntitle: {json.dumps(title)}\ndate: 2020-08-01\ncategory: {json.dumps(label)}\n"
+        f"link: https://www.example.org/{name}\n{header}---\n\nBody\n",
+        encoding="utf-8",
+    )
+
+
+@pytest.mark.slow
+def test_text_from_outside_is_printed_literally_never_read_as_console_markup(site: Path) -> None:
+    """Fault 7: a `[/]` in a title, label or name crashed every command that printed it."""
+    _add_item(site, "markup", MARKUP_TITLE, label="News [/] [white on white]hidden")
+    config = (site / "config.toml").read_text()
+    (site / "config.toml").write_text(
+        config.replace(
+            'subject = "Social protection this week',
+            "subject = \"{{ (items|sort(attribute='published', reverse=true)|first).title }} - this week",
+        )
+    )
+    added = cli(site, "subscribers", "add", "weekly", "mark@example.org", "--name", "[/] [bold]Mark")
+    assert added.returncode == 0, added.stderr
+
+    ingested = cli(site, "ingest")
+    assert ingested.returncode == 0, ingested.stderr
+    assert "label 'News [/] [white on white]hidden' matches no category" in ingested.stderr
+    listed = cli(site, "items")
+    assert listed.returncode == 0 and MARKUP_TITLE in listed.stdout, listed.stderr
+    shown = cli(site, "subscribers", "show", "mark@example.org")
+    assert shown.returncode == 0 and "name:       [/] [bold]Mark" in shown.stdout, shown.stderr
+    published = cli(site, "publish")
+    assert published.returncode == 0, published.stderr
+    assert "digest weekly [2" in published.stdout and "sent 4" in published.stdout
+    status = cli(site, "digest", "status")
+    assert status.returncode == 0 and "Budget [/] cuts" in status.stdout, status.stderr
+    assert "Traceback" not in listed.stderr + shown.stderr + published.stderr + status.stderr
+
+
+@pytest.mark.slow
+def test_hostile_item_is_cut_cleaned_and_capped_on_its_way_to_feeds_and_mail(site: Path) -> None:
+    """Fault 9 and the per-issue cap, as an admin and a reader see them."""
+    long_title = "Budget \u202ecuts " + "word " * 40_000  # 200,000 characters and a bidi override
+    _add_item(site, "long", long_title, language="'en\"><script>'")
+    config = (site / "config.toml").read_text()
+    config = config.replace(
+        'subject = "Social protection this week: {{ items|length }} new items"',
+        "subject = \"{{ items|map(attribute='title')|join(' / ') }}\"\nmax_items = 10",
+    )
+    (site / "config.toml").write_text(config)
+    assert cli(site, "subscribers", "import", "weekly", "subscribers/weekly.csv").returncode == 0
+    named = cli(site, "subscribers", "add", "weekly", "eve@example.org", "--name", "Eve \u202eRights")
+    assert named.returncode == 0, named.stderr
+
+    ingested = cli(site, "ingest")
+    assert ingested.returncode == 0 and "14 new" in ingested.stdout, ingested.stderr
+    assert "title of 200011 characters cut to" in ingested.stderr
+    assert "language 'en\"><script>' is not a language tag" in ingested.stderr
+    dry = cli(site, "digest", "send", "weekly", "--dry-run")
+    assert "10 item(s) (4 more not included) to 4 subscriber(s)" in dry.stdout, dry.stdout
+    sent = cli(site, "digest", "send", "weekly")
+    assert sent.returncode == 0 and "new issue, 10 item(s) (4 more not included)" in sent.stdout, sent.stdout
+    assert cli(site, "build").returncode == 0
+
+    all_json = (site / "public" / "feeds" / "all.json").read_text(encoding="utf-8")
+    all_atom = (site / "public" / "feeds" / "all.atom.xml").read_text(encoding="utf-8")
+    assert "<script>" not in all_json and "\\u202e" not in all_json.lower() and "\u202e" not in all_json
+    assert "\u202e" not in all_atom and "Budget cuts word" in all_atom
+    entry = next(e for e in json.loads(all_json)["items"] if e["url"].endswith("/long"))
+    assert len(entry["title"]) <= 500 and entry["title"].endswith("word…")
+
+    outbox = list(mailbox.Maildir(site / "var" / "outbox", create=False))
+    assert len(outbox) == 4
+    for message in outbox:
+        parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+        subject, to = str(parsed["Subject"]), str(parsed["To"])
+        assert len(subject) <= 200 and "Budget cuts word" in subject and subject.endswith("…")
+        assert "\u202e" not in subject + to
+        assert len(message.as_bytes()) < 200_000  # not the 611 KB of an uncut title
+        html_part = parsed.get_body(preferencelist=("html",))
+        assert html_part is not None
+        more = ("and 4 more on the website", "et 4 de plus sur le site", "y 4 más en el sitio web")
+        assert any(f"{text}</a>" in html_part.get_content() for text in more)
+        assert 'href="http://127.0.0.1:8080/"' in html_part.get_content()
+    assert any("Eve Rights" in str(m["To"]) for m in outbox)

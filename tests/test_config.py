@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 
 import pytest
@@ -262,3 +263,17 @@ def test_any_config_is_valid_or_a_configuration_error(data: dict[str, object]) -
     """Whatever the file holds, `check` answers with settings or a ConfigError (exit 2)."""
     with contextlib.suppress(ConfigError):
         settings_from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("table", "body"),
+    [
+        ("site", "[site]\nlanguage = 'en\"><script>'\n"),
+        ("sources[1] 's'", '[[sources]]\nname = "s"\ntype = "directory"\npath = "c"\nlanguage = "en gb"\n'),
+    ],
+)
+def test_a_language_that_is_not_a_bcp47_tag_is_a_config_error(tmp_path: Path, table: str, body: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=rf"{re.escape(table)}\.language: .*is not a language tag"):
+        load_config(path)

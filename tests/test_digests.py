@@ -480,3 +480,50 @@ def test_forget_clears_what_the_smtp_server_said_about_the_address(
         assert conn.execute(select(deliveries.c.last_text)).scalar_one() is None
         assert conn.execute(select(delivery_attempts.c.text)).scalars().all() == [None]
         assert conn.execute(select(deliveries.c.status)).scalar_one() == "bounced"  # the ledger stays
+
+
+def _parts(message: mailbox.MaildirMessage) -> tuple[str, str]:
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    html_part = parsed.get_body(preferencelist=("html",))
+    text_part = parsed.get_body(preferencelist=("plain",))
+    assert html_part is not None and text_part is not None
+    return html_part.get_content(), text_part.get_content()
+
+
+def test_an_issue_shows_max_items_and_counts_the_rest_which_the_next_issue_does_not_bring(
+    make_settings: Callable[..., Settings], tmp_path: Path, store_url: str
+) -> None:
+    settings = make_settings(
+        storage={"url": store_url},
+        lists=[{**LISTS[0], "max_items": 100}],
+        schedules=SCHEDULES,
+        delivery={"journal_dir": str(tmp_path / "journal")},
+    )
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock)
+    # 120 new items: item 0 is the newest, item 119 the oldest.
+    pub.store.items.save([item(n, NOW - timedelta(minutes=n + 1)) for n in range(120)], [], NOW)
+    add(pub.store, settings, "weekly", "ana@example.org", "Ana", "en")
+    add(pub.store, settings, "weekly", "zoe@example.org", "Zoé", "fr")
+
+    dry = digests.dry_run(pub, "weekly")
+    assert (dry.items, dry.omitted) == (100, 20)
+    report = send(pub)
+    assert report.created and (report.items, report.omitted) == (100, 20) and report.sent == 2
+    assert report.recipients == 2
+    assert len(pub.store.issues.item_ids(report.issue_id or 0)) == 120  # all covered
+
+    mails = {str(m["To"]): _parts(m) for m in mailbox.Maildir(settings.outbox.path, create=False)}
+    html, text = mails['"Ana" <ana@example.org>']
+    assert html.count('class="item-title"') == 100
+    assert ">Item 99<" in html and ">Item 100<" not in html  # the newest hundred
+    assert '<a href="http://127.0.0.1:8080/"' in html and "and 20 more on the website</a>" in html
+    assert "and 20 more on the website: http://127.0.0.1:8080/" in text
+    french_html, _ = next(v for k, v in mails.items() if "zoe@example.org" in k)
+    assert "et 20 de plus sur le site" in french_html
+
+    clock.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # next week's period
+    pub.store.items.save([item(500, clock.now - timedelta(hours=1))], [], clock.now)
+    nxt = send(pub)
+    assert nxt.created and (nxt.items, nxt.omitted) == (1, 0)
+    assert pub.store.issues.item_ids(nxt.issue_id or 0) == ["urn:test:500"]  # no leftovers

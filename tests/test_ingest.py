@@ -584,3 +584,83 @@ def test_html_items_keep_their_id_across_edits_and_bad_ones_name_their_place(
     item = store.items.get(site.url("/news/belgian"))
     assert item is not None and item.title == "Belgian stakeholders reflect" and item.updated == LATER
     assert store.items.count() == 1
+
+
+# -- hostile sizes and characters ---------------------------------------------------
+
+
+def test_over_long_titles_and_summaries_are_cut_at_a_word(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    item_file(
+        folder, "long", id="urn:x:long", category="News",
+        title='"' + "Budget " * 30_000 + '"', summary='"<b>Cuts</b> & ' + "more " * 3_000 + '"',
+    )  # fmt: skip
+    item_file(folder, "short", id="urn:x:short", category="News", summary='"<b>Short</b> & sweet"')
+
+    report = ingest(directory_settings(make_settings, folder), store, NOW)
+
+    assert report.ok, report.rejected
+    item = store.items.get("urn:x:long")
+    assert item is not None
+    assert len(item.title) <= 500 and item.title.endswith("Budget…")
+    # The over-long summary's text is cut and re-escaped: no tag left open.
+    assert item.summary.startswith("Cuts &amp; more more") and item.summary.endswith("more…")
+    assert len(item.summary) <= 10_000 + len("&amp;") and "<" not in item.summary
+    warnings = [str(w) for w in report.warnings]
+    assert any("long.md: title of 209999 characters cut to" in w for w in warnings), warnings
+    assert any("long.md: summary of" in w and "max_summary_length" in w for w in warnings), warnings
+    short = store.items.get("urn:x:short")
+    assert short is not None and short.summary == "<b>Short</b> &amp; sweet"  # untouched
+
+
+def test_the_length_limits_are_configurable(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    item_file(folder, "t", id="urn:x:t", category="News", title='"Twenty five characters here and more"')
+    settings = make_settings(
+        sources=[{"name": "local", "type": "directory", "path": str(folder)}],
+        items={"max_title_length": 25},
+    )
+
+    ingest(settings, store, NOW)
+
+    item = store.items.get("urn:x:t")
+    assert item is not None and item.title == "Twenty five characters…"
+
+
+def test_bidi_controls_are_removed_from_titles_and_labels(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    item_file(folder, "b", id="urn:x:b", category='"\u202eNews"', title='"Invoice \u202egnp.exe\u2066"')
+
+    report = ingest(directory_settings(make_settings, folder), store, NOW)
+
+    item = store.items.get("urn:x:b")
+    assert item is not None and report.ok
+    assert item.title == "Invoice gnp.exe" and item.label == "News" and item.category == "news"
+
+
+def test_a_malformed_language_is_replaced_by_the_source_language_with_a_warning(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    item_file(folder, "bad", id="urn:x:bad", category="News", language="'en\"><script>'")
+    item_file(folder, "good", id="urn:x:good", category="News", language="fr-CH")
+    settings = directory_settings(make_settings, folder, language="es")
+
+    report = ingest(settings, store, NOW)
+    build_feeds(settings, store)
+
+    bad, good = store.items.get("urn:x:bad"), store.items.get("urn:x:good")
+    assert bad is not None and bad.language == "es"
+    assert good is not None and good.language == "fr-CH"
+    assert report.ok  # the item is kept, with its source's language
+    assert any(
+        "bad.md: language 'en\"><script>'" in str(w) and "'es' used instead" in str(w)
+        for w in report.warnings
+    )
+    assert "<script>" not in (tmp_path / "public" / "feeds" / "all.json").read_text()

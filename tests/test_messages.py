@@ -461,6 +461,28 @@ def test_header_injection_in_subject_and_list_name_creates_no_header(make_settin
     assert message["List-Id"] == '"Weekly Bcc: x@evil.example" <weekly.example.org>'
 
 
+def test_a_subject_made_of_titles_is_cut_at_a_word_to_200_characters(make_settings: MakeSettings) -> None:
+    settings = make_settings(lists=[{**LIST, "subject": "{{ items|map(attribute='title')|join(', ') }}"}])
+    titles = [make_item(n, title="Budget cuts " * 1000) for n in range(3)]
+    rendered = render(settings, titles)
+    subject = str(parse(personalised(rendered)[1])["Subject"])
+    assert len(subject) <= 200 and subject.endswith("Budget…") and rendered.subject == subject
+
+
+def test_bidi_controls_are_removed_from_subject_and_to(make_settings: MakeSettings) -> None:
+    settings = make_settings(lists=[{**LIST, "subject": "{{ items[0].title }}"}])
+    rendered = render(settings, [make_item(1, title="Invoice \u202egnp.exe")])
+    message = parse(personalised(rendered, make_subscriber(name="Carlos \u202eMéndez\u2066"))[1])
+    assert message["Subject"] == "Invoice gnp.exe"
+    assert message["To"].addresses[0].display_name == "Carlos Méndez"
+
+
+def test_a_long_name_is_cut_to_200_characters_in_to(settings: Settings) -> None:
+    message = parse(personalised(render(settings), make_subscriber(name="Carlos " * 100))[1])
+    name = message["To"].addresses[0].display_name
+    assert len(name) <= 200 and name.endswith("Carlos…")
+
+
 @pytest.mark.parametrize(
     "address",
     ["carlos@example.org\r\nBcc: x@evil.example", "a b@example.org", "<a@example.org>", "no-at-sign"],

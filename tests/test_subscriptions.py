@@ -460,3 +460,18 @@ def test_preferences_update(store: Store, settings: Settings) -> None:
         subs.update_preferences(store, ana.id, {"monthly": True}, lists=slugs)
     assert subs.update_preferences(store, ana.id, {"weekly": True}) == new  # nothing changes, no event
     assert len(subs.show(store, "ana@example.org").events) == len(record.events)
+
+
+def test_names_lose_bidi_controls_and_are_cut_to_200_characters(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    added = subs.add(store, settings, "weekly", "ana@example.org", "Ana \u202eLima\u2069")
+    assert added.name == "Ana Lima"
+    long_name = "Name " * 1000
+    text = f'email,name,language\nbo@example.org,"{long_name}",en\ncy@example.org,Cy,\'en"><script>\'\n'
+    report = subs.import_csv(store, settings, "weekly", write(tmp_path, text))
+    bo = subs.show(store, "bo@example.org")
+    assert len(bo.name) <= 200 and bo.name.endswith("Name…")
+    assert [str(e) for e in report.rejected] == [
+        "weekly.csv:3: language '\\'en\"><script>\\'' is not a language tag such as 'en' or 'fr-CH'"
+    ]

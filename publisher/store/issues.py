@@ -59,6 +59,7 @@ class IssueRow:
     created: datetime
     subject: str
     forced: bool
+    omitted: int = 0  # items held but not shown (over the list's max_items): the last positions
 
 
 @dataclass(slots=True)
@@ -101,6 +102,7 @@ def _issue(row: Any) -> IssueRow:
         created=m["created"],
         subject=m["subject"],
         forced=m["forced"],
+        omitted=m["omitted_items"],
     )
 
 
@@ -165,8 +167,12 @@ class IssueStore:
         languages: Sequence[str] | None = None,
         now: datetime,
         forced: bool = False,
+        omitted: int = 0,
     ) -> tuple[int, int] | None:
         """Create the issue, its items and one pending delivery per subscriber atomically.
+
+        ``item_ids`` are every item the issue covers, the shown ones first; the last
+        ``omitted`` of them are held (no later issue brings them) but not shown.
 
         The recipients are every subscriber the list's issue goes to (``receives``, of
         ``languages`` when given), chosen by the database in the same
@@ -187,6 +193,7 @@ class IssueStore:
                         created=now,
                         subject=subject,
                         forced=forced,
+                        omitted_items=omitted,
                     )
                     .returning(issues.c.id)
                 ).scalar_one()
@@ -201,6 +208,7 @@ class IssueStore:
         return int(issue_id), recipients
 
     def item_ids(self, issue_id: int) -> list[str]:
+        """Every item the issue covers, in position order (shown ones first)."""
         q = (
             select(issue_items.c.item_id)
             .where(issue_items.c.issue_id == issue_id)
@@ -208,6 +216,11 @@ class IssueStore:
         )
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(q)]
+
+    def shown_item_ids(self, issue: IssueRow) -> list[str]:
+        """The items the issue's mail shows: all it covers but the ``omitted`` last ones."""
+        ids = self.item_ids(issue.id)
+        return ids[: len(ids) - issue.omitted]
 
     # -- the delivery ledger -----------------------------------------------------
 

@@ -147,6 +147,9 @@ issues = Table(
     Column("forced", Boolean, nullable=False, default=False),
     Column("period_start", UTCDateTime, nullable=False),
     Column("schedule", String(100), nullable=True),
+    # Items the issue covers but does not show (over the list's max_items): they count
+    # as held, so the next issue does not bring them; the mail says how many.
+    Column("omitted_items", Integer, nullable=False, server_default="0"),
     UniqueConstraint("list_slug", "period_key", name="uq_issues_list_period"),
 )
 
