@@ -18,6 +18,7 @@ from publisher.config import Settings
 from publisher.store import Store
 
 if TYPE_CHECKING:
+    from publisher.checks import CheckReport
     from publisher.digests import DigestReport
     from publisher.feeds import BuildReport
     from publisher.ingest import IngestReport
@@ -63,6 +64,12 @@ class Publisher:
 
     def close(self) -> None:
         self.store.close()
+
+    def check(self) -> CheckReport:
+        """What would fail later (templates, subjects, subscriber files, DKIM), found now."""
+        from publisher.checks import check_settings
+
+        return check_settings(self.settings)
 
     # -- feeds ----------------------------------------------------------------
 

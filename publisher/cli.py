@@ -153,12 +153,13 @@ def cli(log_format: str, verbose: bool) -> None:
 @cli.command()
 @with_context
 def check(ctx: Context) -> None:
-    """Validate config.toml and report every problem (exit 2 when invalid)."""
+    """Validate config.toml, templates, subjects, subscriber files and the DKIM key (exit 2 on errors)."""
     settings = ctx.settings
-    if settings.dkim is not None:
-        from publisher.messages import DkimSigner
-
-        DkimSigner(settings.dkim)  # reads and test-signs the key: ConfigError if unusable
+    report = ctx.publisher.check()
+    for warning in report.warnings:
+        err_console.print(labelled("warning:", "yellow", warning))
+    if not report.ok:
+        raise ConfigError(f"{ctx.config_path}: {len(report.errors)} problem(s)", report.errors)
     console.print(
         labelled(
             "ok",
