@@ -304,6 +304,9 @@ class _Connection:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
             smtp.close()
             self.connect_failures += 1
+            if isinstance(e, TimeoutError):  # aiosmtplib's timeouts are TimeoutErrors too
+                limit = self._transport.cfg.timeout
+                raise _ConnectFailed(f"no answer within {limit:g} s (greeting, TLS or login)") from e
             raise _ConnectFailed(_describe(e)) from e
         self.smtp = smtp
         self.ever_connected = True
@@ -347,7 +350,7 @@ def _describe(error: BaseException) -> str:
         if isinstance(cause, aiosmtplib.SMTPResponseException):
             return f"{cause.code} {cause.message}"  # e.g. a 421 greeting: the relay's own words
         if isinstance(cause, ssl.SSLError):
-            return str(cause.reason or cause)
+            return f"TLS failed: {cause.reason or cause}"
         if isinstance(cause, OSError) and cause.errno:
             return os.strerror(cause.errno)
         cause = cause.__cause__
