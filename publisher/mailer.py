@@ -24,6 +24,7 @@ message waits on a database round trip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import re
@@ -91,11 +92,12 @@ class Transport(Protocol):
     raises :class:`MailError` (the transport as a whole failed): then only messages that
     were actually attempted get a result and the rest stay pending for a later run.
 
-    ``on_start(key)`` is called right before a message's text is written (SMTP: after the
-    server's 354 answer to DATA; Maildir: before the file is written), possibly again for
-    a retry. A message that got no ``on_start`` was certainly not delivered, whatever
-    happened; one that got ``on_start`` and no result may have been. If ``on_start``
-    raises, that message's text is not written and the send stops with that error.
+    ``on_start(key)`` is called right before a message's text is delivered (SMTP: after
+    the server's 354 answer to DATA, before the text is written; Maildir: before the
+    written file is renamed into ``new/``), possibly again for a retry. A message that
+    got no ``on_start`` was certainly not delivered, whatever happened; one that got
+    ``on_start`` and no result may have been. If ``on_start`` raises, that message is
+    not delivered and the send stops with that error.
     """
 
     async def send(
@@ -194,8 +196,6 @@ class MaildirTransport:
         envelope = message.sender + message.recipient
         if "\r" in envelope or "\n" in envelope:
             return _result(message, DeliveryStatus.FAILED, None, "line break in an envelope address")
-        if on_start is not None:
-            on_start(message.key)
         name = self._unique_name()
         head = f"Return-Path: <{message.sender}>\r\nDelivered-To: {message.recipient}\r\n".encode()
         tmp = self.path / "tmp" / name
@@ -203,6 +203,16 @@ class MaildirTransport:
             with open(tmp, "xb") as f:
                 f.write(head)
                 f.write(message.data)
+        except OSError as e:  # nothing reached new/: the message stays queued
+            _discard(tmp)
+            raise MailError(f"cannot write to the Maildir outbox {self.path}: {e.strerror}") from e
+        if on_start is not None:
+            try:
+                on_start(message.key)  # the rename into new/ is the delivery
+            except BaseException:
+                _discard(tmp)
+                raise
+        try:
             os.rename(tmp, self.path / "new" / name)
         except OSError as e:
             raise MailError(f"cannot write to the Maildir outbox {self.path}: {e.strerror}") from e
@@ -212,6 +222,12 @@ class MaildirTransport:
         # The Maildir convention: seconds, microseconds, pid and a counter, then the host.
         now = time.time_ns() // 1000
         return f"{now // 1_000_000}.M{now % 1_000_000}P{os.getpid()}Q{next(_maildir_counter)}.{self._host}"
+
+
+def _discard(path: Path) -> None:
+    """Remove a half-written Maildir file from tmp/ (best effort: tmp/ is not read)."""
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 # -- SMTP ------------------------------------------------------------------------------
@@ -411,7 +427,8 @@ class SmtpTransport:
 
     At most ``cfg.connections`` messages are in flight at once (see :attr:`in_flight`).
     Outcomes: 2xx sent; 4xx deferred; 421/454 make that connection back off and the
-    message is tried again (deferred after ``max_slowdowns``); 5.1.x and "user unknown"
+    message is tried again (deferred after ``max_slowdowns``, or at once when the
+    answer came after the message text); 5.1.x and "user unknown"
     bounced; other 5xx failed; a connection lost before the message text went out is
     retried on a fresh connection (deferred after ``max_drops``); lost after it, unknown.
 
@@ -620,7 +637,10 @@ class SmtpTransport:
             conn.drop()
             conn.slowdowns += 1
             job.slowdowns += 1
-            if job.slowdowns <= self.max_slowdowns:
+            # After the text, a 421 is this message's final answer: deferred (retried
+            # later by the ledger), so a stop or outage before a retry here cannot leave
+            # a refused message looking in doubt.
+            if stage is _Stage.ENVELOPE and job.slowdowns <= self.max_slowdowns:
                 return None
             return _result(job.message, DeliveryStatus.DEFERRED, code, text)
         if stage is _Stage.ENVELOPE:

@@ -315,6 +315,7 @@ def test_on_start_comes_only_when_the_text_goes_out(smtp_server: SmtpSink) -> No
         Rule("rcpt", reply="550 5.1.1 user unknown", recipient="reader1@example.net"),
         Rule("rcpt", drop=True, recipient="reader2@example.net", times=1),
         Rule("data", drop=True, recipient="reader3@example.net"),
+        Rule("data", reply="421 4.7.0 too many messages", recipient="reader4@example.net", times=1),
     )
     events: list[tuple[str, int]] = []
 
@@ -322,7 +323,7 @@ def test_on_start_comes_only_when_the_text_goes_out(smtp_server: SmtpSink) -> No
         transport = smtp(smtp_server, connections=1)
         try:
             await transport.send(
-                [message(k) for k in range(4)],
+                [message(k) for k in range(5)],
                 lambda r: events.append((r.status.value, r.key)),
                 lambda key: events.append(("start", key)),
             )
@@ -338,6 +339,8 @@ def test_on_start_comes_only_when_the_text_goes_out(smtp_server: SmtpSink) -> No
         ("sent", 2),
         ("start", 3),
         ("unknown", 3),  # only a started message can be unknown
+        ("start", 4),
+        ("deferred", 4),  # refused after its text: a final answer, not in doubt
     ]
 
 
@@ -483,6 +486,24 @@ def test_maildir_takes_async_input_and_async_callbacks(tmp_path: Path) -> None:
 
     asyncio.run(MaildirTransport(tmp_path / "box").send(produce(), record))
     assert seen == [0, 1]
+
+
+def test_maildir_starts_each_message_just_before_it_lands_in_new(tmp_path: Path) -> None:
+    box = tmp_path / "box"
+    seen: list[tuple[str, int, int]] = []
+
+    def landed() -> int:
+        return len(list((box / "new").iterdir()))
+
+    asyncio.run(
+        MaildirTransport(box).send(
+            [message(0), message(1)],
+            lambda r: seen.append(("result", r.key, landed())),
+            lambda key: seen.append(("start", key, landed())),
+        )
+    )
+    assert seen == [("start", 0, 0), ("result", 0, 1), ("start", 1, 1), ("result", 1, 2)]
+    assert list((box / "tmp").iterdir()) == []
 
 
 def test_an_unwritable_maildir_raises_mail_error(tmp_path: Path) -> None:
