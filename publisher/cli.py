@@ -445,6 +445,35 @@ def digest_status(ctx: Context, list_slug: str | None, limit: int) -> None:
     console.print(table)
 
 
+@digest.command("requeue-unknown")
+@click.argument("list_slug", metavar="[LIST]", required=False)
+@click.option("--issue", "issue_id", type=int, default=None, help="Only this issue (its id).")
+@click.option("--dry-run", is_flag=True, help="Show what would be requeued; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@with_context
+def digest_requeue_unknown(
+    ctx: Context, list_slug: str | None, issue_id: int | None, dry_run: bool, as_json: bool
+) -> None:
+    """Requeue messages an older version wrongly marked unknown during a relay outage.
+
+    Only rows with the old text "sender stopped while this message was in flight; not
+    resent"; a real crash mid-send wrote it too, so check the relay's logs first.
+    """
+    from publisher.digests import requeue_stopped_unknown
+
+    rows = requeue_stopped_unknown(ctx.publisher, list_slug, issue_id=issue_id, dry_run=dry_run)
+    if as_json:
+        found = [
+            {"issue": r.issue_id, "list": r.list_slug, "period": r.period_key, "count": r.count} for r in rows
+        ]
+        click.echo(json.dumps({"dry_run": dry_run, "issues": found, "total": sum(r.count for r in rows)}))
+        return
+    verb = "would requeue" if dry_run else "requeued"
+    for r in rows:
+        click.echo(f"{r.list_slug} {r.period_key} (issue {r.issue_id}): {verb} {r.count} message(s)")
+    click.echo(f"{verb} {sum(r.count for r in rows)} message(s) in total")
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 @click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between queue polls.")

@@ -373,6 +373,43 @@ def requeue_unknown(publisher: Publisher, list_slug: str) -> int:
     )
 
 
+@dataclass
+class Requeued:
+    """Deliveries of one issue that ``digest requeue-unknown`` puts (or would put) back."""
+
+    issue_id: int
+    list_slug: str
+    period_key: str
+    count: int
+
+
+def requeue_stopped_unknown(
+    publisher: Publisher, list_slug: str | None = None, *, issue_id: int | None = None, dry_run: bool = False
+) -> list[Requeued]:
+    """Repair a store where an older version marked never-sent messages ``unknown``.
+
+    Before the outage fix, a relay that refused connections (421, no greeting, broken
+    STARTTLS) left up to ``connections`` deliveries per attempt ``unknown`` with the text
+    :data:`publisher.ledger.LEGACY_STOPPED_TEXT`, although none of them was sent. A
+    genuine crash with the message text in flight wrote the same text, so this is an
+    admin's explicit ask, per list or issue, after checking the relay's logs: those
+    recipients may get the message twice. Rows go back to ``pending``, attempts kept;
+    newer versions write another text, so their true unknowns are never matched.
+    """
+    from publisher.ledger import LEGACY_STOPPED_TEXT
+
+    if list_slug is not None:
+        publisher.settings.list_config(list_slug)
+    issues = publisher.store.issues
+    if dry_run:
+        rows = issues.unknown_with_text(LEGACY_STOPPED_TEXT, list_slug=list_slug, issue_id=issue_id)
+    else:
+        rows = issues.requeue_unknown_with_text(
+            LEGACY_STOPPED_TEXT, publisher.clock(), list_slug=list_slug, issue_id=issue_id
+        )
+    return [Requeued(*row) for row in rows]
+
+
 async def deliver_queue(
     publisher: Publisher,
     *,
@@ -383,7 +420,9 @@ async def deliver_queue(
     """What `publisher worker` does: deliver every due message of every list, then poll.
 
     SIGTERM stops taking new messages; in-flight ones finish and the rest stays queued.
-    Several workers share the queue safely (claims never overlap).
+    Several workers share the queue safely (claims never overlap). A relay outage
+    raises MailError with the messages left queued: ``worker`` ends with that one line
+    and exit 1, for its supervisor to restart (systemd ``Restart=on-failure``).
     """
     import signal
 

@@ -3,15 +3,22 @@
 Exactly-once across crashes without a database round trip per message:
 
 * rows are claimed in batches and marked ``sending`` with this worker's id;
-* just before a message is handed to a transport, ``S <id>`` is appended to the
-  worker's journal file, and each SMTP outcome ``R <id> ...`` right after it arrives
-  (``os.write`` on an O_APPEND file: a SIGKILL cannot lose it, the kernel has it);
+* when the transport is about to write a message's text on an open connection (its
+  ``on_start``: after the server's 354), ``S <id>`` is appended to the worker's journal
+  file, and each SMTP outcome ``R <id> ...`` right after it arrives (``os.write`` on an
+  O_APPEND file: a SIGKILL cannot lose it, the kernel has it);
 * outcomes are written to the store in batches; the journal is removed at a clean end.
 
 After a crash the next sender finds the journal of the dead worker (its flock is
 free), records every outcome it holds, marks ``started`` rows with no outcome as
-``unknown`` (at most the transport's in-flight messages: they may have been accepted)
-and puts the rest back to ``pending``. Nothing is sent twice and nobody is skipped.
+``unknown`` (at most ``connections`` of them, one per connection whose message text
+was going out: the server may have accepted it) and puts the rest back to
+``pending``. Nothing is sent twice and nobody is skipped.
+
+The same split ends a run that stops early without a crash (SIGTERM, or a relay
+that cannot be connected to, greeted, secured or logged in to): messages pulled from
+the queue but never started go back to ``pending``, untouched, so an outage puts
+nobody in doubt. ``unknown`` means only "the text went out and no final reply came".
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.config import ListConfig, Settings, parse_duration
-from publisher.errors import PublisherError
+from publisher.errors import MailError, PublisherError
 from publisher.i18n import normalise_language
 from publisher.messages import DkimSigner
 from publisher.models import DeliveryStatus, Subscriber, SubscriptionStatus
@@ -45,6 +52,12 @@ log = logging.getLogger("publisher.ledger")
 
 STALE_CLAIM = timedelta(hours=6)
 
+# What a recovery writes on a started delivery that has no outcome.
+STOPPED_TEXT = "sender stopped after the message text began to go out; not resent"
+# What versions before the outage fix wrote there, also on messages never started
+# (a relay outage): `digest requeue-unknown` looks for exactly this text.
+LEGACY_STOPPED_TEXT = "sender stopped while this message was in flight; not resent"
+
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -53,12 +66,13 @@ def new_worker_id() -> str:
 class Journal:
     """An append-only, flock-held file of started and finished deliveries.
 
-    ``S`` lines are written at once. ``R`` lines wait for the next ``S`` line (or
-    :meth:`sync`) and go out in the same ``os.write``: one system call per message
-    instead of two. A crash can lose only those waiting results, and a started
-    delivery without a result is settled as unknown, never resent. Each waiting result
-    freed a connection that no new message has taken yet, so started-without-result
-    deliveries still number at most the transport's connections.
+    ``S`` lines are written at once, when a message's text is about to go out on an
+    open connection. ``R`` lines wait for the next ``S`` line (or :meth:`sync`) and go
+    out in the same ``os.write``: one system call per message instead of two. A crash
+    can lose only those waiting results, and a started delivery without a result is
+    settled as unknown, never resent. Each waiting result freed a connection that has
+    not started a new message text since (that start would have written them), so
+    started-without-result deliveries still number at most the transport's connections.
     """
 
     def __init__(self, directory: Path, worker: str) -> None:
@@ -171,7 +185,7 @@ def _settle(
                     did,
                     DeliveryStatus.UNKNOWN,
                     None,
-                    "sender stopped while this message was in flight; not resent",
+                    STOPPED_TEXT,
                     now,
                     attempts.get(did, 0) + 1,
                 )
@@ -278,9 +292,12 @@ class Sender:
         self.journal = Journal(self.journal_dir, self.worker)
         transport = make_transport(self.settings)
         clean = False
+        outage: MailError | None = None
         try:
-            await transport.send(self._messages(list_slug), self._on_result)
+            await transport.send(self._messages(list_slug), self._on_result, self._on_start)
             clean = True
+        except MailError as e:  # the relay cannot be reached: reported once, below
+            outage = e
         finally:
             await transport.close()
             settled = False
@@ -292,9 +309,17 @@ class Sender:
                 # Keep the journal if the store could not take the outcomes: the next
                 # sender's recovery applies it.
                 self.journal.close(remove=settled)
-            if not clean:
+            if not clean and outage is None:
                 log.warning("sending stopped early; %d deliveries left queued", self.tally.released)
+        if outage is not None:
+            queued = await asyncio.to_thread(self.store.issues.queued_count, list_slug)
+            raise MailError(f"{outage}; {queued} message(s) left queued") from outage
         return self.tally
+
+    def _on_start(self, delivery_id: int) -> None:
+        """The transport is about to write this message's text: from now on it may arrive."""
+        self.journal.started(delivery_id)
+        self._started.add(delivery_id)
 
     def _settle_own_claims(self) -> None:
         """Rows this worker claimed but never finished: unknown if started, else queued again.
@@ -327,9 +352,7 @@ class Sender:
                     return
                 message = await self._prepare(claimed)
                 if message is not None:
-                    self.journal.started(claimed.delivery_id)
-                    self._started.add(claimed.delivery_id)
-                    yield message
+                    yield message  # journaled only once its text goes out (_on_start)
 
     async def _prepare(self, c: Claimed) -> OutgoingMessage | None:
         from publisher.mailer import OutgoingMessage

@@ -2,7 +2,11 @@
 
 Rendering, personalising and the delivery ledger live elsewhere; this module only
 moves bytes and says, for every message handed in, what happened to it, so that the
-ledger can be written in batches from the ``on_result`` callback.
+ledger can be written in batches from the ``on_result`` callback. It also says, through
+``on_start``, the moment a message's text is about to be written to an open connection:
+only from then on can a lost reply leave the message in doubt, so only then does the
+ledger journal it as started (a relay that refuses or never answers a connection leaves
+nothing in doubt).
 
 Why the SMTP side drives each transaction itself instead of calling
 ``aiosmtplib.SMTP.sendmail``: the ledger must tell "not delivered, try again" from
@@ -20,6 +24,7 @@ message waits on a database round trip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import re
@@ -47,6 +52,7 @@ __all__ = [
     "ResultCallback",
     "SendResult",
     "SmtpTransport",
+    "StartCallback",
     "Transport",
     "classify_reply",
     "make_transport",
@@ -75,6 +81,7 @@ class SendResult:
 
 
 ResultCallback = Callable[[SendResult], Awaitable[None] | None]
+StartCallback = Callable[[int], None]  # called with a message's key
 Messages = AsyncIterable[OutgoingMessage] | Iterable[OutgoingMessage]
 
 
@@ -84,9 +91,18 @@ class Transport(Protocol):
     ``send`` calls ``on_result`` exactly once for every message it was handed, unless it
     raises :class:`MailError` (the transport as a whole failed): then only messages that
     were actually attempted get a result and the rest stay pending for a later run.
+
+    ``on_start(key)`` is called right before a message's text is delivered (SMTP: after
+    the server's 354 answer to DATA, before the text is written; Maildir: before the
+    written file is renamed into ``new/``), possibly again for a retry. A message that
+    got no ``on_start`` was certainly not delivered, whatever happened; one that got
+    ``on_start`` and no result may have been. If ``on_start`` raises, that message is
+    not delivered and the send stops with that error.
     """
 
-    async def send(self, messages: Messages, on_result: ResultCallback) -> None: ...
+    async def send(
+        self, messages: Messages, on_result: ResultCallback, on_start: StartCallback | None = None
+    ) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -155,14 +171,16 @@ class MaildirTransport:
         self.path = Path(path)
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
-    async def send(self, messages: Messages, on_result: ResultCallback) -> None:
+    async def send(
+        self, messages: Messages, on_result: ResultCallback, on_start: StartCallback | None = None
+    ) -> None:
         self._create_folders()
         if isinstance(messages, AsyncIterable):
             async for message in messages:
-                await _report(on_result, self._deliver(message))
+                await _report(on_result, self._deliver(message, on_start))
         else:
             for message in messages:
-                await _report(on_result, self._deliver(message))
+                await _report(on_result, self._deliver(message, on_start))
 
     async def close(self) -> None:
         """Nothing is held open between sends."""
@@ -174,7 +192,7 @@ class MaildirTransport:
         except OSError as e:
             raise MailError(f"cannot create the Maildir outbox {self.path}: {e.strerror}") from e
 
-    def _deliver(self, message: OutgoingMessage) -> SendResult:
+    def _deliver(self, message: OutgoingMessage, on_start: StartCallback | None) -> SendResult:
         envelope = message.sender + message.recipient
         if "\r" in envelope or "\n" in envelope:
             return _result(message, DeliveryStatus.FAILED, None, "line break in an envelope address")
@@ -185,6 +203,16 @@ class MaildirTransport:
             with open(tmp, "xb") as f:
                 f.write(head)
                 f.write(message.data)
+        except OSError as e:  # nothing reached new/: the message stays queued
+            _discard(tmp)
+            raise MailError(f"cannot write to the Maildir outbox {self.path}: {e.strerror}") from e
+        if on_start is not None:
+            try:
+                on_start(message.key)  # the rename into new/ is the delivery
+            except BaseException:
+                _discard(tmp)
+                raise
+        try:
             os.rename(tmp, self.path / "new" / name)
         except OSError as e:
             raise MailError(f"cannot write to the Maildir outbox {self.path}: {e.strerror}") from e
@@ -194,6 +222,12 @@ class MaildirTransport:
         # The Maildir convention: seconds, microseconds, pid and a counter, then the host.
         now = time.time_ns() // 1000
         return f"{now // 1_000_000}.M{now % 1_000_000}P{os.getpid()}Q{next(_maildir_counter)}.{self._host}"
+
+
+def _discard(path: Path) -> None:
+    """Remove a half-written Maildir file from tmp/ (best effort: tmp/ is not read)."""
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 # -- SMTP ------------------------------------------------------------------------------
@@ -286,6 +320,9 @@ class _Connection:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
             smtp.close()
             self.connect_failures += 1
+            if isinstance(e, TimeoutError):  # aiosmtplib's timeouts are TimeoutErrors too
+                limit = self._transport.cfg.timeout
+                raise _ConnectFailed(f"no answer within {limit:g} s (greeting, TLS or login)") from e
             raise _ConnectFailed(_describe(e)) from e
         self.smtp = smtp
         self.ever_connected = True
@@ -326,8 +363,10 @@ def _describe(error: BaseException) -> str:
     """A short cause for humans: the OS's words for a socket error ("Connection refused")."""
     cause: BaseException | None = error
     while cause is not None:
+        if isinstance(cause, aiosmtplib.SMTPResponseException):
+            return f"{cause.code} {cause.message}"  # e.g. a 421 greeting: the relay's own words
         if isinstance(cause, ssl.SSLError):
-            return str(cause.reason or cause)
+            return f"TLS failed: {cause.reason or cause}"
         if isinstance(cause, OSError) and cause.errno:
             return os.strerror(cause.errno)
         cause = cause.__cause__
@@ -345,8 +384,11 @@ class _Run:
     block.
     """
 
-    def __init__(self, on_result: ResultCallback, depth: int, workers: int) -> None:
+    def __init__(
+        self, on_result: ResultCallback, on_start: StartCallback | None, depth: int, workers: int
+    ) -> None:
         self.on_result = on_result
+        self.on_start = on_start
         self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self.slots = asyncio.Semaphore(depth)
         self.outstanding = 0
@@ -385,7 +427,8 @@ class SmtpTransport:
 
     At most ``cfg.connections`` messages are in flight at once (see :attr:`in_flight`).
     Outcomes: 2xx sent; 4xx deferred; 421/454 make that connection back off and the
-    message is tried again (deferred after ``max_slowdowns``); 5.1.x and "user unknown"
+    message is tried again (deferred after ``max_slowdowns``, or at once when the
+    answer came after the message text); 5.1.x and "user unknown"
     bounced; other 5xx failed; a connection lost before the message text went out is
     retried on a fresh connection (deferred after ``max_drops``); lost after it, unknown.
 
@@ -424,15 +467,19 @@ class SmtpTransport:
     def where(self) -> str:
         return f"{self.cfg.host}:{self.cfg.port}"
 
-    async def send(self, messages: Messages, on_result: ResultCallback) -> None:
-        """Send every message and report each through ``on_result``.
+    async def send(
+        self, messages: Messages, on_result: ResultCallback, on_start: StartCallback | None = None
+    ) -> None:
+        """Send every message and report each through ``on_result`` (``on_start``: see Transport).
 
-        Raises MailError when no connection can be made at all (refused, bad login,
-        untrusted certificate); an exception from ``messages`` or ``on_result`` stops
-        the send and propagates. Either way, messages not yet attempted get no result.
+        Raises MailError when no connection can be opened, greeted, secured or logged in
+        to (refused, 421 at connect, no greeting, STARTTLS or TLS failure, bad login);
+        an exception from ``messages``, ``on_start`` or ``on_result`` stops the send and
+        propagates. Either way, messages not yet attempted get no result (nor on_start).
         """
         self._check_credentials()
-        run = _Run(on_result, depth=len(self._connections), workers=len(self._connections))
+        conns = len(self._connections)
+        run = _Run(on_result, on_start, depth=conns, workers=conns)
         feeder = asyncio.create_task(self._feed(messages, run))
         workers = [asyncio.create_task(self._work(conn, run)) for conn in self._connections]
         for task in (feeder, *workers):
@@ -475,9 +522,9 @@ class SmtpTransport:
         """Pull a message only once a connection is free to take it.
 
         Taking the slot *before* pulling means a message handed out by the caller's
-        iterator is in flight, or about to be, never parked in a long queue: a caller
-        that journals "started" when it yields (to mark in-doubt messages after a crash)
-        has at most ``cfg.connections`` messages in doubt.
+        iterator is in flight, or about to be, never parked in a long queue: memory
+        stays flat, and a send that stops (an outage, SIGTERM) leaves few messages
+        pulled but unsent, which the caller puts back in its queue.
         """
         if isinstance(messages, AsyncIterable):
             pending = aiter(messages)
@@ -518,7 +565,7 @@ class SmtpTransport:
         await self._pacer.wait()
         conn.busy = True
         try:
-            result = await self._transact(conn, smtp, job)
+            result = await self._transact(conn, smtp, job, run.on_start)
             if result is not None:
                 await run.report(result)
                 return True
@@ -547,7 +594,9 @@ class SmtpTransport:
             run.fail(failure)
         return False
 
-    async def _transact(self, conn: _Connection, smtp: aiosmtplib.SMTP, job: _Job) -> SendResult | None:
+    async def _transact(
+        self, conn: _Connection, smtp: aiosmtplib.SMTP, job: _Job, on_start: StartCallback | None
+    ) -> SendResult | None:
         """One MAIL/RCPT/DATA exchange; None when the message must be tried again."""
         message = job.message
         stage = _Stage.ENVELOPE
@@ -561,8 +610,12 @@ class SmtpTransport:
                 start = await smtp.execute_command(b"DATA")
                 if start.code != 354:
                     raise aiosmtplib.SMTPDataError(start.code, start.message)
+                _announce(on_start, message.key)
                 stage = _Stage.PAYLOAD
                 reply = await _send_payload(smtp, payload, self.cfg.timeout)
+        except _CallerFailed as e:  # the caller cannot record the start: write nothing
+            conn.drop()
+            raise e.error from None
         except aiosmtplib.SMTPResponseException as e:
             if not 200 <= e.code < 600:  # garbled reply: the session cannot be trusted
                 return self._lost(conn, job, stage, e)
@@ -584,7 +637,10 @@ class SmtpTransport:
             conn.drop()
             conn.slowdowns += 1
             job.slowdowns += 1
-            if job.slowdowns <= self.max_slowdowns:
+            # After the text, a 421 is this message's final answer: deferred (retried
+            # later by the ledger), so a stop or outage before a retry here cannot leave
+            # a refused message looking in doubt.
+            if stage is _Stage.ENVELOPE and job.slowdowns <= self.max_slowdowns:
                 return None
             return _result(job.message, DeliveryStatus.DEFERRED, code, text)
         if stage is _Stage.ENVELOPE:
@@ -603,6 +659,22 @@ class SmtpTransport:
             return None
         text = f"connection lost before the message was sent, {job.drops} times: {what}"
         return _result(job.message, DeliveryStatus.DEFERRED, None, text)
+
+
+class _CallerFailed(Exception):
+    """Carries an exception of ``on_start`` past the handlers meant for network errors."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _announce(on_start: StartCallback | None, key: int) -> None:
+    if on_start is not None:
+        try:
+            on_start(key)
+        except Exception as e:  # an OSError here is the journal's, not the connection's
+            raise _CallerFailed(e) from e
 
 
 def _watch(task: asyncio.Task[None], run: _Run) -> None:

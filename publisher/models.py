@@ -95,8 +95,9 @@ SUPPRESSED = frozenset(
 class DeliveryStatus(StrEnum):
     """One message's state in the delivery ledger.
 
-    ``unknown`` means the connection dropped after DATA: the server may have accepted
-    the message, so it is not resent unless an admin asks.
+    ``unknown`` means only that the message text went out and no final reply came back
+    (the connection dropped or the server went silent after DATA): the server may have
+    accepted it, so it is not resent unless an admin asks.
     """
 
     PENDING = "pending"

@@ -2,7 +2,9 @@
 
 Mail code is only trustworthy when tested against a server that really speaks SMTP,
 including the unpleasant parts: temporary refusals, unknown users, "slow down",
-connections that vanish before or after the message text, replies that never come.
+connections that vanish before or after the message text, replies that never come,
+and relays that are down: a 421 at connect, no greeting at all, a broken STARTTLS
+(:attr:`SmtpSink.greeting`, :attr:`SmtpSink.break_starttls`, :meth:`SmtpSink.go_down_after`).
 :class:`SmtpSink` wraps aiosmtpd's threaded ``Controller`` on 127.0.0.1 with a free
 port, records every message it received (envelope and bytes) and follows
 :class:`Rule` scripts per recipient or for every call. It can speak STARTTLS or
@@ -40,7 +42,7 @@ from typing import Any, Literal
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from publisher.config import SmtpConfig
 
@@ -48,6 +50,8 @@ Stage = Literal["mail", "rcpt", "data"]
 Security = Literal["none", "starttls", "tls"]
 
 USERNAME = "mailer"
+SILENT = "silent"  # SmtpSink.greeting: accept the connection and never say anything
+DOWN = "421 4.3.2 Service not available, closing transmission channel"
 PASSWORD = "s3cret-pass"
 
 
@@ -163,6 +167,11 @@ class _Handler:
     ) -> str:
         if self.sink.auth and not session.authenticated:
             return "530 5.7.0 Authentication required"
+        if self.sink.greeting is not None:  # went down while this session was open
+            if server.transport is not None:
+                server.transport.write(f"{self.sink.greeting}\r\n".encode())
+                server.transport.close()
+            await asyncio.sleep(3600)  # aiosmtpd cancels this when it sees the connection lost
         with self.sink._script.lock:
             self.sink.mail_options.append(list(options))
             self.sink.peers.add(session.peer)
@@ -191,6 +200,7 @@ class _Handler:
             await self._apply(server, rule, "")  # never returns: the connection is gone
         answer = await self._apply(server, rule, "250 OK: queued")
         received.reply = answer
+        self.sink._count_accepted(answer)
         return answer
 
     async def _answer(self, server: SMTP, stage: Stage, recipients: list[str], normal: str) -> str:
@@ -208,6 +218,42 @@ class _Handler:
         return rule.reply or normal
 
 
+class _Server(SMTP):
+    """aiosmtpd's server, able to be down: 421 or silence at connect, STARTTLS that breaks."""
+
+    def __init__(self, handler: _Handler, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.sink = handler.sink
+
+    async def _handle_client(self) -> None:
+        greeting = self.sink.greeting
+        if greeting is None:
+            await super()._handle_client()
+        elif greeting == SILENT:
+            await asyncio.sleep(3600)  # cancelled when the client gives up and closes
+        else:
+            await self.push(greeting)
+            if self.transport is not None:
+                self.transport.close()
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if not self.sink.break_starttls:
+            await super().smtp_STARTTLS(arg)
+            return
+        # Agree, then answer the client's TLS hello with plain text (a broken middlebox).
+        await self.push("220 Ready to start TLS")
+        await self._reader.read(1)
+        if self.transport is not None:
+            self.transport.write(b"this is not TLS\r\n")
+            self.transport.close()
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _Server(self.handler, **self.SMTP_kwargs)
+
+
 def _authenticate(
     server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
 ) -> AuthResult:
@@ -223,6 +269,11 @@ class SmtpSink:
     (implicit TLS), the latter two needing ``tls``. ``auth=True`` requires AUTH
     PLAIN or LOGIN as :data:`USERNAME` / :data:`PASSWORD` (allowed without TLS: loopback).
     ``smtputf8=False`` stops offering SMTPUTF8 (non-ASCII addresses then cannot be sent).
+
+    Outages, switchable while the server runs: ``greeting`` set to a reply (e.g.
+    :data:`DOWN`) answers every new connection with it and closes, and cuts open
+    sessions at their next MAIL; :data:`SILENT` accepts connections and never greets.
+    ``break_starttls`` answers STARTTLS with 220 and then plain text instead of TLS.
     """
 
     def __init__(
@@ -245,8 +296,11 @@ class SmtpSink:
         self.rcpt_attempts: Counter[str] = Counter()
         self.mail_options: list[list[str]] = []
         self.peers: set[Any] = set()
+        self.greeting: str | None = None
+        self.break_starttls = False
+        self._down_after: tuple[int, str] | None = None
         self._script = _Script()
-        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, **self._options())
+        self._controller = _Controller(_Handler(self), hostname=self.host, port=self.port, **self._options())
 
     def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -288,6 +342,21 @@ class SmtpSink:
         with self._script.lock:
             for rule in rules:
                 self._script.rules.append((rule, [-1 if rule.times is None else rule.times]))
+
+    def go_down_after(self, count: int, greeting: str = DOWN) -> None:
+        """Once ``count`` messages were accepted, set :attr:`greeting` (a mid-run outage).
+
+        Happens once: setting ``greeting = None`` later brings the relay back for good.
+        """
+        with self._script.lock:
+            self._down_after = (count, greeting)
+
+    def _count_accepted(self, answer: str) -> None:
+        with self._script.lock:
+            if self._down_after is not None and answer.startswith("2"):
+                count, greeting = self._down_after
+                if sum(1 for r in self.received if r.accepted) >= count:
+                    self.greeting, self._down_after = greeting, None  # once: it may come back
 
     def accepted(self) -> list[Received]:
         with self._script.lock:

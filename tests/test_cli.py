@@ -67,6 +67,7 @@ def test_every_command_has_help() -> None:
         ["digest", "preview"],
         ["digest", "send"],
         ["digest", "status"],
+        ["digest", "requeue-unknown"],
         ["schedules", "list"],
         ["schedules", "run"],
         ["schedules", "pause"],
@@ -290,3 +291,78 @@ def test_hostile_item_is_cut_cleaned_and_capped_on_its_way_to_feeds_and_mail(sit
         assert any(f"{text}</a>" in html_part.get_content() for text in more)
         assert 'href="http://127.0.0.1:8080/"' in html_part.get_content()
     assert any("Eve Rights" in str(m["To"]) for m in outbox)
+
+
+def test_a_relay_outage_is_one_line_and_exit_1_and_nothing_is_lost(site: Path) -> None:
+    """`digest send`, `worker --once` and `publish` against a relay answering 421 at connect."""
+    from publisher.config import load_config
+    from publisher.store import Store
+    from tests.smtp_server import DOWN, SmtpSink
+
+    with SmtpSink() as sink:
+        sink.greeting = DOWN
+        config = (site / "config.toml").read_text()
+        smtp = f'[smtp]\nhost = "127.0.0.1"\nport = {sink.port}\ntimeout = 2\n'
+        (site / "config.toml").write_text(config.replace("[web]\n", smtp + "\n[web]\n", 1))
+        assert cli(site, "ingest").returncode == 0
+        expected = f"error: cannot send mail via 127.0.0.1:{sink.port}: 421 4.3.2 Service not available"
+        for command in (["digest", "send", "weekly"], ["worker", "--once"], ["publish"]):
+            r = cli(site, "--log-format", "json", *command)
+            assert r.returncode == 1, (command, r.stdout, r.stderr)
+            problems = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("{")]
+            # The weekly list's 3 messages; publish stops at that first list's outage.
+            assert problems == [expected + ", closing transmission channel; 3 message(s) left queued"]
+        assert sink.received == []
+        store = Store(load_config(site / "config.toml").storage.url)
+        (weekly,) = store.issues.summaries()
+        store.close()
+        assert weekly["pending"] == 3 and weekly["unknown"] == 0
+
+        sink.greeting = None  # the relay is back: everyone gets exactly one copy
+        assert cli(site, "worker", "--once").returncode == 0  # the weekly list's queue
+        assert cli(site, "publish").returncode == 0  # creates and sends the press issue
+        assert cli(site, "publish").returncode == 0  # nothing more
+        copies = [(m.rcpt_tos[0], m.message["List-Id"]) for m in sink.accepted()]
+        assert len(copies) == 4 and len(set(copies)) == 4  # three on weekly, one on press
+
+
+def test_requeue_unknown_repairs_only_the_old_outage_marker(site: Path) -> None:
+    """Rows an older version marked unknown during an outage go back to pending, once."""
+    import json
+
+    from sqlalchemy import update
+
+    from publisher.config import load_config
+    from publisher.store import Store
+    from publisher.store.tables import deliveries
+
+    assert cli(site, "publish").returncode == 0  # weekly (3) and press (1) sent to the outbox
+    settings = load_config(site / "config.toml")
+    store = Store(settings.storage.url)
+    old = "sender stopped while this message was in flight; not resent"
+    real = "connection lost after the message was sent, before the server confirmed it: reset"
+    with store.engine.begin() as conn:
+        ids = [r[0] for r in conn.execute(deliveries.select().order_by(deliveries.c.id))]
+        for did, text in zip(ids, [old, old, real, old], strict=True):
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == did)
+                .values(status="unknown", last_code=None, last_text=text)
+            )
+    store.close()
+
+    dry = cli(site, "digest", "requeue-unknown", "weekly", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    found = json.loads(dry.stdout)
+    assert found["dry_run"] is True and found["total"] == 2
+    assert [(i["list"], i["count"]) for i in found["issues"]] == [("weekly", 2)]
+
+    done = cli(site, "digest", "requeue-unknown")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "weekly" in done.stdout and "press" in done.stdout and "requeued 3 message(s) in total" in done.stdout
+    )
+    again = cli(site, "digest", "requeue-unknown", "--json")
+    assert json.loads(again.stdout)["total"] == 0
+    sent = cli(site, "worker", "--once")
+    assert sent.returncode == 0 and "sent 3" in sent.stdout  # the connection-lost one stays unknown

@@ -527,3 +527,173 @@ def test_an_issue_shows_max_items_and_counts_the_rest_which_the_next_issue_does_
     nxt = send(pub)
     assert nxt.created and (nxt.items, nxt.omitted) == (1, 0)
     assert pub.store.issues.item_ids(nxt.issue_id or 0) == ["urn:test:500"]  # no leftovers
+
+
+# -- relay outages: nothing becomes unknown unless its text went out ---------------------
+
+
+def _journal_spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record every delivery the sender journals as started (an S line)."""
+    from publisher import ledger
+
+    started: list[int] = []
+    real = ledger.Journal.started
+
+    def spy(self: ledger.Journal, delivery_id: int) -> None:
+        started.append(delivery_id)
+        real(self, delivery_id)
+
+    monkeypatch.setattr(ledger.Journal, "started", spy)
+    return started
+
+
+def _once_each(sink: SmtpSink, addresses: list[str]) -> bool:
+    per_recipient = Counter(r for m in sink.accepted() for r in m.rcpt_tos)
+    return sorted(per_recipient) == sorted(addresses) and set(per_recipient.values()) == {1}
+
+
+@pytest.mark.parametrize("outage", ["421 at connect", "no greeting", "broken STARTTLS"])
+def test_a_relay_outage_leaves_every_delivery_queued_then_all_are_sent_once(
+    settings: Settings, tls_files: Any, monkeypatch: pytest.MonkeyPatch, outage: str
+) -> None:
+    from publisher.errors import MailError
+    from publisher.ledger import recover
+    from tests.smtp_server import DOWN, SILENT
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.cert))  # the sender trusts the test relay
+    starttls = outage == "broken STARTTLS"
+    with SmtpSink(security="starttls" if starttls else "none", tls=tls_files) as sink:
+        sink.greeting = {"421 at connect": DOWN, "no greeting": SILENT}.get(outage)
+        sink.break_starttls = starttls
+        clock = Clock(NOW)
+        pub = make_publisher(settings, clock, sink, timeout=0.5)
+        pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+        addresses = subscribe(pub, 10)
+        started = _journal_spy(monkeypatch)
+
+        for _attempt in range(2):
+            with pytest.raises(MailError) as caught:
+                send(pub)
+            message = str(caught.value)
+            assert message.startswith(f"cannot send mail via 127.0.0.1:{sink.port}: ")
+            assert message.endswith("; 10 message(s) left queued") and "\n" not in message
+            (row,) = digests.status(pub)
+            assert row["pending"] == 10 and row["unknown"] == 0 and row["sending"] == 0
+            clock.now += timedelta(minutes=1)
+        assert started == []  # no S line: nothing is in doubt
+        assert recover(pub.store, settings.delivery.journal_dir, clock.now) == {
+            "recorded": 0,
+            "unknown": 0,
+            "released": 0,
+        }
+        assert sink.received == []
+
+        sink.greeting, sink.break_starttls = None, False  # the relay is back
+        report = send(pub)
+        assert report.sent == 10 and report.tally.unknown == 0 and not report.created
+        assert _once_each(sink, addresses)
+        assert sorted(started) == sorted(set(started)) and len(started) == 10
+
+
+@pytest.mark.slow
+def test_a_relay_going_down_mid_run_keeps_what_was_sent_and_queues_the_rest(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from publisher.errors import MailError
+
+    with SmtpSink() as sink:
+        sink.go_down_after(4)  # open sessions are cut with a 421, new ones refused
+        clock = Clock(NOW)
+        pub = make_publisher(settings, clock, sink, connections=1)
+        pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+        addresses = subscribe(pub, 10)
+        with pytest.raises(MailError, match=r"421 4\.3\.2 .*; 6 message\(s\) left queued$"):
+            send(pub)
+        (row,) = digests.status(pub)
+        assert row["sent"] == 4 and row["pending"] == 6 and row["unknown"] == 0
+
+        sink.greeting = None
+        clock.now += timedelta(minutes=1)
+        assert send(pub).sent == 6
+        assert _once_each(sink, addresses)
+
+
+def test_worker_once_and_scheduled_digests_report_an_outage_and_keep_the_queue(
+    settings: Settings,
+) -> None:
+    from publisher.errors import MailError
+    from publisher.scheduler import execute
+    from tests.smtp_server import DOWN
+
+    with SmtpSink() as sink:
+        sink.greeting = DOWN
+        clock = Clock(NOW)
+        pub = make_publisher(settings, clock, sink)
+        pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+        addresses = subscribe(pub, 5)
+
+        run = asyncio.run(execute(pub, "weekly-digest", NOW))
+        assert run.outcome == "failed" and run.error is not None
+        assert run.error.startswith(f"cannot send mail via 127.0.0.1:{sink.port}: 421 4.3.2")
+        assert run.error.endswith("; 5 message(s) left queued")
+
+        worker = make_publisher(settings, clock, sink)  # `publisher worker --once`
+        with pytest.raises(MailError, match=r"; 5 message\(s\) left queued$"):
+            asyncio.run(digests.deliver_queue(worker, once=True))
+        (row,) = digests.status(pub)
+        assert row["pending"] == 5 and row["unknown"] == 0
+
+        sink.greeting = None
+        rounds: list[int] = []
+        asyncio.run(digests.deliver_queue(worker, once=True, on_round=lambda t: rounds.append(t.sent)))
+        assert rounds == [5] and _once_each(sink, addresses)
+
+
+def _mark_unknown(pub: Publisher, text: str, emails: list[str], code: int | None = None) -> None:
+    """Put deliveries in the state an older version (or a real lost reply) left them in."""
+    from sqlalchemy import update
+
+    from publisher.store.tables import deliveries
+
+    ids = [pub.store.subscribers.find_id(e) for e in emails]
+    with pub.store.engine.begin() as conn:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.subscriber_id.in_(ids))
+            .values(status="unknown", last_code=code, last_text=text, attempts=1, claimed_by=None)
+        )
+
+
+def test_requeue_stopped_unknown_repairs_only_what_old_versions_marked_in_flight(
+    settings: Settings, smtp_server: SmtpSink
+) -> None:
+    from publisher.ledger import LEGACY_STOPPED_TEXT, STOPPED_TEXT
+
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock, smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    addresses = subscribe(pub, 6)
+    pub.request_stop()
+    send(pub)  # the issue and its 6 pending deliveries, nothing sent
+    pub._stop = False
+    assert LEGACY_STOPPED_TEXT == "sender stopped while this message was in flight; not resent"
+    _mark_unknown(pub, LEGACY_STOPPED_TEXT, addresses[:3])
+    lost = "connection lost after the message was sent, before the server confirmed it: reset"
+    _mark_unknown(pub, lost, addresses[3:4])
+    _mark_unknown(pub, STOPPED_TEXT, addresses[4:5])  # what the fixed recovery writes
+
+    dry = digests.requeue_stopped_unknown(pub, "weekly", dry_run=True)
+    assert [(r.list_slug, r.count) for r in dry] == [("weekly", 3)]
+    (row,) = digests.status(pub)
+    assert row["unknown"] == 5  # a dry run changes nothing
+
+    done = digests.requeue_stopped_unknown(pub, "weekly")
+    assert [r.count for r in done] == [3] and done[0].issue_id == row["id"]
+    assert digests.requeue_stopped_unknown(pub, "weekly") == []  # nothing left to repair
+    report = send(pub)
+    assert report.sent == 4  # the three repaired and the one still pending
+    assert sorted(r for m in smtp_server.accepted() for r in m.rcpt_tos) == sorted(
+        addresses[:3] + addresses[5:]
+    )
+    (row,) = digests.status(pub)
+    assert row["unknown"] == 2  # true unknowns stay for --resend-unknown

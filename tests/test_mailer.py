@@ -306,6 +306,76 @@ def test_cancelling_a_send_lets_the_message_in_flight_finish(smtp_server: SmtpSi
     assert len(smtp_server.accepted()) == 1
 
 
+# -- on_start: the moment a message may reach someone ----------------------------------
+
+
+def test_on_start_comes_only_when_the_text_goes_out(smtp_server: SmtpSink) -> None:
+    """Refused envelopes and drops before DATA never start; a drop after the text did."""
+    smtp_server.script(
+        Rule("rcpt", reply="550 5.1.1 user unknown", recipient="reader1@example.net"),
+        Rule("rcpt", drop=True, recipient="reader2@example.net", times=1),
+        Rule("data", drop=True, recipient="reader3@example.net"),
+        Rule("data", reply="421 4.7.0 too many messages", recipient="reader4@example.net", times=1),
+    )
+    events: list[tuple[str, int]] = []
+
+    async def go() -> None:
+        transport = smtp(smtp_server, connections=1)
+        try:
+            await transport.send(
+                [message(k) for k in range(5)],
+                lambda r: events.append((r.status.value, r.key)),
+                lambda key: events.append(("start", key)),
+            )
+        finally:
+            await transport.close()
+
+    asyncio.run(go())
+    assert events == [
+        ("start", 0),
+        ("sent", 0),
+        ("bounced", 1),  # refused at RCPT: no start
+        ("start", 2),  # the drop at RCPT was before DATA: retried, started once
+        ("sent", 2),
+        ("start", 3),
+        ("unknown", 3),  # only a started message can be unknown
+        ("start", 4),
+        ("deferred", 4),  # refused after its text: a final answer, not in doubt
+    ]
+
+
+def test_an_on_start_failure_stops_the_send_before_the_text(smtp_server: SmtpSink) -> None:
+    def journal_full(key: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    results: list[SendResult] = []
+    transport = smtp(smtp_server, connections=1)
+    with pytest.raises(OSError, match="No space left"):
+        asyncio.run(transport.send([message(1), message(2)], results.append, journal_full))
+    assert results == [] and smtp_server.received == []  # not retried as a network error
+
+
+@pytest.mark.parametrize("outage", ["421 at connect", "no greeting", "broken STARTTLS"])
+def test_an_unreachable_relay_starts_nothing(tls_files: TlsFiles, outage: str) -> None:
+    from tests.smtp_server import DOWN, SILENT
+
+    starttls = outage == "broken STARTTLS"
+    with SmtpSink(security="starttls" if starttls else "none", tls=tls_files) as sink:
+        sink.greeting = {"421 at connect": DOWN, "no greeting": SILENT}.get(outage)
+        sink.break_starttls = starttls
+        started: list[int] = []
+        transport = smtp(sink, connections=2, timeout=0.5, tls_context=tls_files.client_context())
+        with pytest.raises(MailError, match=f"^cannot send mail via 127.0.0.1:{sink.port}: ") as caught:
+            asyncio.run(transport.send([message(k) for k in range(5)], lambda r: None, started.append))
+        assert started == [] and sink.received == []
+        expected = {
+            "421 at connect": "421 4.3.2 Service not available",
+            "no greeting": "no answer within 0.5 s",
+            "broken STARTTLS": "TLS failed: WRONG_VERSION_NUMBER",
+        }
+        assert expected[outage] in str(caught.value)
+
+
 # -- security and login ----------------------------------------------------------------
 
 
@@ -416,6 +486,24 @@ def test_maildir_takes_async_input_and_async_callbacks(tmp_path: Path) -> None:
 
     asyncio.run(MaildirTransport(tmp_path / "box").send(produce(), record))
     assert seen == [0, 1]
+
+
+def test_maildir_starts_each_message_just_before_it_lands_in_new(tmp_path: Path) -> None:
+    box = tmp_path / "box"
+    seen: list[tuple[str, int, int]] = []
+
+    def landed() -> int:
+        return len(list((box / "new").iterdir()))
+
+    asyncio.run(
+        MaildirTransport(box).send(
+            [message(0), message(1)],
+            lambda r: seen.append(("result", r.key, landed())),
+            lambda key: seen.append(("start", key, landed())),
+        )
+    )
+    assert seen == [("start", 0, 0), ("result", 0, 1), ("start", 1, 1), ("result", 1, 2)]
+    assert list((box / "tmp").iterdir()) == []
 
 
 def test_an_unwritable_maildir_raises_mail_error(tmp_path: Path) -> None:

@@ -413,6 +413,48 @@ class IssueStore:
             )
             return int(result.rowcount or 0)
 
+    def unknown_with_text(
+        self, text: str, *, list_slug: str | None = None, issue_id: int | None = None
+    ) -> list[tuple[int, str, str, int]]:
+        """Per issue, its 'unknown' deliveries with no SMTP code and exactly ``text``.
+
+        Rows (issue id, list, period key, count), oldest issue first: what
+        :meth:`requeue_unknown_with_text` would put back in the queue.
+        """
+        with self.engine.connect() as conn:
+            return _unknown_with(conn, text, list_slug, issue_id)
+
+    def requeue_unknown_with_text(
+        self, text: str, now: datetime, *, list_slug: str | None = None, issue_id: int | None = None
+    ) -> list[tuple[int, str, str, int]]:
+        """Put those deliveries back to pending (attempts kept); the rows requeued, per issue."""
+        with self.engine.begin() as conn:
+            found = _unknown_with(conn, text, list_slug, issue_id)
+            if found:
+                conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.issue_id.in_([row[0] for row in found]),
+                        deliveries.c.status == DeliveryStatus.UNKNOWN.value,
+                        deliveries.c.last_code.is_(None),
+                        deliveries.c.last_text == text,
+                    )
+                    .values(status=DeliveryStatus.PENDING.value, next_attempt=None, updated_at=now)
+                )
+        return found
+
+    def queued_count(self, list_slug: str | None = None) -> int:
+        """Deliveries (of ``list_slug``'s issues) still to send: pending or deferred."""
+        q = (
+            select(func.count())
+            .select_from(deliveries)
+            .where(deliveries.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.DEFERRED.value]))
+        )
+        if list_slug is not None:
+            q = q.where(deliveries.c.issue_id.in_(select(issues.c.id).where(issues.c.list_slug == list_slug)))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
     # -- reports ---------------------------------------------------------------
 
     def summaries(self, list_slug: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
@@ -485,6 +527,28 @@ def _insert_confirmed(
     # rowcount of INSERT ... SELECT is not reliable across drivers (psycopg says -1).
     counted = select(func.count()).select_from(deliveries).where(deliveries.c.issue_id == issue_id)
     return int(conn.execute(counted).scalar_one())
+
+
+def _unknown_with(
+    conn: Connection, text: str, list_slug: str | None, issue_id: int | None
+) -> list[tuple[int, str, str, int]]:
+    """(issue id, list, period key, count) of unknown deliveries with no code and ``text``."""
+    q = (
+        select(issues.c.id, issues.c.list_slug, issues.c.period_key, func.count(deliveries.c.id))
+        .join(deliveries, deliveries.c.issue_id == issues.c.id)
+        .where(
+            deliveries.c.status == DeliveryStatus.UNKNOWN.value,
+            deliveries.c.last_code.is_(None),
+            deliveries.c.last_text == text,
+        )
+        .group_by(issues.c.id, issues.c.list_slug, issues.c.period_key)
+        .order_by(issues.c.id)
+    )
+    if list_slug is not None:
+        q = q.where(issues.c.list_slug == list_slug)
+    if issue_id is not None:
+        q = q.where(issues.c.id == issue_id)
+    return [(r[0], r[1], r[2], int(r[3])) for r in conn.execute(q)]
 
 
 def _as_is(column: Any) -> Any:
