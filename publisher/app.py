@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from publisher.config import Settings
+from publisher.models import JobKind
 from publisher.store import Store
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ class Publisher:
     # -- jobs (the scheduler and `schedules run` call these) -----------------------
 
     async def arun_job(
-        self, job: str, *, schedule: str | None = None, fire_time: datetime | None = None
+        self, job: JobKind, *, schedule: str | None = None, fire_time: datetime | None = None
     ) -> dict[str, Any]:
         """Run one job kind and return counts for the job-run record.
 
@@ -150,7 +151,7 @@ class Publisher:
         import asyncio
 
         counts: dict[str, Any] = {}
-        if job in ("ingest", "publish"):
+        if job in (JobKind.INGEST, JobKind.PUBLISH):
             report = await asyncio.to_thread(self.ingest)
             counts.update(
                 new=report.new_count,
@@ -159,12 +160,12 @@ class Publisher:
                 failed_sources=len(report.failed),
                 ok=report.ok,
             )
-            if job == "ingest" and report.changed_anything:
+            if job == JobKind.INGEST and report.changed_anything:
                 counts["written"] = len((await asyncio.to_thread(self.build)).written)
-        if job in ("build", "publish"):
+        if job in (JobKind.BUILD, JobKind.PUBLISH):
             counts["written"] = len((await asyncio.to_thread(self.build)).written)
-        if job in ("digest", "publish"):
-            sched = schedule if job == "digest" else None
+        if job in (JobKind.DIGEST, JobKind.PUBLISH):
+            sched = schedule if job == JobKind.DIGEST else None
             reports = await self.asend_due_digests(schedule=sched, fire_time=fire_time)
             counts["issues"] = sum(1 for r in reports if r.issue_id is not None)
             counts["sent"] = sum(r.sent for r in reports)
@@ -172,7 +173,7 @@ class Publisher:
             counts["failed"] = sum(r.failed for r in reports)
             counts.setdefault("ok", True)
             counts["ok"] = counts["ok"] and all(r.ok for r in reports)
-        if job not in ("ingest", "build", "digest", "publish"):
+        if job not in list(JobKind):
             from publisher.errors import SchedulerError
 
             raise SchedulerError(f"unknown job {job!r}; use ingest, build, digest or publish")

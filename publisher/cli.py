@@ -556,7 +556,7 @@ def schedules_run(ctx: Context, name: str) -> None:
     run = run_schedule_now(ctx.publisher, name)
     counts = ", ".join(f"{k} {v}" for k, v in run.counts.items() if k not in ("host", "pid"))
     console.print(f"{name}: {run.outcome} ({counts})" + (f": {run.error}" if run.error else ""))
-    if run.outcome != "ok":
+    if not run.ok:
         sys.exit(1)
 
 

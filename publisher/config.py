@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from publisher.errors import ConfigError
+from publisher.models import SENDING_JOBS, JobKind
 from publisher.selectors import check_selector
 from publisher.text import is_language_tag
 
@@ -354,7 +355,7 @@ class ScheduleConfig(_Strict):
     every: str | None = None
     cron: str | None = None
     timezone: str | None = None  # default: the site's
-    job: Literal["ingest", "build", "digest", "publish"]
+    job: JobKind
     catch_up: str = "24h"
 
     @field_validator("every", "catch_up")
@@ -449,11 +450,12 @@ class Settings(_Strict):
                     f"lists[{i}] {lst.slug!r}.schedule: no [schedules.{lst.schedule}] table; "
                     f"define it or use one of {sorted(self.schedules)}"
                 )
-            elif lst.schedule is not None and self.schedules[lst.schedule].job not in ("digest", "publish"):
-                sending = sorted(n for n, s in self.schedules.items() if s.job in ("digest", "publish"))
+            elif lst.schedule is not None and self.schedules[lst.schedule].job not in SENDING_JOBS:
+                sending = sorted(n for n, s in self.schedules.items() if s.job in SENDING_JOBS)
+                job = self.schedules[lst.schedule].job.value
                 problems.append(
                     f"lists[{i}] {lst.slug!r}.schedule: [schedules.{lst.schedule}] runs job "
-                    f"{self.schedules[lst.schedule].job!r}, which never sends the list; name a schedule "
+                    f"{job!r}, which never sends the list; name a schedule "
                     f'with job = "digest" or "publish"' + (f" (e.g. one of {sending})" if sending else "")
                 )
         for name in self.schedules:

@@ -110,6 +110,36 @@ class DeliveryStatus(StrEnum):
     SKIPPED = "skipped"  # the subscriber left the list between issue and send
 
 
+class JobKind(StrEnum):
+    """What a ``[schedules.NAME]`` table runs (its ``job`` key) and a job run records.
+
+    The values are config contract and stored in ``job_runs.job``: never rename them.
+    """
+
+    INGEST = "ingest"
+    BUILD = "build"
+    DIGEST = "digest"
+    PUBLISH = "publish"
+
+
+# The jobs that send digests: a list's schedule must run one of them, and a missed fire
+# time of one is caught up only within ``catch_up`` (a late mail can be worse than none).
+SENDING_JOBS = frozenset({JobKind.DIGEST, JobKind.PUBLISH})
+
+
+class RunOutcome(StrEnum):
+    """How one job run ended, as ``job_runs.outcome`` stores it.
+
+    ``running`` is also the state of a run in progress; ``interrupted`` is a run whose
+    process ended (or was stopped) before it finished.
+    """
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
 @dataclass(slots=True)
 class Subscriber:
     """One address on one list, as the digest and subscription code see it."""

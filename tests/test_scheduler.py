@@ -22,6 +22,7 @@ import pytest
 from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.errors import IssueError, SchedulerError
+from publisher.models import RunOutcome
 from publisher.periods import period_key, schedule_trigger
 from publisher.scheduler import (
     AdvisoryLock,
@@ -35,7 +36,6 @@ from publisher.scheduler import (
     status_report,
 )
 from publisher.store import Store
-from publisher.store.runs import FAILED, INTERRUPTED, OK, RUNNING
 
 ZH = ZoneInfo("Europe/Zurich")
 MakeSettings = Callable[..., Settings]
@@ -118,7 +118,7 @@ def test_missed_fire_within_catch_up_is_sent_once_with_its_fire_time(
     assert (run.schedule, run.job, run.outcome, run.fire_time) == (
         "daily",
         "digest",
-        OK,
+        RunOutcome.OK,
         zurich(2026, 5, 5, 9),
     )
     state = publisher.store.runs.state("daily")
@@ -193,7 +193,10 @@ def test_run_left_running_by_a_dead_process_is_marked_interrupted(
     )
     with caplog.at_level(logging.WARNING, logger="publisher.scheduler"):
         asyncio.run(start_once(publisher))
-    assert [r.outcome for r in (runs.get(orphan), runs.get(alive)) if r] == [INTERRUPTED, RUNNING]
+    assert [r.outcome for r in (runs.get(orphan), runs.get(alive)) if r] == [
+        RunOutcome.INTERRUPTED,
+        RunOutcome.RUNNING,
+    ]
     [record] = [r for r in caplog.records if "left running" in r.getMessage()]
     assert (record.schedule, record.job, record.run) == ("daily", "digest", orphan)  # type: ignore[attr-defined]
 
@@ -308,20 +311,20 @@ def test_run_schedule_now_runs_the_real_job_and_records_it(make_settings: MakeSe
     settings = make_settings(schedules={"feeds": {"every": "1h", "job": "build"}})
     publisher = Publisher(settings)
     run = run_schedule_now(publisher, "feeds")
-    assert run.outcome == OK and run.schedule == "feeds" and run.job == "build"
+    assert run.outcome == RunOutcome.OK and run.schedule == "feeds" and run.job == "build"
     assert run.counts["written"] > 0
     assert (settings.feeds.output_dir / "feeds" / "all.atom.xml").is_file()
     assert run.ended is not None and run.fire_time is not None
     [info] = schedules_overview(publisher)
-    assert info.last_run == run and info.last_outcome == OK
+    assert info.last_run == run and info.last_outcome == RunOutcome.OK
 
 
 def test_failed_run_is_recorded_with_its_error(daily: Settings) -> None:
     publisher = FailingPublisher(daily)
     run = run_schedule_now(publisher, "daily")
-    assert run.outcome == FAILED
+    assert run.outcome == RunOutcome.FAILED
     assert run.error == "the SMTP server refused the connection"
-    assert schedules_overview(publisher)[0].last_outcome == FAILED
+    assert schedules_overview(publisher)[0].last_outcome == RunOutcome.FAILED
 
 
 def test_unknown_schedule_names_the_known_ones(daily: Settings) -> None:
@@ -370,7 +373,7 @@ def test_status_report(make_settings: MakeSettings) -> None:
     assert sum(report.lists[0].subscribers.values()) == 0
     assert report.recent_issues == []
     assert sum(report.queue.values()) == 0
-    assert [(r.schedule, r.outcome) for r in report.recent_runs] == [("feeds", OK)]
+    assert [(r.schedule, r.outcome) for r in report.recent_runs] == [("feeds", RunOutcome.OK)]
 
 
 # -- one scheduler per store -------------------------------------------------------------------

@@ -16,9 +16,8 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
+from publisher.models import JobKind, RunOutcome
 from publisher.store.tables import job_runs, schedule_state
-
-RUNNING, OK, FAILED, INTERRUPTED = "running", "ok", "failed", "interrupted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +36,17 @@ class JobRun:
 
     id: int
     schedule: str | None
-    job: str
+    job: JobKind
     fire_time: datetime | None
     started: datetime
     ended: datetime | None
-    outcome: str
+    outcome: RunOutcome
     counts: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.outcome == OK
+        return self.outcome == RunOutcome.OK
 
 
 def _state(row: Row[Any]) -> ScheduleState:
@@ -55,8 +54,16 @@ def _state(row: Row[Any]) -> ScheduleState:
 
 
 def _run(row: Row[Any]) -> JobRun:
-    """The job_runs columns are JobRun's fields, one for one."""
-    return JobRun(**{**row._mapping, "counts": dict(row._mapping["counts"] or {})})
+    """The job_runs columns are JobRun's fields, one for one; job and outcome as enums."""
+    m = row._mapping
+    return JobRun(
+        **{
+            **m,
+            "job": JobKind(m["job"]),
+            "outcome": RunOutcome(m["outcome"]),
+            "counts": dict(m["counts"] or {}),
+        }
+    )
 
 
 class RunStore:
@@ -120,7 +127,7 @@ class RunStore:
 
     def start(
         self,
-        job: str,
+        job: JobKind,
         *,
         schedule: str | None,
         fire_time: datetime | None,
@@ -133,7 +140,7 @@ class RunStore:
             "job": job,
             "fire_time": fire_time,
             "started": now,
-            "outcome": RUNNING,
+            "outcome": RunOutcome.RUNNING,
             "counts": dict(owner or {}),
         }
         with self.engine.begin() as conn:
@@ -144,7 +151,7 @@ class RunStore:
         self,
         run_id: int,
         *,
-        outcome: str,
+        outcome: RunOutcome,
         now: datetime,
         counts: dict[str, Any] | None = None,
         error: str | None = None,
@@ -184,7 +191,7 @@ class RunStore:
 
     def running(self) -> list[JobRun]:
         with self.engine.connect() as conn:
-            q = select(job_runs).where(job_runs.c.outcome == RUNNING).order_by(job_runs.c.id)
+            q = select(job_runs).where(job_runs.c.outcome == RunOutcome.RUNNING).order_by(job_runs.c.id)
             return [_run(r) for r in conn.execute(q)]
 
     def mark_interrupted(self, run_ids: list[int], now: datetime) -> None:
@@ -195,6 +202,10 @@ class RunStore:
             conn.execute(
                 update(job_runs)
                 .where(job_runs.c.id.in_(run_ids))
-                .where(job_runs.c.outcome == RUNNING)
-                .values(outcome=INTERRUPTED, ended=now, error="the process ended before the run finished")
+                .where(job_runs.c.outcome == RunOutcome.RUNNING)
+                .values(
+                    outcome=RunOutcome.INTERRUPTED,
+                    ended=now,
+                    error="the process ended before the run finished",
+                )
             )

@@ -212,7 +212,7 @@ job_runs = Table(
     Column("fire_time", UTCDateTime, nullable=True),
     Column("started", UTCDateTime, nullable=False),
     Column("ended", UTCDateTime, nullable=True),
-    Column("outcome", String(20), nullable=False),  # running | ok | failed
+    Column("outcome", String(20), nullable=False),  # a models.RunOutcome value
     Column("counts", JSON, nullable=False, default=dict),
     Column("error", Text, nullable=True),
     Index("ix_job_runs_schedule_started", "schedule", "started"),

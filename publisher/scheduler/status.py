@@ -1,0 +1,124 @@
+"""What ``publisher schedules list`` and ``publisher status`` show, read in one place.
+
+The CLI (and later the web console) only formats these dataclasses; the reading of
+sources, items, lists, issues, the delivery queue, job runs and schedules stays here
+so every front reports the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from publisher.app import Publisher
+from publisher.models import JobKind, RunOutcome
+from publisher.scheduler.triggers import next_runs, trigger_text
+from publisher.store.runs import JobRun
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """One row of `schedules list`."""
+
+    name: str
+    job: JobKind
+    trigger: str
+    timezone: str
+    next_runs: list[datetime]
+    last_run: JobRun | None
+    paused: bool
+
+    @property
+    def last_outcome(self) -> RunOutcome | None:
+        """The last run's outcome, None if the schedule never ran."""
+        return self.last_run.outcome if self.last_run else None
+
+
+def schedules_overview(publisher: Publisher, now: datetime | None = None) -> list[ScheduleInfo]:
+    """Every configured schedule, by name, with its next three runs and last outcome."""
+    now = now or publisher.clock()
+    states = publisher.store.runs.states()
+    last = publisher.store.runs.last_by_schedule()
+    infos = []
+    for name in sorted(publisher.settings.schedules):
+        cfg = publisher.settings.schedules[name]
+        state = states.get(name)
+        infos.append(
+            ScheduleInfo(
+                name=name,
+                job=cfg.job,
+                trigger=trigger_text(cfg),
+                timezone=publisher.settings.schedule_timezone(name).key,
+                next_runs=next_runs(publisher.settings, name, now),
+                last_run=last.get(name),
+                paused=bool(state and state.paused),
+            )
+        )
+    return infos
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """One source's last fetch: a configured source never fetched shows no dates."""
+
+    name: str
+    last_fetch: datetime | None
+    last_ok: datetime | None
+    last_error: str | None
+    item_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListStatus:
+    """One list and how many of its subscribers are in each status."""
+
+    slug: str
+    name: str
+    schedule: str | None
+    subscribers: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """What `publisher status` shows: is everything fetching, sending and running?"""
+
+    sources: list[SourceStatus]
+    items_by_category: dict[str | None, int]
+    lists: list[ListStatus]
+    recent_issues: list[dict[str, Any]]
+    queue: dict[str, int]
+    recent_runs: list[JobRun]
+    schedules: list[ScheduleInfo]
+
+
+def status_report(publisher: Publisher, *, limit: int = 10) -> StatusReport:
+    """Sources, items, lists, issues, delivery queue and job runs in one read."""
+    store = publisher.store
+    known = {s["name"]: s for s in store.sources.all()}
+    names = [s.name for s in publisher.settings.sources] + sorted(
+        set(known) - {s.name for s in publisher.settings.sources}
+    )
+    sources = [
+        SourceStatus(
+            name=n,
+            last_fetch=known.get(n, {}).get("last_fetch"),
+            last_ok=known.get(n, {}).get("last_ok"),
+            last_error=known.get(n, {}).get("last_error"),
+            item_count=int(known.get(n, {}).get("item_count") or 0),
+        )
+        for n in names
+    ]
+    lists = [
+        ListStatus(lst.slug, lst.name, lst.schedule, store.subscribers.counts_by_status(lst.slug))
+        for lst in publisher.settings.lists
+    ]
+    return StatusReport(
+        sources=sources,
+        items_by_category=store.items.count_by_category(),
+        lists=lists,
+        recent_issues=store.issues.summaries(None, limit),
+        queue=store.issues.queue_counts(),
+        recent_runs=store.runs.recent(limit),
+        schedules=schedules_overview(publisher),
+    )
