@@ -622,7 +622,7 @@ def test_worker_once_and_scheduled_digests_report_an_outage_and_keep_the_queue(
     settings: Settings,
 ) -> None:
     from publisher.errors import MailError
-    from publisher.scheduler import execute
+    from publisher.scheduler.runs import execute
     from tests.smtp_server import DOWN
 
     with SmtpSink() as sink:
