@@ -25,6 +25,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -48,7 +50,20 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _WEEKDAY_NAMES = "mon,tue,wed,thu,fri,sat,sun"
 
 
-def parse_duration(text: str) -> timedelta:
+class Duration(timedelta):
+    """A duration from config (``15m``, ``14d``), parsed once when the config is read.
+
+    It is a timedelta for arithmetic and prints as the admin wrote it (``24h`` stays
+    ``24h``), so messages and listings quote the config.
+    """
+
+    text: str = ""
+
+    def __str__(self) -> str:
+        return self.text or f"{int(self.total_seconds())}s"
+
+
+def parse_duration(text: str) -> Duration:
     """Read ``15m``, ``24h``, ``14d`` or ``30s``; raise ValueError saying what is allowed."""
     match = _DURATION.match(str(text))
     if not match:
@@ -59,10 +74,23 @@ def parse_duration(text: str) -> timedelta:
     seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
     if seconds > MAX_DURATION.total_seconds():
         raise ValueError(f"{text!r} is longer than 100 years ('36500d'); write a shorter duration")
-    value = timedelta(**{_UNITS[unit]: amount})
-    if value <= timedelta(0):
+    if amount == 0:
         raise ValueError(f"{text!r} must be longer than zero")
-    return value
+    duration = Duration(**{_UNITS[unit]: amount})
+    duration.text = f"{amount}{unit}"
+    return duration
+
+
+def _duration(value: object) -> Duration:
+    """Validator of :data:`DurationText`: only text such as '15m' (strict, like numbers)."""
+    if isinstance(value, Duration):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration: write it as text, e.g. '15m' or '14d'")
+    return parse_duration(value)
+
+
+DurationText = Annotated[Duration, PlainValidator(_duration), PlainSerializer(str, return_type=str)]
 
 
 def _is_url(value: str) -> bool:
@@ -258,17 +286,11 @@ class SmtpConfig(_Strict):
 
 
 class DeliveryConfig(_Strict):
-    retry_min: str = "5m"
-    retry_max: str = "4h"
-    give_up: str = "3d"
+    retry_min: DurationText = parse_duration("5m")
+    retry_max: DurationText = parse_duration("4h")
+    give_up: DurationText = parse_duration("3d")
     batch_size: StrictInt = Field(500, ge=1, le=100_000)
     journal_dir: ConfigPath = Path("var/journal")  # crash journals of sending workers
-
-    @field_validator("retry_min", "retry_max", "give_up")
-    @classmethod
-    def _dur(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
 
 class WebConfig(_Strict):
@@ -310,7 +332,7 @@ class ListConfig(_Strict):
     reply_to: str | None = None
     subject: str = "{{ list.name }}: {{ items|length }} new items"
     subscribers: ConfigPath | None = None
-    max_age: str = "14d"
+    max_age: DurationText = parse_duration("14d")
     send_empty: StrictBool = False
     unsubscribe_mailto: str | None = None
     html_template: str = "email/digest.html.j2"
@@ -332,12 +354,6 @@ class ListConfig(_Strict):
             raise ValueError("must be an address such as 'News <news@example.org>'")
         return v
 
-    @field_validator("max_age")
-    @classmethod
-    def _max_age(cls, v: str) -> str:
-        parse_duration(v)
-        return v
-
     @property
     def sender_address(self) -> str:
         return parseaddr(self.sender)[1]
@@ -346,24 +362,13 @@ class ListConfig(_Strict):
     def sender_domain(self) -> str:
         return self.sender_address.rpartition("@")[2].lower()
 
-    @property
-    def max_age_delta(self) -> timedelta:
-        return parse_duration(self.max_age)
-
 
 class ScheduleConfig(_Strict):
-    every: str | None = None
+    every: DurationText | None = None
     cron: str | None = None
     timezone: str | None = None  # default: the site's
     job: JobKind
-    catch_up: str = "24h"
-
-    @field_validator("every", "catch_up")
-    @classmethod
-    def _dur(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_duration(v)
-        return v
+    catch_up: DurationText = parse_duration("24h")
 
     @field_validator("timezone")
     @classmethod

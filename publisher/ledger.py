@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.config import ListConfig, Settings, parse_duration
+from publisher.config import ListConfig, Settings
 from publisher.errors import MailError, PublisherError
 from publisher.i18n import normalise_language
 from publisher.messages import DkimSigner
@@ -210,7 +210,7 @@ class RetryPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
         d = settings.delivery
-        return cls(parse_duration(d.retry_min), parse_duration(d.retry_max), parse_duration(d.give_up))
+        return cls(d.retry_min, d.retry_max, d.give_up)
 
     def next_attempt(self, attempts: int, now: datetime) -> datetime:
         delay: timedelta = min(self.retry_min * (2 ** max(attempts - 1, 0)), self.retry_max)

@@ -19,7 +19,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from publisher.config import ScheduleConfig, Settings, parse_duration
+from publisher.config import ScheduleConfig, Settings
 from publisher.errors import SchedulerError
 
 # Interval schedules are anchored at a fixed instant so their periods do not depend on
@@ -73,7 +73,7 @@ def make_trigger(cfg: ScheduleConfig, tz: ZoneInfo) -> BaseTrigger:
             raise SchedulerError(f"cron {cfg.cron!r}: {e}") from e
     assert cfg.every is not None  # the config validator guarantees one of the two
     return IntervalTrigger(
-        seconds=int(parse_duration(cfg.every).total_seconds()),
+        seconds=int(cfg.every.total_seconds()),
         start_date=INTERVAL_ANCHOR.replace(tzinfo=tz),
         timezone=tz,
     )

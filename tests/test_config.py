@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,18 @@ def test_a_language_that_is_not_a_bcp47_tag_is_a_config_error(tmp_path: Path, ta
     path.write_text(body)
     with pytest.raises(ConfigError, match=rf"{re.escape(table)}\.language: .*is not a language tag"):
         load_config(path)
+
+
+def test_durations_are_parsed_once_into_timedeltas_that_print_as_written() -> None:
+    settings = settings_from_dict(
+        {
+            "schedules": {"often": {"every": "90m", "job": "ingest", "catch_up": "24h"}},
+            "lists": [{"slug": "w", "name": "W", "sender": "a@example.org", "max_age": "14d"}],
+        }
+    )
+    schedule, lst = settings.schedules["often"], settings.lists[0]
+    assert schedule.every == timedelta(minutes=90) and str(schedule.every) == "90m"
+    assert str(schedule.catch_up) == "24h" and lst.max_age == timedelta(days=14)
+    assert settings.delivery.give_up == timedelta(days=3) and str(settings.delivery.give_up) == "3d"
+    (found,) = problems({"schedules": {"x": {"every": 900, "job": "ingest"}}})
+    assert found.startswith("schedules.x.every:") and "write it as text" in found

@@ -19,7 +19,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
 from publisher.app import Publisher
-from publisher.config import parse_duration
 from publisher.errors import PublisherError
 from publisher.periods import schedule_config, schedule_trigger
 from publisher.scheduler.runs import execute, orphaned_runs
@@ -92,7 +91,7 @@ class ScheduleRunner:
             name=name,
             coalesce=True,
             max_instances=1,
-            misfire_grace_time=int(parse_duration(cfg.catch_up).total_seconds()),
+            misfire_grace_time=int(cfg.catch_up.total_seconds()),
         )
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:

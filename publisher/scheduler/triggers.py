@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 
 from publisher.app import Publisher
-from publisher.config import ScheduleConfig, Settings, parse_duration
+from publisher.config import ScheduleConfig, Settings
 from publisher.models import SENDING_JOBS
 from publisher.periods import next_fire_times, previous_fire_time, schedule_config, schedule_trigger
 from publisher.store.runs import ScheduleState
@@ -60,7 +60,7 @@ def missed_fire_time(publisher: Publisher, name: str, now: datetime) -> datetime
     fire = fire_time_at(publisher.settings, name, now)
     if state.paused or fire is None or fire <= state.first_seen or handled(state, fire):
         return None
-    if cfg.job in SENDING_JOBS and now - fire > parse_duration(cfg.catch_up):
+    if cfg.job in SENDING_JOBS and now - fire > cfg.catch_up:
         log.warning(
             "schedule %s: fire time %s was missed more than catch_up=%s ago; not sent",
             name, fire.isoformat(), cfg.catch_up, extra={"job": cfg.job, "schedule": name},
