@@ -62,6 +62,10 @@ class Duration(timedelta):
     def __str__(self) -> str:
         return self.text or f"{int(self.total_seconds())}s"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # timedelta pickles (and copies) without instance attributes; keep the text.
+        return (parse_duration, (self.text,)) if self.text else super().__reduce__()
+
 
 def parse_duration(text: str) -> Duration:
     """Read ``15m``, ``24h``, ``14d`` or ``30s``; raise ValueError saying what is allowed."""
