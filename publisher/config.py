@@ -64,7 +64,7 @@ class Duration(timedelta):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # timedelta pickles (and copies) without instance attributes; keep the text.
-        return (parse_duration, (self.text,)) if self.text else super().__reduce__()
+        return (parse_duration, (self.text or f"{int(self.total_seconds())}s",))
 
 
 def parse_duration(text: str) -> Duration:
