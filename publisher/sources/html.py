@@ -10,13 +10,15 @@ wrong), while one odd item is reported and skipped.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
 from urllib.parse import urljoin
 
 from bs4 import BeautifulSoup, Tag
 from soupsieve import SelectorSyntaxError
 
 from publisher.config import HtmlSourceConfig
+from publisher.dates import newest
 from publisher.errors import ItemError, SourceError
 from publisher.models import RawItem, SourceResult
 from publisher.sources.http import Fetched
@@ -27,8 +29,13 @@ _DAY_RANGE = re.compile(r"^(\d{1,2})\s*[-–]\s*\d{1,2}(\s+\S.*)$")
 _LABEL_PUNCTUATION = " .:|"
 
 
-def parse_listing(cfg: HtmlSourceConfig, fetched: Fetched) -> SourceResult:
-    """Every element matching ``cfg.item`` becomes one RawItem (or one ItemError)."""
+def parse_listing(cfg: HtmlSourceConfig, fetched: Fetched, tz: tzinfo) -> SourceResult:
+    """Every element matching ``cfg.item`` becomes one RawItem (or one ItemError).
+
+    Only the ``max_items_per_run`` newest elements (by their date, read in ``tz`` when
+    it has no zone) are built: building an item costs several selector matches, so on a
+    page of 100k items this is most of the work saved.
+    """
     soup = BeautifulSoup(fetched.body or b"", "lxml")
     try:
         elements = soup.select(cfg.item)
@@ -42,12 +49,25 @@ def parse_listing(cfg: HtmlSourceConfig, fetched: Fetched) -> SourceResult:
     # A page read from a file has no web address of its own: links resolve against
     # ``base_url`` when the admin gives one (where the page is really published).
     page_url = cfg.base_url or fetched.url
-    for position, element in enumerate(elements, 1):
+    kept: Sequence[int] = range(len(elements))
+    if len(elements) > cfg.max_items_per_run:
+        dates = [_date_or_none(cfg, page_url, element) for element in elements]
+        kept = newest(dates, cfg.max_items_per_run, tz)
+        result.left_out = len(elements) - len(kept)
+    for index in kept:
         try:
-            result.items.append(_element_item(cfg, page_url, position, element))
+            result.items.append(_element_item(cfg, page_url, index + 1, elements[index]))
         except ItemError as e:
             result.errors.append(e)
     return result
+
+
+def _date_or_none(cfg: HtmlSourceConfig, page_url: str, element: Tag) -> datetime | str | None:
+    """The element's date for ranking; an unreadable one ranks last (and is rejected later)."""
+    try:
+        return _date(cfg, page_url, select_value(cfg, element, cfg.date))
+    except ItemError:
+        return None
 
 
 def _element_item(cfg: HtmlSourceConfig, page_url: str, position: int, element: Tag) -> RawItem:
