@@ -57,7 +57,11 @@ class Publisher:
         self._stop = False
 
     def request_stop(self) -> None:
-        """Ask running sends to stop: no new messages, in-flight ones finish, rest stays queued."""
+        """Ask running work to stop.
+
+        Sends take no new message (in-flight ones finish, the rest stays queued); ingest
+        gives up the fetch in progress and starts no other source.
+        """
         self._stop = True
 
     def stop_requested(self) -> bool:
@@ -78,7 +82,7 @@ class Publisher:
         """Read every source into the store; see :func:`publisher.ingest.ingest`."""
         from publisher.ingest import ingest
 
-        return ingest(self.settings, self.store, now=self.clock())
+        return ingest(self.settings, self.store, now=self.clock(), should_stop=self.stop_requested)
 
     def build(self) -> BuildReport:
         """Write the feeds, OPML and index.html; only files whose bytes changed."""
@@ -160,6 +164,8 @@ class Publisher:
                 failed_sources=len(report.failed),
                 ok=report.ok,
             )
+            if report.skipped:  # a stop came in the middle of the sources
+                counts["skipped_sources"] = len(report.skipped)
             if job == JobKind.INGEST and report.changed_anything:
                 counts["written"] = len((await asyncio.to_thread(self.build)).written)
         if job in (JobKind.BUILD, JobKind.PUBLISH):

@@ -17,6 +17,7 @@ from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -225,6 +226,32 @@ class _SourceBase(_Strict):
     @classmethod
     def _language(cls, v: str | None) -> str | None:
         return None if v is None else _check_language(v)
+
+    @field_validator("follow_redirects_to")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for text in v:
+            if not _is_origin(text):
+                raise ValueError(
+                    f"{text!r} is not an origin: write scheme://host[:port], e.g. 'https://cdn.example.org'"
+                )
+        return v
+
+
+def _is_origin(text: str) -> bool:
+    """``scheme://host[:port]`` and nothing else: what a redirect target is compared by."""
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 - the property raises ValueError on a bad port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.username is None
+        and parts.path in ("", "/")
+        and not (parts.query or parts.fragment)
+    )
 
 
 class DirectorySourceConfig(_SourceBase):

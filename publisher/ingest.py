@@ -20,7 +20,6 @@ import html
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import nh3
@@ -28,9 +27,11 @@ from bs4 import BeautifulSoup
 from markdown_it import MarkdownIt
 
 from publisher.config import DirectorySourceConfig, FeedSourceConfig, HtmlSourceConfig, Settings
+from publisher.dates import parse_date
 from publisher.errors import ItemError, SourceError
 from publisher.models import Item, RawItem, SourceResult
 from publisher.sources import AnySourceConfig, fetch_source
+from publisher.sources.http import StopCheck
 from publisher.store import Store
 from publisher.text import cut_at_word, is_language_tag, strip_bidi, xml_safe
 
@@ -69,6 +70,7 @@ class SourceCounts:
     changed: int = 0
     unchanged: int = 0
     rejected: int = 0
+    left_out: int = 0  # past max_items_per_run
     not_modified: bool = False
     error: str | None = None
 
@@ -84,6 +86,7 @@ class IngestReport:
     failed: list[SourceError] = field(default_factory=list)
     warnings: list[ItemError] = field(default_factory=list)
     sources: dict[str, SourceCounts] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # sources not read: a stop was requested
 
     @property
     def ok(self) -> bool:
@@ -111,13 +114,23 @@ class IngestReport:
 # -- the run ------------------------------------------------------------------------
 
 
-def ingest(settings: Settings, store: Store, now: datetime | None = None) -> IngestReport:
-    """Read every configured source once and store what is new or changed."""
+def ingest(
+    settings: Settings, store: Store, now: datetime | None = None, should_stop: StopCheck | None = None
+) -> IngestReport:
+    """Read every configured source once and store what is new or changed.
+
+    ``should_stop`` (the daemon's SIGTERM) is asked before each source and while one
+    is fetched: once it answers True the fetch in progress is given up and no further
+    source is started; those are listed in ``report.skipped``.
+    """
     now = now or datetime.now(UTC)
     report = IngestReport()
     seen: dict[str, str] = {}  # id -> origin of the item that claimed it in this run
     for cfg in settings.sources:
-        _ingest_source(cfg, settings, store, now, report, seen)
+        if should_stop is not None and should_stop():
+            report.skipped.append(cfg.name)
+            continue
+        _ingest_source(cfg, settings, store, now, report, seen, should_stop)
     return report
 
 
@@ -128,10 +141,11 @@ def _ingest_source(
     now: datetime,
     report: IngestReport,
     seen: dict[str, str],
+    should_stop: StopCheck | None,
 ) -> None:
     counts = report.sources[cfg.name] = SourceCounts()
     try:
-        result = fetch_source(cfg, store.sources.get(cfg.name), settings)
+        result = fetch_source(cfg, store.sources.get(cfg.name), settings, should_stop)
     except SourceError as e:
         counts.error = e.cause
         report.failed.append(e)
@@ -141,6 +155,9 @@ def _ingest_source(
         counts.not_modified = True
         store.sources.record(cfg.name, now, etag=result.etag, last_modified=result.last_modified)
         return
+    if result.left_out:
+        counts.left_out = result.left_out
+        report.warnings.append(_left_out_warning(cfg, result))
     candidates = _accepted(cfg, settings, result, report, seen)
     new, changed, unchanged = classify(store, candidates, now)
     if new or changed:
@@ -153,6 +170,17 @@ def _ingest_source(
     report.new += [i.id for i in new]
     report.changed += [i.id for i in changed]
     report.unchanged += [i.id for i in unchanged]
+
+
+def _left_out_warning(cfg: AnySourceConfig, result: SourceResult) -> ItemError:
+    where = str(cfg.path) if isinstance(cfg, DirectorySourceConfig) else cfg.url
+    total = result.left_out + len(result.items) + len(result.errors)
+    return ItemError(
+        where,
+        f"source {cfg.name!r} offered {total} items; only the newest max_items_per_run = "
+        f"{cfg.max_items_per_run} were taken and {result.left_out} left out; raise max_items_per_run "
+        "of this source to take more",
+    )
 
 
 def _accepted(
@@ -412,28 +440,6 @@ class ItemCleaner:
 
 
 # -- helpers ------------------------------------------------------------------------
-
-
-def parse_date(value: datetime | str, tz: tzinfo) -> datetime | None:
-    """ISO 8601 or RFC 2822 (as in RSS); a date without a zone is read in ``tz``."""
-    if isinstance(value, datetime):
-        parsed: datetime | None = value
-    else:
-        parsed = _parse_date_text(value.strip())
-    if parsed is None:
-        return None
-    return parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed
-
-
-def _parse_date_text(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        pass
-    try:
-        return parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 def sanitize(fragment: str, base_url: str) -> str:

@@ -72,6 +72,7 @@ class SourceResult:
     not_modified: bool = False
     etag: str | None = None
     last_modified: str | None = None
+    left_out: int = 0  # items past the source's max_items_per_run, the oldest ones
 
 
 class SubscriptionStatus(StrEnum):

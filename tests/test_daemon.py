@@ -24,6 +24,7 @@ from publisher.app import Publisher
 from publisher.config import Settings, load_config
 from publisher.daemon import Daemon as DaemonProcess
 from publisher.store import Store
+from tests.http_server import Upstream, drip
 from tests.slow_clients import seconds_until_closed
 from tests.smtp_server import free_port
 
@@ -416,3 +417,36 @@ def test_idle_and_trickling_connections_are_closed_after_the_web_timeouts(
     assert seconds_until_closed(port, trickle=b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 40) < 3
     assert seconds_until_closed(port, first=b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") < 3
     assert daemon.stop()[0] == 0
+
+
+def test_sigterm_during_a_stuck_fetch_exits_within_seconds(
+    tmp_path: Path, start: Callable[..., Daemon], upstream: Upstream
+) -> None:
+    upstream.routes["/news"] = drip(0.3)  # never finishes; per-read timeouts never fire
+    port = free_port()
+    config = tmp_path / "config.toml"
+    source = f"""
+[[sources]]
+name = "dripping"
+type = "feed"
+url = "{upstream.url("/news")}"
+timeout = 600
+
+[schedules.pull]
+every = "1s"
+job = "ingest"
+"""
+    write_config(config, port, tmp_path / "var" / "publisher.db", source)
+    daemon = start(config, port)
+    daemon.wait_log("schedule pull: ingest started")
+    deadline = time.monotonic() + 10
+    while "/news" not in upstream.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.requests == ["/news"]
+    time.sleep(1)  # the fetch is stuck in the dripping body
+
+    code, seconds = daemon.stop()
+
+    assert code == 0
+    assert seconds < 5, f"exit took {seconds:.1f} s"
+    assert daemon.log.rstrip().endswith("stopped")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from publisher.config import Settings, load_config
 from publisher.feeds import build_feeds
 from publisher.ingest import ingest
 from publisher.store import Store
+from tests.http_server import Upstream, drip
 from tests.test_sources import HTML_SOURCE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -664,3 +667,104 @@ def test_a_malformed_language_is_replaced_by_the_source_language_with_a_warning(
         for w in report.warnings
     )
     assert "<script>" not in (tmp_path / "public" / "feeds" / "all.json").read_text()
+
+
+# -- hostile upstreams: one source fails, the others run ----------------------------
+
+
+def test_a_dripping_server_fails_its_source_at_the_deadline_and_the_next_source_runs(
+    store: Store, upstream: Upstream, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    upstream.routes["/news"] = drip(0.3)  # per-read timeouts never fire on this
+    item_file(tmp_path / "items", "kept", category="News")
+    settings = make_settings(
+        sources=[
+            html_source(upstream.url("/news"), name="drip", timeout=1),
+            {"name": "local", "type": "directory", "path": str(tmp_path / "items")},
+        ]
+    )
+
+    started = time.monotonic()
+    report = ingest(settings, store, NOW)
+    took = time.monotonic() - started
+
+    assert took < 2.5, f"ingest took {took:.1f} s"
+    (failure,) = report.failed
+    assert (
+        failure.cause
+        == f"timed out after 1 s fetching {upstream.url('/news')}; raise timeout if it is just slow"
+    )
+    assert report.sources["local"].new == 1
+
+
+def test_a_json_feed_nested_100k_deep_fails_alone(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_bytes(b'{"version": "https://jsonfeed.org/version/1.1", "items": ' + b"[" * 100_000 + b"]}")
+    item_file(tmp_path / "items", "kept", category="News")
+    settings = make_settings(
+        sources=[
+            {"name": "deep", "type": "feed", "url": str(deep)},
+            {"name": "local", "type": "directory", "path": str(tmp_path / "items")},
+        ]
+    )
+
+    report = ingest(settings, store, NOW)
+
+    (failure,) = report.failed
+    assert str(failure) == f"source 'deep': {deep} is nested too deeply to be read"
+    assert report.sources["local"].new == 1
+    assert "nested too deeply" in store.sources.get("deep")["last_error"]
+
+
+def test_a_page_of_5000_items_gives_the_1000_newest_and_a_warning(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    days = list(range(5000))
+    random.Random(7).shuffle(days)  # the page is in no particular order
+    rows = "".join(
+        f'<li class="news-item"><span class="type">News</span><span class="date">'
+        f"{(date(2000, 1, 1) + timedelta(days=d)).strftime('%d %B %Y')}</span>"
+        f'<h3><a href="/n/{d}">Item {d}</a></h3></li>'
+        for d in days
+    )
+    page = write(tmp_path / "page.html", f"<ul>{rows}</ul>")
+    source = html_source(str(page), base_url="https://www.example.org/", max_items_per_run=1000)
+
+    report = ingest(make_settings(sources=[source]), store, NOW)
+
+    assert len(report.new) == 1000
+    assert report.sources["department-page"].left_out == 4000
+    stored = store.items.latest(limit=2000)
+    assert {i.link for i in stored} == {f"https://www.example.org/n/{d}" for d in range(4000, 5000)}
+    (warning,) = report.warnings
+    assert warning.where == str(page)
+    assert warning.reason == (
+        "source 'department-page' offered 5000 items; only the newest max_items_per_run = 1000 were "
+        "taken and 4000 left out; raise max_items_per_run of this source to take more"
+    )
+
+
+def test_a_stop_request_gives_up_the_fetch_and_starts_no_other_source(
+    store: Store, upstream: Upstream, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    upstream.routes["/news"] = drip(0.3)
+    item_file(tmp_path / "items", "later", category="News")
+    settings = make_settings(
+        sources=[
+            html_source(upstream.url("/news"), name="drip", timeout=600),
+            {"name": "local", "type": "directory", "path": str(tmp_path / "items")},
+        ]
+    )
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+
+    started = time.monotonic()
+    report = ingest(settings, store, NOW, should_stop=stop.is_set)
+
+    assert time.monotonic() - started < 1.5
+    (failure,) = report.failed
+    assert failure.cause == f"stopped before {upstream.url('/news')} was read (the publisher is stopping)"
+    assert report.skipped == ["local"]
+    assert store.items.count() == 0

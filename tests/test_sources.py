@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import time
+import tracemalloc
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,8 @@ from publisher.config import Settings
 from publisher.errors import ConfigError, ItemError, SourceError
 from publisher.models import SourceResult
 from publisher.sources import fetch_source
+from publisher.sources.http import same_origin
+from tests.http_server import Upstream, page, redirect, zeros
 
 DATA = Path(__file__).parent / "data"
 
@@ -307,3 +312,167 @@ def test_html_page_read_from_a_file_resolves_links_against_base_url(
     first = result.items[0]
     assert first.link == "https://www.example.org/social-protection/news/WCMS_751030/lang--en/index.htm"
     assert result.items[4].image == "https://www.example.org/social-protection/images/WCMS_740101.jpg"
+
+
+# -- fetch limits: an upstream is not trusted ---------------------------------------
+
+
+def feed_source(url: str, **overrides: Any) -> dict[str, Any]:
+    return {"name": "up", "type": "feed", "url": url, **overrides}
+
+
+def json_feed(count: int) -> bytes:
+    """A JSON Feed of ``count`` items, dated one day apart, oldest first."""
+    items = [
+        {"id": f"n{n}", "url": f"https://e.org/{n}", "title": f"Item {n}",
+         "date_published": f"{date.fromordinal(737791 + n).isoformat()}T09:00:00Z"}
+        for n in range(count)
+    ]  # fmt: skip
+    return json.dumps({"version": "https://jsonfeed.org/version/1.1", "items": items}).encode()
+
+
+def test_a_gzip_bomb_stops_at_max_bytes_with_little_memory(
+    upstream: Upstream, make_settings: Callable[..., Settings]
+) -> None:
+    upstream.routes["/feed"] = zeros(50 * 1024 * 1024, gzip=True)  # about 50 KB on the wire
+    settings = make_settings(sources=[feed_source(upstream.url("/feed"), max_bytes=100_000)])
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(SourceError) as err:
+            read(settings)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert "larger than max_bytes = 100000 bytes" in err.value.cause
+    assert "raise max_bytes if this source is really that big" in err.value.cause
+    assert peak < 4 * 1024 * 1024, f"peak {peak} bytes"
+
+
+def test_a_huge_body_is_cut_at_max_bytes_while_it_streams(
+    upstream: Upstream, make_settings: Callable[..., Settings]
+) -> None:
+    upstream.routes["/feed"] = zeros(200 * 1024 * 1024)  # no Content-Length: only counting stops it
+    settings = make_settings(sources=[feed_source(upstream.url("/feed"), max_bytes=1024 * 1024)])
+
+    with pytest.raises(SourceError, match="larger than max_bytes = 1048576 bytes"):
+        read(settings)
+    time.sleep(0.2)  # let the server notice the closed connection
+    assert upstream.sent < 20 * 1024 * 1024
+
+
+def test_a_content_length_over_max_bytes_is_refused_before_reading(
+    upstream: Upstream, make_settings: Callable[..., Settings]
+) -> None:
+    upstream.routes["/feed"] = zeros(200 * 1024 * 1024, announce=True)
+    settings = make_settings(sources=[feed_source(upstream.url("/feed"), max_bytes=1024 * 1024)])
+
+    with pytest.raises(SourceError) as err:
+        read(settings)
+    assert f"{upstream.url('/feed')} (Content-Length 209715200) is larger than max_bytes" in err.value.cause
+
+
+def test_a_local_file_is_bounded_by_max_bytes_too(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    (tmp_path / "big.xml").write_bytes(b"<rss>" + b" " * 5000)
+    settings = make_settings(sources=[feed_source(str(tmp_path / "big.xml"), max_bytes=4096)])
+    with pytest.raises(SourceError, match="larger than max_bytes = 4096 bytes"):
+        read(settings)
+
+
+def test_a_same_origin_redirect_is_followed_and_links_resolve_against_the_final_url(
+    upstream: Upstream, make_settings: Callable[..., Settings]
+) -> None:
+    upstream.routes["/old"] = redirect("/feeds/new.json", 301)
+    upstream.routes["/feeds/new.json"] = page(
+        b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "a", "url": "a.html",'
+        b' "title": "A", "date_published": "2020-07-16T11:00:00Z"}]}',
+        "application/feed+json",
+    )
+    (item,) = read(make_settings(sources=[feed_source(upstream.url("/old"))])).items
+    assert item.link == upstream.url("/feeds/a.html")
+
+
+def test_a_redirect_to_another_port_is_refused_unless_its_origin_is_listed(
+    upstream: Upstream, make_settings: Callable[..., Settings]
+) -> None:
+    with Upstream() as internal:
+        internal.routes["/secret"] = page(json_feed(1), "application/feed+json")
+        upstream.routes["/feed"] = redirect(internal.url("/secret"))
+
+        with pytest.raises(SourceError) as err:
+            read(make_settings(sources=[feed_source(upstream.url("/feed"))]))
+        assert internal.requests == []  # never contacted
+        assert f"redirects to {internal.url('/secret')}, on another origin; refused" in err.value.cause
+        assert f'follow_redirects_to = ["{internal.origin}"]' in err.value.cause
+
+        allowed = feed_source(upstream.url("/feed"), follow_redirects_to=[internal.origin])
+        (item,) = read(make_settings(sources=[allowed])).items
+        assert item.id == "n0"
+
+
+@pytest.mark.parametrize(("hops", "ok"), [(5, True), (6, False)])
+def test_at_most_five_redirects_are_followed(
+    upstream: Upstream, make_settings: Callable[..., Settings], hops: int, ok: bool
+) -> None:
+    for n in range(hops):
+        upstream.routes[f"/r{n}"] = redirect(f"/r{n + 1}", 307)
+    upstream.routes[f"/r{hops}"] = page(json_feed(1), "application/feed+json")
+    settings = make_settings(sources=[feed_source(upstream.url("/r0"))])
+    if ok:
+        assert len(read(settings).items) == 1
+    else:
+        with pytest.raises(SourceError, match="more than 5 redirects"):
+            read(settings)
+
+
+def test_a_redirect_to_another_scheme_is_refused(
+    upstream: Upstream, make_settings: Callable[..., Settings]
+) -> None:
+    upstream.routes["/feed"] = redirect("file:///etc/passwd")
+    with pytest.raises(SourceError, match=r"redirects to file:///etc/passwd, which is not an http\(s\) URL"):
+        read(make_settings(sources=[feed_source(upstream.url("/feed"))]))
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "same"),
+    [
+        ("http://news.example.org/feed", "https://news.example.org/feed", True),
+        ("http://news.example.org:80/a", "http://NEWS.example.org/b", True),
+        ("https://news.example.org/feed", "http://news.example.org/feed", False),  # a downgrade
+        ("http://news.example.org:8080/a", "https://news.example.org/a", False),
+        ("http://news.example.org/a", "https://news.example.org:8443/a", False),
+        ("http://127.0.0.1:8000/a", "http://127.0.0.1:8001/a", False),
+        ("https://news.example.org/a", "https://cdn.example.org/a", False),
+    ],
+)
+def test_same_origin_rule(source: str, target: str, same: bool) -> None:
+    assert same_origin(source, target) is same
+
+
+def test_follow_redirects_to_must_list_origins(make_settings: Callable[..., Settings]) -> None:
+    make_settings(sources=[feed_source("https://e.org/f", follow_redirects_to=["https://cdn.e.org:8443"])])
+    for bad in ("cdn.e.org", "https://cdn.e.org/path", "ftp://cdn.e.org", "https://cdn.e.org:99999"):
+        with pytest.raises(ConfigError, match="is not an origin: write scheme://host"):
+            make_settings(sources=[feed_source("https://e.org/f", follow_redirects_to=[bad])])
+
+
+def test_a_json_feed_nested_too_deep_fails_only_its_source(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_bytes(b'{"version": "https://jsonfeed.org/version/1.1", "items": [' + b"[" * 100_000 + b"]}")
+    with pytest.raises(SourceError) as err:
+        read(make_settings(sources=[feed_source(str(deep))]))
+    assert err.value.cause == f"{deep} is nested too deeply to be read"
+
+
+def test_only_the_newest_max_items_per_run_feed_items_are_taken(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    (tmp_path / "feed.json").write_bytes(json_feed(30))
+    result = read(make_settings(sources=[feed_source(str(tmp_path / "feed.json"), max_items_per_run=10)]))
+    assert [i.id for i in result.items] == [f"n{n}" for n in range(20, 30)]
+    assert result.left_out == 20
