@@ -10,9 +10,11 @@ only the *name* of an environment variable does.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
+import typing
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
@@ -591,18 +593,76 @@ def _format_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
     return ".".join(parts) or "(top level)"
 
 
+_SOURCE_TYPES = '"directory", "feed" (RSS, Atom or JSON Feed) or "html"'
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config model whose keys live at ``loc`` (for "did you mean"), or None."""
+    sources: dict[str, type[BaseModel]] = {
+        "directory": DirectorySourceConfig,
+        "feed": FeedSourceConfig,
+        "html": HtmlSourceConfig,
+    }
+    model: type[BaseModel] | None = Settings
+    keyed = False  # the previous key was a table of named tables ([schedules.NAME])
+    for piece in loc:
+        if model is None:
+            return None
+        if isinstance(piece, int) or keyed:
+            keyed = False
+            continue
+        if piece in sources:  # pydantic's discriminator tag
+            model = sources[piece]
+            continue
+        field = model.model_fields.get(str(piece))
+        if field is None:
+            return None
+        keyed = typing.get_origin(field.annotation) is dict
+        model = _inner_model(field.annotation)
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    """The model inside ``list[X]``, ``dict[str, X]``, ``X | None`` or ``Annotated[X, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in reversed(typing.get_args(annotation)):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    model = _model_at(loc[:-1])
+    if model is None:
+        return ""
+    known = [name for name in model.model_fields if name != "path" or model is not Settings]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _format_error(err: Any, data: dict[str, Any]) -> str:
     where = _format_loc(tuple(err["loc"]), data)
     kind = err["type"]
     msg = str(err["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
         last = str(err["loc"][-1])
-        hint = ""
+        hint = _did_you_mean(tuple(err["loc"]))
         if last == "password":
             hint = "; secrets are read from the environment: set password_env to the variable's name"
         return f"{where}: unknown key{hint} (remove it or check its spelling against the README)"
     if kind == "missing":
         return f"{where}: required key is missing"
+    if kind == "union_tag_not_found":
+        return f"{where}.type: required key is missing; write type = {_SOURCE_TYPES}"
+    if kind == "union_tag_invalid":
+        return f"{where}.type: {err['ctx']['tag']!r} is not a source type; use {_SOURCE_TYPES}"
+    if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == SLUG:
+        return (
+            f"{where}: {err.get('input')!r} is not a slug: use lower-case letters, digits and '-', "
+            "starting with a letter or digit (e.g. 'press-releases')"
+        )
     shown = err.get("input")
     if kind in ("model_type", "dict_type", "list_type") or isinstance(shown, dict | list):
         return f"{where}: {msg}"

@@ -216,12 +216,13 @@ def _create_issue(
         report.note = "this period's issue was created by another run"
         return
     (report.issue_id, report.recipients), report.created = created, True
+    more = f" ({report.omitted} more not included)" if report.omitted else ""
     log.info(
-        "issue %s of list %s: %d items (%d more not included) for %d subscribers",
+        "issue %s of list %s: %d items%s for %d subscribers",
         key,
         list_cfg.slug,
         report.items,
-        report.omitted,
+        more,
         report.recipients,
         extra={"list": list_cfg.slug},
     )

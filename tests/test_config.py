@@ -293,3 +293,47 @@ def test_durations_are_parsed_once_into_timedeltas_that_print_as_written() -> No
     assert settings.delivery.give_up == timedelta(days=3) and str(settings.delivery.give_up) == "3d"
     (found,) = problems({"schedules": {"x": {"every": 900, "job": "ingest"}}})
     assert found.startswith("schedules.x.every:") and "write it as text" in found
+
+
+# -- errors in plain words (issue 8, point 2) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"site": {"timezon": "UTC"}}, "site.timezon: unknown key; did you mean 'timezone'?"),
+        ({"smpt": {}}, "smpt: unknown key; did you mean 'smtp'?"),
+        (
+            {"sources": [{"name": "s", "type": "feed", "url": "u", "timout": 3}]},
+            "sources[1] 's'.timout: unknown key; did you mean 'timeout'?",
+        ),
+        (
+            {"schedules": {"a": {"evry": "1m", "job": "ingest"}}},
+            "schedules.a.evry: unknown key; did you mean 'every'?",
+        ),
+    ],
+)
+def test_a_misspelled_key_gets_the_nearest_known_key(data: dict[str, object], expected: str) -> None:
+    (found,) = problems(data)
+    assert found.startswith(expected)
+
+
+def test_a_far_fetched_key_gets_no_guess() -> None:
+    (found,) = problems({"lists": [{"slug": "a", "name": "A", "sender": "a@example.org", "xyzzy": 1}]})
+    assert found.startswith("lists[1] 'a'.xyzzy: unknown key (remove it")
+
+
+def test_a_source_without_or_with_an_unknown_type_lists_the_types() -> None:
+    (missing,) = problems({"sources": [{"name": "s", "url": "u"}]})
+    assert missing.startswith("sources[1] 's'.type: required key is missing; write type = \"directory\"")
+    (unknown,) = problems({"sources": [{"name": "s", "type": "rss", "url": "u"}]})
+    assert unknown.startswith("sources[1] 's'.type: 'rss' is not a source type; use \"directory\", \"feed\"")
+    assert '"html"' in missing and '"html"' in unknown
+
+
+def test_a_bad_slug_says_what_a_slug_is() -> None:
+    (found,) = problems({"categories": [{"slug": "Press Releases", "title": "x"}]})
+    assert found == (
+        "categories[1] 'Press Releases'.slug: 'Press Releases' is not a slug: use lower-case letters, "
+        "digits and '-', starting with a letter or digit (e.g. 'press-releases')"
+    )
