@@ -367,6 +367,8 @@ def _describe(error: BaseException) -> str:
             return f"{cause.code} {cause.message}"  # e.g. a 421 greeting: the relay's own words
         if isinstance(cause, ssl.SSLError):
             return f"TLS failed: {cause.reason or cause}"
+        if isinstance(cause, socket.gaierror):  # its errno is the resolver's, not the OS's
+            return f"the host name does not resolve ({cause.strerror}); check [smtp] host"
         if isinstance(cause, OSError) and cause.errno:
             return os.strerror(cause.errno)
         cause = cause.__cause__

@@ -433,6 +433,16 @@ def test_connection_refused_raises_mail_error_and_reports_nothing() -> None:
     assert time.monotonic() - started < 2, "a server that is down at start fails at once"
 
 
+def test_a_relay_host_that_does_not_resolve_is_named_plainly() -> None:
+    """The resolver's errno (-2) used to reach the admin as 'Unknown error -2'."""
+    transport = SmtpTransport(SmtpConfig.model_validate({"host": "relay.invalid", "port": 25}))
+    with pytest.raises(MailError) as caught:
+        asyncio.run(transport.send([message(1)], lambda _result: None))
+    text = str(caught.value)
+    assert text.startswith("cannot send mail via relay.invalid:25: the host name does not resolve (")
+    assert text.endswith("); check [smtp] host") and "Unknown error" not in text
+
+
 # -- reply classification --------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from publisher.config import Settings
 from publisher.errors import ConfigError, ItemError, SourceError
 from publisher.models import SourceResult
 from publisher.sources import fetch_source
-from publisher.sources.http import same_origin
+from publisher.sources.http import Limits, fetch, same_origin
 from tests.http_server import Upstream, page, redirect, zeros
 
 DATA = Path(__file__).parent / "data"
@@ -476,3 +476,11 @@ def test_only_the_newest_max_items_per_run_feed_items_are_taken(
     result = read(make_settings(sources=[feed_source(str(tmp_path / "feed.json"), max_items_per_run=10)]))
     assert [i.id for i in result.items] == [f"n{n}" for n in range(20, 30)]
     assert result.left_out == 20
+
+
+def test_a_host_that_does_not_resolve_is_named_plainly() -> None:
+    with pytest.raises(SourceError) as caught:
+        fetch("news", "http://news.invalid/feed.xml", {}, Limits(timeout=5), lambda: False)
+    assert str(caught.value).startswith(
+        "source 'news': cannot fetch http://news.invalid/feed.xml: the host name does not resolve ("
+    )

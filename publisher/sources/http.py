@@ -25,6 +25,7 @@ An upstream is not trusted, so one fetch is bounded in every direction:
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import zlib
@@ -203,7 +204,7 @@ def _get(attempt: _Attempt, name: str, state: dict[str, Any], limits: Limits) ->
     except httpx.TimeoutException as e:
         raise SourceError(name, _timed_out(limits, attempt.url)) from e
     except httpx.HTTPError as e:
-        raise SourceError(name, f"cannot fetch {attempt.url}: {e or type(e).__name__}") from e
+        raise SourceError(name, f"cannot fetch {attempt.url}: {_cause(e)}") from e
     raise SourceError(
         name, f"more than {MAX_REDIRECTS} redirects, the last to {attempt.url}; set url to the final address"
     )
@@ -299,3 +300,13 @@ def check_redirect(name: str, source: str, target: str, allowed: Sequence[str]) 
         f'trusted, add it to this source\'s follow_redirects_to = ["{origin_text(target)}"], '
         "or set url to the new address",
     )
+
+
+def _cause(error: httpx.HTTPError) -> str:
+    """The transport's cause in plain words: a name that does not resolve says so."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):  # its errno is the resolver's, not the OS's
+            return f"the host name does not resolve ({cause.strerror}); check url"
+        cause = cause.__cause__ or cause.__context__
+    return str(error) or type(error).__name__
