@@ -34,6 +34,7 @@ import email.policy
 import email.quoprimime
 import functools
 import html
+import inspect
 import logging
 import re
 import secrets
@@ -154,15 +155,36 @@ def openssl_rsassa_sign(hash_obj: Any, private_key: dict[str, int]) -> bytes:
     return key.sign(hash_obj.digest(), padding.PKCS1v15(), Prehashed(algorithm))
 
 
-# dkimpy looks its RSA signing function up in its module at each signature: point it at
-# OpenSSL once, for every signer in this process.
-dkim.RSASSA_PKCS1_v1_5_sign = openssl_rsassa_sign
+_DKIM_RSA_PARAMETERS = ["hash", "private_key"]  # dkim.crypto.RSASSA_PKCS1_v1_5_sign
+
+
+def use_openssl_for_dkim() -> bool:
+    """Point dkimpy's RSA step at OpenSSL; False (and a warning) if dkimpy has changed.
+
+    dkimpy looks ``RSASSA_PKCS1_v1_5_sign`` up in its module at each signature, so
+    replacing it there speeds up every signer in the process. Called where a signer is
+    made, not at import; if a dkimpy release renames the function or changes its
+    arguments, signing stays correct in pure Python and the log says it is slow.
+    """
+    current = getattr(dkim, "RSASSA_PKCS1_v1_5_sign", None)
+    if current is openssl_rsassa_sign:
+        return True
+    if current is None or list(inspect.signature(current).parameters) != _DKIM_RSA_PARAMETERS:
+        log.warning(
+            "dkimpy %s has no RSASSA_PKCS1_v1_5_sign(hash, private_key): DKIM signs in pure "
+            "Python (about 6 ms a message instead of 0.3 ms); pin dkimpy or update publisher.messages",
+            getattr(dkim, "__version__", "?"),
+        )
+        return False
+    dkim.RSASSA_PKCS1_v1_5_sign = openssl_rsassa_sign
+    return True
 
 
 class DkimSigner:
     """Signs finished messages for one DKIM domain; reads and checks the key once."""
 
     def __init__(self, cfg: DkimConfig) -> None:
+        self.fast = use_openssl_for_dkim()
         self.selector = cfg.selector.encode("ascii")
         self.domain = cfg.domain.encode("ascii")
         try:
