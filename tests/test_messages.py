@@ -700,7 +700,7 @@ def test_a_signer_uses_the_openssl_rsa_step(
         return real(hash_obj, private_key)
 
     monkeypatch.setattr(messages, "openssl_rsassa_sign", counting)
-    signer = messages.DkimSigner(DkimConfig(selector="s", domain="example.org", key_path=dkim_key[0]))
+    signer = messages.DkimSigner(DkimConfig(selector="mail2024", domain="example.org", key_path=dkim_key[0]))
     assert signer.fast and dkim.RSASSA_PKCS1_v1_5_sign is counting
     calls.clear()
     data = signer.sign(b"From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n")
