@@ -32,6 +32,7 @@ from publisher.errors import PublisherError, SchedulerError
 from publisher.periods import next_fire_times, previous_fire_time, schedule_trigger
 from publisher.periods import schedule_config as schedule_config  # re-exported for the CLI
 from publisher.store import Store
+from publisher.store.issues import IssueSummary
 from publisher.store.runs import FAILED, INTERRUPTED, OK, JobRun, ScheduleState
 
 log = logging.getLogger("publisher.scheduler")
@@ -529,7 +530,7 @@ class StatusReport:
     sources: list[SourceStatus]
     items_by_category: dict[str | None, int]
     lists: list[ListStatus]
-    recent_issues: list[dict[str, Any]]
+    recent_issues: list[IssueSummary]
     queue: dict[str, int]
     recent_runs: list[JobRun]
     schedules: list[ScheduleInfo]
