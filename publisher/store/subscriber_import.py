@@ -56,9 +56,12 @@ class BatchOutcome:
         self.suppressed_kept += other.suppressed_kept
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class StoredSubscriber:
-    """A stored subscriber and its status on the list being imported (None: not on it)."""
+    """A stored subscriber and its status on the list being imported (None: not on it).
+
+    Not frozen: a re-import builds one per row, and a frozen init costs more.
+    """
 
     id: int
     email: str | None

@@ -13,7 +13,8 @@ addresses), never one round trip per row: 100k rows must load in a few seconds. 
 each row does is decided by :mod:`publisher.store.subscriber_import`; this module reads
 and writes.
 
-Reads that leave the store come back as the frozen dataclasses below, not as rows.
+Reads that leave the store come back as dataclasses (the frozen ones below, or
+:class:`publisher.models.Subscriber`), never as rows or dicts.
 """
 
 from __future__ import annotations
