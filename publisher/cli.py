@@ -30,12 +30,21 @@ from rich.text import Text
 from publisher.app import Publisher
 from publisher.config import Settings, load_config
 from publisher.errors import ConfigError, PublisherError, SchedulerError
+from publisher.subscriptions import (
+    ImportReport,
+    add,
+    export_csv,
+    forget,
+    import_csv,
+    remove,
+    render_record,
+    show,
+)
 
 if TYPE_CHECKING:
     from publisher.digests import DigestReport
     from publisher.feeds import BuildReport
     from publisher.ingest import IngestReport
-    from publisher.subscriptions import ImportReport
 
 console = Console(highlight=False, markup=False, emoji=False)
 err_console = Console(stderr=True, highlight=False, markup=False, emoji=False)
@@ -429,18 +438,18 @@ def digest_status(ctx: Context, list_slug: str | None, limit: int) -> None:
     )
     for row in status(ctx.publisher, list_slug, limit):
         table.add_row(
-            row["list_slug"],
-            row["period_key"],
-            row["created"].strftime("%Y-%m-%d %H:%M"),
-            row["subject"],
-            str(row["total"]),
-            str(row["sent"]),
-            str(row["pending"] + row["sending"]),
-            str(row["deferred"]),
-            str(row["failed"]),
-            str(row["bounced"]),
-            str(row["unknown"]),
-            str(row["skipped"]),
+            row.list_slug,
+            row.period_key,
+            row.created.strftime("%Y-%m-%d %H:%M"),
+            row.subject,
+            str(row.total),
+            str(row.sent),
+            str(row.pending + row.sending),
+            str(row.deferred),
+            str(row.failed),
+            str(row.bounced),
+            str(row.unknown),
+            str(row.skipped),
         )
     console.print(table)
 
@@ -611,13 +620,13 @@ def status(ctx: Context) -> None:
     )
     for row in report.recent_issues:
         issues_table.add_row(
-            row["list_slug"],
-            row["period_key"],
-            str(row["sent"]),
-            str(row["pending"] + row["sending"]),
-            str(row["deferred"]),
-            str(row["failed"] + row["bounced"]),
-            str(row["unknown"]),
+            row.list_slug,
+            row.period_key,
+            str(row.sent),
+            str(row.pending + row.sending),
+            str(row.deferred),
+            str(row.failed + row.bounced),
+            str(row.unknown),
         )
     console.print(issues_table)
     console.print("Queue: " + ", ".join(f"{k} {v}" for k, v in report.queue.items()))
@@ -641,7 +650,6 @@ def subscribers() -> None:
 @with_context
 def subscribers_import(ctx: Context, list_slug: str, csv_path: Path) -> None:
     """Import FILE.csv (email,name,language,...) into LIST as confirmed (consent "import")."""
-    from publisher.subscriptions import import_csv
 
     ctx.settings.list_config(list_slug)
     with progress_bar() as progress:
@@ -650,7 +658,14 @@ def subscribers_import(ctx: Context, list_slug: str, csv_path: Path) -> None:
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        report = import_csv(ctx.publisher.store, ctx.settings, list_slug, csv_path, progress=advance)
+        report = import_csv(
+            ctx.publisher.store,
+            ctx.settings,
+            list_slug,
+            csv_path,
+            now=ctx.publisher.clock(),
+            progress=advance,
+        )
     print_import(report, csv_path.name, list_slug)
     if report.rejected:
         sys.exit(1)
@@ -668,8 +683,6 @@ def subscribers_import(ctx: Context, list_slug: str, csv_path: Path) -> None:
 @with_context
 def subscribers_export(ctx: Context, list_slug: str, out_path: Path | None) -> None:
     """Write LIST's subscribers as CSV (with status and consent)."""
-    from publisher.subscriptions import export_csv
-
     ctx.settings.list_config(list_slug)
     if out_path is None:
         export_csv(ctx.publisher.store, list_slug, sys.stdout)
@@ -689,10 +702,17 @@ def subscribers_add(
     ctx: Context, list_slug: str, email: str, name: str, language: str | None, force: bool
 ) -> None:
     """Subscribe EMAIL to LIST as confirmed (consent "cli")."""
-    from publisher.subscriptions import add
-
     ctx.settings.list_config(list_slug)
-    sub = add(ctx.publisher.store, ctx.settings, list_slug, email, name, language, force=force)
+    sub = add(
+        ctx.publisher.store,
+        ctx.settings,
+        list_slug,
+        email,
+        name,
+        language,
+        now=ctx.publisher.clock(),
+        force=force,
+    )
     console.print(f"{sub.email}: {sub.status} on {list_slug}")
 
 
@@ -702,10 +722,8 @@ def subscribers_add(
 @with_context
 def subscribers_remove(ctx: Context, list_slug: str, email: str) -> None:
     """Unsubscribe EMAIL from LIST (kept as unsubscribed so imports never re-add it)."""
-    from publisher.subscriptions import remove
-
     ctx.settings.list_config(list_slug)
-    if remove(ctx.publisher.store, list_slug, email):
+    if remove(ctx.publisher.store, list_slug, email, now=ctx.publisher.clock()):
         console.print(f"{email}: unsubscribed from {list_slug}")
     else:
         err_console.print(f"{email} is not on {list_slug}")
@@ -717,9 +735,7 @@ def subscribers_remove(ctx: Context, list_slug: str, email: str) -> None:
 @with_context
 def subscribers_show(ctx: Context, email: str) -> None:
     """Status per list, consent, attributes and history of EMAIL."""
-    from publisher.subscriptions import show
-
-    console.print(show(ctx.publisher.store, email).render())
+    console.print(render_record(show(ctx.publisher.store, email)))
 
 
 @subscribers.command("forget")
@@ -728,11 +744,9 @@ def subscribers_show(ctx: Context, email: str) -> None:
 @with_context
 def subscribers_forget(ctx: Context, email: str, yes: bool) -> None:
     """Erase EMAIL's personal data; keep only a hash so re-imports stay suppressed."""
-    from publisher.subscriptions import forget
-
     if not yes:
         click.confirm(f"Erase all personal data of {email}?", abort=True)
-    if forget(ctx.publisher.store, email):
+    if forget(ctx.publisher.store, email, now=ctx.publisher.clock()):
         console.print(f"{email}: forgotten")
     else:
         err_console.print(f"{email}: not known")

@@ -30,12 +30,12 @@ from publisher.ledger import DeliveryTally, ProgressFn, Sender
 from publisher.models import Item, Subscriber, SubscriptionStatus
 from publisher.periods import period_key, period_start
 from publisher.store import Store
-from publisher.store.issues import IssueRow
+from publisher.store.issues import IssueRow, IssueSummary
+from publisher.subscriptions import ImportReport, import_csv, normalise_address
 
 if TYPE_CHECKING:
     from publisher.app import Publisher
     from publisher.messages import DkimSigner
-    from publisher.subscriptions import ImportReport
 
 log = logging.getLogger("publisher.digests")
 
@@ -133,9 +133,9 @@ def import_list_file(publisher: Publisher, list_cfg: ListConfig) -> ImportReport
     """Import the list's ``subscribers`` CSV (idempotent; suppressions stay)."""
     if list_cfg.subscribers is None:
         return None
-    from publisher.subscriptions import import_csv
-
-    report = import_csv(publisher.store, publisher.settings, list_cfg.slug, list_cfg.subscribers)
+    report = import_csv(
+        publisher.store, publisher.settings, list_cfg.slug, list_cfg.subscribers, now=publisher.clock()
+    )
     for problem in report.rejected:
         log.warning("subscribers file: %s", problem)
     return report
@@ -284,7 +284,7 @@ def render_next(
     held = issue_items(settings, publisher.store, list_cfg, now)
     if not held.shown and fallback_to_latest:
         latest = publisher.store.issues.summaries(list_slug, 1)
-        issue = publisher.store.issues.by_id(latest[0]["id"]) if latest else None
+        issue = publisher.store.issues.by_id(latest[0].id) if latest else None
         if issue is not None:
             ids, by_ids = publisher.store.issues.item_ids(issue.id), publisher.store.items.by_ids
             cut = len(ids) - issue.omitted
@@ -344,7 +344,6 @@ def dry_run(publisher: Publisher, list_slug: str) -> Preview:
 async def send_test_copy(publisher: Publisher, list_slug: str, address: str) -> Any:
     """Send the next issue to ``address`` only, outside the ledger (records nothing)."""
     from publisher.mailer import OutgoingMessage, make_transport
-    from publisher.subscriptions import normalise_address
 
     list_cfg = publisher.settings.list_config(list_slug)
     subscriber = sample_subscriber(publisher, list_cfg, normalise_address(address))
@@ -368,9 +367,9 @@ def requeue_unknown(publisher: Publisher, list_slug: str) -> int:
     Their recipients may get them twice: the server may have accepted the first copy.
     """
     return sum(
-        publisher.store.issues.resend_unknown(row["id"], publisher.clock())
+        publisher.store.issues.resend_unknown(row.id, publisher.clock())
         for row in status(publisher, list_slug, limit=10_000)
-        if row["unknown"]
+        if row.unknown
     )
 
 
@@ -443,7 +442,7 @@ async def deliver_queue(
         await asyncio.sleep(interval)
 
 
-def status(publisher: Publisher, list_slug: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+def status(publisher: Publisher, list_slug: str | None = None, limit: int = 20) -> list[IssueSummary]:
     if list_slug is not None:
         publisher.settings.list_config(list_slug)
     return publisher.store.issues.summaries(list_slug, limit)

@@ -472,5 +472,11 @@ class Sender:
         # A 5.1.x bounce says the mailbox does not exist: suppress it on every list.
         for subscriber_id, detail in bounces:
             await asyncio.to_thread(
-                set_status, self.store, subscriber_id, None, SubscriptionStatus.BOUNCED, detail
+                set_status,
+                self.store,
+                subscriber_id,
+                None,
+                SubscriptionStatus.BOUNCED,
+                detail,
+                now=self.clock(),
             )

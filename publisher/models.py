@@ -8,6 +8,7 @@ testable on its own and cheap to build in bulk (100k items in benchmarks).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -139,6 +140,32 @@ class RunOutcome(StrEnum):
     OK = "ok"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+
+
+def email_hash(address: str) -> str:
+    """The key that outlives erasure: sha256 of the normalised, lower-cased address.
+
+    Here, not in the store, because the CSV reader de-duplicates by it and the import
+    planner matches stored subscribers by it, as the store looks addresses up by it.
+    """
+    return hashlib.sha256(address.lower().encode("utf-8")).hexdigest()
+
+
+@dataclass(slots=True, frozen=True)
+class Consent:
+    """When, how and from where an address agreed to receive a list.
+
+    Its time also stamps the status change it comes with, so it is the caller's
+    clock reading (``Publisher.clock``), never the store's.
+    """
+
+    at: datetime
+    method: str
+    source: str = ""
+
+    @property
+    def detail(self) -> str:
+        return f"{self.method}: {self.source}" if self.source else self.method
 
 
 @dataclass(slots=True)

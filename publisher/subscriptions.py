@@ -12,6 +12,10 @@ Suppressed (unsubscribed, bounced, complained) or forgotten addresses come back
 only by an explicit act: ``add(..., force=True)`` by an admin who holds fresh
 consent, or the subscriber's own request (preferences page, confirmation link).
 An import never lifts a suppression.
+
+Every function that stamps a time takes ``now`` from its caller (the fronts pass
+``Publisher.clock()``): one clock for the whole program, so tests and catch-up runs
+see the times they set.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import functools
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -30,15 +34,10 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_
 
 from publisher.config import Settings
 from publisher.errors import SubscriberError
-from publisher.models import SUPPRESSED, Subscriber, SubscriptionStatus
+from publisher.models import SUPPRESSED, Consent, Subscriber, SubscriptionStatus
 from publisher.store import Store
-from publisher.store.subscribers import (
-    Consent,
-    ImportRow,
-    ListStatus,
-    SubscriberRecord,
-    SubscriptionEvent,
-)
+from publisher.store.subscriber_import import ImportRow
+from publisher.store.subscribers import ListStatus, SubscriberRecord, SubscriptionEvent
 from publisher.text import CONTROL, NAME_MAX_LENGTH, cut_at_word, is_language_tag, strip_bidi
 
 __all__ = [
@@ -54,6 +53,7 @@ __all__ = [
     "normalise_address",
     "preferences",
     "remove",
+    "render_record",
     "set_status",
     "show",
     "subscriber_secret",
@@ -182,10 +182,6 @@ def check_name(raw: str, *, where: str = "") -> str:
     if reason:
         raise SubscriberError(where, reason)
     return cut_at_word(strip_bidi(raw).strip(), NAME_MAX_LENGTH)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _site_language(settings: Settings) -> str:
@@ -332,6 +328,7 @@ def import_csv(
     list_slug: str,
     path: Path,
     *,
+    now: datetime,
     method: str = "import",
     progress: Progress | None = None,
 ) -> ImportReport:
@@ -341,10 +338,11 @@ def import_csv(
     the store (or forgotten) stay suppressed; a ``status`` column (as ``export_csv``
     writes it) carries unsubscribed/bounced/complained rows over as suppressions.
     ``progress(done, total)`` is called after each batch, counting distinct addresses.
+    ``now`` (the caller's clock) stamps the consent and every change.
     """
     settings.list_config(list_slug)  # ConfigError naming the configured lists
     rows, duplicates, rejected = read_subscriber_csv(path)
-    consent = Consent(at=_now(), method=method, source=path.name)
+    consent = Consent(at=now, method=method, source=path.name)
     default_language = _site_language(settings)
     outcome = store.subscribers.import_rows(
         list_slug, rows, consent, default_language, progress=progress, batch_size=BATCH_SIZE
@@ -369,21 +367,19 @@ def export_csv(store: Store, list_slug: str, out: TextIO, *, statuses: Collectio
     export imported into another store gives the same subscribers and suppressions.
     """
     rows = list(store.subscribers.export_rows(list_slug, statuses))
-    attribute_keys = sorted({k for r in rows for k in r["attributes"] or {}} - set(EXPORT_COLUMNS))
+    attribute_keys = sorted({k for r in rows for k in r.attributes} - set(EXPORT_COLUMNS))
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([protect_cell(c) for c in (*EXPORT_COLUMNS, *attribute_keys)])
     for r in rows:
-        attributes = r["attributes"] or {}
-        consent_at = r["consent_at"].isoformat() if r["consent_at"] else ""
         cells = [
-            r["email"],
-            r["name"],
-            r["language"],
-            r["status"],
-            consent_at,
-            r["consent_method"] or "",
-            r["consent_source"] or "",
-            *(str(attributes.get(k, "")) for k in attribute_keys),
+            r.email,
+            r.name,
+            r.language,
+            r.status.value,
+            r.consent_at.isoformat() if r.consent_at else "",
+            r.consent_method or "",
+            r.consent_source or "",
+            *(str(r.attributes.get(k, "")) for k in attribute_keys),
         ]
         writer.writerow([protect_cell(c) for c in cells])
     return len(rows)
@@ -422,6 +418,7 @@ def add(
     name: str = "",
     language: str | None = None,
     *,
+    now: datetime,
     method: str = "cli",
     source: str = "",
     force: bool = False,
@@ -435,7 +432,7 @@ def add(
     address = normalise_address(email)
     clean_name = check_name(name)
     lang = check_language(language, _site_language(settings)) if language else None
-    consent = Consent(at=_now(), method=method, source=source)
+    consent = Consent(at=now, method=method, source=source)
     subscribers = store.subscribers
     subscriber_id = subscribers.find_id(address)
     if subscriber_id is None:
@@ -468,12 +465,12 @@ def add(
     return _subscriber(store, subscriber_id, list_slug)
 
 
-def remove(store: Store, list_slug: str, email: str, *, reason: str = "cli") -> bool:
+def remove(store: Store, list_slug: str, email: str, *, now: datetime, reason: str = "cli") -> bool:
     """Unsubscribe an address from a list; False when it was not subscribed (or already suppressed)."""
     subscriber_id = store.subscribers.find_id(normalise_address(email))
     if subscriber_id is None:
         return False
-    return _unsubscribe(store, subscriber_id, list_slug, Consent(at=_now(), method=reason))
+    return _unsubscribe(store, subscriber_id, list_slug, Consent(at=now, method=reason))
 
 
 def show(store: Store, email: str) -> SubscriberRecord:
@@ -486,7 +483,30 @@ def show(store: Store, email: str) -> SubscriberRecord:
     return record
 
 
-def forget(store: Store, email: str) -> bool:
+def render_record(record: SubscriberRecord) -> str:
+    """Plain text for ``publisher subscribers show``: one fact per line."""
+    lines = [
+        f"email:      {record.email if record.email is not None else '(forgotten)'}",
+        f"name:       {record.name}",
+        f"language:   {record.language}",
+        f"created:    {record.created.isoformat()}",
+    ]
+    if record.forgotten_at:
+        lines.append(f"forgotten:  {record.forgotten_at.isoformat()}")
+    lines += [f"attribute:  {key} = {value}" for key, value in sorted(record.attributes.items())]
+    for s in record.lists:
+        consent = "none"
+        if s.consent_at is not None:
+            consent = f"{s.consent_at.isoformat()} {s.consent_method} {s.consent_source or ''}".rstrip()
+        lines.append(f"list {s.list_slug}: {s.status.value} (consent: {consent})")
+    lines += [
+        f"  {e.at.isoformat()} {e.list_slug or '-'} {e.event}" + (f" ({e.detail})" if e.detail else "")
+        for e in record.events
+    ]
+    return "\n".join(lines)
+
+
+def forget(store: Store, email: str, *, now: datetime) -> bool:
     """Erase an address's personal data, keeping its hash so no import brings it back.
 
     Returns False when the address is unknown or was forgotten already.
@@ -494,7 +514,7 @@ def forget(store: Store, email: str) -> bool:
     subscriber_id = store.subscribers.find_id(normalise_address(email))
     if subscriber_id is None:
         return False
-    return store.subscribers.forget(subscriber_id, _now())
+    return store.subscribers.forget(subscriber_id, now)
 
 
 # -- token-driven operations (web app, delivery ledger) -------------------------------
@@ -515,7 +535,13 @@ def _unsubscribe(store: Store, subscriber_id: int, list_slug: str, consent: Cons
 
 
 def unsubscribe_by_id(
-    store: Store, subscriber_id: int, list_slug: str, *, method: str = "one-click", source: str = ""
+    store: Store,
+    subscriber_id: int,
+    list_slug: str,
+    *,
+    now: datetime,
+    method: str = "one-click",
+    source: str = "",
 ) -> bool:
     """Unsubscribe from a token link; True the first time, False on repeats (idempotent).
 
@@ -523,7 +549,7 @@ def unsubscribe_by_id(
     (e.g. the client address) and goes into the event.
     """
     _require(store, subscriber_id)
-    return _unsubscribe(store, subscriber_id, list_slug, Consent(at=_now(), method=method, source=source))
+    return _unsubscribe(store, subscriber_id, list_slug, Consent(at=now, method=method, source=source))
 
 
 def set_status(
@@ -532,6 +558,8 @@ def set_status(
     list_slug: str | None,
     status: SubscriptionStatus,
     detail: str,
+    *,
+    now: datetime,
 ) -> bool:
     """Record a suppression reported by the delivery ledger (bounced, complained, unsubscribed).
 
@@ -549,7 +577,7 @@ def set_status(
     _require(store, subscriber_id)
     current = store.subscribers.statuses(subscriber_id)
     slugs = list(current) if list_slug is None else [list_slug]
-    consent = Consent(at=_now(), method=status.value)
+    consent = Consent(at=now, method=status.value)
     changed = False
     for slug in slugs:
         old = current.get(slug)
@@ -576,6 +604,7 @@ def update_preferences(
     subscriber_id: int,
     choices: Mapping[str, bool],
     *,
+    now: datetime,
     source: str = "",
     lists: Collection[str] | None = None,
 ) -> dict[str, SubscriptionStatus]:
@@ -591,7 +620,7 @@ def update_preferences(
         raise SubscriberError(f"subscriber {subscriber_id}", f"unknown list(s): {', '.join(unknown)}")
     if any(choices.values()) and store.subscribers.is_forgotten(subscriber_id):
         raise SubscriberError(f"subscriber {subscriber_id}", "this address was erased; subscribe it anew")
-    consent = Consent(at=_now(), method="preferences", source=source)
+    consent = Consent(at=now, method="preferences", source=source)
     for slug, wanted in choices.items():
         if wanted:
             store.subscribers.change_status(

@@ -316,7 +316,7 @@ def test_a_relay_outage_is_one_line_and_exit_1_and_nothing_is_lost(site: Path) -
         store = Store(load_config(site / "config.toml").storage.url)
         (weekly,) = store.issues.summaries()
         store.close()
-        assert weekly["pending"] == 3 and weekly["unknown"] == 0
+        assert weekly.pending == 3 and weekly.unknown == 0
 
         sink.greeting = None  # the relay is back: everyone gets exactly one copy
         assert cli(site, "worker", "--once").returncode == 0  # the weekly list's queue

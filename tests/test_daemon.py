@@ -375,7 +375,7 @@ job = "digest"
     total = 200
     csv = tmp_path / "subs.csv"
     csv.write_text("email,name\n" + "".join(f"r{i}@example.org,R {i}\n" for i in range(total)))
-    import_csv(store, settings, "weekly", csv)
+    import_csv(store, settings, "weekly", csv, now=datetime.now(UTC))
     smtp_server.script(Rule("data", delay=0.05))  # 2 connections: about 40 messages a second
 
     daemon = start(config, port)
@@ -389,12 +389,12 @@ job = "digest"
     assert delivered < total, "the send finished before SIGTERM; slow the server down"
 
     (row,) = digests.status(Publisher(settings, store))
-    assert row["sending"] == 0 and row["unknown"] == 0  # in-flight transactions were finished
-    assert row["sent"] == delivered and row["pending"] == total - delivered  # the rest stays queued
+    assert row.sending == 0 and row.unknown == 0  # in-flight transactions were finished
+    assert row.sent == delivered and row.pending == total - delivered  # the rest stays queued
 
     smtp_server.script()
     publisher = Publisher(settings, store)
-    asyncio.run(digests.send_digest(publisher, "weekly", at=row["period_start"]))
+    asyncio.run(digests.send_digest(publisher, "weekly", at=row.period_start))
     per_recipient = Counter(r for m in smtp_server.accepted() for r in m.rcpt_tos)
     assert len(per_recipient) == total and set(per_recipient.values()) == {1}
     store.close()

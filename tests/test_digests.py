@@ -100,7 +100,7 @@ def make_publisher(
 def subscribe(pub: Publisher, n: int, list_slug: str = "weekly", language: str = "en") -> list[str]:
     addresses = [f"reader{i}@example.org" for i in range(n)]
     for i, address in enumerate(addresses):
-        add(pub.store, pub.settings, list_slug, address, f"Reader {i}", language)
+        add(pub.store, pub.settings, list_slug, address, f"Reader {i}", language, now=pub.clock())
     return addresses
 
 
@@ -127,7 +127,7 @@ def test_one_issue_per_period_each_subscriber_once(settings: Settings, smtp_serv
     assert len(smtp_server.accepted()) == 5
 
     status = digests.status(pub, "weekly")
-    assert len(status) == 1 and status[0]["sent"] == 5 and status[0]["total"] == 5
+    assert len(status) == 1 and status[0].sent == 5 and status[0].total == 5
 
     clock.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # next week's period
     nxt = send(pub)
@@ -140,7 +140,7 @@ def test_one_issue_per_period_each_subscriber_once(settings: Settings, smtp_serv
 def test_message_is_personal_and_one_click_ready(settings: Settings, smtp_server: SmtpSink) -> None:
     pub = make_publisher(settings, Clock(NOW), smtp_server)
     pub.store.items.save([item(1, NOW - timedelta(hours=5))], [], NOW)
-    add(pub.store, pub.settings, "weekly", "amina@example.org", "Amina Diallo", "fr")
+    add(pub.store, pub.settings, "weekly", "amina@example.org", "Amina Diallo", "fr", now=pub.clock())
     send(pub)
     (received,) = smtp_server.accepted()
     msg = email.message_from_bytes(received.data, policy=email.policy.default)
@@ -209,7 +209,7 @@ def test_deferred_gives_up_after_three_days(settings: Settings, smtp_server: Smt
     final = send(pub)
     assert final.tally.failed == 1 and not final.ok
     (row,) = digests.status(pub)
-    assert row["failed"] == 1 and row["deferred"] == 0
+    assert row.failed == 1 and row.deferred == 0
 
 
 def test_hard_bounce_suppresses_address(settings: Settings, smtp_server: SmtpSink) -> None:
@@ -217,7 +217,7 @@ def test_hard_bounce_suppresses_address(settings: Settings, smtp_server: SmtpSin
     pub = make_publisher(settings, clock, smtp_server)
     pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
     subscribe(pub, 2)
-    add(pub.store, pub.settings, "press", "reader0@example.org", "Reader 0", "en")
+    add(pub.store, pub.settings, "press", "reader0@example.org", "Reader 0", "en", now=pub.clock())
     smtp_server.script(Rule("rcpt", reply="550 5.1.1 user unknown", recipient="reader0@example.org"))
     report = send(pub)
     assert report.tally.bounced == 1 and report.sent == 1
@@ -251,7 +251,7 @@ def test_drop_after_data_is_unknown_and_not_resent(settings: Settings, smtp_serv
     clock.now += timedelta(hours=5)
     assert send(pub).sent == 0  # unknown is never resent automatically
     (row,) = digests.status(pub)
-    assert row["unknown"] == 1
+    assert row.unknown == 1
 
     # Only an admin's explicit ask (`digest send --resend-unknown`) sends it again.
     assert digests.requeue_unknown(pub, "weekly") == 1
@@ -266,7 +266,7 @@ def test_unsubscribed_after_issue_creation_is_skipped(settings: Settings, smtp_s
     subscribe(pub, 2)
     smtp_server.script(Rule("rcpt", reply="451 4.3.0 later", recipient="reader1@example.org", times=1))
     send(pub)
-    remove(pub.store, "weekly", "reader1@example.org")
+    remove(pub.store, "weekly", "reader1@example.org", now=pub.clock())
     clock.now += timedelta(minutes=10)
     retry = send(pub)
     assert retry.sent == 0 and retry.tally.skipped == 1
@@ -374,7 +374,7 @@ def test_sigkill_mid_issue_then_rerun_serves_everyone_once(
     csv.write_text("email,name,language\n" + rows + "\n")
     from publisher.subscriptions import import_csv
 
-    import_csv(pub.store, settings, "weekly", csv)
+    import_csv(pub.store, settings, "weekly", csv, now=pub.clock())
     smtp_server.script(Rule("data", delay=0.01))  # slow enough to be killed mid-issue
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
@@ -397,9 +397,9 @@ def test_sigkill_mid_issue_then_rerun_serves_everyone_once(
     missing = total - len(per_recipient)
     assert missing <= connections
     (row,) = digests.status(pub)
-    assert row["sent"] + row["unknown"] == total
-    assert missing <= row["unknown"] <= connections  # only in-flight messages are in doubt
-    assert row["pending"] == row["sending"] == 0
+    assert row.sent + row.unknown == total
+    assert missing <= row.unknown <= connections  # only in-flight messages are in doubt
+    assert row.pending == row.sending == 0
 
 
 def test_stop_request_leaves_the_rest_queued(settings: Settings, smtp_server: SmtpSink) -> None:
@@ -418,7 +418,7 @@ def test_stop_request_leaves_the_rest_queued(settings: Settings, smtp_server: Sm
     first = send(pub, progress=progress)
     assert 10 <= first.sent < 30 and first.tally.released == 30 - first.sent and first.tally.unknown == 0
     (row,) = digests.status(pub)
-    assert row["pending"] == 30 - first.sent and row["sending"] == 0
+    assert row.pending == 30 - first.sent and row.sending == 0
 
     pub._stop = False  # a new process would start without the stop flag
     rest = send(pub)
@@ -447,7 +447,7 @@ def test_languages_outside_the_catalogue_share_one_render(
     pub = make_publisher(settings, Clock(NOW), smtp_server)
     pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
     for n, language in enumerate(["de", "pt", "it", "en"]):
-        add(pub.store, pub.settings, "weekly", f"r{n}@example.org", f"R {n}", language)
+        add(pub.store, pub.settings, "weekly", f"r{n}@example.org", f"R {n}", language, now=pub.clock())
     rendered: list[str] = []
     real_render = digests.render_for
 
@@ -475,7 +475,7 @@ def test_forget_clears_what_the_smtp_server_said_about_the_address(
     send(pub)
     with pub.store.engine.connect() as conn:
         assert "reader0@example.org" in conn.execute(select(deliveries.c.last_text)).scalar_one()
-    assert forget(pub.store, "reader0@example.org")
+    assert forget(pub.store, "reader0@example.org", now=pub.clock())
     with pub.store.engine.connect() as conn:
         assert conn.execute(select(deliveries.c.last_text)).scalar_one() is None
         assert conn.execute(select(delivery_attempts.c.text)).scalars().all() == [None]
@@ -503,8 +503,8 @@ def test_an_issue_shows_max_items_and_counts_the_rest_which_the_next_issue_does_
     pub = make_publisher(settings, clock)
     # 120 new items: item 0 is the newest, item 119 the oldest.
     pub.store.items.save([item(n, NOW - timedelta(minutes=n + 1)) for n in range(120)], [], NOW)
-    add(pub.store, settings, "weekly", "ana@example.org", "Ana", "en")
-    add(pub.store, settings, "weekly", "zoe@example.org", "Zoé", "fr")
+    add(pub.store, settings, "weekly", "ana@example.org", "Ana", "en", now=NOW)
+    add(pub.store, settings, "weekly", "zoe@example.org", "Zoé", "fr", now=NOW)
 
     dry = digests.dry_run(pub, "weekly")
     assert (dry.items, dry.omitted) == (100, 20)
@@ -578,7 +578,7 @@ def test_a_relay_outage_leaves_every_delivery_queued_then_all_are_sent_once(
             assert message.startswith(f"cannot send mail via 127.0.0.1:{sink.port}: ")
             assert message.endswith("; 10 message(s) left queued") and "\n" not in message
             (row,) = digests.status(pub)
-            assert row["pending"] == 10 and row["unknown"] == 0 and row["sending"] == 0
+            assert row.pending == 10 and row.unknown == 0 and row.sending == 0
             clock.now += timedelta(minutes=1)
         assert started == []  # no S line: nothing is in doubt
         assert recover(pub.store, settings.delivery.journal_dir, clock.now) == {
@@ -610,7 +610,7 @@ def test_a_relay_going_down_mid_run_keeps_what_was_sent_and_queues_the_rest(
         with pytest.raises(MailError, match=r"421 4\.3\.2 .*; 6 message\(s\) left queued$"):
             send(pub)
         (row,) = digests.status(pub)
-        assert row["sent"] == 4 and row["pending"] == 6 and row["unknown"] == 0
+        assert row.sent == 4 and row.pending == 6 and row.unknown == 0
 
         sink.greeting = None
         clock.now += timedelta(minutes=1)
@@ -641,7 +641,7 @@ def test_worker_once_and_scheduled_digests_report_an_outage_and_keep_the_queue(
         with pytest.raises(MailError, match=r"; 5 message\(s\) left queued$"):
             asyncio.run(digests.deliver_queue(worker, once=True))
         (row,) = digests.status(pub)
-        assert row["pending"] == 5 and row["unknown"] == 0
+        assert row.pending == 5 and row.unknown == 0
 
         sink.greeting = None
         rounds: list[int] = []
@@ -685,10 +685,10 @@ def test_requeue_stopped_unknown_repairs_only_what_old_versions_marked_in_flight
     dry = digests.requeue_stopped_unknown(pub, "weekly", dry_run=True)
     assert [(r.list_slug, r.count) for r in dry] == [("weekly", 3)]
     (row,) = digests.status(pub)
-    assert row["unknown"] == 5  # a dry run changes nothing
+    assert row.unknown == 5  # a dry run changes nothing
 
     done = digests.requeue_stopped_unknown(pub, "weekly")
-    assert [r.count for r in done] == [3] and done[0].issue_id == row["id"]
+    assert [r.count for r in done] == [3] and done[0].issue_id == row.id
     assert digests.requeue_stopped_unknown(pub, "weekly") == []  # nothing left to repair
     report = send(pub)
     assert report.sent == 4  # the three repaired and the one still pending
@@ -696,4 +696,4 @@ def test_requeue_stopped_unknown_repairs_only_what_old_versions_marked_in_flight
         addresses[:3] + addresses[5:]
     )
     (row,) = digests.status(pub)
-    assert row["unknown"] == 2  # true unknowns stay for --resend-unknown
+    assert row.unknown == 2  # true unknowns stay for --resend-unknown

@@ -18,7 +18,7 @@ LISTS = [{"slug": "weekly", "name": "Weekly", "sender": "News <news@example.org>
 
 def make_issue(store: Store, settings: Settings, subscribers: int, key: str = "2026-11-23T08:00:00Z") -> int:
     for i in range(subscribers):
-        add(store, settings, "weekly", f"r{i}@example.org", f"R {i}", "en")
+        add(store, settings, "weekly", f"r{i}@example.org", f"R {i}", "en", now=NOW)
     created = store.issues.create(
         list_slug="weekly",
         period_key=key,
@@ -46,7 +46,7 @@ def test_issue_is_unique_per_list_and_period(store: Store, make_settings: Callab
     )
     assert again is None
     (row,) = store.issues.summaries("weekly")
-    assert row["total"] == 3 and row["pending"] == 3
+    assert row.total == 3 and row.pending == 3
 
 
 def test_concurrent_workers_never_claim_the_same_delivery(

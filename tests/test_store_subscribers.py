@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from publisher.models import SubscriptionStatus
+from publisher.models import Consent, SubscriptionStatus, email_hash
 from publisher.store import Store
-from publisher.store.subscribers import Consent, ImportRow, email_hash
+from publisher.store.subscriber_import import ImportRow
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 IMPORT = Consent(at=NOW, method="import", source="weekly.csv")

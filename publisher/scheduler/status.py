@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from publisher.app import Publisher
 from publisher.models import JobKind, RunOutcome
 from publisher.scheduler.triggers import next_runs, trigger_text
+from publisher.store.issues import IssueSummary
 from publisher.store.runs import JobRun
 
 
@@ -86,7 +86,7 @@ class StatusReport:
     sources: list[SourceStatus]
     items_by_category: dict[str | None, int]
     lists: list[ListStatus]
-    recent_issues: list[dict[str, Any]]
+    recent_issues: list[IssueSummary]
     queue: dict[str, int]
     recent_runs: list[JobRun]
     schedules: list[ScheduleInfo]

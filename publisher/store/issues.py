@@ -62,6 +62,29 @@ class IssueRow:
     omitted: int = 0  # items held but not shown (over the list's max_items): the last positions
 
 
+@dataclass(slots=True, frozen=True)
+class IssueSummary:
+    """One issue with its delivery counts per status, as ``digest status`` and ``status`` show it."""
+
+    id: int
+    list_slug: str
+    period_key: str
+    period_start: datetime
+    schedule: str | None
+    created: datetime
+    subject: str
+    forced: bool
+    total: int
+    pending: int
+    sending: int
+    sent: int
+    deferred: int
+    failed: int
+    bounced: int
+    unknown: int
+    skipped: int
+
+
 @dataclass(slots=True)
 class Claimed:
     """A claimed delivery with what is needed to personalise its message."""
@@ -457,7 +480,7 @@ class IssueStore:
 
     # -- reports ---------------------------------------------------------------
 
-    def summaries(self, list_slug: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    def summaries(self, list_slug: str | None = None, limit: int = 20) -> list[IssueSummary]:
         """Newest issues first with delivery counts per status."""
         counts = {
             s.value: func.sum(case((deliveries.c.status == s.value, 1), else_=0)).label(s.value)
@@ -474,13 +497,28 @@ class IssueStore:
             q = q.where(issues.c.list_slug == list_slug)
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
-        out = []
-        for r in rows:
-            m = dict(r._mapping)
-            for s in DeliveryStatus:
-                m[s.value] = int(m[s.value] or 0)
-            out.append(m)
-        return out
+        return [
+            IssueSummary(
+                id=r.id,
+                list_slug=r.list_slug,
+                period_key=r.period_key,
+                period_start=r.period_start,
+                schedule=r.schedule,
+                created=r.created,
+                subject=r.subject,
+                forced=r.forced,
+                total=int(r.total or 0),
+                pending=int(r.pending or 0),
+                sending=int(r.sending or 0),
+                sent=int(r.sent or 0),
+                deferred=int(r.deferred or 0),
+                failed=int(r.failed or 0),
+                bounced=int(r.bounced or 0),
+                unknown=int(r.unknown or 0),
+                skipped=int(r.skipped or 0),
+            )
+            for r in rows
+        ]
 
     def queue_counts(self) -> dict[str, int]:
         """Deliveries still to do: pending, sending, deferred (and unknown to review)."""

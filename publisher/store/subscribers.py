@@ -8,16 +8,20 @@ admin or the visitor typed lives in :mod:`publisher.subscriptions`; this module
 receives clean values.
 
 Imports run in batches of a few statements each (select the batch's existing
-addresses, then ``executemany`` inserts and updates), never one round trip per row:
-100k rows must load in a few seconds.
+addresses, then ``executemany`` inserts and updates, and INSERT ... SELECT for new
+addresses), never one round trip per row: 100k rows must load in a few seconds. What
+each row does is decided by :mod:`publisher.store.subscriber_import`; this module reads
+and writes.
+
+Reads that leave the store come back as dataclasses (the frozen ones below, or
+:class:`publisher.models.Subscriber`), never as rows or dicts.
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +29,15 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, literal, null,
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
-from publisher.models import SUPPRESSED, Subscriber, SubscriptionStatus
+from publisher.models import SUPPRESSED, Consent, Subscriber, SubscriptionStatus, email_hash
+from publisher.store.subscriber_import import (
+    BatchOutcome,
+    ImportRow,
+    PlannedWrites,
+    StoredSubscriber,
+    plan_batch,
+    plan_status,
+)
 from publisher.store.tables import (
     deliveries,
     delivery_attempts,
@@ -38,11 +50,6 @@ _CHUNK = 1000
 _TRANSACTION_ROWS = 20_000
 
 
-def email_hash(address: str) -> str:
-    """The key that outlives erasure: sha256 of the normalised, lower-cased address."""
-    return hashlib.sha256(address.lower().encode("utf-8")).hexdigest()
-
-
 def new_secret() -> str:
     """A per-subscriber secret that signs unsubscribe and preferences tokens."""
     return secrets.token_hex(16)
@@ -52,50 +59,6 @@ def new_secrets(count: int) -> list[str]:
     """``count`` secrets like :func:`new_secret`, from one read of the system CSPRNG."""
     raw = secrets.token_bytes(16 * count)
     return [raw[i : i + 16].hex() for i in range(0, 16 * count, 16)]
-
-
-@dataclass(slots=True, frozen=True)
-class Consent:
-    """When, how and from where an address agreed to receive a list."""
-
-    at: datetime
-    method: str
-    source: str = ""
-
-    @property
-    def detail(self) -> str:
-        return f"{self.method}: {self.source}" if self.source else self.method
-
-
-@dataclass(slots=True)
-class ImportRow:
-    """One clean, de-duplicated CSV row; ``None`` keeps what the store already has."""
-
-    email: str
-    name: str | None = None
-    language: str | None = None
-    attributes: dict[str, str] = field(default_factory=dict)
-    status: SubscriptionStatus = SubscriptionStatus.CONFIRMED  # or a suppressed status from the file
-    hash: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.hash = email_hash(self.email)
-
-
-@dataclass(slots=True)
-class BatchOutcome:
-    """How many rows of a batch were added, changed, left alone or kept suppressed."""
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    suppressed_kept: int = 0
-
-    def add(self, other: BatchOutcome) -> None:
-        self.added += other.added
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.suppressed_kept += other.suppressed_kept
 
 
 @dataclass(slots=True, frozen=True)
@@ -120,7 +83,7 @@ class SubscriptionEvent:
     detail: str | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class SubscriberRecord:
     """Everything the store knows about one address; ``email`` is None once forgotten."""
 
@@ -130,59 +93,23 @@ class SubscriberRecord:
     language: str
     created: datetime
     forgotten_at: datetime | None
-    attributes: dict[str, str]
-    lists: list[ListStatus]
-    events: list[SubscriptionEvent]
-
-    def render(self) -> str:
-        """Plain text for ``publisher subscribers show``: one fact per line."""
-        lines = [
-            f"email:      {self.email if self.email is not None else '(forgotten)'}",
-            f"name:       {self.name}",
-            f"language:   {self.language}",
-            f"created:    {self.created.isoformat()}",
-        ]
-        if self.forgotten_at:
-            lines.append(f"forgotten:  {self.forgotten_at.isoformat()}")
-        lines += [f"attribute:  {key} = {value}" for key, value in sorted(self.attributes.items())]
-        for s in self.lists:
-            consent = "none"
-            if s.consent_at is not None:
-                consent = f"{s.consent_at.isoformat()} {s.consent_method} {s.consent_source or ''}".rstrip()
-            lines.append(f"list {s.list_slug}: {s.status.value} (consent: {consent})")
-        lines += [
-            f"  {e.at.isoformat()} {e.list_slug or '-'} {e.event}" + (f" ({e.detail})" if e.detail else "")
-            for e in self.events
-        ]
-        return "\n".join(lines)
+    attributes: Mapping[str, str]
+    lists: tuple[ListStatus, ...]
+    events: tuple[SubscriptionEvent, ...]
 
 
-@dataclass(slots=True)
-class _Existing:
-    """A stored subscriber and its status on the list being imported."""
+@dataclass(slots=True, frozen=True)
+class ExportRow:
+    """One subscription of a list with its subscriber, as a CSV export writes it."""
 
-    id: int
-    email: str | None
+    email: str
     name: str
     language: str
-    attributes: dict[str, str]
-    status: SubscriptionStatus | None
-
-    @property
-    def suppressed(self) -> bool:
-        return self.email is None or self.status in SUPPRESSED
-
-
-@dataclass(slots=True)
-class _BatchWrites:
-    """The statements one import batch will run, gathered before any is executed."""
-
-    new_subscribers: list[tuple[ImportRow, dict[str, Any]]] = field(default_factory=list)
-    subscriber_updates: list[dict[str, Any]] = field(default_factory=list)
-    new_subscriptions: list[dict[str, Any]] = field(default_factory=list)
-    subscription_updates: list[dict[str, Any]] = field(default_factory=list)  # with new consent
-    suppressions: list[dict[str, Any]] = field(default_factory=list)  # status only, consent kept
-    events: list[dict[str, Any]] = field(default_factory=list)
+    attributes: Mapping[str, str]
+    status: SubscriptionStatus
+    consent_at: datetime | None
+    consent_method: str | None
+    consent_source: str | None
 
 
 def _row_to_subscriber(m: RowMapping) -> Subscriber:
@@ -353,7 +280,7 @@ class SubscriberStore:
             created=row.created,
             forgotten_at=row.forgotten_at,
             attributes=dict(row.attributes or {}),
-            lists=[
+            lists=tuple(
                 ListStatus(
                     s.list_slug,
                     SubscriptionStatus(s.status),
@@ -363,17 +290,14 @@ class SubscriberStore:
                     s.updated_at,
                 )
                 for s in subs
-            ],
-            events=[SubscriptionEvent(e.at, e.list_slug, e.event, e.detail) for e in events],
+            ),
+            events=tuple(SubscriptionEvent(e.at, e.list_slug, e.event, e.detail) for e in events),
         )
 
-    def export_rows(
-        self, list_slug: str, statuses: Collection[str] | None = None
-    ) -> Iterator[dict[str, Any]]:
+    def export_rows(self, list_slug: str, statuses: Collection[str] | None = None) -> Iterator[ExportRow]:
         """Rows of a list for CSV export, by id; forgotten addresses have nothing to export."""
         q = (
             select(
-                subscribers.c.id,
                 subscribers.c.email,
                 subscribers.c.name,
                 subscribers.c.language,
@@ -390,8 +314,17 @@ class SubscriberStore:
         if statuses is not None:
             q = q.where(subscriptions.c.status.in_([str(s) for s in statuses]))
         with self.engine.connect() as conn:
-            for row in conn.execute(q):
-                yield dict(row._mapping)
+            for r in conn.execute(q):
+                yield ExportRow(
+                    email=r.email,
+                    name=r.name,
+                    language=r.language,
+                    attributes=dict(r.attributes or {}),
+                    status=SubscriptionStatus(r.status),
+                    consent_at=r.consent_at,
+                    consent_method=r.consent_method,
+                    consent_source=r.consent_source,
+                )
 
     # -- bulk import -------------------------------------------------------------
 
@@ -435,19 +368,13 @@ class SubscriberStore:
         consent: Consent,
         default_language: str,
     ) -> BatchOutcome:
-        outcome = BatchOutcome()
-        writes = _BatchWrites()
-        existing = self._existing(conn, list_slug, [r.hash for r in rows])
-        for row in rows:
-            found = existing.get(row.hash)
-            if found is None:
-                self._plan_new(row, consent, default_language, writes, outcome)
-            else:
-                self._plan_existing(row, found, list_slug, consent, writes, outcome)
+        stored = self._stored(conn, list_slug, [r.hash for r in rows])
+        writes, outcome = plan_batch(rows, stored, list_slug, consent, default_language)
         self._apply(conn, list_slug, consent, writes)
         return outcome
 
-    def _existing(self, conn: Connection, list_slug: str, hashes: list[str]) -> dict[str, _Existing]:
+    def _stored(self, conn: Connection, list_slug: str, hashes: list[str]) -> dict[str, StoredSubscriber]:
+        """What the store holds for these address hashes, with their status on the list."""
         joined = subscribers.outerjoin(
             subscriptions,
             and_(subscriptions.c.subscriber_id == subscribers.c.id, subscriptions.c.list_slug == list_slug),
@@ -466,7 +393,7 @@ class SubscriberStore:
             .where(subscribers.c.email_hash.in_(hashes))
         )
         return {
-            r.email_hash: _Existing(
+            r.email_hash: StoredSubscriber(
                 r.id,
                 r.email,
                 r.name,
@@ -477,58 +404,7 @@ class SubscriberStore:
             for r in conn.execute(q)
         }
 
-    @staticmethod
-    def _plan_new(
-        row: ImportRow, consent: Consent, default_language: str, writes: _BatchWrites, outcome: BatchOutcome
-    ) -> None:
-        values = {
-            "email": row.email,
-            "email_hash": row.hash,
-            "name": row.name or "",
-            "language": row.language or default_language,
-            "attributes": row.attributes,
-        }
-        writes.new_subscribers.append((row, values))
-        if row.status in SUPPRESSED:
-            outcome.suppressed_kept += 1
-        else:
-            outcome.added += 1
-
-    @staticmethod
-    def _plan_existing(
-        row: ImportRow,
-        found: _Existing,
-        list_slug: str,
-        consent: Consent,
-        writes: _BatchWrites,
-        outcome: BatchOutcome,
-    ) -> None:
-        if found.suppressed:
-            outcome.suppressed_kept += 1
-            return
-        name = row.name or found.name
-        language = row.language or found.language
-        attributes = {**found.attributes, **row.attributes}
-        details_changed = (name, language, attributes) != (found.name, found.language, found.attributes)
-        if details_changed:
-            writes.subscriber_updates.append(
-                {"sid": found.id, "v_name": name, "v_language": language, "v_attributes": attributes}
-            )
-        if row.status in SUPPRESSED:
-            outcome.suppressed_kept += 1
-        elif found.status is None:
-            outcome.added += 1
-        elif found.status is SubscriptionStatus.CONFIRMED:
-            if details_changed:
-                outcome.updated += 1
-            else:
-                outcome.unchanged += 1
-            return
-        else:
-            outcome.updated += 1
-        _plan_status(found.id, found.status, row.status, list_slug, consent, writes)
-
-    def _apply(self, conn: Connection, list_slug: str, consent: Consent, writes: _BatchWrites) -> None:
+    def _apply(self, conn: Connection, list_slug: str, consent: Consent, writes: PlannedWrites) -> None:
         if writes.new_subscribers:
             # ``created`` is one bound value for the whole batch, not one per row.
             insert = subscribers.insert().values(
@@ -628,8 +504,8 @@ class SubscriberStore:
                 return False
             if old in SUPPRESSED and status not in SUPPRESSED and not lift_suppression:
                 return False
-            writes = _BatchWrites()
-            _plan_status(subscriber_id, old, status, list_slug, consent, writes, detail=detail)
+            writes = PlannedWrites()
+            plan_status(subscriber_id, old, status, list_slug, consent, writes, detail=detail)
             _write_status_changes(conn, writes)
         return True
 
@@ -753,54 +629,7 @@ def _subscribe_new(
     )
 
 
-def _plan_status(
-    subscriber_id: int,
-    old: SubscriptionStatus | None,
-    new: SubscriptionStatus,
-    list_slug: str,
-    consent: Consent,
-    writes: _BatchWrites,
-    *,
-    detail: str | None = None,
-) -> None:
-    """Queue the subscription insert or update and the event for one status change.
-
-    A move to confirmed or pending records ``consent``; a move to a suppression keeps
-    the consent that was given before (it stays true that it was given).
-    """
-    event = {
-        "subscriber_id": subscriber_id,
-        "list_slug": list_slug,
-        "at": consent.at,
-        "event": new.value,
-        "detail": detail if detail is not None else consent.detail,
-    }
-    writes.events.append(event)
-    gives_consent = new not in SUPPRESSED
-    if old is None:
-        writes.new_subscriptions.append(
-            {
-                "subscriber_id": subscriber_id,
-                "list_slug": list_slug,
-                "status": new.value,
-                "consent_at": consent.at if gives_consent else None,
-                "consent_method": consent.method if gives_consent else None,
-                "consent_source": consent.source if gives_consent else None,
-                "updated_at": consent.at,
-            }
-        )
-        return
-    change = {"sid": subscriber_id, "slug": list_slug, "v_status": new.value, "v_updated_at": consent.at}
-    if gives_consent:
-        change.update(
-            v_consent_at=consent.at, v_consent_method=consent.method, v_consent_source=consent.source
-        )
-        writes.subscription_updates.append(change)
-    else:
-        writes.suppressions.append(change)
-
-
-def _write_status_changes(conn: Connection, writes: _BatchWrites) -> None:
+def _write_status_changes(conn: Connection, writes: PlannedWrites) -> None:
     """Run the queued subscription inserts, updates and events, one statement each."""
     if writes.new_subscriptions:
         conn.execute(subscriptions.insert(), writes.new_subscriptions)

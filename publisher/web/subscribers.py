@@ -32,6 +32,7 @@ from publisher.app import Publisher
 from publisher.errors import SubscriberError, TemplateError, TokenError
 from publisher.i18n import normalise_language
 from publisher.models import SubscriptionStatus
+from publisher.subscriptions import preferences, unsubscribe_by_id, update_preferences
 from publisher.templating import make_environment, render_template, translator
 from publisher.tokens import read_token, verify_token
 
@@ -120,8 +121,6 @@ class SubscriberPages:
         return await read_small_body(request, FORM_MAX_BYTES, self.publisher.settings.web.header_timeout)
 
     async def unsubscribe(self, request: Request) -> Response:
-        from publisher.subscriptions import unsubscribe_by_id
-
         body = await self._small_body(request) if request.method == "POST" else b""
         holder = await self._verified(request, "unsubscribe")
         if holder is None:
@@ -135,6 +134,7 @@ class SubscriberPages:
                     self.publisher.store,
                     holder.subscriber_id,
                     holder.list_slug,
+                    now=self.publisher.clock(),
                     method="one-click" if b"List-Unsubscribe=One-Click" in body else "web",
                     source=request.client.host if request.client else "",
                 )
@@ -154,8 +154,6 @@ class SubscriberPages:
         )
 
     async def preferences(self, request: Request) -> Response:
-        from publisher.subscriptions import preferences, update_preferences
-
         form = await as_form(request, await self._small_body(request)) if request.method == "POST" else None
         holder = await self._verified(request, "preferences")
         if holder is None:
@@ -174,6 +172,7 @@ class SubscriberPages:
                     store,
                     holder.subscriber_id,
                     choices,
+                    now=self.publisher.clock(),
                     source=request.client.host if request.client else "",
                     lists=list(self.list_names),
                 )
