@@ -67,7 +67,6 @@ sys.path.insert(0, str(ROOT))
 
 from publisher.app import Publisher  # noqa: E402
 from publisher.config import Settings, SmtpConfig, settings_from_dict  # noqa: E402
-from publisher.digests import send_digest  # noqa: E402
 from publisher.ledger import Sender  # noqa: E402
 from publisher.mailer import OutgoingMessage, SendResult, SmtpTransport  # noqa: E402
 from publisher.messages import render_issue  # noqa: E402
@@ -370,7 +369,7 @@ def _send_in_process(setup: Setup, *, dkim: bool) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         publisher = prepared_publisher(setup, Path(tmp), dkim=dkim)
         started = time.perf_counter()
-        report = asyncio.run(send_digest(publisher, LIST_SLUG))
+        report = asyncio.run(publisher.send_digest(LIST_SLUG))
         elapsed = time.perf_counter() - started
         publisher.close()
     _check_sent("digest send", report.sent, setup)
@@ -378,7 +377,7 @@ def _send_in_process(setup: Setup, *, dkim: bool) -> float:
 
 
 def measure_digest_send(setup: Setup) -> float:
-    """``send_digest``: issue, N deliveries, ledger; one process."""
+    """``Publisher.send_digest``: issue, N deliveries, ledger; one process."""
     return _send_in_process(setup, dkim=False)
 
 
@@ -418,7 +417,7 @@ def _send_two_processes(setup: Setup, *, dkim: bool) -> float:
             ready.acquire()
         started = time.perf_counter()
         publisher.request_stop()  # create the issue only; the workers deliver it
-        asyncio.run(send_digest(publisher, LIST_SLUG))
+        asyncio.run(publisher.send_digest(LIST_SLUG))
         go.set()
         outcomes = [results.get(timeout=3600) for _ in workers]
         elapsed = time.perf_counter() - started

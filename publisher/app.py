@@ -8,26 +8,37 @@ and makes every capability testable without a front.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, TextIO
 
+from publisher import digests, subscriptions
+from publisher.checks import CheckReport, check_settings
 from publisher.config import Settings
-from publisher.models import JobKind
+from publisher.digests import DigestReport, Preview, Requeued
+from publisher.errors import SchedulerError
+from publisher.feeds import BuildReport, build_feeds
+from publisher.i18n import normalise_language
+from publisher.ingest import IngestReport
+from publisher.ingest import ingest as ingest_sources
+from publisher.ledger import DeliveryTally, ProgressFn
+from publisher.links import LinkHolder, link_holder
+from publisher.mailer import SendResult
+from publisher.models import Clock, Item, JobKind, Subscriber, SubscriptionStatus
 from publisher.store import Store
+from publisher.store.issues import IssueSummary
+from publisher.store.subscribers import SubscriberRecord
+from publisher.subscriptions import ImportReport, Progress
+from publisher.templating import make_environment, render_template, translator
 
-if TYPE_CHECKING:
-    from publisher.checks import CheckReport
-    from publisher.digests import DigestReport
-    from publisher.feeds import BuildReport
-    from publisher.ingest import IngestReport
-    from publisher.models import Item
+__all__ = ["Clock", "LinkHolder", "PublishReport", "Publisher", "utcnow"]
 
 log = logging.getLogger("publisher")
-
-Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
@@ -72,24 +83,16 @@ class Publisher:
 
     def check(self) -> CheckReport:
         """What would fail later (templates, subjects, subscriber files, DKIM), found now."""
-        from publisher.checks import check_settings
-
         return check_settings(self.settings)
 
     # -- feeds ----------------------------------------------------------------
 
     def ingest(self) -> IngestReport:
         """Read every source into the store; see :func:`publisher.ingest.ingest`."""
-        from publisher.ingest import ingest
-
-        return ingest(self.settings, self.store, now=self.clock(), should_stop=self.stop_requested)
+        return ingest_sources(self.settings, self.store, now=self.clock(), should_stop=self.stop_requested)
 
     def build(self) -> BuildReport:
         """Write the feeds, OPML and index.html; only files whose bytes changed."""
-        import fcntl
-
-        from publisher.feeds import build_feeds
-
         # One build at a time per output folder, across processes (scheduler + CLI):
         # overlapping builds could put older bytes back after newer ones.
         out = self.settings.feeds.output_dir
@@ -120,8 +123,6 @@ class Publisher:
         self, schedule: str | None = None, fire_time: datetime | None = None
     ) -> list[DigestReport]:
         """Sync wrapper of :meth:`asend_due_digests` for the CLI."""
-        import asyncio
-
         return asyncio.run(self.asend_due_digests(schedule=schedule, fire_time=fire_time))
 
     async def asend_due_digests(
@@ -133,14 +134,167 @@ class Publisher:
         missed one), so the period key is the same whether the run is on time or late.
         Deferred deliveries whose retry time has come are sent first.
         """
-        from publisher.digests import send_digest
-
         reports: list[DigestReport] = []
         for lst in self.settings.lists:
             if schedule is not None and lst.schedule != schedule:
                 continue
-            reports.append(await send_digest(self, lst.slug, at=fire_time))
+            reports.append(await self.send_digest(lst.slug, at=fire_time))
         return reports
+
+    async def send_digest(
+        self,
+        list_slug: str,
+        *,
+        at: datetime | None = None,
+        force: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> DigestReport:
+        """``digest send LIST``: this period's issue (once) and the list's due deliveries."""
+        return await digests.send_digest(
+            self.settings,
+            self.store,
+            self.clock,
+            list_slug,
+            stop_requested=self.stop_requested,
+            at=at,
+            force=force,
+            progress=progress,
+        )
+
+    def preview_digest(self, list_slug: str, out_dir: Path) -> Preview:
+        """``digest preview``: the next issue as .html and .eml for a sample subscriber."""
+        return digests.preview(self.settings, self.store, self.clock, list_slug, out_dir)
+
+    def dry_run_digest(self, list_slug: str) -> Preview:
+        """``digest send --dry-run``: what a send would do now; records nothing."""
+        return digests.dry_run(self.settings, self.store, self.clock, list_slug)
+
+    async def send_test_copy(self, list_slug: str, address: str) -> SendResult | None:
+        """``digest send --to``: what a preview shows, to one address, marked [TEST]."""
+        return await digests.send_test_copy(self.settings, self.store, self.clock, list_slug, address)
+
+    def digest_status(self, list_slug: str | None = None, limit: int = 20) -> list[IssueSummary]:
+        """``digest status``: issues, newest first, with their delivery counts."""
+        return digests.status(self.settings, self.store, list_slug, limit)
+
+    def requeue_unknown(self, list_slug: str) -> int:
+        """``--resend-unknown``: queue the list's unknown-outcome messages again."""
+        return digests.requeue_unknown(self.settings, self.store, self.clock, list_slug)
+
+    def requeue_stopped_unknown(
+        self, list_slug: str | None = None, *, issue_id: int | None = None, dry_run: bool = False
+    ) -> list[Requeued]:
+        """``digest requeue-unknown``: repair what an older version marked unknown."""
+        return digests.requeue_stopped_unknown(
+            self.settings, self.store, self.clock, list_slug, issue_id=issue_id, dry_run=dry_run
+        )
+
+    async def deliver_queue(
+        self,
+        *,
+        once: bool = False,
+        interval: float = 5.0,
+        on_round: Callable[[DeliveryTally], None] | None = None,
+    ) -> None:
+        """``worker``: deliver every due message of every list until a stop is asked."""
+        await digests.deliver_queue(
+            self.settings,
+            self.store,
+            self.clock,
+            stop_requested=self.stop_requested,
+            once=once,
+            interval=interval,
+            on_round=on_round,
+        )
+
+    # -- subscribers --------------------------------------------------------------
+
+    def import_subscribers(
+        self, list_slug: str, path: Path, progress: Progress | None = None
+    ) -> ImportReport:
+        """``subscribers import``: a CSV into a list as confirmed, idempotently."""
+        return subscriptions.import_csv(
+            self.store, self.settings, list_slug, path, now=self.clock(), progress=progress
+        )
+
+    def export_subscribers(self, list_slug: str, out: TextIO) -> int:
+        """``subscribers export``: the list as CSV (status and consent); the row count."""
+        self.settings.list_config(list_slug)
+        return subscriptions.export_csv(self.store, list_slug, out)
+
+    def add_subscriber(
+        self, list_slug: str, email: str, name: str = "", language: str | None = None, *, force: bool = False
+    ) -> Subscriber:
+        """``subscribers add``: one address as confirmed (consent "cli")."""
+        self.settings.list_config(list_slug)
+        return subscriptions.add(
+            self.store, self.settings, list_slug, email, name, language, force=force, now=self.clock()
+        )
+
+    def remove_subscriber(self, list_slug: str, email: str) -> bool:
+        """``subscribers remove``: unsubscribe, kept as a suppression; False if not on the list."""
+        self.settings.list_config(list_slug)
+        return subscriptions.remove(self.store, list_slug, email, now=self.clock())
+
+    def subscriber(self, email: str) -> SubscriberRecord:
+        """``subscribers show``: status per list, consent, attributes and history."""
+        return subscriptions.show(self.store, email)
+
+    def forget_subscriber(self, email: str) -> bool:
+        """``subscribers forget``: erase personal data, keep a hash so imports stay suppressed."""
+        return subscriptions.forget(self.store, email, now=self.clock())
+
+    # -- subscriber pages (the web front) -------------------------------------------
+
+    def link_holder(self, token: str, purpose: str) -> LinkHolder:
+        """Who a mailed link is for; TokenError when forged, altered or of nobody we know."""
+        return link_holder(self.settings, self.store, token, purpose)
+
+    def unsubscribe(self, holder: LinkHolder, *, method: str, source: str) -> None:
+        """The unsubscribe page's POST (or a mail client's RFC 8058 one-click POST)."""
+        subscriptions.unsubscribe_by_id(
+            self.store, holder.subscriber_id, holder.list_slug, method=method, source=source, now=self.clock()
+        )
+
+    def subscriptions_of(self, holder: LinkHolder) -> dict[str, SubscriptionStatus]:
+        """The preferences page: the configured lists the holder was ever on, with status."""
+        statuses = subscriptions.preferences(self.store, holder.subscriber_id)
+        return {slug: status for slug, status in statuses.items() if slug in self.list_names}
+
+    def update_subscriptions(self, holder: LinkHolder, chosen: set[str], *, source: str) -> None:
+        """The preferences page's POST: stay on the chosen lists, leave the others."""
+        current = subscriptions.preferences(self.store, holder.subscriber_id)
+        choices = {slug: slug in chosen for slug in current if slug in self.list_names}
+        subscriptions.update_preferences(
+            self.store,
+            holder.subscriber_id,
+            choices,
+            source=source,
+            lists=list(self.list_names),
+            now=self.clock(),
+        )
+
+    @property
+    def list_names(self) -> dict[str, str]:
+        """Configured list slugs and their display names."""
+        return {lst.slug: lst.name for lst in self.settings.lists}
+
+    def render_page(self, name: str, language: str, context: Mapping[str, Any]) -> str:
+        """A web page from its (sandboxed, overridable) template, in ``language``."""
+        env = make_environment(self.settings)
+        return render_template(
+            env,
+            name,
+            {"site": self.settings.site, "t": translator(language), "language": language, **context},
+        )
+
+    def translator(self, language: str) -> Callable[..., str]:
+        """``t(key, **values)``: the fixed texts of pages and mails in ``language``."""
+        return translator(language)
+
+    def page_language(self, requested: str | None = None) -> str:
+        """The catalogue language for a page: the reader's if offered, else the site's."""
+        return normalise_language(requested, self.settings.site.language)
 
     # -- jobs (the scheduler and `schedules run` call these) -----------------------
 
@@ -152,8 +306,6 @@ class Publisher:
         Raises :class:`PublisherError` when the job failed as a whole; partial failures
         (a source down, an item rejected) are in the counts with ``ok`` False.
         """
-        import asyncio
-
         counts: dict[str, Any] = {}
         if job in (JobKind.INGEST, JobKind.PUBLISH):
             report = await asyncio.to_thread(self.ingest)
@@ -180,7 +332,5 @@ class Publisher:
             counts.setdefault("ok", True)
             counts["ok"] = counts["ok"] and all(r.ok for r in reports)
         if job not in list(JobKind):
-            from publisher.errors import SchedulerError
-
             raise SchedulerError(f"unknown job {job!r}; use ingest, build, digest or publish")
         return counts

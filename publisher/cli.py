@@ -12,10 +12,13 @@ given only by explicit styles (:func:`labelled`), never by markup in a string.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,25 +32,41 @@ from rich.text import Text
 
 from publisher.app import Publisher
 from publisher.config import Settings, load_config
-from publisher.errors import ConfigError, PublisherError, SchedulerError
-from publisher.subscriptions import (
-    ImportReport,
-    add,
-    export_csv,
-    forget,
-    import_csv,
-    remove,
-    render_record,
-    show,
-)
+from publisher.errors import ConfigError, MailError, PublisherError, SchedulerError
+from publisher.models import DeliveryStatus
 
 if TYPE_CHECKING:
     from publisher.digests import DigestReport
     from publisher.feeds import BuildReport
     from publisher.ingest import IngestReport
+    from publisher.ledger import DeliveryTally
+    from publisher.store.subscribers import SubscriberRecord
+    from publisher.subscriptions import ImportReport
 
-console = Console(highlight=False, markup=False, emoji=False)
-err_console = Console(stderr=True, highlight=False, markup=False, emoji=False)
+log = logging.getLogger("publisher.cli")
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console that reads no markup and, when piped, never cuts or wraps a line.
+
+    Rich lays tables out for 80 columns when its output is not a terminal, which cut
+    names (``every-…``) and wrapped messages mid-sentence for ``| cat`` and scripts;
+    piped, lines are as long as their text.
+    """
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty()
+    return Console(
+        stderr=stderr,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        soft_wrap=piped,
+        width=1_000_000 if piped else None,
+    )
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,32 +145,70 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+DEFAULT_CONFIG = Path("config.toml")
+
 config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("config.toml"),
-    show_default=True,
-    help="Path of config.toml.",
+    default=None,
+    help="Path of config.toml [default: $PUBLISHER_CONFIG, else ./config.toml].",
 )
 
 
 def with_context(func: F) -> F:
-    """Give every command its own --config, as the contract says."""
+    """Give every command its --config; also accepted before the command, or from the env.
+
+    ``publisher --config x check`` and ``publisher check --config x`` are the same; the
+    one after the command wins; ``PUBLISHER_CONFIG`` (read by the group's option) is
+    used when neither is given.
+    """
 
     @config_option
     @functools.wraps(func)
-    def wrapper(*args: Any, config_path: Path, **kwargs: Any) -> Any:
-        return func(Context(config_path), *args, **kwargs)
+    def wrapper(*args: Any, config_path: Path | None, **kwargs: Any) -> Any:
+        root = click.get_current_context().find_root().params.get("config_path")
+        return func(Context(config_path or root or DEFAULT_CONFIG), *args, **kwargs)
 
     return handle_errors(wrapper)  # type: ignore[return-value]
 
 
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document on stdout (for scripts)."
+)
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout; datetimes as ISO 8601 with their offset."""
+    click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=_json_value))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def local(value: datetime | None, settings: Settings) -> str:
+    """A time in the site's zone, with the zone, as feeds and pages show it."""
+    return "-" if value is None else value.astimezone(settings.site.tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    envvar="PUBLISHER_CONFIG",
+    help="Path of config.toml for every command [env: PUBLISHER_CONFIG; default: ./config.toml].",
+)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", help="Log line format.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.version_option(package_name="publisher")
-def cli(log_format: str, verbose: bool) -> None:
+def cli(config_path: Path | None, log_format: str, verbose: bool) -> None:
     """Publish a department's news as per-category feeds and email digests."""
     setup_logging(log_format, verbose)
 
@@ -218,12 +275,32 @@ def build(ctx: Context) -> None:
 @cli.command()
 @click.option("--limit", type=int, default=100, show_default=True, help="How many items to list.")
 @click.option("--category", default=None, help="Only this category's items (its slug).")
+@json_option
 @with_context
-def items(ctx: Context, limit: int, category: str | None) -> None:
-    """List stored items, newest first: id, category, date, title."""
+def items(ctx: Context, limit: int, category: str | None, as_json: bool) -> None:
+    """List stored items, newest first: id, category, published (site time), title."""
+    found = ctx.publisher.items(limit=limit, category=category)
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": item.id,
+                    "source": item.source,
+                    "category": item.category,
+                    "label": item.label,
+                    "language": item.language,
+                    "title": item.title,
+                    "link": item.link,
+                    "published": item.published,
+                    "updated": item.updated,
+                }
+                for item in found
+            ]
+        )
+        return
     table = Table("id", "category", "published", "title")
-    for item in ctx.publisher.items(limit=limit, category=category):
-        table.add_row(item.id, item.category or "-", item.published.date().isoformat(), item.title)
+    for item in found:
+        table.add_row(item.id, item.category or "-", local(item.published, ctx.settings), item.title)
     console.print(table)
 
 
@@ -273,7 +350,6 @@ def publish(ctx: Context) -> None:
 @with_context
 def run(ctx: Context, host: str | None, port: int | None) -> None:
     """Run the scheduler and the web server in one process (until SIGTERM)."""
-    import asyncio
 
     from publisher.daemon import run_daemon
 
@@ -335,9 +411,7 @@ def digest() -> None:
 @with_context
 def digest_preview(ctx: Context, list_slug: str, out_dir: Path) -> None:
     """Render the next issue for a sample subscriber to .html and .eml; records nothing."""
-    from publisher.digests import preview
-
-    result = preview(ctx.publisher, list_slug, out_dir)
+    result = ctx.publisher.preview_digest(list_slug, out_dir)
     console.print(f"{result.subject!r}: {result.items} item(s){_more(result.omitted)}")
     for path in result.files:
         console.print(f"  wrote {path}")
@@ -365,16 +439,12 @@ def digest_send(
     ctx: Context, list_slug: str, dry_run: bool, to_address: str | None, force: bool, resend_unknown: bool
 ) -> None:
     """Send the current period's issue of LIST, once (and retry its due deliveries)."""
-    import asyncio
-
-    from publisher import digests
-
     publisher = ctx.publisher
     if resend_unknown and not dry_run:
-        requeued = digests.requeue_unknown(publisher, list_slug)
+        requeued = publisher.requeue_unknown(list_slug)
         console.print(f"{requeued} message(s) of unknown outcome queued again")
     if dry_run:
-        p = digests.dry_run(publisher, list_slug)
+        p = publisher.dry_run_digest(list_slug)
         if not p.items:
             console.print(f"dry run: list {list_slug}: nothing to send this period")
         else:
@@ -383,17 +453,19 @@ def digest_send(
             )
         return
     if to_address:
-        result = asyncio.run(digests.send_test_copy(publisher, list_slug, to_address))
-        console.print(f"test copy to {to_address}: {result.status} {result.code or ''} {result.text}")
-        if str(result.status) != "sent":
+        result = asyncio.run(publisher.send_test_copy(list_slug, to_address))
+        if result is None:
+            raise MailError(f"the test copy to {to_address} was not sent")
+        console.print(
+            f"test copy to {to_address}: {result.status} {result.code or ''} {result.text}".rstrip()
+        )
+        if result.status is not DeliveryStatus.SENT:
             sys.exit(1)
         return
     with progress_bar() as progress:
         task = progress.add_task(f"sending {list_slug}", total=None)
         report = asyncio.run(
-            digests.send_digest(
-                publisher, list_slug, force=force, progress=lambda n: progress.advance(task, n)
-            )
+            publisher.send_digest(list_slug, force=force, progress=lambda n: progress.advance(task, n))
         )
     print_digest(report)
     if not report.ok:
@@ -417,11 +489,14 @@ def progress_bar() -> Any:
 @digest.command("status")
 @click.argument("list_slug", metavar="[LIST]", required=False)
 @click.option("--limit", type=int, default=20, show_default=True)
+@json_option
 @with_context
-def digest_status(ctx: Context, list_slug: str | None, limit: int) -> None:
+def digest_status(ctx: Context, list_slug: str | None, limit: int, as_json: bool) -> None:
     """Issues, newest first, with sent, deferred, failed and unknown counts."""
-    from publisher.digests import status
-
+    rows = ctx.publisher.digest_status(list_slug, limit)
+    if as_json:
+        print_json([dataclasses.asdict(row) for row in rows])
+        return
     table = Table(
         "list",
         "period",
@@ -436,11 +511,11 @@ def digest_status(ctx: Context, list_slug: str | None, limit: int) -> None:
         "unknown",
         "skipped",
     )
-    for row in status(ctx.publisher, list_slug, limit):
+    for row in rows:
         table.add_row(
             row.list_slug,
             row.period_key,
-            row.created.strftime("%Y-%m-%d %H:%M"),
+            local(row.created, ctx.settings),
             row.subject,
             str(row.total),
             str(row.sent),
@@ -468,9 +543,7 @@ def digest_requeue_unknown(
     Only rows with the old text "sender stopped while this message was in flight; not
     resent"; a real crash mid-send wrote it too, so check the relay's logs first.
     """
-    from publisher.digests import requeue_stopped_unknown
-
-    rows = requeue_stopped_unknown(ctx.publisher, list_slug, issue_id=issue_id, dry_run=dry_run)
+    rows = ctx.publisher.requeue_stopped_unknown(list_slug, issue_id=issue_id, dry_run=dry_run)
     if as_json:
         found = [
             {"issue": r.issue_id, "list": r.list_slug, "period": r.period_key, "count": r.count} for r in rows
@@ -488,16 +561,29 @@ def digest_requeue_unknown(
 @click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between queue polls.")
 @with_context
 def worker(ctx: Context, once: bool, interval: float) -> None:
-    """Deliver queued and due-for-retry messages; run one per core for more speed."""
-    import asyncio
+    """Deliver queued and due-for-retry messages; run one per core for more speed.
 
-    from publisher.digests import deliver_queue
+    SIGTERM (or Ctrl-C) lets the messages in flight finish, leaves the rest queued and
+    exits 0 with a last line.
+    """
+    publisher = ctx.publisher
 
-    def report(tally: Any) -> None:
-        if tally.sent or tally.deferred or tally.failed:
-            console.print(f"worker: sent {tally.sent}, deferred {tally.deferred}, failed {tally.failed}")
+    def report(tally: DeliveryTally) -> None:
+        if tally.sent or tally.deferred or tally.failed or tally.bounced or tally.unknown:
+            console.print(
+                f"worker: sent {tally.sent}, deferred {tally.deferred}, failed {tally.failed}, "
+                f"bounced {tally.bounced}, unknown {tally.unknown}"
+            )
 
-    asyncio.run(deliver_queue(ctx.publisher, once=once, interval=interval, on_round=report))
+    async def work() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, publisher.request_stop)
+        await publisher.deliver_queue(once=once, interval=interval, on_round=report)
+
+    log.info("worker: delivering due messages%s", "" if once else f", polling every {interval:g} s")
+    asyncio.run(work())
+    log.info("worker: stopped" if publisher.stop_requested() else "worker: done")
 
 
 # -- schedules and status -----------------------------------------------------------
@@ -650,7 +736,6 @@ def subscribers() -> None:
 @with_context
 def subscribers_import(ctx: Context, list_slug: str, csv_path: Path) -> None:
     """Import FILE.csv (email,name,language,...) into LIST as confirmed (consent "import")."""
-
     ctx.settings.list_config(list_slug)
     with progress_bar() as progress:
         task = progress.add_task(f"importing {csv_path.name}", total=None)
@@ -658,14 +743,7 @@ def subscribers_import(ctx: Context, list_slug: str, csv_path: Path) -> None:
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        report = import_csv(
-            ctx.publisher.store,
-            ctx.settings,
-            list_slug,
-            csv_path,
-            now=ctx.publisher.clock(),
-            progress=advance,
-        )
+        report = ctx.publisher.import_subscribers(list_slug, csv_path, progress=advance)
     print_import(report, csv_path.name, list_slug)
     if report.rejected:
         sys.exit(1)
@@ -683,12 +761,11 @@ def subscribers_import(ctx: Context, list_slug: str, csv_path: Path) -> None:
 @with_context
 def subscribers_export(ctx: Context, list_slug: str, out_path: Path | None) -> None:
     """Write LIST's subscribers as CSV (with status and consent)."""
-    ctx.settings.list_config(list_slug)
     if out_path is None:
-        export_csv(ctx.publisher.store, list_slug, sys.stdout)
+        ctx.publisher.export_subscribers(list_slug, sys.stdout)
     else:
         with out_path.open("w", encoding="utf-8", newline="") as fh:
-            export_csv(ctx.publisher.store, list_slug, fh)
+            ctx.publisher.export_subscribers(list_slug, fh)
 
 
 @subscribers.command("add")
@@ -702,17 +779,7 @@ def subscribers_add(
     ctx: Context, list_slug: str, email: str, name: str, language: str | None, force: bool
 ) -> None:
     """Subscribe EMAIL to LIST as confirmed (consent "cli")."""
-    ctx.settings.list_config(list_slug)
-    sub = add(
-        ctx.publisher.store,
-        ctx.settings,
-        list_slug,
-        email,
-        name,
-        language,
-        now=ctx.publisher.clock(),
-        force=force,
-    )
+    sub = ctx.publisher.add_subscriber(list_slug, email, name, language, force=force)
     console.print(f"{sub.email}: {sub.status} on {list_slug}")
 
 
@@ -722,8 +789,7 @@ def subscribers_add(
 @with_context
 def subscribers_remove(ctx: Context, list_slug: str, email: str) -> None:
     """Unsubscribe EMAIL from LIST (kept as unsubscribed so imports never re-add it)."""
-    ctx.settings.list_config(list_slug)
-    if remove(ctx.publisher.store, list_slug, email, now=ctx.publisher.clock()):
+    if ctx.publisher.remove_subscriber(list_slug, email):
         console.print(f"{email}: unsubscribed from {list_slug}")
     else:
         err_console.print(f"{email} is not on {list_slug}")
@@ -732,10 +798,42 @@ def subscribers_remove(ctx: Context, list_slug: str, email: str) -> None:
 
 @subscribers.command("show")
 @click.argument("email")
+@json_option
 @with_context
-def subscribers_show(ctx: Context, email: str) -> None:
+def subscribers_show(ctx: Context, email: str, as_json: bool) -> None:
     """Status per list, consent, attributes and history of EMAIL."""
-    console.print(render_record(show(ctx.publisher.store, email)))
+    record = ctx.publisher.subscriber(email)
+    if as_json:
+        print_json(dataclasses.asdict(record))
+    else:
+        console.print(record_text(record, ctx.settings))
+
+
+def record_text(record: SubscriberRecord, settings: Settings) -> str:
+    """``subscribers show`` for people: one fact per line, times in the site's zone."""
+
+    def at(value: datetime) -> str:
+        return value.astimezone(settings.site.tz).isoformat(timespec="seconds")
+
+    lines = [
+        f"email:      {record.email if record.email is not None else '(forgotten)'}",
+        f"name:       {record.name}",
+        f"language:   {record.language}",
+        f"created:    {at(record.created)}",
+    ]
+    if record.forgotten_at:
+        lines.append(f"forgotten:  {at(record.forgotten_at)}")
+    lines += [f"attribute:  {key} = {value}" for key, value in sorted(record.attributes.items())]
+    for s in record.lists:
+        consent = "none"
+        if s.consent_at is not None:
+            consent = f"{at(s.consent_at)} {s.consent_method} {s.consent_source or ''}".rstrip()
+        lines.append(f"list {s.list_slug}: {s.status.value} (consent: {consent})")
+    lines += [
+        f"  {at(e.at)} {e.list_slug or '-'} {e.event}" + (f" ({e.detail})" if e.detail else "")
+        for e in record.events
+    ]
+    return "\n".join(lines)
 
 
 @subscribers.command("forget")
@@ -746,7 +844,7 @@ def subscribers_forget(ctx: Context, email: str, yes: bool) -> None:
     """Erase EMAIL's personal data; keep only a hash so re-imports stay suppressed."""
     if not yes:
         click.confirm(f"Erase all personal data of {email}?", abort=True)
-    if forget(ctx.publisher.store, email, now=ctx.publisher.clock()):
+    if ctx.publisher.forget_subscriber(email):
         console.print(f"{email}: forgotten")
     else:
         err_console.print(f"{email}: not known")

@@ -17,25 +17,26 @@ issue holds only what is new, instead of the leftovers of the flood for weeks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email
+import email.policy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from publisher.config import ListConfig, Settings
 from publisher.errors import IssueError
-from publisher.ledger import DeliveryTally, ProgressFn, Sender
-from publisher.models import Item, Subscriber, SubscriptionStatus
-from publisher.periods import period_key, period_start
+from publisher.ledger import LEGACY_STOPPED_TEXT, DeliveryTally, ProgressFn, Sender
+from publisher.links import TEST_SUBSCRIBER_ID
+from publisher.mailer import OutgoingMessage, SendResult, make_transport
+from publisher.messages import RenderedIssue, render_issue, render_subject
+from publisher.models import Clock, Item, StopFlag, Subscriber, SubscriptionStatus
+from publisher.periods import period_key, period_label, period_start
 from publisher.store import Store
-from publisher.store.issues import IssueRow, IssueSummary
+from publisher.store.issues import IssueSummary
 from publisher.subscriptions import ImportReport, import_csv, normalise_address
-
-if TYPE_CHECKING:
-    from publisher.app import Publisher
-    from publisher.messages import DkimSigner
 
 log = logging.getLogger("publisher.digests")
 
@@ -97,54 +98,25 @@ def issue_items(settings: Settings, store: Store, list_cfg: ListConfig, now: dat
     return IssueItems(candidates[: list_cfg.max_items], candidates[list_cfg.max_items :])
 
 
-def render_for(
-    settings: Settings,
-    store: Store,
-    issue: IssueRow,
-    list_cfg: ListConfig,
-    language: str,
-    signer: DkimSigner | None = None,
-) -> Any:
-    """Render a stored issue once for one language (cached by the sender)."""
-    from publisher.messages import render_issue
-
-    items = store.items.by_ids(store.issues.shown_item_ids(issue))
-    return render_issue(
-        settings,
-        list_cfg,
-        items,
-        issue_id=issue.id,
-        period_label=_period_label(settings, issue.period_start, language),
-        language=language,
-        now=issue.created,
-        signer=signer,
-        more_items=issue.omitted,
-    )
-
-
-def _period_label(settings: Settings, start: datetime, language: str) -> str:
-    """The period's first day in the reader's language and the site's zone ("23 novembre 2026")."""
-    from publisher.i18n import format_day
-
-    return format_day(start, language, tz=settings.site.tz)
-
-
-def import_list_file(publisher: Publisher, list_cfg: ListConfig) -> ImportReport | None:
+def import_list_file(
+    settings: Settings, store: Store, clock: Clock, list_cfg: ListConfig
+) -> ImportReport | None:
     """Import the list's ``subscribers`` CSV (idempotent; suppressions stay)."""
     if list_cfg.subscribers is None:
         return None
-    report = import_csv(
-        publisher.store, publisher.settings, list_cfg.slug, list_cfg.subscribers, now=publisher.clock()
-    )
+    report = import_csv(store, settings, list_cfg.slug, list_cfg.subscribers, now=clock())
     for problem in report.rejected:
         log.warning("subscribers file: %s", problem)
     return report
 
 
 async def send_digest(
-    publisher: Publisher,
+    settings: Settings,
+    store: Store,
+    clock: Clock,
     list_slug: str,
     *,
+    stop_requested: StopFlag,
     at: datetime | None = None,
     force: bool = False,
     progress: ProgressFn | None = None,
@@ -154,13 +126,12 @@ async def send_digest(
     Also delivers whatever of this list is still due: deliveries left pending by a
     stopped sender and deferred ones whose retry time has come.
     """
-    settings, store = publisher.settings, publisher.store
     list_cfg = settings.list_config(list_slug)
-    now = publisher.clock()
+    now = clock()
     start = period_start(settings, list_cfg.schedule, at or now)
     key = period_key(start)
     report = DigestReport(list_slug, key)
-    report.import_report = await asyncio.to_thread(import_list_file, publisher, list_cfg)
+    report.import_report = await asyncio.to_thread(import_list_file, settings, store, clock, list_cfg)
 
     existing = await asyncio.to_thread(store.issues.get, list_slug, key)
     if existing is not None and not force:
@@ -171,17 +142,16 @@ async def send_digest(
             n = await asyncio.to_thread(store.issues.count_for_period, list_slug, key)
             key = f"{key}#extra-{n}"
             report.period_key = key
-        await asyncio.to_thread(_create_issue, publisher, list_cfg, start, key, now, force, report)
+        await asyncio.to_thread(_create_issue, settings, store, list_cfg, start, key, now, force, report)
 
-    sender = Sender(
-        settings, store, clock=publisher.clock, stop_requested=publisher.stop_requested, progress=progress
-    )
+    sender = Sender(settings, store, clock=clock, stop_requested=stop_requested, progress=progress)
     report.tally = await sender.run(list_slug)
     return report
 
 
 def _create_issue(
-    publisher: Publisher,
+    settings: Settings,
+    store: Store,
     list_cfg: ListConfig,
     start: datetime,
     key: str,
@@ -189,13 +159,15 @@ def _create_issue(
     forced: bool,
     report: DigestReport,
 ) -> None:
-    settings, store = publisher.settings, publisher.store
     held = issue_items(settings, store, list_cfg, now)
     report.items, report.omitted = len(held.shown), len(held.omitted)
     if not held.shown and not list_cfg.send_empty:
         report.note = "nothing new since the last issue; no issue created"
         return
     subject = subject_for(settings, list_cfg, held)
+    # Render once before the issue exists: a template that fails must not leave an
+    # issue with queued deliveries that no send can ever render.
+    render_held(settings, list_cfg, held, language=settings.site.language, now=now)
     # The store picks the confirmed subscribers inside the creating transaction.
     created = store.issues.create(
         list_slug=list_cfg.slug,
@@ -230,12 +202,34 @@ def _create_issue(
 
 def subject_for(settings: Settings, list_cfg: ListConfig, held: IssueItems) -> str:
     """The list's subject template rendered in the site language (stored with the issue)."""
-    from publisher.messages import render_subject
+    return render_subject(
+        settings, list_cfg, held.shown, language=settings.site.language, more_items=len(held.omitted)
+    )
 
-    return str(
-        render_subject(
-            settings, list_cfg, held.shown, language=settings.site.language, more_items=len(held.omitted)
-        )
+
+def render_held(
+    settings: Settings,
+    list_cfg: ListConfig,
+    held: IssueItems,
+    *,
+    language: str,
+    now: datetime,
+    subject_prefix: str = "",
+) -> RenderedIssue:
+    """Render items that are not (yet) an issue: a preview, a test copy, a pre-send check.
+
+    Dated by ``now``, the day it would be sent, like a sent issue.
+    """
+    return render_issue(
+        settings,
+        list_cfg,
+        held.shown,
+        issue_id=0,
+        period_label=period_label(settings, now, language),
+        language=language,
+        now=now,
+        more_items=len(held.omitted),
+        subject_prefix=subject_prefix,
     )
 
 
@@ -252,69 +246,54 @@ class Preview:
     omitted: int = 0  # items the issue would cover without showing (over max_items)
 
 
-def sample_subscriber(publisher: Publisher, list_cfg: ListConfig, email: str | None = None) -> Subscriber:
-    """The first confirmed subscriber, or a made-up one; nothing is written."""
+TEST_SUBJECT_PREFIX = "[TEST] "
+
+
+def sample_subscriber(
+    settings: Settings, store: Store, list_cfg: ListConfig, email: str | None = None
+) -> Subscriber:
+    """The first confirmed subscriber (for a preview), or a made-up one; nothing is written."""
     if email is None:
-        for page in publisher.store.subscribers.iter_confirmed(list_cfg.slug, list_cfg.languages or None):
+        for page in store.subscribers.iter_confirmed(list_cfg.slug, list_cfg.languages or None):
             return page[0]
     return Subscriber(
-        id=0,
+        id=TEST_SUBSCRIBER_ID,
         email=email or "subscriber@example.org",
         name="" if email else "Sample Subscriber",
-        language=publisher.settings.site.language,
+        language=settings.site.language,
         secret="preview-only-secret",
         list_slug=list_cfg.slug,
         status=SubscriptionStatus.CONFIRMED,
     )
 
 
-def render_next(
-    publisher: Publisher, list_slug: str, subscriber: Subscriber, *, fallback_to_latest: bool = False
-) -> tuple[Any, IssueItems, bytes]:
-    """Render what the next issue would be for one subscriber; records nothing.
+def next_issue_items(settings: Settings, store: Store, list_cfg: ListConfig, now: datetime) -> IssueItems:
+    """What the next issue would hold; between issues, the latest issue's items.
 
-    With ``fallback_to_latest`` and nothing new, the latest issue's items are used, so
-    an admin can still look at a template change between issues.
+    A preview or a test copy must work whenever an admin changes a template, not only
+    in the hours before a send.
     """
-    from publisher.messages import render_issue
-
-    settings = publisher.settings
-    list_cfg = settings.list_config(list_slug)
-    now = publisher.clock()
-    held = issue_items(settings, publisher.store, list_cfg, now)
-    if not held.shown and fallback_to_latest:
-        latest = publisher.store.issues.summaries(list_slug, 1)
-        issue = publisher.store.issues.by_id(latest[0].id) if latest else None
+    held = issue_items(settings, store, list_cfg, now)
+    if not held.shown:
+        latest = store.issues.summaries(list_cfg.slug, 1)
+        issue = store.issues.by_id(latest[0].id) if latest else None
         if issue is not None:
-            ids, by_ids = publisher.store.issues.item_ids(issue.id), publisher.store.items.by_ids
+            ids, by_ids = store.issues.item_ids(issue.id), store.items.by_ids
             cut = len(ids) - issue.omitted
             held = IssueItems(by_ids(ids[:cut]), by_ids(ids[cut:]))
     if not held.shown and not list_cfg.send_empty:
-        raise IssueError(f"list {list_slug!r}: nothing new since its last issue, so there is no next issue")
-    rendered = render_issue(
-        settings,
-        list_cfg,
-        held.shown,
-        issue_id=0,
-        period_label=_period_label(
-            settings, period_start(settings, list_cfg.schedule, now), subscriber.language
-        ),
-        language=subscriber.language,
-        now=now,
-        more_items=len(held.omitted),
-    )
-    _mid, data = rendered.personalise(subscriber, delivery_id=0)
-    return rendered, held, data
+        raise IssueError(f"list {list_cfg.slug!r} has no items yet: ingest some first (publisher ingest)")
+    return held
 
 
-def preview(publisher: Publisher, list_slug: str, out_dir: Path) -> Preview:
+def preview(settings: Settings, store: Store, clock: Clock, list_slug: str, out_dir: Path) -> Preview:
     """Write the next issue for a sample subscriber as .html and .eml into ``out_dir``."""
-    import email
-    import email.policy
-
-    list_cfg = publisher.settings.list_config(list_slug)
-    subscriber = sample_subscriber(publisher, list_cfg)
-    _rendered, held, data = render_next(publisher, list_slug, subscriber, fallback_to_latest=True)
+    list_cfg = settings.list_config(list_slug)
+    subscriber = sample_subscriber(settings, store, list_cfg)
+    now = clock()
+    held = next_issue_items(settings, store, list_cfg, now)
+    rendered = render_held(settings, list_cfg, held, language=subscriber.language, now=now)
+    _mid, data = rendered.personalise(subscriber, delivery_id=0)
     out_dir.mkdir(parents=True, exist_ok=True)
     eml = out_dir / f"{list_slug}.eml"
     eml.write_bytes(data)
@@ -326,34 +305,38 @@ def preview(publisher: Publisher, list_slug: str, out_dir: Path) -> Preview:
     return Preview(list_slug, len(held.shown), 1, subject, [html, eml], omitted=len(held.omitted))
 
 
-def dry_run(publisher: Publisher, list_slug: str) -> Preview:
+def dry_run(settings: Settings, store: Store, clock: Clock, list_slug: str) -> Preview:
     """What ``digest send`` would do now: items, recipients, subject. Records nothing."""
-    settings = publisher.settings
     list_cfg = settings.list_config(list_slug)
-    now = publisher.clock()
+    now = clock()
     key = period_key(period_start(settings, list_cfg.schedule, now))
-    held = issue_items(settings, publisher.store, list_cfg, now)
-    if publisher.store.issues.get(list_slug, key) is not None:
+    held = issue_items(settings, store, list_cfg, now)
+    if store.issues.get(list_slug, key) is not None:
         held = IssueItems([])
-    recipients = publisher.store.subscribers.count_confirmed(list_slug, list_cfg.languages or None)
+    recipients = store.subscribers.count_confirmed(list_slug, list_cfg.languages or None)
     subject = subject_for(settings, list_cfg, held) if held.shown else ""
     count = recipients if held.shown else 0
     return Preview(list_slug, len(held.shown), count, subject, omitted=len(held.omitted))
 
 
-async def send_test_copy(publisher: Publisher, list_slug: str, address: str) -> Any:
-    """Send the next issue to ``address`` only, outside the ledger (records nothing)."""
-    from publisher.mailer import OutgoingMessage, make_transport
+async def send_test_copy(
+    settings: Settings, store: Store, clock: Clock, list_slug: str, address: str
+) -> SendResult | None:
+    """Send what a preview shows to ``address`` only, marked ``[TEST]``; records nothing."""
+    list_cfg = settings.list_config(list_slug)
+    subscriber = sample_subscriber(settings, store, list_cfg, normalise_address(address))
+    now = clock()
+    held = next_issue_items(settings, store, list_cfg, now)
+    rendered = render_held(
+        settings, list_cfg, held, language=subscriber.language, now=now, subject_prefix=TEST_SUBJECT_PREFIX
+    )
+    _mid, data = rendered.personalise(subscriber, delivery_id=0)
+    results: list[SendResult] = []
 
-    list_cfg = publisher.settings.list_config(list_slug)
-    subscriber = sample_subscriber(publisher, list_cfg, normalise_address(address))
-    _rendered, _items, data = render_next(publisher, list_slug, subscriber)
-    results: list[Any] = []
-
-    async def keep(result: Any) -> None:
+    async def keep(result: SendResult) -> None:
         results.append(result)
 
-    transport = make_transport(publisher.settings)
+    transport = make_transport(settings)
     try:
         await transport.send([OutgoingMessage(0, list_cfg.sender_address, subscriber.email, data)], keep)
     finally:
@@ -361,14 +344,14 @@ async def send_test_copy(publisher: Publisher, list_slug: str, address: str) -> 
     return results[0] if results else None
 
 
-def requeue_unknown(publisher: Publisher, list_slug: str) -> int:
+def requeue_unknown(settings: Settings, store: Store, clock: Clock, list_slug: str) -> int:
     """Queue again the list's messages of unknown outcome (an admin's explicit ask).
 
     Their recipients may get them twice: the server may have accepted the first copy.
     """
     return sum(
-        publisher.store.issues.resend_unknown(row.id, publisher.clock())
-        for row in status(publisher, list_slug, limit=10_000)
+        store.issues.resend_unknown(row.id, clock())
+        for row in status(settings, store, list_slug, limit=10_000)
         if row.unknown
     )
 
@@ -384,7 +367,13 @@ class Requeued:
 
 
 def requeue_stopped_unknown(
-    publisher: Publisher, list_slug: str | None = None, *, issue_id: int | None = None, dry_run: bool = False
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    list_slug: str | None = None,
+    *,
+    issue_id: int | None = None,
+    dry_run: bool = False,
 ) -> list[Requeued]:
     """Repair a store where an older version marked never-sent messages ``unknown``.
 
@@ -396,53 +385,52 @@ def requeue_stopped_unknown(
     recipients may get the message twice. Rows go back to ``pending``, attempts kept;
     newer versions write another text, so their true unknowns are never matched.
     """
-    from publisher.ledger import LEGACY_STOPPED_TEXT
-
     if list_slug is not None:
-        publisher.settings.list_config(list_slug)
-    issues = publisher.store.issues
+        settings.list_config(list_slug)
     if dry_run:
-        rows = issues.unknown_with_text(LEGACY_STOPPED_TEXT, list_slug=list_slug, issue_id=issue_id)
+        rows = store.issues.unknown_with_text(LEGACY_STOPPED_TEXT, list_slug=list_slug, issue_id=issue_id)
     else:
-        rows = issues.requeue_unknown_with_text(
-            LEGACY_STOPPED_TEXT, publisher.clock(), list_slug=list_slug, issue_id=issue_id
+        rows = store.issues.requeue_unknown_with_text(
+            LEGACY_STOPPED_TEXT, clock(), list_slug=list_slug, issue_id=issue_id
         )
     return [Requeued(*row) for row in rows]
 
 
 async def deliver_queue(
-    publisher: Publisher,
+    settings: Settings,
+    store: Store,
+    clock: Clock,
     *,
+    stop_requested: StopFlag,
     once: bool = False,
     interval: float = 5.0,
     on_round: Callable[[DeliveryTally], None] | None = None,
 ) -> None:
     """What `publisher worker` does: deliver every due message of every list, then poll.
 
-    SIGTERM stops taking new messages; in-flight ones finish and the rest stays queued.
-    Several workers share the queue safely (claims never overlap). A relay outage
-    raises MailError with the messages left queued: ``worker`` ends with that one line
-    and exit 1, for its supervisor to restart (systemd ``Restart=on-failure``).
+    ``stop_requested`` (SIGTERM, set by the front) stops taking new messages; in-flight
+    ones finish and the rest stays queued. Several workers share the queue safely
+    (claims never overlap). A relay outage raises MailError with the messages left
+    queued: ``worker`` ends with that one line and exit 1, for its supervisor to
+    restart (systemd ``Restart=on-failure``).
     """
-    import signal
-
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, publisher.request_stop)
-    while not publisher.stop_requested():
-        sender = Sender(
-            publisher.settings,
-            publisher.store,
-            clock=publisher.clock,
-            stop_requested=publisher.stop_requested,
-        )
+    while not stop_requested():
+        sender = Sender(settings, store, clock=clock, stop_requested=stop_requested)
         tally = await sender.run()
         if on_round is not None:
             on_round(tally)
         if once:
             return
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):  # wake at once on a stop, not after interval
+            async with asyncio.timeout(interval):
+                while not stop_requested():
+                    await asyncio.sleep(0.1)
 
 
-def status(publisher: Publisher, list_slug: str | None = None, limit: int = 20) -> list[IssueSummary]:
+def status(
+    settings: Settings, store: Store, list_slug: str | None = None, limit: int = 20
+) -> list[IssueSummary]:
+    """Issues, newest first, with their delivery counts (``digest status``)."""
     if list_slug is not None:
-        publisher.settings.list_config(list_slug)
-    return publisher.store.issues.summaries(list_slug, limit)
+        settings.list_config(list_slug)
+    return store.issues.summaries(list_slug, limit)

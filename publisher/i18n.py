@@ -41,6 +41,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "unsubscribed_text": "You will no longer receive {list}.",
         "invalid_link_title": "This link is not valid",
         "invalid_link_text": "It may be incomplete or out of date. Copy the whole link from the email.",
+        "test_copy_title": "This is a test copy",
+        "test_copy_text": "Its links work only in the digest subscribers receive; nothing was changed.",
         "preferences_title": "Your preferences",
         "preferences_saved": "Your preferences are saved.",
         "language": "Language",
@@ -67,6 +69,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "invalid_link_text": (
             "Il est peut-être incomplet ou périmé. Copiez le lien entier depuis le courriel."
         ),
+        "test_copy_title": "Ceci est une copie de test",
+        "test_copy_text": (
+            "Ses liens ne fonctionnent que dans le bulletin reçu par les abonnés ; rien n’a été modifié."
+        ),
         "preferences_title": "Vos préférences",
         "preferences_saved": "Vos préférences sont enregistrées.",
         "language": "Langue",
@@ -91,6 +97,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "unsubscribed_text": "Ya no recibirá {list}.",
         "invalid_link_title": "Este enlace no es válido",
         "invalid_link_text": "Puede estar incompleto o caducado. Copie el enlace completo del correo.",
+        "test_copy_title": "Esto es una copia de prueba",
+        "test_copy_text": (
+            "Sus enlaces solo funcionan en el boletín que reciben los suscriptores; no se ha cambiado nada."
+        ),
         "preferences_title": "Sus preferencias",
         "preferences_saved": "Sus preferencias se han guardado.",
         "language": "Idioma",

@@ -34,19 +34,17 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from publisher.config import ListConfig, Settings
 from publisher.errors import MailError, PublisherError
 from publisher.i18n import normalise_language
-from publisher.messages import DkimSigner
-from publisher.models import DeliveryStatus, Subscriber, SubscriptionStatus
+from publisher.mailer import OutgoingMessage, SendResult, make_transport
+from publisher.messages import DkimSigner, RenderedIssue, render_issue
+from publisher.models import Clock, DeliveryStatus, StopFlag, Subscriber, SubscriptionStatus
+from publisher.periods import period_label
 from publisher.store import Store
 from publisher.store.issues import Claimed, IssueRow, Outcome
 from publisher.subscriptions import set_status
-
-if TYPE_CHECKING:
-    from publisher.mailer import OutgoingMessage
 
 log = logging.getLogger("publisher.ledger")
 
@@ -256,8 +254,8 @@ class Sender:
         settings: Settings,
         store: Store,
         *,
-        clock: Callable[[], datetime],
-        stop_requested: Callable[[], bool] = lambda: False,
+        clock: Clock,
+        stop_requested: StopFlag = lambda: False,
         progress: ProgressFn | None = None,
         flush_every: int = 500,
     ) -> None:
@@ -274,7 +272,7 @@ class Sender:
         self.worker = new_worker_id()
         self.journal_dir = settings.delivery.journal_dir
         self.tally = DeliveryTally()
-        self._renders: dict[tuple[int, str], Any] = {}
+        self._renders: dict[tuple[int, str], RenderedIssue] = {}
         self._issues: dict[int, IssueRow] = {}
         # issue id -> (its list's config and envelope sender), or None when the list is
         # no longer configured; settings do not change during a run.
@@ -286,8 +284,6 @@ class Sender:
         self._started: set[int] = set()
 
     async def run(self, list_slug: str | None = None) -> DeliveryTally:
-        from publisher.mailer import make_transport
-
         await asyncio.to_thread(recover, self.store, self.journal_dir, self.clock())
         self.journal = Journal(self.journal_dir, self.worker)
         transport = make_transport(self.settings)
@@ -355,8 +351,6 @@ class Sender:
                     yield message  # journaled only once its text goes out (_on_start)
 
     async def _prepare(self, c: Claimed) -> OutgoingMessage | None:
-        from publisher.mailer import OutgoingMessage
-
         issue = self._issues.get(c.issue_id) or await asyncio.to_thread(self.store.issues.by_id, c.issue_id)
         if issue is None:  # the issue row was deleted under us (ON DELETE CASCADE)
             return None
@@ -402,19 +396,17 @@ class Sender:
                 self._lists[issue.id] = (list_cfg, list_cfg.sender_address)
         return self._lists[issue.id]
 
-    async def _render(self, issue: IssueRow, list_cfg: ListConfig, language: str) -> Any:
+    async def _render(self, issue: IssueRow, list_cfg: ListConfig, language: str) -> RenderedIssue:
         """Render (issue, language) once; every later message of it is a substitution."""
-        from publisher.digests import render_for
-
         rendered = await asyncio.to_thread(
-            render_for, self.settings, self.store, issue, list_cfg, language, self.signer
+            render_stored_issue, self.settings, self.store, issue, list_cfg, language, self.signer
         )
         self._renders[(issue.id, language)] = rendered
         return rendered
 
     # -- results ---------------------------------------------------------------
 
-    async def _on_result(self, result: Any) -> None:
+    async def _on_result(self, result: SendResult) -> None:
         c = self._claimed.pop(result.key)
         now = self.clock()
         status = DeliveryStatus(result.status)
@@ -480,3 +472,29 @@ class Sender:
                 detail,
                 now=self.clock(),
             )
+
+
+def render_stored_issue(
+    settings: Settings,
+    store: Store,
+    issue: IssueRow,
+    list_cfg: ListConfig,
+    language: str,
+    signer: DkimSigner | None = None,
+) -> RenderedIssue:
+    """Render a stored issue once for one language (the sender caches it per issue).
+
+    The items are those the issue recorded as shown, so a retry next week renders the
+    same mail even if ``max_items`` or the items changed since; dated by its send day.
+    """
+    return render_issue(
+        settings,
+        list_cfg,
+        store.items.by_ids(store.issues.shown_item_ids(issue)),
+        issue_id=issue.id,
+        period_label=period_label(settings, issue.created, language),
+        language=language,
+        now=issue.created,
+        signer=signer,
+        more_items=issue.omitted,
+    )

@@ -294,6 +294,7 @@ def render_issue(
     now: datetime,
     signer: DkimSigner | None = None,
     more_items: int = 0,
+    subject_prefix: str = "",
 ) -> RenderedIssue:
     """Render, inline and encode one issue for the readers of one language.
 
@@ -309,7 +310,7 @@ def render_issue(
     groups = group_items(settings, items, language)
     context = _base_context(settings, list_cfg, groups, period_label, language, now, more_items)
     env = make_environment(settings)
-    subject = _subject(env, list_cfg, context)
+    subject = subject_prefix + _subject(env, list_cfg, context)
     context["subject"] = subject
     text = render_template(env, list_cfg.text_template, {**context, **_personal_context(nonce, "T")})
     raw_html = render_template(env, list_cfg.html_template, {**context, **_personal_context(nonce, "H")})

@@ -9,10 +9,16 @@ testable on its own and cheap to build in bulk (100k items in benchmarks).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+# What every stage is given instead of reading the wall clock or a global flag: the
+# facade's clock (frozen in tests) and its "stop was asked" flag (SIGTERM).
+Clock = Callable[[], datetime]
+StopFlag = Callable[[], bool]
 
 
 @dataclass(slots=True)

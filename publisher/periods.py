@@ -21,6 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from publisher.config import ScheduleConfig, Settings
 from publisher.errors import SchedulerError
+from publisher.i18n import format_day
 
 # Interval schedules are anchored at a fixed instant so their periods do not depend on
 # when the process started (a restart must not shift every period).
@@ -144,3 +145,12 @@ def period_start(settings: Settings, schedule: str | None, at: datetime) -> date
 def period_key(start: datetime) -> str:
     """The stored key of a period: its start in UTC, ISO 8601 to the second."""
     return start.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def period_label(settings: Settings, when: datetime, language: str) -> str:
+    """The day an issue is dated by, in the reader's language and the site's zone.
+
+    Its send day, not the start of its period: an issue sent on Monday 30 November
+    says "30 November", which is what a reader sees in the inbox too.
+    """
+    return format_day(when, language, tz=settings.site.tz)

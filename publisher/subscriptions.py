@@ -53,7 +53,6 @@ __all__ = [
     "normalise_address",
     "preferences",
     "remove",
-    "render_record",
     "set_status",
     "show",
     "subscriber_secret",
@@ -481,29 +480,6 @@ def show(store: Store, email: str) -> SubscriberRecord:
     if record is None:
         raise SubscriberError(address, "no subscriber with this address")
     return record
-
-
-def render_record(record: SubscriberRecord) -> str:
-    """Plain text for ``publisher subscribers show``: one fact per line."""
-    lines = [
-        f"email:      {record.email if record.email is not None else '(forgotten)'}",
-        f"name:       {record.name}",
-        f"language:   {record.language}",
-        f"created:    {record.created.isoformat()}",
-    ]
-    if record.forgotten_at:
-        lines.append(f"forgotten:  {record.forgotten_at.isoformat()}")
-    lines += [f"attribute:  {key} = {value}" for key, value in sorted(record.attributes.items())]
-    for s in record.lists:
-        consent = "none"
-        if s.consent_at is not None:
-            consent = f"{s.consent_at.isoformat()} {s.consent_method} {s.consent_source or ''}".rstrip()
-        lines.append(f"list {s.list_slug}: {s.status.value} (consent: {consent})")
-    lines += [
-        f"  {e.at.isoformat()} {e.list_slug or '-'} {e.event}" + (f" ({e.detail})" if e.detail else "")
-        for e in record.events
-    ]
-    return "\n".join(lines)
 
 
 def forget(store: Store, email: str, *, now: datetime) -> bool:

@@ -325,7 +325,6 @@ def test_sigterm_mid_send_finishes_in_flight_and_leaves_the_rest_queued(
     from collections import Counter
     from datetime import UTC, timedelta
 
-    from publisher import digests
     from publisher.config import load_config
     from publisher.models import Item
     from publisher.subscriptions import import_csv
@@ -388,13 +387,13 @@ job = "digest"
     delivered = len(smtp_server.accepted())
     assert delivered < total, "the send finished before SIGTERM; slow the server down"
 
-    (row,) = digests.status(Publisher(settings, store))
+    (row,) = Publisher(settings, store).digest_status()
     assert row.sending == 0 and row.unknown == 0  # in-flight transactions were finished
     assert row.sent == delivered and row.pending == total - delivered  # the rest stays queued
 
     smtp_server.script()
     publisher = Publisher(settings, store)
-    asyncio.run(digests.send_digest(publisher, "weekly", at=row.period_start))
+    asyncio.run(publisher.send_digest("weekly", at=row.period_start))
     per_recipient = Counter(r for m in smtp_server.accepted() for r in m.rcpt_tos)
     assert len(per_recipient) == total and set(per_recipient.values()) == {1}
     store.close()

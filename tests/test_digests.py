@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from publisher import digests
+from publisher import digests, ledger
 from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.models import DeliveryStatus, Item, SubscriptionStatus
@@ -105,7 +105,7 @@ def subscribe(pub: Publisher, n: int, list_slug: str = "weekly", language: str =
 
 
 def send(pub: Publisher, list_slug: str = "weekly", **kw: Any) -> digests.DigestReport:
-    return asyncio.run(digests.send_digest(pub, list_slug, **kw))
+    return asyncio.run(pub.send_digest(list_slug, **kw))
 
 
 def test_one_issue_per_period_each_subscriber_once(settings: Settings, smtp_server: SmtpSink) -> None:
@@ -126,7 +126,7 @@ def test_one_issue_per_period_each_subscriber_once(settings: Settings, smtp_serv
     assert not again.created and again.sent == 0
     assert len(smtp_server.accepted()) == 5
 
-    status = digests.status(pub, "weekly")
+    status = pub.digest_status("weekly")
     assert len(status) == 1 and status[0].sent == 5 and status[0].total == 5
 
     clock.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # next week's period
@@ -162,7 +162,7 @@ def test_nothing_new_means_no_issue_and_first_issue_never_floods(
     report = send(pub)
     assert report.issue_id is None and "nothing new" in report.note
     assert smtp_server.accepted() == []
-    assert digests.status(pub) == []
+    assert pub.digest_status() == []
 
 
 def test_list_categories_filter(settings: Settings, smtp_server: SmtpSink) -> None:
@@ -208,7 +208,7 @@ def test_deferred_gives_up_after_three_days(settings: Settings, smtp_server: Smt
     clock.now += timedelta(days=3, minutes=1)
     final = send(pub)
     assert final.tally.failed == 1 and not final.ok
-    (row,) = digests.status(pub)
+    (row,) = pub.digest_status()
     assert row.failed == 1 and row.deferred == 0
 
 
@@ -250,11 +250,11 @@ def test_drop_after_data_is_unknown_and_not_resent(settings: Settings, smtp_serv
     assert report.tally.unknown == 1 and report.sent == 1
     clock.now += timedelta(hours=5)
     assert send(pub).sent == 0  # unknown is never resent automatically
-    (row,) = digests.status(pub)
+    (row,) = pub.digest_status()
     assert row.unknown == 1
 
     # Only an admin's explicit ask (`digest send --resend-unknown`) sends it again.
-    assert digests.requeue_unknown(pub, "weekly") == 1
+    assert pub.requeue_unknown("weekly") == 1
     assert send(pub).sent == 1
     assert len(smtp_server.received) == 3  # reader0's first copy reached the server, then the resend
 
@@ -300,18 +300,18 @@ def test_preview_dry_run_and_test_copy_record_nothing(
     pub = make_publisher(settings, Clock(NOW), smtp_server)
     pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
     subscribe(pub, 2)
-    preview = digests.preview(pub, "weekly", tmp_path / "preview")
+    preview = pub.preview_digest("weekly", tmp_path / "preview")
     assert {p.suffix for p in preview.files} == {".html", ".eml"}
     assert "Item 1" in (tmp_path / "preview" / "weekly.html").read_text()
-    dry = digests.dry_run(pub, "weekly")
+    dry = pub.dry_run_digest("weekly")
     assert dry.items == 1 and dry.recipients == 2
-    result = asyncio.run(digests.send_test_copy(pub, "weekly", "editor@example.org"))
+    result = asyncio.run(pub.send_test_copy("weekly", "editor@example.org"))
     assert result.status == DeliveryStatus.SENT
     assert [m.rcpt_tos for m in smtp_server.accepted()] == [["editor@example.org"]]
-    assert digests.status(pub) == []  # no issue, no delivery recorded
+    assert pub.digest_status() == []  # no issue, no delivery recorded
     assert send(pub).created  # the real issue is still to come
     # Between issues a preview shows the latest issue's items, so templates can be checked.
-    again = digests.preview(pub, "weekly", tmp_path / "again")
+    again = pub.preview_digest("weekly", tmp_path / "again")
     assert again.items == 1 and "Item 1" in (tmp_path / "again" / "weekly.html").read_text()
 
 
@@ -325,7 +325,7 @@ CRASH_SCRIPT = textwrap.dedent(
     settings = load_config(sys.argv[1])
     now = datetime.fromisoformat(sys.argv[2])
     pub = Publisher(settings, clock=lambda: now)
-    asyncio.run(digests.send_digest(pub, "weekly"))
+    asyncio.run(pub.send_digest("weekly"))
     """
 )
 
@@ -389,14 +389,14 @@ def test_sigkill_mid_issue_then_rerun_serves_everyone_once(
     assert 100 <= before_rerun < total
 
     smtp_server.script()  # keep the delay rule; rerun in this process
-    report = asyncio.run(digests.send_digest(pub, "weekly"))
+    report = asyncio.run(pub.send_digest("weekly"))
     assert not report.created  # the same issue continues
 
     per_recipient = Counter(r for m in smtp_server.accepted() for r in m.rcpt_tos)
     assert max(per_recipient.values()) == 1, "someone got the issue twice"
     missing = total - len(per_recipient)
     assert missing <= connections
-    (row,) = digests.status(pub)
+    (row,) = pub.digest_status()
     assert row.sent + row.unknown == total
     assert missing <= row.unknown <= connections  # only in-flight messages are in doubt
     assert row.pending == row.sending == 0
@@ -417,7 +417,7 @@ def test_stop_request_leaves_the_rest_queued(settings: Settings, smtp_server: Sm
 
     first = send(pub, progress=progress)
     assert 10 <= first.sent < 30 and first.tally.released == 30 - first.sent and first.tally.unknown == 0
-    (row,) = digests.status(pub)
+    (row,) = pub.digest_status()
     assert row.pending == 30 - first.sent and row.sending == 0
 
     pub._stop = False  # a new process would start without the stop flag
@@ -437,7 +437,7 @@ def test_worker_delivers_what_another_process_queued(settings: Settings, smtp_se
     assert queued.created and queued.sent == 0
     worker = make_publisher(settings, clock, smtp_server)  # `publisher worker --once`
     rounds: list[int] = []
-    asyncio.run(digests.deliver_queue(worker, once=True, on_round=lambda t: rounds.append(t.sent)))
+    asyncio.run(worker.deliver_queue(once=True, on_round=lambda t: rounds.append(t.sent)))
     assert rounds == [5] and len(smtp_server.accepted()) == 5
 
 
@@ -449,13 +449,13 @@ def test_languages_outside_the_catalogue_share_one_render(
     for n, language in enumerate(["de", "pt", "it", "en"]):
         add(pub.store, pub.settings, "weekly", f"r{n}@example.org", f"R {n}", language, now=pub.clock())
     rendered: list[str] = []
-    real_render = digests.render_for
+    real_render = ledger.render_stored_issue
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         rendered.append(args[4])  # the language rendered
         return real_render(*args, **kwargs)
 
-    monkeypatch.setattr(digests, "render_for", counting)
+    monkeypatch.setattr(ledger, "render_stored_issue", counting)
     assert send(pub).sent == 4
     assert rendered == ["en"]  # de, pt and it read the site language's render
 
@@ -506,7 +506,7 @@ def test_an_issue_shows_max_items_and_counts_the_rest_which_the_next_issue_does_
     add(pub.store, settings, "weekly", "ana@example.org", "Ana", "en", now=NOW)
     add(pub.store, settings, "weekly", "zoe@example.org", "Zoé", "fr", now=NOW)
 
-    dry = digests.dry_run(pub, "weekly")
+    dry = pub.dry_run_digest("weekly")
     assert (dry.items, dry.omitted) == (100, 20)
     report = send(pub)
     assert report.created and (report.items, report.omitted) == (100, 20) and report.sent == 2
@@ -577,7 +577,7 @@ def test_a_relay_outage_leaves_every_delivery_queued_then_all_are_sent_once(
             message = str(caught.value)
             assert message.startswith(f"cannot send mail via 127.0.0.1:{sink.port}: ")
             assert message.endswith("; 10 message(s) left queued") and "\n" not in message
-            (row,) = digests.status(pub)
+            (row,) = pub.digest_status()
             assert row.pending == 10 and row.unknown == 0 and row.sending == 0
             clock.now += timedelta(minutes=1)
         assert started == []  # no S line: nothing is in doubt
@@ -609,7 +609,7 @@ def test_a_relay_going_down_mid_run_keeps_what_was_sent_and_queues_the_rest(
         addresses = subscribe(pub, 10)
         with pytest.raises(MailError, match=r"421 4\.3\.2 .*; 6 message\(s\) left queued$"):
             send(pub)
-        (row,) = digests.status(pub)
+        (row,) = pub.digest_status()
         assert row.sent == 4 and row.pending == 6 and row.unknown == 0
 
         sink.greeting = None
@@ -639,13 +639,13 @@ def test_worker_once_and_scheduled_digests_report_an_outage_and_keep_the_queue(
 
         worker = make_publisher(settings, clock, sink)  # `publisher worker --once`
         with pytest.raises(MailError, match=r"; 5 message\(s\) left queued$"):
-            asyncio.run(digests.deliver_queue(worker, once=True))
-        (row,) = digests.status(pub)
+            asyncio.run(worker.deliver_queue(once=True))
+        (row,) = pub.digest_status()
         assert row.pending == 5 and row.unknown == 0
 
         sink.greeting = None
         rounds: list[int] = []
-        asyncio.run(digests.deliver_queue(worker, once=True, on_round=lambda t: rounds.append(t.sent)))
+        asyncio.run(worker.deliver_queue(once=True, on_round=lambda t: rounds.append(t.sent)))
         assert rounds == [5] and _once_each(sink, addresses)
 
 
@@ -682,18 +682,18 @@ def test_requeue_stopped_unknown_repairs_only_what_old_versions_marked_in_flight
     _mark_unknown(pub, lost, addresses[3:4])
     _mark_unknown(pub, STOPPED_TEXT, addresses[4:5])  # what the fixed recovery writes
 
-    dry = digests.requeue_stopped_unknown(pub, "weekly", dry_run=True)
+    dry = pub.requeue_stopped_unknown("weekly", dry_run=True)
     assert [(r.list_slug, r.count) for r in dry] == [("weekly", 3)]
-    (row,) = digests.status(pub)
+    (row,) = pub.digest_status()
     assert row.unknown == 5  # a dry run changes nothing
 
-    done = digests.requeue_stopped_unknown(pub, "weekly")
+    done = pub.requeue_stopped_unknown("weekly")
     assert [r.count for r in done] == [3] and done[0].issue_id == row.id
-    assert digests.requeue_stopped_unknown(pub, "weekly") == []  # nothing left to repair
+    assert pub.requeue_stopped_unknown("weekly") == []  # nothing left to repair
     report = send(pub)
     assert report.sent == 4  # the three repaired and the one still pending
     assert sorted(r for m in smtp_server.accepted() for r in m.rcpt_tos) == sorted(
         addresses[:3] + addresses[5:]
     )
-    (row,) = digests.status(pub)
+    (row,) = pub.digest_status()
     assert row.unknown == 2  # true unknowns stay for --resend-unknown

@@ -372,7 +372,9 @@ def test_add_remove_show(store: Store, settings: Settings) -> None:
         ("confirmed", "cli: admin"),
         ("unsubscribed", "asked by phone"),
     ]
-    text = subs.render_record(record)
+    from publisher.cli import record_text
+
+    text = record_text(record, settings)
     assert "email:      Ana@example.org" in text
     assert "list weekly: unsubscribed (consent: " in text and " cli admin)" in text
     assert text.endswith("weekly unsubscribed (asked by phone)")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -28,27 +27,15 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message
 
-from publisher.app import Publisher
+from publisher.app import LinkHolder, Publisher
 from publisher.errors import SubscriberError, TemplateError, TokenError
-from publisher.i18n import normalise_language
 from publisher.models import SubscriptionStatus
-from publisher.subscriptions import preferences, unsubscribe_by_id, update_preferences
-from publisher.templating import make_environment, render_template, translator
-from publisher.tokens import read_token, verify_token
 
 log = logging.getLogger("publisher.web")
 
 #: The unsubscribe and preferences forms send a few dozen bytes per list.
 FORM_MAX_BYTES = 8 * 1024
 PAGE_TEMPLATE = "web/subscription.html.j2"
-
-
-@dataclass
-class Holder:
-    subscriber_id: int
-    list_slug: str
-    email: str
-    language: str
 
 
 def routes(publisher: Publisher) -> list[Route]:
@@ -62,38 +49,13 @@ def routes(publisher: Publisher) -> list[Route]:
 class SubscriberPages:
     def __init__(self, publisher: Publisher) -> None:
         self.publisher = publisher
-        self.env = make_environment(publisher.settings)
-        self.list_names = {lst.slug: lst.name for lst in publisher.settings.lists}
-
-    def _holder(self, token: str, purpose: str) -> Holder:
-        """Verify ``token`` for ``purpose`` against the subscriber's own secret."""
-        subscriber_id, list_slug, token_purpose = read_token(token)
-        if token_purpose != purpose:
-            raise TokenError(f"a {token_purpose} token used for {purpose}")
-        subscribers = self.publisher.store.subscribers
-        sub = subscribers.get(subscriber_id)
-        if sub is None or not sub.secret:
-            raise TokenError("no such subscriber")
-        verify_token(token, sub.secret)
-        if subscribers.is_forgotten(subscriber_id):
-            raise TokenError("this subscriber was forgotten; its links no longer work")
-        language = normalise_language(sub.language, self.publisher.settings.site.language)
-        return Holder(subscriber_id, list_slug, sub.email, language)
+        self.list_names = publisher.list_names
 
     def _page(self, status: int, language: str, heading: str, **context: Any) -> Response:
-        """``language`` is already a catalogue language (see :meth:`_holder`)."""
+        """``language`` is already a catalogue language (see :meth:`Publisher.page_language`)."""
         try:
-            body = render_template(
-                self.env,
-                PAGE_TEMPLATE,
-                {
-                    "site": self.publisher.settings.site,
-                    "t": translator(language),
-                    "heading": heading,
-                    "message": "",
-                    "action": "",
-                    **context,
-                },
+            body = self.publisher.render_page(
+                PAGE_TEMPLATE, language, {"heading": heading, "message": "", "action": "", **context}
             )
         except TemplateError as e:
             log.error("cannot show a subscriber page: %s", e)
@@ -105,15 +67,17 @@ class SubscriberPages:
             )
         return HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
 
-    def _invalid(self) -> Response:
-        language = normalise_language(self.publisher.settings.site.language)
-        t = translator(language)
-        return self._page(400, language, t("invalid_link_title"), message=t("invalid_link_text"))
+    def _text_page(self, status: int, language: str, title: str, text: str) -> Response:
+        t = self.publisher.translator(language)
+        return self._page(status, language, t(title), message=t(text))
 
-    async def _verified(self, request: Request, purpose: str) -> Holder | None:
+    def _invalid(self) -> Response:
+        return self._text_page(400, self.publisher.page_language(), "invalid_link_title", "invalid_link_text")
+
+    async def _verified(self, request: Request, purpose: str) -> LinkHolder | None:
         """The holder of the path's token, or None when the link is not valid."""
         try:
-            return await asyncio.to_thread(self._holder, request.path_params["token"], purpose)
+            return await asyncio.to_thread(self.publisher.link_holder, request.path_params["token"], purpose)
         except TokenError:
             return None
 
@@ -125,16 +89,15 @@ class SubscriberPages:
         holder = await self._verified(request, "unsubscribe")
         if holder is None:
             return self._invalid()
-        t = translator(holder.language)
+        if holder.test_copy:  # a link of `digest send --to`: nobody to unsubscribe
+            return self._text_page(200, holder.language, "test_copy_title", "test_copy_text")
+        t = self.publisher.translator(holder.language)
         list_name = self.list_names.get(holder.list_slug, holder.list_slug)
         if request.method == "POST":
             try:
                 await asyncio.to_thread(
-                    unsubscribe_by_id,
-                    self.publisher.store,
-                    holder.subscriber_id,
-                    holder.list_slug,
-                    now=self.publisher.clock(),
+                    self.publisher.unsubscribe,
+                    holder,
                     method="one-click" if b"List-Unsubscribe=One-Click" in body else "web",
                     source=request.client.host if request.client else "",
                 )
@@ -158,28 +121,23 @@ class SubscriberPages:
         holder = await self._verified(request, "preferences")
         if holder is None:
             return self._invalid()
-        store = self.publisher.store
-        t = translator(holder.language)
+        if holder.test_copy:
+            return self._text_page(200, holder.language, "test_copy_title", "test_copy_text")
+        t = self.publisher.translator(holder.language)
         message = ""
         if form is not None:  # a POST
             chosen = {str(v) for v in form.getlist("list")}
-            current = await asyncio.to_thread(preferences, store, holder.subscriber_id)
-            # Only configured lists the subscriber was ever on are offered, so only those change.
-            choices = {slug: slug in chosen for slug in current if slug in self.list_names}
             try:
                 await asyncio.to_thread(
-                    update_preferences,
-                    store,
-                    holder.subscriber_id,
-                    choices,
-                    now=self.publisher.clock(),
+                    self.publisher.update_subscriptions,
+                    holder,
+                    chosen,
                     source=request.client.host if request.client else "",
-                    lists=list(self.list_names),
                 )
             except SubscriberError:  # forgotten or removed since the token was checked
                 return self._invalid()
             message = t("preferences_saved")
-        statuses = await asyncio.to_thread(preferences, store, holder.subscriber_id)
+        statuses = await asyncio.to_thread(self.publisher.subscriptions_of, holder)
         rows = [
             {
                 "slug": slug,
@@ -187,7 +145,6 @@ class SubscriberPages:
                 "subscribed": status == SubscriptionStatus.CONFIRMED,
             }
             for slug, status in statuses.items()
-            if slug in self.list_names
         ]
         return self._page(
             200,
