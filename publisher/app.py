@@ -19,11 +19,17 @@ from publisher.models import JobKind
 from publisher.store import Store
 
 if TYPE_CHECKING:
+    from apscheduler.triggers.base import BaseTrigger
+
     from publisher.checks import CheckReport
+    from publisher.config import ScheduleConfig
     from publisher.digests import DigestReport
     from publisher.feeds import BuildReport
     from publisher.ingest import IngestReport
     from publisher.models import Item
+    from publisher.scheduler.locks import SchedulerLock
+    from publisher.scheduler.status import ScheduleInfo, StatusReport
+    from publisher.store.runs import JobRun, ScheduleState
 
 log = logging.getLogger("publisher")
 
@@ -184,3 +190,101 @@ class Publisher:
 
             raise SchedulerError(f"unknown job {job!r}; use ingest, build, digest or publish")
         return counts
+
+    # -- schedules and status (the daemon's ScheduleRunner and `schedules`/`status` call these) --
+
+    def schedule_config(self, name: str) -> ScheduleConfig:
+        """The config of schedule ``name``; an unknown name is a SchedulerError naming the known."""
+        from publisher.periods import schedule_config
+
+        return schedule_config(self.settings, name)
+
+    def schedule_trigger(self, name: str) -> BaseTrigger:
+        """The APScheduler trigger of schedule ``name`` in its time zone."""
+        from publisher.periods import schedule_trigger
+
+        return schedule_trigger(self.settings, name)
+
+    def current_fire_time(self, name: str) -> datetime | None:
+        """The fire time a run of ``name`` starting now serves (the latest at or before now)."""
+        from publisher.scheduler.triggers import fire_time_at
+
+        return fire_time_at(self.settings, name, self.clock())
+
+    def missed_fire_time(self, name: str, now: datetime) -> datetime | None:
+        """The fire time of ``name`` a start at ``now`` catches up, or None; see the stage."""
+        from publisher.scheduler.triggers import missed_fire_time
+
+        return missed_fire_time(self.settings, self.store, now, name)
+
+    def schedules(self, now: datetime | None = None) -> list[ScheduleInfo]:
+        """Every schedule with its next runs after ``now`` (default: the clock) and last run."""
+        from publisher.scheduler.status import schedules_overview
+
+        return schedules_overview(self.settings, self.store, now or self.clock())
+
+    def schedule_state(self, name: str) -> ScheduleState | None:
+        """What the store remembers of ``name`` (paused, last fire served); None if never seen."""
+        return self.store.runs.state(name)
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        """Every schedule's state, by name (a running scheduler polls it for pauses)."""
+        return self.store.runs.states()
+
+    def pause_schedule(self, name: str) -> None:
+        """Pause ``name`` in the store; a running daemon obeys within its poll interval."""
+        self.schedule_config(name)
+        self.store.runs.set_paused(name, True, self.clock())
+
+    def resume_schedule(self, name: str) -> None:
+        """Resume ``name``; a running daemon schedules it again within its poll interval."""
+        self.schedule_config(name)
+        self.store.runs.set_paused(name, False, self.clock())
+
+    async def arun_schedule(self, name: str, fire_time: datetime | None) -> JobRun:
+        """Run ``name``'s job for ``fire_time`` through :meth:`arun_job`, recorded in job_runs.
+
+        Failures are recorded and returned, never raised (one bad run must not stop the daemon).
+        """
+        from publisher.scheduler.runs import execute
+
+        return await execute(self.settings, self.store, self.clock, name, fire_time, self.arun_job)
+
+    async def arun_schedule_now(self, name: str) -> JobRun:
+        """Run ``name`` now for its current period, as the scheduler would (recorded)."""
+        from publisher.scheduler.runs import arun_schedule_now
+
+        return await arun_schedule_now(self.settings, self.store, self.clock, name, self.arun_job)
+
+    def run_schedule_now(self, name: str) -> JobRun:
+        """Sync front of :meth:`arun_schedule_now` for the CLI."""
+        import asyncio
+
+        return asyncio.run(self.arun_schedule_now(name))
+
+    def interrupt_orphaned_runs(self, now: datetime) -> list[JobRun]:
+        """Mark runs left 'running' by dead processes of this host interrupted; return them."""
+        from publisher.scheduler.runs import interrupt_orphaned_runs
+
+        return interrupt_orphaned_runs(self.store, now)
+
+    def scheduler_lock(self) -> SchedulerLock:
+        """The cross-process lock that makes one process the scheduler of this store."""
+        from publisher.scheduler.locks import scheduler_lock
+
+        return scheduler_lock(self.store)
+
+    def status(self, *, limit: int = 10) -> StatusReport:
+        """What `publisher status` shows: sources, items, lists, issues, queue, runs, schedules."""
+        from publisher.scheduler.status import status_report
+
+        return status_report(self.settings, self.store, self.clock(), limit=limit)
+
+    def reconfigured(self, settings: Settings) -> Publisher:
+        """A Publisher for reloaded ``settings`` with this clock, on this store if its URL is unchanged."""
+        same = settings.storage.url == self.settings.storage.url
+        return Publisher(settings, self.store if same else None, clock=self.clock)
+
+    def shares_store(self, other: Publisher) -> bool:
+        """Whether ``other`` works on this very store (a reload keeps the lock and connections)."""
+        return other.store is self.store
