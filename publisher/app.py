@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from apscheduler.triggers.base import BaseTrigger
+
 from publisher import digests, subscriptions
 from publisher.checks import CheckReport, check_settings
-from publisher.config import Settings
+from publisher.config import ScheduleConfig, Settings
 from publisher.digests import DigestReport, Preview, Requeued
 from publisher.errors import SchedulerError
 from publisher.feeds import BuildReport, build_feeds
@@ -30,8 +32,14 @@ from publisher.ledger import DeliveryTally, ProgressFn
 from publisher.links import LinkHolder, link_holder
 from publisher.mailer import SendResult
 from publisher.models import Clock, Item, JobKind, Subscriber, SubscriptionStatus
+from publisher.periods import schedule_config, schedule_trigger
+from publisher.scheduler.locks import SchedulerLock, scheduler_lock
+from publisher.scheduler.runs import arun_schedule_now, execute, interrupt_orphaned_runs
+from publisher.scheduler.status import ScheduleInfo, StatusReport, schedules_overview, status_report
+from publisher.scheduler.triggers import fire_time_at, missed_fire_time
 from publisher.store import Store
 from publisher.store.issues import IssueSummary
+from publisher.store.runs import JobRun, ScheduleState
 from publisher.store.subscribers import SubscriberRecord
 from publisher.subscriptions import ImportReport, Progress
 from publisher.templating import make_environment, render_template, translator
@@ -334,3 +342,91 @@ class Publisher:
         if job not in list(JobKind):
             raise SchedulerError(f"unknown job {job!r}; use ingest, build, digest or publish")
         return counts
+
+    # -- schedules and status (the daemon's ScheduleRunner and `schedules`/`status` call these) --
+
+    def schedule_config(self, name: str) -> ScheduleConfig:
+        """The config of schedule ``name``; an unknown name is a SchedulerError naming the known."""
+
+        return schedule_config(self.settings, name)
+
+    def schedule_trigger(self, name: str) -> BaseTrigger:
+        """The APScheduler trigger of schedule ``name`` in its time zone."""
+
+        return schedule_trigger(self.settings, name)
+
+    def current_fire_time(self, name: str) -> datetime | None:
+        """The fire time a run of ``name`` starting now serves (the latest at or before now)."""
+
+        return fire_time_at(self.settings, name, self.clock())
+
+    def missed_fire_time(self, name: str, now: datetime) -> datetime | None:
+        """The fire time of ``name`` a start at ``now`` catches up, or None; see the stage."""
+
+        return missed_fire_time(self.settings, self.store, now, name)
+
+    def schedules(self, now: datetime | None = None) -> list[ScheduleInfo]:
+        """Every schedule with its next runs after ``now`` (default: the clock) and last run."""
+
+        return schedules_overview(self.settings, self.store, now or self.clock())
+
+    def schedule_state(self, name: str) -> ScheduleState | None:
+        """What the store remembers of ``name`` (paused, last fire served); None if never seen."""
+        return self.store.runs.state(name)
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        """Every schedule's state, by name (a running scheduler polls it for pauses)."""
+        return self.store.runs.states()
+
+    def pause_schedule(self, name: str) -> None:
+        """Pause ``name`` in the store; a running daemon obeys within its poll interval."""
+        self.schedule_config(name)
+        self.store.runs.set_paused(name, True, self.clock())
+
+    def resume_schedule(self, name: str) -> None:
+        """Resume ``name``; a running daemon schedules it again within its poll interval."""
+        self.schedule_config(name)
+        self.store.runs.set_paused(name, False, self.clock())
+
+    async def arun_schedule(self, name: str, fire_time: datetime | None) -> JobRun:
+        """Run ``name``'s job for ``fire_time`` through :meth:`arun_job`, recorded in job_runs.
+
+        Failures are recorded and returned, never raised (one bad run must not stop the daemon).
+        """
+
+        return await execute(self.settings, self.store, self.clock, name, fire_time, self.arun_job)
+
+    async def arun_schedule_now(self, name: str) -> JobRun:
+        """Run ``name`` now for its current period, as the scheduler would (recorded)."""
+
+        return await arun_schedule_now(self.settings, self.store, self.clock, name, self.arun_job)
+
+    def run_schedule_now(self, name: str) -> JobRun:
+        """Sync front of :meth:`arun_schedule_now` for the CLI."""
+        import asyncio
+
+        return asyncio.run(self.arun_schedule_now(name))
+
+    def interrupt_orphaned_runs(self, now: datetime) -> list[JobRun]:
+        """Mark runs left 'running' by dead processes of this host interrupted; return them."""
+
+        return interrupt_orphaned_runs(self.store, now)
+
+    def scheduler_lock(self) -> SchedulerLock:
+        """The cross-process lock that makes one process the scheduler of this store."""
+
+        return scheduler_lock(self.store)
+
+    def status(self, *, limit: int = 10) -> StatusReport:
+        """What `publisher status` shows: sources, items, lists, issues, queue, runs, schedules."""
+
+        return status_report(self.settings, self.store, self.clock(), limit=limit)
+
+    def reconfigured(self, settings: Settings) -> Publisher:
+        """A Publisher for reloaded ``settings`` with this clock, on this store if its URL is unchanged."""
+        same = settings.storage.url == self.settings.storage.url
+        return Publisher(settings, self.store if same else None, clock=self.clock)
+
+    def shares_store(self, other: Publisher) -> bool:
+        """Whether ``other`` works on this very store (a reload keeps the lock and connections)."""
+        return other.store is self.store

@@ -607,10 +607,8 @@ def schedules() -> None:
 
 def require_schedule(ctx: Context, name: str) -> None:
     """An unknown schedule name is a usage error (exit 2), naming the known ones."""
-    from publisher.periods import schedule_config
-
     try:
-        schedule_config(ctx.settings, name)
+        ctx.publisher.schedule_config(name)
     except SchedulerError as e:
         raise click.BadParameter(str(e), param_hint="NAME") from e
 
@@ -621,10 +619,8 @@ def schedules_list(ctx: Context) -> None:
     """Each schedule: trigger, time zone, next three runs, last run and outcome, paused."""
     from zoneinfo import ZoneInfo
 
-    from publisher.scheduler import schedules_overview
-
     table = Table("name", "job", "trigger", "timezone", "next runs", "last run", "outcome", "paused")
-    for info in schedules_overview(ctx.publisher):
+    for info in ctx.publisher.schedules():
         tz = ZoneInfo(info.timezone)
         last = info.last_run
         table.add_row(
@@ -645,10 +641,8 @@ def schedules_list(ctx: Context) -> None:
 @with_context
 def schedules_run(ctx: Context, name: str) -> None:
     """Run schedule NAME now, through the same path as a scheduled run (recorded)."""
-    from publisher.scheduler import run_schedule_now
-
     require_schedule(ctx, name)
-    run = run_schedule_now(ctx.publisher, name)
+    run = ctx.publisher.run_schedule_now(name)
     counts = ", ".join(f"{k} {v}" for k, v in run.counts.items() if k not in ("host", "pid"))
     console.print(f"{name}: {run.outcome} ({counts})" + (f": {run.error}" if run.error else ""))
     if not run.ok:
@@ -660,10 +654,8 @@ def schedules_run(ctx: Context, name: str) -> None:
 @with_context
 def schedules_pause(ctx: Context, name: str) -> None:
     """Pause NAME (kept in the store; a running daemon obeys within seconds)."""
-    from publisher.scheduler import pause
-
     require_schedule(ctx, name)
-    pause(ctx.publisher, name)
+    ctx.publisher.pause_schedule(name)
     console.print(f"{name}: paused")
 
 
@@ -672,10 +664,8 @@ def schedules_pause(ctx: Context, name: str) -> None:
 @with_context
 def schedules_resume(ctx: Context, name: str) -> None:
     """Resume a paused schedule."""
-    from publisher.scheduler import resume
-
     require_schedule(ctx, name)
-    resume(ctx.publisher, name)
+    ctx.publisher.resume_schedule(name)
     console.print(f"{name}: resumed")
 
 
@@ -683,9 +673,7 @@ def schedules_resume(ctx: Context, name: str) -> None:
 @with_context
 def status(ctx: Context) -> None:
     """Sources, items per category, lists and subscribers, recent issues, queue, runs."""
-    from publisher.scheduler import status_report
-
-    report = status_report(ctx.publisher)
+    report = ctx.publisher.status()
     sources = Table("source", "last fetch", "last ok", "items", "error", title="Sources")
     for src in report.sources:
         sources.add_row(

@@ -6,7 +6,7 @@ first, let a digest send finish its SMTP transactions and only then close the we
 server; SIGHUP must swap the configuration without dropping a request. Uvicorn's own
 handlers would just stop serving, so they are switched off.
 
-Only one process per store schedules (see :func:`publisher.scheduler.scheduler_lock`);
+Only one process per store schedules (see ``Publisher.scheduler_lock``);
 a second one serves the web and takes over when the first one dies.
 """
 
@@ -19,6 +19,7 @@ import signal
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -26,17 +27,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from publisher.app import Clock, Publisher, utcnow
 from publisher.config import Settings, load_config
 from publisher.errors import ConfigError, PublisherError
-from publisher.scheduler import (
-    DEFAULT_POLL_SECONDS,
-    ScheduleInfo,
-    SchedulerLock,
-    ScheduleRunner,
-    scheduler_lock,
-    schedules_overview,
-)
-from publisher.store import Store
+from publisher.scheduler.runner import DEFAULT_POLL_SECONDS, ScheduleRunner
 from publisher.web.app import create_app
 from publisher.web.server import server_config
+
+if TYPE_CHECKING:
+    from publisher.scheduler.locks import SchedulerLock
+    from publisher.scheduler.status import ScheduleInfo
 
 log = logging.getLogger("publisher.daemon")
 
@@ -74,7 +71,7 @@ def outbox_text(settings: Settings) -> str:
 def banner(publisher: Publisher, now: datetime) -> list[str]:
     """The first lines an admin sees: where the feeds are, what runs next, where mail goes."""
     lines = ["feeds:"] + [f"  {url}" for url in publisher.feed_urls()]
-    for info in schedules_overview(publisher, now):
+    for info in publisher.schedules(now):
         lines.append(
             f"schedule {info.name}: {info.job}, {info.trigger} ({info.timezone}); next run {_next_run(info)}"
         )
@@ -107,7 +104,7 @@ class Daemon:
         self.config_path = config_path
         self.poll_interval = poll_interval
         self.lock_retry = lock_retry
-        self.lock: SchedulerLock = scheduler_lock(publisher.store)
+        self.lock: SchedulerLock = publisher.scheduler_lock()
         self.runner: ScheduleRunner | None = None
         self.retired: list[ScheduleRunner] = []
         self.busy: dict[str, asyncio.Lock] = {}
@@ -245,13 +242,13 @@ class Daemon:
         log.info("SIGHUP received: reloading %s", self.config_path)
         try:
             settings = load_config(self.config_path)
-            store = self._store_for(settings)
+            new = self.publisher.reconfigured(settings)
         except PublisherError as e:
             for line in str(e).splitlines():
                 log.error("config error: %s", line.strip().removeprefix("- "))
             log.error("reload failed; keeping the running configuration")
             return False
-        self._swap(Publisher(settings, store, clock=self.publisher.clock))
+        self._swap(new)
         if self.runner is None and not self.stopping.is_set():
             await self._try_start()
         log.info(
@@ -259,11 +256,6 @@ class Daemon:
             len(settings.schedules), ", ".join(sorted(settings.schedules)) or "none",
         )  # fmt: skip
         return True
-
-    def _store_for(self, settings: Settings) -> Store:
-        if settings.storage.url == self.publisher.settings.storage.url:
-            return self.publisher.store
-        return Store(settings.storage.url)
 
     def _swap(self, new: Publisher) -> None:
         old = self.publisher
@@ -274,9 +266,9 @@ class Daemon:
             self.retired.append(self.runner)
             self.runner = None
         self._prune_retired()
-        if new.store is not old.store:
+        if not new.shares_store(old):
             self.lock.release()
-            self.lock = scheduler_lock(new.store)
+            self.lock = new.scheduler_lock()
             task = asyncio.create_task(self._close_when_idle(old))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)

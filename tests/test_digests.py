@@ -622,7 +622,6 @@ def test_worker_once_and_scheduled_digests_report_an_outage_and_keep_the_queue(
     settings: Settings,
 ) -> None:
     from publisher.errors import MailError
-    from publisher.scheduler.runs import execute
     from tests.smtp_server import DOWN
 
     with SmtpSink() as sink:
@@ -632,7 +631,7 @@ def test_worker_once_and_scheduled_digests_report_an_outage_and_keep_the_queue(
         pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
         addresses = subscribe(pub, 5)
 
-        run = asyncio.run(execute(pub, "weekly-digest", NOW))
+        run = asyncio.run(pub.arun_schedule("weekly-digest", NOW))
         assert run.outcome == "failed" and run.error is not None
         assert run.error.startswith(f"cannot send mail via 127.0.0.1:{sink.port}: 421 4.3.2")
         assert run.error.endswith("; 5 message(s) left queued")

@@ -24,17 +24,8 @@ from publisher.config import Settings
 from publisher.errors import IssueError, SchedulerError
 from publisher.models import RunOutcome
 from publisher.periods import period_key, schedule_trigger
-from publisher.scheduler import (
-    AdvisoryLock,
-    FileLock,
-    ScheduleRunner,
-    pause,
-    resume,
-    run_schedule_now,
-    scheduler_lock,
-    schedules_overview,
-    status_report,
-)
+from publisher.scheduler.locks import AdvisoryLock, FileLock, scheduler_lock
+from publisher.scheduler.runner import ScheduleRunner
 from publisher.store import Store
 
 ZH = ZoneInfo("Europe/Zurich")
@@ -168,7 +159,7 @@ def test_paused_schedule_is_not_caught_up(daily: Settings) -> None:
     clock = FakeClock(zurich(2026, 5, 4, 8, 0))
     publisher = RecordingPublisher(daily, clock=clock)
     asyncio.run(start_once(publisher))
-    pause(publisher, "daily")
+    publisher.pause_schedule("daily")
     clock.now = zurich(2026, 5, 5, 11, 0)
     assert asyncio.run(start_once(publisher)) == []
 
@@ -215,15 +206,15 @@ def test_pause_and_resume_are_obeyed_within_the_poll_interval(make_settings: Mak
         try:
             await _wait_for(lambda: len(publisher.calls) >= 1, 5)
             assert runner.next_run_times()["tick"] is not None
-            pause(admin, "tick")
+            admin.pause_schedule("tick")
             # The poll pauses the APScheduler job itself (what `schedules list` reflects).
             await _wait_for(lambda: runner.next_run_times()["tick"] is None, 1)
             await asyncio.sleep(0.2)  # a run already started may finish
             paused_at = len(publisher.calls)
             await asyncio.sleep(2.5)
             during_pause = len(publisher.calls) - paused_at
-            assert [i.paused for i in schedules_overview(admin)] == [True]
-            resume(admin, "tick")
+            assert [i.paused for i in admin.schedules()] == [True]
+            admin.resume_schedule("tick")
             await _wait_for(lambda: runner.next_run_times()["tick"] is not None, 1)
             resumed_at = len(publisher.calls)
             await _wait_for(lambda: len(publisher.calls) > resumed_at, 3)
@@ -310,28 +301,28 @@ def test_weekly_sunday_digest_across_dst(make_settings: MakeSettings, month: int
 def test_run_schedule_now_runs_the_real_job_and_records_it(make_settings: MakeSettings) -> None:
     settings = make_settings(schedules={"feeds": {"every": "1h", "job": "build"}})
     publisher = Publisher(settings)
-    run = run_schedule_now(publisher, "feeds")
+    run = publisher.run_schedule_now("feeds")
     assert run.outcome == RunOutcome.OK and run.schedule == "feeds" and run.job == "build"
     assert run.counts["written"] > 0
     assert (settings.feeds.output_dir / "feeds" / "all.atom.xml").is_file()
     assert run.ended is not None and run.fire_time is not None
-    [info] = schedules_overview(publisher)
+    [info] = publisher.schedules()
     assert info.last_run == run and info.last_outcome == RunOutcome.OK
 
 
 def test_failed_run_is_recorded_with_its_error(daily: Settings) -> None:
     publisher = FailingPublisher(daily)
-    run = run_schedule_now(publisher, "daily")
+    run = publisher.run_schedule_now("daily")
     assert run.outcome == RunOutcome.FAILED
     assert run.error == "the SMTP server refused the connection"
-    assert schedules_overview(publisher)[0].last_outcome == RunOutcome.FAILED
+    assert publisher.schedules()[0].last_outcome == RunOutcome.FAILED
 
 
 def test_unknown_schedule_names_the_known_ones(daily: Settings) -> None:
     publisher = Publisher(daily)
-    for action in (run_schedule_now, pause, resume):
+    for action in (publisher.run_schedule_now, publisher.pause_schedule, publisher.resume_schedule):
         with pytest.raises(SchedulerError, match=r"unknown schedule 'dayly'; known schedules: daily"):
-            action(publisher, "dayly")  # type: ignore[operator]
+            action("dayly")
 
 
 def test_schedules_overview_lists_next_three_runs_in_local_time(make_settings: MakeSettings) -> None:
@@ -342,8 +333,8 @@ def test_schedules_overview_lists_next_three_runs_in_local_time(make_settings: M
         }
     )
     publisher = Publisher(settings)
-    pause(publisher, "often")
-    infos = schedules_overview(publisher, datetime(2026, 5, 5, 12, 7, tzinfo=UTC))
+    publisher.pause_schedule("often")
+    infos = publisher.schedules(datetime(2026, 5, 5, 12, 7, tzinfo=UTC))
     assert [(i.name, i.job, i.trigger, i.timezone, i.paused) for i in infos] == [
         ("often", "ingest", "every 15m", "Europe/Zurich", True),
         ("weekly", "digest", "cron 0 9 * * mon", "America/New_York", False),
@@ -363,8 +354,8 @@ def test_status_report(make_settings: MakeSettings) -> None:
     publisher = Publisher(settings)
     when = datetime(2026, 5, 5, 12, tzinfo=UTC)
     publisher.store.sources.record("sample", when, error="connection refused")
-    run_schedule_now(publisher, "feeds")
-    report = status_report(publisher)
+    publisher.run_schedule_now("feeds")
+    report = publisher.status()
     assert [(s.name, s.last_fetch, s.last_error) for s in report.sources] == [
         ("sample", when, "connection refused")
     ]

@@ -1,10 +1,11 @@
-"""The daemon's scheduler: APScheduler wiring, catch-up at start, pause and resume.
+"""The daemon's scheduler: APScheduler wiring, catch-up at start, obeying pause and resume.
 
 The daemon must fire each ``[schedules.NAME]`` job on time and once, including across
 restarts, reloads and DST changes, while the admin pauses and resumes schedules from
-another process. Pausing is kept in the store (``schedule_state``): :func:`pause` and
-:func:`resume` write it, and a running :class:`ScheduleRunner` polls it, so both
-sides of that protocol live here.
+another process. Pausing is kept in the store (``schedule_state``):
+``Publisher.pause_schedule`` and ``resume_schedule`` write it, and a running
+:class:`ScheduleRunner` polls it. The runner is a front: it calls
+:class:`~publisher.app.Publisher` methods only.
 """
 
 from __future__ import annotations
@@ -13,17 +14,16 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
 from publisher.app import Publisher
 from publisher.errors import PublisherError
-from publisher.periods import schedule_config, schedule_trigger
-from publisher.scheduler.runs import execute, orphaned_runs
-from publisher.scheduler.triggers import fire_time_at, handled, missed_fire_time, show_time
-from publisher.store.runs import ScheduleState
+
+if TYPE_CHECKING:
+    from publisher.store.runs import ScheduleState
 
 log = logging.getLogger("publisher.scheduler")
 
@@ -54,16 +54,16 @@ class ScheduleRunner:
     async def start(self) -> None:
         """Mark orphaned runs, add every schedule's job, start, then catch up what was missed.
 
-        Store calls run in a thread, like :func:`execute`'s, to keep the web responsive.
+        Store calls run in a thread, like a run's, to keep the web responsive.
         """
         now = self.publisher.clock()
         await asyncio.to_thread(self._close_orphans, now)
         self.scheduler.start()
         for name in self.publisher.settings.schedules:
             self._add_job(name)
-        self._apply_paused(await asyncio.to_thread(self.publisher.store.runs.states))
+        self._apply_paused(await asyncio.to_thread(self.publisher.schedule_states))
         for name in self.publisher.settings.schedules:
-            fire = await asyncio.to_thread(missed_fire_time, self.publisher, name, now)
+            fire = await asyncio.to_thread(self.publisher.missed_fire_time, name, now)
             if fire is not None:
                 log.info(
                     "schedule %s: catching up the fire time %s missed while stopped", name, fire.isoformat(),
@@ -73,19 +73,17 @@ class ScheduleRunner:
         self._poller = asyncio.create_task(self._poll_paused())
 
     def _close_orphans(self, now: datetime) -> None:
-        orphans = orphaned_runs(self.publisher)
-        self.publisher.store.runs.mark_interrupted([r.id for r in orphans], now)
-        for r in orphans:
+        for r in self.publisher.interrupt_orphaned_runs(now):
             log.warning(
                 "run %d (%s) was left running by a process that ended: marked interrupted", r.id, r.job,
                 extra={"schedule": r.schedule, "job": r.job, "run": r.id},
             )  # fmt: skip
 
     def _add_job(self, name: str) -> None:
-        cfg = schedule_config(self.publisher.settings, name)
+        cfg = self.publisher.schedule_config(name)
         self.scheduler.add_job(
             self.fire,
-            trigger=schedule_trigger(self.publisher.settings, name),
+            trigger=self.publisher.schedule_trigger(name),
             args=[name],
             id=name,
             name=name,
@@ -107,7 +105,7 @@ class ScheduleRunner:
         job coroutines it started, and a stop must let a run finish instead. Awaiting
         it keeps APScheduler's max_instances=1 meaningful.
         """
-        fire = fire_time_at(self.publisher.settings, name, self.publisher.clock())
+        fire = self.publisher.current_fire_time(name)
         if fire is None:
             return
         task = self._spawn(self.run(name, fire))
@@ -118,21 +116,21 @@ class ScheduleRunner:
         """Run once per fire time: one at a time per schedule, skipping what is handled or paused."""
         lock = self.busy.setdefault(name, asyncio.Lock())
         async with lock:
-            state = await asyncio.to_thread(self.publisher.store.runs.state, name)
+            state = await asyncio.to_thread(self.publisher.schedule_state, name)
             if state is not None and state.paused:
                 log.info("schedule %s is paused; fire time %s skipped", name, fire.isoformat())
                 return
-            if handled(state, fire):
+            if state is not None and state.handled(fire):
                 log.debug("schedule %s: fire time %s already handled", name, fire.isoformat())
                 return
-            await execute(self.publisher, name, fire)
+            await self.publisher.arun_schedule(name, fire)
 
     async def _poll_paused(self) -> None:
         """Obey `schedules pause/resume` from other processes within one poll interval."""
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
-                self._apply_paused(await asyncio.to_thread(self.publisher.store.runs.states))
+                self._apply_paused(await asyncio.to_thread(self.publisher.schedule_states))
             except (SQLAlchemyError, PublisherError) as e:
                 log.warning("cannot read schedule state: %s", e)
 
@@ -144,8 +142,9 @@ class ScheduleRunner:
                 log.info("schedule %s paused", job.id, extra={"schedule": job.id})
             elif not paused and job.next_run_time is None:
                 job.resume()
+                when = job.next_run_time
                 log.info(
-                    "schedule %s resumed; next run %s", job.id, show_time(job.next_run_time),
+                    "schedule %s resumed; next run %s", job.id, when.isoformat() if when else "none",
                     extra={"schedule": job.id},
                 )  # fmt: skip
 
@@ -170,15 +169,3 @@ class ScheduleRunner:
             return True
         _done, still = await asyncio.wait(pending, timeout=timeout)
         return not still
-
-
-def pause(publisher: Publisher, name: str) -> None:
-    """Pause ``name`` in the store; a running daemon obeys within its poll interval."""
-    schedule_config(publisher.settings, name)
-    publisher.store.runs.set_paused(name, True, publisher.clock())
-
-
-def resume(publisher: Publisher, name: str) -> None:
-    """Resume ``name``; a running daemon schedules it again within its poll interval."""
-    schedule_config(publisher.settings, name)
-    publisher.store.runs.set_paused(name, False, publisher.clock())

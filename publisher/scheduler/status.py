@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from publisher.app import Publisher
+from publisher.config import Settings
 from publisher.models import JobKind, RunOutcome
 from publisher.scheduler.triggers import next_runs, trigger_text
+from publisher.store import Store
 from publisher.store.issues import IssueSummary
 from publisher.store.runs import JobRun
 
@@ -35,22 +36,21 @@ class ScheduleInfo:
         return self.last_run.outcome if self.last_run else None
 
 
-def schedules_overview(publisher: Publisher, now: datetime | None = None) -> list[ScheduleInfo]:
-    """Every configured schedule, by name, with its next three runs and last outcome."""
-    now = now or publisher.clock()
-    states = publisher.store.runs.states()
-    last = publisher.store.runs.last_by_schedule()
+def schedules_overview(settings: Settings, store: Store, now: datetime) -> list[ScheduleInfo]:
+    """Every configured schedule, by name, with its next three runs (after ``now``) and last outcome."""
+    states = store.runs.states()
+    last = store.runs.last_by_schedule()
     infos = []
-    for name in sorted(publisher.settings.schedules):
-        cfg = publisher.settings.schedules[name]
+    for name in sorted(settings.schedules):
+        cfg = settings.schedules[name]
         state = states.get(name)
         infos.append(
             ScheduleInfo(
                 name=name,
                 job=cfg.job,
                 trigger=trigger_text(cfg),
-                timezone=publisher.settings.schedule_timezone(name).key,
-                next_runs=next_runs(publisher.settings, name, now),
+                timezone=settings.schedule_timezone(name).key,
+                next_runs=next_runs(settings, name, now),
                 last_run=last.get(name),
                 paused=bool(state and state.paused),
             )
@@ -92,13 +92,10 @@ class StatusReport:
     schedules: list[ScheduleInfo]
 
 
-def status_report(publisher: Publisher, *, limit: int = 10) -> StatusReport:
-    """Sources, items, lists, issues, delivery queue and job runs in one read."""
-    store = publisher.store
+def status_report(settings: Settings, store: Store, now: datetime, *, limit: int = 10) -> StatusReport:
+    """Sources, items, lists, issues, delivery queue and job runs in one read (schedules as of ``now``)."""
     known = {s["name"]: s for s in store.sources.all()}
-    names = [s.name for s in publisher.settings.sources] + sorted(
-        set(known) - {s.name for s in publisher.settings.sources}
-    )
+    names = [s.name for s in settings.sources] + sorted(set(known) - {s.name for s in settings.sources})
     sources = [
         SourceStatus(
             name=n,
@@ -111,7 +108,7 @@ def status_report(publisher: Publisher, *, limit: int = 10) -> StatusReport:
     ]
     lists = [
         ListStatus(lst.slug, lst.name, lst.schedule, store.subscribers.counts_by_status(lst.slug))
-        for lst in publisher.settings.lists
+        for lst in settings.lists
     ]
     return StatusReport(
         sources=sources,
@@ -120,5 +117,5 @@ def status_report(publisher: Publisher, *, limit: int = 10) -> StatusReport:
         recent_issues=store.issues.summaries(None, limit),
         queue=store.issues.queue_counts(),
         recent_runs=store.runs.recent(limit),
-        schedules=schedules_overview(publisher),
+        schedules=schedules_overview(settings, store, now),
     )

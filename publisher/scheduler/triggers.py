@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from publisher.app import Publisher
 from publisher.config import ScheduleConfig, Settings
 from publisher.models import SENDING_JOBS
 from publisher.periods import next_fire_times, previous_fire_time, schedule_config, schedule_trigger
-from publisher.store.runs import ScheduleState
+from publisher.store import Store
 
 log = logging.getLogger("publisher.scheduler")
 
@@ -36,17 +35,12 @@ def next_runs(settings: Settings, name: str, now: datetime, count: int = 3) -> l
     return next_fire_times(schedule_trigger(settings, name), now, count)
 
 
-def handled(state: ScheduleState | None, fire: datetime) -> bool:
-    """Whether ``fire`` is at or before the last fire time the store says was served."""
-    return state is not None and state.last_fire is not None and fire <= state.last_fire
-
-
 def show_time(when: datetime | None) -> str:
     """A fire time for a log line (``none`` when there is none)."""
     return when.isoformat() if when is not None else "none"
 
 
-def missed_fire_time(publisher: Publisher, name: str, now: datetime) -> datetime | None:
+def missed_fire_time(settings: Settings, store: Store, now: datetime, name: str) -> datetime | None:
     """The fire time of ``name`` to catch up at start, or None.
 
     Records the schedule as first seen at ``now`` if the store never saw it, so a
@@ -54,11 +48,11 @@ def missed_fire_time(publisher: Publisher, name: str, now: datetime) -> datetime
     time older than ``catch_up`` is skipped (and marked handled, so it is reported
     once); ingest and build are cheap and always catch up.
     """
-    cfg = schedule_config(publisher.settings, name)
-    runs = publisher.store.runs
+    cfg = schedule_config(settings, name)
+    runs = store.runs
     state = runs.ensure_schedule(name, now)
-    fire = fire_time_at(publisher.settings, name, now)
-    if state.paused or fire is None or fire <= state.first_seen or handled(state, fire):
+    fire = fire_time_at(settings, name, now)
+    if state.paused or fire is None or fire <= state.first_seen or state.handled(fire):
         return None
     if cfg.job in SENDING_JOBS and now - fire > cfg.catch_up:
         log.warning(

@@ -29,6 +29,10 @@ class ScheduleState:
     paused: bool = False
     last_fire: datetime | None = None
 
+    def handled(self, fire: datetime) -> bool:
+        """Whether ``fire`` is at or before the last fire time served (so not to run again)."""
+        return self.last_fire is not None and fire <= self.last_fire
+
 
 @dataclass(frozen=True, slots=True)
 class JobRun:
