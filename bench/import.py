@@ -30,7 +30,7 @@ from publisher.config import Settings, settings_from_dict
 from publisher.store import Store
 from publisher.subscriptions import import_csv, read_subscriber_csv
 
-LANGUAGES = ["en", "fr-CH", "es", "de-DE", ""]
+LANGUAGES = ["en", "fr-CH", "es", "es-MX", ""]  # offered ones only: others are rejected
 
 
 def write_rows(path: Path, rows: int) -> None:

@@ -363,7 +363,7 @@ class ListConfig(_Strict):
     schedule: str | None = None
     sender: str
     reply_to: str | None = None
-    subject: str = "{{ list.name }}: {{ items|length }} new items"
+    subject: str = "{{ list.name }}: {{ t('new_items', count=items|length) }}"
     subscribers: ConfigPath | None = None
     max_age: DurationText = parse_duration("14d")
     send_empty: StrictBool = False

@@ -7,20 +7,33 @@ formatted with Babel in the reader's language (:func:`format_day`).
 
 ``translate`` falls back to English for a key a language lacks, so adding a key
 never breaks the other languages; an unknown key is an error, never a silent blank.
+
+Counts: a text that says how many of something ("1 new item", "2 new items") is a
+mapping of CLDR plural categories (``one``, ``other``...) to texts, and
+``translate(key, language, count=n)`` picks the form by Babel's plural rules for the
+language (:meth:`babel.core.Locale.plural_form`): French says "0 nouvelle actualité",
+English "0 new items". A category a text lacks (Babel's ``many`` for a million) takes
+``other``. :func:`plural` does the same for an admin's own words in a subject.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from babel.core import Locale, UnknownLocaleError
 from babel.dates import format_date
 
 from publisher.errors import TemplateError
 
 FALLBACK = "en"
 
-CATALOGUE: dict[str, dict[str, str]] = {
+# A text, or a text per CLDR plural category for the ``count`` it is given.
+Text = str | Mapping[str, str]
+
+CATALOGUE: dict[str, dict[str, Text]] = {
     "en": {
         # emails
         "greeting": "Hello {name},",
@@ -34,6 +47,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "why_you_receive": "You receive this email because you subscribed to {list} from {site}.",
         "sent_by": "Sent by {sender}",
         "more_on_website": "and {count} more on the website",
+        "new_items": {"one": "{count} new item", "other": "{count} new items"},
         # subscription pages
         "unsubscribe_question": "Unsubscribe from {list}?",
         "unsubscribe_button": "Unsubscribe",
@@ -61,6 +75,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "why_you_receive": "Vous recevez ce courriel car vous êtes abonné à {list} de {site}.",
         "sent_by": "Envoyé par {sender}",
         "more_on_website": "et {count} de plus sur le site",
+        "new_items": {"one": "{count} nouvelle actualité", "other": "{count} nouvelles actualités"},
         "unsubscribe_question": "Se désabonner de {list} ?",
         "unsubscribe_button": "Se désabonner",
         "unsubscribed_title": "Vous êtes désabonné",
@@ -91,6 +106,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "why_you_receive": "Recibe este correo porque se suscribió a {list} de {site}.",
         "sent_by": "Enviado por {sender}",
         "more_on_website": "y {count} más en el sitio web",
+        "new_items": {"one": "{count} noticia nueva", "other": "{count} noticias nuevas"},
         "unsubscribe_question": "¿Darse de baja de {list}?",
         "unsubscribe_button": "Darme de baja",
         "unsubscribed_title": "Se ha dado de baja",
@@ -126,15 +142,49 @@ def normalise_language(code: str | None, default: str = FALLBACK) -> str:
 
 
 def translate(key: str, language: str, **values: object) -> str:
-    """The text for ``key`` in ``language`` (English when missing), with ``{names}`` filled in."""
-    texts = CATALOGUE.get(normalise_language(language))
-    text = (texts or {}).get(key) or CATALOGUE[FALLBACK].get(key)
+    """The text for ``key`` in ``language`` (English when missing), with ``{names}`` filled in.
+
+    A text with plural forms needs ``count`` and is chosen by that language's rules.
+    """
+    language = normalise_language(language)
+    text = CATALOGUE[language].get(key) or CATALOGUE[FALLBACK].get(key)
     if text is None:
         raise TemplateError(f"unknown text key {key!r}; known keys: {sorted(CATALOGUE[FALLBACK])}")
+    if not isinstance(text, str):
+        count = values.get("count")
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise TemplateError(
+                f"text {key!r} says how many: give it count=<a whole number>, e.g. count=items|length"
+            )
+        text = text.get(plural_category(count, language)) or text["other"]
     try:
         return text.format(**values)
     except (KeyError, IndexError) as e:
         raise TemplateError(f"text {key!r} needs the value {e.args[0]!r}") from e
+
+
+def plural(count: int, one: str, other: str, *, language: str) -> str:
+    """``one`` or ``other`` by ``language``'s plural rules, with ``{count}`` replaced by the number.
+
+    For the admin's own words in a subject (``plural(items|length, "{count} new
+    release", "{count} new releases")``), so ``language`` is the one they are written
+    in, the site's: Babel's ``one`` category takes ``one``, every other one ``other``.
+    """
+    chosen = one if plural_category(count, language) == "one" else other
+    return chosen.replace("{count}", str(count))
+
+
+def plural_category(count: int, language: str) -> str:
+    """The CLDR plural category of ``count`` in ``language`` (English rules if Babel lacks it)."""
+    return _locale(language).plural_form(abs(count))
+
+
+@functools.cache
+def _locale(language: str) -> Locale:
+    try:
+        return Locale.parse(language.strip().replace("_", "-"), sep="-")
+    except (UnknownLocaleError, ValueError, TypeError):
+        return Locale.parse(FALLBACK)
 
 
 def format_day(

@@ -55,7 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from publisher.config import DkimConfig, ListConfig, Settings
 from publisher.errors import ConfigError, IssueError, MailError, SubscriberError, TemplateError
-from publisher.i18n import normalise_language, translate
+from publisher.i18n import normalise_language, plural, translate
 from publisher.models import Item, Subscriber
 from publisher.templating import make_environment, render_string, render_template, translator
 from publisher.text import CONTROL, NAME_MAX_LENGTH, cut_at_word, strip_bidi
@@ -455,7 +455,8 @@ def _base_context(
         "now": now,
         "sender": sender_name or settings.site.title,
         "sender_address": sender_address,
-        "t": translator(language),
+        "t": translator(language),  # t("new_items", count=n): the reader's words, by their plural rules
+        "plural": functools.partial(plural, language=settings.site.language),  # the admin's words
         "more_items": more_items,  # items of the issue beyond the list's max_items, not shown
         "more_url": f"{settings.site.base_url}/",  # where they are: the site's feeds index
     }

@@ -20,8 +20,10 @@ see the times they set.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
+import io
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_
 
 from publisher.config import Settings
 from publisher.errors import SubscriberError
+from publisher.i18n import LANGUAGES, normalise_language
 from publisher.models import SUPPRESSED, Consent, Subscriber, SubscriptionStatus
 from publisher.store import Store
 from publisher.store.subscriber_import import ImportRow
@@ -56,6 +59,7 @@ __all__ = [
     "set_status",
     "show",
     "subscriber_secret",
+    "unserved_languages",
     "unsubscribe_by_id",
     "update_preferences",
 ]
@@ -82,7 +86,11 @@ Progress = Callable[[int, int], None]
 
 @dataclass(slots=True)
 class ImportReport:
-    """What an import did; ``rejected`` holds one error per bad row, "file:line: reason"."""
+    """What an import did; ``rejected`` holds one error per bad row, "file:line: reason".
+
+    ``warnings`` are rows that were imported but not as written, in the same form:
+    "weekly.csv:7: duplicate of line 3 (ana@example.org); merged".
+    """
 
     added: int = 0
     updated: int = 0
@@ -90,6 +98,7 @@ class ImportReport:
     suppressed_kept: int = 0
     duplicates: int = 0  # later rows of an address already seen in the file, merged into it
     rejected: list[SubscriberError] = field(default_factory=list)
+    warnings: list[SubscriberError] = field(default_factory=list)  # imported, but say so: duplicates
 
 
 # -- validation ---------------------------------------------------------------------
@@ -156,18 +165,24 @@ def _plain_address(address: str) -> str | None:
 
 
 def check_language(raw: str | None, default: str, *, where: str = "") -> str:
-    """Reduce a language tag to its primary subtag (``en-GB`` -> ``en``); empty -> ``default``.
+    """Reduce a language tag to its primary subtag (``fr-CH`` -> ``fr``); empty -> ``default``.
 
-    The tag must be well-formed BCP 47 (``fr_CH`` is read as ``fr-CH``) with a two- or
-    three-letter language, the only kind the digests can be written in.
+    The tag must be well-formed BCP 47 (``fr_CH`` is read as ``fr-CH``) and its language
+    one the digests are written in (:data:`publisher.i18n.LANGUAGES`): a subscriber
+    stored as ``de`` would get another language's mail without anyone choosing it.
+    A regional variant of an offered language is that language (``es-MX`` -> ``es``).
     """
     value = (raw or "").strip()
     if not value:
         return default
     primary = value.replace("_", "-").split("-")[0]
+    shown = value if len(value) <= 50 else value[:50] + "…"
     if not is_language_tag(value.replace("_", "-")) or not 2 <= len(primary) <= 3 or not primary.isalpha():
-        shown = value if len(value) <= 50 else value[:50] + "…"
         raise SubscriberError(where, f"language {shown!r} is not a language tag such as 'en' or 'fr-CH'")
+    if primary.lower() not in LANGUAGES:
+        raise SubscriberError(
+            where, f"language {shown!r} is not offered; use one of {', '.join(sorted(LANGUAGES))}"
+        )
     return primary.lower()
 
 
@@ -184,7 +199,8 @@ def check_name(raw: str, *, where: str = "") -> str:
 
 
 def _site_language(settings: Settings) -> str:
-    return check_language(settings.site.language, "en")
+    """The language of a subscriber who gave none: the site's, or English if it is not offered."""
+    return normalise_language(settings.site.language)
 
 
 # -- CSV import -----------------------------------------------------------------------
@@ -289,36 +305,72 @@ def _records(
         start = line_num() + 1
 
 
-def read_subscriber_csv(path: Path) -> tuple[list[ImportRow], int, list[SubscriberError]]:
+def read_subscriber_csv(path: Path) -> tuple[list[ImportRow], list[SubscriberError], list[SubscriberError]]:
     """Parse, validate and de-duplicate a subscriber file: (rows, duplicates, rejected rows).
 
-    A file that cannot be read, or has no ``email`` column, raises SubscriberError.
+    ``duplicates`` holds one warning per later row of an address already in the file
+    ("weekly.csv:7: duplicate of line 3 (ana@example.org); merged"): the rows are
+    merged (:func:`_merge`), but the admin should know their file repeats itself.
+
+    The file is decoded as UTF-8 with undecodable bytes kept as lone surrogates
+    (``surrogateescape``) and each record checked for them after the CSV parse, so a
+    spreadsheet's Latin-1 export rejects only its lines with such bytes, by line
+    number, and the rest is imported. A file that cannot be read, or whose header
+    has no ``email`` column (or is not UTF-8), raises SubscriberError.
     """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SubscriberError(str(path), f"cannot read the subscriber file: {e}") from e
+    text = data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
+    check_encoding = _NOT_UTF8.search(text) is not None  # skip the per-record search in clean files
+    reader = csv.reader(io.StringIO(text, newline=""))
     by_hash: dict[str, ImportRow] = {}
-    duplicates = 0
+    first_line: dict[str, int] = {}
+    duplicates: list[SubscriberError] = []
     rejected: list[SubscriberError] = []
     try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, [])
-            columns = _Columns.from_header(header, f"{path.name}:1")
-            for line, values in _records(reader, lambda: reader.line_num):
-                try:
-                    if isinstance(values, str):
-                        raise SubscriberError(f"{path.name}:{line}", values)
-                    row = _parse_row(values, columns, f"{path.name}:{line}")
-                except SubscriberError as e:
-                    rejected.append(e)
-                    continue
-                key = row.hash
-                if key in by_hash:
-                    duplicates += 1
-                    _merge(by_hash[key], row)
-                else:
-                    by_hash[key] = row
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        header = next(reader, [])
+        if check_encoding and (reason := _encoding_reason(header)):
+            raise SubscriberError(f"{path.name}:1", reason)
+        columns = _Columns.from_header(header, f"{path.name}:1")
+        for line, values in _records(reader, lambda: reader.line_num):
+            where = f"{path.name}:{line}"
+            try:
+                if isinstance(values, str):
+                    raise SubscriberError(where, values)
+                if check_encoding and (reason := _encoding_reason(values)):
+                    raise SubscriberError(where, reason)
+                row = _parse_row(values, columns, where)
+            except SubscriberError as e:
+                rejected.append(e)
+                continue
+            key = row.hash
+            if key in by_hash:
+                duplicates.append(
+                    SubscriberError(where, f"duplicate of line {first_line[key]} ({row.email}); merged")
+                )
+                _merge(by_hash[key], row)
+            else:
+                by_hash[key] = row
+                first_line[key] = line
+    except csv.Error as e:  # the header itself; records recover in _records
         raise SubscriberError(str(path), f"cannot read the subscriber file: {e}") from e
     return list(by_hash.values()), duplicates, rejected
+
+
+# Bytes that are not UTF-8, as ``surrogateescape`` decodes them (0x80-0xff -> U+DC80-U+DCFF).
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _encoding_reason(values: list[str]) -> str | None:
+    """Why a record cannot be read as text: the first byte that is not UTF-8, and the fix."""
+    for value in values:
+        found = _NOT_UTF8.search(value)
+        if found is not None:
+            byte = ord(found.group()) - 0xDC00
+            return f"not UTF-8 text (byte 0x{byte:02x}); save the file as UTF-8 (in Excel: 'CSV UTF-8')"
+    return None
 
 
 def import_csv(
@@ -333,7 +385,8 @@ def import_csv(
 ) -> ImportReport:
     """Load a CSV of subscribers into a list as confirmed, idempotently.
 
-    Bad rows are reported in ``rejected`` and the rest goes on. Addresses suppressed in
+    Bad rows are reported in ``rejected`` and the rest goes on; repeated addresses are
+    merged and reported in ``warnings``. Addresses suppressed in
     the store (or forgotten) stay suppressed; a ``status`` column (as ``export_csv``
     writes it) carries unsubscribed/bounced/complained rows over as suppressions.
     ``progress(done, total)`` is called after each batch, counting distinct addresses.
@@ -351,9 +404,26 @@ def import_csv(
         updated=outcome.updated,
         unchanged=outcome.unchanged,
         suppressed_kept=outcome.suppressed_kept,
-        duplicates=duplicates,
+        duplicates=len(duplicates),
         rejected=rejected,
+        warnings=duplicates,
     )
+
+
+# -- who a list cannot serve -----------------------------------------------------------
+
+
+def unserved_languages(store: Store, settings: Settings, list_slug: str) -> dict[str, int]:
+    """Confirmed subscribers of a list that it skips because of their language, per language.
+
+    A list with ``languages`` sends only to subscribers whose language is one of
+    them; the others stay subscribed but get nothing (they are skipped, not sent the
+    site language: the items of such a list are in its languages only). This is
+    their count, for the digest report and ``status``, so the skip is never silent;
+    ``sum(...values())`` is the number skipped. Empty for a list without ``languages``.
+    """
+    list_cfg = settings.list_config(list_slug)
+    return store.subscribers.unserved_by_language(list_cfg.slug, list_cfg.languages)
 
 
 # -- CSV export -----------------------------------------------------------------------

@@ -158,6 +158,24 @@ def test_subscribers_commands(site: Path) -> None:
     assert "forgotten" in forgotten.stdout and "Zoé" not in forgotten.stdout
 
 
+def test_a_latin1_file_and_a_language_not_offered_are_named_with_the_fix(site: Path) -> None:
+    csv = site / "excel.csv"
+    csv.write_bytes(
+        "email,name,language\nana@example.org,Ana,fr\nrene@example.org,René,fr\n".encode("cp1252")
+    )
+    r = cli(site, "subscribers", "import", "weekly", str(csv))
+    assert r.returncode == 1 and "1 added" in r.stdout and "1 rejected" in r.stdout, r.stdout
+    assert (
+        "excel.csv:3: not UTF-8 text (byte 0xe9); save the file as UTF-8 (in Excel: 'CSV UTF-8')"
+        in " ".join(r.stderr.split())
+    ), r.stderr
+
+    added = cli(site, "subscribers", "add", "weekly", "bo@example.org", "--language", "de")
+    assert added.returncode != 0
+    assert "language 'de' is not offered; use one of en, es, fr" in " ".join(added.stderr.split())
+    assert "no subscriber with this address" in cli(site, "subscribers", "show", "bo@example.org").stderr
+
+
 def test_digest_preview_and_dry_run_record_nothing(site: Path) -> None:
     assert cli(site, "ingest").returncode == 0
     assert cli(site, "subscribers", "import", "weekly", "subscribers/weekly.csv").returncode == 0
@@ -252,7 +270,8 @@ def test_hostile_item_is_cut_cleaned_and_capped_on_its_way_to_feeds_and_mail(sit
     _add_item(site, "long", long_title, language="'en\"><script>'")
     config = (site / "config.toml").read_text()
     config = config.replace(
-        'subject = "Social protection this week: {{ items|length }} new items"',
+        "subject = \"Social protection this week: {{ plural(items|length, '{count} new item', "
+        "'{count} new items') }}\"",
         "subject = \"{{ items|map(attribute='title')|join(' / ') }}\"\nmax_items = 10",
     )
     (site / "config.toml").write_text(config)

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import subprocess
+import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
@@ -242,6 +243,65 @@ def test_subject_errors_are_template_errors(make_settings: MakeSettings) -> None
         with pytest.raises(TemplateError, match=expected) as info:
             render(settings)
         assert "'weekly'" in str(info.value)
+
+
+def test_the_default_subject_counts_in_the_readers_language_by_its_plural_rules(
+    make_settings: MakeSettings,
+) -> None:
+    settings = make_settings(lists=[{k: v for k, v in LIST.items() if k != "subject"}])
+    cfg = settings.lists[0]
+    said = {
+        (language, n): render_subject(settings, cfg, GOLDEN_ITEMS[:n], language=language)
+        for language in ("en", "fr", "es")
+        for n in (0, 1, 2)
+    }
+    assert said == {
+        ("en", 0): "Weekly digest: 0 new items",
+        ("en", 1): "Weekly digest: 1 new item",
+        ("en", 2): "Weekly digest: 2 new items",
+        ("fr", 0): "Weekly digest: 0 nouvelle actualité",  # French: 0 and 1 are singular
+        ("fr", 1): "Weekly digest: 1 nouvelle actualité",
+        ("fr", 2): "Weekly digest: 2 nouvelles actualités",
+        ("es", 0): "Weekly digest: 0 noticias nuevas",
+        ("es", 1): "Weekly digest: 1 noticia nueva",
+        ("es", 2): "Weekly digest: 2 noticias nuevas",
+    }
+
+
+def test_plural_in_a_subject_uses_the_site_languages_rules_for_the_admins_words(
+    make_settings: MakeSettings,
+) -> None:
+    template = "{{ plural(items|length, '{count} new release', '{count} new releases') }}"
+    english = make_settings(lists=[{**LIST, "subject": template}])
+    french = make_settings(site={"language": "fr-CH"}, lists=[{**LIST, "subject": template}])
+    for language in ("en", "fr"):  # the reader's language does not change the admin's words
+        assert [
+            render_subject(english, english.lists[0], GOLDEN_ITEMS[:n], language=language) for n in (0, 1, 2)
+        ] == ["0 new releases", "1 new release", "2 new releases"]
+    assert render_subject(french, french.lists[0], [], language="en") == "0 new release"  # fr rules
+
+
+def test_the_sample_configs_subjects_say_1_new_item(make_settings: MakeSettings) -> None:
+    config = tomllib.loads((Path(__file__).parent.parent / "config.toml").read_text(encoding="utf-8"))
+    subjects = {cfg["slug"]: cfg["subject"] for cfg in config["lists"]}
+    settings = make_settings(lists=[{**LIST, "slug": slug, "subject": s} for slug, s in subjects.items()])
+    said = {
+        (cfg.slug, n): render_subject(settings, cfg, GOLDEN_ITEMS[:n], language="fr")
+        for cfg in settings.lists
+        for n in (1, 2)
+    }
+    assert said == {
+        ("weekly", 1): "Social protection this week: 1 new item",
+        ("weekly", 2): "Social protection this week: 2 new items",
+        ("press", 1): "1 new press release",
+        ("press", 2): "2 new press releases",
+    }
+
+
+def test_a_counted_text_without_its_count_is_a_template_error(make_settings: MakeSettings) -> None:
+    settings = make_settings(lists=[{**LIST, "subject": "{{ t('new_items') }}"}])
+    with pytest.raises(TemplateError, match="'new_items' says how many: give it count=<a whole number>"):
+        render(settings)
 
 
 # -- overrides and template safety ---------------------------------------------------

@@ -165,3 +165,32 @@ def test_forget_erases_but_keeps_the_hash(store: Store) -> None:
     assert email_hash("ANA@example.org") == email_hash("ana@example.org")
     assert store.subscribers.confirmed("weekly") == []
     assert list(store.subscribers.export_rows("weekly")) == []
+
+
+def test_unserved_by_language_is_what_receives_drops_for_the_languages(store: Store) -> None:
+    """A subscriber whose language a list does not offer is counted, never silently skipped."""
+    store.subscribers.import_rows("weekly", rows(3, "fr"), IMPORT, "en")
+    store.subscribers.import_rows(
+        "weekly",
+        [
+            ImportRow(email="en@example.org", language="en"),
+            ImportRow(email="es1@example.org", language="es"),
+            ImportRow(email="es2@example.org", language="es"),
+            ImportRow(email="gone@example.org", language="es", status=SubscriptionStatus.UNSUBSCRIBED),
+            ImportRow(email="erased@example.org", language="es"),
+        ],
+        IMPORT,
+        "en",
+    )
+    store.subscribers.import_rows(
+        "daily", [ImportRow(email="other@example.org", language="de")], IMPORT, "en"
+    )
+    erased = store.subscribers.find_id("erased@example.org")
+    assert erased is not None and store.subscribers.forget(erased, NOW)
+
+    assert store.subscribers.unserved_by_language("weekly", ["fr"]) == {"en": 1, "es": 2}
+    assert store.subscribers.unserved_by_language("weekly", ["fr", "en"]) == {"es": 2}
+    assert store.subscribers.unserved_by_language("weekly", []) == {}
+    assert store.subscribers.unserved_by_language("weekly", None) == {}
+    served = store.subscribers.count_confirmed("weekly", ["fr"])
+    assert served + 3 == store.subscribers.count_confirmed("weekly") == 6

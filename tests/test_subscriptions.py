@@ -162,12 +162,28 @@ def test_reimport_changes_nothing(store: Store, settings: Settings, tmp_path: Pa
     assert after == before
 
 
-def test_duplicates_in_a_file_are_merged(store: Store, settings: Settings, tmp_path: Path) -> None:
-    text = "email,name,language\nana@example.org,,fr\n ANA@Example.org ,Ana Lima,\nbo@example.org,Bo,\n"
+def test_duplicates_in_a_file_are_merged_and_reported_with_both_lines(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    text = (
+        "email,name,language,note\n"
+        "ana@example.org,,fr,\n"
+        " ANA@Example.org ,Ana Lima,,\n"
+        "bo@example.org,Bo,,\n"
+        'cy@example.org,Cy,,"a note\non two lines"\n'
+        "ana@example.org,,,\n"
+        "cy@example.org,,es,\n"
+    )
     report = subs.import_csv(store, settings, "weekly", write(tmp_path, text), now=NOW)
-    assert (report.added, report.duplicates) == (2, 1)
+    assert (report.added, report.duplicates, report.rejected) == (3, 3, [])
+    assert [str(w) for w in report.warnings] == [
+        "weekly.csv:3: duplicate of line 2 (ANA@example.org); merged",
+        "weekly.csv:7: duplicate of line 2 (ana@example.org); merged",
+        "weekly.csv:8: duplicate of line 5 (cy@example.org); merged",  # line 5 spans two lines
+    ]
     ana = subs.show(store, "ana@example.org")
     assert (ana.email, ana.name, ana.language) == ("ana@example.org", "Ana Lima", "fr")
+    assert subs.show(store, "cy@example.org").language == "es"
 
 
 def test_bad_rows_are_reported_by_line_and_the_rest_imported(
@@ -182,7 +198,7 @@ def test_bad_rows_are_reported_by_line_and_the_rest_imported(
         "nul@example.org,Nu\x00l,en\n"
         "\n"
         "good2@example.org,Good Two,xx-1-toolongsubtag\n"
-        "good3@example.org,Good Three,de\n"
+        "good3@example.org,Good Three,fr-CH\n"
     )
     report = subs.import_csv(store, settings, "weekly", write(tmp_path, text), now=NOW)
     assert [str(e) for e in report.rejected] == [
@@ -349,12 +365,12 @@ def test_an_over_long_field_is_reported_with_its_line_and_the_rest_imported(
 
 def test_add_remove_show(store: Store, settings: Settings) -> None:
     added = subs.add(
-        store, settings, "weekly", " Ana@Example.ORG", "Ana Lima", "pt-BR", source="admin", now=NOW
+        store, settings, "weekly", " Ana@Example.ORG", "Ana Lima", "fr-CH", source="admin", now=NOW
     )
     assert (added.email, added.name, added.language, added.status) == (
         "Ana@example.org",
         "Ana Lima",
-        "pt",
+        "fr",
         "confirmed",
     )
     assert len(added.secret) == 32
@@ -498,3 +514,95 @@ def test_names_lose_bidi_controls_and_are_cut_to_200_characters(
     assert [str(e) for e in report.rejected] == [
         "weekly.csv:3: language '\\'en\"><script>\\'' is not a language tag such as 'en' or 'fr-CH'"
     ]
+
+
+# -- files in another encoding, languages outside the catalogue (issue 8, points 2 and 6)
+
+
+def test_a_latin1_file_rejects_its_non_utf8_lines_by_number_and_imports_the_rest(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "weekly.csv"
+    path.write_text(
+        "email,name,language,note\n"
+        "ana@example.org,Ana,fr,\n"
+        "rene@example.org,René Dupré,fr,\n"  # é is the single byte 0xe9 in Latin-1
+        'bo@example.org,Bo,en,"first line\nsecond line: señal"\n'  # ñ (0xf1) on the record's 2nd line
+        "cy@example.org,Cy,es,\n",
+        encoding="latin-1",
+        newline="",
+    )
+    assert b"Ren\xe9" in path.read_bytes()
+    report = subs.import_csv(store, settings, "weekly", path, now=NOW)
+    fix = "save the file as UTF-8 (in Excel: 'CSV UTF-8')"
+    assert [str(e) for e in report.rejected] == [
+        f"weekly.csv:3: not UTF-8 text (byte 0xe9); {fix}",
+        f"weekly.csv:4: not UTF-8 text (byte 0xf1); {fix}",
+    ]
+    assert report.added == 2
+    assert sorted(s.email for s in store.subscribers.confirmed("weekly")) == [
+        "ana@example.org",
+        "cy@example.org",
+    ]
+
+
+def test_a_header_that_is_not_utf8_refuses_the_file_and_says_how_to_fix_it(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "weekly.csv"
+    path.write_bytes("email,name,société\na@example.org,A,X\n".encode("cp1252"))
+    with pytest.raises(SubscriberError) as e:
+        subs.import_csv(store, settings, "weekly", path, now=NOW)
+    assert str(e.value) == (
+        "weekly.csv:1: not UTF-8 text (byte 0xe9); save the file as UTF-8 (in Excel: 'CSV UTF-8')"
+    )
+
+
+def test_a_utf8_file_with_a_byte_order_mark_imports_whole(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "weekly.csv"
+    path.write_bytes("email,name\nrene@example.org,René\n".encode("utf-8-sig"))
+    report = subs.import_csv(store, settings, "weekly", path, now=NOW)
+    assert (report.added, report.rejected) == (1, [])
+    assert subs.show(store, "rene@example.org").name == "René"
+
+
+def test_a_language_outside_the_catalogue_is_refused_with_the_offered_ones(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    with pytest.raises(SubscriberError) as e:
+        subs.add(store, settings, "weekly", "ana@example.org", language="de", now=NOW)
+    assert str(e.value) == "language 'de' is not offered; use one of en, es, fr"
+    assert store.subscribers.find_id("ana@example.org") is None
+
+    text = "email,language\nbo@example.org,xx\ncy@example.org,fr-CH\ndi@example.org,ES_mx\n"
+    report = subs.import_csv(store, settings, "weekly", write(tmp_path, text), now=NOW)
+    assert [str(r) for r in report.rejected] == [
+        "weekly.csv:2: language 'xx' is not offered; use one of en, es, fr"
+    ]
+    got = {s.email: s.language for s in store.subscribers.confirmed("weekly")}
+    assert got == {"cy@example.org": "fr", "di@example.org": "es"}  # regional variants: the language
+
+
+def test_a_site_language_outside_the_catalogue_gives_new_subscribers_english(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(lists=LISTS, site={"language": "de-CH"})
+    assert subs.add(store, settings, "weekly", "ana@example.org", now=NOW).language == "en"
+
+
+def test_subscribers_a_list_skips_for_their_language_are_counted_per_language(
+    store: Store, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(lists=[{**LISTS[0], "languages": ["fr"]}, LISTS[1]])
+    text = (
+        "email,language\n"
+        "a@example.org,fr\nb@example.org,fr-BE\nc@example.org,en\nd@example.org,es\ne@example.org,es\n"
+    )
+    subs.import_csv(store, settings, "weekly", write(tmp_path, text), now=NOW)
+    subs.import_csv(store, settings, "press", write(tmp_path, text), now=NOW)
+    assert subs.remove(store, "weekly", "d@example.org", now=NOW)  # unsubscribed: not counted
+    assert subs.unserved_languages(store, settings, "weekly") == {"en": 1, "es": 1}
+    assert subs.unserved_languages(store, settings, "press") == {}  # no languages: sends to all
+    assert store.subscribers.count_confirmed("weekly", ["fr"]) == 2

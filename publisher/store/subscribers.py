@@ -189,6 +189,26 @@ class SubscriberStore:
         with self.engine.connect() as conn:
             return int(conn.execute(q.where(receives(list_slug, languages))).scalar_one())
 
+    def unserved_by_language(self, list_slug: str, languages: Collection[str] | None) -> dict[str, int]:
+        """Confirmed subscribers a list does not send to because of their language, per language.
+
+        Exactly those :func:`receives` takes without ``languages`` and drops with them,
+        so the count and the send cannot disagree. Empty when ``languages`` is empty
+        (the list sends in every language). Languages come in alphabetical order.
+        """
+        if not languages:
+            return {}
+        q = (
+            select(subscribers.c.language, func.count())
+            .select_from(subscribers)
+            .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
+            .where(receives(list_slug), subscribers.c.language.not_in(list(languages)))
+            .group_by(subscribers.c.language)
+            .order_by(subscribers.c.language)
+        )
+        with self.engine.connect() as conn:
+            return {str(language): int(n) for language, n in conn.execute(q)}
+
     def iter_confirmed(
         self, list_slug: str, languages: Collection[str] | None = None, *, chunk: int = _CHUNK
     ) -> Iterator[list[Subscriber]]:
