@@ -13,7 +13,6 @@ given only by explicit styles (:func:`labelled`), never by markup in a string.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import json
@@ -21,9 +20,10 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
@@ -32,14 +32,18 @@ from rich.text import Text
 
 from publisher.app import Publisher
 from publisher.config import Settings, load_config
+from publisher.daemon import run_daemon
 from publisher.errors import ConfigError, MailError, PublisherError, SchedulerError
 from publisher.models import DeliveryStatus
+from publisher.web.app import create_app
+from publisher.web.server import StoppableServer, check_port, server_config
 
 if TYPE_CHECKING:
     from publisher.digests import DigestReport
     from publisher.feeds import BuildReport
     from publisher.ingest import IngestReport
     from publisher.ledger import DeliveryTally
+    from publisher.store.runs import JobRun
     from publisher.store.subscribers import SubscriberRecord
     from publisher.subscriptions import ImportReport
 
@@ -193,7 +197,7 @@ def _json_value(value: Any) -> Any:
 
 def local(value: datetime | None, settings: Settings) -> str:
     """A time in the site's zone, with the zone, as feeds and pages show it."""
-    return "-" if value is None else value.astimezone(settings.site.tz).strftime("%Y-%m-%d %H:%M %Z")
+    return _when(value, settings.site.tz)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -305,20 +309,16 @@ def items(ctx: Context, limit: int, category: str | None, as_json: bool) -> None
 
 
 def _serve(publisher: Publisher, host: str | None, port: int | None) -> None:
-    import uvicorn
-
-    from publisher.web.app import create_app
-    from publisher.web.server import server_config
-
     config = server_config(create_app(publisher), publisher.settings.web, host=host, port=port)
+    check_port(config.host, config.port)
     console.print(f"serving {publisher.settings.feeds.output_dir} on http://{config.host}:{config.port}/")
     for url in publisher.feed_urls():
         console.print(f"  {url}")
-    server = uvicorn.Server(config)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+    server = StoppableServer(config)
+    server.run()
     if not server.started:
-        sys.exit(1)  # uvicorn logged why: the address is in use, or not ours to bind
+        sys.exit(1)  # uvicorn logged why
+    log.info("serve: stopped")
 
 
 @cli.command()
@@ -339,7 +339,7 @@ def publish(ctx: Context) -> None:
     print_ingest(report.ingest)
     print_build(report.build)
     for digest in report.digests:
-        print_digest(digest)
+        print_digest(digest, publisher.settings)
     if not report.ok:
         sys.exit(1)
 
@@ -351,8 +351,6 @@ def publish(ctx: Context) -> None:
 def run(ctx: Context, host: str | None, port: int | None) -> None:
     """Run the scheduler and the web server in one process (until SIGTERM)."""
 
-    from publisher.daemon import run_daemon
-
     sys.exit(asyncio.run(run_daemon(ctx.config_path, host=host, port=port)))
 
 
@@ -362,10 +360,23 @@ def run(ctx: Context, host: str | None, port: int | None) -> None:
 def print_import(report: ImportReport, name: str, list_slug: str) -> None:
     for problem in report.rejected:
         err_console.print(labelled("rejected:", "yellow", problem))
+    for warning in report.warnings:
+        err_console.print(labelled("warning:", "yellow", warning))
     console.print(
         f"import {name} -> {list_slug}: {report.added} added, {report.updated} updated, "
         f"{report.unchanged} unchanged, {report.suppressed_kept} kept unsubscribed, "
-        f"{len(report.rejected)} rejected"
+        f"{len(report.rejected)} rejected, {report.duplicates} duplicate(s) merged"
+    )
+
+
+def unserved_text(list_slug: str, unserved: dict[str, int], languages: list[str]) -> str | None:
+    """The subscribers a list skips for their language, said out loud (None when none)."""
+    if not unserved:
+        return None
+    per_language = ", ".join(f"{language} {n}" for language, n in sorted(unserved.items()))
+    return (
+        f"{list_slug}: {sum(unserved.values())} subscriber(s) skipped for their language "
+        f"({per_language}); the list's languages: {', '.join(languages)}"
     )
 
 
@@ -374,10 +385,15 @@ def _more(omitted: int) -> str:
     return f" ({omitted} more not included)" if omitted else ""
 
 
-def print_digest(report: DigestReport) -> None:
+def print_digest(report: DigestReport, settings: Settings) -> None:
     imported = report.import_report
     if imported is not None and (imported.added or imported.rejected):  # quiet when nothing changed
         print_import(imported, "subscribers file", report.list_slug)
+    skipped = unserved_text(
+        report.list_slug, report.unserved, settings.list_config(report.list_slug).languages
+    )
+    if skipped:
+        err_console.print(labelled("note:", "yellow", skipped))
     t = report.tally
     head = f"digest {report.list_slug} [{report.period_key}]"
     if report.created:
@@ -445,6 +461,9 @@ def digest_send(
         console.print(f"{requeued} message(s) of unknown outcome queued again")
     if dry_run:
         p = publisher.dry_run_digest(list_slug)
+        skipped = unserved_text(list_slug, p.unserved, publisher.settings.list_config(list_slug).languages)
+        if skipped:
+            err_console.print(labelled("note:", "yellow", skipped))
         if not p.items:
             console.print(f"dry run: list {list_slug}: nothing to send this period")
         else:
@@ -456,9 +475,8 @@ def digest_send(
         result = asyncio.run(publisher.send_test_copy(list_slug, to_address))
         if result is None:
             raise MailError(f"the test copy to {to_address} was not sent")
-        console.print(
-            f"test copy to {to_address}: {result.status} {result.code or ''} {result.text}".rstrip()
-        )
+        outcome = " ".join(str(part) for part in (result.status, result.code, result.text) if part)
+        console.print(f"test copy to {to_address}: {outcome}")
         if result.status is not DeliveryStatus.SENT:
             sys.exit(1)
         return
@@ -467,7 +485,7 @@ def digest_send(
         report = asyncio.run(
             publisher.send_digest(list_slug, force=force, progress=lambda n: progress.advance(task, n))
         )
-    print_digest(report)
+    print_digest(report, publisher.settings)
     if not report.ok:
         sys.exit(1)
 
@@ -589,10 +607,9 @@ def worker(ctx: Context, once: bool, interval: float) -> None:
 # -- schedules and status -----------------------------------------------------------
 
 
-def _when(value: datetime | None, tz: Any = None) -> str:
-    if value is None:
-        return "-"
-    return (value.astimezone(tz) if tz else value).strftime("%Y-%m-%d %H:%M %Z")
+def _when(value: datetime | None, tz: tzinfo) -> str:
+    """A time in ``tz`` (the site's or a schedule's), with the zone."""
+    return "-" if value is None else value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _run_format(times: list[datetime]) -> str:
@@ -613,14 +630,47 @@ def require_schedule(ctx: Context, name: str) -> None:
         raise click.BadParameter(str(e), param_hint="NAME") from e
 
 
-@schedules.command("list")
-@with_context
-def schedules_list(ctx: Context) -> None:
-    """Each schedule: trigger, time zone, next three runs, last run and outcome, paused."""
-    from zoneinfo import ZoneInfo
+def _run_json(run: JobRun | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "id": run.id,
+        "schedule": run.schedule,
+        "job": run.job,
+        "fire_time": run.fire_time,
+        "started": run.started,
+        "ended": run.ended,
+        "outcome": run.outcome,
+        "error": run.error,
+        "counts": run.counts,
+    }
 
+
+@schedules.command("list")
+@json_option
+@with_context
+def schedules_list(ctx: Context, as_json: bool) -> None:
+    """Each schedule: trigger, time zone, next three runs, last run and outcome, paused."""
+    overview = ctx.publisher.schedules()
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": info.name,
+                    "job": info.job,
+                    "trigger": info.trigger,
+                    "timezone": info.timezone,
+                    "next_runs": [t.astimezone(ZoneInfo(info.timezone)) for t in info.next_runs],
+                    "last_run": _run_json(info.last_run),
+                    "outcome": info.last_outcome,
+                    "paused": info.paused,
+                }
+                for info in overview
+            ]
+        )
+        return
     table = Table("name", "job", "trigger", "timezone", "next runs", "last run", "outcome", "paused")
-    for info in ctx.publisher.schedules():
+    for info in overview:
         tz = ZoneInfo(info.timezone)
         last = info.last_run
         table.add_row(
@@ -670,24 +720,43 @@ def schedules_resume(ctx: Context, name: str) -> None:
 
 
 @cli.command()
+@json_option
 @with_context
-def status(ctx: Context) -> None:
+def status(ctx: Context, as_json: bool) -> None:
     """Sources, items per category, lists and subscribers, recent issues, queue, runs."""
     report = ctx.publisher.status()
+    tz = ctx.settings.site.tz
+    if as_json:
+        print_json(
+            {
+                "sources": [dataclasses.asdict(src) for src in report.sources],
+                "items_by_category": {k or "": v for k, v in report.items_by_category.items()},
+                "lists": [dataclasses.asdict(lst) for lst in report.lists],
+                "recent_issues": [dataclasses.asdict(row) for row in report.recent_issues],
+                "queue": report.queue,
+                "recent_runs": [_run_json(run) for run in report.recent_runs],
+            }
+        )
+        return
     sources = Table("source", "last fetch", "last ok", "items", "error", title="Sources")
     for src in report.sources:
         sources.add_row(
-            src.name, _when(src.last_fetch), _when(src.last_ok), str(src.item_count), src.last_error or ""
+            src.name,
+            _when(src.last_fetch, tz),
+            _when(src.last_ok, tz),
+            str(src.item_count),
+            src.last_error or "",
         )
     console.print(sources)
     items_table = Table("category", "items", title="Items")
     for category, count in sorted(report.items_by_category.items(), key=lambda kv: kv[0] or "~"):
         items_table.add_row(category or "(no category)", str(count))
     console.print(items_table)
-    lists = Table("list", "schedule", "subscribers by status", title="Lists")
+    lists = Table("list", "schedule", "subscribers by status", "skipped for their language", title="Lists")
     for lst in report.lists:
         counts = ", ".join(f"{k} {v}" for k, v in lst.subscribers.items() if v)
-        lists.add_row(lst.slug, lst.schedule or "(by hand)", counts or "none")
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(lst.unserved.items()))
+        lists.add_row(lst.slug, lst.schedule or "(by hand)", counts or "none", skipped or "-")
     console.print(lists)
     issues_table = Table(
         "list", "period", "sent", "pending", "deferred", "failed", "unknown", title="Recent issues"
@@ -706,7 +775,9 @@ def status(ctx: Context) -> None:
     console.print("Queue: " + ", ".join(f"{k} {v}" for k, v in report.queue.items()))
     runs = Table("started", "schedule", "job", "outcome", "error", title="Recent job runs")
     for run in report.recent_runs:
-        runs.add_row(_when(run.started), run.schedule or "(manual)", run.job, run.outcome, run.error or "")
+        runs.add_row(
+            _when(run.started, tz), run.schedule or "(manual)", run.job, run.outcome, run.error or ""
+        )
     console.print(runs)
 
 

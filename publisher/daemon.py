@@ -29,7 +29,7 @@ from publisher.config import Settings, load_config
 from publisher.errors import ConfigError, PublisherError
 from publisher.scheduler.runner import DEFAULT_POLL_SECONDS, ScheduleRunner
 from publisher.web.app import create_app
-from publisher.web.server import server_config
+from publisher.web.server import check_port, server_config
 
 if TYPE_CHECKING:
     from publisher.scheduler.locks import SchedulerLock
@@ -120,6 +120,12 @@ class Daemon:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def run(self) -> int:
+        try:
+            check_port(self.server.config.host, self.server.config.port)
+        except PublisherError as e:
+            log.error("%s", e)
+            self.publisher.close()
+            return 1
         for line in banner(self.publisher, self.publisher.clock()):
             log.info("%s", line)
         self._install_signals()

@@ -36,7 +36,7 @@ from publisher.models import Clock, Item, StopFlag, Subscriber, SubscriptionStat
 from publisher.periods import period_key, period_label, period_start
 from publisher.store import Store
 from publisher.store.issues import IssueSummary
-from publisher.subscriptions import ImportReport, import_csv, normalise_address
+from publisher.subscriptions import ImportReport, import_csv, normalise_address, unserved_languages
 
 log = logging.getLogger("publisher.digests")
 
@@ -55,6 +55,8 @@ class DigestReport:
     note: str = ""
     tally: DeliveryTally = field(default_factory=DeliveryTally)
     import_report: ImportReport | None = None  # the list's subscribers file, if it has one
+    # Confirmed subscribers the list skips for their language, per language (never silent).
+    unserved: dict[str, int] = field(default_factory=dict)
 
     @property
     def sent(self) -> int:
@@ -132,6 +134,7 @@ async def send_digest(
     key = period_key(start)
     report = DigestReport(list_slug, key)
     report.import_report = await asyncio.to_thread(import_list_file, settings, store, clock, list_cfg)
+    report.unserved = await asyncio.to_thread(unserved_languages, store, settings, list_slug)
 
     existing = await asyncio.to_thread(store.issues.get, list_slug, key)
     if existing is not None and not force:
@@ -244,6 +247,7 @@ class Preview:
     subject: str
     files: list[Path] = field(default_factory=list)
     omitted: int = 0  # items the issue would cover without showing (over max_items)
+    unserved: dict[str, int] = field(default_factory=dict)  # skipped for their language
 
 
 TEST_SUBJECT_PREFIX = "[TEST] "
@@ -316,7 +320,8 @@ def dry_run(settings: Settings, store: Store, clock: Clock, list_slug: str) -> P
     recipients = store.subscribers.count_confirmed(list_slug, list_cfg.languages or None)
     subject = subject_for(settings, list_cfg, held) if held.shown else ""
     count = recipients if held.shown else 0
-    return Preview(list_slug, len(held.shown), count, subject, omitted=len(held.omitted))
+    unserved = unserved_languages(store, settings, list_slug)
+    return Preview(list_slug, len(held.shown), count, subject, omitted=len(held.omitted), unserved=unserved)
 
 
 async def send_test_copy(

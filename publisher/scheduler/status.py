@@ -77,6 +77,8 @@ class ListStatus:
     name: str
     schedule: str | None
     subscribers: dict[str, int]
+    # Confirmed subscribers the list skips for their language (not in its `languages`).
+    unserved: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,13 @@ def status_report(settings: Settings, store: Store, now: datetime, *, limit: int
         for n in names
     ]
     lists = [
-        ListStatus(lst.slug, lst.name, lst.schedule, store.subscribers.counts_by_status(lst.slug))
+        ListStatus(
+            lst.slug,
+            lst.name,
+            lst.schedule,
+            store.subscribers.counts_by_status(lst.slug),
+            store.subscribers.unserved_by_language(lst.slug, lst.languages),
+        )
         for lst in settings.lists
     ]
     return StatusReport(

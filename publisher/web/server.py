@@ -14,7 +14,13 @@ used, even where httptools is installed). Both fronts build their server with
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import signal
+import socket
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import h11
@@ -24,6 +30,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from publisher.config import WebConfig
+from publisher.errors import PublisherError
 
 log = logging.getLogger("publisher.web")
 
@@ -119,3 +126,50 @@ def server_config(
         timeout_graceful_shutdown=graceful_shutdown,
         log_level="warning",
     )
+
+
+class StoppableServer(uvicorn.Server):
+    """uvicorn's server that ends on SIGTERM or Ctrl-C as a stop asked for, exit status 0.
+
+    uvicorn re-raises the signal after its graceful shutdown, so ``publisher serve``
+    died "killed by SIGTERM" (exit 143) with no last line, which a supervisor and an
+    admin read as a crash.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise PublisherError, naming ``[web] port``, when ``host:port`` cannot be listened on.
+
+    Checked before anything is printed, so a busy port is one clear line instead of
+    a banner followed by uvicorn's ``[Errno 98]``.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise PublisherError(f"[web] host {host!r} does not resolve ({e.strerror}); fix [web] host") from e
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise PublisherError(
+                    f"port {port} on {host} is in use by another program: stop it, or set [web] port "
+                    "(or --port) to a free one"
+                ) from e
+            raise PublisherError(
+                f"cannot listen on {host}:{port}: {e.strerror}; check [web] host and port"
+            ) from e
