@@ -148,12 +148,14 @@ def _check_subscribers_file(list_cfg: ListConfig, where: str, report: CheckRepor
         )
         return
     try:
-        _rows, _duplicates, rejected = read_subscriber_csv(path)
+        _rows, duplicates, rejected = read_subscriber_csv(path)
     except SubscriberError as e:
         report.errors.append(f"{where}.subscribers: {e}")
         return
     for problem in rejected:
         report.warnings.append(f"{where}.subscribers: row skipped at send time: {problem}")
+    for duplicate in duplicates:
+        report.warnings.append(f"{where}.subscribers: {duplicate}")
 
 
 def _check_dkim(settings: Settings, report: CheckReport) -> None:

@@ -36,7 +36,13 @@ from publisher.models import Clock, Item, StopFlag, Subscriber, SubscriptionStat
 from publisher.periods import period_key, period_label, period_start
 from publisher.store import Store
 from publisher.store.issues import IssueSummary
-from publisher.subscriptions import ImportReport, import_csv, normalise_address, unserved_languages
+from publisher.subscriptions import (
+    ImportReport,
+    import_csv,
+    normalise_address,
+    recipients_after_import,
+    unserved_languages,
+)
 
 log = logging.getLogger("publisher.digests")
 
@@ -317,7 +323,7 @@ def dry_run(settings: Settings, store: Store, clock: Clock, list_slug: str) -> P
     held = issue_items(settings, store, list_cfg, now)
     if store.issues.get(list_slug, key) is not None:
         held = IssueItems([])
-    recipients = store.subscribers.count_confirmed(list_slug, list_cfg.languages or None)
+    recipients = recipients_after_import(store, settings, list_slug, now=now)
     subject = subject_for(settings, list_cfg, held) if held.shown else ""
     count = recipients if held.shown else 0
     unserved = unserved_languages(store, settings, list_slug)

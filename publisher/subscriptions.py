@@ -373,6 +373,23 @@ def _encoding_reason(values: list[str]) -> str | None:
     return None
 
 
+def recipients_after_import(store: Store, settings: Settings, list_slug: str, *, now: datetime) -> int:
+    """Who an issue of the list would reach once its ``subscribers`` file is imported.
+
+    ``digest send`` imports the list's file first; a dry run must count the same people
+    without writing anything. Without a file, the list's current recipients.
+    """
+    list_cfg = settings.list_config(list_slug)
+    languages = list_cfg.languages or None
+    if list_cfg.subscribers is None:
+        return store.subscribers.count_confirmed(list_slug, languages)
+    rows, _duplicates, _rejected = read_subscriber_csv(list_cfg.subscribers)
+    consent = Consent(at=now, method="import", source=list_cfg.subscribers.name)
+    return store.subscribers.count_confirmed_after_import(
+        list_slug, languages, rows, consent, _site_language(settings)
+    )
+
+
 def import_csv(
     store: Store,
     settings: Settings,

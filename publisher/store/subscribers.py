@@ -181,13 +181,40 @@ class SubscriberStore:
 
     def count_confirmed(self, list_slug: str, languages: Collection[str] | None = None) -> int:
         """How many subscribers an issue of the list would go to, counted by the database."""
+        with self.engine.connect() as conn:
+            return self._count_receiving(conn, list_slug, languages)
+
+    def count_confirmed_after_import(
+        self,
+        list_slug: str,
+        languages: Collection[str] | None,
+        rows: Sequence[ImportRow],
+        consent: Consent,
+        default_language: str,
+    ) -> int:
+        """:meth:`count_confirmed` as it would be after importing ``rows``; writes nothing.
+
+        The import runs in a transaction that is rolled back, so a dry run counts exactly
+        what the real send (which imports the list's file first) would reach.
+        """
+        with self.engine.connect() as conn:
+            transaction = conn.begin()
+            try:
+                for start in range(0, len(rows), _CHUNK):
+                    self._import_batch(
+                        conn, list_slug, rows[start : start + _CHUNK], consent, default_language
+                    )
+                return self._count_receiving(conn, list_slug, languages)
+            finally:
+                transaction.rollback()
+
+    def _count_receiving(self, conn: Connection, list_slug: str, languages: Collection[str] | None) -> int:
         q = (
             select(func.count())
             .select_from(subscribers)
             .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
         )
-        with self.engine.connect() as conn:
-            return int(conn.execute(q.where(receives(list_slug, languages))).scalar_one())
+        return int(conn.execute(q.where(receives(list_slug, languages))).scalar_one())
 
     def unserved_by_language(self, list_slug: str, languages: Collection[str] | None) -> dict[str, int]:
         """Confirmed subscribers a list does not send to because of their language, per language.
