@@ -280,7 +280,7 @@ def _fill_store(setup: Setup, base: Path) -> None:
     publisher = Publisher(settings, Store(settings.storage.url))
     csv_path = base / "subscribers.csv"
     write_subscribers_csv(csv_path, setup.messages)
-    report = import_csv(publisher.store, settings, LIST_SLUG, csv_path, now=publisher.clock())
+    report = import_csv(settings, publisher.store, LIST_SLUG, csv_path, now=publisher.clock())
     if report.added != setup.messages:
         raise RuntimeError(f"import added {report.added} of {setup.messages}")
     now = publisher.clock()
@@ -302,7 +302,7 @@ def measure_import(setup: Setup) -> float:
         csv_path = base / "subscribers.csv"
         write_subscribers_csv(csv_path, setup.messages)
         started = time.perf_counter()
-        report = import_csv(store, settings, LIST_SLUG, csv_path, now=datetime.now(UTC))
+        report = import_csv(settings, store, LIST_SLUG, csv_path, now=datetime.now(UTC))
         elapsed = time.perf_counter() - started
         store.close()
     if report.added != setup.messages:

@@ -222,7 +222,7 @@ class Publisher:
     ) -> ImportReport:
         """``subscribers import``: a CSV into a list as confirmed, idempotently."""
         return subscriptions.import_csv(
-            self.store, self.settings, list_slug, path, now=self.clock(), progress=progress
+            self.settings, self.store, list_slug, path, now=self.clock(), progress=progress
         )
 
     def export_subscribers(self, list_slug: str, out: TextIO) -> int:
@@ -236,7 +236,7 @@ class Publisher:
         """``subscribers add``: one address as confirmed (consent "cli")."""
         self.settings.list_config(list_slug)
         return subscriptions.add(
-            self.store, self.settings, list_slug, email, name, language, force=force, now=self.clock()
+            self.settings, self.store, list_slug, email, name, language, force=force, now=self.clock()
         )
 
     def remove_subscriber(self, list_slug: str, email: str) -> bool:

@@ -112,7 +112,7 @@ def import_list_file(
     """Import the list's ``subscribers`` CSV (idempotent; suppressions stay)."""
     if list_cfg.subscribers is None:
         return None
-    report = import_csv(store, settings, list_cfg.slug, list_cfg.subscribers, now=clock())
+    report = import_csv(settings, store, list_cfg.slug, list_cfg.subscribers, now=clock())
     for problem in report.rejected:
         log.warning("subscribers file: %s", problem)
     return report
@@ -140,7 +140,7 @@ async def send_digest(
     key = period_key(start)
     report = DigestReport(list_slug, key)
     report.import_report = await asyncio.to_thread(import_list_file, settings, store, clock, list_cfg)
-    report.unserved = await asyncio.to_thread(unserved_languages, store, settings, list_slug)
+    report.unserved = await asyncio.to_thread(unserved_languages, settings, store, list_slug)
 
     existing = await asyncio.to_thread(store.issues.get, list_slug, key)
     if existing is not None and not force:
@@ -323,10 +323,10 @@ def dry_run(settings: Settings, store: Store, clock: Clock, list_slug: str) -> P
     held = issue_items(settings, store, list_cfg, now)
     if store.issues.get(list_slug, key) is not None:
         held = IssueItems([])
-    recipients = recipients_after_import(store, settings, list_slug, now=now)
+    recipients = recipients_after_import(settings, store, list_slug, now=now)
     subject = subject_for(settings, list_cfg, held) if held.shown else ""
     count = recipients if held.shown else 0
-    unserved = unserved_languages(store, settings, list_slug)
+    unserved = unserved_languages(settings, store, list_slug)
     return Preview(list_slug, len(held.shown), count, subject, omitted=len(held.omitted), unserved=unserved)
 
 

@@ -373,7 +373,7 @@ def _encoding_reason(values: list[str]) -> str | None:
     return None
 
 
-def recipients_after_import(store: Store, settings: Settings, list_slug: str, *, now: datetime) -> int:
+def recipients_after_import(settings: Settings, store: Store, list_slug: str, *, now: datetime) -> int:
     """Who an issue of the list would reach once its ``subscribers`` file is imported.
 
     ``digest send`` imports the list's file first; a dry run must count the same people
@@ -391,8 +391,8 @@ def recipients_after_import(store: Store, settings: Settings, list_slug: str, *,
 
 
 def import_csv(
-    store: Store,
     settings: Settings,
+    store: Store,
     list_slug: str,
     path: Path,
     *,
@@ -430,7 +430,7 @@ def import_csv(
 # -- who a list cannot serve -----------------------------------------------------------
 
 
-def unserved_languages(store: Store, settings: Settings, list_slug: str) -> dict[str, int]:
+def unserved_languages(settings: Settings, store: Store, list_slug: str) -> dict[str, int]:
     """Confirmed subscribers of a list that it skips because of their language, per language.
 
     A list with ``languages`` sends only to subscribers whose language is one of
@@ -497,8 +497,8 @@ def _subscriber(store: Store, subscriber_id: int, list_slug: str) -> Subscriber:
 
 
 def add(
-    store: Store,
     settings: Settings,
+    store: Store,
     list_slug: str,
     email: str,
     name: str = "",

@@ -374,7 +374,7 @@ job = "digest"
     total = 200
     csv = tmp_path / "subs.csv"
     csv.write_text("email,name\n" + "".join(f"r{i}@example.org,R {i}\n" for i in range(total)))
-    import_csv(store, settings, "weekly", csv, now=datetime.now(UTC))
+    import_csv(settings, store, "weekly", csv, now=datetime.now(UTC))
     smtp_server.script(Rule("data", delay=0.05))  # 2 connections: about 40 messages a second
 
     daemon = start(config, port)

@@ -101,7 +101,7 @@ def make_publisher(
 def subscribe(pub: Publisher, n: int, list_slug: str = "weekly", language: str = "en") -> list[str]:
     addresses = [f"reader{i}@example.org" for i in range(n)]
     for i, address in enumerate(addresses):
-        add(pub.store, pub.settings, list_slug, address, f"Reader {i}", language, now=pub.clock())
+        add(pub.settings, pub.store, list_slug, address, f"Reader {i}", language, now=pub.clock())
     return addresses
 
 
@@ -141,7 +141,7 @@ def test_one_issue_per_period_each_subscriber_once(settings: Settings, smtp_serv
 def test_message_is_personal_and_one_click_ready(settings: Settings, smtp_server: SmtpSink) -> None:
     pub = make_publisher(settings, Clock(NOW), smtp_server)
     pub.store.items.save([item(1, NOW - timedelta(hours=5))], [], NOW)
-    add(pub.store, pub.settings, "weekly", "amina@example.org", "Amina Diallo", "fr", now=pub.clock())
+    add(pub.settings, pub.store, "weekly", "amina@example.org", "Amina Diallo", "fr", now=pub.clock())
     send(pub)
     (received,) = smtp_server.accepted()
     msg = email.message_from_bytes(received.data, policy=email.policy.default)
@@ -218,7 +218,7 @@ def test_hard_bounce_suppresses_address(settings: Settings, smtp_server: SmtpSin
     pub = make_publisher(settings, clock, smtp_server)
     pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
     subscribe(pub, 2)
-    add(pub.store, pub.settings, "press", "reader0@example.org", "Reader 0", "en", now=pub.clock())
+    add(pub.settings, pub.store, "press", "reader0@example.org", "Reader 0", "en", now=pub.clock())
     smtp_server.script(Rule("rcpt", reply="550 5.1.1 user unknown", recipient="reader0@example.org"))
     report = send(pub)
     assert report.tally.bounced == 1 and report.sent == 1
@@ -375,7 +375,7 @@ def test_sigkill_mid_issue_then_rerun_serves_everyone_once(
     csv.write_text("email,name,language\n" + rows + "\n")
     from publisher.subscriptions import import_csv
 
-    import_csv(pub.store, settings, "weekly", csv, now=pub.clock())
+    import_csv(settings, pub.store, "weekly", csv, now=pub.clock())
     smtp_server.script(Rule("data", delay=0.01))  # slow enough to be killed mid-issue
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
@@ -507,8 +507,8 @@ def test_an_issue_shows_max_items_and_counts_the_rest_which_the_next_issue_does_
     pub = make_publisher(settings, clock)
     # 120 new items: item 0 is the newest, item 119 the oldest.
     pub.store.items.save([item(n, NOW - timedelta(minutes=n + 1)) for n in range(120)], [], NOW)
-    add(pub.store, settings, "weekly", "ana@example.org", "Ana", "en", now=NOW)
-    add(pub.store, settings, "weekly", "zoe@example.org", "Zoé", "fr", now=NOW)
+    add(settings, pub.store, "weekly", "ana@example.org", "Ana", "en", now=NOW)
+    add(settings, pub.store, "weekly", "zoe@example.org", "Zoé", "fr", now=NOW)
 
     dry = pub.dry_run_digest("weekly")
     assert (dry.items, dry.omitted) == (100, 20)

@@ -18,7 +18,7 @@ LISTS = [{"slug": "weekly", "name": "Weekly", "sender": "News <news@example.org>
 
 def make_issue(store: Store, settings: Settings, subscribers: int, key: str = "2026-11-23T08:00:00Z") -> int:
     for i in range(subscribers):
-        add(store, settings, "weekly", f"r{i}@example.org", f"R {i}", "en", now=NOW)
+        add(settings, store, "weekly", f"r{i}@example.org", f"R {i}", "en", now=NOW)
     created = store.issues.create(
         list_slug="weekly",
         period_key=key,

@@ -131,7 +131,7 @@ def test_fast_path_gives_email_validator_verdicts() -> None:
 
 
 def test_import_sample_with_accents_and_languages(store: Store, settings: Settings, tmp_path: Path) -> None:
-    report = subs.import_csv(store, settings, "weekly", write(tmp_path, SAMPLE), now=NOW)
+    report = subs.import_csv(settings, store, "weekly", write(tmp_path, SAMPLE), now=NOW)
     assert (report.added, report.updated, report.unchanged, report.suppressed_kept) == (4, 0, 0, 0)
     assert report.rejected == []
     got = {s.email: (s.name, s.language, s.attributes) for s in store.subscribers.confirmed("weekly")}
@@ -154,9 +154,9 @@ def test_import_sample_with_accents_and_languages(store: Store, settings: Settin
 
 def test_reimport_changes_nothing(store: Store, settings: Settings, tmp_path: Path) -> None:
     path = write(tmp_path, SAMPLE)
-    subs.import_csv(store, settings, "weekly", path, now=NOW)
+    subs.import_csv(settings, store, "weekly", path, now=NOW)
     before = [subs.show(store, s.email) for s in store.subscribers.confirmed("weekly")]
-    report = subs.import_csv(store, settings, "weekly", path, now=NOW)
+    report = subs.import_csv(settings, store, "weekly", path, now=NOW)
     assert (report.added, report.updated, report.unchanged, report.suppressed_kept) == (0, 0, 4, 0)
     after = [subs.show(store, s.email) for s in store.subscribers.confirmed("weekly")]
     assert after == before
@@ -174,7 +174,7 @@ def test_duplicates_in_a_file_are_merged_and_reported_with_both_lines(
         "ana@example.org,,,\n"
         "cy@example.org,,es,\n"
     )
-    report = subs.import_csv(store, settings, "weekly", write(tmp_path, text), now=NOW)
+    report = subs.import_csv(settings, store, "weekly", write(tmp_path, text), now=NOW)
     assert (report.added, report.duplicates, report.rejected) == (3, 3, [])
     assert [str(w) for w in report.warnings] == [
         "weekly.csv:3: duplicate of line 2 (ANA@example.org); merged",
@@ -200,7 +200,7 @@ def test_bad_rows_are_reported_by_line_and_the_rest_imported(
         "good2@example.org,Good Two,xx-1-toolongsubtag\n"
         "good3@example.org,Good Three,fr-CH\n"
     )
-    report = subs.import_csv(store, settings, "weekly", write(tmp_path, text), now=NOW)
+    report = subs.import_csv(settings, store, "weekly", write(tmp_path, text), now=NOW)
     assert [str(e) for e in report.rejected] == [
         "weekly.csv:3: invalid address 'not-an-address': An email address must have an @-sign.",
         "weekly.csv:4: name 'Eve\\r\\nBcc: all@example.org' contains the control character U+000D; "
@@ -219,13 +219,13 @@ def test_bad_rows_are_reported_by_line_and_the_rest_imported(
 
 def test_missing_email_column_names_the_headers(store: Store, settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(SubscriberError) as e:
-        subs.import_csv(store, settings, "weekly", write(tmp_path, "mail,name\na@example.org,A\n"), now=NOW)
+        subs.import_csv(settings, store, "weekly", write(tmp_path, "mail,name\na@example.org,A\n"), now=NOW)
     assert str(e.value) == "weekly.csv:1: no 'email' column in the header; columns found: 'mail', 'name'"
 
 
 def test_unknown_list_is_a_config_error(store: Store, settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown list 'monthly'"):
-        subs.import_csv(store, settings, "monthly", write(tmp_path, SAMPLE), now=NOW)
+        subs.import_csv(settings, store, "monthly", write(tmp_path, SAMPLE), now=NOW)
 
 
 def _unsubscribe(store: Store, settings: Settings, email: str) -> None:
@@ -256,14 +256,14 @@ def test_reimport_never_resubscribes_suppressed_addresses(
     suppress: Callable[[Store, Settings, str], None],
 ) -> None:
     path = write(tmp_path, SAMPLE)
-    subs.import_csv(store, settings, "weekly", path, now=NOW)
+    subs.import_csv(settings, store, "weekly", path, now=NOW)
     suppress(store, settings, "jane.smith@example.org")
-    report = subs.import_csv(store, settings, "weekly", path, now=NOW)
+    report = subs.import_csv(settings, store, "weekly", path, now=NOW)
     assert (report.suppressed_kept, report.unchanged, report.added, report.updated) == (1, 3, 0, 0)
     confirmed = {s.email for s in store.subscribers.confirmed("weekly")}
     assert "jane.smith@example.org" not in confirmed and len(confirmed) == 3
     # nor does an import into another list bring a forgotten address back
-    report = subs.import_csv(store, settings, "press", path, now=NOW)
+    report = subs.import_csv(settings, store, "press", path, now=NOW)
     expected_kept = 1 if suppress is _forget else 0
     assert report.suppressed_kept == expected_kept
 
@@ -271,8 +271,8 @@ def test_reimport_never_resubscribes_suppressed_addresses(
 def test_progress_reaches_the_total(store: Store, settings: Settings, tmp_path: Path) -> None:
     calls: list[tuple[int, int]] = []
     subs.import_csv(
-        store,
         settings,
+        store,
         "weekly",
         write(tmp_path, SAMPLE),
         progress=lambda d, t: calls.append((d, t)),
@@ -287,7 +287,7 @@ def test_progress_reaches_the_total(store: Store, settings: Settings, tmp_path: 
 def test_export_round_trip_keeps_subscribers_and_suppressions(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
-    subs.import_csv(store, settings, "weekly", write(tmp_path, SAMPLE), now=NOW)
+    subs.import_csv(settings, store, "weekly", write(tmp_path, SAMPLE), now=NOW)
     subs.remove(store, "weekly", "zoe@example.org", now=NOW)
     out = io.StringIO()
     assert subs.export_csv(store, "weekly", out) == 4
@@ -302,7 +302,7 @@ def test_export_round_trip_keeps_subscribers_and_suppressions(
     other = Store(f"sqlite:///{tmp_path / 'other.db'}")
     try:
         report = subs.import_csv(
-            other, settings, "weekly", write(tmp_path, out.getvalue(), "export.csv"), now=NOW
+            settings, other, "weekly", write(tmp_path, out.getvalue(), "export.csv"), now=NOW
         )
         assert (report.added, report.suppressed_kept, report.rejected) == (3, 1, [])
 
@@ -327,7 +327,7 @@ def test_export_neutralises_spreadsheet_formulas_and_round_trips(
         "ann@example.org,+Ann,en,-1\n"
         "bob@example.org,Bob - the builder,en,plain\n"
     )
-    subs.import_csv(store, settings, "weekly", write(tmp_path, text), now=NOW)
+    subs.import_csv(settings, store, "weekly", write(tmp_path, text), now=NOW)
     out = io.StringIO()
     subs.export_csv(store, "weekly", out)
     rows = {r[0]: r for r in csv.reader(io.StringIO(out.getvalue()))}
@@ -338,7 +338,7 @@ def test_export_neutralises_spreadsheet_formulas_and_round_trips(
     # the export imported elsewhere gives back the original values
     other = Store(f"sqlite:///{tmp_path / 'other.db'}")
     try:
-        subs.import_csv(other, settings, "weekly", write(tmp_path, out.getvalue(), "export.csv"), now=NOW)
+        subs.import_csv(settings, other, "weekly", write(tmp_path, out.getvalue(), "export.csv"), now=NOW)
         names = {r.email: r.name for r in other.subscribers.export_rows("weekly")}
         assert names["-joe@example.org"] == '=HYPERLINK("http://evil.example","x")'
         assert names["ann@example.org"] == "+Ann"
@@ -350,7 +350,7 @@ def test_an_over_long_field_is_reported_with_its_line_and_the_rest_imported(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
     text = f"email,name\na@example.org,A\nb@example.org,{'x' * 200_000}\nc@example.org,C\n"
-    report = subs.import_csv(store, settings, "weekly", write(tmp_path, text), now=NOW)
+    report = subs.import_csv(settings, store, "weekly", write(tmp_path, text), now=NOW)
     (problem,) = report.rejected
     assert str(problem).startswith("weekly.csv:3: cannot read this record: field larger than field limit")
     assert report.added == 2
@@ -365,7 +365,7 @@ def test_an_over_long_field_is_reported_with_its_line_and_the_rest_imported(
 
 def test_add_remove_show(store: Store, settings: Settings) -> None:
     added = subs.add(
-        store, settings, "weekly", " Ana@Example.ORG", "Ana Lima", "fr-CH", source="admin", now=NOW
+        settings, store, "weekly", " Ana@Example.ORG", "Ana Lima", "fr-CH", source="admin", now=NOW
     )
     assert (added.email, added.name, added.language, added.status) == (
         "Ana@example.org",
@@ -374,7 +374,7 @@ def test_add_remove_show(store: Store, settings: Settings) -> None:
         "confirmed",
     )
     assert len(added.secret) == 32
-    again = subs.add(store, settings, "weekly", "ana@example.org", now=NOW)
+    again = subs.add(settings, store, "weekly", "ana@example.org", now=NOW)
     assert (again.id, again.name, again.status) == (added.id, "Ana Lima", "confirmed")
 
     assert subs.remove(store, "weekly", "ANA@example.org", reason="asked by phone", now=NOW)
@@ -399,13 +399,13 @@ def test_add_remove_show(store: Store, settings: Settings) -> None:
 
 
 def test_add_of_a_suppressed_address_needs_force(store: Store, settings: Settings) -> None:
-    subs.add(store, settings, "weekly", "ana@example.org", now=NOW)
+    subs.add(settings, store, "weekly", "ana@example.org", now=NOW)
     subs.remove(store, "weekly", "ana@example.org", now=NOW)
     with pytest.raises(SubscriberError, match=r"unsubscribed from list 'weekly'.*--force"):
-        subs.add(store, settings, "weekly", "ana@example.org", now=NOW)
+        subs.add(settings, store, "weekly", "ana@example.org", now=NOW)
     assert statuses(store, "ana@example.org") == {"weekly": "unsubscribed"}
     back = subs.add(
-        store, settings, "weekly", "ana@example.org", force=True, source="signed form 2026-11", now=NOW
+        settings, store, "weekly", "ana@example.org", force=True, source="signed form 2026-11", now=NOW
     )
     assert back.status is SubscriptionStatus.CONFIRMED
     record = subs.show(store, "ana@example.org")
@@ -415,17 +415,17 @@ def test_add_of_a_suppressed_address_needs_force(store: Store, settings: Setting
 
 def test_header_injection_through_add_is_refused(store: Store, settings: Settings) -> None:
     with pytest.raises(SubscriberError, match=re.escape("U+000D")):
-        subs.add(store, settings, "weekly", "ana@example.org", "Ana\r\nBcc: all@example.org", now=NOW)
+        subs.add(settings, store, "weekly", "ana@example.org", "Ana\r\nBcc: all@example.org", now=NOW)
     with pytest.raises(SubscriberError, match=re.escape("U+000A")):
-        subs.add(store, settings, "weekly", "ana@example.org\nBcc: all@example.org", now=NOW)
+        subs.add(settings, store, "weekly", "ana@example.org\nBcc: all@example.org", now=NOW)
     with pytest.raises(SubscriberError, match=re.escape("U+0085")):
-        subs.add(store, settings, "weekly", "ana@example.org", "Ana\x85Bcc", now=NOW)
+        subs.add(settings, store, "weekly", "ana@example.org", "Ana\x85Bcc", now=NOW)
     assert store.subscribers.find_id("ana@example.org") is None
 
 
 def test_forget_erases_personal_data(store: Store, settings: Settings, tmp_path: Path) -> None:
-    subs.import_csv(store, settings, "weekly", write(tmp_path, SAMPLE), now=NOW)
-    subs.add(store, settings, "press", "amina.diallo@example.org", source="desk", now=NOW)
+    subs.import_csv(settings, store, "weekly", write(tmp_path, SAMPLE), now=NOW)
+    subs.add(settings, store, "press", "amina.diallo@example.org", source="desk", now=NOW)
     assert subs.forget(store, "Amina.Diallo@example.org", now=NOW)  # the hash ignores case
     assert not subs.forget(store, "amina.diallo@example.org", now=NOW)
     record = subs.show(store, "amina.diallo@example.org")
@@ -439,8 +439,8 @@ def test_forget_erases_personal_data(store: Store, settings: Settings, tmp_path:
     subs.export_csv(store, "weekly", out)
     assert "amina" not in out.getvalue().lower()
     with pytest.raises(SubscriberError, match="forgotten"):
-        subs.add(store, settings, "weekly", "amina.diallo@example.org", now=NOW)
-    back = subs.add(store, settings, "weekly", "amina.diallo@example.org", "Amina", force=True, now=NOW)
+        subs.add(settings, store, "weekly", "amina.diallo@example.org", now=NOW)
+    back = subs.add(settings, store, "weekly", "amina.diallo@example.org", "Amina", force=True, now=NOW)
     assert (back.email, back.status) == ("amina.diallo@example.org", "confirmed")
     assert statuses(store, "amina.diallo@example.org") == {"press": "unsubscribed", "weekly": "confirmed"}
 
@@ -449,7 +449,7 @@ def test_forget_erases_personal_data(store: Store, settings: Settings, tmp_path:
 
 
 def test_one_click_unsubscribe_is_idempotent_and_recorded(store: Store, settings: Settings) -> None:
-    ana = subs.add(store, settings, "weekly", "ana@example.org", now=NOW)
+    ana = subs.add(settings, store, "weekly", "ana@example.org", now=NOW)
     assert subs.subscriber_secret(store, ana.id) == ana.secret
     assert subs.subscriber_secret(store, ana.id + 999) is None
     assert subs.unsubscribe_by_id(store, ana.id, "weekly", method="one-click", source="192.0.2.7", now=NOW)
@@ -465,8 +465,8 @@ def test_one_click_unsubscribe_is_idempotent_and_recorded(store: Store, settings
 
 
 def test_set_status_records_suppressions_only(store: Store, settings: Settings) -> None:
-    ana = subs.add(store, settings, "weekly", "ana@example.org", now=NOW)
-    subs.add(store, settings, "press", "ana@example.org", now=NOW)
+    ana = subs.add(settings, store, "weekly", "ana@example.org", now=NOW)
+    subs.add(settings, store, "press", "ana@example.org", now=NOW)
     with pytest.raises(SubscriberError, match="suppressions only"):
         subs.set_status(store, ana.id, "weekly", SubscriptionStatus.CONFIRMED, "", now=NOW)
     assert subs.set_status(store, ana.id, None, SubscriptionStatus.BOUNCED, "550 5.1.1 user unknown", now=NOW)
@@ -481,7 +481,7 @@ def test_set_status_records_suppressions_only(store: Store, settings: Settings) 
 
 
 def test_preferences_update(store: Store, settings: Settings) -> None:
-    ana = subs.add(store, settings, "weekly", "ana@example.org", now=NOW)
+    ana = subs.add(settings, store, "weekly", "ana@example.org", now=NOW)
     assert subs.preferences(store, ana.id) == {"weekly": "confirmed"}
     slugs = [lst.slug for lst in settings.lists]
     new = subs.update_preferences(
@@ -504,11 +504,11 @@ def test_preferences_update(store: Store, settings: Settings) -> None:
 def test_names_lose_bidi_controls_and_are_cut_to_200_characters(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
-    added = subs.add(store, settings, "weekly", "ana@example.org", "Ana \u202eLima\u2069", now=NOW)
+    added = subs.add(settings, store, "weekly", "ana@example.org", "Ana \u202eLima\u2069", now=NOW)
     assert added.name == "Ana Lima"
     long_name = "Name " * 1000
     text = f'email,name,language\nbo@example.org,"{long_name}",en\ncy@example.org,Cy,\'en"><script>\'\n'
-    report = subs.import_csv(store, settings, "weekly", write(tmp_path, text), now=NOW)
+    report = subs.import_csv(settings, store, "weekly", write(tmp_path, text), now=NOW)
     bo = subs.show(store, "bo@example.org")
     assert len(bo.name) <= 200 and bo.name.endswith("Name…")
     assert [str(e) for e in report.rejected] == [
@@ -533,7 +533,7 @@ def test_a_latin1_file_rejects_its_non_utf8_lines_by_number_and_imports_the_rest
         newline="",
     )
     assert b"Ren\xe9" in path.read_bytes()
-    report = subs.import_csv(store, settings, "weekly", path, now=NOW)
+    report = subs.import_csv(settings, store, "weekly", path, now=NOW)
     fix = "save the file as UTF-8 (in Excel: 'CSV UTF-8')"
     assert [str(e) for e in report.rejected] == [
         f"weekly.csv:3: not UTF-8 text (byte 0xe9); {fix}",
@@ -552,7 +552,7 @@ def test_a_header_that_is_not_utf8_refuses_the_file_and_says_how_to_fix_it(
     path = tmp_path / "weekly.csv"
     path.write_bytes("email,name,société\na@example.org,A,X\n".encode("cp1252"))
     with pytest.raises(SubscriberError) as e:
-        subs.import_csv(store, settings, "weekly", path, now=NOW)
+        subs.import_csv(settings, store, "weekly", path, now=NOW)
     assert str(e.value) == (
         "weekly.csv:1: not UTF-8 text (byte 0xe9); save the file as UTF-8 (in Excel: 'CSV UTF-8')"
     )
@@ -563,7 +563,7 @@ def test_a_utf8_file_with_a_byte_order_mark_imports_whole(
 ) -> None:
     path = tmp_path / "weekly.csv"
     path.write_bytes("email,name\nrene@example.org,René\n".encode("utf-8-sig"))
-    report = subs.import_csv(store, settings, "weekly", path, now=NOW)
+    report = subs.import_csv(settings, store, "weekly", path, now=NOW)
     assert (report.added, report.rejected) == (1, [])
     assert subs.show(store, "rene@example.org").name == "René"
 
@@ -572,12 +572,12 @@ def test_a_language_outside_the_catalogue_is_refused_with_the_offered_ones(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
     with pytest.raises(SubscriberError) as e:
-        subs.add(store, settings, "weekly", "ana@example.org", language="de", now=NOW)
+        subs.add(settings, store, "weekly", "ana@example.org", language="de", now=NOW)
     assert str(e.value) == "language 'de' is not offered; use one of en, es, fr"
     assert store.subscribers.find_id("ana@example.org") is None
 
     text = "email,language\nbo@example.org,xx\ncy@example.org,fr-CH\ndi@example.org,ES_mx\n"
-    report = subs.import_csv(store, settings, "weekly", write(tmp_path, text), now=NOW)
+    report = subs.import_csv(settings, store, "weekly", write(tmp_path, text), now=NOW)
     assert [str(r) for r in report.rejected] == [
         "weekly.csv:2: language 'xx' is not offered; use one of en, es, fr"
     ]
@@ -589,7 +589,7 @@ def test_a_site_language_outside_the_catalogue_gives_new_subscribers_english(
     store: Store, make_settings: Callable[..., Settings]
 ) -> None:
     settings = make_settings(lists=LISTS, site={"language": "de-CH"})
-    assert subs.add(store, settings, "weekly", "ana@example.org", now=NOW).language == "en"
+    assert subs.add(settings, store, "weekly", "ana@example.org", now=NOW).language == "en"
 
 
 def test_subscribers_a_list_skips_for_their_language_are_counted_per_language(
@@ -600,9 +600,9 @@ def test_subscribers_a_list_skips_for_their_language_are_counted_per_language(
         "email,language\n"
         "a@example.org,fr\nb@example.org,fr-BE\nc@example.org,en\nd@example.org,es\ne@example.org,es\n"
     )
-    subs.import_csv(store, settings, "weekly", write(tmp_path, text), now=NOW)
-    subs.import_csv(store, settings, "press", write(tmp_path, text), now=NOW)
+    subs.import_csv(settings, store, "weekly", write(tmp_path, text), now=NOW)
+    subs.import_csv(settings, store, "press", write(tmp_path, text), now=NOW)
     assert subs.remove(store, "weekly", "d@example.org", now=NOW)  # unsubscribed: not counted
-    assert subs.unserved_languages(store, settings, "weekly") == {"en": 1, "es": 1}
-    assert subs.unserved_languages(store, settings, "press") == {}  # no languages: sends to all
+    assert subs.unserved_languages(settings, store, "weekly") == {"en": 1, "es": 1}
+    assert subs.unserved_languages(settings, store, "press") == {}  # no languages: sends to all
     assert store.subscribers.count_confirmed("weekly", ["fr"]) == 2

@@ -138,7 +138,7 @@ def test_feeds_are_served_with_media_types_and_conditional_get(publisher: Publis
 
 
 def test_unsubscribe_get_changes_nothing_post_unsubscribes(publisher: Publisher, server: Server) -> None:
-    add(publisher.store, publisher.settings, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
+    add(publisher.settings, publisher.store, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
     url = f"{server.base}/unsubscribe/{token_for(publisher, 'ann@example.org', 'weekly')}"
     page = httpx.get(url)
     assert page.status_code == 200 and "Unsubscribe from Weekly digest?" in page.text
@@ -158,7 +158,7 @@ def test_unsubscribe_get_changes_nothing_post_unsubscribes(publisher: Publisher,
 
 
 def test_forged_or_altered_token_changes_nothing(publisher: Publisher, server: Server) -> None:
-    add(publisher.store, publisher.settings, "weekly", "ann@example.org", "Ann", "fr", now=publisher.clock())
+    add(publisher.settings, publisher.store, "weekly", "ann@example.org", "Ann", "fr", now=publisher.clock())
     good = token_for(publisher, "ann@example.org", "weekly")
     tampered = good[:-2] + ("AA" if not good.endswith("AA") else "BB")
     other_purpose = token_for(publisher, "ann@example.org", "weekly", "preferences")
@@ -171,8 +171,8 @@ def test_forged_or_altered_token_changes_nothing(publisher: Publisher, server: S
 
 def test_pages_speak_the_subscriber_language(publisher: Publisher, server: Server) -> None:
     add(
-        publisher.store,
         publisher.settings,
+        publisher.store,
         "weekly",
         "carlos@example.org",
         "Carlos",
@@ -184,8 +184,8 @@ def test_pages_speak_the_subscriber_language(publisher: Publisher, server: Serve
 
 
 def test_preferences_page_switches_lists(publisher: Publisher, server: Server) -> None:
-    add(publisher.store, publisher.settings, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
-    add(publisher.store, publisher.settings, "press", "ann@example.org", "Ann", "en", now=publisher.clock())
+    add(publisher.settings, publisher.store, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
+    add(publisher.settings, publisher.store, "press", "ann@example.org", "Ann", "en", now=publisher.clock())
     url = f"{server.base}/preferences/{token_for(publisher, 'ann@example.org', 'weekly', 'preferences')}"
     page = httpx.get(url)
     assert page.status_code == 200 and "Weekly digest" in page.text and "Press releases" in page.text
@@ -206,7 +206,7 @@ def test_unsubscribe_by_clicking_in_chromium(publisher: Publisher, server: Serve
         pytest.skip(f"{CHROMIUM} missing")
     from playwright.sync_api import sync_playwright
 
-    add(publisher.store, publisher.settings, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
+    add(publisher.settings, publisher.store, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
     url = f"{server.base}/unsubscribe/{token_for(publisher, 'ann@example.org', 'weekly')}"
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -246,8 +246,8 @@ def statuses_of(pub: Publisher, email: str) -> dict[str, SubscriptionStatus]:
 def test_head_on_unsubscribe_and_preferences_links_changes_nothing(
     publisher: Publisher, server: Server
 ) -> None:
-    add(publisher.store, publisher.settings, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
-    add(publisher.store, publisher.settings, "press", "ann@example.org", "Ann", "en", now=publisher.clock())
+    add(publisher.settings, publisher.store, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
+    add(publisher.settings, publisher.store, "press", "ann@example.org", "Ann", "en", now=publisher.clock())
     urls = [
         f"{server.base}/{purpose}/{token_for(publisher, 'ann@example.org', 'weekly', purpose)}"
         for purpose in ("unsubscribe", "preferences")
@@ -277,7 +277,7 @@ def test_override_page_template_cannot_run_commands(
     settings = make_settings(storage={"url": store_url}, lists=LISTS, templates={"path": str(overrides)})
     pub = Publisher(settings, Store(store_url), clock=lambda: NOW)
     try:
-        add(pub.store, pub.settings, "weekly", "ann@example.org", "Ann", "en", now=pub.clock())
+        add(pub.settings, pub.store, "weekly", "ann@example.org", "Ann", "en", now=pub.clock())
         with Server(pub) as server, httpx.Client(base_url=server.base) as c:
             r = c.get(f"/unsubscribe/{token_for(pub, 'ann@example.org', 'weekly')}")
             invalid = c.get("/unsubscribe/garbage")
@@ -302,7 +302,7 @@ def _raw_token(ident: str, list_slug: str, purpose: str, secret: str) -> str:
 def test_tokens_that_are_malformed_or_out_of_range_get_the_invalid_link_page(
     publisher: Publisher, client: httpx.Client
 ) -> None:
-    add(publisher.store, publisher.settings, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
+    add(publisher.settings, publisher.store, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
     secret = publisher.store.subscribers.secret(publisher.store.subscribers.find_id("ann@example.org") or 0)
     assert secret
     huge = [str(10**30), str(2**31), str(2**63), str(2**64 + 1), "9" * 250]
@@ -323,8 +323,8 @@ def test_tokens_that_are_malformed_or_out_of_range_get_the_invalid_link_page(
 def test_forgotten_subscribers_links_are_invalid_and_change_nothing(
     publisher: Publisher, client: httpx.Client
 ) -> None:
-    add(publisher.store, publisher.settings, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
-    add(publisher.store, publisher.settings, "press", "ann@example.org", "Ann", "en", now=publisher.clock())
+    add(publisher.settings, publisher.store, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
+    add(publisher.settings, publisher.store, "press", "ann@example.org", "Ann", "en", now=publisher.clock())
     prefs = f"/preferences/{token_for(publisher, 'ann@example.org', 'weekly', 'preferences')}"
     unsubscribe = f"/unsubscribe/{token_for(publisher, 'ann@example.org', 'press')}"
     assert forget(publisher.store, "ann@example.org", now=publisher.clock())
@@ -348,7 +348,7 @@ def test_forgotten_subscribers_links_are_invalid_and_change_nothing(
 
 
 def test_huge_form_bodies_are_refused_unread(publisher: Publisher, client: httpx.Client) -> None:
-    add(publisher.store, publisher.settings, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
+    add(publisher.settings, publisher.store, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
     unsubscribe = f"/unsubscribe/{token_for(publisher, 'ann@example.org', 'weekly')}"
     prefs = f"/preferences/{token_for(publisher, 'ann@example.org', 'weekly', 'preferences')}"
     huge = b"List-Unsubscribe=One-Click&" + b"x" * 200_000
