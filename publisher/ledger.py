@@ -310,6 +310,13 @@ class Sender:
         if outage is not None:
             queued = await asyncio.to_thread(self.store.issues.queued_count, list_slug)
             raise MailError(f"{outage}; {queued} message(s) left queued") from outage
+        t = self.tally
+        if any((t.sent, t.deferred, t.failed, t.bounced, t.unknown, t.skipped)):
+            log.info(
+                "delivered%s: sent %d, deferred %d, failed %d, bounced %d, unknown %d, skipped %d",
+                f" list {list_slug}" if list_slug else "",
+                t.sent, t.deferred, t.failed, t.bounced, t.unknown, t.skipped,
+            )  # fmt: skip
         return self.tally
 
     def _on_start(self, delivery_id: int) -> None:
@@ -341,6 +348,11 @@ class Sender:
             )
             if not batch:
                 return
+            log.debug(
+                "claimed %d deliveries of issue(s) %s",
+                len(batch),
+                ", ".join(sorted({str(c.issue_id) for c in batch})),
+            )
             for claimed in batch:
                 self._claimed[claimed.delivery_id] = claimed
             for claimed in batch:

@@ -700,3 +700,34 @@ def test_requeue_stopped_unknown_repairs_only_what_old_versions_marked_in_flight
     )
     (row,) = pub.digest_status()
     assert row.unknown == 2  # true unknowns stay for --resend-unknown
+
+
+def test_an_issue_is_dated_by_the_day_it_is_sent_not_its_period_start(
+    settings: Settings, smtp_server: SmtpSink
+) -> None:
+    """Sent on Wednesday 25 November, the issue of the period that began on Monday the 23rd
+    says 25 November (what the inbox shows), in the mail and in its retries."""
+    clock = Clock(NOW)  # Wednesday
+    pub = make_publisher(settings, clock, smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 2)
+    smtp_server.script(Rule("rcpt", reply="451 4.7.1 try later", recipient="reader1@example.org", times=1))
+    report = send(pub)
+    assert report.period_key == "2026-11-23T08:00:00Z" and report.sent == 1 and report.deferred == 1
+
+    def dated(received: Any) -> str:
+        """The line under the list name: the issue's date."""
+        parsed = email.message_from_bytes(received.data, policy=email.policy.default)
+        assert isinstance(parsed, email.message.EmailMessage)
+        body = parsed.get_body(preferencelist=("plain",))
+        assert body is not None
+        return str(body.get_content()).splitlines()[1]
+
+    (first,) = smtp_server.accepted()
+    assert dated(first) == "November 25, 2026"  # not the period's start, November 23
+
+    clock.now = NOW + timedelta(days=1)  # the retry goes out on Thursday
+    assert send(pub).sent == 1
+    retry = smtp_server.accepted()[-1]
+    assert retry.rcpt_tos == ["reader1@example.org"]
+    assert dated(retry) == "November 25, 2026"  # the issue's date, not the retry's
