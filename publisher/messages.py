@@ -1,11 +1,11 @@
 """Digest emails built once per issue and personalised per recipient by byte substitution.
 
-DESIGN.md "Fast delivery": building an ``EmailMessage`` and rendering Jinja2 per
-recipient costs about a millisecond each and caps sending at a sixteenth of what
-the SMTP pool can push. So :func:`render_issue` renders the subject, HTML and text of
-one issue in one language once, inlines the CSS once, and encodes the whole MIME
-message once, leaving opaque placeholders where the recipient's name, address and
-signed links go. :meth:`RenderedIssue.personalise` then only joins pre-encoded byte
+Why (docs/architecture.md, "Why render once"): building an ``EmailMessage`` and
+rendering Jinja2 per recipient costs about a millisecond each and caps sending at a
+sixteenth of what the SMTP pool can push. So :func:`render_issue` renders the subject,
+HTML and text of one issue in one language once, inlines the CSS once, and encodes the
+whole MIME message once, leaving opaque placeholders where the recipient's name,
+address and signed links go. :meth:`RenderedIssue.personalise` then only joins pre-encoded byte
 pieces with the few per-recipient values (a few microseconds).
 
 Why the placeholders survive: they are made of ASCII letters and digits only, so

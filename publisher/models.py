@@ -70,6 +70,19 @@ class Item:
     content_hash: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What the store remembers of a source: HTTP validators and its last fetch."""
+
+    name: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_fetch: datetime | None = None
+    last_ok: datetime | None = None
+    last_error: str | None = None
+    item_count: int = 0
+
+
 @dataclass(slots=True)
 class SourceResult:
     """What one source run produced: items, per-item problems, and HTTP cache state."""

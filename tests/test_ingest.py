@@ -202,7 +202,7 @@ def test_html_page_is_ingested_then_answered_304_on_the_next_run(
     week = next(i for i in items.values() if i.title.startswith("Global Social Protection Week"))
     assert week.category == "events"
     assert week.published == datetime(2019, 11, 24, 23, tzinfo=UTC)  # 25 Nov, Zurich (CET)
-    assert store.sources.get("department-page")["etag"] == '"v1"'
+    assert store.sources.get("department-page").etag == '"v1"'
 
     second = ingest(settings, store, LATER)
 
@@ -216,7 +216,7 @@ def test_html_page_is_ingested_then_answered_304_on_the_next_run(
     assert not second.changed_anything
     assert store.items.count() == 13
     state = store.sources.get("department-page")
-    assert state["etag"] == '"v1"' and state["last_error"] is None
+    assert state.etag == '"v1"' and state.last_error is None
 
 
 def test_a_source_that_times_out_fails_alone(
@@ -240,7 +240,7 @@ def test_a_source_that_times_out_fails_alone(
     assert report.sources["slow-page"].error is not None
     assert report.sources["local"].new == 1
     assert store.items.count() == 1
-    assert "timed out" in store.sources.get("slow-page")["last_error"]
+    assert "timed out" in store.sources.get("slow-page").last_error
 
 
 def test_a_server_error_fails_the_source_and_keeps_what_was_stored(
@@ -258,8 +258,8 @@ def test_a_server_error_fails_the_source_and_keeps_what_was_stored(
     assert "HTTP 500" in failure.cause
     assert store.items.count() == 13
     state = store.sources.get("department-page")
-    assert "HTTP 500" in state["last_error"]
-    assert state["etag"] == '"v1"'  # validators of the last good fetch are kept
+    assert state.last_error is not None and "HTTP 500" in state.last_error
+    assert state.etag == '"v1"'  # validators of the last good fetch are kept
 
 
 def test_feed_over_http_resolves_relative_links_against_the_feed_url(
@@ -322,7 +322,7 @@ def test_bad_items_are_rejected_with_file_and_reason_and_the_rest_stored(
     assert "not an absolute http(s) URL" in reasons["script-link.md"]
     assert report.sources["local"].rejected == 7
     assert report.sources["local"].new == 1
-    assert store.sources.get("local")["item_count"] == 1
+    assert store.sources.get("local").item_count == 1
 
 
 def test_an_unknown_label_is_a_warning_and_the_item_is_kept_without_category(
@@ -715,7 +715,7 @@ def test_a_json_feed_nested_100k_deep_fails_alone(
     (failure,) = report.failed
     assert str(failure) == f"source 'deep': {deep} is nested too deeply to be read"
     assert report.sources["local"].new == 1
-    assert "nested too deeply" in store.sources.get("deep")["last_error"]
+    assert "nested too deeply" in store.sources.get("deep").last_error
 
 
 def test_a_page_of_5000_items_gives_the_1000_newest_and_a_warning(

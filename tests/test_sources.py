@@ -14,7 +14,7 @@ import pytest
 
 from publisher.config import Settings
 from publisher.errors import ConfigError, ItemError, SourceError
-from publisher.models import SourceResult
+from publisher.models import SourceResult, SourceState
 from publisher.sources import fetch_source
 from publisher.sources.http import Limits, fetch, same_origin
 from tests.http_server import Upstream, page, redirect, zeros
@@ -40,7 +40,7 @@ HTML_SOURCE: dict[str, Any] = {
 def read(settings: Settings) -> SourceResult:
     """Fetch the one source configured in ``settings``."""
     (cfg,) = settings.sources
-    return fetch_source(cfg, {}, settings)
+    return fetch_source(cfg, SourceState(cfg.name), settings)
 
 
 def write(path: Path, text: str) -> Path:
@@ -480,7 +480,7 @@ def test_only_the_newest_max_items_per_run_feed_items_are_taken(
 
 def test_a_host_that_does_not_resolve_is_named_plainly() -> None:
     with pytest.raises(SourceError) as caught:
-        fetch("news", "http://news.invalid/feed.xml", {}, Limits(timeout=5), lambda: False)
+        fetch("news", "http://news.invalid/feed.xml", SourceState("news"), Limits(timeout=5), lambda: False)
     assert str(caught.value).startswith(
         "source 'news': cannot fetch http://news.invalid/feed.xml: the host name does not resolve ("
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from publisher.config import Settings
-from publisher.models import JobKind, RunOutcome
+from publisher.models import JobKind, RunOutcome, SourceState
 from publisher.scheduler.triggers import next_runs, trigger_text
 from publisher.store import Store
 from publisher.store.issues import IssueSummary
@@ -59,17 +59,6 @@ def schedules_overview(settings: Settings, store: Store, now: datetime) -> list[
 
 
 @dataclass(frozen=True, slots=True)
-class SourceStatus:
-    """One source's last fetch: a configured source never fetched shows no dates."""
-
-    name: str
-    last_fetch: datetime | None
-    last_ok: datetime | None
-    last_error: str | None
-    item_count: int
-
-
-@dataclass(frozen=True, slots=True)
 class ListStatus:
     """One list and how many of its subscribers are in each status."""
 
@@ -85,7 +74,7 @@ class ListStatus:
 class StatusReport:
     """What `publisher status` shows: is everything fetching, sending and running?"""
 
-    sources: list[SourceStatus]
+    sources: list[SourceState]
     items_by_category: dict[str | None, int]
     lists: list[ListStatus]
     recent_issues: list[IssueSummary]
@@ -96,18 +85,9 @@ class StatusReport:
 
 def status_report(settings: Settings, store: Store, now: datetime, *, limit: int = 10) -> StatusReport:
     """Sources, items, lists, issues, delivery queue and job runs in one read (schedules as of ``now``)."""
-    known = {s["name"]: s for s in store.sources.all()}
+    known = {s.name: s for s in store.sources.all()}
     names = [s.name for s in settings.sources] + sorted(set(known) - {s.name for s in settings.sources})
-    sources = [
-        SourceStatus(
-            name=n,
-            last_fetch=known.get(n, {}).get("last_fetch"),
-            last_ok=known.get(n, {}).get("last_ok"),
-            last_error=known.get(n, {}).get("last_error"),
-            item_count=int(known.get(n, {}).get("item_count") or 0),
-        )
-        for n in names
-    ]
+    sources = [known.get(n) or SourceState(n) for n in names]
     lists = [
         ListStatus(
             lst.slug,

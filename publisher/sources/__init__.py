@@ -10,7 +10,6 @@ scraped page, so every kind answers the same call with the same
 from __future__ import annotations
 
 from datetime import tzinfo
-from typing import Any
 
 from publisher.config import (
     DirectorySourceConfig,
@@ -20,7 +19,7 @@ from publisher.config import (
 )
 from publisher.dates import newest
 from publisher.errors import ItemError, SourceError
-from publisher.models import SourceResult
+from publisher.models import SourceResult, SourceState
 from publisher.sources.directory import read_directory
 from publisher.sources.feed import parse_feed
 from publisher.sources.html import parse_listing
@@ -33,7 +32,7 @@ AnySourceConfig = DirectorySourceConfig | FeedSourceConfig | HtmlSourceConfig
 
 def fetch_source(
     cfg: AnySourceConfig,
-    state: dict[str, Any],
+    state: SourceState,
     settings: Settings,
     should_stop: StopCheck | None = None,
 ) -> SourceResult:
@@ -61,7 +60,7 @@ def fetch_source(
 
 
 def _read(
-    cfg: AnySourceConfig, state: dict[str, Any], settings: Settings, should_stop: StopCheck | None
+    cfg: AnySourceConfig, state: SourceState, settings: Settings, should_stop: StopCheck | None
 ) -> SourceResult:
     if isinstance(cfg, DirectorySourceConfig):
         return read_directory(cfg)

@@ -32,12 +32,12 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from publisher.errors import SourceError
+from publisher.models import SourceState
 
 USER_AGENT = "publisher/0.1"
 MAX_REDIRECTS = 5
@@ -89,7 +89,7 @@ def is_http_url(location: str) -> bool:
 def fetch(
     name: str,
     location: str,
-    state: dict[str, Any],
+    state: SourceState,
     limits: Limits,
     should_stop: StopCheck | None = None,
 ) -> Fetched:
@@ -136,13 +136,13 @@ def too_big(where: str, max_bytes: int) -> str:
 # -- http(s) ------------------------------------------------------------------------
 
 
-def conditional_headers(state: dict[str, Any]) -> dict[str, str]:
+def conditional_headers(state: SourceState) -> dict[str, str]:
     """The If-None-Match / If-Modified-Since headers for the validators kept in ``state``."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
-    if state.get("etag"):
-        headers["If-None-Match"] = str(state["etag"])
-    if state.get("last_modified"):
-        headers["If-Modified-Since"] = str(state["last_modified"])
+    if state.etag:
+        headers["If-None-Match"] = state.etag
+    if state.last_modified:
+        headers["If-Modified-Since"] = state.last_modified
     return headers
 
 
@@ -157,7 +157,7 @@ class _Attempt:
     error: BaseException | None = None
 
 
-def _fetch_url(name: str, url: str, state: dict[str, Any], limits: Limits, should_stop: StopCheck) -> Fetched:
+def _fetch_url(name: str, url: str, state: SourceState, limits: Limits, should_stop: StopCheck) -> Fetched:
     """Run the fetch in a daemon thread; wait for it until the deadline or a stop request."""
     attempt = _Attempt(url, time.monotonic() + limits.timeout)
     worker = threading.Thread(
@@ -183,14 +183,14 @@ def _timed_out(limits: Limits, url: str) -> str:
     return f"timed out after {limits.timeout:g} s fetching {url}; raise timeout if it is just slow"
 
 
-def _run(attempt: _Attempt, name: str, state: dict[str, Any], limits: Limits) -> None:
+def _run(attempt: _Attempt, name: str, state: SourceState, limits: Limits) -> None:
     try:
         attempt.result = _get(attempt, name, state, limits)
     except BaseException as e:  # handed to the waiting caller, which raises it
         attempt.error = e
 
 
-def _get(attempt: _Attempt, name: str, state: dict[str, Any], limits: Limits) -> Fetched:
+def _get(attempt: _Attempt, name: str, state: SourceState, limits: Limits) -> Fetched:
     headers = conditional_headers(state)
     try:
         with httpx.Client(timeout=limits.timeout, follow_redirects=False) as client:
@@ -211,15 +211,15 @@ def _get(attempt: _Attempt, name: str, state: dict[str, Any], limits: Limits) ->
 
 
 def _response(
-    attempt: _Attempt, name: str, state: dict[str, Any], limits: Limits, response: httpx.Response
+    attempt: _Attempt, name: str, state: SourceState, limits: Limits, response: httpx.Response
 ) -> Fetched:
     url = attempt.url
     if response.status_code == 304:
         return Fetched(
             url=url,
             body=None,
-            etag=response.headers.get("ETag") or state.get("etag"),
-            last_modified=response.headers.get("Last-Modified") or state.get("last_modified"),
+            etag=response.headers.get("ETag") or state.etag,
+            last_modified=response.headers.get("Last-Modified") or state.last_modified,
         )
     if response.status_code >= 400:
         raise SourceError(name, f"HTTP {response.status_code} {response.reason_phrase} from {url}")

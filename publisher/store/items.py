@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.engine import Row
 
-from publisher.models import Item
+from publisher.models import Item, SourceState
 from publisher.store.tables import items, source_state
 
 _ITEM_COLUMNS = (
@@ -94,15 +94,16 @@ class SourceStateStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def get(self, name: str) -> dict[str, Any]:
+    def get(self, name: str) -> SourceState:
+        """What is known of source ``name``; a source never fetched has no validators."""
         with self.engine.connect() as conn:
             row = conn.execute(select(source_state).where(source_state.c.name == name)).first()
-        return dict(row._mapping) if row else {"name": name, "etag": None, "last_modified": None}
+        return _source_state(row) if row else SourceState(name)
 
-    def all(self) -> list[dict[str, Any]]:
+    def all(self) -> list[SourceState]:
         with self.engine.connect() as conn:
             return [
-                dict(r._mapping) for r in conn.execute(select(source_state).order_by(source_state.c.name))
+                _source_state(r) for r in conn.execute(select(source_state).order_by(source_state.c.name))
             ]
 
     def record(
@@ -130,3 +131,15 @@ class SourceStateStore:
                 conn.execute(source_state.insert().values(name=name, **values))
             else:
                 conn.execute(update(source_state).where(source_state.c.name == name).values(**values))
+
+
+def _source_state(row: Row[Any]) -> SourceState:
+    return SourceState(
+        name=row.name,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        last_fetch=row.last_fetch,
+        last_ok=row.last_ok,
+        last_error=row.last_error,
+        item_count=int(row.item_count or 0),
+    )
