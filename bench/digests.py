@@ -1,7 +1,7 @@
 """Benchmark of digest delivery; prints one table.
 
-Why: DESIGN.md ("Fast delivery") sets the bar at what aiosmtplib can push over 4
-connections into Postfix's smtp-sink, and says to measure, never guess. The rows:
+Why: the bar is what aiosmtplib can push over 4 connections into Postfix's smtp-sink
+(docs/architecture.md, "Why render once"); measure, never guess. The rows:
 
 - ``raw aiosmtplib``: C clients each calling ``sendmail`` in a loop over its share of
   the pre-built messages, nothing else; the ceiling for this machine.
