@@ -173,7 +173,7 @@ def _create_issue(
     if not held.shown and not list_cfg.send_empty:
         report.note = "nothing new since the last issue; no issue created"
         return
-    subject = subject_for(settings, list_cfg, held)
+    subject = subject_for(settings, list_cfg, held, now)
     # Render once before the issue exists: a template that fails must not leave an
     # issue with queued deliveries that no send can ever render.
     render_held(settings, list_cfg, held, language=settings.site.language, now=now)
@@ -209,10 +209,15 @@ def _create_issue(
     )
 
 
-def subject_for(settings: Settings, list_cfg: ListConfig, held: IssueItems) -> str:
+def subject_for(settings: Settings, list_cfg: ListConfig, held: IssueItems, now: datetime) -> str:
     """The list's subject template rendered in the site language (stored with the issue)."""
     return render_subject(
-        settings, list_cfg, held.shown, language=settings.site.language, more_items=len(held.omitted)
+        settings,
+        list_cfg,
+        held.shown,
+        language=settings.site.language,
+        now=now,
+        more_items=len(held.omitted),
     )
 
 
@@ -324,7 +329,7 @@ def dry_run(settings: Settings, store: Store, clock: Clock, list_slug: str) -> P
     if store.issues.get(list_slug, key) is not None:
         held = IssueItems([])
     recipients = recipients_after_import(settings, store, list_slug, now=now)
-    subject = subject_for(settings, list_cfg, held) if held.shown else ""
+    subject = subject_for(settings, list_cfg, held, now) if held.shown else ""
     count = recipients if held.shown else 0
     unserved = unserved_languages(settings, store, list_slug)
     return Preview(list_slug, len(held.shown), count, subject, omitted=len(held.omitted), unserved=unserved)

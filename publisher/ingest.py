@@ -115,7 +115,7 @@ class IngestReport:
 
 
 def ingest(
-    settings: Settings, store: Store, now: datetime | None = None, should_stop: StopCheck | None = None
+    settings: Settings, store: Store, now: datetime, should_stop: StopCheck | None = None
 ) -> IngestReport:
     """Read every configured source once and store what is new or changed.
 
@@ -123,7 +123,6 @@ def ingest(
     is fetched: once it answers True the fetch in progress is given up and no further
     source is started; those are listed in ``report.skipped``.
     """
-    now = now or datetime.now(UTC)
     report = IngestReport()
     seen: dict[str, str] = {}  # id -> origin of the item that claimed it in this run
     for cfg in settings.sources:

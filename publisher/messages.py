@@ -340,15 +340,14 @@ def render_subject(
     items: list[Item],
     *,
     language: str,
+    now: datetime,
     period_label: str = "",
-    now: datetime | None = None,
     more_items: int = 0,
 ) -> str:
     """The list's subject template rendered for these items (e.g. to store with the issue)."""
     language = normalise_language(language, settings.site.language)
     groups = group_items(settings, items, language)
-    when = now or datetime.now(settings.site.tz)
-    context = _base_context(settings, list_cfg, groups, period_label, language, when, more_items)
+    context = _base_context(settings, list_cfg, groups, period_label, language, now, more_items)
     return _subject(make_environment(settings), list_cfg, context)
 
 
