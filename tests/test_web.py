@@ -180,7 +180,9 @@ def test_pages_speak_the_subscriber_language(publisher: Publisher, server: Serve
         now=publisher.clock(),
     )
     url = f"{server.base}/unsubscribe/{token_for(publisher, 'carlos@example.org', 'weekly')}"
-    assert "¿Darse de baja de Weekly digest?" in httpx.get(url).text
+    page = httpx.get(url).text
+    assert "¿Darse de baja de Weekly digest?" in page
+    assert '<html lang="es">' in page  # screen readers and translators read the page as Spanish
 
 
 def test_preferences_page_switches_lists(publisher: Publisher, server: Server) -> None:
