@@ -251,6 +251,9 @@ def test_text_from_outside_is_printed_literally_never_read_as_console_markup(sit
     ingested = cli(site, "ingest")
     assert ingested.returncode == 0, ingested.stderr
     assert "label 'News [/] [white on white]hidden' matches no category" in ingested.stderr
+    assert (
+        "add the label to the 'labels' of a [[categories]] table" in ingested.stderr
+    )  # our own brackets too
     listed = cli(site, "items")
     assert listed.returncode == 0 and MARKUP_TITLE in listed.stdout, listed.stderr
     shown = cli(site, "subscribers", "show", "mark@example.org")

@@ -83,6 +83,7 @@ def test_piped_tables_and_messages_are_never_cut_or_wrapped(site: Path) -> None:
     ids = [line for line in items.stdout.splitlines() if "urn:publisher:sample:" in line]
     assert len(ids) == 13 and "…" not in items.stdout
     assert any("the-covid-19-crisis-a-wake-up-call-to-strengthen-social-protection-systems" in i for i in ids)
+    assert all(" CEST " in i or " CET " in i for i in ids)  # the site's zone, named, as the feeds show
     status = piped(site, "digest", "status")
     assert "subject" in status.stdout and "…" not in status.stdout
     published = piped(site, "publish")
@@ -218,3 +219,22 @@ def test_a_busy_port_is_one_line_naming_the_key(site: Path) -> None:
         ran = cli(site, "run", "--port", str(port))
         assert ran.returncode == 1 and f"port {port} on 127.0.0.1 is in use" in ran.stderr
         assert "feeds:" not in ran.stderr  # no banner before the error
+
+
+def test_subscribers_a_list_skips_for_their_language_are_reported_not_silent(site: Path) -> None:
+    config = (site / "config.toml").read_text()
+    (site / "config.toml").write_text(
+        config.replace(
+            'categories = ["press-releases"]', 'categories = ["press-releases"]\nlanguages = ["en"]'
+        )
+    )
+    assert cli(site, "ingest").returncode == 0
+    added = cli(site, "subscribers", "add", "press", "ana@example.org", "--language", "fr")
+    assert added.returncode == 0, added.stderr
+    note = "press: 1 subscriber(s) skipped for their language (fr 1); the list's languages: en"
+    dry = cli(site, "digest", "send", "press", "--dry-run")
+    assert note in dry.stderr and "to 1 subscriber(s)" in dry.stdout  # the desk, from the CSV
+    sent = cli(site, "digest", "send", "press")
+    assert note in sent.stderr and "for 1 subscriber(s)" in sent.stdout
+    status = json.loads(cli(site, "status", "--json").stdout)
+    assert {lst["slug"]: lst["unserved"] for lst in status["lists"]}["press"] == {"fr": 1}
