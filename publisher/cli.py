@@ -151,13 +151,17 @@ def handle_errors(func: F) -> F:
 
 DEFAULT_CONFIG = Path("config.toml")
 
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Path of config.toml [default: $PUBLISHER_CONFIG, else ./config.toml].",
-)
+
+def config_option(**extra: Any) -> Callable[[F], F]:
+    """``--config PATH``: on the group (with its env variable) and on every command."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="Path of config.toml [default: $PUBLISHER_CONFIG, else ./config.toml].",
+        **extra,
+    )
 
 
 def with_context(func: F) -> F:
@@ -168,7 +172,7 @@ def with_context(func: F) -> F:
     used when neither is given.
     """
 
-    @config_option
+    @config_option()
     @functools.wraps(func)
     def wrapper(*args: Any, config_path: Path | None, **kwargs: Any) -> Any:
         root = click.get_current_context().find_root().params.get("config_path")
@@ -201,14 +205,7 @@ def local(value: datetime | None, settings: Settings) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    envvar="PUBLISHER_CONFIG",
-    help="Path of config.toml for every command [env: PUBLISHER_CONFIG; default: ./config.toml].",
-)
+@config_option(envvar="PUBLISHER_CONFIG")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", help="Log line format.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.version_option(package_name="publisher")
