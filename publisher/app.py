@@ -9,9 +9,10 @@ and makes every capability testable without a front.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, TextIO
 from apscheduler.triggers.base import BaseTrigger
 
 from publisher import digests, subscriptions
+from publisher.archive import build_archive
 from publisher.checks import CheckReport, check_settings
 from publisher.config import ScheduleConfig, Settings
 from publisher.digests import DigestReport, Preview, Requeued
@@ -100,14 +102,28 @@ class Publisher:
         return ingest_sources(self.settings, self.store, now=self.clock(), should_stop=self.stop_requested)
 
     def build(self) -> BuildReport:
-        """Write the feeds, OPML and index.html; only files whose bytes changed."""
-        # One build at a time per output folder, across processes (scheduler + CLI):
-        # overlapping builds could put older bytes back after newer ones.
+        """Write the feeds, OPML, index.html and the archive; only files whose bytes changed."""
+        with self._build_lock():
+            report = build_feeds(self.settings, self.store)
+            archived = build_archive(self.settings, self.store)
+        report.written += archived.written
+        report.unchanged += archived.unchanged
+        return report
+
+    def build_archive(self) -> BuildReport:
+        """Write the archive of sent issues only (after a send; see :meth:`send_digest`)."""
+        with self._build_lock():
+            return build_archive(self.settings, self.store)
+
+    @contextlib.contextmanager
+    def _build_lock(self) -> Iterator[None]:
+        """One build at a time per output folder, across processes (scheduler + CLI):
+        overlapping builds could put older bytes back after newer ones."""
         out = self.settings.feeds.output_dir
         out.mkdir(parents=True, exist_ok=True)
         with (out / ".build.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            return build_feeds(self.settings, self.store)
+            yield
 
     def items(self, limit: int = 100, category: str | None = None) -> list[Item]:
         return self.store.items.latest(category, limit)
@@ -157,8 +173,13 @@ class Publisher:
         force: bool = False,
         progress: ProgressFn | None = None,
     ) -> DigestReport:
-        """``digest send LIST``: this period's issue (once) and the list's due deliveries."""
-        return await digests.send_digest(
+        """``digest send LIST``: this period's issue (once) and the list's due deliveries.
+
+        When a mail of a public list went out, the archive is rebuilt at once, so the
+        "view in browser" link the reader just got works (and the scheduler's digest
+        job, ``digest send`` and ``publish`` all show the issue without a separate build).
+        """
+        report = await digests.send_digest(
             self.settings,
             self.store,
             self.clock,
@@ -168,6 +189,9 @@ class Publisher:
             force=force,
             progress=progress,
         )
+        if report.sent and self.settings.list_config(list_slug).public:
+            await asyncio.to_thread(self.build_archive)
+        return report
 
     def preview_digest(self, list_slug: str, out_dir: Path) -> Preview:
         """``digest preview``: the next issue as .html and .eml for a sample subscriber."""

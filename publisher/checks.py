@@ -16,16 +16,22 @@ from urllib.parse import urlsplit
 
 import jinja2
 
+from publisher.archive import issue_url
 from publisher.config import ListConfig, Settings
 from publisher.errors import ConfigError, PublisherError, SubscriberError
 from publisher.i18n import LANGUAGES
-from publisher.messages import DkimSigner, render_issue
+from publisher.messages import DkimSigner, render_issue, render_web_copy
 from publisher.models import Item
 from publisher.subscriptions import read_subscriber_csv
 from publisher.templating import make_environment
 
 # Pages the web app and the build render; an override of any of them must compile.
-PAGE_TEMPLATES = ("web/index.html.j2", "web/subscription.html.j2")
+PAGE_TEMPLATES = (
+    "web/index.html.j2",
+    "web/subscription.html.j2",
+    "web/archive_index.html.j2",
+    "web/archive_list.html.j2",
+)
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -117,6 +123,7 @@ def _render_sample(settings: Settings, list_cfg: ListConfig, where: str, report:
     """
     items = sample_items(settings)
     unsigned = settings.model_copy(update={"dkim": None})  # the key is checked on its own
+    now = datetime(2020, 7, 20, 9, 0, tzinfo=UTC)
     for language in LANGUAGES:
         try:
             render_issue(
@@ -126,8 +133,11 @@ def _render_sample(settings: Settings, list_cfg: ListConfig, where: str, report:
                 issue_id=0,
                 period_label="15 July 2020",
                 language=language,
-                now=datetime(2020, 7, 20, 9, 0, tzinfo=UTC),
+                now=now,
+                archive_url=issue_url(settings, list_cfg, "2020-07-20T07:00:00Z"),
             )
+            if language == LANGUAGES[0] and list_cfg.public:  # the archive's copy: site language only
+                render_web_copy(unsigned, list_cfg, items, subject="x", period_label="15 July 2020", now=now)
         except PublisherError as e:
             # The subject's own errors say "lists 'weekly'.subject": use the full key path.
             message, own = str(e), f"lists {list_cfg.slug!r}."

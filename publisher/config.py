@@ -136,6 +136,9 @@ class SiteConfig(_Strict):
     language: str = "en"
     timezone: str = "UTC"
     description: str = ""
+    # The organisation's postal address, printed in every digest footer; required when
+    # any list is public (Settings._cross_references): bulk-mail law asks for it.
+    postal_address: str = ""
 
     @field_validator("base_url")
     @classmethod
@@ -371,6 +374,7 @@ class ListConfig(_Strict):
     html_template: str = "email/digest.html.j2"
     text_template: str = "email/digest.txt.j2"
     max_items: StrictInt = Field(100, ge=1, le=10000)  # per issue, newest first; the rest are counted
+    public: StrictBool = True  # listed, archived and joinable from the web; False: none of these
 
     @field_validator("reply_to", "unsubscribe_mailto")
     @classmethod
@@ -496,6 +500,15 @@ class Settings(_Strict):
                     f"{job!r}, which never sends the list; name a schedule "
                     f'with job = "digest" or "publish"' + (f" (e.g. one of {sending})" if sending else "")
                 )
+        public = [lst.slug for lst in self.lists if lst.public]
+        if public and not self.site.postal_address.strip():
+            problems.append(
+                f"site.postal_address: required because list {', '.join(map(repr, public))} "
+                f"{'is' if len(public) == 1 else 'are'} public: bulk-mail law in many countries asks every "
+                "digest to carry the sender's postal address (it goes in the footer); set it, e.g. "
+                'postal_address = "Route des Morillons 4, 1211 Geneva 22, Switzerland", '
+                "or mark the lists public = false"
+            )
         for name in self.schedules:
             if not re.match(r"^[A-Za-z0-9_-]+$", name):
                 problems.append(f"schedules.{name}: names may use letters, digits, '-' and '_' only")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from publisher.archive import issue_url
 from publisher.config import ListConfig, Settings
 from publisher.errors import IssueError
 from publisher.ledger import LEGACY_STOPPED_TEXT, DeliveryTally, ProgressFn, Sender
@@ -232,8 +233,10 @@ def render_held(
 ) -> RenderedIssue:
     """Render items that are not (yet) an issue: a preview, a test copy, a pre-send check.
 
-    Dated by ``now``, the day it would be sent, like a sent issue.
+    Dated by ``now``, the day it would be sent, like a sent issue; its "view in browser"
+    link is where the issue of ``now``'s period will be archived.
     """
+    key = period_key(period_start(settings, list_cfg.schedule, now))
     return render_issue(
         settings,
         list_cfg,
@@ -244,6 +247,7 @@ def render_held(
         now=now,
         more_items=len(held.omitted),
         subject_prefix=subject_prefix,
+        archive_url=issue_url(settings, list_cfg, key),
     )
 
 

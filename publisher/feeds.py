@@ -447,6 +447,8 @@ def render_index(settings: Settings, site: _Site, channels: Sequence[Channel]) -
         "sections": sections,
         "feeds": [f for ch in channels for f in ch.files],
         "opml_url": f"{site.root}feeds.opml",
+        # The archive of sent issues (publisher.archive) exists when a list is public.
+        "archive_url": f"{site.root}archive/" if any(lst.public for lst in settings.lists) else "",
     }
     return render_template(make_environment(settings), INDEX_TEMPLATE, context).encode("utf-8")
 

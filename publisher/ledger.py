@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from publisher.archive import issue_url
 from publisher.config import ListConfig, Settings
 from publisher.errors import MailError, PublisherError
 from publisher.i18n import normalise_language
@@ -509,4 +510,5 @@ def render_stored_issue(
         now=issue.created,
         signer=signer,
         more_items=issue.omitted,
+        archive_url=issue_url(settings, list_cfg, issue.period_key),
     )

@@ -295,6 +295,7 @@ def render_issue(
     signer: DkimSigner | None = None,
     more_items: int = 0,
     subject_prefix: str = "",
+    archive_url: str = "",
 ) -> RenderedIssue:
     """Render, inline and encode one issue for the readers of one language.
 
@@ -302,6 +303,8 @@ def render_issue(
     ``signer`` defaults to one built from ``settings.dkim`` when that is set; pass one
     in to load the key once for many issues. ``more_items`` counts the issue's items
     left out by the list's ``max_items`` (the mail says how many and links the site).
+    ``archive_url`` is the issue's page in the web archive (the "view in browser"
+    link); empty for a private list, which has no archive.
     """
     if now.tzinfo is None:
         raise IssueError("the send time of an issue must be timezone-aware")
@@ -309,6 +312,7 @@ def render_issue(
     nonce = secrets.token_hex(8)
     groups = group_items(settings, items, language)
     context = _base_context(settings, list_cfg, groups, period_label, language, now, more_items)
+    context["archive_url"] = archive_url
     env = make_environment(settings)
     subject = subject_prefix + _subject(env, list_cfg, context)
     context["subject"] = subject
@@ -332,6 +336,38 @@ def render_issue(
         warnings=warnings,
         signer=signer,
     )
+
+
+def render_web_copy(
+    settings: Settings,
+    list_cfg: ListConfig,
+    items: list[Item],
+    *,
+    subject: str,
+    period_label: str,
+    now: datetime,
+    more_items: int = 0,
+) -> str:
+    """The HTML part of a sent issue as the archive shows it: nobody's copy.
+
+    The same template as the mail, in the site language, with ``in_archive`` true and
+    no personal value at all: the anonymous greeting, an empty name and address, and no
+    unsubscribe or preferences link (they would carry a subscriber's token). The
+    built-in templates leave those links and the "view in browser" link out there.
+    """
+    language = normalise_language(settings.site.language, settings.site.language)
+    groups = group_items(settings, items, language)
+    context = _base_context(settings, list_cfg, groups, period_label, language, now, more_items)
+    context |= {
+        "subject": subject,
+        "in_archive": True,
+        "subscriber": PersonView(name="", email=""),
+        "greeting": _greeting("", language),
+        "unsubscribe_url": "",
+        "preferences_url": "",
+    }
+    env = make_environment(settings)
+    return _inline_css(render_template(env, list_cfg.html_template, context), list_cfg.html_template)
 
 
 def render_subject(
@@ -458,6 +494,9 @@ def _base_context(
         "plural": functools.partial(plural, language=settings.site.language),  # the admin's words
         "more_items": more_items,  # items of the issue beyond the list's max_items, not shown
         "more_url": f"{settings.site.base_url}/",  # where they are: the site's feeds index
+        "postal_address": settings.site.postal_address,  # the footer's; bulk-mail law asks for it
+        "archive_url": "",  # the issue's archive page ("view in browser"); empty: none
+        "in_archive": False,  # True when rendered as the archive's web page, for nobody
     }
 
 

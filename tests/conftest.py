@@ -90,6 +90,7 @@ BASE_CONFIG: dict[str, Any] = {
         "base_url": "http://127.0.0.1:8080",
         "language": "en",
         "timezone": "Europe/Zurich",
+        "postal_address": "Route des Morillons 4, 1211 Geneva 22, Switzerland",
     },
     "categories": [
         {"slug": "press-releases", "title": "Press releases", "labels": ["Press release"]},

@@ -167,6 +167,29 @@ def test_booleans_are_strict() -> None:
     assert found.startswith("lists[1] 'w'.send_empty:") and "boolean" in found
 
 
+def test_a_public_list_requires_the_postal_address_and_says_why() -> None:
+    lists = [
+        {"slug": "w", "name": "W", "sender": "a@example.org"},
+        {"slug": "staff", "name": "S", "sender": "a@example.org", "public": False},
+    ]
+    (found,) = problems({"lists": lists})
+    assert found.startswith("site.postal_address: required because list 'w' is public")
+    assert "bulk-mail law" in found and "public = false" in found
+    (blank,) = problems({"site": {"postal_address": "  "}, "lists": lists})
+    assert blank.startswith("site.postal_address: required")
+    # private lists only: no footer address is required
+    private = settings_from_dict({"lists": [lists[1]]})
+    assert private.lists[0].public is False and private.site.postal_address == ""
+    with_address = settings_from_dict({"site": {"postal_address": "1 Main Street"}, "lists": lists})
+    assert with_address.lists[0].public is True
+
+
+def test_public_is_a_strict_boolean() -> None:
+    lst = {"slug": "w", "name": "W", "sender": "a@example.org", "public": "no"}
+    (found,) = problems({"site": {"postal_address": "x"}, "lists": [lst]})
+    assert found.startswith("lists[1] 'w'.public:") and "boolean" in found
+
+
 def test_huge_durations_are_a_configuration_error() -> None:
     lst = {"slug": "w", "name": "W", "sender": "a@example.org", "max_age": "100000000000000000000d"}
     (found,) = problems({"lists": [lst]})
@@ -208,7 +231,7 @@ def test_css_selectors_are_compiled_when_the_config_is_read() -> None:
 
 
 _KEYS = {
-    "site": ["title", "base_url", "language", "timezone", "description"],
+    "site": ["title", "base_url", "language", "timezone", "description", "postal_address"],
     "storage": ["url"],
     "feeds": ["output_dir", "formats", "max_items"],
     "smtp": ["host", "port", "security", "connections", "rate_per_second", "timeout"],
@@ -283,6 +306,7 @@ def test_a_language_that_is_not_a_bcp47_tag_is_a_config_error(tmp_path: Path, ta
 def test_durations_are_parsed_once_into_timedeltas_that_print_as_written() -> None:
     settings = settings_from_dict(
         {
+            "site": {"postal_address": "1 Main Street, Geneva"},
             "schedules": {"often": {"every": "90m", "job": "ingest", "catch_up": "24h"}},
             "lists": [{"slug": "w", "name": "W", "sender": "a@example.org", "max_age": "14d"}],
         }

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow
 CONFIG = """
 [site]
 timezone = "Europe/Zurich"
+postal_address = "1 Main Street, Geneva"
 base_url = "http://127.0.0.1:{port}"
 
 [storage]

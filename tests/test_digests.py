@@ -344,6 +344,7 @@ def test_sigkill_mid_issue_then_rerun_serves_everyone_once(
             [site]
             base_url = "http://127.0.0.1:8080"
             timezone = "Europe/Zurich"
+            postal_address = "1 Main Street, Geneva"
             [storage]
             url = "{db}"
             [smtp]

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import dkim
 import pytest
 
+from publisher.archive import issue_url
 from publisher.config import DkimConfig, Settings
 from publisher.errors import ConfigError, IssueError, SubscriberError, TemplateError
 from publisher.messages import (
@@ -157,7 +158,8 @@ def personalised(rendered: RenderedIssue, subscriber: Subscriber | None = None) 
 
 @pytest.mark.parametrize("language", ["en", "fr", "es"])
 def test_golden_html_and_text(settings: Settings, language: str) -> None:
-    rendered = render(settings, language=language)
+    archive_url = issue_url(settings, settings.lists[0], "2020-07-20T07:00:00Z")
+    rendered = render(settings, language=language, archive_url=archive_url)
     _mid, data = personalised(rendered, make_subscriber(language=language))
     text, html = parts(parse(data))
     for suffix, body in (("txt", text), ("html", html)):

@@ -24,6 +24,7 @@ NOT_SOURCE = (".git", ".venv", "build", "*.egg-info", "var", "public", "preview"
 CONFIG = """\
 [site]
 title = "Packaged"
+postal_address = "1 Main Street, Geneva"
 base_url = "http://127.0.0.1:8080"
 timezone = "Europe/Zurich"
 

@@ -169,6 +169,19 @@ class IssueStore:
             row = conn.execute(select(issues).where(issues.c.id == issue_id)).first()
         return _issue(row) if row else None
 
+    def sent_issues(self, list_slug: str) -> list[IssueRow]:
+        """The list's issues that reached at least one reader, newest first (the archive's)."""
+        sent = select(deliveries.c.id).where(
+            deliveries.c.issue_id == issues.c.id, deliveries.c.status == DeliveryStatus.SENT.value
+        )
+        q = (
+            select(issues)
+            .where(issues.c.list_slug == list_slug, exists(sent))
+            .order_by(issues.c.created.desc(), issues.c.id.desc())
+        )
+        with self.engine.connect() as conn:
+            return [_issue(r) for r in conn.execute(q)]
+
     def count_for_period(self, list_slug: str, period_prefix: str) -> int:
         q = (
             select(func.count())
