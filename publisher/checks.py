@@ -25,7 +25,13 @@ from publisher.subscriptions import read_subscriber_csv
 from publisher.templating import make_environment
 
 # Pages the web app and the build render; an override of any of them must compile.
-PAGE_TEMPLATES = ("web/index.html.j2", "web/subscription.html.j2")
+PAGE_TEMPLATES = (
+    "web/index.html.j2",
+    "web/subscription.html.j2",
+    "web/signup.html.j2",
+    "email/confirm.html.j2",  # the sign-up confirmation mail
+    "email/confirm.txt.j2",
+)
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 

@@ -371,6 +371,7 @@ class ListConfig(_Strict):
     html_template: str = "email/digest.html.j2"
     text_template: str = "email/digest.txt.j2"
     max_items: StrictInt = Field(100, ge=1, le=10000)  # per issue, newest first; the rest are counted
+    public: StrictBool = True  # offered and joinable on the web sign-up form; private lists never are
 
     @field_validator("reply_to", "unsubscribe_mailto")
     @classmethod
@@ -394,6 +395,14 @@ class ListConfig(_Strict):
     @property
     def sender_domain(self) -> str:
         return self.sender_address.rpartition("@")[2].lower()
+
+
+class SubscriptionsConfig(_Strict):
+    """The web sign-up: how long a confirmation link lives and the abuse limits."""
+
+    confirm_within: DurationText = parse_duration("7d")  # unconfirmed sign-ups are deleted after
+    resend_after: DurationText = parse_duration("10m")  # at most one confirmation mail per address
+    per_ip_per_hour: StrictInt = Field(20, ge=1, le=100_000)  # sign-ups per client address
 
 
 class ScheduleConfig(_Strict):
@@ -456,6 +465,7 @@ class Settings(_Strict):
     templates: TemplatesConfig = TemplatesConfig()
     lists: list[ListConfig] = []
     schedules: dict[str, ScheduleConfig] = {}
+    subscriptions: SubscriptionsConfig = SubscriptionsConfig()
 
     path: Path | None = Field(None, exclude=True)
 
