@@ -25,6 +25,7 @@ from publisher.cli import cli
 from publisher.config import Settings
 from publisher.models import SubscriptionStatus
 from publisher.store import Store
+from publisher.store.tables import subscriptions
 from publisher.subscriptions import add, set_status
 from publisher.web.app import create_app
 from tests.smtp_server import SmtpSink
@@ -189,8 +190,6 @@ def test_confirm_get_changes_nothing_and_post_confirms(site: Site) -> None:
     weekly = next(s for s in site.publisher.subscriber("bo@example.org").lists if s.list_slug == "weekly")
     assert weekly.consent_method == "web" and weekly.consent_source == "testclient"
     with site.publisher.store.engine.connect() as conn:
-        from publisher.store.tables import subscriptions
-
         row = conn.execute(subscriptions.select().where(subscriptions.c.list_slug == "weekly")).one()
     assert row.confirmed_at == START + timedelta(minutes=3) and row.confirmed_source == "testclient"
     again = site.client.get(path)
