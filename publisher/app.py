@@ -23,7 +23,7 @@ from publisher import digests, signups, subscriptions
 from publisher.checks import CheckReport, check_settings
 from publisher.config import ScheduleConfig, Settings
 from publisher.digests import DigestReport, Preview, Requeued
-from publisher.errors import SchedulerError
+from publisher.errors import MailError, SchedulerError
 from publisher.feeds import BuildReport, build_feeds
 from publisher.i18n import normalise_language
 from publisher.ingest import IngestReport
@@ -31,7 +31,7 @@ from publisher.ingest import ingest as ingest_sources
 from publisher.ledger import DeliveryTally, ProgressFn
 from publisher.links import LinkHolder, link_holder
 from publisher.mailer import SendResult
-from publisher.models import Clock, Item, JobKind, Subscriber, SubscriptionStatus
+from publisher.models import Clock, DeliveryStatus, Item, JobKind, Subscriber, SubscriptionStatus
 from publisher.periods import schedule_config, schedule_trigger
 from publisher.scheduler.locks import SchedulerLock, scheduler_lock
 from publisher.scheduler.runs import arun_schedule_now, execute, interrupt_orphaned_runs
@@ -309,11 +309,9 @@ class Publisher:
         """SubscriberError (``where`` names the field) when the sign-up form is not usable."""
         signups.check_signup(self.settings, email, name, lists)
 
-    async def sign_up(
-        self, *, email: str, name: str, language: str, lists: list[str], client: str
-    ) -> SignupResult:
-        """The sign-up form's POST: pending, consent recorded, one confirmation mail (see signups)."""
-        return await signups.sign_up(
+    def sign_up(self, *, email: str, name: str, language: str, lists: list[str], client: str) -> SignupResult:
+        """The sign-up form's POST: pending, consent recorded, the confirmation mail to send."""
+        return signups.sign_up(
             self.settings,
             self.store,
             self.clock(),
@@ -323,6 +321,19 @@ class Publisher:
             lists=lists,
             client=client,
         )
+
+    async def send_signup_mail(self, result: SignupResult) -> SendResult | None:
+        """Send a sign-up's confirmation mail now through the configured transport; logs a failure."""
+        if result.mail is None:
+            return None
+        try:
+            sent = await signups.send_mail(self.settings, result.mail)
+        except MailError as e:
+            log.warning("the confirmation mail could not be sent: %s", e)
+            return None
+        if sent is not None and sent.status is not DeliveryStatus.SENT:
+            log.warning("the confirmation mail was not accepted: %s %s", sent.code, sent.text)
+        return sent
 
     def confirm_link(self, token: str) -> ConfirmLink:
         """What a confirmation link is for; TokenError when forged or of nobody we know."""

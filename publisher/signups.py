@@ -74,9 +74,16 @@ class SignupOutcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SignupResult:
+    """What a sign-up did; ``mail`` is the confirmation to send (:func:`send_mail`), if any.
+
+    The mail is returned, not sent, so the web front can answer first and send right
+    after: a reply that waited for the relay would take longer for a new address than
+    for a subscribed one, and the timing would tell who subscribes.
+    """
+
     outcome: SignupOutcome
     lists: tuple[str, ...] = ()  # lists made pending
-    delivery: SendResult | None = None
+    mail: OutgoingMessage | None = None
 
 
 class LinkState(StrEnum):
@@ -139,7 +146,7 @@ def check_signup(settings: Settings, email: str, name: str, lists: list[str]) ->
     return address, clean_name, chosen
 
 
-async def sign_up(
+def sign_up(
     settings: Settings,
     store: Store,
     now: datetime,
@@ -183,11 +190,10 @@ async def sign_up(
     token = make_confirm_token(subscriber_id, started, int(consent.at.timestamp()), address, secret)
     data = confirmation_mail(settings, started, address, clean_name, language, token, consent.at)
     sender = settings.list_config(started[0]).sender_address
-    delivery = await _send_one(settings, sender, address, data)
-    return SignupResult(SignupOutcome.MAILED, tuple(started), delivery)
+    return SignupResult(SignupOutcome.MAILED, tuple(started), OutgoingMessage(0, sender, address, data))
 
 
-async def _send_one(settings: Settings, sender: str, recipient: str, data: bytes) -> SendResult | None:
+async def send_mail(settings: Settings, message: OutgoingMessage) -> SendResult | None:
     """Send one message at once through the configured transport, outside the digest queue."""
     results: list[SendResult] = []
 
@@ -196,7 +202,7 @@ async def _send_one(settings: Settings, sender: str, recipient: str, data: bytes
 
     transport = make_transport(settings)
     try:
-        await transport.send([OutgoingMessage(0, sender, recipient, data)], keep)
+        await transport.send([message], keep)
     finally:
         await transport.close()
     return results[0] if results else None

@@ -16,8 +16,10 @@ per-client limit (429) differ, and none of them depends on the address.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -149,12 +151,22 @@ class SignupPages:
                 error=error,
                 error_field=field,
             )
-        result = await self.publisher.sign_up(
-            email=email, name=name, language=language, lists=chosen, client=_client(request)
+        result = await asyncio.to_thread(
+            functools.partial(
+                self.publisher.sign_up,
+                email=email,
+                name=name,
+                language=language,
+                lists=chosen,
+                client=_client(request),
+            )
         )
         if result.outcome is SignupOutcome.LIMITED:
             return self._message(429, language, "rate_limited_title", "rate_limited_text", form_link=False)
-        return self._message(200, language, "check_inbox_title", "check_inbox_text", form_link=False)
+        answer = self._message(200, language, "check_inbox_title", "check_inbox_text", form_link=False)
+        # Sent after the answer went out, so its time does not depend on the address.
+        answer.background = BackgroundTask(self.publisher.send_signup_mail, result)
+        return answer
 
     @property
     def _deadline(self) -> float:
