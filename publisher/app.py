@@ -20,12 +20,12 @@ from typing import Any, TextIO
 
 from apscheduler.triggers.base import BaseTrigger
 
-from publisher import digests, subscriptions
+from publisher import digests, signups, subscriptions
 from publisher.archive import build_archive
 from publisher.checks import CheckReport, check_settings
 from publisher.config import ScheduleConfig, Settings
 from publisher.digests import DigestReport, Preview, Requeued
-from publisher.errors import SchedulerError
+from publisher.errors import MailError, SchedulerError
 from publisher.feeds import BuildReport, build_feeds
 from publisher.i18n import normalise_language
 from publisher.ingest import IngestReport
@@ -33,12 +33,13 @@ from publisher.ingest import ingest as ingest_sources
 from publisher.ledger import DeliveryTally, ProgressFn
 from publisher.links import LinkHolder, link_holder
 from publisher.mailer import SendResult
-from publisher.models import Clock, Item, JobKind, Subscriber, SubscriptionStatus
+from publisher.models import Clock, DeliveryStatus, Item, JobKind, Subscriber, SubscriptionStatus
 from publisher.periods import schedule_config, schedule_trigger
 from publisher.scheduler.locks import SchedulerLock, scheduler_lock
 from publisher.scheduler.runs import arun_schedule_now, execute, interrupt_orphaned_runs
 from publisher.scheduler.status import ScheduleInfo, StatusReport, schedules_overview, status_report
 from publisher.scheduler.triggers import fire_time_at, missed_fire_time
+from publisher.signups import ConfirmLink, LinkState, PendingSignup, SignupOutcome, SignupResult
 from publisher.store import Store
 from publisher.store.issues import IssueSummary
 from publisher.store.runs import JobRun, ScheduleState
@@ -46,7 +47,18 @@ from publisher.store.subscribers import SubscriberRecord
 from publisher.subscriptions import ImportReport, Progress
 from publisher.templating import make_environment, render_template, translator
 
-__all__ = ["Clock", "LinkHolder", "PublishReport", "Publisher", "utcnow"]
+__all__ = [
+    "Clock",
+    "ConfirmLink",
+    "LinkHolder",
+    "LinkState",
+    "PendingSignup",
+    "PublishReport",
+    "Publisher",
+    "SignupOutcome",
+    "SignupResult",
+    "utcnow",
+]
 
 log = logging.getLogger("publisher")
 
@@ -98,8 +110,16 @@ class Publisher:
     # -- feeds ----------------------------------------------------------------
 
     def ingest(self) -> IngestReport:
-        """Read every source into the store; see :func:`publisher.ingest.ingest`."""
-        return ingest_sources(self.settings, self.store, now=self.clock(), should_stop=self.stop_requested)
+        """Read every source into the store; see :func:`publisher.ingest.ingest`.
+
+        Every run also purges web sign-ups left unconfirmed past ``confirm_within``: ingest
+        runs often on every deployment, so no extra job kind or schedule is needed.
+        """
+        report = ingest_sources(self.settings, self.store, now=self.clock(), should_stop=self.stop_requested)
+        purged = self.purge_stale_signups()
+        if purged:
+            log.info("purged %d sign-up(s) left unconfirmed", purged)
+        return report
 
     def build(self) -> BuildReport:
         """Write the feeds, OPML, index.html and the archive; only files whose bytes changed."""
@@ -275,6 +295,77 @@ class Publisher:
     def forget_subscriber(self, email: str) -> bool:
         """``subscribers forget``: erase personal data, keep a hash so imports stay suppressed."""
         return subscriptions.forget(self.store, email, now=self.clock())
+
+    def pending_signups(self, list_slug: str | None = None) -> list[PendingSignup]:
+        """``subscribers pending``: unconfirmed sign-ups, oldest first, with their consent."""
+        if list_slug is not None:
+            self.settings.list_config(list_slug)
+        return self.store.signups.pending(list_slug)
+
+    def confirm_subscriber(self, email: str, list_slug: str) -> bool:
+        """``subscribers confirm``: confirm a pending sign-up by hand (consent "admin")."""
+        return signups.confirm_by_admin(self.settings, self.store, self.clock(), email, list_slug)
+
+    def purge_stale_signups(self) -> int:
+        """Delete sign-ups pending longer than ``[subscriptions] confirm_within``."""
+        return signups.purge_stale(self.settings, self.store, self.clock())
+
+    # -- web sign-up (the web front) ---------------------------------------------------
+
+    @property
+    def public_lists(self) -> dict[str, str]:
+        """Slugs and names of the lists the web offers (``public = true``), in config order."""
+        return {lst.slug: lst.name for lst in signups.public_lists(self.settings)}
+
+    def consent_text(self, language: str) -> str:
+        """The consent sentence the sign-up form shows (and stores) in ``language``."""
+        return signups.consent_text(self.settings, language)
+
+    def form_token(self, form: str) -> str:
+        """A CSRF token for ``form``, signed with the store's server secret."""
+        return signups.form_token(self.store, form, self.clock())
+
+    def check_form_token(self, form: str, token: str) -> None:
+        """TokenError unless ``token`` was made by :meth:`form_token` for ``form`` within a day."""
+        signups.check_form_token(self.store, form, token, self.clock())
+
+    def check_signup(self, email: str, name: str, lists: list[str]) -> None:
+        """SubscriberError (``where`` names the field) when the sign-up form is not usable."""
+        signups.check_signup(self.settings, email, name, lists)
+
+    def sign_up(self, *, email: str, name: str, language: str, lists: list[str], client: str) -> SignupResult:
+        """The sign-up form's POST: pending, consent recorded, the confirmation mail to send."""
+        return signups.sign_up(
+            self.settings,
+            self.store,
+            self.clock(),
+            email=email,
+            name=name,
+            language=language,
+            lists=lists,
+            client=client,
+        )
+
+    async def send_signup_mail(self, result: SignupResult) -> SendResult | None:
+        """Send a sign-up's confirmation mail now through the configured transport; logs a failure."""
+        if result.mail is None:
+            return None
+        try:
+            sent = await signups.send_mail(self.settings, result.mail)
+        except MailError as e:
+            log.warning("the confirmation mail could not be sent: %s", e)
+            return None
+        if sent is not None and sent.status is not DeliveryStatus.SENT:
+            log.warning("the confirmation mail was not accepted: %s %s", sent.code, sent.text)
+        return sent
+
+    def confirm_link(self, token: str) -> ConfirmLink:
+        """What a confirmation link is for; TokenError when forged or of nobody we know."""
+        return signups.confirm_link(self.settings, self.store, token, self.clock())
+
+    def confirm_signup(self, token: str, *, source: str) -> ConfirmLink:
+        """The confirmation page's POST: pending becomes confirmed, time and IP recorded."""
+        return signups.confirm(self.settings, self.store, token, self.clock(), source=source)
 
     # -- subscriber pages (the web front) -------------------------------------------
 

@@ -31,6 +31,9 @@ PAGE_TEMPLATES = (
     "web/subscription.html.j2",
     "web/archive_index.html.j2",
     "web/archive_list.html.j2",
+    "web/signup.html.j2",
+    "email/confirm.html.j2",  # the sign-up confirmation mail
+    "email/confirm.txt.j2",
 )
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 

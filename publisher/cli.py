@@ -783,7 +783,7 @@ def status(ctx: Context, as_json: bool) -> None:
 
 @cli.group()
 def subscribers() -> None:
-    """Import, export, add, remove, show and forget subscribers."""
+    """Import, export, add, remove, show, forget, list pending and confirm subscribers."""
 
 
 @subscribers.command("import")
@@ -890,6 +890,56 @@ def record_text(record: SubscriberRecord, settings: Settings) -> str:
         for e in record.events
     ]
     return "\n".join(lines)
+
+
+@subscribers.command("pending")
+@click.argument("list_slug", metavar="[LIST]", required=False)
+@json_option
+@with_context
+def subscribers_pending(ctx: Context, list_slug: str | None, as_json: bool) -> None:
+    """Web sign-ups not confirmed yet (of LIST, or of every list), oldest first, with their consent."""
+    by_address: dict[str, dict[str, Any]] = {}
+    for row in ctx.publisher.pending_signups(list_slug):
+        entry = by_address.setdefault(
+            row.email,
+            {
+                "email": row.email,
+                "lists": [],
+                "since": row.since,
+                "consent": {
+                    "method": row.method,
+                    "source": row.source,
+                    "language": row.language,
+                    "text": row.consent_text,
+                },
+            },
+        )
+        entry["lists"].append(row.list_slug)
+    if as_json:
+        print_json(list(by_address.values()))
+        return
+    table = Table("address", "lists", "since", "consent", title="Pending sign-ups")
+    for entry in by_address.values():
+        consent = entry["consent"]
+        table.add_row(
+            entry["email"],
+            ", ".join(entry["lists"]),
+            local(entry["since"], ctx.settings),
+            f"{consent['method']} {consent['source']} ({consent['language']})",
+        )
+    console.print(table if by_address else "no pending sign-ups")
+
+
+@subscribers.command("confirm")
+@click.argument("email")
+@click.argument("list_slug", metavar="LIST")
+@with_context
+def subscribers_confirm(ctx: Context, email: str, list_slug: str) -> None:
+    """Confirm EMAIL's pending sign-up to LIST by hand (consent "admin")."""
+    if ctx.publisher.confirm_subscriber(email, list_slug):
+        console.print(f"{email}: confirmed on {list_slug}")
+    else:
+        console.print(f"{email}: already confirmed on {list_slug}")
 
 
 @subscribers.command("forget")

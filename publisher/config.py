@@ -400,6 +400,14 @@ class ListConfig(_Strict):
         return self.sender_address.rpartition("@")[2].lower()
 
 
+class SubscriptionsConfig(_Strict):
+    """The web sign-up: how long a confirmation link lives and the abuse limits."""
+
+    confirm_within: DurationText = parse_duration("7d")  # unconfirmed sign-ups are deleted after
+    resend_after: DurationText = parse_duration("10m")  # at most one confirmation mail per address
+    per_ip_per_hour: StrictInt = Field(20, ge=1, le=100_000)  # sign-ups per client address
+
+
 class ScheduleConfig(_Strict):
     every: DurationText | None = None
     cron: str | None = None
@@ -460,6 +468,7 @@ class Settings(_Strict):
     templates: TemplatesConfig = TemplatesConfig()
     lists: list[ListConfig] = []
     schedules: dict[str, ScheduleConfig] = {}
+    subscriptions: SubscriptionsConfig = SubscriptionsConfig()
 
     path: Path | None = Field(None, exclude=True)
 

@@ -43,9 +43,10 @@ from markupsafe import Markup
 
 from publisher.config import CategoryConfig, Settings
 from publisher.errors import PublisherError
+from publisher.i18n import normalise_language
 from publisher.models import Item
 from publisher.store import Store
-from publisher.templating import html_to_text, make_environment, render_template
+from publisher.templating import html_to_text, make_environment, render_template, translator
 from publisher.text import XML_UNSAFE
 from publisher.text import xml_safe as clean_text
 
@@ -449,6 +450,10 @@ def render_index(settings: Settings, site: _Site, channels: Sequence[Channel]) -
         "opml_url": f"{site.root}feeds.opml",
         # The archive of sent issues (publisher.archive) exists when a list is public.
         "archive_url": f"{site.root}archive/" if any(lst.public for lst in settings.lists) else "",
+        # The sign-up box: the lists the web offers (none: no box).
+        "signup_lists": [{"slug": lst.slug, "name": lst.name} for lst in settings.lists if lst.public],
+        "signup_url": f"{site.root}subscribe",
+        "t": translator(normalise_language(settings.site.language)),
     }
     return render_template(make_environment(settings), INDEX_TEMPLATE, context).encode("utf-8")
 

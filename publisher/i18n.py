@@ -74,6 +74,49 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "archive_newer": "Newer issues",
         "archive_older": "Older issues",
         "archive_page": "Page {page} of {pages}",
+        "signup_title": "Subscribe by email",
+        "signup_intro": (
+            "Choose the lists you want to receive. We send a message to confirm the address first."
+        ),
+        "email_label": "Email address",
+        "name_label": "Name (optional)",
+        "lists_label": "Lists",
+        "honeypot_label": "Leave this field empty",
+        "signup_button": "Subscribe",
+        "signup_consent": (
+            "By subscribing you agree that {site} sends the chosen lists to this address. Every message"
+            " has a link to unsubscribe."
+        ),
+        "signup_no_lists": "No list is open for sign-up.",
+        "invalid_email": "Enter a valid email address, such as name@example.org.",
+        "no_list_chosen": "Choose at least one list.",
+        "check_inbox_title": "Check your inbox",
+        "check_inbox_text": (
+            "If this address can receive our lists, a message with a confirmation link is on its way. "
+            "Open it to finish subscribing."
+        ),
+        "form_expired_title": "This form has expired",
+        "form_expired_text": "Load the form again and send it once more.",
+        "rate_limited_title": "Too many sign-ups",
+        "rate_limited_text": (
+            "Too many sign-ups came from your network in the last hour. Please try again later."
+        ),
+        "confirm_title": "Confirm your subscription",
+        "confirm_question": "Confirm that {email} wants to receive {lists}.",
+        "confirm_button": "Confirm",
+        "confirmed_title": "Your subscription is confirmed",
+        "confirmed_text": "You will receive {lists}.",
+        "confirm_expired_title": "This confirmation link has expired",
+        "confirm_used_title": "This confirmation link was already used",
+        "confirm_again_text": "You can subscribe again with the form.",
+        "signup_link": "Go to the sign-up form",
+        "confirm_subject": "Confirm your subscription to {lists}",
+        "confirm_mail_intro": "Someone, probably you, asked to receive {lists} from {site} at this address.",
+        "confirm_mail_action": "To confirm, open this link and press the button:",
+        "confirm_mail_ignore": (
+            "If it was not you, ignore this message: nothing is sent without confirmation. The link "
+            "expires on {date}."
+        ),
     },
     "fr": {
         "greeting": "Bonjour {name},",
@@ -116,6 +159,53 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "archive_newer": "Numéros plus récents",
         "archive_older": "Numéros plus anciens",
         "archive_page": "Page {page} sur {pages}",
+        "signup_title": "S’abonner par courriel",
+        "signup_intro": (
+            "Choisissez les listes que vous voulez recevoir. Nous envoyons d’abord un message pour "
+            "confirmer l’adresse."
+        ),
+        "email_label": "Adresse électronique",
+        "name_label": "Nom (facultatif)",
+        "lists_label": "Listes",
+        "honeypot_label": "Laissez ce champ vide",
+        "signup_button": "S’abonner",
+        "signup_consent": (
+            "En vous abonnant, vous acceptez que {site} envoie les listes choisies à cette adresse. "
+            "Chaque message contient un lien de désabonnement."
+        ),
+        "signup_no_lists": "Aucune liste n’est ouverte aux abonnements.",
+        "invalid_email": "Saisissez une adresse électronique valide, par exemple nom@example.org.",
+        "no_list_chosen": "Choisissez au moins une liste.",
+        "check_inbox_title": "Consultez votre messagerie",
+        "check_inbox_text": (
+            "Si cette adresse peut recevoir nos listes, un message avec un lien de confirmation est en "
+            "route. Ouvrez-le pour terminer l’abonnement."
+        ),
+        "form_expired_title": "Ce formulaire a expiré",
+        "form_expired_text": "Rechargez le formulaire et envoyez-le à nouveau.",
+        "rate_limited_title": "Trop d’abonnements",
+        "rate_limited_text": (
+            "Trop d’abonnements sont venus de votre réseau au cours de la dernière heure. Réessayez "
+            "plus tard."
+        ),
+        "confirm_title": "Confirmez votre abonnement",
+        "confirm_question": "Confirmez que {email} souhaite recevoir {lists}.",
+        "confirm_button": "Confirmer",
+        "confirmed_title": "Votre abonnement est confirmé",
+        "confirmed_text": "Vous recevrez {lists}.",
+        "confirm_expired_title": "Ce lien de confirmation a expiré",
+        "confirm_used_title": "Ce lien de confirmation a déjà été utilisé",
+        "confirm_again_text": "Vous pouvez vous abonner à nouveau avec le formulaire.",
+        "signup_link": "Aller au formulaire d’abonnement",
+        "confirm_subject": "Confirmez votre abonnement à {lists}",
+        "confirm_mail_intro": (
+            "Quelqu’un, sans doute vous, a demandé à recevoir {lists} de {site} à cette adresse."
+        ),
+        "confirm_mail_action": "Pour confirmer, ouvrez ce lien et appuyez sur le bouton :",
+        "confirm_mail_ignore": (
+            "Si ce n’était pas vous, ignorez ce message : rien n’est envoyé sans confirmation. Le lien "
+            "expire le {date}."
+        ),
     },
     "es": {
         "greeting": "Hola, {name}:",
@@ -156,6 +246,51 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "archive_newer": "Números más recientes",
         "archive_older": "Números más antiguos",
         "archive_page": "Página {page} de {pages}",
+        "signup_title": "Suscribirse por correo",
+        "signup_intro": (
+            "Elija las listas que desea recibir. Primero enviamos un mensaje para confirmar la dirección."
+        ),
+        "email_label": "Correo electrónico",
+        "name_label": "Nombre (opcional)",
+        "lists_label": "Listas",
+        "honeypot_label": "Deje este campo vacío",
+        "signup_button": "Suscribirme",
+        "signup_consent": (
+            "Al suscribirse acepta que {site} envíe las listas elegidas a esta dirección. Cada mensaje "
+            "tiene un enlace para darse de baja."
+        ),
+        "signup_no_lists": "Ninguna lista está abierta a suscripciones.",
+        "invalid_email": "Escriba una dirección de correo válida, como nombre@example.org.",
+        "no_list_chosen": "Elija al menos una lista.",
+        "check_inbox_title": "Revise su correo",
+        "check_inbox_text": (
+            "Si esta dirección puede recibir nuestras listas, le llegará un mensaje con un enlace de "
+            "confirmación. Ábralo para completar la suscripción."
+        ),
+        "form_expired_title": "Este formulario ha caducado",
+        "form_expired_text": "Vuelva a cargar el formulario y envíelo de nuevo.",
+        "rate_limited_title": "Demasiadas suscripciones",
+        "rate_limited_text": (
+            "Llegaron demasiadas suscripciones desde su red en la última hora. Inténtelo más tarde."
+        ),
+        "confirm_title": "Confirme su suscripción",
+        "confirm_question": "Confirme que {email} desea recibir {lists}.",
+        "confirm_button": "Confirmar",
+        "confirmed_title": "Su suscripción está confirmada",
+        "confirmed_text": "Recibirá {lists}.",
+        "confirm_expired_title": "Este enlace de confirmación ha caducado",
+        "confirm_used_title": "Este enlace de confirmación ya se usó",
+        "confirm_again_text": "Puede suscribirse de nuevo con el formulario.",
+        "signup_link": "Ir al formulario de suscripción",
+        "confirm_subject": "Confirme su suscripción a {lists}",
+        "confirm_mail_intro": (
+            "Alguien, probablemente usted, pidió recibir {lists} de {site} en esta dirección."
+        ),
+        "confirm_mail_action": "Para confirmar, abra este enlace y pulse el botón:",
+        "confirm_mail_ignore": (
+            "Si no fue usted, ignore este mensaje: no se envía nada sin confirmación. El enlace caduca "
+            "el {date}."
+        ),
     },
 }
 

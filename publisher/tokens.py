@@ -95,3 +95,81 @@ def _parse_payload(payload: bytes) -> tuple[int, str, str]:
     if subscriber_id > MAX_SUBSCRIBER_ID:
         raise TokenError("this link is not valid: subscriber id out of range")
     return subscriber_id, list_slug, purpose
+
+
+# -- confirmation links of web sign-ups -------------------------------------------------
+
+_CONFIRM_DOMAIN = b"publisher-confirm-v1\x00"
+
+
+def make_confirm_token(subscriber_id: int, lists: list[str], issued: int, address: str, secret: str) -> str:
+    """Sign a sign-up's confirmation link: whose, which lists, when asked, for which address.
+
+    The address is in the MAC but not in the token (no address in URLs and logs), so a
+    link works only while the subscriber still has that address; ``issued`` (Unix
+    seconds) lets the reader expire it and match it to the very sign-up it confirms.
+    """
+    if not 0 < subscriber_id <= MAX_SUBSCRIBER_ID or not lists or not secret:
+        raise ValueError("a confirmation token needs a subscriber id, at least one list and a secret")
+    for slug in lists:
+        if not _FIELD.match(slug):
+            raise ValueError(f"list_slug {slug!r} must be lower-case letters, digits and '-'")
+    payload = f"c.{subscriber_id}.{issued}.{','.join(lists)}".encode("ascii")
+    return _b64encode(payload + _confirm_mac(payload, address, secret))
+
+
+def read_confirm_token(token: str) -> tuple[int, int, list[str]]:
+    """(subscriber id, issued, lists) of a confirmation token, unverified: load the secret next."""
+    payload, _ = _split(token)
+    try:
+        kind, ident, issued, joined = payload.decode("ascii").split(".")
+    except (UnicodeDecodeError, ValueError) as e:
+        raise TokenError("this link is not valid: malformed token") from e
+    lists = joined.split(",")
+    if kind != "c" or not ident.isdigit() or not issued.isdigit() or not all(_FIELD.match(s) for s in lists):
+        raise TokenError("this link is not valid: malformed token")
+    if not 0 < int(ident) <= MAX_SUBSCRIBER_ID:
+        raise TokenError("this link is not valid: subscriber id out of range")
+    return int(ident), int(issued), lists
+
+
+def verify_confirm_token(token: str, address: str, secret: str) -> None:
+    """Raise :class:`TokenError` unless ``token`` was made for ``address`` with ``secret``."""
+    payload, mac = _split(token)
+    read_confirm_token(token)
+    if not secret or not hmac.compare_digest(mac, _confirm_mac(payload, address, secret)):
+        raise TokenError("this link is not valid: its signature does not match")
+
+
+def _confirm_mac(payload: bytes, address: str, secret: str) -> bytes:
+    message = _CONFIRM_DOMAIN + payload + b"\x00" + address.lower().encode("utf-8")
+    return hmac.digest(secret.encode("utf-8"), message, hashlib.sha256)[:MAC_BYTES]
+
+
+# -- form tokens (CSRF) -------------------------------------------------------------------
+
+_FORM_DOMAIN = b"publisher-form-v1\x00"
+
+
+def make_form_token(form: str, issued: int, secret: str) -> str:
+    """A token for one form (``subscribe``, ``confirm:<token>``), issued at Unix second ``issued``.
+
+    Signed with the store's server secret; nothing is kept per visitor.
+    """
+    payload = str(issued).encode("ascii")
+    return _b64encode(payload + _form_mac(form, payload, secret))
+
+
+def verify_form_token(token: str, form: str, secret: str, *, now: int, max_age: int) -> None:
+    """Raise :class:`TokenError` unless ``token`` was made for ``form`` within ``max_age`` s of ``now``."""
+    payload, mac = _split(token)
+    if not payload.isdigit() or not hmac.compare_digest(mac, _form_mac(form, payload, secret)):
+        raise TokenError("the form's security token does not match; load the form again")
+    issued = int(payload)
+    if not now - max_age <= issued <= now + 60:
+        raise TokenError("the form is too old; load it again")
+
+
+def _form_mac(form: str, payload: bytes, secret: str) -> bytes:
+    message = _FORM_DOMAIN + form.encode("utf-8") + b"\x00" + payload
+    return hmac.digest(secret.encode("utf-8"), message, hashlib.sha256)[:MAC_BYTES]

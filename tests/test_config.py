@@ -361,3 +361,33 @@ def test_a_bad_slug_says_what_a_slug_is() -> None:
         "categories[1] 'Press Releases'.slug: 'Press Releases' is not a slug: use lower-case letters, "
         "digits and '-', starting with a letter or digit (e.g. 'press-releases')"
     )
+
+
+# -- the web sign-up (issue 9) ------------------------------------------------------------
+
+
+def test_subscriptions_defaults_and_lists_are_public_by_default() -> None:
+    s = settings_from_dict({"lists": [{"slug": "w", "name": "W", "sender": "a@example.org"}]})
+    assert s.subscriptions.confirm_within == timedelta(days=7)
+    assert s.subscriptions.resend_after == timedelta(minutes=10)
+    assert s.subscriptions.per_ip_per_hour == 20
+    assert s.lists[0].public is True
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("per_ip_per_hour", "20", "integer"),
+        ("per_ip_per_hour", 0, "greater than or equal to 1"),
+        ("confirm_within", 7, "duration"),
+        ("resend_after", "soon", "duration"),
+    ],
+)
+def test_subscriptions_keys_are_strict(key: str, value: object, says: str) -> None:
+    (found,) = problems({"subscriptions": {key: value}})
+    assert found.startswith(f"subscriptions.{key}:") and says in found
+
+
+def test_list_public_is_a_strict_boolean() -> None:
+    (found,) = problems({"lists": [{"slug": "w", "name": "W", "sender": "a@example.org", "public": "no"}]})
+    assert found.startswith("lists[1] 'w'.public:") and "boolean" in found

@@ -7,7 +7,18 @@ import base64
 import pytest
 
 from publisher.errors import TokenError
-from publisher.tokens import MAC_BYTES, MAX_SUBSCRIBER_ID, make_token, read_token, verify_token
+from publisher.tokens import (
+    MAC_BYTES,
+    MAX_SUBSCRIBER_ID,
+    make_confirm_token,
+    make_form_token,
+    make_token,
+    read_confirm_token,
+    read_token,
+    verify_confirm_token,
+    verify_form_token,
+    verify_token,
+)
 
 SECRET = "per-address-secret-1"
 
@@ -144,3 +155,30 @@ def test_ids_no_database_column_can_hold_are_malformed(ident: int) -> None:
     with pytest.raises(TokenError, match="out of range"):
         verify_token(token, SECRET)
     assert read_token(make_token(MAX_SUBSCRIBER_ID, "weekly", "unsubscribe", SECRET))[0] == MAX_SUBSCRIBER_ID
+
+
+# -- sign-up confirmation and form tokens (issue 9) -----------------------------------------
+
+
+def test_confirm_token_is_bound_to_address_lists_and_secret() -> None:
+    token = make_confirm_token(7, ["weekly", "press"], 1_800_000_000, "Ana@example.org", "s3cret")
+    assert read_confirm_token(token) == (7, 1_800_000_000, ["weekly", "press"])
+    verify_confirm_token(token, "ana@example.org", "s3cret")  # the address case-insensitively
+    for address, secret in (("bob@example.org", "s3cret"), ("ana@example.org", "other")):
+        with pytest.raises(TokenError):
+            verify_confirm_token(token, address, secret)
+    other_lists = make_confirm_token(7, ["weekly"], 1_800_000_000, "ana@example.org", "x")
+    with pytest.raises(TokenError):  # a digest link's token is not a confirmation token
+        read_confirm_token(make_token(7, "weekly", "preferences", "s3cret"))
+    assert other_lists != token
+
+
+def test_form_token_is_bound_to_form_and_age() -> None:
+    token = make_form_token("subscribe", 1000, "key")
+    verify_form_token(token, "subscribe", "key", now=1000 + 3600, max_age=86400)
+    with pytest.raises(TokenError):
+        verify_form_token(token, "confirm:abc", "key", now=1000, max_age=86400)
+    with pytest.raises(TokenError):
+        verify_form_token(token, "subscribe", "other-key", now=1000, max_age=86400)
+    with pytest.raises(TokenError):
+        verify_form_token(token, "subscribe", "key", now=1000 + 86401, max_age=86400)

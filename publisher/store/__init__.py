@@ -12,6 +12,7 @@ from publisher.store.db import make_engine, migrate
 from publisher.store.issues import IssueStore
 from publisher.store.items import ItemStore, SourceStateStore
 from publisher.store.runs import RunStore
+from publisher.store.signups import SignupStore
 from publisher.store.subscribers import SubscriberStore
 
 
@@ -27,6 +28,7 @@ class Store:
         self.subscribers = SubscriberStore(self.engine)
         self.issues = IssueStore(self.engine)
         self.runs = RunStore(self.engine)
+        self.signups = SignupStore(self.engine)
 
     @property
     def dialect(self) -> str:

@@ -121,6 +121,15 @@ subscriptions = Table(
     Column("consent_method", String(50), nullable=True),  # import | web | cli
     Column("consent_source", Text, nullable=True),  # file name, IP, operator
     Column("updated_at", UTCDateTime, nullable=False),
+    # A web sign-up's consent record: the exact text the form showed and its language,
+    # then when and from where the confirmation link was used.
+    Column("consent_text", Text, nullable=True),
+    Column("consent_language", String(20), nullable=True),
+    Column("confirmed_at", UTCDateTime, nullable=True),
+    Column("confirmed_source", Text, nullable=True),
+    # The status a pending web sign-up replaced (NULL: none); an unconfirmed sign-up
+    # goes back to it when it expires, so an old unsubscribe is not lost.
+    Column("pending_from", String(20), nullable=True),
     Index("ix_subscriptions_list_status", "list_slug", "status"),
 )
 
@@ -216,4 +225,26 @@ job_runs = Table(
     Column("counts", JSON, nullable=False, default=dict),
     Column("error", Text, nullable=True),
     Index("ix_job_runs_schedule_started", "schedule", "started"),
+)
+
+# Recent sign-up attempts for the abuse limits, shared by every process on the store:
+# kind "ip" (a sign-up from a client address) or "mail" (a confirmation mail sent to an
+# address). ``key`` is a sha256, never the address itself. Rows older than an hour
+# (or ``resend_after``) are deleted by the purge.
+signup_attempts = Table(
+    "signup_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(10), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_signup_attempts_kind_key_at", "kind", "key", "at"),
+)
+
+# Server secrets the store keeps (never config): e.g. "csrf", the key of form tokens.
+site_secrets = Table(
+    "site_secrets",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", String(128), nullable=False),
 )

@@ -11,6 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from publisher.app import Publisher
+from publisher.web.signup import routes as signup_routes
 from publisher.web.static import FeedFiles
 from publisher.web.subscribers import routes as subscriber_routes
 
@@ -26,6 +27,7 @@ def create_app(publisher: Publisher) -> Starlette:
     routes = [
         Route("/healthz", healthz),
         *subscriber_routes(publisher),
+        *signup_routes(publisher),
         Mount("/", app=FeedFiles(directory=output_dir, html=True, check_dir=False), name="public"),
     ]
     return Starlette(routes=routes)

@@ -53,19 +53,13 @@ class SubscriberPages:
 
     def _page(self, status: int, language: str, heading: str, **context: Any) -> Response:
         """``language`` is already a catalogue language (see :meth:`Publisher.page_language`)."""
-        try:
-            body = self.publisher.render_page(
-                PAGE_TEMPLATE, language, {"heading": heading, "message": "", "action": "", **context}
-            )
-        except TemplateError as e:
-            log.error("cannot show a subscriber page: %s", e)
-            return PlainTextResponse(
-                "This page cannot be shown: its template has an error. The site's administrator "
-                "can see why in the server log.\n",
-                status_code=500,
-                headers={"cache-control": "no-store"},
-            )
-        return HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
+        return page_response(
+            self.publisher,
+            PAGE_TEMPLATE,
+            status,
+            language,
+            {"heading": heading, "message": "", "action": "", **context},
+        )
 
     def _text_page(self, status: int, language: str, title: str, text: str) -> Response:
         t = self.publisher.translator(language)
@@ -156,6 +150,23 @@ class SubscriberPages:
             lists=rows,
             message=message,
         )
+
+
+def page_response(
+    publisher: Publisher, template: str, status: int, language: str, context: dict[str, Any]
+) -> Response:
+    """A page from ``template``, never cached; a broken admin override gives a short 500, logged."""
+    try:
+        body = publisher.render_page(template, language, context)
+    except TemplateError as e:
+        log.error("cannot show a subscriber page: %s", e)
+        return PlainTextResponse(
+            "This page cannot be shown: its template has an error. The site's administrator "
+            "can see why in the server log.\n",
+            status_code=500,
+            headers={"cache-control": "no-store"},
+        )
+    return HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
 
 
 async def read_small_body(request: Request, limit: int, deadline: float) -> bytes:
