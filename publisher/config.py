@@ -511,10 +511,12 @@ class Settings(_Strict):
                 )
         public = [lst.slug for lst in self.lists if lst.public]
         if public and not self.site.postal_address.strip():
+            which = (
+                f"list {public[0]!r} is" if len(public) == 1 else f"lists {', '.join(map(repr, public))} are"
+            )
             problems.append(
-                f"site.postal_address: required because list {', '.join(map(repr, public))} "
-                f"{'is' if len(public) == 1 else 'are'} public: bulk-mail law in many countries asks every "
-                "digest to carry the sender's postal address (it goes in the footer); set it, e.g. "
+                f"site.postal_address: required because {which} public: bulk-mail law in many countries "
+                "asks every digest to carry the sender's postal address (it goes in the footer); set it, e.g. "
                 'postal_address = "Route des Morillons 4, 1211 Geneva 22, Switzerland", '
                 "or mark the lists public = false"
             )

@@ -367,7 +367,12 @@ def test_a_bad_slug_says_what_a_slug_is() -> None:
 
 
 def test_subscriptions_defaults_and_lists_are_public_by_default() -> None:
-    s = settings_from_dict({"lists": [{"slug": "w", "name": "W", "sender": "a@example.org"}]})
+    s = settings_from_dict(
+        {
+            "site": {"postal_address": "1 Example Street, Geneva"},
+            "lists": [{"slug": "w", "name": "W", "sender": "a@example.org"}],
+        }
+    )
     assert s.subscriptions.confirm_within == timedelta(days=7)
     assert s.subscriptions.resend_after == timedelta(minutes=10)
     assert s.subscriptions.per_ip_per_hour == 20

@@ -356,6 +356,7 @@ def _write_config(path: Path, settings: Settings) -> None:
         for lst in settings.lists
     )
     path.write_text(
+        f'[site]\npostal_address = "{settings.site.postal_address}"\n'
         f'[storage]\nurl = "{settings.storage.url}"\n[outbox]\npath = "{settings.outbox.path}"\n'
         f'[feeds]\noutput_dir = "{settings.feeds.output_dir}"\n{lists}'
     )
