@@ -515,8 +515,9 @@ class Settings(_Strict):
                 f"list {public[0]!r} is" if len(public) == 1 else f"lists {', '.join(map(repr, public))} are"
             )
             problems.append(
-                f"site.postal_address: required because {which} public: bulk-mail law in many countries "
-                "asks every digest to carry the sender's postal address (it goes in the footer); set it, e.g. "
+                f"site.postal_address: required because {which} public: bulk-mail law in many "
+                "countries asks every digest to carry the sender's postal address (it goes in the "
+                "footer); set it, e.g. "
                 'postal_address = "Route des Morillons 4, 1211 Geneva 22, Switzerland", '
                 "or mark the lists public = false"
             )
