@@ -379,6 +379,22 @@ class Publisher:
             self.store, holder.subscriber_id, holder.list_slug, method=method, source=source, now=self.clock()
         )
 
+    def resubscribe(self, holder: LinkHolder, *, source: str) -> None:
+        """The "subscribe again" button of the unsubscribe page: the address is proven by its link."""
+        subscriptions.update_preferences(
+            self.store,
+            holder.subscriber_id,
+            {holder.list_slug: True},
+            source=source,
+            lists=list(self.list_names),
+            now=self.clock(),
+        )
+
+    def is_subscribed(self, holder: LinkHolder) -> bool:
+        """Whether the link's address is confirmed on the link's list right now."""
+        statuses = subscriptions.preferences(self.store, holder.subscriber_id)
+        return statuses.get(holder.list_slug) is SubscriptionStatus.CONFIRMED
+
     def subscriptions_of(self, holder: LinkHolder) -> dict[str, SubscriptionStatus]:
         """The preferences page: the configured lists the holder was ever on, with status."""
         statuses = subscriptions.preferences(self.store, holder.subscriber_id)

@@ -15,7 +15,7 @@ from publisher.config import Settings
 from publisher.errors import TokenError
 from publisher.i18n import normalise_language
 from publisher.store import Store
-from publisher.tokens import read_token, verify_token
+from publisher.tokens import make_token, read_token, verify_token
 
 # The subscriber id of previews and test copies (see publisher.digests.sample_subscriber).
 TEST_SUBSCRIBER_ID = 0
@@ -29,6 +29,7 @@ class LinkHolder:
     list_slug: str
     email: str
     language: str  # a catalogue language, for the page
+    preferences_token: str = ""  # the holder's own preferences link (pages link to it)
 
     @property
     def test_copy(self) -> bool:
@@ -48,6 +49,6 @@ def link_holder(settings: Settings, store: Store, token: str, purpose: str) -> L
     verify_token(token, sub.secret)
     if store.subscribers.is_forgotten(subscriber_id):
         raise TokenError("this subscriber was forgotten; its links no longer work")
-    return LinkHolder(
-        subscriber_id, list_slug, sub.email, normalise_language(sub.language, settings.site.language)
-    )
+    language = normalise_language(sub.language, settings.site.language)
+    preferences = make_token(subscriber_id, list_slug, "preferences", sub.secret)
+    return LinkHolder(subscriber_id, list_slug, sub.email, language, preferences)

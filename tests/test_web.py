@@ -245,6 +245,29 @@ def statuses_of(pub: Publisher, email: str) -> dict[str, SubscriptionStatus]:
     return pub.store.subscribers.statuses(sid)
 
 
+def test_after_unsubscribing_the_page_offers_to_subscribe_again_and_a_used_link_says_so(
+    publisher: Publisher, server: Server
+) -> None:
+    add(publisher.settings, publisher.store, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
+    url = f"{server.base}/unsubscribe/{token_for(publisher, 'ann@example.org', 'weekly')}"
+    preferences = f"/preferences/{token_for(publisher, 'ann@example.org', 'weekly', 'preferences')}"
+
+    done = httpx.post(url, data={"confirm": "yes"})
+    assert done.status_code == 200 and "You will no longer receive Weekly digest." in done.text
+    assert 'name="action" value="resubscribe"' in done.text and preferences in done.text
+    assert status_of(publisher, "ann@example.org", "weekly") == SubscriptionStatus.UNSUBSCRIBED
+
+    again = httpx.get(url)  # the same link reopened: not the same button again
+    assert "You are not subscribed to Weekly digest" in again.text and "Subscribe again" in again.text
+    assert httpx.head(url).status_code == 200
+    assert status_of(publisher, "ann@example.org", "weekly") == SubscriptionStatus.UNSUBSCRIBED
+
+    back = httpx.post(url, data={"action": "resubscribe"})  # proven by its own link: no second mail
+    assert back.status_code == 200 and "You are subscribed to Weekly digest again" in back.text
+    assert status_of(publisher, "ann@example.org", "weekly") == SubscriptionStatus.CONFIRMED
+    assert "Unsubscribe from Weekly digest?" in httpx.get(url).text
+
+
 def test_head_on_unsubscribe_and_preferences_links_changes_nothing(
     publisher: Publisher, server: Server
 ) -> None:

@@ -58,7 +58,7 @@ class SubscriberPages:
             PAGE_TEMPLATE,
             status,
             language,
-            {"heading": heading, "message": "", "action": "", **context},
+            {"heading": heading, "message": "", "action": "", "preferences_url": "", **context},
         )
 
     def _text_page(self, status: int, language: str, title: str, text: str) -> Response:
@@ -87,27 +87,49 @@ class SubscriberPages:
             return self._text_page(200, holder.language, "test_copy_title", "test_copy_text")
         t = self.publisher.translator(holder.language)
         list_name = self.list_names.get(holder.list_slug, holder.list_slug)
+        base = self.publisher.settings.site.base_url
+        links = {
+            "form_url": str(request.url.path),
+            "preferences_url": f"{base}/preferences/{holder.preferences_token}",
+        }
+        source = request.client.host if request.client else ""
+        if request.method == "POST" and b"action=resubscribe" in body:
+            # The address is proven by its own link: no second confirmation.
+            try:
+                await asyncio.to_thread(self.publisher.resubscribe, holder, source=source)
+            except SubscriberError:  # forgotten or removed since the token was checked
+                return self._invalid()
+            return self._page(200, holder.language, t("resubscribed_title", list=list_name), **links)
         if request.method == "POST":
             try:
                 await asyncio.to_thread(
                     self.publisher.unsubscribe,
                     holder,
                     method="one-click" if b"List-Unsubscribe=One-Click" in body else "web",
-                    source=request.client.host if request.client else "",
+                    source=source,
                 )
             except SubscriberError:  # forgotten or removed since the token was checked
                 return self._invalid()
             return self._page(
-                200, holder.language, t("unsubscribed_title"), message=t("unsubscribed_text", list=list_name)
+                200,
+                holder.language,
+                t("unsubscribed_title"),
+                message=t("unsubscribed_text", list=list_name),
+                action="resubscribe",
+                **links,
             )
         # A GET, or a HEAD: Starlette routes it here and uvicorn drops the body.
+        if not await asyncio.to_thread(self.publisher.is_subscribed, holder):
+            # A used link: say so instead of offering the same button again.
+            heading = t("not_subscribed_title", list=list_name)
+            return self._page(200, holder.language, heading, action="resubscribe", **links)
         return self._page(
             200,
             holder.language,
             t("unsubscribe_question", list=list_name),
             action="unsubscribe",
-            form_url=str(request.url.path),
             address=holder.email,
+            **links,
         )
 
     async def preferences(self, request: Request) -> Response:
