@@ -27,7 +27,7 @@ from publisher.config import ScheduleConfig, Settings
 from publisher.digests import DigestReport, Preview, Requeued
 from publisher.errors import MailError, SchedulerError
 from publisher.feeds import BuildReport, build_feeds
-from publisher.i18n import normalise_language
+from publisher.i18n import LANGUAGE_NAMES, normalise_language
 from publisher.ingest import IngestReport
 from publisher.ingest import ingest as ingest_sources
 from publisher.ledger import DeliveryTally, ProgressFn
@@ -401,9 +401,16 @@ class Publisher:
         return {slug: status for slug, status in statuses.items() if slug in self.list_names}
 
     def update_subscriptions(self, holder: LinkHolder, chosen: set[str], *, source: str) -> None:
-        """The preferences page's POST: stay on the chosen lists, leave the others."""
-        current = subscriptions.preferences(self.store, holder.subscriber_id)
-        choices = {slug: slug in chosen for slug in current if slug in self.list_names}
+        """The preferences page's POST: join or leave the public lists, leave private ones.
+
+        Joining needs no second confirmation: the address is proven by its own link.
+        """
+        choices = subscriptions.web_choices(
+            subscriptions.preferences(self.store, holder.subscriber_id),
+            chosen,
+            public=list(self.public_lists),
+            configured=list(self.list_names),
+        )
         subscriptions.update_preferences(
             self.store,
             holder.subscriber_id,
@@ -412,6 +419,23 @@ class Publisher:
             lists=list(self.list_names),
             now=self.clock(),
         )
+
+    def leave_all_lists(self, holder: LinkHolder, *, source: str) -> int:
+        """The preferences page's "leave every list" button; how many lists were left."""
+        return subscriptions.leave_all(self.store, holder.subscriber_id, source=source, now=self.clock())
+
+    def set_subscriber_language(self, holder: LinkHolder, language: str) -> str:
+        """The preferences page's language choice; SubscriberError when it is not offered."""
+        return subscriptions.set_language(self.store, holder.subscriber_id, language)
+
+    def subscriber_data(self, holder: LinkHolder) -> dict[str, object]:
+        """The preferences page's export: the holder's own data, JSON-ready."""
+        return subscriptions.personal_data(self.store, holder.subscriber_id, now=self.clock())
+
+    @property
+    def page_languages(self) -> dict[str, str]:
+        """The languages a subscriber can choose, each named in itself."""
+        return dict(LANGUAGE_NAMES)
 
     @property
     def list_names(self) -> dict[str, str]:

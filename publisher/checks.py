@@ -29,6 +29,7 @@ from publisher.templating import make_environment
 PAGE_TEMPLATES = (
     "web/index.html.j2",
     "web/subscription.html.j2",
+    "web/preferences.html.j2",
     "web/archive_index.html.j2",
     "web/archive_list.html.j2",
     "web/signup.html.j2",

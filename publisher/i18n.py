@@ -66,6 +66,21 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "language": "Language",
         "categories": "Topics",
         "save": "Save",
+        "leave_all_button": "Leave every list",
+        "left_all": "You have left every list.",
+        "export_link": "Download your data (JSON)",
+        "forget_button": "Erase my data",
+        "forget_question": "Erase all your data?",
+        "forget_text": (
+            "Your address, name and history are erased and you will receive nothing more."
+            " This cannot be undone."
+        ),
+        "forgotten_title": "Your data is erased",
+        "forgotten_text": (
+            "We keep only a one-way hash of your address, so that no list adds it again by mistake."
+        ),
+        "list_blocked": "stopped after failed deliveries or a complaint; write to us to receive it again",
+        "invalid_language": "This language is not offered; choose one from the list.",
         # the archive (static pages written by build, in the site language)
         "archive_title": "Past issues",
         "archive_lead": "Every digest we have sent, as it was sent.",
@@ -156,6 +171,24 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "language": "Langue",
         "categories": "Thèmes",
         "save": "Enregistrer",
+        "leave_all_button": "Quitter toutes les listes",
+        "left_all": "Vous avez quitté toutes les listes.",
+        "export_link": "Télécharger vos données (JSON)",
+        "forget_button": "Effacer mes données",
+        "forget_question": "Effacer toutes vos données ?",
+        "forget_text": (
+            "Votre adresse, votre nom et votre historique sont effacés et vous ne recevrez"
+            " plus rien. Cette action est définitive."
+        ),
+        "forgotten_title": "Vos données sont effacées",
+        "forgotten_text": (
+            "Nous ne gardons qu’une empreinte irréversible de votre adresse, pour qu’aucune"
+            " liste ne la rajoute par erreur."
+        ),
+        "list_blocked": (
+            "arrêtée après des envois en échec ou une plainte ; écrivez-nous pour la recevoir à nouveau"
+        ),
+        "invalid_language": "Cette langue n’est pas proposée ; choisissez-en une dans la liste.",
         "archive_title": "Anciens numéros",
         "archive_lead": "Tous les bulletins envoyés, tels qu’ils ont été envoyés.",
         "archive_list_title": "{list} : anciens numéros",
@@ -247,6 +280,21 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "language": "Idioma",
         "categories": "Temas",
         "save": "Guardar",
+        "leave_all_button": "Salir de todas las listas",
+        "left_all": "Ha salido de todas las listas.",
+        "export_link": "Descargar sus datos (JSON)",
+        "forget_button": "Borrar mis datos",
+        "forget_question": "¿Borrar todos sus datos?",
+        "forget_text": (
+            "Se borran su dirección, su nombre y su historial y no recibirá nada más. No se puede deshacer."
+        ),
+        "forgotten_title": "Sus datos se han borrado",
+        "forgotten_text": (
+            "Solo guardamos una huella irreversible de su dirección, para que ninguna lista"
+            " la vuelva a añadir por error."
+        ),
+        "list_blocked": "detenida tras envíos fallidos o una queja; escríbanos para volver a recibirla",
+        "invalid_language": "Este idioma no se ofrece; elija uno de la lista.",
         "archive_title": "Números anteriores",
         "archive_lead": "Todos los boletines enviados, tal como se enviaron.",
         "archive_list_title": "{list}: números anteriores",
@@ -307,6 +355,8 @@ CATALOGUE: dict[str, dict[str, Text]] = {
 }
 
 LANGUAGES = tuple(CATALOGUE)
+#: Each catalogue language in itself, for a language chooser.
+LANGUAGE_NAMES = {"en": "English", "fr": "Français", "es": "Español"}
 
 
 def normalise_language(code: str | None, default: str = FALLBACK) -> str:

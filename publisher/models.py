@@ -111,6 +111,9 @@ class SubscriptionStatus(StrEnum):
 SUPPRESSED = frozenset(
     {SubscriptionStatus.UNSUBSCRIBED, SubscriptionStatus.BOUNCED, SubscriptionStatus.COMPLAINED}
 )
+#: Suppressions the subscriber's own links cannot lift (only an admin's ``--force``): the
+#: address failed or its owner reported us, and a forwarded link proves neither changed.
+ADMIN_ONLY = frozenset({SubscriptionStatus.BOUNCED, SubscriptionStatus.COMPLAINED})
 
 
 class DeliveryStatus(StrEnum):

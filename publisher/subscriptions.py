@@ -27,7 +27,7 @@ import io
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -37,7 +37,7 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_
 from publisher.config import Settings
 from publisher.errors import SubscriberError
 from publisher.i18n import LANGUAGES, normalise_language
-from publisher.models import SUPPRESSED, Consent, Subscriber, SubscriptionStatus
+from publisher.models import ADMIN_ONLY, SUPPRESSED, Consent, Subscriber, SubscriptionStatus
 from publisher.store import Store
 from publisher.store.subscriber_import import ImportRow
 from publisher.store.subscribers import ListStatus, SubscriberRecord, SubscriptionEvent
@@ -53,18 +53,24 @@ __all__ = [
     "export_csv",
     "forget",
     "import_csv",
+    "leave_all",
     "normalise_address",
+    "personal_data",
     "preferences",
     "remove",
+    "set_language",
     "set_status",
     "show",
     "subscriber_secret",
     "unserved_languages",
     "unsubscribe_by_id",
     "update_preferences",
+    "web_choices",
 ]
 
 BATCH_SIZE = 1000
+#: How far back a subscriber's data export lists deliveries.
+EXPORT_DELIVERIES_DAYS = 365
 EXPORT_COLUMNS = (
     "email",
     "name",
@@ -674,8 +680,11 @@ def update_preferences(
     """Apply the preferences form: True subscribes, False unsubscribes; return the new statuses.
 
     Turning a list on is the subscriber's own fresh consent (method "preferences"), so
-    it lifts a suppression. ``lists``, when given, are the configured list slugs;
-    any other slug is refused. A forgotten address cannot be subscribed again here.
+    it lifts their own unsubscribe. A bounce or a complaint stays: the address failed
+    or its owner reported us, and a link in a forwarded mail is no proof that this
+    changed; only an admin lifts those (``add(..., force=True)``). ``lists``, when
+    given, are the configured list slugs; any other slug is refused. A forgotten
+    address cannot be subscribed again here.
     """
     _require(store, subscriber_id)
     unknown = sorted(set(choices) - set(lists)) if lists is not None else []
@@ -684,11 +693,96 @@ def update_preferences(
     if any(choices.values()) and store.subscribers.is_forgotten(subscriber_id):
         raise SubscriberError(f"subscriber {subscriber_id}", "this address was erased; subscribe it anew")
     consent = Consent(at=now, method="preferences", source=source)
+    current = store.subscribers.statuses(subscriber_id)
     for slug, wanted in choices.items():
         if wanted:
+            if current.get(slug) in ADMIN_ONLY:
+                continue
             store.subscribers.change_status(
                 subscriber_id, slug, SubscriptionStatus.CONFIRMED, consent=consent, lift_suppression=True
             )
         else:
             _unsubscribe(store, subscriber_id, slug, consent)
     return store.subscribers.statuses(subscriber_id)
+
+
+def web_choices(
+    current: Mapping[str, SubscriptionStatus],
+    chosen: Collection[str],
+    *,
+    public: Collection[str],
+    configured: Collection[str],
+) -> dict[str, bool]:
+    """What the preferences form asks, as ``update_preferences`` choices.
+
+    Every public list is on the form, so it is joined or left as ticked. A private
+    list is on the form only while the subscriber is on it: it can be left, never
+    joined, whatever a forged POST ticks. Slugs not configured are ignored.
+    """
+    choices = {slug: slug in chosen for slug in public if slug in configured}
+    for slug, status in current.items():
+        if slug in configured and slug not in choices and status is SubscriptionStatus.CONFIRMED:
+            choices[slug] = slug in chosen
+    return choices
+
+
+def leave_all(store: Store, subscriber_id: int, *, now: datetime, source: str = "") -> int:
+    """Unsubscribe from every list (the preferences page's "leave every list"); how many were left."""
+    _require(store, subscriber_id)
+    consent = Consent(at=now, method="preferences", source=source)
+    return sum(
+        _unsubscribe(store, subscriber_id, slug, consent) for slug in preferences(store, subscriber_id)
+    )
+
+
+def set_language(store: Store, subscriber_id: int, language: str) -> str:
+    """Store the subscriber's language (one the digests are written in); return it normalised."""
+    _require(store, subscriber_id)
+    chosen = check_language(language, "", where="language")
+    if not chosen:
+        raise SubscriberError("language", f"choose one of {', '.join(sorted(LANGUAGES))}")
+    store.subscribers.update_details(subscriber_id, language=chosen)
+    return chosen
+
+
+def personal_data(store: Store, subscriber_id: int, *, now: datetime) -> dict[str, object]:
+    """The subscriber's own data as JSON-ready values: what a data-access request gets.
+
+    Address, name, language, every subscription with its status and consent record,
+    and the deliveries of the last year. Nothing of anyone else: every query is by id.
+    """
+    record = store.subscribers.record(subscriber_id)
+    if record is None or record.email is None:
+        raise SubscriberError(f"subscriber {subscriber_id}", "no such subscriber")
+    since = now - timedelta(days=EXPORT_DELIVERIES_DAYS)
+    return {
+        "email": record.email,
+        "name": record.name,
+        "language": record.language,
+        "created": record.created.isoformat(),
+        "attributes": dict(record.attributes),
+        "subscriptions": [
+            {
+                "list": s.list_slug,
+                "status": s.status.value,
+                "updated": s.updated_at.isoformat(),
+                "consent": {
+                    "at": s.consent_at.isoformat() if s.consent_at else None,
+                    "method": s.consent_method,
+                    "source": s.consent_source,
+                },
+            }
+            for s in record.lists
+        ],
+        "deliveries": [
+            {
+                "list": d.list_slug,
+                "period": d.period_key,
+                "subject": d.subject,
+                "status": d.status,
+                "at": d.updated_at.isoformat(),
+            }
+            for d in store.subscribers.deliveries_since(subscriber_id, since)
+        ],
+        "exported": now.isoformat(),
+    }

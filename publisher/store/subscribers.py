@@ -41,6 +41,7 @@ from publisher.store.subscriber_import import (
 from publisher.store.tables import (
     deliveries,
     delivery_attempts,
+    issues,
     subscribers,
     subscription_events,
     subscriptions,
@@ -96,6 +97,17 @@ class SubscriberRecord:
     attributes: Mapping[str, str]
     lists: tuple[ListStatus, ...]
     events: tuple[SubscriptionEvent, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class DeliveryRecord:
+    """One digest delivered (or tried) to a subscriber, as their data export shows it."""
+
+    list_slug: str
+    period_key: str
+    subject: str
+    status: str
+    updated_at: datetime
 
 
 @dataclass(slots=True, frozen=True)
@@ -340,6 +352,23 @@ class SubscriberStore:
             ),
             events=tuple(SubscriptionEvent(e.at, e.list_slug, e.event, e.detail) for e in events),
         )
+
+    def deliveries_since(self, subscriber_id: int, since: datetime) -> list[DeliveryRecord]:
+        """The subscriber's deliveries last changed at or after ``since``, oldest first."""
+        q = (
+            select(
+                issues.c.list_slug,
+                issues.c.period_key,
+                issues.c.subject,
+                deliveries.c.status,
+                deliveries.c.updated_at,
+            )
+            .join(issues, issues.c.id == deliveries.c.issue_id)
+            .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.updated_at >= since)
+            .order_by(deliveries.c.updated_at, deliveries.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [DeliveryRecord(*row) for row in conn.execute(q)]
 
     def export_rows(self, list_slug: str, statuses: Collection[str] | None = None) -> Iterator[ExportRow]:
         """Rows of a list for CSV export, by id; forgotten addresses have nothing to export."""

@@ -23,19 +23,20 @@ from typing import Any
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message
 
 from publisher.app import LinkHolder, Publisher
 from publisher.errors import SubscriberError, TemplateError, TokenError
-from publisher.models import SubscriptionStatus
+from publisher.models import ADMIN_ONLY, SubscriptionStatus
 
 log = logging.getLogger("publisher.web")
 
 #: The unsubscribe and preferences forms send a few dozen bytes per list.
 FORM_MAX_BYTES = 8 * 1024
 PAGE_TEMPLATE = "web/subscription.html.j2"
+PREFERENCES_TEMPLATE = "web/preferences.html.j2"
 
 
 def routes(publisher: Publisher) -> list[Route]:
@@ -43,6 +44,8 @@ def routes(publisher: Publisher) -> list[Route]:
     return [
         Route("/unsubscribe/{token}", pages.unsubscribe, methods=["GET", "POST"]),
         Route("/preferences/{token}", pages.preferences, methods=["GET", "POST"]),
+        Route("/preferences/{token}/export", pages.export, methods=["GET"]),
+        Route("/preferences/{token}/forget", pages.forget, methods=["GET", "POST"]),
     ]
 
 
@@ -132,45 +135,125 @@ class SubscriberPages:
             **links,
         )
 
-    async def preferences(self, request: Request) -> Response:
-        form = await as_form(request, await self._small_body(request)) if request.method == "POST" else None
+    async def _preferences_holder(self, request: Request) -> LinkHolder | Response:
+        """The preferences link's holder, or the page to answer instead (invalid, test copy)."""
         holder = await self._verified(request, "preferences")
         if holder is None:
             return self._invalid()
         if holder.test_copy:
             return self._text_page(200, holder.language, "test_copy_title", "test_copy_text")
+        return holder
+
+    async def preferences(self, request: Request) -> Response:
+        form = await as_form(request, await self._small_body(request)) if request.method == "POST" else None
+        holder = await self._preferences_holder(request)
+        if isinstance(holder, Response):
+            return holder
         t = self.publisher.translator(holder.language)
-        message = ""
+        message = error = ""
+        language = holder.language
         if form is not None:  # a POST
-            chosen = {str(v) for v in form.getlist("list")}
+            source = request.client.host if request.client else ""
             try:
-                await asyncio.to_thread(
-                    self.publisher.update_subscriptions,
-                    holder,
-                    chosen,
-                    source=request.client.host if request.client else "",
-                )
+                if form.get("action") == "leave_all":
+                    await asyncio.to_thread(self.publisher.leave_all_lists, holder, source=source)
+                    message = t("left_all")
+                else:
+                    chosen = {str(v) for v in form.getlist("list")}
+                    await asyncio.to_thread(
+                        self.publisher.update_subscriptions, holder, chosen, source=source
+                    )
+                    requested = str(form.get("language") or "")
+                    if requested:
+                        try:
+                            language = await asyncio.to_thread(
+                                self.publisher.set_subscriber_language, holder, requested
+                            )
+                        except SubscriberError:
+                            error = self.publisher.translator(language)("invalid_language")
+                    t = self.publisher.translator(language)
+                    message = "" if error else t("preferences_saved")
             except SubscriberError:  # forgotten or removed since the token was checked
                 return self._invalid()
-            message = t("preferences_saved")
         statuses = await asyncio.to_thread(self.publisher.subscriptions_of, holder)
+        public = self.publisher.public_lists
         rows = [
             {
                 "slug": slug,
-                "name": self.list_names[slug],
-                "subscribed": status == SubscriptionStatus.CONFIRMED,
+                "name": name,
+                "subscribed": statuses.get(slug) == SubscriptionStatus.CONFIRMED,
+                "blocked": statuses.get(slug) in ADMIN_ONLY,
             }
-            for slug, status in statuses.items()
+            for slug, name in self.list_names.items()
+            if slug in public or statuses.get(slug) == SubscriptionStatus.CONFIRMED
         ]
-        return self._page(
+        path = str(request.url.path)
+        return page_response(
+            self.publisher,
+            PREFERENCES_TEMPLATE,
+            400 if error else 200,
+            language,
+            {
+                "heading": t("preferences_title"),
+                "action": "preferences",
+                "message": message,
+                "error": error,
+                "form_url": path,
+                "export_url": f"{path}/export",
+                "forget_url": f"{path}/forget",
+                "address": holder.email,
+                "lists": rows,
+                "languages": list(self.publisher.page_languages.items()),
+                "chosen_language": language,
+            },
+        )
+
+    async def export(self, request: Request) -> Response:
+        """The subscriber's own data as a JSON download; a GET (or HEAD) that changes nothing."""
+        holder = await self._preferences_holder(request)
+        if isinstance(holder, Response):
+            return holder
+        try:
+            data = await asyncio.to_thread(self.publisher.subscriber_data, holder)
+        except SubscriberError:  # forgotten since the token was checked
+            return self._invalid()
+        return JSONResponse(
+            data,
+            headers={
+                "content-disposition": 'attachment; filename="my-subscription-data.json"',
+                "cache-control": "no-store",
+            },
+        )
+
+    async def forget(self, request: Request) -> Response:
+        """ "Erase my data": a GET or a first POST shows the confirm step; ``confirm=yes`` erases.
+
+        Erasure is ``subscribers forget``'s: the address survives only as a hash, so
+        the link is invalid afterwards and no import brings the address back.
+        """
+        form = await as_form(request, await self._small_body(request)) if request.method == "POST" else None
+        holder = await self._preferences_holder(request)
+        if isinstance(holder, Response):
+            return holder
+        t = self.publisher.translator(holder.language)
+        if form is not None and form.get("confirm") == "yes":
+            await asyncio.to_thread(self.publisher.forget_subscriber, holder.email)
+            return self._text_page(200, holder.language, "forgotten_title", "forgotten_text")
+        path = str(request.url.path)
+        return page_response(
+            self.publisher,
+            PREFERENCES_TEMPLATE,
             200,
             holder.language,
-            t("preferences_title"),
-            action="preferences",
-            form_url=str(request.url.path),
-            address=holder.email,
-            lists=rows,
-            message=message,
+            {
+                "heading": t("forget_question"),
+                "action": "forget",
+                "message": "",
+                "error": "",
+                "address": holder.email,
+                "forget_url": path,
+                "form_url": path.removesuffix("/forget"),
+            },
         )
 
 
