@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -30,7 +31,7 @@ from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.models import Item, SubscriptionStatus
 from publisher.store import Store
-from publisher.subscriptions import add, forget
+from publisher.subscriptions import add, forget, set_status
 from publisher.tokens import MAX_SUBSCRIBER_ID, make_token
 from publisher.web.app import create_app
 from publisher.web.server import server_config
@@ -459,3 +460,178 @@ def test_a_form_body_that_does_not_arrive_in_time_is_refused(quick_server: Serve
         answer = sock.recv(65536)
         assert answer.startswith(b"HTTP/1.1 408"), answer
         assert time.monotonic() - start < 3
+
+
+# -- issue 9: the preferences page -----------------------------------------------------------
+
+PREF_LISTS = [
+    *LISTS,
+    {"slug": "staff", "name": "Staff only", "sender": "HR <hr@example.org>", "public": False},
+    {"slug": "board", "name": "Board papers", "sender": "Board <board@example.org>", "public": False},
+]
+
+
+@pytest.fixture
+def prefs(make_settings: Callable[..., Settings], store_url: str) -> Iterator[tuple[Publisher, Server]]:
+    settings = make_settings(storage={"url": store_url}, lists=PREF_LISTS)
+    pub = Publisher(settings, Store(store_url), clock=lambda: NOW)
+    with Server(pub) as server:
+        yield pub, server
+    pub.close()
+
+
+def _subscribe(pub: Publisher, email: str, *slugs: str, language: str = "en") -> str:
+    """Subscribe ``email`` to ``slugs``; its preferences URL path."""
+    for slug in slugs:
+        add(pub.settings, pub.store, slug, email, "Ann", language, now=NOW)
+    return f"/preferences/{token_for(pub, email, slugs[0], 'preferences')}"
+
+
+def _checkbox(page: str, slug: str) -> str:
+    found = re.search(rf'<input type="checkbox" id="list-{slug}"[^>]*>', page)
+    assert found, f"no checkbox for {slug}"
+    return found.group()
+
+
+def test_preferences_show_public_lists_and_private_ones_the_subscriber_is_on(
+    prefs: tuple[Publisher, Server],
+) -> None:
+    pub, server = prefs
+    path = _subscribe(pub, "ann@example.org", "weekly", "staff")
+    page = httpx.get(server.base + path).text
+    assert " checked" in _checkbox(page, "weekly")  # confirmed
+    assert " checked" not in _checkbox(page, "press")  # public, not on it: offered
+    assert " checked" in _checkbox(page, "staff")  # private, on it: shown, can be left
+    assert "list-board" not in page and "Board papers" not in page  # private, not on it: hidden
+    assert '<select id="language" name="language">' in page and '<option value="fr">Français</option>' in page
+    assert f'href="{path}/export"' in page and f'action="{path}/forget"' in page
+    assert 'value="leave_all"' in page
+
+
+def test_preferences_join_and_leave_public_lists_and_change_language(prefs: tuple[Publisher, Server]) -> None:
+    pub, server = prefs
+    path = _subscribe(pub, "ann@example.org", "weekly", "staff")
+    r = httpx.post(server.base + path, data={"action": "save", "list": ["press", "staff"], "language": "fr"})
+    assert r.status_code == 200 and "Vos préférences sont enregistrées." in r.text
+    assert '<html lang="fr">' in r.text  # the page answers in the new language
+    assert statuses_of(pub, "ann@example.org") == {
+        "press": SubscriptionStatus.CONFIRMED,  # joined without a second confirmation
+        "staff": SubscriptionStatus.CONFIRMED,
+        "weekly": SubscriptionStatus.UNSUBSCRIBED,
+    }
+    record = pub.subscriber("ann@example.org")
+    assert record.language == "fr"
+    press = next(s for s in record.lists if s.list_slug == "press")
+    assert (press.consent_method, press.consent_source) == ("preferences", "127.0.0.1")
+
+    r = httpx.post(server.base + path, data={"action": "save", "list": ["weekly"], "language": "de"})
+    assert r.status_code == 400 and "Cette langue n’est pas proposée" in r.text
+    assert pub.subscriber("ann@example.org").language == "fr"  # an unoffered language is not stored
+    assert statuses_of(pub, "ann@example.org")["staff"] == SubscriptionStatus.UNSUBSCRIBED  # left
+    page = httpx.get(server.base + path).text
+    assert "Staff only" not in page  # once left, a private list is no longer offered
+
+
+def test_a_forged_post_cannot_join_a_private_list(prefs: tuple[Publisher, Server]) -> None:
+    pub, server = prefs
+    path = _subscribe(pub, "ann@example.org", "weekly")
+    sid = pub.store.subscribers.find_id("ann@example.org")
+    assert sid is not None
+    add(pub.settings, pub.store, "staff", "ann@example.org", "Ann", "en", now=NOW)
+    pub.remove_subscriber("staff", "ann@example.org")
+    r = httpx.post(server.base + path, data={"list": ["weekly", "staff", "board", "nope"]})
+    assert r.status_code == 200
+    assert statuses_of(pub, "ann@example.org") == {
+        "staff": SubscriptionStatus.UNSUBSCRIBED,  # was on it once: still cannot rejoin from the web
+        "weekly": SubscriptionStatus.CONFIRMED,
+    }
+
+
+def test_bounced_and_complained_stay_suppressed_but_an_unsubscribe_can_be_undone(
+    prefs: tuple[Publisher, Server],
+) -> None:
+    pub, server = prefs
+    path = _subscribe(pub, "ann@example.org", "weekly", "press")
+    sid = pub.store.subscribers.find_id("ann@example.org")
+    assert sid is not None
+    set_status(pub.store, sid, "weekly", SubscriptionStatus.BOUNCED, "550 no such user", now=NOW)
+    set_status(pub.store, sid, "press", SubscriptionStatus.UNSUBSCRIBED, "web", now=NOW)
+    page = httpx.get(server.base + path).text
+    assert " disabled" in _checkbox(page, "weekly") and "stopped after failed deliveries" in page
+    httpx.post(server.base + path, data={"list": ["weekly", "press"]})
+    assert statuses_of(pub, "ann@example.org") == {
+        "press": SubscriptionStatus.CONFIRMED,
+        "weekly": SubscriptionStatus.BOUNCED,
+    }
+    set_status(pub.store, sid, "press", SubscriptionStatus.COMPLAINED, "abuse report", now=NOW)
+    httpx.post(server.base + path, data={"list": ["weekly", "press"]})
+    assert statuses_of(pub, "ann@example.org")["press"] == SubscriptionStatus.COMPLAINED
+
+
+def test_leave_all_unsubscribes_every_list(prefs: tuple[Publisher, Server]) -> None:
+    pub, server = prefs
+    path = _subscribe(pub, "ann@example.org", "weekly", "press", "staff")
+    r = httpx.post(server.base + path, data={"action": "leave_all", "list": ["weekly"]})
+    assert r.status_code == 200 and "You have left every list." in r.text
+    assert set(statuses_of(pub, "ann@example.org").values()) == {SubscriptionStatus.UNSUBSCRIBED}
+
+
+def test_export_downloads_only_the_subscribers_own_data(prefs: tuple[Publisher, Server]) -> None:
+    pub, server = prefs
+    path = _subscribe(pub, "ann@example.org", "weekly", "staff")
+    _subscribe(pub, "bob@example.org", "weekly")
+    for period, when in (("2026-W47", NOW), ("2025-W40", NOW - timedelta(days=400))):
+        created = pub.store.issues.create(
+            list_slug="weekly",
+            period_key=period,
+            period_start=when,
+            schedule=None,
+            subject=f"Weekly {period}",
+            item_ids=[],
+            now=when,
+        )
+        assert created is not None and created[1] == 2
+    url = f"{server.base}{path}/export"
+    head = httpx.head(url)
+    r = httpx.get(url)
+    assert head.status_code == r.status_code == 200 and head.content == b""
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.headers["content-disposition"].startswith("attachment;")
+    data = r.json()
+    assert (data["email"], data["name"], data["language"]) == ("ann@example.org", "Ann", "en")
+    assert [(s["list"], s["status"], s["consent"]["method"]) for s in data["subscriptions"]] == [
+        ("staff", "confirmed", "cli"),
+        ("weekly", "confirmed", "cli"),
+    ]
+    assert [(d["list"], d["period"], d["status"]) for d in data["deliveries"]] == [
+        ("weekly", "2026-W47", "pending")
+    ]  # last year only
+    assert "bob@example.org" not in r.text
+
+
+def test_forget_asks_first_then_erases_and_the_link_is_invalid_after(prefs: tuple[Publisher, Server]) -> None:
+    pub, server = prefs
+    path = _subscribe(pub, "ann@example.org", "weekly")
+    forget_url = f"{server.base}{path}/forget"
+    for ask in (httpx.get(forget_url), httpx.head(forget_url), httpx.post(forget_url)):
+        assert ask.status_code == 200
+    ask = httpx.post(forget_url)
+    assert "Erase all your data?" in ask.text and 'name="confirm" value="yes"' in ask.text
+    assert pub.subscriber("ann@example.org").email == "ann@example.org"  # nothing erased yet
+    done = httpx.post(forget_url, data={"confirm": "yes"})
+    assert done.status_code == 200 and "Your data is erased" in done.text
+    record = pub.subscriber("ann@example.org")
+    assert record.email is None and record.forgotten_at is not None  # as `subscribers forget` does
+    for url in (server.base + path, f"{server.base}{path}/export", forget_url):
+        assert httpx.get(url).status_code == 400, url
+
+
+def test_get_and_head_on_preferences_pages_change_nothing(prefs: tuple[Publisher, Server]) -> None:
+    pub, server = prefs
+    path = _subscribe(pub, "ann@example.org", "weekly", "staff")
+    before = pub.subscriber("ann@example.org")
+    for suffix in ("", "/export", "/forget"):
+        for query in ("", "?action=leave_all&list=press&language=fr&confirm=yes"):
+            url = f"{server.base}{path}{suffix}{query}"
+            assert httpx.get(url).status_code == 200 and httpx.head(url).status_code == 200, url
+    assert pub.subscriber("ann@example.org") == before
