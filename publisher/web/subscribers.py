@@ -226,7 +226,7 @@ class SubscriberPages:
         )
 
     async def forget(self, request: Request) -> Response:
-        """ "Erase my data": a GET or a first POST shows the confirm step; ``confirm=yes`` erases.
+        """The "Erase my data" button: a GET or a first POST asks; ``confirm=yes`` erases.
 
         Erasure is ``subscribers forget``'s: the address survives only as a hash, so
         the link is invalid afterwards and no import brings the address back.
