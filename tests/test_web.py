@@ -138,6 +138,19 @@ def test_feeds_are_served_with_media_types_and_conditional_get(publisher: Publis
         assert client.get("/.feeds-state.json").status_code == 404  # build state stays private
 
 
+def test_a_multipart_one_click_post_is_recorded_as_one_click(publisher: Publisher, server: Server) -> None:
+    """RFC 8058 allows the one-click body as multipart/form-data too."""
+    add(publisher.settings, publisher.store, "weekly", "bo@example.org", "Bo", "en", now=publisher.clock())
+    url = f"{server.base}/unsubscribe/{token_for(publisher, 'bo@example.org', 'weekly')}"
+    r = httpx.post(url, files={"List-Unsubscribe": (None, "One-Click")})
+    assert (
+        r.status_code == 200
+        and status_of(publisher, "bo@example.org", "weekly") == SubscriptionStatus.UNSUBSCRIBED
+    )
+    record = publisher.store.subscribers.record(publisher.store.subscribers.find_id("bo@example.org") or 0)
+    assert record is not None and record.events[-1].detail == "one-click: 127.0.0.1"
+
+
 def test_unsubscribe_get_changes_nothing_post_unsubscribes(publisher: Publisher, server: Server) -> None:
     add(publisher.settings, publisher.store, "weekly", "ann@example.org", "Ann", "en", now=publisher.clock())
     url = f"{server.base}/unsubscribe/{token_for(publisher, 'ann@example.org', 'weekly')}"

@@ -83,6 +83,12 @@ class SubscriberPages:
 
     async def unsubscribe(self, request: Request) -> Response:
         body = await self._small_body(request) if request.method == "POST" else b""
+        form = await as_form(request, body) if body else FormData()
+        # RFC 8058 lets a mail client send "List-Unsubscribe=One-Click" urlencoded or as
+        # multipart; some send it with no content type at all.
+        one_click = (
+            form.get("List-Unsubscribe") == "One-Click" or body.strip() == b"List-Unsubscribe=One-Click"
+        )
         holder = await self._verified(request, "unsubscribe")
         if holder is None:
             return self._invalid()
@@ -96,7 +102,7 @@ class SubscriberPages:
             "preferences_url": f"{base}/preferences/{holder.preferences_token}",
         }
         source = request.client.host if request.client else ""
-        if request.method == "POST" and b"action=resubscribe" in body:
+        if request.method == "POST" and form.get("action") == "resubscribe":
             # The address is proven by its own link: no second confirmation.
             try:
                 await asyncio.to_thread(self.publisher.resubscribe, holder, source=source)
@@ -108,7 +114,7 @@ class SubscriberPages:
                 await asyncio.to_thread(
                     self.publisher.unsubscribe,
                     holder,
-                    method="one-click" if b"List-Unsubscribe=One-Click" in body else "web",
+                    method="one-click" if one_click else "web",
                     source=source,
                 )
             except SubscriberError:  # forgotten or removed since the token was checked
