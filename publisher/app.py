@@ -179,10 +179,14 @@ class Publisher:
         Deferred deliveries whose retry time has come are sent first.
         """
         reports: list[DigestReport] = []
-        for lst in self.settings.lists:
-            if schedule is not None and lst.schedule != schedule:
-                continue
-            reports.append(await self.send_digest(lst.slug, at=fire_time))
+        try:
+            for lst in self.settings.lists:
+                if schedule is not None and lst.schedule != schedule:
+                    continue
+                reports.append(await self.send_digest(lst.slug, at=fire_time, rebuild_archive=False))
+        finally:  # once for all lists, also when a later list's relay is down
+            if any(self._archived(r) for r in reports):
+                await asyncio.to_thread(self.build_archive)
         return reports
 
     async def send_digest(
@@ -192,12 +196,15 @@ class Publisher:
         at: datetime | None = None,
         force: bool = False,
         progress: ProgressFn | None = None,
+        rebuild_archive: bool = True,
     ) -> DigestReport:
         """``digest send LIST``: this period's issue (once) and the list's due deliveries.
 
         When a mail of a public list went out, the archive is rebuilt at once, so the
         "view in browser" link the reader just got works (and the scheduler's digest
         job, ``digest send`` and ``publish`` all show the issue without a separate build).
+        :meth:`asend_due_digests` passes ``rebuild_archive=False`` and rebuilds once for
+        all its lists.
         """
         report = await digests.send_digest(
             self.settings,
@@ -209,9 +216,13 @@ class Publisher:
             force=force,
             progress=progress,
         )
-        if report.sent and self.settings.list_config(list_slug).public:
+        if rebuild_archive and self._archived(report):
             await asyncio.to_thread(self.build_archive)
         return report
+
+    def _archived(self, report: DigestReport) -> bool:
+        """Whether a send changed the archive: a mail of a public list went out."""
+        return bool(report.sent) and self.settings.list_config(report.list_slug).public
 
     def preview_digest(self, list_slug: str, out_dir: Path) -> Preview:
         """``digest preview``: the next issue as .html and .eml for a sample subscriber."""
