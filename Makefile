@@ -23,6 +23,14 @@ system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@# nginx runs only inside tests (deploy/nginx-publisher.conf); policy-rc.d stops the
+	@# package from starting a system nginx on port 80 while it installs.
+	@test -x /usr/sbin/nginx || { \
+	  echo "installing Debian's nginx-light for the deploy tests"; \
+	  had_policy=0; test -e /usr/sbin/policy-rc.d && had_policy=1; \
+	  [ $$had_policy = 1 ] || printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
+	  { apt-get install -y -qq nginx-light >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }; }; \
+	  status=$$?; [ $$had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d; exit $$status; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check publisher tests bench
