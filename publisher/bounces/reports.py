@@ -79,13 +79,24 @@ class ParsedReport:
 
 
 def parse_report(raw: bytes, *, bounce_address: str | None, source: str) -> ParsedReport:
-    """Read one message of the bounce mailbox; :class:`ReportError` when it is no report."""
+    """Read one message of the bounce mailbox; :class:`ReportError` when it is no report.
+
+    Anyone can mail the bounce address, so the bytes are hostile: whatever the standard
+    library's parser trips on becomes a ReportError too (the message goes to ``unparsed``)
+    instead of stopping the run at the same message every time.
+    """
+    try:
+        return _parse(raw, bounce_address, source)
+    except ReportError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, LookupError, RecursionError) as e:
+        raise ReportError(f"unreadable message ({type(e).__name__}: {e})") from e
+
+
+def _parse(raw: bytes, bounce_address: str | None, source: str) -> ParsedReport:
     if not raw.strip():
         raise ReportError("the message is empty")
-    try:
-        msg = BytesParser(policy=policy.compat32).parsebytes(raw)
-    except (ValueError, TypeError, IndexError) as e:  # the parser is lenient; be safe
-        raise ReportError(f"not a mail message: {e}") from e
+    msg = BytesParser(policy=policy.compat32).parsebytes(raw)
     if not msg.keys() or (msg.get("From") is None and msg.get("Content-Type") is None):
         raise ReportError("not a mail message: no From and no Content-Type header")
     report_id = _report_id(msg, raw)
