@@ -104,6 +104,7 @@ def test_only_sub_addresses_of_the_bounce_address_carry_a_token() -> None:
         ("gmail-mailbox-full.eml", FeedbackKind.SOFT_BOUNCE, "4.2.2"),
         ("exim-plain-quota.eml", FeedbackKind.SOFT_BOUNCE, "5.2.2"),  # a full mailbox is temporary
         ("plain-mailbox-full.eml", FeedbackKind.SOFT_BOUNCE, None),
+        ("yahoo-legacy.eml", FeedbackKind.HARD_BOUNCE, None),  # no code: flufl.bounce's layouts
     ],
 )
 def test_bounces_of_each_mta_are_read_with_their_token(
