@@ -33,6 +33,13 @@ PAGE_TEMPLATES = (
     "web/archive_index.html.j2",
     "web/archive_list.html.j2",
     "web/signup.html.j2",
+    "web/admin/login.html.j2",  # the admin console's pages and its stylesheet
+    "web/admin/dashboard.html.j2",
+    "web/admin/schedules.html.j2",
+    "web/admin/schedule_edit.html.j2",
+    "web/admin/jobs.html.j2",
+    "web/admin/audit.html.j2",
+    "web/admin/admin.css",
     "email/confirm.html.j2",  # the sign-up confirmation mail
     "email/confirm.txt.j2",
 )

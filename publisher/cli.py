@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from publisher.app import Publisher
+from publisher.app import Publisher, hash_admin_password
 from publisher.config import Settings, load_config
 from publisher.daemon import run_daemon
 from publisher.errors import ConfigError, MailError, PublisherError, SchedulerError
@@ -955,6 +955,26 @@ def subscribers_forget(ctx: Context, email: str, yes: bool) -> None:
     else:
         err_console.print(f"{email}: not known")
         sys.exit(1)
+
+
+# -- admin console ------------------------------------------------------------------
+
+
+@cli.group()
+def admin() -> None:
+    """The admin console's users (see README, "Admin console")."""
+
+
+@admin.command("hash-password")
+@handle_errors
+def admin_hash_password() -> None:
+    """Ask for a password twice and print its argon2id hash for PUBLISHER_ADMIN_{USER}_HASH.
+
+    The password is read from the terminal (or standard input), never from an argument,
+    so it stays out of the shell history and the process list.
+    """
+    password = click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password")
+    click.echo(hash_admin_password(password))
 
 
 def main() -> None:

@@ -109,7 +109,7 @@ class Daemon:
         self.retired: list[ScheduleRunner] = []
         self.busy: dict[str, asyncio.Lock] = {}
         self.stopping = asyncio.Event()
-        self.web = SwappableApp(create_app(publisher))
+        self.web = SwappableApp(create_app(publisher, reload=self.reload))
         self._closing: set[asyncio.Task[None]] = set()
         self.server = _Server(
             server_config(
@@ -244,8 +244,11 @@ class Daemon:
         task.add_done_callback(_log_crash)
 
     async def reload(self) -> bool:
-        """Load the config again; on any error keep the running one and say why."""
-        log.info("SIGHUP received: reloading %s", self.config_path)
+        """Load the config again; on any error keep the running one and say why.
+
+        SIGHUP calls it, and so does the admin console after it edited config.toml.
+        """
+        log.info("reloading %s", self.config_path)
         try:
             settings = load_config(self.config_path)
             new = self.publisher.reconfigured(settings)
@@ -279,7 +282,7 @@ class Daemon:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         self.publisher = new
-        self.web.app = create_app(new)
+        self.web.app = create_app(new, reload=self.reload)
 
     def _prune_retired(self) -> None:
         """Forget retired generations whose runs have all ended."""

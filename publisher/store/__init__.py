@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from publisher.store.admin import AdminStore
 from publisher.store.db import make_engine, migrate
 from publisher.store.issues import IssueStore
 from publisher.store.items import ItemStore, SourceStateStore
@@ -29,6 +30,7 @@ class Store:
         self.issues = IssueStore(self.engine)
         self.runs = RunStore(self.engine)
         self.signups = SignupStore(self.engine)
+        self.admin = AdminStore(self.engine)
 
     @property
     def dialect(self) -> str:

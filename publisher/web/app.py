@@ -1,4 +1,4 @@
-"""The web app: public/ at the root, plus the subscriber pages that mail links to.
+"""The web app: public/ at the root, the subscriber pages that mail links to, the admin console.
 
 One Starlette application serves both ``publisher serve`` and ``publisher run``.
 """
@@ -11,13 +11,19 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from publisher.app import Publisher
+from publisher.web.admin import Reload
+from publisher.web.admin_console import routes as admin_routes
 from publisher.web.signup import routes as signup_routes
 from publisher.web.static import FeedFiles
 from publisher.web.subscribers import routes as subscriber_routes
 
 
-def create_app(publisher: Publisher) -> Starlette:
-    """Build the ASGI app for ``publisher``; public/ is created if missing."""
+def create_app(publisher: Publisher, *, reload: Reload | None = None) -> Starlette:
+    """Build the ASGI app for ``publisher``; public/ is created if missing.
+
+    ``reload`` is how the admin console applies a config.toml it edited (the daemon's
+    SIGHUP reload); without it (``publisher serve``) the console says to reload the daemon.
+    """
     output_dir = publisher.settings.feeds.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -28,6 +34,7 @@ def create_app(publisher: Publisher) -> Starlette:
         Route("/healthz", healthz),
         *subscriber_routes(publisher),
         *signup_routes(publisher),
+        *admin_routes(publisher, reload=reload),
         Mount("/", app=FeedFiles(directory=output_dir, html=True, check_dir=False), name="public"),
     ]
     return Starlette(routes=routes)

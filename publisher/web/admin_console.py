@@ -1,0 +1,40 @@
+"""The admin console assembled: its navigation, its notices and every page module's routes.
+
+To add a page: write ``web/admin_NAME.py`` with ``routes(console) -> list[Route]`` (each
+route made by ``console.page``), add its ``NavEntry`` to :data:`NAV` and its ``NOTICES``
+to :data:`NOTICES`, and list its routes in :func:`routes`. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.routing import Route
+
+from publisher.app import Publisher
+from publisher.web import admin_audit, admin_dashboard, admin_jobs, admin_schedules
+from publisher.web.admin import PREFIX, AdminConsole, NavEntry, Reload
+
+log = logging.getLogger("publisher.web.admin")
+
+NAV = (
+    NavEntry("Dashboard", f"{PREFIX}/"),
+    NavEntry("Schedules", f"{PREFIX}/schedules"),
+    NavEntry("Jobs", f"{PREFIX}/jobs"),
+    NavEntry("Audit log", f"{PREFIX}/audit"),
+)
+NOTICES = {**admin_schedules.NOTICES}
+
+
+def routes(publisher: Publisher, *, reload: Reload | None = None) -> list[Route]:
+    """Every ``/admin`` route; they answer 404 while no admin can sign in (logged once here)."""
+    if not publisher.admin_enabled:
+        log.info("%s", publisher.admin_disabled_reason())
+    console = AdminConsole(publisher, NAV, NOTICES, reload=reload)
+    return [
+        *console.routes(),
+        *admin_dashboard.routes(console),
+        *admin_schedules.routes(console),
+        *admin_jobs.routes(console),
+        *admin_audit.routes(console),
+    ]
