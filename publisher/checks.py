@@ -78,7 +78,26 @@ def check_settings(settings: Settings) -> CheckReport:
         _check_subscribers_file(list_cfg, where, report)
     _check_dkim(settings, report)
     _check_ports(settings, report)
+    _check_admin_hashes(settings, report)
     return report
+
+
+def _check_admin_hashes(settings: Settings, report: CheckReport) -> None:
+    """A console user without a usable hash cannot sign in: say so (a warning, since the
+    variable may be set only where ``publisher run`` runs, e.g. a systemd EnvironmentFile)."""
+    for user in settings.admin.users:
+        variable = settings.admin.hash_env(user)
+        value = settings.admin.password_hash(user)
+        if value is None:
+            report.warnings.append(
+                f"admin.users: {variable} is not set here, so {user!r} cannot sign in to /admin/ from "
+                "a process started like this one; set it to the output of `publisher admin hash-password`"
+            )
+        elif not value.startswith("$argon2id$"):
+            report.errors.append(
+                f"admin.users: {variable} is not an argon2id hash (it must start with $argon2id$); "
+                "make one with `publisher admin hash-password`"
+            )
 
 
 def _check_templates_folder(settings: Settings, report: CheckReport) -> None:

@@ -35,7 +35,7 @@ from publisher.config import Settings, load_config
 from publisher.daemon import run_daemon
 from publisher.errors import ConfigError, MailError, PublisherError, SchedulerError
 from publisher.models import DeliveryStatus
-from publisher.web.app import create_app
+from publisher.web.app import ServedApp
 from publisher.web.server import StoppableServer, check_port, server_config
 
 if TYPE_CHECKING:
@@ -306,7 +306,7 @@ def items(ctx: Context, limit: int, category: str | None, as_json: bool) -> None
 
 
 def _serve(publisher: Publisher, host: str | None, port: int | None) -> None:
-    config = server_config(create_app(publisher), publisher.settings.web, host=host, port=port)
+    config = server_config(ServedApp(publisher), publisher.settings.web, host=host, port=port)
     check_port(config.host, config.port)
     console.print(f"serving {publisher.settings.feeds.output_dir} on http://{config.host}:{config.port}/")
     for url in publisher.feed_urls():

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,15 +19,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from click.testing import CliRunner
 from starlette.routing import Route
 
 from publisher.app import Publisher
+from publisher.checks import check_settings
 from publisher.cli import cli
-from publisher.config import load_config
+from publisher.config import Settings, load_config
 from publisher.errors import ConfigError
 from publisher.store import Store
-from publisher.web.app import create_app
+from publisher.web.app import ServedApp, create_app
+from publisher.web.server import server_config
 from tests.admin_client import (
     HASH_ENV,
     PASSWORD,
@@ -34,7 +39,7 @@ from tests.admin_client import (
     sign_in,
     try_sign_in,
 )
-from tests.test_web import Server
+from tests.smtp_server import free_port
 
 START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -70,6 +75,29 @@ cron = "0 9 * * mon"                     # weekdays by name: mon..sun
 timezone = "Europe/Zurich"
 job = "digest"
 """
+
+
+class Server:
+    """``publisher serve``'s app (:class:`ServedApp`) under uvicorn on a free loopback port."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = server_config(ServedApp(publisher), publisher.settings.web, host="127.0.0.1", port=self.port)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
 
 
 @dataclass
@@ -411,6 +439,10 @@ def test_a_trigger_edit_is_previewed_validated_and_written_keeping_comments(cons
         assert refused.status_code == 422 and console.config.read_text() == original
         saved = client.post(path, data=save)
         assert saved.status_code == 303, saved.text
+        # This server (publisher serve) reloaded config.toml: its pages show the new trigger.
+        after = client.get(saved.headers["location"])
+        assert "this server (publisher serve) reloaded it" in after.text
+        assert "cron 30 7 * * tue" in after.text and "America/New_York" in after.text
         # A second save from the same (now stale) preview is refused: the file changed.
         stale = client.post(path, data={**save, "value": "0 8 * * wed"})
         assert stale.status_code == 409 and "changed since the preview" in stale.text
@@ -480,8 +512,26 @@ def test_hash_password_prompts_twice_and_prints_an_argon2id_hash() -> None:
     assert short.exit_code == 2 and "12 characters" in short.output
 
 
-def test_admin_user_names_are_checked_in_config(tmp_path: Path, make_settings: Callable[..., object]) -> None:
+def test_admin_user_names_are_checked_in_config(make_settings: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError, match=r"admin.users\[1\]: 'Alice Smith' is not a user name"):
         make_settings(admin={"users": ["Alice Smith"]})
     with pytest.raises(ConfigError, match="listed twice"):
         make_settings(admin={"users": ["bob", "bob"]})
+
+
+def test_check_warns_about_a_user_without_a_hash_and_refuses_a_wrong_one(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(admin={"users": ["alice", "bob"]})
+    monkeypatch.setenv(HASH_ENV, admin_hash())
+    monkeypatch.delenv("PUBLISHER_ADMIN_BOB_HASH", raising=False)
+    report = check_settings(settings)
+    assert [w for w in report.warnings if "admin" in w] == [
+        "admin.users: PUBLISHER_ADMIN_BOB_HASH is not set here, so 'bob' cannot sign in to /admin/ from a "
+        "process started like this one; set it to the output of `publisher admin hash-password`"
+    ]
+    assert report.ok
+    monkeypatch.setenv("PUBLISHER_ADMIN_BOB_HASH", "plain-text-password")
+    assert any(
+        "PUBLISHER_ADMIN_BOB_HASH is not an argon2id hash" in e for e in check_settings(settings).errors
+    )

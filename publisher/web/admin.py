@@ -26,7 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -134,6 +134,8 @@ class AdminContext:
 Handler = Callable[[Request, AdminContext], Awaitable[Response]]
 #: Loads config.toml again and swaps it in (the daemon's SIGHUP reload); True if it worked.
 Reload = Callable[[], Awaitable[bool]]
+#: Whose reload it is: the daemon's (the scheduler sees the change) or only this server's.
+ReloadScope = Literal["daemon", "server"]
 
 
 class AdminConsole:
@@ -146,11 +148,13 @@ class AdminConsole:
         notices: Mapping[str, str] | None = None,
         *,
         reload: Reload | None = None,
+        reload_scope: ReloadScope = "daemon",
     ) -> None:
         self.publisher = publisher
         self.nav = list(nav)
         self.notices = dict(notices or {})
         self.reload = reload
+        self.reload_scope = reload_scope
         self.secure = publisher.settings.site.base_url.startswith("https://")
         self.zone = publisher.settings.site.tz
         self._tasks: set[asyncio.Task[Any]] = set()

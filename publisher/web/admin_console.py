@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from publisher.app import Publisher
 from publisher.web import admin_audit, admin_dashboard, admin_jobs, admin_schedules
-from publisher.web.admin import PREFIX, AdminConsole, NavEntry, Reload
+from publisher.web.admin import PREFIX, AdminConsole, NavEntry, Reload, ReloadScope
 
 log = logging.getLogger("publisher.web.admin")
 
@@ -26,11 +26,13 @@ NAV = (
 NOTICES = {**admin_schedules.NOTICES}
 
 
-def routes(publisher: Publisher, *, reload: Reload | None = None) -> list[Route]:
+def routes(
+    publisher: Publisher, *, reload: Reload | None = None, reload_scope: ReloadScope = "daemon"
+) -> list[Route]:
     """Every ``/admin`` route; they answer 404 while no admin can sign in (logged once here)."""
     if not publisher.admin_enabled:
         log.info("%s", publisher.admin_disabled_reason())
-    console = AdminConsole(publisher, NAV, NOTICES, reload=reload)
+    console = AdminConsole(publisher, NAV, NOTICES, reload=reload, reload_scope=reload_scope)
     return [
         *console.routes(),
         *admin_dashboard.routes(console),

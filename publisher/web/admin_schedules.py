@@ -31,9 +31,13 @@ NOTICES = {
     "resumed": "Schedule {name} is resumed.",
     "started": "Schedule {name} is running now; its run appears on the Jobs page.",
     "edited": "Schedule {name} is saved in config.toml and the daemon reloaded it.",
+    "edited-here": (
+        "Schedule {name} is saved in config.toml and this server (publisher serve) reloaded it. "
+        "A publisher run daemon in another process applies it after `systemctl reload publisher` (SIGHUP)."
+    ),
     "edited-unloaded": (
-        "Schedule {name} is saved in config.toml. This server was started with `publisher serve`: "
-        "send SIGHUP to the `publisher run` daemon (or restart it) to apply the change."
+        "Schedule {name} is saved in config.toml, but it could not be reloaded here (see the log). "
+        "Reload the daemon (`systemctl reload publisher`, SIGHUP) or restart it to apply the change."
     ),
     "unchanged": "Schedule {name} already says that; config.toml was not touched.",
 }
@@ -134,10 +138,11 @@ class SchedulePages:
         before = f"{current['kind']} {current['value']!r}, timezone {current['timezone'] or '(site)'!r}"
         after = f"{edit.kind} {edit.value!r}, timezone {edit.timezone or '(site)'!r}"
         await ctx.audit("schedule edited", f"{name}: {before} -> {after}")
-        if self.console.reload is None:
+        if self.console.reload is None or not await self.console.reload():
             return ctx.redirect(BASE, done="edited-unloaded", name=name)
-        await self.console.reload()
-        return ctx.redirect(BASE, done="edited", name=name)
+        return ctx.redirect(
+            BASE, done="edited" if self.console.reload_scope == "daemon" else "edited-here", name=name
+        )
 
     def _page(
         self,
