@@ -7,6 +7,7 @@ The clock is the test's, so idle expiry and lock-outs are checked without waitin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
@@ -21,6 +22,7 @@ import httpx
 import pytest
 import uvicorn
 from click.testing import CliRunner
+from sqlalchemy import func, select
 from starlette.routing import Route
 
 from publisher.app import Publisher
@@ -29,6 +31,7 @@ from publisher.cli import cli
 from publisher.config import Settings, load_config
 from publisher.errors import ConfigError
 from publisher.store import Store
+from publisher.store.tables import deliveries
 from publisher.web.app import ServedApp, create_app
 from publisher.web.server import server_config
 from tests.admin_client import (
@@ -56,6 +59,21 @@ url = "{store_url}"
 
 [feeds]
 output_dir = "public"
+
+[[categories]]
+slug = "news"
+title = "News"
+labels = ["News"]
+
+[[sources]]
+name = "sample"
+type = "directory"
+path = "content"
+
+[[sources]]
+name = "upstream"
+type = "feed"
+url = "missing/news.atom"
 
 [[lists]]
 slug = "weekly"
@@ -127,6 +145,11 @@ def write_config(
         text = text.replace('users = ["alice"]', "users = []")
     path = folder / "config.toml"
     path.write_text(text)
+    (folder / "content").mkdir(exist_ok=True)
+    (folder / "content" / "one.md").write_text(
+        "---\ntitle: Pensions rise\ndate: 2026-11-20\ncategory: News\n"
+        "link: https://www.example.org/news/1\n---\n\nBody\n"
+    )
     return path
 
 
@@ -535,3 +558,33 @@ def test_check_warns_about_a_user_without_a_hash_and_refuses_a_wrong_one(
     assert any(
         "PUBLISHER_ADMIN_BOB_HASH is not an argon2id hash" in e for e in check_settings(settings).errors
     )
+
+
+def test_the_dashboard_shows_sends_issues_subscribers_rates_and_failed_sources(console: Console) -> None:
+    publisher = console.publisher
+    report = publisher.ingest()
+    assert [f.source for f in report.failed] == ["upstream"]
+    publisher.add_subscriber("weekly", "ana@example.org", "Ana")
+    publisher.add_subscriber("weekly", "ben@example.org", "Ben")
+    sent = asyncio.run(publisher.send_digest("weekly"))
+    assert sent.sent == 2
+    with console.client() as client:
+        sign_in(client)
+        page = client.get("/admin/").text
+        issues = page[page.index('id="issues"') : page.index('id="sources"')]
+        assert "Weekly digest" in issues and ">2</td>" in issues
+        sources = page[page.index('id="sources"') :]
+        assert "upstream" in sources and "sample" not in sources
+        assert "Bounce rate: 0.0% (0 of 2)" in page
+        assert "No digest is being sent." in page and "http-equiv" not in page
+        # A delivery back in the queue: the issue is "sending now" and the page refreshes itself.
+        with publisher.store.engine.begin() as conn:
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == select(func.min(deliveries.c.id)).scalar_subquery())
+                .values(status="pending")
+            )
+        page = client.get("/admin/").text
+        sending = page[page.index('id="sending"') : page.index('id="schedules"')]
+        assert "Weekly digest" in sending
+        assert '<meta http-equiv="refresh" content="5">' in page
