@@ -7,15 +7,11 @@ to :data:`NOTICES`, and list its routes in :func:`routes`. See docs/architecture
 
 from __future__ import annotations
 
-import logging
-
 from starlette.routing import Route
 
 from publisher.app import Publisher
 from publisher.web import admin_audit, admin_dashboard, admin_jobs, admin_schedules
 from publisher.web.admin import PREFIX, AdminConsole, NavEntry, Reload, ReloadScope
-
-log = logging.getLogger("publisher.web.admin")
 
 NAV = (
     NavEntry("Dashboard", f"{PREFIX}/"),
@@ -29,9 +25,7 @@ NOTICES = {**admin_schedules.NOTICES}
 def routes(
     publisher: Publisher, *, reload: Reload | None = None, reload_scope: ReloadScope = "daemon"
 ) -> list[Route]:
-    """Every ``/admin`` route; they answer 404 while no admin can sign in (logged once here)."""
-    if not publisher.admin_enabled:
-        log.info("%s", publisher.admin_disabled_reason())
+    """Every ``/admin`` route; they answer 404 while no admin can sign in (the start banner says why)."""
     console = AdminConsole(publisher, NAV, NOTICES, reload=reload, reload_scope=reload_scope)
     return [
         *console.routes(),
