@@ -20,12 +20,15 @@ from typing import Any, TextIO
 
 from apscheduler.triggers.base import BaseTrigger
 
-from publisher import digests, signups, subscriptions
+from publisher import admin_auth, digests, signups, subscriptions
+from publisher.admin_auth import AdminSession, AuditEntry, LoginOutcome, LoginResult
 from publisher.archive import build_archive
 from publisher.bounces.apply import apply_feedback, suppress_address, unsuppress_address
 from publisher.bounces.process import BounceRunReport, open_mailbox, process_bounces
 from publisher.checks import CheckReport, check_settings
 from publisher.config import ScheduleConfig, Settings
+from publisher.config_edit import ScheduleEdit, plan_schedule_edit, save_schedule_edit
+from publisher.dashboard import Dashboard, dashboard
 from publisher.digests import DigestReport, Preview, Requeued
 from publisher.errors import ConfigError, MailError, SchedulerError
 from publisher.feeds import BuildReport, build_feeds
@@ -59,14 +62,19 @@ from publisher.subscriptions import ImportReport, Progress
 from publisher.templating import make_environment, render_template, translator
 
 __all__ = [
+    "AdminSession",
+    "AuditEntry",
     "BounceRunReport",
     "Clock",
     "ConfirmLink",
     "LinkHolder",
     "LinkState",
+    "LoginOutcome",
+    "LoginResult",
     "PendingSignup",
     "PublishReport",
     "Publisher",
+    "ScheduleEdit",
     "SignupOutcome",
     "SignupResult",
     "utcnow",
@@ -77,6 +85,11 @@ log = logging.getLogger("publisher")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def hash_admin_password(password: str) -> str:
+    """``admin hash-password``: an argon2id hash for ``PUBLISHER_ADMIN_{USER}_HASH`` (needs no config)."""
+    return admin_auth.hash_password(password)
 
 
 @dataclass
@@ -481,6 +494,71 @@ class Publisher:
     def page_language(self, requested: str | None = None) -> str:
         """The catalogue language for a page: the reader's if offered, else the site's."""
         return normalise_language(requested, self.settings.site.language)
+
+    # -- admin console (the web front) -------------------------------------------------
+
+    @property
+    def admin_enabled(self) -> bool:
+        """Whether the console is on: a user of ``[admin] users`` has a hash in the environment."""
+        return admin_auth.enabled(self.settings)
+
+    def admin_banner(self) -> str:
+        """The start-up line about the console: where it is, or why it is off and how to turn it on."""
+        if self.admin_enabled:
+            users = ", ".join(self.settings.admin.enabled_users)
+            return f"admin console: {self.settings.site.base_url}/admin/ (users: {users})"
+        return admin_auth.how_to_enable(self.settings)
+
+    def admin_sign_in(
+        self, username: str, password: str, *, client: str, old_cookie: str = ""
+    ) -> LoginResult:
+        """The login form's POST: a new session (cookie value), a wrong pair, or a lock-out."""
+        return admin_auth.sign_in(
+            self.settings, self.store, self.clock(), username, password, client, old_cookie
+        )
+
+    def admin_session(self, cookie: str) -> AdminSession | None:
+        """The live session of a console cookie (its idle expiry pushed back), or None."""
+        return admin_auth.session(self.store, cookie, self.clock())
+
+    def admin_sign_out(self, cookie: str) -> bool:
+        """End a console session in the store, so its cookie stops working everywhere."""
+        return admin_auth.sign_out(self.store, cookie)
+
+    def admin_csrf_ok(self, session: AdminSession, token: str) -> bool:
+        """Whether a console form's ``csrf_token`` belongs to ``session``."""
+        return admin_auth.csrf_ok(session, token)
+
+    def audit(self, username: str, action: str, detail: str = "", *, client: str = "") -> None:
+        """Write one admin action to the audit log (who, now, what, from where)."""
+        self.store.admin.audit(username, action, detail, client, self.clock())
+
+    def audit_log(self, limit: int = 100, offset: int = 0) -> list[AuditEntry]:
+        """The audit log, newest first."""
+        return self.store.admin.audit_log(limit, offset)
+
+    def audit_count(self) -> int:
+        return self.store.admin.audit_count()
+
+    def dashboard(self) -> Dashboard:
+        """What the console's dashboard shows (schedules, sends, issues, queue, rates, sources)."""
+        return dashboard(self.settings, self.store, self.clock())
+
+    def job_runs(self, limit: int = 50, schedule: str | None = None) -> list[JobRun]:
+        """Job runs, newest first (``status``'s history, for the console's Jobs page)."""
+        return self.store.runs.recent(limit, schedule)
+
+    def plan_schedule_edit(self, name: str, kind: str, value: str, timezone: str) -> ScheduleEdit:
+        """What changing ``name``'s trigger and zone would write to config.toml, and its next runs."""
+        self.schedule_config(name)
+        return plan_schedule_edit(self.settings, name, kind, value, timezone, self.clock())
+
+    def save_schedule_edit(
+        self, name: str, kind: str, value: str, timezone: str, *, base_digest: str
+    ) -> ScheduleEdit:
+        """Write the planned change to config.toml atomically; ConfigError if invalid or stale."""
+        self.schedule_config(name)
+        return save_schedule_edit(self.settings, name, kind, value, timezone, base_digest, self.clock())
 
     # -- jobs (the scheduler and `schedules run` call these) -----------------------
 

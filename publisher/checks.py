@@ -34,6 +34,13 @@ PAGE_TEMPLATES = (
     "web/archive_index.html.j2",
     "web/archive_list.html.j2",
     "web/signup.html.j2",
+    "web/admin/login.html.j2",  # the admin console's pages and its stylesheet
+    "web/admin/dashboard.html.j2",
+    "web/admin/schedules.html.j2",
+    "web/admin/schedule_edit.html.j2",
+    "web/admin/jobs.html.j2",
+    "web/admin/audit.html.j2",
+    "web/admin/admin.css",
     "email/confirm.html.j2",  # the sign-up confirmation mail
     "email/confirm.txt.j2",
 )
@@ -73,6 +80,7 @@ def check_settings(settings: Settings) -> CheckReport:
     _check_dkim(settings, report)
     _check_ports(settings, report)
     _check_bounces(settings, report)
+    _check_admin_hashes(settings, report)
     return report
 
 
@@ -91,6 +99,24 @@ def _check_bounces(settings: Settings, report: CheckReport) -> None:
             "bounces.address is not set: messages go out with the list's sender as envelope sender, "
             "so DSNs carry no token and `bounces process` can only act on complaints"
         )
+
+
+def _check_admin_hashes(settings: Settings, report: CheckReport) -> None:
+    """A console user without a usable hash cannot sign in: say so (a warning, since the
+    variable may be set only where ``publisher run`` runs, e.g. a systemd EnvironmentFile)."""
+    for user in settings.admin.users:
+        variable = settings.admin.hash_env(user)
+        value = settings.admin.password_hash(user)
+        if value is None:
+            report.warnings.append(
+                f"admin.users: {variable} is not set here, so {user!r} cannot sign in to /admin/ from "
+                "a process started like this one; set it to the output of `publisher admin hash-password`"
+            )
+        elif not value.startswith("$argon2id$"):
+            report.errors.append(
+                f"admin.users: {variable} is not an argon2id hash (it must start with $argon2id$); "
+                "make one with `publisher admin hash-password`"
+            )
 
 
 def _check_templates_folder(settings: Settings, report: CheckReport) -> None:

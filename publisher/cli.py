@@ -30,12 +30,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from publisher.app import Publisher
+from publisher.app import Publisher, hash_admin_password
 from publisher.config import Settings, load_config
 from publisher.daemon import run_daemon
 from publisher.errors import ConfigError, MailError, PublisherError, SchedulerError
 from publisher.models import DeliveryStatus, SubscriptionStatus
-from publisher.web.app import create_app
+from publisher.web.app import ServedApp
 from publisher.web.server import StoppableServer, check_port, server_config
 
 if TYPE_CHECKING:
@@ -307,11 +307,12 @@ def items(ctx: Context, limit: int, category: str | None, as_json: bool) -> None
 
 
 def _serve(publisher: Publisher, host: str | None, port: int | None) -> None:
-    config = server_config(create_app(publisher), publisher.settings.web, host=host, port=port)
+    config = server_config(ServedApp(publisher), publisher.settings.web, host=host, port=port)
     check_port(config.host, config.port)
     console.print(f"serving {publisher.settings.feeds.output_dir} on http://{config.host}:{config.port}/")
     for url in publisher.feed_urls():
         console.print(f"  {url}")
+    console.print(publisher.admin_banner())
     server = StoppableServer(config)
     server.run()
     if not server.started:
@@ -1047,6 +1048,26 @@ def bounces_process(ctx: Context, as_json: bool) -> None:
         print_json(counts)
         return
     console.print(", ".join(f"{name} {value}" for name, value in counts.items()))
+
+
+# -- admin console ------------------------------------------------------------------
+
+
+@cli.group()
+def admin() -> None:
+    """The admin console's users (see README, "Admin console")."""
+
+
+@admin.command("hash-password")
+@handle_errors
+def admin_hash_password() -> None:
+    """Ask for a password twice and print its argon2id hash for PUBLISHER_ADMIN_{USER}_HASH.
+
+    The password is read from the terminal (or standard input), never from an argument,
+    so it stays out of the shell history and the process list.
+    """
+    password = click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password")
+    click.echo(hash_admin_password(password))
 
 
 def main() -> None:

@@ -501,6 +501,43 @@ class BouncesConfig(_Strict):
         return self.maildir is not None or self.imap is not None
 
 
+ADMIN_USER = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
+class AdminConfig(_Strict):
+    """The admin console's users; each one's password hash comes from the environment.
+
+    Why the environment: config.toml is often in version control or readable by more
+    people than the console should be, and an argon2 hash is still a guessing target.
+    """
+
+    users: list[Annotated[str, Field(pattern=ADMIN_USER)]] = []
+
+    @field_validator("users")
+    @classmethod
+    def _unique_users(cls, v: list[str]) -> list[str]:
+        twice = sorted({u for u in v if v.count(u) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(map(repr, twice))} listed twice; list each user once")
+        return v
+
+    @staticmethod
+    def hash_env(user: str) -> str:
+        """The environment variable holding ``user``'s hash: ``alice`` -> PUBLISHER_ADMIN_ALICE_HASH."""
+        return f"PUBLISHER_ADMIN_{user.upper().replace('-', '_')}_HASH"
+
+    def password_hash(self, user: str) -> str | None:
+        """``user``'s argon2id hash, read from the environment at use; None when unset or not a user."""
+        if user not in self.users:
+            return None
+        return os.environ.get(self.hash_env(user)) or None
+
+    @property
+    def enabled_users(self) -> list[str]:
+        """The users who can sign in now: listed, with a hash in the environment."""
+        return [u for u in self.users if self.password_hash(u)]
+
+
 class ScheduleConfig(_Strict):
     every: DurationText | None = None
     cron: str | None = None
@@ -563,6 +600,7 @@ class Settings(_Strict):
     schedules: dict[str, ScheduleConfig] = {}
     subscriptions: SubscriptionsConfig = SubscriptionsConfig()
     bounces: BouncesConfig | None = None
+    admin: AdminConfig = AdminConfig()
 
     path: Path | None = Field(None, exclude=True)
 
@@ -789,6 +827,11 @@ def _format_error(err: Any, data: dict[str, Any]) -> str:
         return (
             f"{where}: {err.get('input')!r} is not a slug: use lower-case letters, digits and '-', "
             "starting with a letter or digit (e.g. 'press-releases')"
+        )
+    if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == ADMIN_USER:
+        return (
+            f"{where}: {err.get('input')!r} is not a user name: use up to 32 lower-case letters, "
+            "digits, '-' and '_', starting with a letter or digit (e.g. 'alice')"
         )
     shown = err.get("input")
     if kind in ("model_type", "dict_type", "list_type") or isinstance(shown, dict | list):

@@ -69,7 +69,7 @@ def outbox_text(settings: Settings) -> str:
 
 
 def banner(publisher: Publisher, now: datetime) -> list[str]:
-    """The first lines an admin sees: where the feeds are, what runs next, where mail goes."""
+    """The first lines an admin sees: feeds, what runs next, where mail goes, the console."""
     lines = ["feeds:"] + [f"  {url}" for url in publisher.feed_urls()]
     for info in publisher.schedules(now):
         lines.append(
@@ -78,6 +78,7 @@ def banner(publisher: Publisher, now: datetime) -> list[str]:
     if not publisher.settings.schedules:
         lines.append("no [schedules.*] configured: nothing will run by itself")
     lines.append(outbox_text(publisher.settings))
+    lines.append(publisher.admin_banner())
     return lines
 
 
@@ -109,7 +110,7 @@ class Daemon:
         self.retired: list[ScheduleRunner] = []
         self.busy: dict[str, asyncio.Lock] = {}
         self.stopping = asyncio.Event()
-        self.web = SwappableApp(create_app(publisher))
+        self.web = SwappableApp(create_app(publisher, reload=self.reload))
         self._closing: set[asyncio.Task[None]] = set()
         self.server = _Server(
             server_config(
@@ -244,8 +245,11 @@ class Daemon:
         task.add_done_callback(_log_crash)
 
     async def reload(self) -> bool:
-        """Load the config again; on any error keep the running one and say why."""
-        log.info("SIGHUP received: reloading %s", self.config_path)
+        """Load the config again; on any error keep the running one and say why.
+
+        SIGHUP calls it, and so does the admin console after it edited config.toml.
+        """
+        log.info("reloading %s", self.config_path)
         try:
             settings = load_config(self.config_path)
             new = self.publisher.reconfigured(settings)
@@ -279,7 +283,7 @@ class Daemon:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         self.publisher = new
-        self.web.app = create_app(new)
+        self.web.app = create_app(new, reload=self.reload)
 
     def _prune_retired(self) -> None:
         """Forget retired generations whose runs have all ended."""

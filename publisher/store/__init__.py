@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from publisher.store.admin import AdminStore
 from publisher.store.db import make_engine, migrate
 from publisher.store.feedback import FeedbackStore
 from publisher.store.issues import IssueStore
@@ -31,6 +32,7 @@ class Store:
         self.runs = RunStore(self.engine)
         self.signups = SignupStore(self.engine)
         self.feedback = FeedbackStore(self.engine)
+        self.admin = AdminStore(self.engine)
 
     @property
     def dialect(self) -> str:

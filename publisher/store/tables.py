@@ -272,3 +272,43 @@ feedback_events = Table(
     Index("ix_feedback_events_issue", "issue_id"),
     Index("ix_feedback_events_at", "at"),
 )
+
+# Admin console sessions: ``id_hash`` is the sha256 of the cookie's session id (a leaked
+# table gives no usable cookie); ``csrf`` is the session's form token; a session whose
+# ``last_seen`` is older than the idle limit is dead, whatever the cookie says.
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("username", String(32), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("client", String(100), nullable=False, default=""),
+)
+
+# Failed sign-ins and lock-outs, shared by every process on the store: kind "user" or
+# "client" (a failure for that user name or client address, sha256 ``key``), or
+# "lock-user"/"lock-client" (the moment the fifth failure locked it out).
+admin_attempts = Table(
+    "admin_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(20), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_admin_attempts_kind_key_at", "kind", "key", "at"),
+)
+
+# What admins did in the console: who, when, what (action and detail), from where.
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("username", String(32), nullable=False),
+    Column("action", String(50), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("client", String(100), nullable=False, default=""),
+    Index("ix_admin_audit_at", "at"),
+)

@@ -1,23 +1,40 @@
-"""The web app: public/ at the root, plus the subscriber pages that mail links to.
+"""The web app: public/ at the root, the subscriber pages that mail links to, the admin console.
 
 One Starlette application serves both ``publisher serve`` and ``publisher run``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from publisher.app import Publisher
+from publisher.config import load_config
+from publisher.errors import PublisherError
+from publisher.web.admin import Reload, ReloadScope
+from publisher.web.admin_console import routes as admin_routes
 from publisher.web.signup import routes as signup_routes
 from publisher.web.static import FeedFiles
 from publisher.web.subscribers import routes as subscriber_routes
 
+log = logging.getLogger("publisher.web")
 
-def create_app(publisher: Publisher) -> Starlette:
-    """Build the ASGI app for ``publisher``; public/ is created if missing."""
+
+def create_app(
+    publisher: Publisher, *, reload: Reload | None = None, reload_scope: ReloadScope = "daemon"
+) -> Starlette:
+    """Build the ASGI app for ``publisher``; public/ is created if missing.
+
+    ``reload`` is how the admin console applies a config.toml it edited (the daemon's
+    SIGHUP reload, or :class:`ServedApp`'s under ``publisher serve``); ``reload_scope``
+    says which, so the console tells the admin whether the scheduler saw the change.
+    """
     output_dir = publisher.settings.feeds.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -28,6 +45,37 @@ def create_app(publisher: Publisher) -> Starlette:
         Route("/healthz", healthz),
         *subscriber_routes(publisher),
         *signup_routes(publisher),
+        *admin_routes(publisher, reload=reload, reload_scope=reload_scope),
         Mount("/", app=FeedFiles(directory=output_dir, html=True, check_dir=False), name="public"),
     ]
     return Starlette(routes=routes)
+
+
+class ServedApp:
+    """``publisher serve``'s app: after the console edits config.toml, this server reloads it.
+
+    Only this process's pages see the change; a ``publisher run`` daemon elsewhere reloads
+    on SIGHUP, which the console says.
+    """
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self.app = create_app(publisher, reload=self.reload, reload_scope="server")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    async def reload(self) -> bool:
+        path = self.publisher.settings.path
+        if path is None:
+            return False
+        try:
+            settings = await asyncio.to_thread(load_config, path)
+            new = self.publisher.reconfigured(settings)
+        except PublisherError as e:
+            log.error("reloading %s failed; keeping the running configuration: %s", path, e)
+            return False
+        self.publisher = new
+        self.app = create_app(new, reload=self.reload, reload_scope="server")
+        log.info("configuration reloaded after an edit in the admin console")
+        return True
