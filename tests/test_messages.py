@@ -79,8 +79,17 @@ GOLDEN_ITEMS = [
         category="press-releases",
         published=_utc(2024, 3, 1, 10),
         summary="<p>The council adopted <strong>new rules</strong> on pensions &amp; survivors.</p>",
+        image="https://www.example.org/img/council.jpg",
+        image_alt='The council "in session" & voting',
+        image_width=1200,
+        image_height=800,
     ),
-    make_item(2, title="Minimum wage report — 2024 edition", published=_utc(2024, 3, 2, 8)),
+    make_item(
+        2,
+        title="Minimum wage report — 2024 edition",
+        published=_utc(2024, 3, 2, 8),
+        image="https://www.example.org/img/report-cover.png",  # no size, no alt: the title serves
+    ),
     make_item(
         3,
         title="Social dialogue & youth employment",
