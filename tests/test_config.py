@@ -405,3 +405,25 @@ def test_trusted_proxies_must_be_addresses_or_networks() -> None:
     assert settings_from_dict({"web": {"forwarded_allow_ips": networks}}).web.forwarded_allow_ips == networks
     assert settings_from_dict({"web": {"forwarded_allow_ips": []}}).web.forwarded_allow_ips == []
     assert settings_from_dict({}).web.forwarded_allow_ips == ["127.0.0.1", "::1"]
+
+
+def test_exclude_selectors_of_html_sources_are_checked_when_the_config_is_read() -> None:
+    source = {
+        "name": "page",
+        "type": "html",
+        "url": "x",
+        "item": "li",
+        "title": "h3",
+        "link": "a@href",
+        "date": "span",
+        "exclude": ["a.more", "div[", "a@href", " "],
+    }
+    found = [p for p in problems({"sources": [source]}) if ".exclude" in p]
+    assert len(found) == 1
+    assert found[0].startswith("sources[1] 'page'.exclude:")
+    assert "'div[' is not a valid CSS selector" in found[0]
+    source["exclude"] = ["a@href"]
+    (attribute,) = [p for p in problems({"sources": [source]}) if ".exclude" in p]
+    assert "exclude takes elements, not attributes" in attribute
+    source["exclude"] = ["a.more", 'a:-soup-contains("Read more")']
+    assert settings_from_dict({"sources": [source]}).sources[0].exclude == source["exclude"]
