@@ -24,10 +24,17 @@ def create_app(publisher: Publisher) -> Starlette:
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
+    public_files = FeedFiles(
+        directory=output_dir,
+        html=True,
+        check_dir=False,
+        languages=tuple(publisher.page_languages),
+        site_language=publisher.page_language(),
+    )
     routes = [
         Route("/healthz", healthz),
         *subscriber_routes(publisher),
         *signup_routes(publisher),
-        Mount("/", app=FeedFiles(directory=output_dir, html=True, check_dir=False), name="public"),
+        Mount("/", app=public_files, name="public"),
     ]
     return Starlette(routes=routes)
