@@ -538,3 +538,17 @@ def test_folder_urls_answer_in_the_visitor_s_accept_language_over_http(pub: Publ
         site = client.get("/", headers={"accept-language": "fr"})
         assert site.status_code == 200 and "vary" not in site.headers
         assert client.get("/archive/staff/", headers={"accept-language": "fr"}).status_code == 404
+
+
+def test_a_rebuild_keeps_every_language_file_and_removes_what_it_did_not_write(pub: Publisher) -> None:
+    pub.store.items.save([item(1, NOW - timedelta(days=1))], [], NOW)
+    subscribe(pub, "weekly")
+    send(pub)
+    before = archive_files(pub.settings)
+    assert len(before) == 10  # 3 languages x (index, list, issue) + the feed
+    stray = pub.settings.feeds.output_dir / "archive" / "weekly" / "index.de.html"
+    stray.write_text("<html lang=de>", encoding="utf-8")  # no German in the catalogue: not ours
+    report = pub.build()
+    assert not stray.exists()
+    assert archive_files(pub.settings) == before  # the siblings it wrote stay, untouched
+    assert not [p for p in report.written if "archive" in p.parts]
