@@ -14,6 +14,19 @@ Layout (``{issue}`` is :func:`issue_slug` of the issue's period key)::
     archive/{list}/{issue}/index.html   one issue as sent: the mail's HTML, for nobody
     archive/{list}/feed.atom.xml        the newest PAGE_SIZE issues as Atom
 
+Every page exists once per catalogue language (:data:`publisher.i18n.LANGUAGES`): the
+site language's is ``index.html`` (so the folder URL and every link ever mailed keep
+working) and each other language's is a sibling file, ``index.fr.html``,
+``index.es.html``. Sibling files rather than ``fr/`` folders, because a folder name
+could collide with a list slug or an issue. An issue page in another language is the
+same stored items and send time through the list's template in that language, with the
+subject rendered for that language (the stored subject is the site language's). Each
+page carries ``<html lang>``, a switcher of plain links to its siblings and
+``<link rel="alternate" hreflang>``; its links to other archive pages name the file of
+its own language, so a visitor's explicit choice sticks while browsing, while the folder
+URLs (the entry points, the Atom feed's ids) are negotiated by ``Accept-Language`` in the
+web app (:class:`publisher.web.static.FeedFiles`).
+
 Only public lists (``[[lists]] public``) are archived, and only issues that reached at
 least one reader. The ``archive/`` folder belongs to the build: any file the current
 build did not write there (a list made private or removed, a page that no longer
@@ -33,8 +46,8 @@ from feedgen.feed import FeedGenerator
 from publisher.config import ListConfig, Settings
 from publisher.errors import PublisherError
 from publisher.feeds import EMPTY_FEED_UPDATED, GENERATOR, BuildReport, write_if_changed
-from publisher.i18n import normalise_language
-from publisher.messages import render_web_copy
+from publisher.i18n import LANGUAGE_NAMES, LANGUAGES, normalise_language
+from publisher.messages import LanguageLink, render_subject, render_web_copy
 from publisher.periods import period_label
 from publisher.store import Store
 from publisher.store.issues import IssueRow
@@ -63,11 +76,44 @@ def archive_root(settings: Settings) -> str:
     return f"{settings.site.base_url}/{ARCHIVE_DIR}/"
 
 
-def issue_url(settings: Settings, list_cfg: ListConfig, period_key: str) -> str:
-    """The issue's archive page, for "view in browser"; empty for a private list (no page)."""
+def archive_languages(settings: Settings) -> list[str]:
+    """The languages every archive page is written in: the site's first, then the others."""
+    site = site_language(settings)
+    return [site, *(language for language in LANGUAGES if language != site)]
+
+
+def site_language(settings: Settings) -> str:
+    """The catalogue language of ``index.html`` (English when the site's is not offered)."""
+    return normalise_language(settings.site.language, settings.site.language)
+
+
+def page_file(settings: Settings, language: str) -> str:
+    """A page's file in its folder: ``index.html`` for the site language, else ``index.fr.html``."""
+    language = normalise_language(language, settings.site.language)
+    return "index.html" if language == site_language(settings) else f"index.{language}.html"
+
+
+def issue_url(settings: Settings, list_cfg: ListConfig, period_key: str, language: str | None = None) -> str:
+    """The issue's archive page; empty for a private list (no page).
+
+    With ``language`` (the reader's, for "view in browser"): that language's file, so the
+    page matches the mail whatever the browser asks for. Without: the folder URL, which
+    the web app answers in the visitor's ``Accept-Language`` (the Atom feed's ids).
+    """
     if not list_cfg.public:
         return ""
-    return f"{archive_root(settings)}{list_cfg.slug}/{issue_slug(period_key)}/"
+    folder = f"{archive_root(settings)}{list_cfg.slug}/{issue_slug(period_key)}/"
+    return folder if language is None else folder + page_file(settings, language)
+
+
+def language_links(settings: Settings, folder_url: str, current: str) -> list[LanguageLink]:
+    """A page's siblings in every archive language, for its switcher and hreflang links."""
+    return [
+        LanguageLink(
+            code, LANGUAGE_NAMES.get(code, code), folder_url + page_file(settings, code), code == current
+        )
+        for code in archive_languages(settings)
+    ]
 
 
 def public_lists(settings: Settings) -> list[ListConfig]:
@@ -103,7 +149,7 @@ class _Page:
 
 
 def build_archive(settings: Settings, store: Store) -> BuildReport:
-    """Write the archive of every public list; delete what the archive no longer holds."""
+    """Write the archive of every public list in every language; delete what it no longer holds."""
     out = settings.feeds.output_dir / ARCHIVE_DIR
     report = BuildReport()
     keep: set[Path] = set()
@@ -113,67 +159,141 @@ def build_archive(settings: Settings, store: Store) -> BuildReport:
         (report.written if write_if_changed(path, data) else report.unchanged).append(path)
 
     env = make_environment(settings)
-    language = normalise_language(settings.site.language, settings.site.language)
-    common = {
-        "site": settings.site,
-        "language": settings.site.language,
-        "t": translator(language),
-        "archive_url": archive_root(settings),
-    }
-    lists: list[ListLink] = []
+    languages = archive_languages(settings)
+    root = archive_root(settings)
+    counts: dict[str, int] = {}
     for list_cfg in public_lists(settings):
         issues = store.issues.sent_issues(list_cfg.slug)
-        base = f"{archive_root(settings)}{list_cfg.slug}/"
-        lists.append(ListLink(list_cfg.slug, list_cfg.name, base, base + FEED_NAME, len(issues)))
-        links = [_issue_link(settings, list_cfg, issue) for issue in issues]
+        counts[list_cfg.slug] = len(issues)
+        base = f"{root}{list_cfg.slug}/"
+        subjects: dict[str, list[str]] = {language: [] for language in languages}
         for issue in issues:
-            page = _issue_page(settings, store, list_cfg, issue)
-            emit(out / list_cfg.slug / issue_slug(issue.period_key) / "index.html", page)
-        pages = max(1, math.ceil(len(links) / PAGE_SIZE))
-        for number in range(1, pages + 1):
-            context = {
-                **common,
-                "list": lists[-1],
-                "issues": links[(number - 1) * PAGE_SIZE : number * PAGE_SIZE],
-                "page": number,
-                "pages": pages,
-                "newer": _page(base, number - 1) if number > 1 else None,
-                "older": _page(base, number + 1) if number < pages else None,
-            }
-            folder = out / list_cfg.slug if number == 1 else out / list_cfg.slug / "page" / str(number)
-            emit(folder / "index.html", render_template(env, LIST_TEMPLATE, context).encode("utf-8"))
-        emit(out / list_cfg.slug / FEED_NAME, render_issue_feed(settings, list_cfg, links[:PAGE_SIZE]))
-    emit(out / "index.html", render_template(env, INDEX_TEMPLATE, {**common, "lists": lists}).encode("utf-8"))
+            folder = out / list_cfg.slug / issue_slug(issue.period_key)
+            for language, subject, page in _issue_pages(settings, store, list_cfg, issue, languages):
+                subjects[language].append(subject)
+                emit(folder / page_file(settings, language), page)
+        pages = max(1, math.ceil(len(issues) / PAGE_SIZE))
+        for language in languages:
+            name = page_file(settings, language)
+            common = _common(settings, language, root)
+            this_list = ListLink(list_cfg.slug, list_cfg.name, base + name, base + FEED_NAME, len(issues))
+            links = [
+                _issue_link(settings, list_cfg, issue, subject, language)
+                for issue, subject in zip(issues, subjects[language], strict=True)
+            ]
+            for number in range(1, pages + 1):
+                page_url = _page_url(base, number)
+                context = {
+                    **common,
+                    "page_languages": language_links(settings, page_url, language),
+                    "page_default_url": page_url,
+                    "list": this_list,
+                    "issues": links[(number - 1) * PAGE_SIZE : number * PAGE_SIZE],
+                    "page": number,
+                    "pages": pages,
+                    "newer": _Page(number - 1, _page_url(base, number - 1) + name) if number > 1 else None,
+                    "older": _Page(number + 1, _page_url(base, number + 1) + name)
+                    if number < pages
+                    else None,
+                }
+                folder = out / list_cfg.slug if number == 1 else out / list_cfg.slug / "page" / str(number)
+                emit(folder / name, render_template(env, LIST_TEMPLATE, context).encode("utf-8"))
+        feed_links = [
+            _issue_link(settings, list_cfg, issue, subject, None)
+            for issue, subject in zip(issues[:PAGE_SIZE], subjects[languages[0]], strict=False)
+        ]
+        emit(out / list_cfg.slug / FEED_NAME, render_issue_feed(settings, list_cfg, feed_links))
+    for language in languages:
+        name = page_file(settings, language)
+        lists = [
+            ListLink(
+                lst.slug,
+                lst.name,
+                f"{root}{lst.slug}/{name}",
+                f"{root}{lst.slug}/{FEED_NAME}",
+                counts[lst.slug],
+            )
+            for lst in public_lists(settings)
+        ]
+        context = {
+            **_common(settings, language, root),
+            "page_languages": language_links(settings, root, language),
+            "page_default_url": root,
+            "lists": lists,
+        }
+        emit(out / name, render_template(env, INDEX_TEMPLATE, context).encode("utf-8"))
     _remove_stale(out, keep)
     return report
 
 
-def _page(base: str, number: int) -> _Page:
-    return _Page(number, base if number == 1 else f"{base}page/{number}/")
+def _common(settings: Settings, language: str, root: str) -> dict[str, object]:
+    """What every archive page of one language gets: the site, the language, its texts."""
+    return {
+        "site": settings.site,
+        "language": language,
+        "t": translator(language),
+        "archive_url": root + page_file(settings, language),
+    }
 
 
-def _issue_link(settings: Settings, list_cfg: ListConfig, issue: IssueRow) -> IssueLink:
+def _page_url(base: str, number: int) -> str:
+    """The folder of page ``number`` of a list's archive (page 1 is the list's folder)."""
+    return base if number == 1 else f"{base}page/{number}/"
+
+
+def _issue_link(
+    settings: Settings, list_cfg: ListConfig, issue: IssueRow, subject: str, language: str | None
+) -> IssueLink:
+    """An issue as a list page (``language``) or the Atom feed (None: the folder URL) shows it."""
     return IssueLink(
-        subject=issue.subject,
-        url=issue_url(settings, list_cfg, issue.period_key),
+        subject=subject,
+        url=issue_url(settings, list_cfg, issue.period_key, language),
         sent=issue.created,
         date_iso=issue.created.astimezone(settings.site.tz).date().isoformat(),
-        label=period_label(settings, issue.created, settings.site.language),
+        label=period_label(settings, issue.created, language or site_language(settings)),
     )
 
 
-def _issue_page(settings: Settings, store: Store, list_cfg: ListConfig, issue: IssueRow) -> bytes:
-    """The issue as its mail showed it (the same items, template and date), for nobody."""
-    html = render_web_copy(
-        settings,
-        list_cfg,
-        store.items.by_ids(store.issues.shown_item_ids(issue)),
-        subject=issue.subject,
-        period_label=period_label(settings, issue.created, settings.site.language),
-        now=issue.created,
-        more_items=issue.omitted,
-    )
-    return html.encode("utf-8")
+def _issue_pages(
+    settings: Settings,
+    store: Store,
+    list_cfg: ListConfig,
+    issue: IssueRow,
+    languages: list[str],
+) -> list[tuple[str, str, bytes]]:
+    """The issue as its mail showed it (the same items, template and date), for nobody,
+    in each language: (language, subject, page). The first language is the site's,
+    whose subject is the stored one; the others' is rendered as their mail rendered it."""
+    items = store.items.by_ids(store.issues.shown_item_ids(issue))
+    folder_url = issue_url(settings, list_cfg, issue.period_key)
+    pages = []
+    for language in languages:
+        label = period_label(settings, issue.created, language)
+        subject = issue.subject
+        if language != languages[0]:
+            subject = render_subject(
+                settings,
+                list_cfg,
+                items,
+                language=language,
+                now=issue.created,
+                period_label=label,
+                more_items=issue.omitted,
+            )
+        html = render_web_copy(
+            settings,
+            list_cfg,
+            items,
+            subject=subject,
+            period_label=label,
+            now=issue.created,
+            more_items=issue.omitted,
+            language=language,
+            page_languages=language_links(settings, folder_url, language),
+            page_default_url=folder_url,
+        )
+        pages.append((language, subject, html.encode("utf-8")))
+    return pages
 
 
 def render_issue_feed(settings: Settings, list_cfg: ListConfig, links: list[IssueLink]) -> bytes:

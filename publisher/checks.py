@@ -33,6 +33,7 @@ PAGE_TEMPLATES = (
     "web/preferences.html.j2",
     "web/archive_index.html.j2",
     "web/archive_list.html.j2",
+    "web/archive_languages.html.j2",
     "web/signup.html.j2",
     "web/admin/login.html.j2",  # the admin console's pages and its stylesheet
     "web/admin/dashboard.html.j2",
@@ -183,10 +184,18 @@ def _render_sample(settings: Settings, list_cfg: ListConfig, where: str, report:
                 period_label="15 July 2020",
                 language=language,
                 now=now,
-                archive_url=issue_url(settings, list_cfg, "2020-07-20T07:00:00Z"),
+                archive_url=issue_url(settings, list_cfg, "2020-07-20T07:00:00Z", language),
             )
-            if language == LANGUAGES[0] and list_cfg.public:  # the archive's copy: site language only
-                render_web_copy(unsigned, list_cfg, items, subject="x", period_label="15 July 2020", now=now)
+            if list_cfg.public:  # the archive's copy, written in every language too
+                render_web_copy(
+                    unsigned,
+                    list_cfg,
+                    items,
+                    subject="x",
+                    period_label="15 July 2020",
+                    now=now,
+                    language=language,
+                )
         except PublisherError as e:
             # The subject's own errors say "lists 'weekly'.subject": use the full key path.
             message, own = str(e), f"lists {list_cfg.slug!r}."

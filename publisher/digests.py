@@ -251,7 +251,7 @@ def render_held(
         now=now,
         more_items=len(held.omitted),
         subject_prefix=subject_prefix,
-        archive_url=issue_url(settings, list_cfg, key),
+        archive_url=issue_url(settings, list_cfg, key, language),
     )
 
 

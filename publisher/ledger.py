@@ -518,5 +518,5 @@ def render_stored_issue(
         now=issue.created,
         signer=signer,
         more_items=issue.omitted,
-        archive_url=issue_url(settings, list_cfg, issue.period_key),
+        archive_url=issue_url(settings, list_cfg, issue.period_key, language),
     )

@@ -38,6 +38,7 @@ import logging
 import re
 import secrets
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import Header
@@ -91,6 +92,16 @@ class CategoryGroup:
     slug: str
     title: str
     items: list[Item]
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageLink:
+    """One language of a web page, for its switcher and ``<link rel="alternate" hreflang>``."""
+
+    code: str  # the catalogue language, e.g. "fr"
+    name: str  # the language named in itself, e.g. "Français"
+    url: str  # the page in that language (an explicit file, so the choice sticks)
+    current: bool  # the page being rendered is in this language
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,15 +247,22 @@ def render_web_copy(
     period_label: str,
     now: datetime,
     more_items: int = 0,
+    language: str | None = None,
+    page_languages: Sequence[LanguageLink] = (),
+    page_default_url: str = "",
 ) -> str:
     """The HTML part of a sent issue as the archive shows it: nobody's copy.
 
-    The same template as the mail, in the site language, with ``in_archive`` true and
-    no personal value at all: the anonymous greeting, an empty name and address, and no
-    unsubscribe or preferences link (they would carry a subscriber's token). The
-    built-in templates leave those links and the "view in browser" link out there.
+    The same template as the mail, in ``language`` (default the site's), with
+    ``in_archive`` true and no personal value at all: the anonymous greeting, an empty
+    name and address, and no unsubscribe or preferences link (they would carry a
+    subscriber's token). The built-in templates leave those links and the "view in
+    browser" link out there, and show ``page_languages`` as a language switcher and
+    ``<link rel="alternate" hreflang>`` (``page_default_url``: the negotiated folder URL,
+    ``x-default``). ``subject`` is the one for this language (the archive renders it
+    with :func:`render_subject` for a language other than the stored one's).
     """
-    language = normalise_language(settings.site.language, settings.site.language)
+    language = normalise_language(language or settings.site.language, settings.site.language)
     groups = group_items(settings, items, language)
     context = _base_context(settings, list_cfg, groups, period_label, language, now, more_items)
     context |= {
@@ -254,6 +272,8 @@ def render_web_copy(
         "greeting": _greeting("", language),
         "unsubscribe_url": "",
         "preferences_url": "",
+        "page_languages": list(page_languages),
+        "page_default_url": page_default_url,
     }
     env = make_environment(settings)
     return _inline_css(render_template(env, list_cfg.html_template, context), list_cfg.html_template)
@@ -269,7 +289,8 @@ def render_subject(
     period_label: str = "",
     more_items: int = 0,
 ) -> str:
-    """The list's subject template rendered for these items (e.g. to store with the issue)."""
+    """The list's subject template rendered for these items (e.g. to store with the issue,
+    or for an archive page in another language than the stored subject's)."""
     language = normalise_language(language, settings.site.language)
     groups = group_items(settings, items, language)
     context = _base_context(settings, list_cfg, groups, period_label, language, now, more_items)
@@ -386,6 +407,8 @@ def _base_context(
         "postal_address": settings.site.postal_address,  # the footer's; bulk-mail law asks for it
         "archive_url": "",  # the issue's archive page ("view in browser"); empty: none
         "in_archive": False,  # True when rendered as the archive's web page, for nobody
+        "page_languages": [],  # the archive page's languages (LanguageLink), for its switcher
+        "page_default_url": "",  # the archive page's negotiated URL (hreflang x-default)
     }
 
 

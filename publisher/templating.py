@@ -16,6 +16,7 @@ file and line, because the admin needs to know where to look, not a traceback.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
@@ -122,10 +123,19 @@ def render_template(env: jinja2.Environment, name: str, context: Mapping[str, An
 def render_string(env: jinja2.Environment, source: str, context: Mapping[str, Any], *, label: str) -> str:
     """Render a template held in config (e.g. a list's subject); ``label`` names its key."""
     try:
-        template = env.from_string(source)
+        template = _compiled(env, source)
     except jinja2.TemplateError as e:
         raise _wrap(e, label) from e
     return _render(template, context, label)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(env: jinja2.Environment, source: str) -> jinja2.Template:
+    """A config template compiled once per environment: compiling a subject costs about 6 ms,
+    and the archive renders one per issue and language at every build. Environments are
+    shared and never changed once made (:func:`make_environment`), so the result stays
+    right; a source that fails to compile is not cached and fails again."""
+    return env.from_string(source)
 
 
 def translator(language: str) -> Callable[..., str]:

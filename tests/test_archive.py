@@ -20,6 +20,7 @@ from typing import Any
 import feedparser
 import httpx
 import pytest
+from lxml import html as lxml_html
 
 from publisher import archive
 from publisher.app import Publisher
@@ -28,6 +29,7 @@ from publisher.models import Item
 from publisher.store import Store
 from publisher.subscriptions import add
 from publisher.web.app import create_app
+from tests.test_web import Server
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # a Wednesday; periods start Monday 09:00 Zurich
 BASE = "http://127.0.0.1:8080"
@@ -91,14 +93,14 @@ def pub(settings: Settings) -> Iterator[Publisher]:
     publisher.close()
 
 
-def subscribe(pub: Publisher, list_slug: str) -> None:
+def subscribe(pub: Publisher, list_slug: str, language: str = "en") -> None:
     add(
         pub.settings,
         pub.store,
         list_slug,
-        f"carla.{list_slug}@example.org",
+        f"carla.{list_slug}.{language}@example.org",
         "Carla Secretname",
-        "en",
+        language,
         now=pub.clock(),
     )
 
@@ -150,8 +152,9 @@ def test_a_sent_issue_is_archived_as_sent_for_nobody_and_the_mail_links_to_it(pu
 
     (mail,) = mails(pub.settings)
     text, html = parts(mail)
-    assert f"View in browser: {BASE}{path}" in text
-    assert f'href="{BASE}{path}"' in html
+    # the reader's language's page (English: index.html), whatever their browser asks for
+    assert f"View in browser: {BASE}{path}index.html" in text
+    assert f'href="{BASE}{path}index.html"' in html
 
     index, lst, page, no_slash = get(
         pub,
@@ -160,9 +163,11 @@ def test_a_sent_issue_is_archived_as_sent_for_nobody_and_the_mail_links_to_it(pu
         ("GET", path, {}),
         ("GET", path[:-1], {}),
     )
-    assert index.status_code == 200 and f'href="{BASE}/archive/weekly/"' in index.text
+    assert index.status_code == 200 and f'href="{BASE}/archive/weekly/index.html"' in index.text
     assert (
-        lst.status_code == 200 and f'href="{BASE}{path}"' in lst.text and "This week: 2 new items" in lst.text
+        lst.status_code == 200
+        and f'href="{BASE}{path}index.html"' in lst.text
+        and "This week: 2 new items" in lst.text
     )
     assert (
         '<link rel="alternate" type="application/atom+xml" title="Weekly digest" '
@@ -196,6 +201,13 @@ def test_a_private_list_is_absent_everywhere_and_its_mail_has_no_browser_link(pu
         ("GET", "/", {}),
     )
     assert index.status_code == 200 and "Staff bulletin" not in index.text and "staff" not in index.text
+    for name in ("index.fr.html", "index.es.html"):  # nor in any other language
+        (page,) = get(pub, ("GET", f"/archive/{name}", {"accept-language": "fr"}))
+        assert page.status_code == 200 and "Staff bulletin" not in page.text and "staff" not in page.text
+        (lst,) = get(pub, ("GET", f"/archive/staff/{name}", {}))
+        assert lst.status_code == 404
+    (negotiated,) = get(pub, ("GET", "/archive/staff/", {"accept-language": "fr"}))
+    assert negotiated.status_code == 404
     assert lst.status_code == 404 and feed.status_code == 404
     assert f'href="{BASE}/archive/"' in site.text  # "weekly" is public: the index links the archive
 
@@ -221,7 +233,7 @@ def test_a_list_made_private_loses_its_archive_and_the_index_its_link(
     private = publisher([{**lst, "public": False} for lst in LISTS])
     private.build()
     out = private.settings.feeds.output_dir
-    assert sorted(archive_files(private.settings)) == ["index.html"]
+    assert sorted(archive_files(private.settings)) == ["index.es.html", "index.fr.html", "index.html"]
     assert not (out / "archive" / "weekly").exists()
     assert "/archive/" not in (out / "index.html").read_text(encoding="utf-8")
     private.close()
@@ -245,18 +257,24 @@ def test_the_list_pages_are_paged_newest_first(pub: Publisher, monkeypatch: pyte
         ("GET", "/archive/weekly/page/3/", {}),
         ("GET", "/archive/weekly/page/4/", {}),
     )
-    urls = [f"{BASE}{page_path(i.period_key)}" for i in issues]
+    urls = [f"{BASE}{page_path(i.period_key)}index.html" for i in issues]
 
     def shown(response: httpx.Response) -> list[str]:
         return [u for u in urls if f'href="{u}"' in response.text]
 
     assert shown(first) == urls[:2] and shown(second) == urls[2:4] and shown(third) == urls[4:]
     assert first.text.index(urls[0]) < first.text.index(urls[1])  # newest first
-    assert f'href="{BASE}/archive/weekly/page/2/" rel="next"' in first.text and 'rel="prev"' not in first.text
-    assert f'href="{BASE}/archive/weekly/" rel="prev"' in second.text and "Page 2 of 3" in second.text
+    assert (
+        f'href="{BASE}/archive/weekly/page/2/index.html" rel="next"' in first.text
+        and 'rel="prev"' not in first.text
+    )
+    assert (
+        f'href="{BASE}/archive/weekly/index.html" rel="prev"' in second.text and "Page 2 of 3" in second.text
+    )
     assert 'rel="next"' not in third.text and fourth.status_code == 404
     feed = feedparser.parse(get(pub, ("GET", "/archive/weekly/feed.atom.xml", {}))[0].content)
-    assert [e.id for e in feed.entries] == urls[:2]  # the feed holds the newest page
+    # the feed holds the newest page; its ids are the folder URLs (negotiated, never changed)
+    assert [e.id for e in feed.entries] == [u.removesuffix("index.html") for u in urls[:2]]
 
     monkeypatch.setattr(archive, "PAGE_SIZE", 50)
     pub.build()
@@ -328,9 +346,15 @@ def test_publish_shows_the_new_issue_in_the_archive_in_one_run(pub: Publisher) -
     (page,) = get(pub, ("GET", page_path(issue.period_key), {}))
     assert page.status_code == 200 and "Item number 1" in page.text
     assert sorted(archive_files(pub.settings)) == [
+        "index.es.html",
+        "index.fr.html",
         "index.html",
+        "weekly/2026-11-23T08-00-00Z/index.es.html",
+        "weekly/2026-11-23T08-00-00Z/index.fr.html",
         "weekly/2026-11-23T08-00-00Z/index.html",
         "weekly/feed.atom.xml",
+        "weekly/index.es.html",
+        "weekly/index.fr.html",
         "weekly/index.html",
     ]
 
@@ -340,7 +364,15 @@ def test_an_issue_nobody_received_is_not_archived(pub: Publisher) -> None:
     report = asyncio.run(pub.send_digest("weekly"))  # no subscriber: an issue with no delivery
     assert report.issue_id is not None and report.sent == 0
     pub.build()
-    assert sorted(archive_files(pub.settings)) == ["index.html", "weekly/feed.atom.xml", "weekly/index.html"]
+    assert sorted(archive_files(pub.settings)) == [
+        "index.es.html",
+        "index.fr.html",
+        "index.html",
+        "weekly/feed.atom.xml",
+        "weekly/index.es.html",
+        "weekly/index.fr.html",
+        "weekly/index.html",
+    ]
     (lst,) = get(pub, ("GET", "/archive/weekly/", {}))
     assert "No issue sent yet." in lst.text
 
@@ -367,3 +399,156 @@ def test_the_postal_address_is_escaped_in_the_html_footer(
         encoding="utf-8"
     )
     assert "Rue &lt;b&gt;Haute&lt;/b&gt; &amp; Co, Genève" in page
+
+
+# -- languages -------------------------------------------------------------------------
+
+#: What each language's pages say, from the catalogue: (archive title, greeting, subject).
+TEXTS = {
+    "en": ("Past issues", "Hello,", "This week: 2 new items"),
+    "fr": ("Anciens numéros", "Bonjour,", "This week: 2 nouvelles actualités"),
+    "es": ("Números anteriores", "Hola:", "This week: 2 noticias nuevas"),
+}
+FILES = {"en": "index.html", "fr": "index.fr.html", "es": "index.es.html"}
+
+
+def switcher(page: str) -> dict[str, str]:
+    """The language switcher's links of a page: hreflang -> href (plain <a> in a <nav>)."""
+    tree = lxml_html.fromstring(page)
+    links = tree.xpath("//nav[@aria-label]//a[@hreflang]")
+    return {str(a.get("hreflang")): str(a.get("href")) for a in links}
+
+
+def current(page: str) -> list[str]:
+    """The switcher's languages marked as the page's own (aria-current)."""
+    tree = lxml_html.fromstring(page)
+    return [str(a.get("hreflang")) for a in tree.xpath("//nav[@aria-label]//a[@aria-current='page']")]
+
+
+def alternates(page: str) -> dict[str, str]:
+    tree = lxml_html.fromstring(page)
+    return {str(e.get("hreflang")): str(e.get("href")) for e in tree.xpath("//head/link[@hreflang]")}
+
+
+def html_lang(page: str) -> str:
+    return str(lxml_html.fromstring(page).get("lang"))
+
+
+def test_every_page_is_written_in_every_language_with_a_switcher_that_resolves(pub: Publisher) -> None:
+    pub.store.items.save([item(1, NOW - timedelta(days=1)), item(2, NOW - timedelta(days=2))], [], NOW)
+    subscribe(pub, "weekly")
+    send(pub)
+    (issue,) = pub.store.issues.sent_issues("weekly")
+    folders = {"index": "/archive/", "list": "/archive/weekly/", "issue": page_path(issue.period_key)}
+    for kind, folder in folders.items():
+        pages = dict(zip(FILES, get(pub, *(("GET", folder + f, {}) for f in FILES.values())), strict=True))
+        for language, response in pages.items():
+            where = f"{folder}{FILES[language]}"
+            assert response.status_code == 200, where
+            assert response.headers["content-type"] == "text/html; charset=utf-8"
+            assert "vary" not in response.headers, where  # a file URL is an explicit choice
+            page = response.text
+            assert html_lang(page) == language, where
+            title, greeting, subject = TEXTS[language]
+            if kind == "index":
+                assert f"<h1>{title}</h1>" in page, where
+            elif kind == "list":
+                assert subject in page and f'{BASE}{page_path(issue.period_key)}{FILES[language]}"' in page, (
+                    where
+                )
+            else:
+                assert f"<title>{subject}</title>" in page and greeting in page, where
+                assert "Item number 1" in page and "Carla" not in page and "/unsubscribe/" not in page
+            expected = {code: f"{BASE}{folder}{name}" for code, name in FILES.items()}
+            assert switcher(page) == expected, where
+            assert alternates(page) == {**expected, "x-default": f"{BASE}{folder}"}, where
+            assert current(page) == [language], where
+            # every switcher link resolves to the page in its language
+            for code, response_ in zip(
+                expected,
+                get(pub, *(("GET", url.removeprefix(BASE), {}) for url in expected.values())),
+                strict=True,
+            ):
+                assert response_.status_code == 200 and html_lang(response_.text) == code
+
+
+def test_a_french_reader_s_view_in_browser_link_opens_the_french_page(pub: Publisher) -> None:
+    pub.store.items.save([item(1, NOW - timedelta(days=1)), item(2, NOW - timedelta(days=2))], [], NOW)
+    subscribe(pub, "weekly", "fr")
+    send(pub)
+    (issue,) = pub.store.issues.sent_issues("weekly")
+    url = f"{BASE}{page_path(issue.period_key)}index.fr.html"
+    (mail,) = mails(pub.settings)
+    text, html = parts(mail)
+    assert f"Voir dans le navigateur: {url}" in text and f'href="{url}"' in html
+    # An English browser still gets the French page the link names.
+    (page,) = get(pub, ("GET", url.removeprefix(BASE), {"accept-language": "en"}))
+    assert page.status_code == 200 and html_lang(page.text) == "fr"
+    assert "<title>This week: 2 nouvelles actualités</title>" in page.text and "Bonjour," in page.text
+    assert "Voir dans le navigateur" not in page.text  # the page does not link to itself
+
+
+def test_folder_urls_answer_in_the_visitor_s_accept_language_over_http(pub: Publisher) -> None:
+    pub.store.items.save([item(1, NOW - timedelta(days=1)), item(2, NOW - timedelta(days=2))], [], NOW)
+    subscribe(pub, "weekly")
+    send(pub)
+    pub.build()
+    (issue,) = pub.store.issues.sent_issues("weekly")
+    with Server(pub) as server, httpx.Client(base_url=server.base) as client:
+        for folder in ("/archive/", "/archive/weekly/", page_path(issue.period_key)):
+            cases = {
+                "fr-CH, fr;q=0.9, en;q=0.8": "fr",
+                "de-DE, es;q=0.7, en;q=0.3": "es",  # German is not offered: the next one is
+                "en-GB": "en",
+                "de, ja": "en",  # nothing offered: the site language
+                "": "en",
+                "fr;q=0, es;q=0.1": "es",  # q=0 means "not this one"
+                "fr;q=nonsense": "en",
+            }
+            for header, language in cases.items():
+                answer = client.get(folder, headers={"accept-language": header} if header else {})
+                assert answer.status_code == 200, (folder, header)
+                assert html_lang(answer.text) == language, (folder, header)
+                assert answer.headers["vary"] == "Accept-Language", (folder, header)
+                assert answer.headers["content-location"] == FILES[language]
+            french = client.get(folder, headers={"accept-language": "fr"})
+            english = client.get(folder, headers={"accept-language": "en"})
+            assert TEXTS["fr"][0 if folder == "/archive/" else 2] in french.text
+            # the explicit file always wins over the header: the switcher's choice sticks
+            chosen = client.get(folder + "index.html", headers={"accept-language": "fr"})
+            assert html_lang(chosen.text) == "en" and "vary" not in chosen.headers
+            assert html_lang(client.get(folder + "index.fr.html").text) == "fr"
+            # each language has its own validator; a 304 only for the same language's copy
+            etag = french.headers["etag"]
+            assert etag != english.headers["etag"]
+            again = client.get(folder, headers={"accept-language": "fr", "if-none-match": etag})
+            assert again.status_code == 304 and again.headers["vary"] == "Accept-Language"
+            assert again.headers["etag"] == etag
+            other = client.get(folder, headers={"accept-language": "en", "if-none-match": etag})
+            assert other.status_code == 200 and html_lang(other.text) == "en"
+            assert client.get(folder + "index.fr.html", headers={"if-none-match": etag}).status_code == 304
+            head = client.head(folder, headers={"accept-language": "es"})
+            assert (
+                head.status_code == 200
+                and head.content == b""
+                and head.headers["content-location"] == FILES["es"]
+            )
+        # a folder without its slash is still redirected; elsewhere nothing is negotiated
+        assert client.get("/archive/weekly", headers={"accept-language": "fr"}).status_code == 307
+        site = client.get("/", headers={"accept-language": "fr"})
+        assert site.status_code == 200 and "vary" not in site.headers
+        assert client.get("/archive/staff/", headers={"accept-language": "fr"}).status_code == 404
+
+
+def test_a_rebuild_keeps_every_language_file_and_removes_what_it_did_not_write(pub: Publisher) -> None:
+    pub.store.items.save([item(1, NOW - timedelta(days=1))], [], NOW)
+    subscribe(pub, "weekly")
+    send(pub)
+    before = archive_files(pub.settings)
+    assert len(before) == 10  # 3 languages x (index, list, issue) + the feed
+    stray = pub.settings.feeds.output_dir / "archive" / "weekly" / "index.de.html"
+    stray.write_text("<html lang=de>", encoding="utf-8")  # no German in the catalogue: not ours
+    report = pub.build()
+    assert not stray.exists()
+    assert archive_files(pub.settings) == before  # the siblings it wrote stay, untouched
+    assert not [p for p in report.written if "archive" in p.parts]

@@ -151,6 +151,49 @@ def test_nginx_serves_the_feeds_with_their_media_types_and_304s(nginx: Nginx) ->
         assert httpx.get(nginx.base + hidden).status_code == 404, hidden
 
 
+def _lang(page: str) -> str:
+    found = re.search(r'<html lang="([^"]+)"', page)
+    assert found, page[:200]
+    return found.group(1)
+
+
+def test_nginx_answers_archive_folders_in_the_visitor_s_language(nginx: Nginx) -> None:
+    """The site's map does what the publisher's FeedFiles does (tests/test_archive.py),
+    but takes the first language listed rather than sorting by q=."""
+    for folder in ("/archive/", "/archive/weekly/"):
+        cases = {
+            "fr-CH, fr;q=0.9, en;q=0.8": "fr",
+            "de-DE, es;q=0.7, en;q=0.3": "es",  # German is not offered: the next one is
+            "EN-gb": "en",
+            "de, ja": "en",  # nothing offered: the site language
+            "": "en",
+            "fr;q=0, es;q=0.1": "es",  # q=0 means "not this one"
+            "fr;q=0.0,es": "es",
+            "french, es": "es",  # not a language tag we offer
+        }
+        for header, language in cases.items():
+            answer = httpx.get(nginx.base + folder, headers={"Accept-Language": header} if header else {})
+            assert answer.status_code == 200, (folder, header)
+            assert _lang(answer.text) == language, (folder, header)
+            assert answer.headers["vary"] == "Accept-Language", (folder, header)
+            assert answer.headers["content-type"] == "text/html; charset=utf-8"
+            assert answer.headers["cache-control"] == "public, max-age=300"
+        french = httpx.get(nginx.base + folder, headers={"Accept-Language": "fr"})
+        again = httpx.get(
+            nginx.base + folder, headers={"Accept-Language": "fr", "If-None-Match": french.headers["etag"]}
+        )
+        assert again.status_code == 304 and again.headers["vary"] == "Accept-Language"
+        # the explicit file wins over the header, and is not negotiated
+        chosen = httpx.get(nginx.base + folder + "index.html", headers={"Accept-Language": "fr"})
+        assert _lang(chosen.text) == "en" and "vary" not in chosen.headers
+        assert _lang(httpx.get(nginx.base + folder + "index.es.html").text) == "es"
+    assert (
+        httpx.get(nginx.base + "/archive/nothing-here/", headers={"Accept-Language": "fr"}).status_code == 404
+    )
+    feed = httpx.get(nginx.base + "/archive/weekly/feed.atom.xml")
+    assert feed.headers["content-type"] == "application/atom+xml; charset=utf-8"
+
+
 def test_pages_that_act_reach_the_publisher_through_nginx(nginx: Nginx) -> None:
     assert httpx.get(nginx.base + "/healthz").status_code == 200
     form = httpx.get(nginx.base + "/subscribe")

@@ -178,12 +178,24 @@ def test_a_reader_signs_up_in_french_confirms_reads_manages_and_leaves(
             digest = mail_to(ADDRESS, before)
             text = _text(digest)
             assert "Bonjour Zoé Martin," in text and "Envoyé par" in text
-            online = re.search(rf"{re.escape(base)}/archive/weekly/[^/\s]+/", text)
+            # The link names the French page: the reader's language, whatever the browser asks.
+            online = re.search(rf"{re.escape(base)}/archive/weekly/[^/\s]+/index\.fr\.html", text)
             assert online is not None
             page.goto(online.group(0))
+            assert page.get_attribute("html", "lang") == "fr"
             assert "Nouvelles de la protection sociale" in page.content()
+            assert "Bonjour," in page.inner_text("body") and "Envoyé par" in page.inner_text("body")
             assert ADDRESS not in page.content()  # the archive copy is for nobody
             shoot(page, "archive-issue")
+            # The language switcher is plain links, usable from the keyboard.
+            english = page.get_by_role("link", name="English")
+            english.focus()
+            page.keyboard.press("Enter")
+            page.wait_for_load_state()
+            assert page.get_attribute("html", "lang") == "en" and page.url.endswith("/index.html")
+            assert (
+                "Hello," in page.inner_text("body") and "Nouvelles de la protection sociale" in page.content()
+            )
 
             preferences = re.search(rf"{re.escape(base)}/preferences/\S+", text)
             assert preferences is not None

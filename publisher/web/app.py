@@ -41,12 +41,19 @@ def create_app(
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
+    public_files = FeedFiles(
+        directory=output_dir,
+        html=True,
+        check_dir=False,
+        languages=tuple(publisher.page_languages),
+        site_language=publisher.page_language(),
+    )
     routes = [
         Route("/healthz", healthz),
         *subscriber_routes(publisher),
         *signup_routes(publisher),
         *admin_routes(publisher, reload=reload, reload_scope=reload_scope),
-        Mount("/", app=FeedFiles(directory=output_dir, html=True, check_dir=False), name="public"),
+        Mount("/", app=public_files, name="public"),
     ]
     return Starlette(routes=routes)
 

@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from publisher.app import LinkState, Publisher, SignupOutcome
 from publisher.errors import SubscriberError, TokenError
+from publisher.web.languages import accepted_language
 from publisher.web.subscribers import FORM_MAX_BYTES, as_form, page_response, read_small_body
 
 TEMPLATE = "web/signup.html.j2"
@@ -40,24 +41,6 @@ def routes(publisher: Publisher) -> list[Route]:
         Route("/subscribe", pages.subscribe, methods=["GET", "POST"]),
         Route("/confirm/{token}", pages.confirm, methods=["GET", "POST"]),
     ]
-
-
-def accepted_language(header: str) -> str | None:
-    """The first language of an ``Accept-Language`` header we offer, by quality; None if none."""
-    offered = {code for code, _ in LANGUAGE_NAMES}
-    ranked: list[tuple[float, int, str]] = []
-    for position, part in enumerate(header.split(",")[:20]):
-        tag, _, params = part.strip().partition(";")
-        quality = 1.0
-        if params.strip().startswith("q="):
-            try:
-                quality = float(params.strip()[2:])
-            except ValueError:
-                continue
-        primary = tag.strip().split("-")[0].lower()
-        if primary in offered and quality > 0:
-            ranked.append((-quality, position, primary))
-    return min(ranked)[2] if ranked else None
 
 
 def _client(request: Request) -> str:
@@ -123,7 +106,8 @@ class SignupPages:
     async def subscribe(self, request: Request) -> Response:
         if request.method != "POST":  # GET or HEAD: show the form, change nothing
             query = request.query_params
-            requested = query.get("lang") or accepted_language(request.headers.get("accept-language", ""))
+            header = request.headers.get("accept-language", "")
+            requested = query.get("lang") or accepted_language(header, (code for code, _ in LANGUAGE_NAMES))
             language = self.publisher.page_language(requested)
             return await asyncio.to_thread(self._form, 200, language, chosen=set(query.getlist("list")))
         form = await as_form(request, await read_small_body(request, FORM_MAX_BYTES, self._deadline))

@@ -1,19 +1,37 @@
-"""Serving public/: feed media types, ETag, Last-Modified and 304s.
+"""Serving public/: feed media types, ETag, Last-Modified and 304s; the archive's languages.
 
 Starlette's StaticFiles already answers conditional requests from the file's size and
 mtime; since ``build`` rewrites a file only when its bytes change, those validators
-stay true and feed readers polling every few minutes get cheap 304s. We only add the
-feed media types that ``mimetypes`` does not know for our double extensions.
+stay true and feed readers polling every few minutes get cheap 304s. We add the feed
+media types that ``mimetypes`` does not know for our double extensions.
+
+The archive (``/archive/``, a public route) is written once per catalogue language:
+``index.html`` in the site language and ``index.fr.html``... beside it. A folder URL
+there is answered in the visitor's ``Accept-Language`` when the folder has that
+language's file, with ``Vary: Accept-Language`` (so caches keep one copy per language)
+and ``Content-Location`` naming the file. A file URL (``index.fr.html``, the switcher's
+links) is the visitor's explicit choice and is served as it is, whatever the header.
+A language file's ETag also covers its name: siblings written in the same clock tick
+with the same size would otherwise share one, and a cache could then revalidate one
+language's copy with another's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import stat
+from collections.abc import Sequence
 
+import anyio.to_thread
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
-from starlette.staticfiles import StaticFiles
+from starlette.responses import FileResponse, Response
+from starlette.staticfiles import NotModifiedResponse, StaticFiles
 from starlette.types import Scope
+
+from publisher.web.languages import accepted_language
 
 FEED_MEDIA_TYPES = {
     ".rss.xml": "application/rss+xml; charset=utf-8",
@@ -22,6 +40,9 @@ FEED_MEDIA_TYPES = {
     ".opml": "text/x-opml; charset=utf-8",
     ".html": "text/html; charset=utf-8",
 }
+#: The folder whose folder URLs are answered by Accept-Language (the archive's route).
+NEGOTIATED_FOLDER = "archive"
+_LANGUAGE_FILE = re.compile(r"index\.[a-z]{2,3}\.html")
 
 
 def media_type_for(path: str) -> str | None:
@@ -32,15 +53,56 @@ def media_type_for(path: str) -> str | None:
 
 
 class FeedFiles(StaticFiles):
-    """StaticFiles with feed media types and a short cache lifetime for readers.
+    """StaticFiles with feed media types, a short cache lifetime for readers, and the
+    archive's folder URLs answered in the visitor's language.
 
+    ``languages`` are the languages pages are offered in and ``site_language`` the one
+    written as ``index.html`` (``Publisher.page_languages`` and ``page_language()``).
     Dot files (the build's state and lock files) are not served.
     """
+
+    def __init__(
+        self,
+        *,
+        directory: str | os.PathLike[str],
+        html: bool = False,
+        check_dir: bool = True,
+        languages: Sequence[str] = (),
+        site_language: str = "",
+    ) -> None:
+        super().__init__(directory=directory, html=html, check_dir=check_dir)
+        self.languages = tuple(languages)
+        self.site_language = site_language
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         if any(part.startswith(".") and part != "." for part in path.split(os.sep)):
             raise HTTPException(status_code=404)
+        if scope["method"] in ("GET", "HEAD") and self._negotiated(path, scope):
+            response = await self._language_response(path, scope)
+            if response is not None:
+                return response
         return await super().get_response(path, scope)
+
+    def _negotiated(self, path: str, scope: Scope) -> bool:
+        """A folder URL (with its slash) under the archive: its page depends on the language."""
+        under = path == NEGOTIATED_FOLDER or path.startswith(NEGOTIATED_FOLDER + os.sep)
+        return under and str(scope["path"]).endswith("/")
+
+    async def _language_response(self, path: str, scope: Scope) -> Response | None:
+        """The folder's page in the visitor's language, else the site language's; None when
+        the folder has no page (StaticFiles then answers 404 as usual)."""
+        header = Headers(scope=scope).get("accept-language", "")
+        wanted = accepted_language(header, self.languages)
+        names = ["index.html"]
+        if wanted and wanted != self.site_language:
+            names.insert(0, f"index.{wanted}.html")
+        for name in names:
+            full_path, stat_result = await anyio.to_thread.run_sync(
+                self.lookup_path, os.path.join(path, name)
+            )
+            if stat_result is not None and stat.S_ISREG(stat_result.st_mode):
+                return self.file_response(full_path, stat_result, scope, negotiated=name)
+        return None
 
     def file_response(
         self,
@@ -48,10 +110,22 @@ class FeedFiles(StaticFiles):
         stat_result: os.stat_result,
         scope: Scope,
         status_code: int = 200,
+        *,
+        negotiated: str | None = None,
     ) -> Response:
-        response = super().file_response(full_path, stat_result, scope, status_code)
+        """The file with our headers; ``negotiated``: the file chosen by Accept-Language."""
+        response = FileResponse(full_path, status_code=status_code, stat_result=stat_result)
         media_type = media_type_for(str(full_path))
-        if media_type and response.status_code != 304:
+        if media_type:
             response.headers["content-type"] = media_type
         response.headers.setdefault("cache-control", "public, max-age=300")
+        name = os.path.basename(full_path)
+        if _LANGUAGE_FILE.fullmatch(name):
+            base = f"{stat_result.st_mtime}-{stat_result.st_size}-{name}"
+            response.headers["etag"] = f'"{hashlib.md5(base.encode(), usedforsecurity=False).hexdigest()}"'
+        if negotiated is not None:
+            response.headers["vary"] = "Accept-Language"
+            response.headers["content-location"] = negotiated
+        if self.is_not_modified(response.headers, Headers(scope=scope)):
+            return NotModifiedResponse(response.headers)
         return response
