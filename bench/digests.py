@@ -209,6 +209,7 @@ def digest_settings(
             "base_url": "https://www.example.org",
             "language": "en",
             "timezone": "Europe/Zurich",
+            "postal_address": "Route des Morillons 4, 1211 Geneva 22, Switzerland",  # required: public list
         },
         "categories": CATEGORIES,
         "storage": {"url": f"sqlite:///{base / 'publisher.db'}"},

@@ -17,7 +17,8 @@ in the traceback while the message says what to do.
     ├── TokenError           an unsubscribe/preferences token is forged or unknown
     ├── MailError            the transport failed as a whole (cannot connect, auth)
     ├── IssueError           a digest issue cannot be built or sent
-    └── SchedulerError       bad trigger, unknown schedule, lock trouble
+    ├── SchedulerError       bad trigger, unknown schedule, lock trouble
+    └── ToolError            a program run for a check (SpamAssassin) is missing (exit 2) or failed
 """
 
 from __future__ import annotations
@@ -94,3 +95,16 @@ class IssueError(PublisherError):
 
 class SchedulerError(PublisherError):
     """A schedule is unknown or invalid, or the scheduler lock misbehaved."""
+
+
+class ToolError(PublisherError):
+    """A program the publisher runs for a check (SpamAssassin) is missing or failed.
+
+    A missing program is a set-up problem, like a configuration error, and exits 2 with
+    the package to install; a program that ran and failed (timeout, crash) exits 1.
+    """
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        self.missing = missing
+        self.exit_code = 2 if missing else 1
+        super().__init__(message)
