@@ -1,6 +1,7 @@
 # Two commands on a fresh machine: `make run` and `make test`.
-# Everything goes into .venv; system packages the tests need (Debian's chromium)
-# are installed by `make system-deps`, which `make test` calls.
+# Everything goes into .venv; system packages the tests need (Debian's chromium,
+# and Debian's spamassassin and libmail-dkim-perl) are installed by `make system-deps`,
+# which `make test` calls.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -31,6 +32,9 @@ system-deps:
 	  [ $$had_policy = 1 ] || printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
 	  { apt-get install -y -qq nginx-light >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }; }; \
 	  status=$$?; [ $$had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d; exit $$status; }
+	@{ command -v spamassassin >/dev/null 2>&1 && dpkg -s libmail-dkim-perl >/dev/null 2>&1; } || { \
+	  echo "installing Debian's spamassassin and libmail-dkim-perl for the deliverability tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 spamassassin libmail-dkim-perl >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check publisher tests bench

@@ -54,6 +54,7 @@ from publisher.scheduler.runs import arun_schedule_now, execute, interrupt_orpha
 from publisher.scheduler.status import ScheduleInfo, StatusReport, schedules_overview, status_report
 from publisher.scheduler.triggers import fire_time_at, missed_fire_time
 from publisher.signups import ConfirmLink, LinkState, PendingSignup, SignupOutcome, SignupResult
+from publisher.spamcheck import SpamReport, check_message, find_spamassassin
 from publisher.store import Store
 from publisher.store.issues import IssueSummary
 from publisher.store.runs import JobRun, ScheduleState
@@ -78,6 +79,7 @@ __all__ = [
     "ScheduleEdit",
     "SignupOutcome",
     "SignupResult",
+    "SpamReport",
     "utcnow",
 ]
 
@@ -280,9 +282,19 @@ class Publisher:
         """Whether a send changed the archive: a mail of a public list went out."""
         return bool(report.sent) and self.settings.list_config(report.list_slug).public
 
-    def preview_digest(self, list_slug: str, out_dir: Path) -> Preview:
-        """``digest preview``: the next issue as .html and .eml for a sample subscriber."""
-        return digests.preview(self.settings, self.store, self.clock, list_slug, out_dir)
+    def preview_digest(self, list_slug: str, out_dir: Path, *, spam_check: bool = False) -> Preview:
+        """``digest preview``: the next issue as .html and .eml for a sample subscriber.
+
+        With ``spam_check`` the .eml (signed as a real message would be) is also scored
+        by SpamAssassin, in ``Preview.spam``; a missing SpamAssassin fails before
+        anything is rendered or written.
+        """
+        program = find_spamassassin() if spam_check else None
+        preview = digests.preview(self.settings, self.store, self.clock, list_slug, out_dir)
+        if program is not None:
+            eml = next(path for path in preview.files if path.suffix == ".eml")
+            preview.spam = check_message(eml.read_bytes(), program=program)
+        return preview
 
     def dry_run_digest(self, list_slug: str) -> Preview:
         """``digest send --dry-run``: what a send would do now; records nothing."""

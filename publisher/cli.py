@@ -508,13 +508,53 @@ def digest() -> None:
     show_default=True,
     help="Folder for LIST.html and LIST.eml.",
 )
+@click.option(
+    "--spam-check",
+    is_flag=True,
+    help="Also score LIST.eml with SpamAssassin (local tests only) and list every rule it hits; "
+    "exit 1 when the score is above 0 or a rule adds points.",
+)
+@json_option
 @with_context
-def digest_preview(ctx: Context, list_slug: str, out_dir: Path) -> None:
+def digest_preview(ctx: Context, list_slug: str, out_dir: Path, spam_check: bool, as_json: bool) -> None:
     """Render the next issue for a sample subscriber to .html and .eml; records nothing."""
-    result = ctx.publisher.preview_digest(list_slug, out_dir)
-    console.print(f"{result.subject!r}: {result.items} item(s){_more(result.omitted)}")
-    for path in result.files:
-        console.print(f"  wrote {path}")
+    result = ctx.publisher.preview_digest(list_slug, out_dir, spam_check=spam_check)
+    spam = result.spam
+    if as_json:
+        print_json(
+            {
+                "list": result.list_slug,
+                "subject": result.subject,
+                "items": result.items,
+                "omitted": result.omitted,
+                "files": result.files,
+                "spam": spam.as_dict() if spam is not None else None,
+            }
+        )
+    else:
+        console.print(f"{result.subject!r}: {result.items} item(s){_more(result.omitted)}")
+        for path in result.files:
+            console.print(f"  wrote {path}")
+        if spam is not None:
+            console.print(
+                f"SpamAssassin {spam.version}: {spam.score:+.1f} points (spam from {spam.required:.1f}), "
+                f"{len(spam.rules)} rule(s) hit:"
+            )
+            for line in spam.lines():
+                console.print(f"  {line}")
+            if spam.clean:
+                console.print("spam check passed: no rule adds points")
+    if spam is not None and not spam.clean:
+        names = ", ".join(f"{r.name} ({r.score:+.3f})" for r in spam.adding_points) or "none"
+        err_console.print(
+            labelled(
+                "spam check failed:",
+                "red",
+                f"{spam.score:+.1f} points; rules adding points: {names}. Fix the template "
+                "(README, 'Deliverability') and run the check again.",
+            )
+        )
+        sys.exit(1)
 
 
 @digest.command("send")

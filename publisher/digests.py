@@ -35,6 +35,7 @@ from publisher.mailer import OutgoingMessage, SendResult, make_transport
 from publisher.messages import RenderedIssue, render_issue, render_subject
 from publisher.models import Clock, Item, StopFlag, Subscriber, SubscriptionStatus
 from publisher.periods import period_key, period_label, period_start
+from publisher.spamcheck import SpamReport
 from publisher.store import Store
 from publisher.store.issues import IssueSummary
 from publisher.subscriptions import (
@@ -267,6 +268,7 @@ class Preview:
     files: list[Path] = field(default_factory=list)
     omitted: int = 0  # items the issue would cover without showing (over max_items)
     unserved: dict[str, int] = field(default_factory=dict)  # skipped for their language
+    spam: SpamReport | None = None  # SpamAssassin's verdict on the preview, when asked for
 
 
 TEST_SUBJECT_PREFIX = "[TEST] "

@@ -18,7 +18,8 @@ in the traceback while the message says what to do.
     ├── MailError            the transport failed as a whole (cannot connect, auth)
     ├── IssueError           a digest issue cannot be built or sent
     ├── SchedulerError       bad trigger, unknown schedule, lock trouble
-    └── ReportError          a bounce or complaint report cannot be read, or its mailbox
+    ├── ReportError          a bounce or complaint report cannot be read, or its mailbox
+    └── ToolError            a program run for a check (SpamAssassin) is missing (exit 2) or failed
 """
 
 from __future__ import annotations
@@ -99,3 +100,16 @@ class SchedulerError(PublisherError):
 
 class ReportError(PublisherError):
     """A bounce or complaint report cannot be parsed, or the mailbox holding reports failed."""
+
+
+class ToolError(PublisherError):
+    """A program the publisher runs for a check (SpamAssassin) is missing or failed.
+
+    A missing program is a set-up problem, like a configuration error, and exits 2 with
+    the package to install; a program that ran and failed (timeout, crash) exits 1.
+    """
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        self.missing = missing
+        self.exit_code = 2 if missing else 1
+        super().__init__(message)

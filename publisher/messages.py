@@ -66,6 +66,8 @@ SUBJECT_MAX_LENGTH = 200  # characters of a Subject; longer ones are cut at a wo
 _PERSONAL = ("NAME", "EMAIL", "GREETING", "UNSUB", "PREFS")
 _BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>()\[\]\\,;:\"]")
 _QP_SAFE = re.compile(r"[\x20-\x3c\x3e-\x7e]*")  # printable ASCII but "=": literal in QP
+_FEEDBACK_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")  # ":" separates Feedback-ID's fields
+FEEDBACK_PRODUCT = "publisher"  # the third field of Feedback-ID: the kind of mail stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +234,9 @@ def render_issue(
         base_url=settings.site.base_url,
         sender_domain=list_cfg.sender_domain,
         unsubscribe_mailto=_mailto(list_cfg.unsubscribe_mailto),
-        pieces=_message_pieces(list_cfg, subject, now, text, inlined, nonce),
+        pieces=_message_pieces(
+            list_cfg, subject, now, text, inlined, nonce, feedback_id(settings, list_cfg, issue_id)
+        ),
         warnings=warnings,
         signer=signer,
     )
@@ -457,6 +461,25 @@ def _check_html(document: str, nonce: str, list_cfg: ListConfig) -> list[str]:
     return warnings
 
 
+def feedback_id(settings: Settings, list_cfg: ListConfig, issue_id: int) -> str:
+    """The ``Feedback-ID`` of a digest: ``LIST:ISSUE:publisher:SENDERID``.
+
+    Why: Gmail's feedback loop counts spam complaints per value of each field and shows
+    the rates in Postmaster Tools, so an admin can tell which list (and which issue)
+    draws complaints. The last field, the sender id, must stay the same across all mail
+    of one sender: it is the DKIM domain (the one Gmail reports to), else the list's
+    sender domain. ISSUE is the issue's number, ``preview`` for a preview or test copy
+    (not an issue, so its complaints are kept apart). Gmail only trusts the header when
+    DKIM covers it, so it is in :data:`DKIM_HEADERS`. Every field is reduced to
+    letters, digits, ``.``, ``_`` and ``-``: a ``:`` would shift the fields, anything
+    else has no place in a header. The header is the same for every recipient, so it is
+    part of the bytes encoded once per issue.
+    """
+    sender = settings.dkim.domain if settings.dkim is not None else list_cfg.sender_domain
+    fields = (list_cfg.slug, str(issue_id) if issue_id else "preview", FEEDBACK_PRODUCT, sender)
+    return ":".join(_FEEDBACK_UNSAFE.sub("-", value).strip("-") or "-" for value in fields)
+
+
 def _mailto(value: str | None) -> str | None:
     if not value:
         return None
@@ -464,7 +487,7 @@ def _mailto(value: str | None) -> str | None:
 
 
 def _message_pieces(
-    list_cfg: ListConfig, subject: str, now: datetime, text: str, html_doc: str, nonce: str
+    list_cfg: ListConfig, subject: str, now: datetime, text: str, html_doc: str, nonce: str, feedback: str
 ) -> list[bytes | str]:
     """The whole message as literal byte runs and slot names, encoded once."""
     boundary = f"=_pub_{nonce}"  # "=_" never occurs in quoted-printable text
@@ -482,6 +505,7 @@ def _message_pieces(
         ("List-Id", list_id.encode("ascii")),
         ("List-Unsubscribe", "listunsub"),
         ("List-Unsubscribe-Post", b"List-Unsubscribe=One-Click"),
+        ("Feedback-ID", feedback.encode("ascii")),
         ("Precedence", b"bulk"),
         ("Auto-Submitted", b"auto-generated"),
         ("MIME-Version", b"1.0"),

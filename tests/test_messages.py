@@ -31,6 +31,7 @@ from publisher.errors import ConfigError, IssueError, SubscriberError, TemplateE
 from publisher.messages import (
     GMAIL_CLIP_BYTES,
     RenderedIssue,
+    feedback_id,
     group_items,
     render_issue,
     render_subject,
@@ -350,6 +351,32 @@ def test_admin_override_extends_the_builtin_and_changes_a_block(
     assert "New pension rules adopted" in html and "/unsubscribe/" in html  # ... the rest is built-in
 
 
+def test_preheader_is_visible_escaped_and_left_out_when_an_override_empties_it(
+    make_settings: MakeSettings, tmp_path: Path, settings: Settings
+) -> None:
+    items = [make_item(1, title="Pensions <b>up</b> & more"), *GOLDEN_ITEMS[1:3]]
+    _text, html = parts(parse(personalised(render(settings, items=items))[1]))
+    cell = re.search(r'<td class="preheader" style="([^"]*)">([^<]*)</td>', html)
+    assert cell is not None, "the preheader is the mail's first row"
+    assert html.index('class="preheader"') < html.index('class="card masthead"')
+    assert (
+        "display" not in cell.group(1)
+        and "transparent" not in cell.group(1)
+        and "opacity" not in cell.group(1)
+    )
+    assert "color: #52606d" in cell.group(1)  # the footer's grey: 5.8:1 on the page background
+    assert cell.group(2).startswith("In this issue: ")
+    assert " · Pensions &lt;b&gt;up&lt;/b&gt; &amp; more · " in cell.group(2)  # escaped like any text
+    assert "&zwnj;" not in html and "\u034f" not in html  # no invisible filler after it either
+
+    emptied = _override(
+        make_settings, tmp_path, {"email/digest.html.j2": EXTENDS + "{% block preheader %} {% endblock %}"}
+    )
+    _text, html = parts(parse(personalised(render(emptied))[1]))
+    assert 'class="preheader"' not in html.split("</head>")[1]  # no empty row
+    assert "New pension rules adopted" in html
+
+
 def test_undefined_variable_in_override_is_a_template_error(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
@@ -452,6 +479,7 @@ def test_headers_of_a_personalised_message(make_settings: MakeSettings) -> None:
     assert re.fullmatch(r"<issue-7\.1234\.[0-9a-f]+@example\.org>", message_id)
     assert message["List-Id"] == '"Weekly digest" <weekly.example.org>'
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Feedback-ID"] == "weekly:7:publisher:example.org"  # list, issue, product, sender
     assert message["Precedence"] == "bulk"
     assert message["Auto-Submitted"] == "auto-generated"
     assert message["MIME-Version"] == "1.0"
@@ -641,6 +669,7 @@ def test_dkim_signature_verifies_and_covers_list_unsubscribe(
     tags = dict(t.strip().split("=", 1) for t in str(signature).replace("\r\n", "").split(";") if "=" in t)
     signed = [h.strip() for h in tags["h"].split(":")]
     assert {"from", "to", "subject", "list-unsubscribe", "list-unsubscribe-post", "message-id"} <= set(signed)
+    assert "feedback-id" in signed  # Gmail's feedback loop trusts only a signed Feedback-ID
     assert tags["c"] == "relaxed/relaxed" and tags["d"] == "example.org" and tags["s"] == "mail2024"
     tampered = data.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: x")
     assert not dkim.verify(tampered, dnsfunc=_dns(public))
@@ -657,6 +686,34 @@ def test_dkim_from_settings_signs_every_message(
     for n in range(3):
         _mid, data = rendered.personalise(make_subscriber(id=n, name=f"Reader {n}é"), delivery_id=n)
         assert dkim.verify(data, dnsfunc=_dns(public))
+
+
+def test_feedback_id_names_list_issue_and_the_signing_domain(
+    make_settings: MakeSettings, dkim_key: tuple[Path, str]
+) -> None:
+    key, _public = dkim_key
+    plain = make_settings(lists=[LIST])
+    assert feedback_id(plain, plain.lists[0], 7) == "weekly:7:publisher:example.org"
+    assert (
+        feedback_id(plain, plain.lists[0], 0) == "weekly:preview:publisher:example.org"
+    )  # preview, test copy
+    signed = make_settings(
+        lists=[{**LIST, "sender": "News <news@Mail.Example.NET>"}],
+        dkim={"selector": "s", "domain": "example.org", "key_path": str(key)},
+    )
+    assert feedback_id(signed, signed.lists[0], 12) == "weekly:12:publisher:example.org"  # d=, not From
+    other = make_settings(lists=[{**LIST, "sender": "News <news@Mail.Example.NET>"}])
+    assert feedback_id(other, other.lists[0], 3) == "weekly:3:publisher:mail.example.net"
+    message = parse(personalised(render(signed))[1])
+    assert message["Feedback-ID"] == "weekly:7:publisher:example.org"
+
+
+def test_feedback_id_fields_stay_safe_for_the_header(make_settings: MakeSettings, tmp_path: Path) -> None:
+    key = tmp_path / "k.pem"
+    settings = make_settings(lists=[LIST])
+    settings.dkim = DkimConfig(selector="s", domain="ex:ample.org\r\nBcc: x", key_path=key)
+    value = feedback_id(settings, settings.lists[0], 5)
+    assert value.count(":") == 3 and re.fullmatch(r"[A-Za-z0-9._:-]+", value), value
 
 
 def test_unusable_dkim_key_is_a_config_error(tmp_path: Path) -> None:
