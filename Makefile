@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make run` and `make test`.
-# Everything goes into .venv; system packages the tests need (Debian's chromium)
+# Everything goes into .venv; system packages the tests need (Debian's chromium, dovecot-imapd)
 # are installed by `make system-deps`, which `make test` calls.
 
 PYTHON ?= python3
@@ -23,6 +23,9 @@ system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@test -x /usr/sbin/dovecot || { \
+	  echo "installing Debian's dovecot-imapd for the IMAP bounce-mailbox tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check publisher tests bench
