@@ -22,10 +22,12 @@ from apscheduler.triggers.base import BaseTrigger
 
 from publisher import digests, signups, subscriptions
 from publisher.archive import build_archive
+from publisher.bounces.apply import apply_feedback
+from publisher.bounces.process import BounceRunReport, open_mailbox, process_bounces
 from publisher.checks import CheckReport, check_settings
 from publisher.config import ScheduleConfig, Settings
 from publisher.digests import DigestReport, Preview, Requeued
-from publisher.errors import MailError, SchedulerError
+from publisher.errors import ConfigError, MailError, SchedulerError
 from publisher.feeds import BuildReport, build_feeds
 from publisher.i18n import LANGUAGE_NAMES, normalise_language
 from publisher.ingest import IngestReport
@@ -33,7 +35,16 @@ from publisher.ingest import ingest as ingest_sources
 from publisher.ledger import DeliveryTally, ProgressFn
 from publisher.links import LinkHolder, link_holder
 from publisher.mailer import SendResult
-from publisher.models import Clock, DeliveryStatus, Item, JobKind, Subscriber, SubscriptionStatus
+from publisher.models import (
+    Clock,
+    DeliveryStatus,
+    FeedbackEvent,
+    FeedbackOutcome,
+    Item,
+    JobKind,
+    Subscriber,
+    SubscriptionStatus,
+)
 from publisher.periods import schedule_config, schedule_trigger
 from publisher.scheduler.locks import SchedulerLock, scheduler_lock
 from publisher.scheduler.runs import arun_schedule_now, execute, interrupt_orphaned_runs
@@ -48,6 +59,7 @@ from publisher.subscriptions import ImportReport, Progress
 from publisher.templating import make_environment, render_template, translator
 
 __all__ = [
+    "BounceRunReport",
     "Clock",
     "ConfirmLink",
     "LinkHolder",
@@ -505,9 +517,36 @@ class Publisher:
             counts["failed"] = sum(r.failed for r in reports)
             counts.setdefault("ok", True)
             counts["ok"] = counts["ok"] and all(r.ok for r in reports)
+        if job == JobKind.BOUNCES:
+            bounces = await asyncio.to_thread(self.process_bounces)
+            counts.update(
+                processed=bounces.processed,
+                unmatched=bounces.unmatched,
+                unparsed=bounces.unparsed,
+                applied=bounces.applied,
+                duplicate=bounces.duplicate,
+                ignored=bounces.ignored,
+                ok=bounces.ok,
+            )
         if job not in list(JobKind):
-            raise SchedulerError(f"unknown job {job!r}; use ingest, build, digest or publish")
+            raise SchedulerError(f"unknown job {job!r}; use ingest, build, digest, publish or bounces")
         return counts
+
+    # -- bounces and complaints -----------------------------------------------------
+
+    def record_feedback(self, event: FeedbackEvent) -> FeedbackOutcome:
+        """Apply one bounce or complaint finding (a parsed report, a webhook, the CLI)."""
+        return apply_feedback(self.settings, self.store, self.clock, event)
+
+    def process_bounces(self) -> BounceRunReport:
+        """Read every new report of the ``[bounces]`` mailbox once; see publisher.bounces.process."""
+        if self.settings.bounces is None:
+            raise ConfigError('bounces: no [bounces] table; set address and maildir = "var/bounces"')
+        mailbox = open_mailbox(self.settings.bounces)
+        try:
+            return process_bounces(self.settings, self.store, self.clock, mailbox, self.stop_requested)
+        finally:
+            mailbox.close()
 
     # -- schedules and status (the daemon's ScheduleRunner and `schedules`/`status` call these) --
 
