@@ -14,6 +14,7 @@ from publisher.app import Publisher
 from publisher.web.signup import routes as signup_routes
 from publisher.web.static import FeedFiles
 from publisher.web.subscribers import routes as subscriber_routes
+from publisher.web.webhooks import routes as webhook_routes
 
 
 def create_app(publisher: Publisher) -> Starlette:
@@ -28,6 +29,7 @@ def create_app(publisher: Publisher) -> Starlette:
         Route("/healthz", healthz),
         *subscriber_routes(publisher),
         *signup_routes(publisher),
+        *webhook_routes(publisher),
         Mount("/", app=FeedFiles(directory=output_dir, html=True, check_dir=False), name="public"),
     ]
     return Starlette(routes=routes)
