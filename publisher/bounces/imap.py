@@ -155,7 +155,7 @@ class ImapMailbox:
         """Every unseen message of ``folder``, oldest first, without marking it seen."""
         client = self._connected()
         folder = self.config.folder
-        self._call(f"SELECT {folder!r}", lambda: client.select_folder(folder))
+        self._call(f"opening [bounces] imap.folder {folder!r}", lambda: client.select_folder(folder))
         uids: list[int] = sorted(self._call("SEARCH UNSEEN", lambda: client.search(["UNSEEN"])))
         for start in range(0, len(uids), SIZE_BATCH):
             batch = uids[start : start + SIZE_BATCH]
