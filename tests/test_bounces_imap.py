@@ -6,21 +6,32 @@ what the publisher did is read back from the server's folders and flags.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 import publisher.bounces.imap as imap_module
+from publisher.app import Publisher
 from publisher.bounces.imap import ImapMailbox
-from publisher.config import ImapMailboxConfig
+from publisher.config import ImapMailboxConfig, load_config
 from publisher.errors import ConfigError, ReportError
-from publisher.models import ReportOutcome
+from publisher.models import Item, ReportOutcome, SubscriptionStatus
+from publisher.subscriptions import add
 from tests.imap_server import PASSWORD, USERNAME, Dovecot
-from tests.smtp_server import TlsFiles
+from tests.smtp_server import SmtpSink, TlsFiles
 
 PASSWORD_ENV = "PUBLISHER_TEST_IMAP_PASSWORD"
+REPO = Path(__file__).parent.parent
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+ANN, BOB = "ann@example.org", "bob@example.org"
 
 
 def report(n: int, body: str = "mailbox unavailable") -> bytes:
@@ -193,3 +204,204 @@ def test_a_server_that_never_answers_times_out(tmp_path: Path) -> None:
         )
         with pytest.raises(ReportError, match=r"connect failed: no answer within 0.5 s"):
             list(ImapMailbox(cfg, timeout=0.5).fetch_new())
+
+
+# -- end to end: mail sent with VERP, reports over IMAP, `publisher bounces process` -----
+
+
+def dsn(verp: str, recipient: str, n: int, status: str = "5.1.1") -> bytes:
+    """A delivery status notification as Postfix writes one (RFC 3464)."""
+    return f"""\
+Return-Path: <>
+From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
+To: {verp}
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <dsn-{n}@mx.example.net>
+Date: Wed, 25 Nov 2026 10:00:00 +0000
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B{n}"
+
+--B{n}
+Content-Type: text/plain; charset=us-ascii
+
+This is the mail system at host mx.example.net.
+
+I'm sorry to have to inform you that your message could not
+be delivered to one or more recipients.
+
+<{recipient}>: host mx.example.net[192.0.2.25] said: 550 {status}
+    <{recipient}>: Recipient address rejected: User unknown
+
+--B{n}
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+X-Postfix-Queue-ID: 4ZX1Y2Z3
+Arrival-Date: Wed, 25 Nov 2026 09:59:58 +0000
+
+Final-Recipient: rfc822; {recipient}
+Original-Recipient: rfc822;{recipient}
+Action: failed
+Status: {status}
+Remote-MTA: dns; mx.example.net
+Diagnostic-Code: smtp; 550 {status} <{recipient}>: Recipient address rejected: User unknown
+
+--B{n}
+Content-Type: text/rfc822-headers
+
+Return-Path: <{verp}>
+From: News <news@example.org>
+To: {recipient}
+Subject: Weekly digest
+
+--B{n}--
+""".replace("\n", "\r\n").encode()
+
+
+E2E_CONFIG = """\
+[site]
+title = "Test"
+base_url = "http://127.0.0.1:8080"
+postal_address = "1 Example Street, 1200 Geneva"
+
+[storage]
+url = "sqlite:///{root}/publisher.db"
+
+[feeds]
+output_dir = "{root}/public"
+
+[[categories]]
+slug = "news"
+title = "News"
+labels = ["News"]
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+
+[delivery]
+journal_dir = "{root}/journal"
+
+[[lists]]
+slug = "weekly"
+name = "Weekly digest"
+sender = "News <news@example.org>"
+
+[[lists]]
+slug = "press"
+name = "Press releases"
+sender = "Press <press@example.org>"
+
+[bounces]
+address = "bounces@example.org"
+
+[bounces.imap]
+host = "127.0.0.1"
+port = {imap_port}
+username = "{user}"
+password_env = "{env}"
+security = "none"
+"""
+
+
+def run_cli(root: Path, *args: str, password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), PASSWORD_ENV: password, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "publisher.cli", "--config", str(root / "config.toml"), *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_bounces_process_reads_reports_over_imap_once(
+    tmp_path: Path, dovecot: Dovecot, smtp_server: SmtpSink
+) -> None:
+    (tmp_path / "config.toml").write_text(
+        E2E_CONFIG.format(
+            root=tmp_path,
+            smtp_port=smtp_server.port,
+            imap_port=dovecot.port,
+            user=USERNAME,
+            env=PASSWORD_ENV,
+        )
+    )
+    settings = load_config(tmp_path / "config.toml")
+    pub = Publisher(settings, clock=lambda: NOW)
+    try:
+        for email in (ANN, BOB):
+            for slug in ("weekly", "press"):
+                add(settings, pub.store, slug, email, "", "en", now=NOW)
+        pub.store.items.save([news_item()], [], NOW)
+        assert asyncio.run(pub.send_digest("weekly")).ok
+    finally:
+        pub.close()
+    verp = {r.rcpt_tos[0]: r.mail_from for r in smtp_server.received}
+    assert verp[ANN].startswith("bounces+") and verp[ANN].endswith("@example.org")
+    dovecot.append(dsn(verp[ANN], ANN, 1))  # a hard bounce for ann
+    issue_and_subscriber = verp[BOB].partition("@")[0].rpartition("-")[0]
+    forged = f"{issue_and_subscriber}-{'a' * 16}@example.org"
+    dovecot.append(dsn(forged, BOB, 2))  # bob's token with a forged MAC: names nobody
+    dovecot.append(b"Message-ID: <junk-3@example.net>\r\nSubject: hello\r\n\r\nnot a report\r\n")
+
+    wrong = run_cli(tmp_path, "bounces", "process", password="wrong")
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip().count("\n") == 0, wrong.stderr
+    assert "login refused" in wrong.stderr and PASSWORD_ENV in wrong.stderr
+    assert len(message_ids(dovecot)["INBOX"]) == 3  # nothing moved
+
+    first = run_cli(tmp_path, "bounces", "process")
+    assert first.returncode == 0, first.stderr
+    folders = message_ids(dovecot)
+    assert folders == {
+        "Processed": [(b"<dsn-1@mx.example.net>", frozenset({b"\\Seen"}))],
+        "Unmatched": [(b"<dsn-2@mx.example.net>", frozenset())],
+        "Unparsed": [(b"<junk-3@example.net>", frozenset())],
+    }
+    pub = Publisher(load_config(tmp_path / "config.toml"), clock=lambda: NOW)
+    try:
+        statuses = {e: statuses_of(pub, e) for e in (ANN, BOB)}
+    finally:
+        pub.close()
+    assert statuses[ANN] == {SubscriptionStatus.BOUNCED}
+    assert statuses[BOB] == {SubscriptionStatus.CONFIRMED}
+
+    # The same report again (a relay that sent it twice) and a second run change nothing.
+    dovecot.append(dsn(verp[ANN], ANN, 1))
+    again = run_cli(tmp_path, "bounces", "process", "--json")
+    assert again.returncode == 0, again.stderr
+    counts = json.loads(again.stdout)
+    assert counts["applied"] == 0 and counts["duplicate"] == 1
+    assert message_ids(dovecot)["Processed"] == [(b"<dsn-1@mx.example.net>", frozenset({b"\\Seen"}))] * 2
+    assert run_cli(tmp_path, "bounces", "process", "--json").returncode == 0
+    assert message_ids(dovecot) == {
+        "Processed": [(b"<dsn-1@mx.example.net>", frozenset({b"\\Seen"}))] * 2,
+        "Unmatched": [(b"<dsn-2@mx.example.net>", frozenset())],
+        "Unparsed": [(b"<junk-3@example.net>", frozenset())],
+    }
+
+
+def statuses_of(pub: Publisher, email: str) -> set[SubscriptionStatus]:
+    sid = pub.store.subscribers.find_id(email)
+    assert sid is not None
+    return set(pub.store.subscribers.statuses(sid).values())
+
+
+def news_item() -> Item:
+    published = NOW - timedelta(hours=2)
+    return Item(
+        id="urn:test:1",
+        source="test",
+        title="Item 1",
+        link="https://example.org/1",
+        published=published,
+        updated=published,
+        language="en",
+        summary="<p>Summary</p>",
+        category="news",
+        label="News",
+        content_hash="h1",
+    )
