@@ -22,7 +22,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from publisher import digests, signups, subscriptions
 from publisher.archive import build_archive
-from publisher.bounces.apply import apply_feedback
+from publisher.bounces.apply import apply_feedback, suppress_address, unsuppress_address
 from publisher.bounces.process import BounceRunReport, open_mailbox, process_bounces
 from publisher.bounces.webhooks import SnsVerifier, WebhookResult, handle_webhook
 from publisher.checks import CheckReport, check_settings
@@ -560,6 +560,14 @@ class Publisher:
         runs it in a thread. See publisher.bounces.webhooks for what is refused and why.
         """
         return handle_webhook(self.settings, self.store, self.clock, provider, headers, body, sns=self._sns)
+
+    def suppress_subscriber(self, email: str, status: SubscriptionStatus, note: str = "") -> tuple[str, ...]:
+        """``subscribers suppress``: bounced or complained on every list; the lists changed."""
+        return suppress_address(self.store, self.clock, email, SubscriptionStatus(status), note)
+
+    def unsuppress_subscriber(self, email: str, note: str = "") -> dict[str, SubscriptionStatus]:
+        """``subscribers unsuppress``: lift bounced and complained; each list's status now."""
+        return unsuppress_address(self.store, self.clock, email, note)
 
     def process_bounces(self) -> BounceRunReport:
         """Read every new report of the ``[bounces]`` mailbox once; see publisher.bounces.process."""

@@ -476,13 +476,13 @@ class BouncesConfig(_Strict):
             or not local
             or not domain
             or "+" in local
-            or len(local) > 30
+            or len(local) > 24
             or not re.fullmatch(r"[A-Za-z0-9._-]+", local)
             or not re.fullmatch(r"[A-Za-z0-9.-]+", domain)
             or "." not in domain
         ):
             raise ValueError(
-                "must be a plain address without '+' and with a local part of at most 30 letters, "
+                "must be a plain address without '+' and with a local part of at most 24 letters, "
                 "digits, '.', '_' or '-', e.g. 'bounces@example.org' (the token is added after a '+')"
             )
         return v.lower()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from publisher.store.db import make_engine, migrate
+from publisher.store.feedback import FeedbackStore
 from publisher.store.issues import IssueStore
 from publisher.store.items import ItemStore, SourceStateStore
 from publisher.store.runs import RunStore
@@ -29,6 +30,7 @@ class Store:
         self.issues = IssueStore(self.engine)
         self.runs = RunStore(self.engine)
         self.signups = SignupStore(self.engine)
+        self.feedback = FeedbackStore(self.engine)
 
     @property
     def dialect(self) -> str:
