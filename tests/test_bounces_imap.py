@@ -317,6 +317,7 @@ def run_cli(root: Path, *args: str, password: str = PASSWORD) -> subprocess.Comp
     )
 
 
+@pytest.mark.slow  # four CLI runs
 def test_bounces_process_reads_reports_over_imap_once(
     tmp_path: Path, dovecot: Dovecot, smtp_server: SmtpSink
 ) -> None:

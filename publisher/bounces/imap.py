@@ -53,6 +53,9 @@ from publisher.errors import ConfigError, ReportError
 from publisher.models import ReportOutcome
 
 log = logging.getLogger("publisher.bounces")
+# IMAPClient logs every connection close at INFO and the protocol at DEBUG: noise in the
+# one-line output of `bounces process`. Our own messages say what matters.
+logging.getLogger("imapclient").setLevel(logging.WARNING)
 
 #: Seconds allowed to connect, and to each read or write on the connection.
 TIMEOUT = 30.0
