@@ -70,8 +70,6 @@ _T = TypeVar("_T")
 class ImapMailbox:
     """The ``[bounces] imap`` mailbox; connects on first use, :meth:`close` logs out."""
 
-    source = "imap"
-
     def __init__(
         self,
         config: ImapMailboxConfig,
@@ -115,13 +113,7 @@ class ImapMailbox:
         try:
             if cfg.security == "starttls":
                 self._call("STARTTLS", lambda: client.starttls(context))
-            try:
-                client.login(cfg.username, password)
-            except LoginError as e:
-                raise ReportError(
-                    f"{self.where}: login refused ({_reason(e)}); check [bounces] imap.username and "
-                    f"the password in {cfg.password_env}"
-                ) from e
+            self._call("LOGIN", lambda: client.login(cfg.username, password))
             self._can_move = self._call("CAPABILITY", lambda: client.has_capability("MOVE"))
             self._uidplus = self._call("CAPABILITY", lambda: client.has_capability("UIDPLUS"))
         except BaseException:
@@ -134,6 +126,11 @@ class ImapMailbox:
         """Run one IMAP exchange; any failure becomes one :class:`ReportError` line."""
         try:
             return action()
+        except LoginError as e:
+            raise ReportError(
+                f"{self.where}: login refused ({_reason(e)}); check [bounces] imap.username and "
+                f"the password in {self.config.password_env}"
+            ) from e
         except (IMAPClientError, OSError) as e:  # socket.timeout and ssl.SSLError are OSErrors
             if isinstance(e, socket.timeout | TimeoutError):
                 cause = f"no answer within {self.timeout:g} s"
