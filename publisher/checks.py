@@ -71,7 +71,25 @@ def check_settings(settings: Settings) -> CheckReport:
         _check_subscribers_file(list_cfg, where, report)
     _check_dkim(settings, report)
     _check_ports(settings, report)
+    _check_bounces(settings, report)
     return report
+
+
+def _check_bounces(settings: Settings, report: CheckReport) -> None:
+    """A bounce Maildir that is not there makes every `bounces process` fail; say so now."""
+    bounces = settings.bounces
+    if bounces is None:
+        return
+    if bounces.maildir is not None and not (bounces.maildir / "new").is_dir():
+        report.errors.append(
+            f"bounces.maildir: {bounces.maildir} is not a Maildir (no new/ folder); point it at the "
+            "Maildir your relay delivers bounces+* to, or create new/, cur/ and tmp/ there"
+        )
+    if bounces.reads_reports and bounces.address is None:
+        report.warnings.append(
+            "bounces.address is not set: messages go out with the list's sender as envelope sender, "
+            "so DSNs carry no token and `bounces process` can only act on complaints"
+        )
 
 
 def _check_templates_folder(settings: Settings, report: CheckReport) -> None:

@@ -8,6 +8,7 @@ what it will see.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def test_only_sub_addresses_of_the_bounce_address_carry_a_token() -> None:
         ("gmail-mailbox-full.eml", FeedbackKind.SOFT_BOUNCE, "4.2.2"),
         ("exim-plain-quota.eml", FeedbackKind.SOFT_BOUNCE, "5.2.2"),  # a full mailbox is temporary
         ("plain-mailbox-full.eml", FeedbackKind.SOFT_BOUNCE, None),
+        ("yahoo-legacy.eml", FeedbackKind.HARD_BOUNCE, None),  # no code: flufl.bounce's layouts
     ],
 )
 def test_bounces_of_each_mta_are_read_with_their_token(
@@ -226,3 +228,27 @@ def test_a_bounces_schedule_needs_a_mailbox(make_settings: Callable[..., Setting
     make_settings(
         schedules={"bounces": {"every": "10m", "job": "bounces"}}, bounces={"maildir": "var/bounces"}
     )
+
+
+def test_truncated_and_mangled_reports_give_a_report_or_a_report_error_never_a_crash() -> None:
+    """Anyone can mail the bounce address: any bytes must end as parsed or unparsed."""
+    token = make_verp_token(3, 9, SECRET)
+    for path in sorted(DATA.glob("*.eml")):
+        raw = fixture(path.name, token)
+        variants = [raw[:cut] for cut in range(0, len(raw), max(len(raw) // 40, 1))]
+        variants += [raw.replace(b"\n", b"\r"), raw.replace(b":", b""), raw.replace(b"--", b"-")]
+        variants += [raw.replace(b"boundary=", b"boundary=x"), bytes(b ^ 0x80 for b in raw[:400]) + raw[400:]]
+        for variant in variants:
+            with contextlib.suppress(ReportError):
+                parse_report(variant, bounce_address=BOUNCES, source="maildir")
+
+
+def test_a_report_nested_too_deeply_for_the_parser_is_unparsed() -> None:
+    """Multiparts nested thousands deep make the standard library recurse past its limit."""
+    raw = b"From: MAILER-DAEMON@relay.example\nSubject: Undelivered Mail\n"
+    raw += b"Content-Type: multipart/mixed; boundary=b0\n\n"
+    raw += b"".join(
+        b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (i - 1, i) for i in range(1, 3000)
+    )
+    with pytest.raises(ReportError, match="RecursionError"):
+        parse_report(raw, bounce_address=BOUNCES, source="maildir")

@@ -120,3 +120,19 @@ def test_every_problem_is_reported_at_once(make_settings: Make, tmp_path: Path) 
         )
     )
     assert len(report.errors) == 3
+
+
+def test_a_bounce_maildir_that_is_not_there_and_a_missing_address(
+    make_settings: Make, tmp_path: Path
+) -> None:
+    report = check_settings(make_settings(bounces={"maildir": str(tmp_path / "bounces")}))
+    assert any(e.startswith("bounces.maildir:") and "not a Maildir" in e for e in report.errors)
+    assert any(w.startswith("bounces.address is not set") for w in report.warnings)
+    for sub in ("new", "cur", "tmp"):
+        (tmp_path / "bounces" / sub).mkdir(parents=True)
+    report = check_settings(
+        make_settings(bounces={"address": "bounces@example.org", "maildir": str(tmp_path / "bounces")})
+    )
+    assert not [e for e in report.errors if "bounces" in e] and not [
+        w for w in report.warnings if "bounces" in w
+    ]

@@ -7,7 +7,8 @@ that names a delivery of ours. So the parser can be generous about formats: Post
 Exim, Microsoft 365 and Gmail all write ``multipart/report`` DSNs with a
 ``message/delivery-status`` part, whose per-recipient ``Action`` and ``Status`` say
 what happened; older Exim and qmail write plain text, read here by the status code
-or a few well-known phrases.
+or a few well-known phrases, and last by flufl.bounce's detectors (GNU Mailman's) of
+the layouts other MTAs and providers made up.
 
 What counts: ``Action: failed`` with a 5.x.x status is a permanent failure, with 4.x.x a
 temporary one. X.2.2 (mailbox full) is temporary whatever its class, as mailbox
@@ -34,6 +35,8 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser, HeaderParser
 from email.utils import getaddresses, parseaddr
+
+from flufl.bounce import all_failures
 
 from publisher.bounces.verp import token_in
 from publisher.errors import ReportError
@@ -79,13 +82,24 @@ class ParsedReport:
 
 
 def parse_report(raw: bytes, *, bounce_address: str | None, source: str) -> ParsedReport:
-    """Read one message of the bounce mailbox; :class:`ReportError` when it is no report."""
+    """Read one message of the bounce mailbox; :class:`ReportError` when it is no report.
+
+    Anyone can mail the bounce address, so the bytes are hostile: whatever the standard
+    library's parser trips on becomes a ReportError too (the message goes to ``unparsed``)
+    instead of stopping the run at the same message every time.
+    """
+    try:
+        return _parse(raw, bounce_address, source)
+    except ReportError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, LookupError, RecursionError) as e:
+        raise ReportError(f"unreadable message ({type(e).__name__}: {e})") from e
+
+
+def _parse(raw: bytes, bounce_address: str | None, source: str) -> ParsedReport:
     if not raw.strip():
         raise ReportError("the message is empty")
-    try:
-        msg = BytesParser(policy=policy.compat32).parsebytes(raw)
-    except (ValueError, TypeError, IndexError) as e:  # the parser is lenient; be safe
-        raise ReportError(f"not a mail message: {e}") from e
+    msg = BytesParser(policy=policy.compat32).parsebytes(raw)
     if not msg.keys() or (msg.get("From") is None and msg.get("Content-Type") is None):
         raise ReportError("not a mail message: no From and no Content-Type header")
     report_id = _report_id(msg, raw)
@@ -262,16 +276,20 @@ def _text_bounce(msg: Message, report_id: str, token: str | None, source: str) -
     subject = _header_text(msg.get("Subject"))
     status = _status_code(text)
     line = _line_with(text, status) if status else ""
+    kind: FeedbackKind | None = None
     if status is None:
         found = _SOFT_PHRASES.search(text) or _SOFT_PHRASES.search(subject) or _HARD_PHRASES.search(text)
-        if found is None:
-            if _is_auto_reply(msg):
-                return ParsedReport(
-                    report_id, "auto-reply", (), "an auto-reply (out of office), not a bounce"
-                )
-            raise ReportError("a bounce whose reason this reader does not recognise (no status code)")
-        line = _line_with(text, found.group(0)) or found.group(0)
-    kind = _failure_kind(status, line)
+        if found is not None:
+            line = _line_with(text, found.group(0)) or found.group(0)
+        else:
+            kind, line = _known_layout(msg, text)
+            if kind is None:
+                if _is_auto_reply(msg):
+                    return ParsedReport(
+                        report_id, "auto-reply", (), "an auto-reply (out of office), not a bounce"
+                    )
+                raise ReportError("a bounce whose reason this reader does not recognise (no status code)")
+    kind = kind or _failure_kind(status, line)
     event = FeedbackEvent(
         kind=kind,
         report_id=report_id,
@@ -281,6 +299,21 @@ def _text_bounce(msg: Message, report_id: str, token: str | None, source: str) -
         diagnostic=line[:1000],
     )
     return ParsedReport(report_id, "bounce-text", (event,))
+
+
+def _known_layout(msg: Message, text: str) -> tuple[FeedbackKind | None, str]:
+    """Ask flufl.bounce (GNU Mailman's detectors of many MTAs' own bounce layouts).
+
+    It recognises layouts that carry neither a status code nor a phrase we know (Yahoo,
+    qmail, GroupWise, old Exchange ...) and says whether the failure is permanent. It
+    returns the failed addresses, which we do not need: the token says who it was.
+    """
+    temporary, permanent = all_failures(msg)
+    if not temporary and not permanent:
+        return None, ""
+    failed = next(iter(permanent or temporary)).decode("ascii", "replace")
+    line = _line_with(text, "said:") or _line_with(text, failed) or f"failed: {failed}"
+    return (FeedbackKind.HARD_BOUNCE if permanent else FeedbackKind.SOFT_BOUNCE), line
 
 
 def _first_text(msg: Message) -> str:
