@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make run` and `make test`.
-# Everything goes into .venv; system packages the tests need (Debian's chromium, dovecot-imapd)
+# Everything goes into .venv; system packages the tests need (Debian's chromium, dovecot-imapd, nginx)
 # are installed by `make system-deps`, which `make test` calls.
 
 PYTHON ?= python3
@@ -26,6 +26,14 @@ system-deps:
 	@test -x /usr/sbin/dovecot || { \
 	  echo "installing Debian's dovecot-imapd for the IMAP bounce-mailbox tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; }
+	@# nginx runs only inside tests (deploy/nginx-publisher.conf); policy-rc.d stops the
+	@# package from starting a system nginx on port 80 while it installs.
+	@test -x /usr/sbin/nginx || { \
+	  echo "installing Debian's nginx-light for the deploy tests"; \
+	  had_policy=0; test -e /usr/sbin/policy-rc.d && had_policy=1; \
+	  [ $$had_policy = 1 ] || printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
+	  { apt-get install -y -qq nginx-light >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }; }; \
+	  status=$$?; [ $$had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d; exit $$status; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check publisher tests bench

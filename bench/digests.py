@@ -19,9 +19,8 @@ Why: the bar is what aiosmtplib can push over 4 connections into Postfix's smtp-
   processes (already started, as ``publisher worker`` daemons would be) run a
   :class:`publisher.ledger.Sender` each over the same SMTP connection count split
   between them.
-- ``DKIM`` rows: the same with ``[dkim]`` on. dkimpy canonicalises in Python (the RSA
-  step is OpenSSL's; ~3 ms of CPU a message in all), so they run at ``--dkim-size``
-  messages, with their own raw baseline.
+- ``DKIM`` rows: the same with ``[dkim]`` on (``publisher/signing.py``; ``bench/dkim_signing.py``
+  measures the signer alone), at ``--dkim-size`` messages, with their own raw baseline.
 
 Each run is a fresh process, so "peak RSS" is that run's own high-water mark (for the
 2-process rows, the largest of the processes; the untimed store setup runs in a
@@ -640,7 +639,7 @@ def print_table(rows: list[Row], load: tuple[float, float, float]) -> None:
     print(
         f"'{RAW}' sends {MESSAGE_BYTES} B synthetic messages; '{RAW_DIGEST}' cycles through real "
         "digest messages (one per language), the baseline of the digest rows. DKIM rows run at "
-        "--dkim-size messages (dkimpy canonicalises in Python). '2 processes': the issue is created "
+        "--dkim-size messages. '2 processes': the issue is created "
         "in one process, two resident workers deliver it with half the connections each."
     )
 

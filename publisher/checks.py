@@ -20,8 +20,9 @@ from publisher.archive import issue_url
 from publisher.config import ListConfig, Settings
 from publisher.errors import ConfigError, PublisherError, SubscriberError
 from publisher.i18n import LANGUAGES
-from publisher.messages import DkimSigner, render_issue, render_web_copy
+from publisher.messages import render_issue, render_web_copy
 from publisher.models import Item
+from publisher.signing import DkimSigner
 from publisher.subscriptions import read_subscriber_csv
 from publisher.templating import make_environment
 

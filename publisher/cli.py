@@ -913,6 +913,10 @@ def record_text(record: SubscriberRecord, settings: Settings) -> str:
         if s.consent_at is not None:
             consent = f"{at(s.consent_at)} {s.consent_method} {s.consent_source or ''}".rstrip()
         lines.append(f"list {s.list_slug}: {s.status.value} (consent: {consent})")
+        if s.consent_text:  # a web sign-up: the exact sentence its form showed
+            lines.append(f"  consent text ({s.consent_language or '-'}): {s.consent_text}")
+        if s.confirmed_at is not None:
+            lines.append(f"  confirmed: {at(s.confirmed_at)} {s.confirmed_source or ''}".rstrip())
     lines += [
         f"  {at(e.at)} {e.list_slug or '-'} {e.event}" + (f" ({e.detail})" if e.detail else "")
         for e in record.events

@@ -11,6 +11,7 @@ only the *name* of an environment variable does.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -335,6 +336,26 @@ class WebConfig(_Strict):
     # Slow or idle clients must not hold connections (see publisher.daemon).
     keep_alive_timeout: Finite = Field(5.0, gt=0, le=3600)  # idle seconds between requests
     header_timeout: Finite = Field(10.0, gt=0, le=3600)  # seconds to send a request's headers
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (a reverse proxy such
+    # as nginx); the client address they name is what the sign-up and login limits count.
+    # Anyone else's forwarded headers are ignored, so a client cannot pick its address.
+    forwarded_allow_ips: list[str] = ["127.0.0.1", "::1"]
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: list[str]) -> list[str]:
+        bad = []
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                bad.append(repr(entry))
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: not an IP address or network; list the reverse proxies that "
+                'reach the publisher, e.g. ["127.0.0.1", "10.0.0.0/24"], or [] to trust none'
+            )
+        return value
 
 
 class ItemsConfig(_Strict):

@@ -116,6 +116,7 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         ),
         "form_expired_title": "This form has expired",
         "form_expired_text": "Load the form again and send it once more.",
+        "form_again_link": "Open the form again",
         "rate_limited_title": "Too many sign-ups",
         "rate_limited_text": (
             "Too many sign-ups came from your network in the last hour. Please try again later."
@@ -224,6 +225,7 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         ),
         "form_expired_title": "Ce formulaire a expiré",
         "form_expired_text": "Rechargez le formulaire et envoyez-le à nouveau.",
+        "form_again_link": "Rouvrir le formulaire",
         "rate_limited_title": "Trop d’abonnements",
         "rate_limited_text": (
             "Trop d’abonnements sont venus de votre réseau au cours de la dernière heure. Réessayez "
@@ -329,6 +331,7 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         ),
         "form_expired_title": "Este formulario ha caducado",
         "form_expired_text": "Vuelva a cargar el formulario y envíelo de nuevo.",
+        "form_again_link": "Abrir el formulario de nuevo",
         "rate_limited_title": "Demasiadas suscripciones",
         "rate_limited_text": (
             "Llegaron demasiadas suscripciones desde su red en la última hora. Inténtelo más tarde."

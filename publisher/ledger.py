@@ -41,9 +41,10 @@ from publisher.config import ListConfig, Settings
 from publisher.errors import MailError, PublisherError
 from publisher.i18n import normalise_language
 from publisher.mailer import OutgoingMessage, SendResult, make_transport
-from publisher.messages import DkimSigner, RenderedIssue, render_issue
+from publisher.messages import RenderedIssue, render_issue
 from publisher.models import Clock, DeliveryStatus, StopFlag, Subscriber, SubscriptionStatus
 from publisher.periods import period_label
+from publisher.signing import DkimSigner
 from publisher.store import Store
 from publisher.store.issues import Claimed, IssueRow, Outcome
 from publisher.subscriptions import set_status

@@ -34,7 +34,6 @@ import email.policy
 import email.quoprimime
 import functools
 import html
-import inspect
 import logging
 import re
 import secrets
@@ -43,20 +42,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, parseaddr
-from pathlib import Path
 from typing import Any
 
 import css_inline
-import dkim
 import jinja2
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from publisher.config import DkimConfig, ListConfig, Settings
-from publisher.errors import ConfigError, IssueError, MailError, SubscriberError, TemplateError
+from publisher.config import ListConfig, Settings
+from publisher.errors import IssueError, SubscriberError, TemplateError
 from publisher.i18n import normalise_language, plural, translate
 from publisher.models import Item, Subscriber
+from publisher.signing import DkimSigner
 from publisher.templating import make_environment, render_string, render_template, translator
 from publisher.text import CONTROL, NAME_MAX_LENGTH, cut_at_word, strip_bidi
 from publisher.tokens import make_token
@@ -64,19 +59,6 @@ from publisher.tokens import make_token
 log = logging.getLogger(__name__)
 
 GMAIL_CLIP_BYTES = 102 * 1024
-DKIM_HEADERS = [
-    b"from",
-    b"to",
-    b"subject",
-    b"date",
-    b"message-id",
-    b"reply-to",
-    b"list-id",
-    b"list-unsubscribe",
-    b"list-unsubscribe-post",
-    b"mime-version",
-    b"content-type",
-]
 CRLF = b"\r\n"
 _QP_LINE = 75  # leaves room for the "=" of the soft break that follows each piece
 SUBJECT_MAX_LENGTH = 200  # characters of a Subject; longer ones are cut at a word
@@ -117,99 +99,6 @@ class PersonView:
 
     name: str
     email: str
-
-
-@functools.lru_cache(maxsize=8)
-def _openssl_key(numbers: tuple[int, ...]) -> rsa.RSAPrivateKey:
-    n, e, d, p, q, dmp1, dmq1, iqmp = numbers
-    return rsa.RSAPrivateNumbers(p, q, d, dmp1, dmq1, iqmp, rsa.RSAPublicNumbers(e, n)).private_key()
-
-
-_PREHASHED = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}
-
-
-def openssl_rsassa_sign(hash_obj: Any, private_key: dict[str, int]) -> bytes:
-    """dkimpy's RSASSA-PKCS1-v1_5 step done by OpenSSL: about 0.25 ms instead of 6 ms.
-
-    dkimpy canonicalises and hashes well but raises the digest to the private exponent
-    in Python, which made DKIM the one slow part of sending (~100 messages/s a core).
-    PKCS#1 v1.5 signatures are deterministic, so the bytes are exactly dkimpy's; the
-    tests verify every signature with dkimpy's own verifier.
-    """
-    key = _openssl_key(
-        tuple(
-            private_key[k]
-            for k in (
-                "modulus",
-                "publicExponent",
-                "privateExponent",
-                "prime1",
-                "prime2",
-                "exponent1",
-                "exponent2",
-                "coefficient",
-            )
-        )
-    )
-    algorithm = _PREHASHED[str(hash_obj.name).lower()]
-    return key.sign(hash_obj.digest(), padding.PKCS1v15(), Prehashed(algorithm))
-
-
-_DKIM_RSA_PARAMETERS = ["hash", "private_key"]  # dkim.crypto.RSASSA_PKCS1_v1_5_sign
-
-
-def use_openssl_for_dkim() -> bool:
-    """Point dkimpy's RSA step at OpenSSL; False (and a warning) if dkimpy has changed.
-
-    dkimpy looks ``RSASSA_PKCS1_v1_5_sign`` up in its module at each signature, so
-    replacing it there speeds up every signer in the process. Called where a signer is
-    made, not at import; if a dkimpy release renames the function or changes its
-    arguments, signing stays correct in pure Python and the log says it is slow.
-    """
-    current = getattr(dkim, "RSASSA_PKCS1_v1_5_sign", None)
-    if current is openssl_rsassa_sign:
-        return True
-    if current is None or list(inspect.signature(current).parameters) != _DKIM_RSA_PARAMETERS:
-        log.warning(
-            "dkimpy %s has no RSASSA_PKCS1_v1_5_sign(hash, private_key): DKIM signs in pure "
-            "Python (about 6 ms a message instead of 0.3 ms); pin dkimpy or update publisher.messages",
-            getattr(dkim, "__version__", "?"),
-        )
-        return False
-    dkim.RSASSA_PKCS1_v1_5_sign = openssl_rsassa_sign
-    return True
-
-
-class DkimSigner:
-    """Signs finished messages for one DKIM domain; reads and checks the key once."""
-
-    def __init__(self, cfg: DkimConfig) -> None:
-        self.fast = use_openssl_for_dkim()
-        self.selector = cfg.selector.encode("ascii")
-        self.domain = cfg.domain.encode("ascii")
-        try:
-            self._key = Path(cfg.key_path).read_bytes()
-        except OSError as e:
-            raise ConfigError(f"dkim.key_path: cannot read {cfg.key_path}: {e.strerror}") from e
-        try:  # a bad key must stop the send before the first message, not fail each one
-            self.sign(b"From: a@example.org\r\nSubject: key check\r\n\r\nx\r\n")
-        except MailError as e:
-            raise ConfigError(f"dkim.key_path: {cfg.key_path} is not a usable RSA private key: {e}") from e
-
-    def sign(self, message: bytes) -> bytes:
-        """The message with a relaxed/relaxed DKIM-Signature header in front."""
-        try:
-            signature = dkim.sign(
-                message,
-                self.selector,
-                self.domain,
-                self._key,
-                canonicalize=(b"relaxed", b"relaxed"),
-                include_headers=DKIM_HEADERS,
-            )
-        except (dkim.DKIMException, ValueError, IndexError, TypeError) as e:  # bad key material
-            raise MailError(f"DKIM signing failed: {type(e).__name__}: {e}") from e
-        return bytes(signature) + message
 
 
 @dataclass(slots=True)

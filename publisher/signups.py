@@ -39,8 +39,9 @@ from publisher.config import ListConfig, Settings
 from publisher.errors import SubscriberError, TokenError
 from publisher.i18n import format_day, normalise_language, translate
 from publisher.mailer import OutgoingMessage, SendResult, make_transport
-from publisher.messages import DkimSigner, check_address, clean_header_text, display_name
+from publisher.messages import check_address, clean_header_text, display_name
 from publisher.models import SUPPRESSED, Consent, SubscriptionStatus
+from publisher.signing import DkimSigner
 from publisher.store import Store
 from publisher.store.signups import PendingSignup, attempt_key
 from publisher.subscriptions import check_name, normalise_address

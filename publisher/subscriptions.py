@@ -748,13 +748,29 @@ def set_language(store: Store, subscriber_id: int, language: str) -> str:
 def personal_data(store: Store, subscriber_id: int, *, now: datetime) -> dict[str, object]:
     """The subscriber's own data as JSON-ready values: what a data-access request gets.
 
-    Address, name, language, every subscription with its status and consent record,
-    and the deliveries of the last year. Nothing of anyone else: every query is by id.
+    Address, name, language, every subscription with its status, its whole consent
+    record (a web sign-up's text and language, its confirmation) and its history of
+    events (``subscription_events``: when, what, and the source or detail recorded),
+    the other events (of no list, or of a subscription no longer stored), and the
+    deliveries of the last year. Nothing of anyone else: every query is by id.
     """
     record = store.subscribers.record(subscriber_id)
     if record is None or record.email is None:
         raise SubscriberError(f"subscriber {subscriber_id}", "no such subscriber")
     since = now - timedelta(days=EXPORT_DELIVERIES_DAYS)
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    def history(lists: Collection[str | None]) -> list[dict[str, str | None]]:
+        return [
+            {"at": e.at.isoformat(), "list": e.list_slug, "event": e.event, "detail": e.detail}
+            for e in record.events
+            if e.list_slug in lists
+        ]
+
+    listed = {s.list_slug for s in record.lists}
+
     return {
         "email": record.email,
         "name": record.name,
@@ -767,13 +783,19 @@ def personal_data(store: Store, subscriber_id: int, *, now: datetime) -> dict[st
                 "status": s.status.value,
                 "updated": s.updated_at.isoformat(),
                 "consent": {
-                    "at": s.consent_at.isoformat() if s.consent_at else None,
+                    "at": iso(s.consent_at),
                     "method": s.consent_method,
                     "source": s.consent_source,
+                    "text": s.consent_text,
+                    "language": s.consent_language,
+                    "confirmed_at": iso(s.confirmed_at),
+                    "confirmed_source": s.confirmed_source,
                 },
+                "events": history({s.list_slug}),
             }
             for s in record.lists
         ],
+        "events": history({e.list_slug for e in record.events} - listed),
         "deliveries": [
             {
                 "list": d.list_slug,

@@ -235,7 +235,7 @@ _KEYS = {
     "storage": ["url"],
     "feeds": ["output_dir", "formats", "max_items"],
     "smtp": ["host", "port", "security", "connections", "rate_per_second", "timeout"],
-    "web": ["host", "port", "keep_alive_timeout", "header_timeout"],
+    "web": ["host", "port", "keep_alive_timeout", "header_timeout", "forwarded_allow_ips"],
     "delivery": ["retry_min", "give_up", "batch_size", "journal_dir"],
     "templates": ["path"],
     "items": ["max_title_length"],
@@ -396,3 +396,12 @@ def test_subscriptions_keys_are_strict(key: str, value: object, says: str) -> No
 def test_list_public_is_a_strict_boolean() -> None:
     (found,) = problems({"lists": [{"slug": "w", "name": "W", "sender": "a@example.org", "public": "no"}]})
     assert found.startswith("lists[1] 'w'.public:") and "boolean" in found
+
+
+def test_trusted_proxies_must_be_addresses_or_networks() -> None:
+    found = problems({"web": {"forwarded_allow_ips": ["127.0.0.1", "10.0.0.0/8", "*", "proxy.local"]}})
+    assert len(found) == 1 and found[0].startswith("web.forwarded_allow_ips: '*', 'proxy.local': not an IP")
+    networks = ["::1", "192.0.2.0/24"]
+    assert settings_from_dict({"web": {"forwarded_allow_ips": networks}}).web.forwarded_allow_ips == networks
+    assert settings_from_dict({"web": {"forwarded_allow_ips": []}}).web.forwarded_allow_ips == []
+    assert settings_from_dict({}).web.forwarded_allow_ips == ["127.0.0.1", "::1"]

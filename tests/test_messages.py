@@ -30,13 +30,13 @@ from publisher.config import DkimConfig, Settings
 from publisher.errors import ConfigError, IssueError, SubscriberError, TemplateError
 from publisher.messages import (
     GMAIL_CLIP_BYTES,
-    DkimSigner,
     RenderedIssue,
     group_items,
     render_issue,
     render_subject,
 )
 from publisher.models import Item, Subscriber, SubscriptionStatus
+from publisher.signing import DkimSigner
 from publisher.tokens import read_token, verify_token
 
 GOLDEN = Path(__file__).parent / "golden" / "email"
@@ -726,63 +726,6 @@ def _measure(page: Any) -> dict[str, float]:
             })"""
         )
     )
-
-
-def test_openssl_rsa_step_gives_dkimpys_exact_signature(dkim_key: tuple[Path, str]) -> None:
-    """The OpenSSL signing step must produce byte-for-byte what dkimpy's Python RSA does."""
-    import hashlib
-
-    from dkim.crypto import RSASSA_PKCS1_v1_5_sign as python_rsa_sign
-    from dkim.crypto import parse_pem_private_key
-
-    from publisher.messages import openssl_rsassa_sign
-
-    private_key = parse_pem_private_key(dkim_key[0].read_bytes())
-    for data in (b"", b"header data", bytes(range(256)) * 10):
-        for name in ("sha256", "sha1"):
-            assert openssl_rsassa_sign(hashlib.new(name, data), private_key) == python_rsa_sign(
-                hashlib.new(name, data), private_key
-            )
-
-
-def test_a_signer_uses_the_openssl_rsa_step(
-    monkeypatch: pytest.MonkeyPatch, dkim_key: tuple[Path, str]
-) -> None:
-    """Made where the signer is made, and in effect: dkimpy's signatures go through OpenSSL."""
-    from dkim.crypto import RSASSA_PKCS1_v1_5_sign as python_rsa_sign
-
-    from publisher import messages
-    from publisher.config import DkimConfig
-
-    monkeypatch.setattr(dkim, "RSASSA_PKCS1_v1_5_sign", python_rsa_sign)  # as dkimpy ships
-    calls: list[int] = []
-    real = messages.openssl_rsassa_sign
-
-    def counting(hash_obj: Any, private_key: dict[str, int]) -> bytes:
-        calls.append(1)
-        return real(hash_obj, private_key)
-
-    monkeypatch.setattr(messages, "openssl_rsassa_sign", counting)
-    signer = messages.DkimSigner(DkimConfig(selector="mail2024", domain="example.org", key_path=dkim_key[0]))
-    assert signer.fast and dkim.RSASSA_PKCS1_v1_5_sign is counting
-    calls.clear()
-    data = signer.sign(b"From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n")
-    assert calls == [1] and dkim.verify(data, dnsfunc=_dns(dkim_key[1]))
-
-
-def test_a_changed_dkimpy_is_left_alone_and_said_loudly(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    from publisher import messages
-
-    def renamed(digest: Any, key: dict[str, int], padding: str) -> bytes:  # a future dkimpy
-        raise AssertionError("not called")
-
-    monkeypatch.setattr(dkim, "RSASSA_PKCS1_v1_5_sign", renamed)
-    with caplog.at_level("WARNING", logger="publisher.messages"):
-        assert messages.use_openssl_for_dkim() is False
-    assert dkim.RSASSA_PKCS1_v1_5_sign is renamed
-    assert "DKIM signs in pure Python" in caplog.text
 
 
 def test_category_headings_use_the_readers_language(make_settings: MakeSettings) -> None:

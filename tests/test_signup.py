@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 from publisher.app import Publisher
-from publisher.cli import cli
+from publisher.cli import cli, record_text
 from publisher.config import Settings
 from publisher.models import SubscriptionStatus
 from publisher.store import Store
@@ -256,6 +256,49 @@ def test_honeypot_answers_the_same_and_does_nothing(site: Site) -> None:
     assert (trapped.status_code, trapped.text) == (normal.status_code, normal.text)
     assert site.status("bot@example.org") is None
     assert [str(m["To"]) for m in site.mails()] == ["human@example.org"]
+
+
+def test_confirmation_page_has_a_honeypot_and_a_filled_one_confirms_nothing(site: Site) -> None:
+    site.sign_up("hal@example.org")
+    path = confirm_path(site.mails()[0])
+    page = site.client.get(path).text
+    form = re.search(r'<form method="post".*?</form>', page, re.S)
+    assert form and 'name="website" value=""' in form.group() and 'aria-hidden="true"' in form.group()
+    trapped = site.client.post(path, data={"csrf": site.csrf(path), "website": "http://spam.example"})
+    assert trapped.status_code == 200 and trapped.text == page  # the same page, its button again
+    assert site.status("hal@example.org") is SubscriptionStatus.PENDING
+    done = site.client.post(path, data={"csrf": site.csrf(path), "website": ""})
+    assert done.status_code == 200 and site.status("hal@example.org") is SubscriptionStatus.CONFIRMED
+
+
+def test_export_holds_the_whole_consent_record_and_history_of_a_web_signup(site: Site) -> None:
+    site.sign_up("ida@example.org", "weekly", language="fr")
+    path = confirm_path(site.mails()[0])
+    site.clock.advance(timedelta(minutes=2))
+    done = site.client.post(path, data={"csrf": site.csrf(path)})
+    prefs = re.search(r'href="(/preferences/[^"]+)"', done.text)
+    assert prefs
+    exported = site.client.get(f"{prefs.group(1)}/export")
+    assert exported.status_code == 200
+    [weekly] = exported.json()["subscriptions"]
+    confirmed = (START + timedelta(minutes=2)).isoformat()
+    assert weekly["consent"] == {
+        "at": START.isoformat(),
+        "method": "web",
+        "source": "testclient",
+        "text": site.publisher.consent_text("fr"),
+        "language": "fr",
+        "confirmed_at": confirmed,
+        "confirmed_source": "testclient",
+    }
+    assert weekly["events"] == [
+        {"at": START.isoformat(), "list": "weekly", "event": "pending", "detail": "web: testclient"},
+        {"at": confirmed, "list": "weekly", "event": "confirmed", "detail": "web confirmation: testclient"},
+    ]
+    # `subscribers show` prints the same record.
+    shown = record_text(site.publisher.subscriber("ida@example.org"), site.publisher.settings)
+    assert f"  consent text (fr): {site.publisher.consent_text('fr')}" in shown
+    assert "  confirmed: 2026-11-25T10:02:00+01:00 testclient" in shown
 
 
 def test_malformed_address_shows_the_form_again_with_the_fields(site: Site) -> None:

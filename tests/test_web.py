@@ -31,10 +31,11 @@ from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.models import Item, SubscriptionStatus
 from publisher.store import Store
-from publisher.subscriptions import add, forget, set_status
-from publisher.tokens import MAX_SUBSCRIBER_ID, make_token
+from publisher.subscriptions import SubscriberRecord, add, forget, set_status
+from publisher.tokens import MAX_SUBSCRIBER_ID, make_form_token, make_token
 from publisher.web.app import create_app
 from publisher.web.server import server_config
+from publisher.web.subscribers import form_name
 from tests.slow_clients import seconds_until_closed
 from tests.smtp_server import free_port
 
@@ -94,6 +95,26 @@ def status_of(pub: Publisher, email: str, list_slug: str) -> SubscriptionStatus:
     sid = pub.store.subscribers.find_id(email)
     assert sid is not None
     return pub.store.subscribers.statuses(sid)[list_slug]
+
+
+_FORM = re.compile(
+    r'<form method="post" action="(?P<action>[^"]+)">\s*'
+    r'<input type="hidden" name="csrf" value="(?P<csrf>[^"]*)">'
+)
+
+
+def csrf_of(url: str, action: str | None = None) -> str:
+    """The CSRF token of the page at ``url``'s form posting to ``action`` (default: the page itself)."""
+    target = action or httpx.URL(url).path
+    tokens = {m["action"]: m["csrf"] for m in _FORM.finditer(httpx.get(url).text)}
+    assert tokens.get(target), f"no form to {target} with a CSRF token on {url}: {tokens}"
+    return tokens[target]
+
+
+def submit(url: str, data: dict[str, str | list[str]], *, page: str | None = None) -> httpx.Response:
+    """POST ``data`` to ``url`` as its form does: with the token of the page (``page``, default ``url``)."""
+    token = csrf_of(page or url, httpx.URL(url).path)
+    return httpx.post(url, data={**data, "csrf": token, "website": ""})
 
 
 def test_feeds_are_served_with_media_types_and_conditional_get(publisher: Publisher, server: Server) -> None:
@@ -205,7 +226,7 @@ def test_preferences_page_switches_lists(publisher: Publisher, server: Server) -
     url = f"{server.base}/preferences/{token_for(publisher, 'ann@example.org', 'weekly', 'preferences')}"
     page = httpx.get(url)
     assert page.status_code == 200 and "Weekly digest" in page.text and "Press releases" in page.text
-    r = httpx.post(url, data={"list": ["press"]})
+    r = submit(url, {"list": ["press"]})
     assert r.status_code == 200 and "Your preferences are saved." in r.text
     assert status_of(publisher, "ann@example.org", "weekly") == SubscriptionStatus.UNSUBSCRIBED
     assert status_of(publisher, "ann@example.org", "press") == SubscriptionStatus.CONFIRMED
@@ -266,7 +287,7 @@ def test_after_unsubscribing_the_page_offers_to_subscribe_again_and_a_used_link_
     url = f"{server.base}/unsubscribe/{token_for(publisher, 'ann@example.org', 'weekly')}"
     preferences = f"/preferences/{token_for(publisher, 'ann@example.org', 'weekly', 'preferences')}"
 
-    done = httpx.post(url, data={"confirm": "yes"})
+    done = submit(url, {"confirm": "yes"})
     assert done.status_code == 200 and "You will no longer receive Weekly digest." in done.text
     assert 'name="action" value="resubscribe"' in done.text and preferences in done.text
     assert status_of(publisher, "ann@example.org", "weekly") == SubscriptionStatus.UNSUBSCRIBED
@@ -276,7 +297,7 @@ def test_after_unsubscribing_the_page_offers_to_subscribe_again_and_a_used_link_
     assert httpx.head(url).status_code == 200
     assert status_of(publisher, "ann@example.org", "weekly") == SubscriptionStatus.UNSUBSCRIBED
 
-    back = httpx.post(url, data={"action": "resubscribe"})  # proven by its own link: no second mail
+    back = submit(url, {"action": "resubscribe"})  # proven by its own link: no second mail
     assert back.status_code == 200 and "You are subscribed to Weekly digest again" in back.text
     assert status_of(publisher, "ann@example.org", "weekly") == SubscriptionStatus.CONFIRMED
     assert "Unsubscribe from Weekly digest?" in httpx.get(url).text
@@ -524,7 +545,7 @@ def test_preferences_show_public_lists_and_private_ones_the_subscriber_is_on(
 def test_preferences_join_and_leave_public_lists_and_change_language(prefs: tuple[Publisher, Server]) -> None:
     pub, server = prefs
     path = _subscribe(pub, "ann@example.org", "weekly", "staff")
-    r = httpx.post(server.base + path, data={"action": "save", "list": ["press", "staff"], "language": "fr"})
+    r = submit(server.base + path, {"action": "save", "list": ["press", "staff"], "language": "fr"})
     assert r.status_code == 200 and "Vos préférences sont enregistrées." in r.text
     assert '<html lang="fr">' in r.text  # the page answers in the new language
     assert statuses_of(pub, "ann@example.org") == {
@@ -537,7 +558,7 @@ def test_preferences_join_and_leave_public_lists_and_change_language(prefs: tupl
     press = next(s for s in record.lists if s.list_slug == "press")
     assert (press.consent_method, press.consent_source) == ("preferences", "127.0.0.1")
 
-    r = httpx.post(server.base + path, data={"action": "save", "list": ["weekly"], "language": "de"})
+    r = submit(server.base + path, {"action": "save", "list": ["weekly"], "language": "de"})
     assert r.status_code == 400 and "Cette langue n’est pas proposée" in r.text
     assert pub.subscriber("ann@example.org").language == "fr"  # an unoffered language is not stored
     assert statuses_of(pub, "ann@example.org")["staff"] == SubscriptionStatus.UNSUBSCRIBED  # left
@@ -552,7 +573,7 @@ def test_a_forged_post_cannot_join_a_private_list(prefs: tuple[Publisher, Server
     assert sid is not None
     add(pub.settings, pub.store, "staff", "ann@example.org", "Ann", "en", now=NOW)
     pub.remove_subscriber("staff", "ann@example.org")
-    r = httpx.post(server.base + path, data={"list": ["weekly", "staff", "board", "nope"]})
+    r = submit(server.base + path, {"list": ["weekly", "staff", "board", "nope"]})
     assert r.status_code == 200
     assert statuses_of(pub, "ann@example.org") == {
         "staff": SubscriptionStatus.UNSUBSCRIBED,  # was on it once: still cannot rejoin from the web
@@ -571,20 +592,20 @@ def test_bounced_and_complained_stay_suppressed_but_an_unsubscribe_can_be_undone
     set_status(pub.store, sid, "press", SubscriptionStatus.UNSUBSCRIBED, "web", now=NOW)
     page = httpx.get(server.base + path).text
     assert " disabled" in _checkbox(page, "weekly") and "stopped after failed deliveries" in page
-    httpx.post(server.base + path, data={"list": ["weekly", "press"]})
+    submit(server.base + path, {"list": ["weekly", "press"]})
     assert statuses_of(pub, "ann@example.org") == {
         "press": SubscriptionStatus.CONFIRMED,
         "weekly": SubscriptionStatus.BOUNCED,
     }
     set_status(pub.store, sid, "press", SubscriptionStatus.COMPLAINED, "abuse report", now=NOW)
-    httpx.post(server.base + path, data={"list": ["weekly", "press"]})
+    submit(server.base + path, {"list": ["weekly", "press"]})
     assert statuses_of(pub, "ann@example.org")["press"] == SubscriptionStatus.COMPLAINED
 
 
 def test_leave_all_unsubscribes_every_list(prefs: tuple[Publisher, Server]) -> None:
     pub, server = prefs
     path = _subscribe(pub, "ann@example.org", "weekly", "press", "staff")
-    r = httpx.post(server.base + path, data={"action": "leave_all", "list": ["weekly"]})
+    r = submit(server.base + path, {"action": "leave_all", "list": ["weekly"]})
     assert r.status_code == 200 and "You have left every list." in r.text
     assert set(statuses_of(pub, "ann@example.org").values()) == {SubscriptionStatus.UNSUBSCRIBED}
 
@@ -616,22 +637,47 @@ def test_export_downloads_only_the_subscribers_own_data(prefs: tuple[Publisher, 
         ("staff", "confirmed", "cli"),
         ("weekly", "confirmed", "cli"),
     ]
+    for sub in data["subscriptions"]:  # each with its history, from subscription_events
+        assert [(e["list"], e["event"], e["detail"]) for e in sub["events"]] == [
+            (sub["list"], "confirmed", "cli")
+        ]
+        assert sub["events"][0]["at"] == NOW.isoformat()
+        assert set(sub["consent"]) == {
+            "at", "method", "source", "text", "language", "confirmed_at", "confirmed_source"
+        }  # fmt: skip
     assert [(d["list"], d["period"], d["status"]) for d in data["deliveries"]] == [
         ("weekly", "2026-W47", "pending")
     ]  # last year only
     assert "bob@example.org" not in r.text
+
+    # Joining from the page, then leaving a list: both are in that subscription's history.
+    assert (
+        submit(server.base + path, {"action": "save", "list": ["weekly", "staff", "press"]}).status_code
+        == 200
+    )
+    assert submit(server.base + path, {"action": "save", "list": ["weekly", "press"]}).status_code == 200
+    later = {s["list"]: s for s in httpx.get(url).json()["subscriptions"]}
+    assert later["press"]["consent"] | {"at": None} == {
+        "at": None, "method": "preferences", "source": "127.0.0.1", "text": None, "language": None,
+        "confirmed_at": None, "confirmed_source": None,
+    }  # fmt: skip
+    assert [(e["event"], e["detail"]) for e in later["press"]["events"]] == [
+        ("confirmed", "preferences: 127.0.0.1")
+    ]
+    assert [e["event"] for e in later["staff"]["events"]] == ["confirmed", "unsubscribed"]
+    assert later["staff"]["status"] == "unsubscribed"
 
 
 def test_forget_asks_first_then_erases_and_the_link_is_invalid_after(prefs: tuple[Publisher, Server]) -> None:
     pub, server = prefs
     path = _subscribe(pub, "ann@example.org", "weekly")
     forget_url = f"{server.base}{path}/forget"
-    for ask in (httpx.get(forget_url), httpx.head(forget_url), httpx.post(forget_url)):
+    asked = submit(forget_url, {}, page=server.base + path)  # the preferences page's button
+    for ask in (httpx.get(forget_url), httpx.head(forget_url), asked):
         assert ask.status_code == 200
-    ask = httpx.post(forget_url)
-    assert "Erase all your data?" in ask.text and 'name="confirm" value="yes"' in ask.text
+    assert "Erase all your data?" in asked.text and 'name="confirm" value="yes"' in asked.text
     assert pub.subscriber("ann@example.org").email == "ann@example.org"  # nothing erased yet
-    done = httpx.post(forget_url, data={"confirm": "yes"})
+    done = submit(forget_url, {"confirm": "yes"})
     assert done.status_code == 200 and "Your data is erased" in done.text
     record = pub.subscriber("ann@example.org")
     assert record.email is None and record.forgotten_at is not None  # as `subscribers forget` does
@@ -648,3 +694,217 @@ def test_get_and_head_on_preferences_pages_change_nothing(prefs: tuple[Publisher
             url = f"{server.base}{path}{suffix}{query}"
             assert httpx.get(url).status_code == 200 and httpx.head(url).status_code == 200, url
     assert pub.subscriber("ann@example.org") == before
+
+
+# -- issue 9: every form of these pages carries a CSRF token and a honeypot --------------------
+
+
+class Forms:
+    """Ann (weekly confirmed, press unsubscribed) and Bob (weekly), with the URLs of their pages."""
+
+    def __init__(self, pub: Publisher, server: Server) -> None:
+        self.pub = pub
+        self.base = server.base
+        _subscribe(pub, "ann@example.org", "weekly", "press")
+        sid = pub.store.subscribers.find_id("ann@example.org")
+        assert sid is not None
+        set_status(pub.store, sid, "press", SubscriptionStatus.UNSUBSCRIBED, "web", now=NOW)
+        _subscribe(pub, "bob@example.org", "weekly", "press")
+
+    def url(self, who: str, route: str) -> str:
+        """The URL a form of ``route`` posts to, on ``who``'s pages."""
+        email = f"{who}@example.org"
+        if route == "unsubscribe":
+            return f"{self.base}/unsubscribe/{token_for(self.pub, email, 'weekly')}"
+        if route == "resubscribe":
+            return f"{self.base}/unsubscribe/{token_for(self.pub, email, 'press')}"
+        prefs = f"{self.base}/preferences/{token_for(self.pub, email, 'weekly', 'preferences')}"
+        return f"{prefs}/forget" if route in ("forget", "erase") else prefs
+
+    def page(self, who: str, route: str) -> str:
+        """The page showing that form (the forget button is on the preferences page)."""
+        url = self.url(who, route)
+        return url.removesuffix("/forget") if route == "forget" else url
+
+    def token(self, who: str, route: str) -> str:
+        return csrf_of(self.page(who, route), httpx.URL(self.url(who, route)).path)
+
+    def state(self) -> SubscriberRecord:
+        return self.pub.subscriber("ann@example.org")
+
+
+#: Each POST form of the unsubscribe and preferences pages: its fields, and what it does.
+FORMS: dict[str, dict[str, str | list[str]]] = {
+    "unsubscribe": {"confirm": "yes"},
+    "resubscribe": {"action": "resubscribe"},
+    "save": {"action": "save", "list": ["press"], "language": "fr"},
+    "leave_all": {"action": "leave_all"},
+    "forget": {},  # the preferences page's button: asks, changes nothing
+    "erase": {"confirm": "yes"},  # the question's button: erases
+}
+
+
+def _did_act(forms: Forms, name: str, response: httpx.Response) -> bool:
+    """Whether form ``name``'s POST did what the form is for."""
+    record = forms.pub.subscriber("ann@example.org")
+    statuses = {s.list_slug: s.status for s in record.lists}
+    return {
+        "unsubscribe": statuses["weekly"] == SubscriptionStatus.UNSUBSCRIBED,
+        "resubscribe": statuses["press"] == SubscriptionStatus.CONFIRMED,
+        "save": record.language == "fr" and statuses["weekly"] == SubscriptionStatus.UNSUBSCRIBED,
+        "leave_all": statuses["weekly"] == SubscriptionStatus.UNSUBSCRIBED,
+        "forget": "Erase all your data?" in response.text,
+        "erase": record.email is None,
+    }[name]
+
+
+def _route(name: str) -> str:
+    return "save" if name == "leave_all" else name
+
+
+@pytest.fixture
+def forms(prefs: tuple[Publisher, Server]) -> Forms:
+    return Forms(*prefs)
+
+
+def _post_forms(forms: Forms) -> dict[str, str]:
+    """Every ``<form method="post">`` of the subscriber pages, by the name of the action."""
+    found: dict[str, str] = {}
+    page = httpx.get(forms.page("ann", "unsubscribe")).text
+    found["unsubscribe"] = re.findall(r'<form method="post".*?</form>', page, re.S)[0]
+    page = httpx.get(forms.page("ann", "resubscribe")).text  # a used link offers to come back
+    found["resubscribe"] = re.findall(r'<form method="post".*?</form>', page, re.S)[0]
+    page = httpx.get(forms.page("ann", "save")).text
+    found["save"], found["leave_all"], found["forget"] = re.findall(
+        r'<form method="post".*?</form>', page, re.S
+    )
+    page = httpx.get(forms.url("ann", "erase")).text
+    (found["erase"],) = re.findall(r'<form method="post".*?</form>', page, re.S)
+    return found
+
+
+def test_every_form_of_the_subscriber_pages_carries_a_csrf_token_and_an_empty_honeypot(forms: Forms) -> None:
+    found = _post_forms(forms)
+    assert set(found) == set(FORMS)
+    for name, form in found.items():
+        assert re.search(r'<input type="hidden" name="csrf" value="[A-Za-z0-9_-]{20,}">', form), name
+        honeypot = re.search(r'<input type="text" id="([^"]+)" name="website" value="" tabindex="-1"', form)
+        assert honeypot and f'<label for="{honeypot[1]}">Leave this field empty</label>' in form, name
+        assert '<div class="hp" aria-hidden="true">' in form, name
+    done = submit(forms.url("ann", "unsubscribe"), {"confirm": "yes"})  # the page after unsubscribing
+    (again,) = re.findall(r'<form method="post".*?</form>', done.text, re.S)
+    assert 'value="resubscribe"' in again and 'name="website" value=""' in again
+    assert csrf_of(forms.url("ann", "unsubscribe"))  # and its token is the page's
+
+
+@pytest.mark.parametrize("name", list(FORMS))
+def test_a_form_without_its_own_pages_token_is_refused_and_changes_nothing(forms: Forms, name: str) -> None:
+    route = _route(name)
+    url, data = forms.url("ann", route), FORMS[name]
+    path = httpx.URL(url).path
+    link_token = path.split("/")[2]
+    secret = forms.pub.store.signups.site_secret("csrf")
+    day_old = int((NOW - timedelta(hours=25)).timestamp())
+    # Another list's link, another kind of link, or the same link's other route.
+    other_route = {"unsubscribe": "save", "resubscribe": "unsubscribe", "save": "forget"}.get(route, "save")
+    bad_tokens = {
+        "missing": None,
+        "empty": "",
+        "garbage": "not-a-token",
+        "altered": forms.token("ann", route)[:-2] + "AA",
+        "another subscriber's page": forms.token("bob", route),
+        "another form of the same subscriber": forms.token("ann", other_route),
+        "the sign-up form's": forms.pub.form_token("subscribe"),
+        "a day old": make_form_token(form_name(_form_route(path), link_token), day_old, secret),
+    }
+    before = forms.state()
+    for why, token in bad_tokens.items():
+        body = {**data, "website": ""} if token is None else {**data, "csrf": token, "website": ""}
+        r = httpx.post(url, data=body)
+        assert r.status_code == 403, (name, why)
+        assert "This form has expired" in r.text and "Open the form again" in r.text, (name, why)
+        assert forms.state() == before, (name, why)
+    good = submit(url, data, page=forms.page("ann", route))  # the page's own token: it acts
+    assert good.status_code == 200 and _did_act(forms, name, good), name
+
+
+def _form_route(path: str) -> str:
+    """The route part of a form's name (see ``publisher.web.subscribers.form_name``)."""
+    if path.endswith("/forget"):
+        return "forget"
+    return path.split("/")[1]
+
+
+@pytest.mark.parametrize("name", list(FORMS))
+def test_a_filled_honeypot_gets_the_page_as_it_is_and_changes_nothing(forms: Forms, name: str) -> None:
+    route = _route(name)
+    url = forms.url("ann", route)
+    page = forms.page("ann", route)
+    shown = httpx.get(url)  # what a GET of the form's target shows
+    before = forms.state()
+    token = csrf_of(page, httpx.URL(url).path)
+    r = httpx.post(url, data={**FORMS[name], "csrf": token, "website": "https://spam.example/"})
+    assert r.status_code == 200, name
+    assert forms.state() == before, name
+    # The bot is not told it was caught, and nobody is told a false "done": the page as it was.
+    heading = re.search(r"<h1>(.*?)</h1>", shown.text)
+    assert heading and f"<h1>{heading[1]}</h1>" in r.text, name
+    assert "saved" not in r.text and "You are unsubscribed" not in r.text, name
+
+
+def test_the_one_click_post_needs_no_token_but_cannot_carry_another_action(forms: Forms) -> None:
+    """RFC 8058's body unsubscribes with the mailed token alone, and does nothing else."""
+    one_click = {"List-Unsubscribe": "One-Click"}
+    resubscribe = forms.url("ann", "resubscribe")  # Ann left press: a forged body tries to come back
+    before = forms.state()
+    for body in (
+        {**one_click, "action": "resubscribe"},
+        {"action": "resubscribe", **one_click},
+    ):
+        r = httpx.post(resubscribe, data=body)
+        assert r.status_code == 200 and "You are unsubscribed" in r.text
+        r = httpx.post(resubscribe, files={k: (None, v) for k, v in body.items()})
+        assert r.status_code == 200 and "You are unsubscribed" in r.text
+    assert status_of(forms.pub, "ann@example.org", "press") == SubscriptionStatus.UNSUBSCRIBED
+    for url, extra in (
+        (forms.url("ann", "save"), {"action": "save", "list": ["press"], "language": "fr"}),
+        (forms.url("ann", "save"), {"action": "leave_all"}),
+        (forms.url("ann", "erase"), {"confirm": "yes"}),
+    ):
+        for r in (
+            httpx.post(url, data={**one_click, **extra}),
+            httpx.post(url, content=b"List-Unsubscribe=One-Click"),
+            httpx.post(url, files={"List-Unsubscribe": (None, "One-Click"), **{
+                k: (None, v) for k, v in extra.items() if isinstance(v, str)}}),
+        ):  # fmt: skip
+            assert r.status_code == 403, (url, extra)
+    assert [(e.event, e.detail) for e in forms.state().events] == [(e.event, e.detail) for e in before.events]
+    assert forms.state() == before
+
+    weekly = forms.url("ann", "unsubscribe")
+    sends: list[Callable[[], httpx.Response]] = [
+        lambda: httpx.post(weekly, data=one_click),  # urlencoded
+        lambda: httpx.post(weekly, files={"List-Unsubscribe": (None, "One-Click")}),  # multipart
+        lambda: httpx.post(weekly, content=b"List-Unsubscribe=One-Click"),  # no content type
+    ]
+    for send in sends:
+        if status_of(forms.pub, "ann@example.org", "weekly") != SubscriptionStatus.CONFIRMED:
+            assert submit(weekly, {"action": "resubscribe"}).status_code == 200  # with the page's token
+        assert status_of(forms.pub, "ann@example.org", "weekly") == SubscriptionStatus.CONFIRMED
+        r = send()
+        assert r.status_code == 200 and "You are unsubscribed" in r.text
+        assert status_of(forms.pub, "ann@example.org", "weekly") == SubscriptionStatus.UNSUBSCRIBED
+        assert forms.state().events[-1].detail == "one-click: 127.0.0.1"
+
+
+def test_get_and_head_with_every_field_and_a_valid_token_in_the_query_change_nothing(forms: Forms) -> None:
+    before = forms.state()
+    for name, data in FORMS.items():
+        route = _route(name)
+        url = forms.url("ann", route)
+        token = csrf_of(forms.page("ann", route), httpx.URL(url).path)
+        query = {**data, "csrf": token, "List-Unsubscribe": "One-Click"}
+        for method in ("GET", "HEAD"):
+            r = httpx.request(method, url, params=query)
+            assert r.status_code == 200, (name, method)
+    assert forms.state() == before

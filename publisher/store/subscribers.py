@@ -65,7 +65,11 @@ def new_secrets(count: int) -> list[str]:
 
 @dataclass(slots=True, frozen=True)
 class ListStatus:
-    """One subscription as ``subscribers show`` prints it."""
+    """One subscription as ``subscribers show`` prints it, with its whole consent record.
+
+    ``consent_text`` and ``consent_language`` are what a web sign-up's form showed;
+    ``confirmed_at`` and ``confirmed_source`` when and from where its link was used.
+    """
 
     list_slug: str
     status: SubscriptionStatus
@@ -73,6 +77,10 @@ class ListStatus:
     consent_method: str | None
     consent_source: str | None
     updated_at: datetime
+    consent_text: str | None = None
+    consent_language: str | None = None
+    confirmed_at: datetime | None = None
+    confirmed_source: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -369,6 +377,10 @@ class SubscriberStore:
                     s.consent_method,
                     s.consent_source,
                     s.updated_at,
+                    s.consent_text,
+                    s.consent_language,
+                    s.confirmed_at,
+                    s.confirmed_source,
                 )
                 for s in subs
             ),

@@ -123,6 +123,9 @@ def server_config(
         http=HeaderDeadlineProtocol,
         ws="none",  # no page uses WebSockets: an upgrade is refused rather than served
         timeout_keep_alive=web.keep_alive_timeout,
+        # Explicit, so uvicorn's FORWARDED_ALLOW_IPS environment variable cannot widen it.
+        proxy_headers=bool(web.forwarded_allow_ips),
+        forwarded_allow_ips=list(web.forwarded_allow_ips),
         timeout_graceful_shutdown=graceful_shutdown,
         log_level="warning",
     )

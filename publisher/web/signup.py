@@ -6,7 +6,8 @@ CSRF token (:meth:`Publisher.form_token`, a stateless HMAC keyed with a secret t
 store keeps, bound to the form and its time); a missing or wrong one is a 403 and
 nothing is stored. The honeypot field ``website`` is invisible to people and to
 assistive technology (``aria-hidden``, ``tabindex=-1``, a label saying to leave it
-empty); a bot that fills it gets the usual "check your inbox" page and nothing happens.
+empty); a bot that fills it gets the usual "check your inbox" page and nothing happens
+(on the confirmation page: the page with its button again, nothing confirmed).
 
 The sign-up POST answers the same page (200, same bytes) for every well-formed address,
 whatever the store knows of it; only a malformed form (422), a bad token (403) and the
@@ -189,7 +190,18 @@ class SignupPages:
             return self._message(410, language, title, "confirm_again_text")
         t = self.publisher.translator(language)
         names = ", ".join(self.publisher.list_names.get(slug, slug) for slug in link.lists)
-        if form is None:  # GET or HEAD: a button, nothing changes
+        if form is not None:
+            try:
+                await asyncio.to_thread(
+                    self.publisher.check_form_token, f"confirm:{token}", str(form.get("csrf") or "")
+                )
+            except TokenError:
+                return self._message(
+                    403, language, "form_expired_title", "form_expired_text", form_link=False
+                )
+            if str(form.get("website") or ""):  # the honeypot: the page again, nothing confirmed
+                form = None
+        if form is None:  # GET or HEAD (or a bot's POST): a button, nothing changes
             return self._page(
                 200,
                 language,
@@ -199,12 +211,6 @@ class SignupPages:
                 form_url=str(request.url.path),
                 csrf=await asyncio.to_thread(self.publisher.form_token, f"confirm:{token}"),
             )
-        try:
-            await asyncio.to_thread(
-                self.publisher.check_form_token, f"confirm:{token}", str(form.get("csrf") or "")
-            )
-        except TokenError:
-            return self._message(403, language, "form_expired_title", "form_expired_text", form_link=False)
         done = await asyncio.to_thread(self.publisher.confirm_signup, token, source=_client(request))
         if done.state is not LinkState.READY:  # used by a concurrent POST in the meantime
             return self._message(410, language, "confirm_used_title", "confirm_again_text")

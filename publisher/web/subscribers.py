@@ -3,10 +3,24 @@
 A GET or HEAD never changes anything: mail scanners, link checkers and previewers
 follow links (``curl -I`` sends HEAD, which Starlette routes to the GET handler), and
 an unsubscribe must not happen because a security gateway fetched the page. A GET
-shows a page with a button; only a POST, including the RFC 8058 one-click POST that
-mail clients send with body ``List-Unsubscribe=One-Click``, acts, and at once.
+shows a page with a button; only a POST acts.
 A forged, altered, out-of-range or unknown token, or one of a forgotten subscriber,
 gets a clear "invalid link" page (400) and changes nothing.
+
+Every form on these pages carries a CSRF token and an empty honeypot field
+``website``, like the sign-up form. The token is :meth:`Publisher.form_token` for a
+form name made of the route and the page's own link token (:func:`form_name`), so a
+token shown on one subscriber's page is refused on every other page, and a request
+forged from another site, which cannot read the page, has none. A missing, wrong or
+day-old token is a 403 page and nothing changes. A filled honeypot gets, like the
+sign-up, a plain 200 page that does not say it was caught, and nothing changes: here
+the page as a GET shows it (never a false "you are unsubscribed").
+
+The one exception is RFC 8058's one-click POST, which mail providers send to the
+``List-Unsubscribe`` URL with the body ``List-Unsubscribe=One-Click`` (urlencoded,
+multipart or bare) and nothing else: the mailed token is its proof. Such a body only
+ever unsubscribes, whatever other fields it carries, and only on
+``/unsubscribe/{token}``; every other action needs the form's token.
 
 The forms are tiny, so a POST body is read only up to :data:`FORM_MAX_BYTES` and
 within ``[web] header_timeout``: a huge or trickling body is refused, not buffered.
@@ -49,6 +63,25 @@ def routes(publisher: Publisher) -> list[Route]:
     ]
 
 
+def form_name(route: str, link_token: str) -> str:
+    """The name a page's CSRF token is made for: its route and the link token in its URL.
+
+    The link token is in the MAC, so a form token taken from one subscriber's page (or
+    one list's link) is refused on another's, though all are signed with one secret.
+    """
+    return f"{route}:{link_token}"
+
+
+def is_one_click(form: FormData, body: bytes) -> bool:
+    """An RFC 8058 one-click POST: ``List-Unsubscribe=One-Click``, as a form or a bare body."""
+    return form.get("List-Unsubscribe") == "One-Click" or body.strip() == b"List-Unsubscribe=One-Click"
+
+
+def honeypot_filled(form: FormData) -> bool:
+    """True when the invisible ``website`` field has a value: a bot filled the form."""
+    return bool(form.get("website"))
+
+
 class SubscriberPages:
     def __init__(self, publisher: Publisher) -> None:
         self.publisher = publisher
@@ -61,7 +94,15 @@ class SubscriberPages:
             PAGE_TEMPLATE,
             status,
             language,
-            {"heading": heading, "message": "", "action": "", "preferences_url": "", **context},
+            {
+                "heading": heading,
+                "message": "",
+                "action": "",
+                "preferences_url": "",
+                "csrf": "",
+                "form_again_url": "",
+                **context,
+            },
         )
 
     def _text_page(self, status: int, language: str, title: str, text: str) -> Response:
@@ -70,6 +111,17 @@ class SubscriberPages:
 
     def _invalid(self) -> Response:
         return self._text_page(400, self.publisher.page_language(), "invalid_link_title", "invalid_link_text")
+
+    def _refused(self, language: str, form_again_url: str) -> Response:
+        """The 403 page of a POST without this page's CSRF token: nothing was changed."""
+        t = self.publisher.translator(language)
+        return self._page(
+            403,
+            language,
+            t("form_expired_title"),
+            message=t("form_expired_text"),
+            form_again_url=form_again_url,
+        )
 
     async def _verified(self, request: Request, purpose: str) -> LinkHolder | None:
         """The holder of the path's token, or None when the link is not valid."""
@@ -81,14 +133,26 @@ class SubscriberPages:
     async def _small_body(self, request: Request) -> bytes:
         return await read_small_body(request, FORM_MAX_BYTES, self.publisher.settings.web.header_timeout)
 
+    async def _csrf(self, route: str, request: Request) -> str:
+        """A CSRF token for the form posting to ``route`` of this page's link."""
+        name = form_name(route, request.path_params["token"])
+        return await asyncio.to_thread(self.publisher.form_token, name)
+
+    async def _csrf_ok(self, route: str, request: Request, form: FormData) -> bool:
+        """Whether the POSTed ``csrf`` field is this page's token for ``route``, made within a day."""
+        name = form_name(route, request.path_params["token"])
+        sent = form.get("csrf")
+        if not isinstance(sent, str) or not sent:
+            return False
+        try:
+            await asyncio.to_thread(self.publisher.check_form_token, name, sent)
+        except TokenError:
+            return False
+        return True
+
     async def unsubscribe(self, request: Request) -> Response:
         body = await self._small_body(request) if request.method == "POST" else b""
         form = await as_form(request, body) if body else FormData()
-        # RFC 8058 lets a mail client send "List-Unsubscribe=One-Click" urlencoded or as
-        # multipart; some send it with no content type at all.
-        one_click = (
-            form.get("List-Unsubscribe") == "One-Click" or body.strip() == b"List-Unsubscribe=One-Click"
-        )
         holder = await self._verified(request, "unsubscribe")
         if holder is None:
             return self._invalid()
@@ -97,19 +161,29 @@ class SubscriberPages:
         t = self.publisher.translator(holder.language)
         list_name = self.list_names.get(holder.list_slug, holder.list_slug)
         base = self.publisher.settings.site.base_url
+        path = str(request.url.path)
         links = {
-            "form_url": str(request.url.path),
+            "form_url": path,
             "preferences_url": f"{base}/preferences/{holder.preferences_token}",
         }
         source = request.client.host if request.client else ""
-        if request.method == "POST" and form.get("action") == "resubscribe":
+        act = request.method == "POST"
+        one_click = act and is_one_click(form, body)
+        if act and not one_click:
+            # Our own form: it must carry this page's token; a bot's filled honeypot
+            # gets the page as it is, unchanged.
+            if not await self._csrf_ok("unsubscribe", request, form):
+                return self._refused(holder.language, path)
+            act = not honeypot_filled(form)
+        if act and not one_click and form.get("action") == "resubscribe":
             # The address is proven by its own link: no second confirmation.
             try:
                 await asyncio.to_thread(self.publisher.resubscribe, holder, source=source)
             except SubscriberError:  # forgotten or removed since the token was checked
                 return self._invalid()
             return self._page(200, holder.language, t("resubscribed_title", list=list_name), **links)
-        if request.method == "POST":
+        csrf = await self._csrf("unsubscribe", request)
+        if act:  # a one-click POST (its mailed token is the proof), or our form's button
             try:
                 await asyncio.to_thread(
                     self.publisher.unsubscribe,
@@ -125,19 +199,22 @@ class SubscriberPages:
                 t("unsubscribed_title"),
                 message=t("unsubscribed_text", list=list_name),
                 action="resubscribe",
+                csrf=csrf,
                 **links,
             )
-        # A GET, or a HEAD: Starlette routes it here and uvicorn drops the body.
+        # A GET, a HEAD (Starlette routes it here and uvicorn drops the body), or a
+        # POST whose honeypot was filled: the page as it is.
         if not await asyncio.to_thread(self.publisher.is_subscribed, holder):
             # A used link: say so instead of offering the same button again.
             heading = t("not_subscribed_title", list=list_name)
-            return self._page(200, holder.language, heading, action="resubscribe", **links)
+            return self._page(200, holder.language, heading, action="resubscribe", csrf=csrf, **links)
         return self._page(
             200,
             holder.language,
             t("unsubscribe_question", list=list_name),
             action="unsubscribe",
             address=holder.email,
+            csrf=csrf,
             **links,
         )
 
@@ -155,10 +232,13 @@ class SubscriberPages:
         holder = await self._preferences_holder(request)
         if isinstance(holder, Response):
             return holder
+        path = str(request.url.path)
         t = self.publisher.translator(holder.language)
         message = error = ""
         language = holder.language
-        if form is not None:  # a POST
+        if form is not None and not await self._csrf_ok("preferences", request, form):
+            return self._refused(language, path)
+        if form is not None and not honeypot_filled(form):  # a POST of our form, by a person
             source = request.client.host if request.client else ""
             try:
                 if form.get("action") == "leave_all":
@@ -193,7 +273,6 @@ class SubscriberPages:
             for slug, name in self.list_names.items()
             if slug in public or statuses.get(slug) == SubscriptionStatus.CONFIRMED
         ]
-        path = str(request.url.path)
         return page_response(
             self.publisher,
             PREFERENCES_TEMPLATE,
@@ -205,8 +284,10 @@ class SubscriberPages:
                 "message": message,
                 "error": error,
                 "form_url": path,
+                "csrf": await self._csrf("preferences", request),
                 "export_url": f"{path}/export",
                 "forget_url": f"{path}/forget",
+                "forget_csrf": await self._csrf("forget", request),
                 "address": holder.email,
                 "lists": rows,
                 "languages": list(self.publisher.page_languages.items()),
@@ -234,18 +315,24 @@ class SubscriberPages:
     async def forget(self, request: Request) -> Response:
         """The "Erase my data" button: a GET or a first POST asks; ``confirm=yes`` erases.
 
-        Erasure is ``subscribers forget``'s: the address survives only as a hash, so
-        the link is invalid afterwards and no import brings the address back.
+        Both POSTs carry the ``forget`` CSRF token of this link (the preferences page's
+        button and the question's). Erasure is ``subscribers forget``'s: the address
+        survives only as a hash, so the link is invalid afterwards and no import brings
+        the address back.
         """
         form = await as_form(request, await self._small_body(request)) if request.method == "POST" else None
         holder = await self._preferences_holder(request)
         if isinstance(holder, Response):
             return holder
-        t = self.publisher.translator(holder.language)
-        if form is not None and form.get("confirm") == "yes":
-            await asyncio.to_thread(self.publisher.forget_subscriber, holder.email)
-            return self._text_page(200, holder.language, "forgotten_title", "forgotten_text")
         path = str(request.url.path)
+        preferences = path.removesuffix("/forget")
+        t = self.publisher.translator(holder.language)
+        if form is not None:
+            if not await self._csrf_ok("forget", request, form):
+                return self._refused(holder.language, preferences)
+            if form.get("confirm") == "yes" and not honeypot_filled(form):
+                await asyncio.to_thread(self.publisher.forget_subscriber, holder.email)
+                return self._text_page(200, holder.language, "forgotten_title", "forgotten_text")
         return page_response(
             self.publisher,
             PREFERENCES_TEMPLATE,
@@ -258,7 +345,8 @@ class SubscriberPages:
                 "error": "",
                 "address": holder.email,
                 "forget_url": path,
-                "form_url": path.removesuffix("/forget"),
+                "forget_csrf": await self._csrf("forget", request),
+                "form_url": preferences,
             },
         )
 

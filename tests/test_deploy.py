@@ -1,0 +1,221 @@
+"""deploy/nginx-publisher.conf run by a real nginx in front of a real publisher.
+
+The site file is the one the README tells admins to install; only its listen port, root
+and upstream port are rewritten for the test. Through it, feeds must keep their media
+types and conditional GETs, dot files stay hidden, the pages that act reach the
+publisher, and the publisher must count the real client address (the one nginx saw),
+never one a client wrote into X-Forwarded-For.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from publisher.app import Publisher
+from publisher.config import Settings
+from publisher.models import Item
+from publisher.store import Store
+from tests.conftest import IN_CI
+from tests.smtp_server import free_port
+from tests.test_web import LISTS, Server
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = ROOT / "deploy" / "nginx-publisher.conf"
+NGINX = Path("/usr/sbin/nginx")
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def _need_nginx() -> None:
+    if not NGINX.exists():
+        message = f"{NGINX} missing (make test's system-deps installs Debian's nginx-light)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+class Nginx:
+    """nginx in the foreground with a throw-away prefix, serving the deploy site."""
+
+    def __init__(self, folder: Path, public: Path, upstream_port: int) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        site = SITE.read_text(encoding="utf-8")
+        site = site.replace("listen 80;", f"listen 127.0.0.1:{self.port};").replace("listen [::]:80;", "")
+        site = site.replace("root /opt/publisher/public;", f"root {public};")
+        site = site.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{upstream_port}")
+        assert str(public) in site and str(upstream_port) in site, "the deploy site changed shape"
+        (folder / "site.conf").write_text(site, encoding="utf-8")
+        kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        temp = "\n".join(f"  {kind}_temp_path {folder / kind};" for kind in kinds)
+        (folder / "nginx.conf").write_text(
+            f"user root;\nworker_processes 1;\npid {folder / 'nginx.pid'};\n"
+            f"error_log {folder / 'error.log'} warn;\nevents {{ worker_connections 64; }}\n"
+            f"http {{\n  include /etc/nginx/mime.types;\n  access_log off;\n{temp}\n"
+            f"  include {folder / 'site.conf'};\n}}\n",
+            encoding="utf-8",
+        )
+        self.folder = folder
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Nginx:
+        conf = str(self.folder / "nginx.conf")
+        checked = subprocess.run([str(NGINX), "-t", "-p", str(self.folder), "-c", conf], capture_output=True)
+        assert checked.returncode == 0, checked.stderr.decode()
+        self.proc = subprocess.Popen(
+            [str(NGINX), "-p", str(self.folder), "-c", conf, "-g", "daemon off;"], stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(self.base + "/", timeout=1)
+                return self
+            except httpx.TransportError:
+                assert self.proc.poll() is None, (self.folder / "error.log").read_text()
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def site(make_settings: Callable[..., Settings], tmp_path: Path) -> Iterator[tuple[Publisher, Server]]:
+    _need_nginx()
+    url = f"sqlite:///{tmp_path / 'deploy.db'}"
+    settings = make_settings(storage={"url": url}, lists=LISTS)
+    publisher = Publisher(settings, Store(url), clock=lambda: NOW)
+    publisher.store.items.save(
+        [
+            Item(
+                id="press-1",
+                source="sample",
+                title="Social protection for all",
+                link="https://www.example.org/news/1",
+                published=NOW,
+                updated=NOW,
+                language="en",
+                summary="<p>A floor for everyone.</p>",
+                label="Press release",
+                category="press-releases",
+                content_hash="a" * 64,
+            )
+        ],
+        [],
+        NOW,
+    )
+    publisher.build()
+    with Server(publisher) as server:
+        yield publisher, server
+    publisher.close()
+
+
+@pytest.fixture
+def nginx(site: tuple[Publisher, Server], tmp_path: Path) -> Iterator[Nginx]:
+    publisher, server = site
+    folder = tmp_path / "nginx"
+    folder.mkdir()
+    with Nginx(folder, Path(publisher.settings.feeds.output_dir).resolve(), server.port) as running:
+        yield running
+
+
+def test_nginx_serves_the_feeds_with_their_media_types_and_304s(nginx: Nginx) -> None:
+    expected = {
+        "/feeds/all.atom.xml": "application/atom+xml; charset=utf-8",
+        "/feeds/press-releases.rss.xml": "application/rss+xml; charset=utf-8",
+        "/feeds/all.json": "application/feed+json; charset=utf-8",
+        "/feeds.opml": "text/x-opml; charset=utf-8",
+        "/index.html": "text/html; charset=utf-8",
+        "/": "text/html; charset=utf-8",
+    }
+    for path, media_type in expected.items():
+        first = httpx.get(nginx.base + path)
+        assert first.status_code == 200, path
+        assert first.headers["content-type"] == media_type, path
+        assert first.headers["cache-control"] == "public, max-age=300", path
+        again = httpx.get(nginx.base + path, headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 304, path
+        since = httpx.get(nginx.base + path, headers={"If-Modified-Since": first.headers["last-modified"]})
+        assert since.status_code == 304, path
+    assert "Social protection for all" in httpx.get(nginx.base + "/feeds/all.atom.xml").text
+    for hidden in ("/.feeds-state.json", "/.build.lock", "/feeds/.x"):
+        assert httpx.get(nginx.base + hidden).status_code == 404, hidden
+
+
+def test_pages_that_act_reach_the_publisher_through_nginx(nginx: Nginx) -> None:
+    assert httpx.get(nginx.base + "/healthz").status_code == 200
+    form = httpx.get(nginx.base + "/subscribe")
+    assert form.status_code == 200 and 'name="website"' in form.text
+    assert httpx.get(nginx.base + "/unsubscribe/AAAA").status_code in (400, 404)
+    # HEAD through the proxy changes nothing and answers like GET
+    assert httpx.head(nginx.base + "/subscribe").status_code == 200
+
+
+def _sign_up(base: str, address: str, source: str, forwarded: str) -> None:
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(base_url=base, transport=transport) as client:
+        page = client.get("/subscribe")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token, "no CSRF token in the form"
+        answer = client.post(
+            "/subscribe",
+            data={"csrf": token.group(1), "email": address, "name": "", "language": "en", "list": ["weekly"]},
+            headers={"X-Forwarded-For": forwarded},
+        )
+        assert answer.status_code == 200, answer.text
+
+
+def test_the_client_address_is_the_one_nginx_saw_not_one_the_client_wrote(
+    site: tuple[Publisher, Server], nginx: Nginx
+) -> None:
+    publisher, server = site
+    _sign_up(nginx.base, "via-proxy@example.org", "127.0.0.2", "203.0.113.9")
+    # Straight to the publisher from an address that is not a trusted proxy: the header is ignored.
+    _sign_up(server.base, "direct@example.org", "127.0.0.3", "203.0.113.9")
+    sources = {p.email: p.source for p in publisher.pending_signups("weekly")}
+    assert sources == {"via-proxy@example.org": "127.0.0.2", "direct@example.org": "127.0.0.3"}
+
+
+def test_trusting_no_proxy_counts_the_proxy_itself(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    _need_nginx()
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    settings = make_settings(storage={"url": url}, lists=LISTS, web={"forwarded_allow_ips": []})
+    publisher = Publisher(settings, Store(url), clock=lambda: NOW)
+    publisher.build()
+    folder = tmp_path / "nginx"
+    folder.mkdir()
+    try:
+        public = Path(settings.feeds.output_dir).resolve()
+        with Server(publisher) as server, Nginx(folder, public, server.port) as ng:
+            _sign_up(ng.base, "someone@example.org", "127.0.0.2", "203.0.113.9")
+        [pending] = publisher.pending_signups("weekly")
+        assert pending.source == "127.0.0.1"
+    finally:
+        publisher.close()
+
+
+def test_the_units_and_site_name_the_commands_that_exist() -> None:
+    """The deploy files start commands the CLI has, with the config the README names."""
+    from click.testing import CliRunner
+
+    from publisher.cli import cli
+
+    for unit, command in (("publisher.service", "run"), ("publisher-worker@.service", "worker")):
+        text = (ROOT / "deploy" / unit).read_text(encoding="utf-8")
+        exec_start = re.search(r"^ExecStart=(.+)$", text, re.M)
+        assert exec_start, unit
+        args = exec_start.group(1).split()
+        assert args[0] == "/opt/publisher/.venv/bin/publisher" and command in args, unit
+        help_args = [a for a in args[1:] if a not in ("--config", "/opt/publisher/config.toml")]
+        assert CliRunner().invoke(cli, [*help_args, "--help"]).exit_code == 0, unit

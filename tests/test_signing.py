@@ -1,0 +1,143 @@
+"""Our DKIM signer against dkimpy: the same bytes at the same second, and verifiable."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import dkim
+import pytest
+from dkim.canonicalization import Relaxed
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from publisher.config import DkimConfig
+from publisher.errors import ConfigError, MailError
+from publisher.signing import DKIM_HEADERS, DkimSigner, canonical_body, fold
+from tests.test_messages import LIST, MakeSettings, make_subscriber, render
+
+SELECTOR = "mail2024"
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A fresh RSA-2048 key and the p= value of its DNS record."""
+    folder = tmp_path_factory.mktemp("dkim")
+    path = folder / "dkim.pem"
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    der = subprocess.run(
+        ["openssl", "pkey", "-in", str(path), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    return path, base64.b64encode(der).decode()
+
+
+def _dns(public: str) -> Callable[..., bytes]:
+    def lookup(name: bytes, timeout: int = 5) -> bytes:
+        assert name == f"{SELECTOR}._domainkey.example.org.".encode()
+        return f"v=DKIM1; k=rsa; p={public}".encode()
+
+    return lookup
+
+
+def _signer(path: Path) -> DkimSigner:
+    return DkimSigner(DkimConfig(selector=SELECTOR, domain="example.org", key_path=path))
+
+
+def _dkimpy(message: bytes, path: Path, now: int, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    monkeypatch.setattr(dkim.time, "time", lambda: float(now))
+    header = dkim.sign(
+        message,
+        SELECTOR.encode(),
+        b"example.org",
+        path.read_bytes(),
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=list(DKIM_HEADERS),
+    )
+    monkeypatch.undo()
+    return bytes(header) + message
+
+
+def test_real_digests_are_signed_byte_for_byte_as_dkimpy_signs_them(
+    make_settings: MakeSettings, key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, public = key
+    signer = _signer(path)
+    rendered = render(make_settings(lists=[LIST]))
+    names = ["", "Ana María", "李小龙", "O'Brien,   Jr.", "x" * 150]
+    for n, name in enumerate(names):
+        _mid, unsigned = rendered.personalise(make_subscriber(id=n + 1, name=name), delivery_id=n + 1)
+        ours = signer.sign(unsigned, now=1_764_489_600 + n)
+        assert ours == _dkimpy(unsigned, path, 1_764_489_600 + n, monkeypatch), name
+        assert dkim.verify(ours, dnsfunc=_dns(public))
+
+
+def test_signature_covers_one_click_headers_and_breaks_when_tampered(key: tuple[Path, str]) -> None:
+    path, public = key
+    message = (
+        b"From: News <news@example.org>\r\nTo: a@example.net\r\nSubject: Hello\r\n"
+        b"List-Unsubscribe: <https://example.org/unsubscribe/t>\r\n"
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nBody  text \r\n\r\n\r\n"
+    )
+    signed = _signer(path).sign(message)
+    assert dkim.verify(signed, dnsfunc=_dns(public))
+    assert not dkim.verify(signed.replace(b"Body", b"Bodx"), dnsfunc=_dns(public))
+    assert not dkim.verify(signed.replace(b"One-Click", b"One-Clack"), dnsfunc=_dns(public))
+    # an extra List-Unsubscribe added on the way must break it: absence was signed too
+    added = signed.replace(b"\r\n\r\nBody", b"\r\nList-Unsubscribe: <https://evil.example/>\r\n\r\nBody")
+    assert not dkim.verify(added, dnsfunc=_dns(public))
+    # relaxed canonicalisation forgives what relays do: refolding, trailing spaces
+    refolded = signed.replace(b"Subject: Hello", b"Subject:   Hello  ")
+    assert dkim.verify(refolded, dnsfunc=_dns(public))
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"b", b" ", b"\t", b"\r\n", b"\r", b"=20"]), max_size=40))
+def test_body_canonicalisation_is_dkimpys(parts: list[bytes]) -> None:
+    body = b"".join(parts)
+    assert canonical_body(body) == Relaxed.canonicalize_body(body)
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.text(alphabet="ab=+/; :", min_size=0, max_size=90), max_size=8),
+    st.integers(min_value=0, max_value=20),
+)
+def test_folding_is_dkimpys(words: list[str], name_length: int) -> None:
+    value = "; ".join(words).encode()
+    assert fold(value, name_length) == dkim.fold(value, namelen=name_length)
+
+
+def test_messages_it_would_sign_differently_are_refused(key: tuple[Path, str]) -> None:
+    signer = _signer(key[0])
+    with pytest.raises(MailError, match="bare line feeds"):
+        signer.sign(b"From: a@example.org\r\nSubject: x\r\n\r\nline one\nline two\r\n")
+    with pytest.raises(MailError, match="no blank line"):
+        signer.sign(b"From: a@example.org\r\nSubject: x")
+    with pytest.raises(MailError, match="not a header line"):
+        signer.sign(b"From: a@example.org\r\nnot a header\r\n\r\nbody\r\n")
+
+
+def test_keys_verifiers_refuse_are_config_errors(tmp_path: Path) -> None:
+    ec = tmp_path / "ec.pem"
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(ec)],
+        check=True,
+        capture_output=True,
+    )
+    with pytest.raises(ConfigError, match="not a usable RSA private key: it is a"):
+        _signer(ec)
+    small = tmp_path / "small.pem"
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:512", "-out", str(small)],
+        check=True,
+        capture_output=True,
+    )
+    with pytest.raises(ConfigError, match="512 bits"):
+        _signer(small)
