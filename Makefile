@@ -1,7 +1,7 @@
 # Two commands on a fresh machine: `make run` and `make test`.
 # Everything goes into .venv; system packages the tests need (Debian's chromium,
-# and Debian's spamassassin and libmail-dkim-perl) are installed by `make system-deps`,
-# which `make test` calls.
+# spamassassin, libmail-dkim-perl, dovecot-imapd and nginx-light) are installed by
+# `make system-deps`, which `make test` calls.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -24,6 +24,9 @@ system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@test -x /usr/sbin/dovecot || { \
+	  echo "installing Debian's dovecot-imapd for the IMAP bounce-mailbox tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; }
 	@# nginx runs only inside tests (deploy/nginx-publisher.conf); policy-rc.d stops the
 	@# package from starting a system nginx on port 80 while it installs.
 	@test -x /usr/sbin/nginx || { \

@@ -25,6 +25,7 @@ from publisher.admin_auth import AdminSession, AuditEntry, LoginOutcome, LoginRe
 from publisher.archive import build_archive
 from publisher.bounces.apply import apply_feedback, suppress_address, unsuppress_address
 from publisher.bounces.process import BounceRunReport, open_mailbox, process_bounces
+from publisher.bounces.webhooks import SnsVerifier, WebhookResult, handle_webhook
 from publisher.checks import CheckReport, check_settings
 from publisher.config import ScheduleConfig, Settings
 from publisher.config_edit import ScheduleEdit, plan_schedule_edit, save_schedule_edit
@@ -80,6 +81,7 @@ __all__ = [
     "SignupOutcome",
     "SignupResult",
     "SpamReport",
+    "WebhookResult",
     "utcnow",
 ]
 
@@ -120,11 +122,24 @@ class ItemChange:
 class Publisher:
     """Settings plus store; every operation the fronts offer is a method here."""
 
-    def __init__(self, settings: Settings, store: Store | None = None, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        *,
+        clock: Clock = utcnow,
+        sns_fetch: Callable[[str], bytes] | None = None,
+    ) -> None:
+        """``sns_fetch`` replaces how SNS certificates and SubscribeURLs are read (tests).
+
+        Only URLs that already passed the SNS host rule reach it
+        (publisher.bounces.webhooks.SnsVerifier); the default is a bounded HTTPS GET.
+        """
         self.settings = settings
         self.store = store or Store(settings.storage.url)
         self.clock = clock
         self._stop = False
+        self._sns = SnsVerifier(sns_fetch)
 
     def request_stop(self) -> None:
         """Ask running work to stop.
@@ -659,6 +674,14 @@ class Publisher:
     def record_feedback(self, event: FeedbackEvent) -> FeedbackOutcome:
         """Apply one bounce or complaint finding (a parsed report, a webhook, the CLI)."""
         return apply_feedback(self.settings, self.store, self.clock, event)
+
+    def handle_bounce_webhook(self, provider: str, headers: Mapping[str, str], body: bytes) -> WebhookResult:
+        """One post to ``/webhooks/bounces/{provider}``: authenticate, then record its findings.
+
+        Blocking (it may fetch an SNS certificate and writes the store): the web front
+        runs it in a thread. See publisher.bounces.webhooks for what is refused and why.
+        """
+        return handle_webhook(self.settings, self.store, self.clock, provider, headers, body, sns=self._sns)
 
     def suppress_subscriber(self, email: str, status: SubscriptionStatus, note: str = "") -> tuple[str, ...]:
         """``subscribers suppress``: bounced or complained on every list; the lists changed."""

@@ -467,6 +467,9 @@ class ImapMailboxConfig(_Strict):
         return os.environ.get(self.password_env) or None
 
 
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+
+
 class BouncesConfig(_Strict):
     """``[bounces]``: the VERP return path, where reports arrive and what they do.
 
@@ -481,6 +484,21 @@ class BouncesConfig(_Strict):
     soft_limit: StrictInt = Field(3, ge=1, le=1000)  # temporary failures within soft_window ...
     soft_window: DurationText = parse_duration("30d")  # ... that make an address bounced
     webhook_secret_env: str | None = None  # env variable holding the generic webhook's secret
+    # The SNS topics whose notifications the `ses` webhook accepts (empty: it accepts none).
+    # A valid SNS signature only proves that *some* topic sent the message, and anyone can
+    # subscribe our URL to a topic of their own (publisher.bounces.webhooks).
+    ses_topic_arns: list[str] = []
+
+    @field_validator("ses_topic_arns")
+    @classmethod
+    def _topic_arns(cls, v: list[str]) -> list[str]:
+        for arn in v:
+            if not _SNS_TOPIC_ARN.match(arn):
+                raise ValueError(
+                    f"{arn!r} is not an SNS topic ARN; copy it from the SNS console, "
+                    "e.g. 'arn:aws:sns:eu-west-1:123456789012:ses-bounces'"
+                )
+        return v
 
     @field_validator("address")
     @classmethod

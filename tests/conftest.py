@@ -20,7 +20,8 @@ from sqlalchemy import create_engine, text
 from publisher.config import Settings, settings_from_dict
 from publisher.store import Store
 
-pytest_plugins = ("tests.smtp_server", "tests.http_server")  # smtp_server, tls_files, upstream
+# Fixtures: smtp_server, tls_files; upstream; dovecot.
+pytest_plugins = ("tests.smtp_server", "tests.http_server", "tests.imap_server")
 
 PG_URL = os.environ.get("PUBLISHER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -22,6 +22,7 @@ from publisher.web.admin_console import routes as admin_routes
 from publisher.web.signup import routes as signup_routes
 from publisher.web.static import FeedFiles
 from publisher.web.subscribers import routes as subscriber_routes
+from publisher.web.webhooks import routes as webhook_routes
 
 log = logging.getLogger("publisher.web")
 
@@ -52,6 +53,7 @@ def create_app(
         Route("/healthz", healthz),
         *subscriber_routes(publisher),
         *signup_routes(publisher),
+        *webhook_routes(publisher),
         *admin_routes(publisher, reload=reload, reload_scope=reload_scope),
         Mount("/", app=public_files, name="public"),
     ]
