@@ -20,24 +20,22 @@ run: $(STAMP)
 	$(BIN)/publisher publish
 	$(BIN)/publisher run
 
+# Debian packages the tests need, each installed only when missing. While they install,
+# a policy-rc.d keeps the ones that ship a daemon (dovecot, nginx) from starting it:
+# the tests start their own, on their own ports, with throw-away configs.
+SYSTEM_PACKAGES := chromium spamassassin libmail-dkim-perl dovecot-imapd nginx-light
+
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium for the browser tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	@test -x /usr/sbin/dovecot || { \
-	  echo "installing Debian's dovecot-imapd for the IMAP bounce-mailbox tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; }
-	@# nginx runs only inside tests (deploy/nginx-publisher.conf); policy-rc.d stops the
-	@# package from starting a system nginx on port 80 while it installs.
-	@test -x /usr/sbin/nginx || { \
-	  echo "installing Debian's nginx-light for the deploy tests"; \
-	  had_policy=0; test -e /usr/sbin/policy-rc.d && had_policy=1; \
-	  [ $$had_policy = 1 ] || printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
-	  { apt-get install -y -qq nginx-light >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }; }; \
-	  status=$$?; [ $$had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d; exit $$status; }
-	@{ command -v spamassassin >/dev/null 2>&1 && dpkg -s libmail-dkim-perl >/dev/null 2>&1; } || { \
-	  echo "installing Debian's spamassassin and libmail-dkim-perl for the deliverability tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 spamassassin libmail-dkim-perl >/dev/null; }
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the tests:" $$missing; \
+	  own_policy=0; [ -e /usr/sbin/policy-rc.d ] || { own_policy=1; \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    -o DPkg::Lock::Timeout=600 $$missing >/dev/null; status=$$?; \
+	  [ $$own_policy = 0 ] || rm -f /usr/sbin/policy-rc.d; exit $$status; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check publisher tests bench
