@@ -211,6 +211,8 @@ def digest_settings(
             "timezone": "Europe/Zurich",
         },
         "categories": CATEGORIES,
+        # Only items of configured sources reach an issue; the bench's items say "bench".
+        "sources": [{"name": "bench", "type": "directory", "path": "content"}],
         "storage": {"url": f"sqlite:///{base / 'publisher.db'}"},
         "feeds": {"output_dir": str(base / "public")},
         "outbox": {"path": str(base / "outbox")},

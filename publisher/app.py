@@ -28,7 +28,7 @@ from publisher.config import ScheduleConfig, Settings
 from publisher.config_edit import ScheduleEdit, plan_schedule_edit, save_schedule_edit
 from publisher.dashboard import Dashboard, dashboard
 from publisher.digests import DigestReport, Preview, Requeued
-from publisher.errors import MailError, SchedulerError
+from publisher.errors import ItemError, MailError, SchedulerError
 from publisher.feeds import BuildReport, build_feeds
 from publisher.i18n import LANGUAGE_NAMES, normalise_language
 from publisher.ingest import IngestReport
@@ -36,7 +36,7 @@ from publisher.ingest import ingest as ingest_sources
 from publisher.ledger import DeliveryTally, ProgressFn
 from publisher.links import LinkHolder, link_holder
 from publisher.mailer import SendResult
-from publisher.models import Clock, DeliveryStatus, Item, JobKind, Subscriber, SubscriptionStatus
+from publisher.models import Clock, DeliveryStatus, JobKind, ListedItem, Subscriber, SubscriptionStatus
 from publisher.periods import schedule_config, schedule_trigger
 from publisher.scheduler.locks import SchedulerLock, scheduler_lock
 from publisher.scheduler.runs import arun_schedule_now, execute, interrupt_orphaned_runs
@@ -55,6 +55,7 @@ __all__ = [
     "AuditEntry",
     "Clock",
     "ConfirmLink",
+    "ItemChange",
     "LinkHolder",
     "LinkState",
     "LoginOutcome",
@@ -91,6 +92,15 @@ class PublishReport:
     @property
     def ok(self) -> bool:
         return self.ingest.ok and all(d.ok for d in self.digests)
+
+
+@dataclass
+class ItemChange:
+    """What ``items hide`` / ``unhide`` did: the item as it now stands, and the rebuild."""
+
+    item: ListedItem
+    changed: bool  # False: it already was hidden (or shown)
+    build: BuildReport | None  # None when nothing changed or no build was asked
 
 
 class Publisher:
@@ -158,8 +168,29 @@ class Publisher:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
-    def items(self, limit: int = 100, category: str | None = None) -> list[Item]:
-        return self.store.items.latest(category, limit)
+    def items(self, limit: int = 100, category: str | None = None) -> list[ListedItem]:
+        """Stored items newest first, each with whether readers see it and why not."""
+        return self.store.items.listing(self.settings.source_names, category, limit)
+
+    def hide_item(self, item_id: str, *, build: bool = True) -> ItemChange:
+        """Withdraw an item from every feed, index.html and future issue (kept in the store).
+
+        The feeds are rebuilt at once (``build``): an item published by mistake should
+        not wait for the next ingest that finds something new. Unknown id: ItemError.
+        """
+        return self._set_hidden(item_id, True, build)
+
+    def unhide_item(self, item_id: str, *, build: bool = True) -> ItemChange:
+        """Undo :meth:`hide_item`: the item is shown again (if its source is still configured)."""
+        return self._set_hidden(item_id, False, build)
+
+    def _set_hidden(self, item_id: str, hidden: bool, build: bool) -> ItemChange:
+        before = self.store.items.set_hidden(item_id, hidden)
+        if before is None:
+            raise ItemError(f"item {item_id!r}", "no stored item has this id; 'publisher items' lists them")
+        (listed,) = self.store.items.listing(self.settings.source_names, item_id=item_id)
+        built = self.build() if build and before != hidden else None
+        return ItemChange(listed, changed=before != hidden, build=built)
 
     def feed_urls(self) -> list[str]:
         """The public URL of every feed file the build writes (for start-up banners)."""
@@ -561,6 +592,7 @@ class Publisher:
             counts.update(
                 new=report.new_count,
                 changed=report.changed_count,
+                duplicates=report.duplicate_count,
                 rejected=len(report.rejected),
                 failed_sources=len(report.failed),
                 ok=report.ok,

@@ -30,11 +30,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from publisher.app import Publisher, hash_admin_password
+from publisher.app import ItemChange, Publisher, hash_admin_password
 from publisher.config import Settings, load_config
 from publisher.daemon import run_daemon
 from publisher.errors import ConfigError, MailError, PublisherError, SchedulerError
-from publisher.models import DeliveryStatus
+from publisher.models import DeliveryStatus, ListedItem
 from publisher.web.app import ServedApp
 from publisher.web.server import StoppableServer, check_port, server_config
 
@@ -247,9 +247,37 @@ def print_ingest(report: IngestReport) -> None:
         err_console.print(labelled("warning:", "yellow", warning))
     console.print(
         f"ingest: {report.new_count} new, {report.changed_count} changed, "
-        f"{report.unchanged_count} unchanged, {len(report.rejected)} rejected, "
-        f"{len(report.failed)} source(s) failed"
+        f"{report.unchanged_count} unchanged, {report.duplicate_count} duplicate(s), "
+        f"{len(report.rejected)} rejected, {len(report.failed)} source(s) failed"
     )
+
+
+def ingest_json(report: IngestReport) -> dict[str, Any]:
+    """The ingest report as one JSON document (field names documented in the README)."""
+    return {
+        "ok": report.ok,
+        "new": report.new,
+        "changed": report.changed,
+        "unchanged": len(report.unchanged),
+        "duplicates": report.duplicates,
+        "rejected": [{"where": e.where, "reason": e.reason} for e in report.rejected],
+        "warnings": [{"where": e.where, "reason": e.reason} for e in report.warnings],
+        "failed": [{"source": e.source, "reason": e.cause} for e in report.failed],
+        "skipped": report.skipped,
+        "sources": {
+            name: {
+                "new": c.new,
+                "changed": c.changed,
+                "unchanged": c.unchanged,
+                "duplicates": c.duplicates,
+                "rejected": c.rejected,
+                "left_out": c.left_out,
+                "not_modified": c.not_modified,
+                "error": c.error,
+            }
+            for name, c in report.sources.items()
+        },
+    }
 
 
 def print_build(report: BuildReport) -> None:
@@ -257,11 +285,15 @@ def print_build(report: BuildReport) -> None:
 
 
 @cli.command()
+@json_option
 @with_context
-def ingest(ctx: Context) -> None:
+def ingest(ctx: Context, as_json: bool) -> None:
     """Read every source into the store (exit 1 if a source failed or an item was rejected)."""
     report = ctx.publisher.ingest()
-    print_ingest(report)
+    if as_json:
+        print_json(ingest_json(report))
+    else:
+        print_ingest(report)
     if not report.ok:
         sys.exit(1)
 
@@ -273,36 +305,85 @@ def build(ctx: Context) -> None:
     print_build(ctx.publisher.build())
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--limit", type=int, default=100, show_default=True, help="How many items to list.")
 @click.option("--category", default=None, help="Only this category's items (its slug).")
 @json_option
 @with_context
 def items(ctx: Context, limit: int, category: str | None, as_json: bool) -> None:
-    """List stored items, newest first: id, category, published (site time), title."""
+    """List stored items, newest first: id, category, published (site time), state, title.
+
+    State: shown, hidden (items hide), source-removed (its source left config.toml) or
+    duplicate (an earlier source has the same link). `items hide|unhide ID` withdraws one.
+    """
+    if click.get_current_context().invoked_subcommand is not None:
+        return
     found = ctx.publisher.items(limit=limit, category=category)
     if as_json:
-        print_json(
-            [
-                {
-                    "id": item.id,
-                    "source": item.source,
-                    "category": item.category,
-                    "label": item.label,
-                    "language": item.language,
-                    "title": item.title,
-                    "link": item.link,
-                    "published": item.published,
-                    "updated": item.updated,
-                }
-                for item in found
-            ]
-        )
+        print_json([_listed_json(listed) for listed in found])
         return
-    table = Table("id", "category", "published", "title")
-    for item in found:
-        table.add_row(item.id, item.category or "-", local(item.published, ctx.settings), item.title)
+    table = Table("id", "category", "published", "state", "title")
+    for listed in found:
+        item = listed.item
+        table.add_row(
+            item.id, item.category or "-", local(item.published, ctx.settings), _state(listed), item.title
+        )
     console.print(table)
+
+
+def _state(listed: ListedItem) -> str:
+    if listed.duplicate_of:
+        return f"{listed.state.value} of {listed.duplicate_of}"
+    return listed.state.value
+
+
+def _listed_json(listed: ListedItem) -> dict[str, Any]:
+    item = listed.item
+    return {
+        "id": item.id,
+        "source": item.source,
+        "category": item.category,
+        "label": item.label,
+        "language": item.language,
+        "title": item.title,
+        "link": item.link,
+        "published": item.published,
+        "updated": item.updated,
+        "image": item.image,
+        "enclosure": (
+            {"url": item.enclosure_url, "type": item.enclosure_type, "length": item.enclosure_length}
+            if item.enclosure_url
+            else None
+        ),
+        "hidden": listed.hidden,
+        "state": listed.state.value,
+        "duplicate_of": listed.duplicate_of,
+    }
+
+
+@items.command("hide")
+@click.argument("item_id", metavar="ID")
+@with_context
+def items_hide(ctx: Context, item_id: str) -> None:
+    """Withdraw item ID from every feed, index.html and future issue; feeds are rebuilt now."""
+    _print_item_change(ctx.publisher.hide_item(item_id), "hidden", "already hidden")
+
+
+@items.command("unhide")
+@click.argument("item_id", metavar="ID")
+@with_context
+def items_unhide(ctx: Context, item_id: str) -> None:
+    """Show item ID again (undoes `items hide`); feeds are rebuilt now."""
+    _print_item_change(ctx.publisher.unhide_item(item_id), "unhidden", "not hidden")
+
+
+def _print_item_change(change: ItemChange, done: str, already: str) -> None:
+    item = change.item.item
+    console.print(
+        f"{done if change.changed else already}: {item.id} ({item.title}), now {_state(change.item)}"
+    )
+    if change.build is not None:
+        print_build(change.build)
 
 
 def _serve(publisher: Publisher, host: str | None, port: int | None) -> None:

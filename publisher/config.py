@@ -40,7 +40,7 @@ from pydantic import (
 
 from publisher.errors import ConfigError
 from publisher.models import SENDING_JOBS, JobKind
-from publisher.selectors import check_selector
+from publisher.selectors import check_selector, split_selector
 from publisher.text import is_language_tag
 
 SLUG = r"^[a-z0-9][a-z0-9-]*$"
@@ -283,12 +283,26 @@ class HtmlSourceConfig(_SourceBase):
     # ``default_category`` is the label used when the selector finds nothing.
     default_category: str | None = None
     base_url: str | None = None  # resolves relative links of a page read from a file
+    # Selectors of elements removed from each item before anything is read from it
+    # ("Read more" links, share buttons), so they never end up in a title or summary.
+    exclude: list[str] = []
 
     @field_validator("item", "title", "link", "date", "summary", "image", "category")
     @classmethod
     def _selector(cls, v: str | None) -> str | None:
         if v is not None:
             check_selector(v)
+        return v
+
+    @field_validator("exclude")
+    @classmethod
+    def _excluded(cls, v: list[str]) -> list[str]:
+        for spec in v:
+            if not spec.strip():
+                raise ValueError("an empty selector would remove the whole item: give e.g. 'a.more'")
+            if split_selector(spec)[1] is not None:
+                raise ValueError(f"{spec!r}: exclude takes elements, not attributes: write it without '@...'")
+            check_selector(spec)
         return v
 
     @field_validator("base_url")
@@ -571,6 +585,12 @@ class Settings(_Strict):
     @property
     def base_dir(self) -> Path:
         return self.path.parent if self.path else Path.cwd()
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        """The configured sources' names in config order: whose items readers see, and
+        which copy of a story read from several sources wins (the first)."""
+        return tuple(src.name for src in self.sources)
 
     def category_for_label(self, label: str | None) -> str | None:
         """The slug of the category whose labels contain ``label`` (case-insensitive)."""

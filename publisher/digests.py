@@ -102,7 +102,11 @@ class IssueItems:
 def issue_items(settings: Settings, store: Store, list_cfg: ListConfig, now: datetime) -> IssueItems:
     """The items the next issue of ``list_cfg`` would hold at ``now``, capped at ``max_items``."""
     candidates = store.issues.candidate_items(
-        list_cfg.slug, list_categories(list_cfg), list_cfg.languages, now - list_cfg.max_age
+        list_cfg.slug,
+        list_categories(list_cfg),
+        list_cfg.languages,
+        now - list_cfg.max_age,
+        settings.source_names,
     )
     return IssueItems(candidates[: list_cfg.max_items], candidates[list_cfg.max_items :])
 

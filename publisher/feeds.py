@@ -38,7 +38,9 @@ from zoneinfo import ZoneInfo
 
 import feedgen
 import nh3
+from feedgen.ext.base import BaseEntryExtension
 from feedgen.feed import FeedGenerator
+from feedgen.util import xml_elem
 from markupsafe import Markup
 
 from publisher.config import CategoryConfig, Settings
@@ -200,7 +202,10 @@ def _channel(settings: Settings, site: _Site, store: Store, category: CategoryCo
     slug = category.slug if category else "all"
     name = clean_text(category.title) if category else "All items"
     title = f"{site.title}: {name}" if category else site.title
-    items = store.items.latest(category.slug if category else None, settings.feeds.max_items)
+    # Only what readers may see: not hidden, from a configured source, one copy per story.
+    items = store.items.latest(
+        category.slug if category else None, settings.feeds.max_items, sources=settings.source_names
+    )
     files = [
         FeedFile(
             format=FORMATS[fmt],
@@ -291,7 +296,48 @@ def _feed_generator(site: _Site, ch: Channel, f: FeedFile) -> FeedGenerator:
     fg.language(site.language)
     fg.updated(ch.updated)
     fg.generator(GENERATOR)
+    if any(item.image for item in ch.items):
+        # Only then: a feed without pictures stays byte-identical to what it was.
+        fg.load_extension("media", atom=True, rss=True)
     return fg
+
+
+class _AtomEnclosure(BaseEntryExtension):  # type: ignore[misc]
+    """Writes an Atom entry's ``<link rel="enclosure">`` with all its attributes.
+
+    feedgen's own Atom entry links lose every attribute but ``href`` (its loop variable
+    shadows the link's data), which would turn an enclosure into a second alternate link.
+    """
+
+    def __init__(self) -> None:
+        self.attributes: dict[str, str] = {}
+
+    def extend_atom(self, entry: Any) -> Any:
+        if self.attributes:
+            xml_elem("link", entry, **self.attributes)
+        return entry
+
+
+def _add_media(site: _Site, fe: Any, item: Item, *, atom: bool) -> None:
+    """RSS ``<enclosure>`` / Atom ``link rel="enclosure"``, and ``media:thumbnail``.
+
+    RSS requires an enclosure's length; 0 is what the RSS Advisory Board recommends
+    when it is unknown (Atom leaves it out).
+    """
+    if item.enclosure_url and item.enclosure_type:
+        url, length = absolute(site, item.enclosure_url), item.enclosure_length
+        if atom:
+            fe.register_extension("enclosure_link", _AtomEnclosure, atom=True, rss=False)
+            fe.enclosure_link.attributes = {"rel": "enclosure", "href": url, "type": item.enclosure_type}
+            if length:
+                fe.enclosure_link.attributes["length"] = str(length)
+        else:
+            fe.enclosure(url=url, length=str(length or 0), type=item.enclosure_type)
+    if item.image:
+        thumbnail = {"url": absolute(site, item.image), "group": None}
+        if item.image_width and item.image_height:
+            thumbnail |= {"width": str(item.image_width), "height": str(item.image_height)}
+        fe.media.thumbnail(thumbnail)
 
 
 def render_atom(site: _Site, ch: Channel, f: FeedFile) -> bytes:
@@ -316,6 +362,7 @@ def render_atom(site: _Site, ch: Channel, f: FeedFile) -> bytes:
             fe.summary(clean_text(item.title), type="text")
         for term, label in _item_tags(site, item):
             fe.category(term=term, label=label)
+        _add_media(site, fe, item, atom=True)
     return _serialise(f, fg.atom_str)
 
 
@@ -336,6 +383,7 @@ def render_rss(site: _Site, ch: Channel, f: FeedFile) -> bytes:
             fe.content(clean_text(item.content))
         for term, label in _item_tags(site, item):
             fe.category(term=term, label=label)
+        _add_media(site, fe, item, atom=False)
     return _serialise(f, fg.rss_str)
 
 
@@ -381,6 +429,14 @@ def _json_item(site: _Site, item: Item) -> dict[str, Any]:
         entry["summary"] = summary
     if item.image:
         entry["image"] = absolute(site, item.image)
+    if item.enclosure_url and item.enclosure_type:
+        attachment: dict[str, Any] = {
+            "url": absolute(site, item.enclosure_url),
+            "mime_type": item.enclosure_type,
+        }
+        if item.enclosure_length:
+            attachment["size_in_bytes"] = item.enclosure_length
+        entry["attachments"] = [attachment]
     return entry
 
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import nh3
 from bs4 import BeautifulSoup
@@ -29,11 +30,13 @@ from markdown_it import MarkdownIt
 from publisher.config import DirectorySourceConfig, FeedSourceConfig, HtmlSourceConfig, Settings
 from publisher.dates import parse_date
 from publisher.errors import ItemError, SourceError
+from publisher.media import alt_text, byte_length, media_type, media_url, pixels
 from publisher.models import Item, RawItem, SourceResult
 from publisher.sources import AnySourceConfig, fetch_source
 from publisher.sources.http import StopCheck
 from publisher.store import Store
-from publisher.text import cut_at_word, is_language_tag, strip_bidi, xml_safe
+from publisher.store.items import link_key
+from publisher.text import canonical_link, cut_at_word, is_language_tag, strip_bidi, xml_safe
 
 _SUMMARY_LIMIT = 500  # characters of a summary taken from the content's first paragraph
 _LABEL_MAX_LENGTH = 200  # the store's label column
@@ -71,6 +74,7 @@ class SourceCounts:
     unchanged: int = 0
     rejected: int = 0
     left_out: int = 0  # past max_items_per_run
+    duplicates: int = 0  # stories an earlier source (config order) already has: stored, not shown
     not_modified: bool = False
     error: str | None = None
 
@@ -82,6 +86,8 @@ class IngestReport:
     new: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    # ids stored but not shown: the same story as an earlier source's item
+    duplicates: list[str] = field(default_factory=list)
     rejected: list[ItemError] = field(default_factory=list)
     failed: list[SourceError] = field(default_factory=list)
     warnings: list[ItemError] = field(default_factory=list)
@@ -109,6 +115,10 @@ class IngestReport:
     @property
     def unchanged_count(self) -> int:
         return len(self.unchanged)
+
+    @property
+    def duplicate_count(self) -> int:
+        return len(self.duplicates)
 
 
 # -- the run ------------------------------------------------------------------------
@@ -164,11 +174,33 @@ def _ingest_source(
     store.sources.record(
         cfg.name, now, etag=result.etag, last_modified=result.last_modified, item_count=len(candidates)
     )
+    # Stored all the same (they are shown again if the earlier source goes), but counted
+    # apart: readers will not see them.
+    duplicate = duplicate_ids(settings, store, cfg.name, [c.item for c in candidates])
+    new, changed, unchanged = (
+        [i for i in group if i.id not in duplicate] for group in (new, changed, unchanged)
+    )
     counts.new, counts.changed, counts.unchanged = len(new), len(changed), len(unchanged)
+    counts.duplicates = len(duplicate)
     counts.rejected = len(result.errors) + len(result.items) - len(candidates)
     report.new += [i.id for i in new]
     report.changed += [i.id for i in changed]
     report.unchanged += [i.id for i in unchanged]
+    report.duplicates += sorted(duplicate)
+
+
+def duplicate_ids(settings: Settings, store: Store, source: str, items: list[Item]) -> set[str]:
+    """Ids of ``items`` whose canonical link a source earlier in config order also has.
+
+    Asked after the source's items are saved, of the store: an earlier source that
+    failed this run still has its stored items, and they still win.
+    """
+    names = settings.source_names
+    earlier = set(names[: names.index(source)]) if source in names else set()
+    if not earlier or not items:
+        return set()
+    stories = store.items.story_sources([i.link for i in items])
+    return {i.id for i in items if stories.get(link_key(i.link), set()) & earlier}
 
 
 def _left_out_warning(cfg: AnySourceConfig, result: SourceResult) -> ItemError:
@@ -255,7 +287,7 @@ def classify(store: Store, candidates: list[Candidate], now: datetime) -> Sorted
 
 def content_hash(item: Item) -> str:
     """sha256 over what readers see, so any visible edit (and nothing else) is a change."""
-    fields = [
+    fields: list[object] = [
         item.title,
         item.summary,
         item.content,
@@ -265,6 +297,18 @@ def content_hash(item: Item) -> str:
         item.image,
         item.language,
     ]
+    # Media fields join the hash only when present, so items stored before they existed
+    # keep their hash (and their ``updated``) when nothing a reader sees changed.
+    media = [
+        item.image_alt,
+        item.image_width,
+        item.image_height,
+        item.enclosure_url,
+        item.enclosure_type,
+        item.enclosure_length,
+    ]
+    if any(value is not None for value in media):
+        fields += media
     return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
@@ -309,8 +353,10 @@ class ItemCleaner:
             content=content,
             label=label,
             category=self._category(raw, label),
-            image=self._image(raw, link),
         )
+        for problem in raw.problems:
+            self.warnings.append(ItemError(raw.origin, problem))
+        self._media(raw, item)
         return Candidate(item, raw.origin, published is not None, updated)
 
     # - fields -
@@ -357,7 +403,7 @@ class ItemCleaner:
         if not text:
             return first_paragraph(content)
         rendered = _markdown.renderInline(text) if raw.content_type == "markdown" else text
-        summary = sanitize(rendered, link).strip()
+        summary = normalise_space(sanitize(rendered, link))
         limit = self.settings.items.max_summary_length
         if len(summary) <= limit:
             return summary
@@ -395,15 +441,35 @@ class ItemCleaner:
         )
         return fallback
 
-    def _image(self, raw: RawItem, link: str) -> str | None:
-        text = _one_line(raw.image)
-        if not text:
-            return None
-        image = urljoin(self.base or link, text)
-        if urlsplit(image).scheme.lower() not in ("http", "https"):
-            self.warnings.append(ItemError(raw.origin, f"image {text!r} dropped: it is not an http(s) URL"))
-            return None
-        return image
+    def _media(self, raw: RawItem, item: Item) -> None:
+        """The picture and the enclosure; a bad one is dropped with a warning, the item kept.
+
+        URLs resolve against the item's link (where a reader would meet them), not the
+        feed's or page's address: readers and mail clients have only the item.
+        """
+        if _one_line(raw.image):
+            try:
+                item.image = media_url(raw.image or "", item.link)
+                item.image_alt = alt_text(raw.image_alt)
+                item.image_width = pixels(raw.image_width, "width")
+                item.image_height = pixels(raw.image_height, "height")
+            except ValueError as e:
+                self._drop(raw, "image", raw.image, e)
+                item.image = item.image_alt = item.image_width = item.image_height = None
+        if _one_line(raw.enclosure_url):
+            try:
+                item.enclosure_url = media_url(raw.enclosure_url or "", item.link)
+                if not _one_line(raw.enclosure_type):
+                    raise ValueError("it has no type: add one such as 'type: video/mp4'")
+                item.enclosure_type = media_type(raw.enclosure_type or "")
+                item.enclosure_length = byte_length(raw.enclosure_length)
+            except ValueError as e:
+                self._drop(raw, "enclosure", raw.enclosure_url, e)
+                item.enclosure_url = item.enclosure_type = item.enclosure_length = None
+
+    def _drop(self, raw: RawItem, what: str, value: str | None, problem: ValueError) -> None:
+        shown = _one_line(value)[:200]
+        self.warnings.append(ItemError(raw.origin, f"{what} {shown!r} dropped, the item is kept: {problem}"))
 
     def _category(self, raw: RawItem, label: str | None) -> str | None:
         slug = self.settings.category_for_label(label)
@@ -456,6 +522,21 @@ def sanitize(fragment: str, base_url: str) -> str:
     )
 
 
+_SPACE = re.compile(r"\s+")
+
+
+def normalise_space(fragment: str) -> str:
+    """Runs of whitespace (a scraped page's line breaks and indentation) as one space.
+
+    HTML shows them as one space anyway, but feeds' plain-text summaries, digests'
+    text parts and readers that show the source do not. Left alone when the fragment
+    has a ``<pre>``, whose spacing is its content.
+    """
+    if "<pre" in fragment.lower():
+        return fragment.strip()
+    return _SPACE.sub(" ", fragment).strip()
+
+
 def first_paragraph(content: str) -> str:
     """The first paragraph of sanitised HTML as escaped text: the default summary."""
     if not content:
@@ -464,12 +545,6 @@ def first_paragraph(content: str) -> str:
     block = soup.find("p") or soup
     text = " ".join(block.get_text(" ").split())
     return html.escape(cut_at_word(text, _SUMMARY_LIMIT), quote=False)
-
-
-def canonical_link(link: str) -> str:
-    """The link with scheme and host in lower case and no fragment, as an id."""
-    parts = urlsplit(link)
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, ""))
 
 
 def _one_line(text: str | None) -> str:

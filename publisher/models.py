@@ -42,7 +42,16 @@ class RawItem:
     id: str | None = None
     language: str | None = None
     image: str | None = None
+    image_alt: str | None = None
+    image_width: int | str | None = None  # as the source gave them; ingest checks them
+    image_height: int | str | None = None
+    enclosure_url: str | None = None
+    enclosure_type: str | None = None
+    enclosure_length: int | str | None = None
     content_type: str = "html"  # "html" or "markdown": markdown bodies are rendered by ingest
+    # What a reader found wrong but not fatal (e.g. an enclosure that is not a mapping):
+    # ingest reports each as a warning on the item, which is kept.
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -66,8 +75,39 @@ class Item:
     content: str = ""
     label: str | None = None
     category: str | None = None
-    image: str | None = None
+    image: str | None = None  # absolute http(s) URL of the item's picture
+    image_alt: str | None = None  # None: the title serves as alt text
+    image_width: int | None = None  # pixels, when the source said
+    image_height: int | None = None
+    enclosure_url: str | None = None  # absolute http(s) URL of a media file (video, audio, PDF)
+    enclosure_type: str | None = None  # its media type, e.g. "video/mp4" (set whenever the URL is)
+    enclosure_length: int | None = None  # bytes, when known
     content_hash: str = ""
+
+
+class ItemState(StrEnum):
+    """Whether readers see a stored item, and if not, why (``items`` lists it).
+
+    Only ``shown`` items reach feeds, index.html and new issues. ``hidden`` is an
+    admin's withdrawal (``items hide``); ``source-removed`` an item whose source is no
+    longer in config.toml (shown again if the source returns); ``duplicate`` an item
+    whose canonical link an item of an earlier source in config order already has.
+    """
+
+    SHOWN = "shown"
+    HIDDEN = "hidden"
+    SOURCE_REMOVED = "source-removed"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(slots=True)
+class ListedItem:
+    """A stored item with what readers see of it, for ``publisher items`` and the console."""
+
+    item: Item
+    hidden: bool
+    state: ItemState
+    duplicate_of: str | None = None  # the id of the item shown in its place
 
 
 @dataclass(frozen=True, slots=True)

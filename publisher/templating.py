@@ -29,6 +29,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from publisher.config import Settings
 from publisher.errors import TemplateError
 from publisher.i18n import format_day, translate
+from publisher.media import picture
 
 # A link to the top-level templates/ in the repository, a real folder in the wheel.
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -76,6 +77,7 @@ def _build_environment(settings: Settings) -> SandboxedEnvironment:
     tz = settings.site.tz
     env.filters["date"] = _date_filter(tz)
     env.filters["plaintext"] = html_to_text
+    env.filters["picture"] = picture  # item|picture: src, alt, width, height (<= 552 px) or None
     env.globals["site_language"] = settings.site.language
     return env
 

@@ -13,6 +13,7 @@ RFC 5646's well-formed syntax because they are written into feeds and pages verb
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 # XML 1.0 cannot carry C0 controls (but tab, LF, CR), surrogates or U+FFFE/U+FFFF;
 # C1 controls and U+FFFD are legal but flagged by feed validators and never meant.
@@ -78,3 +79,13 @@ def cut_at_word(text: str, limit: int) -> str:
 def is_language_tag(value: str) -> bool:
     """True when ``value`` is a well-formed BCP 47 (RFC 5646) language tag, e.g. ``fr-CH``."""
     return _LANGUAGE_TAG.fullmatch(value) is not None
+
+
+def canonical_link(link: str) -> str:
+    """The link with scheme and host in lower case and no fragment.
+
+    An item's id when its source gives none, and what makes two sources' items one
+    story (the store keeps its sha256 as ``link_key``).
+    """
+    parts = urlsplit(link)
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, ""))

@@ -100,6 +100,9 @@ BASE_CONFIG: dict[str, Any] = {
         {"slug": "events", "title": "Events", "labels": ["Event", "ILO Centenary Event"]},
         {"slug": "publications", "title": "Publications", "labels": ["Publication", "Conference paper"]},
     ],
+    # Readers see only items of configured sources: items that tests save directly say
+    # source="sample" (an empty folder made by make_settings, so ingesting it adds nothing).
+    "sources": [{"name": "sample", "type": "directory", "path": "content"}],
 }
 
 
@@ -114,6 +117,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         data.setdefault("storage", {"url": f"sqlite:///{tmp_path / 'publisher.db'}"})
         data["feeds"] = {"output_dir": str(tmp_path / "public")}
         data["outbox"] = {"path": str(tmp_path / "outbox")}
+        (tmp_path / "content").mkdir(exist_ok=True)
         for key, value in overrides.items():
             if isinstance(value, dict) and isinstance(data.get(key), dict):
                 data[key] = {**data[key], **value}

@@ -61,7 +61,7 @@ class Clock:
 def item(n: int, published: datetime) -> Item:
     return Item(
         id=f"urn:test:{n}",
-        source="test",
+        source="sample",
         title=f"Item number {n}",
         link=f"https://example.org/{n}",
         published=published,

@@ -359,7 +359,7 @@ job = "digest"
         [
             Item(
                 id="urn:x:1",
-                source="t",
+                source="sample",
                 title="One",
                 link="https://example.org/1",
                 published=now - timedelta(hours=1),

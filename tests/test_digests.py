@@ -67,7 +67,7 @@ class Clock:
 def item(n: int, published: datetime, category: str | None = "news") -> Item:
     return Item(
         id=f"urn:test:{n}",
-        source="test",
+        source="sample",
         title=f"Item {n}",
         link=f"https://example.org/{n}",
         published=published,

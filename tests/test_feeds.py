@@ -464,10 +464,19 @@ def golden_items() -> list[Item]:
             summary="<p>Les <em>pensions</em> augmentent.</p>",
             content='<p>Le texte complet, avec <a href="https://www.example.org/loi">la loi</a>.</p>',
             image="https://www.example.org/img/2.jpg",
+            image_width=1200,
+            image_height=675,
         ),
         make_item(3, "news", title="A <tag> & a \x0bcontrol character", summary="", content=""),
         make_item(4, None, label="Speech", link="/speeches/4"),
-        make_item(5, "events", updated=T0 + timedelta(days=10)),
+        make_item(
+            5,
+            "events",
+            updated=T0 + timedelta(days=10),
+            enclosure_url="https://www.example.org/video/5.mp4",
+            enclosure_type="video/mp4",
+            enclosure_length=12345678,
+        ),
     ]
 
 

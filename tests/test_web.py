@@ -101,7 +101,7 @@ def test_feeds_are_served_with_media_types_and_conditional_get(publisher: Publis
         [
             Item(
                 id="urn:x:1",
-                source="t",
+                source="sample",
                 title="One",
                 link="https://example.org/1",
                 published=NOW,

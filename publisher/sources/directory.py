@@ -47,7 +47,7 @@ def read_file(cfg: DirectorySourceConfig, path: Path) -> RawItem:
     except OSError as e:
         raise ItemError(where, f"cannot read: {e.strerror}") from e
     meta, body = split_front_matter(where, text)
-    return RawItem(
+    item = RawItem(
         source=cfg.name,
         origin=where,
         published=_date_value(meta.get("date")),
@@ -60,8 +60,50 @@ def read_file(cfg: DirectorySourceConfig, path: Path) -> RawItem:
         link=_text(meta.get("link")),
         id=_text(meta.get("id")),
         language=_text(meta.get("language")),
-        image=_text(meta.get("image")),
     )
+    _read_media(meta, item)
+    return item
+
+
+def _read_media(meta: dict[str, Any], item: RawItem) -> None:
+    """``image: URL`` or ``image: {url, alt, width, height}``; ``enclosure: {url, type, length}``.
+
+    A wrong shape is noted on the item (ingest warns and keeps the item without it).
+    """
+    image = meta.get("image")
+    if isinstance(image, dict):
+        item.image = _text(image.get("url"))
+        item.image_alt = _text(image.get("alt"))
+        item.image_width, item.image_height = _size(image.get("width")), _size(image.get("height"))
+        if item.image is None:
+            item.problems.append("image has no 'url:': write 'image: {url: https://..., alt: ...}'")
+    elif isinstance(image, list):
+        item.problems.append("image must be one URL or a mapping {url, alt, width, height}, not a list")
+    else:
+        item.image = _text(image)
+    if "image_alt" in meta:
+        item.image_alt = _text(meta.get("image_alt"))
+    enclosure = meta.get("enclosure")
+    if enclosure is None:
+        return
+    if not isinstance(enclosure, dict):
+        item.problems.append(
+            "enclosure dropped: write it as a mapping, e.g. "
+            "'enclosure: {url: https://.../video.mp4, type: video/mp4, length: 1234567}'"
+        )
+        return
+    item.enclosure_url = _text(enclosure.get("url"))
+    item.enclosure_type = _text(enclosure.get("type"))
+    item.enclosure_length = _size(enclosure.get("length"))
+    if item.enclosure_url is None:
+        item.problems.append("enclosure dropped: it has no 'url:'")
+
+
+def _size(value: Any) -> int | str | None:
+    """Whole numbers as YAML reads them; anything else as text for ingest to refuse."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return _text(value)
 
 
 def split_front_matter(where: str, text: str) -> tuple[dict[str, Any], str]:

@@ -61,7 +61,7 @@ def _entry_item(
     body = content[0].get("value") if content else None
     if body is not None and body == summary:
         summary = None  # RSS puts <description> in both; let ingest derive a summary
-    return RawItem(
+    item = RawItem(
         source=cfg.name,
         origin=f"{url}#{position}",
         id=entry.get("id") or None,
@@ -73,8 +73,9 @@ def _entry_item(
         summary=summary,
         content=body,
         language=entry.get("language") or language,
-        image=_entry_image(entry),
     )
+    _entry_media(entry, item)
+    return item
 
 
 def _feed_date(entry: Any, key: str) -> datetime | str | None:
@@ -90,14 +91,41 @@ def _feed_date(entry: Any, key: str) -> datetime | str | None:
     return str(raw) if raw else None
 
 
-def _entry_image(entry: Any) -> str | None:
-    for thumb in entry.get("media_thumbnail") or []:
-        if thumb.get("url"):
-            return str(thumb["url"])
-    for link in entry.get("links") or []:
-        if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/"):
-            return str(link.get("href"))
-    return None
+def _entry_media(entry: Any, item: RawItem) -> None:
+    """The picture (media:thumbnail, else an image media:content or enclosure) and the
+    first enclosure (or media:content) that is not an image, as feedparser read them."""
+    contents = [c for c in entry.get("media_content") or [] if c.get("url")]
+    enclosures = [e for e in entry.get("enclosures") or [] if e.get("href")]
+    thumbnails = [t for t in entry.get("media_thumbnail") or [] if t.get("url")]
+    images = [c for c in contents if _is_image(c.get("type"), c.get("medium"))]
+    if thumbnails:
+        picture = thumbnails[0]
+        item.image = str(picture["url"])
+    elif images:
+        picture = images[0]
+        item.image = str(picture["url"])
+    elif image_links := [e for e in enclosures if _is_image(e.get("type"), None)]:
+        picture = {}
+        item.image = str(image_links[0]["href"])
+    else:
+        picture = {}
+    item.image_width, item.image_height = picture.get("width"), picture.get("height")
+    for enclosure in enclosures:
+        if not _is_image(enclosure.get("type"), None):
+            item.enclosure_url = str(enclosure["href"])
+            item.enclosure_type = enclosure.get("type") or None
+            item.enclosure_length = enclosure.get("length") or None
+            return
+    for content in contents:
+        if not _is_image(content.get("type"), content.get("medium")) and content.get("type"):
+            item.enclosure_url = str(content["url"])
+            item.enclosure_type = content.get("type")
+            item.enclosure_length = content.get("filesize") or content.get("fileSize") or None
+            return
+
+
+def _is_image(media_type: Any, medium: Any) -> bool:
+    return str(media_type or "").lower().startswith("image/") or medium == "image"
 
 
 def pick_label(terms: Iterable[str | None], settings: Settings) -> str | None:
@@ -164,7 +192,26 @@ def _json_item(
         content=content,
         language=_str(entry.get("language")) or language,
         image=_str(entry.get("image")) or _str(entry.get("banner_image")),
+        **_json_attachment(entry),
     )
+
+
+def _json_attachment(entry: dict[str, Any]) -> dict[str, Any]:
+    """The first attachment with a URL as the enclosure (JSON Feed's ``attachments``)."""
+    attachments = entry.get("attachments")
+    if not isinstance(attachments, list):
+        return {}
+    for attachment in attachments:
+        if isinstance(attachment, dict) and _str(attachment.get("url")):
+            size = attachment.get("size_in_bytes")
+            return {
+                "enclosure_url": _str(attachment.get("url")),
+                "enclosure_type": _str(attachment.get("mime_type")),
+                "enclosure_length": size
+                if isinstance(size, int) and not isinstance(size, bool)
+                else _str(size),
+            }
+    return {}
 
 
 def _str(value: Any) -> str | None:

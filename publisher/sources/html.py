@@ -60,16 +60,26 @@ def parse_listing(cfg: HtmlSourceConfig, fetched: Fetched, tz: tzinfo) -> Source
 
 def _date_or_none(cfg: HtmlSourceConfig, page_url: str, element: Tag) -> datetime | str | None:
     """The element's date for ranking; an unreadable one ranks last (and is rejected later)."""
+    _remove_excluded(cfg, element)
     try:
         return _date(cfg, page_url, select_value(cfg, element, cfg.date))
     except ItemError:
         return None
 
 
+def _remove_excluded(cfg: HtmlSourceConfig, element: Tag) -> None:
+    """Drop the ``exclude`` matches ("Read more" links, share buttons) from the item."""
+    for selector in cfg.exclude:
+        for found in element.select(selector):
+            found.decompose()
+
+
 def _element_item(cfg: HtmlSourceConfig, page_url: str, position: int, element: Tag) -> RawItem:
     origin = f"{page_url}#{position}"
+    _remove_excluded(cfg, element)
     link = select_value(cfg, element, cfg.link)
     image = select_value(cfg, element, cfg.image) if cfg.image else None
+    picture = _find(element, split_selector(cfg.image)[0]) if cfg.image else None
     label = select_value(cfg, element, cfg.category) if cfg.category else None
     return RawItem(
         source=cfg.name,
@@ -81,7 +91,19 @@ def _element_item(cfg: HtmlSourceConfig, page_url: str, position: int, element: 
         summary=select_html(cfg, element, cfg.summary) if cfg.summary else None,
         language=cfg.language,
         image=urljoin(page_url, image) if image else None,
+        # The picture's own alt text and size, when the image selector names an <img>.
+        image_alt=_attribute(picture, "alt") if image else None,
+        image_width=_attribute(picture, "width") if image else None,
+        image_height=_attribute(picture, "height") if image else None,
     )
+
+
+def _attribute(found: Tag | None, name: str) -> str | None:
+    if found is None:
+        return None
+    value = found.get(name)
+    text = " ".join(value) if isinstance(value, list) else (value or "")
+    return text.strip() or None
 
 
 def _find(element: Tag, selector: str) -> Tag | None:

@@ -34,7 +34,7 @@ from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
 from publisher.models import DeliveryStatus, Item, SubscriptionStatus
-from publisher.store.items import row_to_item
+from publisher.store.items import row_to_item, shown
 from publisher.store.subscribers import receives
 from publisher.store.tables import (
     deliveries,
@@ -138,18 +138,38 @@ class IssueStore:
     # -- building an issue -------------------------------------------------------
 
     def candidate_items(
-        self, list_slug: str, categories: Sequence[str] | None, languages: Sequence[str], since: datetime
+        self,
+        list_slug: str,
+        categories: Sequence[str] | None,
+        languages: Sequence[str],
+        since: datetime,
+        sources: Sequence[str],
     ) -> list[Item]:
-        """Items published since ``since`` that no issue of this list holds yet.
+        """Items readers see, published since ``since``, that no issue of this list holds yet.
 
-        ``categories`` None means every item, categorised or not.
+        ``categories`` None means every item, categorised or not. ``sources`` are the
+        configured source names in config order (see :func:`store.items.shown`). An item
+        whose story (canonical link) an earlier issue already told is left out too: when
+        an earlier source's copy arrives after a later source's copy was mailed, the
+        feeds switch to it, but the list's readers have already read that story.
         """
         held = (
             select(issue_items.c.item_id)
             .join(issues, issues.c.id == issue_items.c.issue_id)
             .where(issues.c.list_slug == list_slug, issue_items.c.item_id == items.c.id)
         )
-        q = select(items).where(items.c.published >= since, ~exists(held))
+        told = items.alias("told")
+        story_told = (
+            select(issue_items.c.item_id)
+            .join(issues, issues.c.id == issue_items.c.issue_id)
+            .join(told, told.c.id == issue_items.c.item_id)
+            .where(
+                issues.c.list_slug == list_slug, told.c.link_key == items.c.link_key, told.c.link_key != ""
+            )
+        )
+        q = select(items).where(
+            items.c.published >= since, ~exists(held), ~exists(story_told), shown(sources)
+        )
         if categories is not None:
             q = q.where(items.c.category.in_(list(categories)))
         if languages:

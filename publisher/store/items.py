@@ -1,16 +1,25 @@
-"""Item rows and per-source fetch state: what ingest writes and feeds read."""
+"""Item rows and per-source fetch state: what ingest writes and feeds read.
+
+Which stored items readers see is decided here, once, by :func:`shown`: not hidden by
+an admin, from a source still in config.toml, and not a second copy of a story an
+earlier source (in config order) already has. It is a query condition, not a stored
+flag, so removing a source or reordering sources takes effect at the next build and
+is undone just as simply; feeds, index.html and new issues all use the same condition.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import ColumnElement, Engine, and_, case, exists, false, func, select, true, update
 from sqlalchemy.engine import Row
 
-from publisher.models import Item, SourceState
+from publisher.models import Item, ItemState, ListedItem, SourceState
 from publisher.store.tables import items, source_state
+from publisher.text import canonical_link
 
 _ITEM_COLUMNS = (
     "id",
@@ -25,6 +34,12 @@ _ITEM_COLUMNS = (
     "published",
     "updated",
     "image",
+    "image_alt",
+    "image_width",
+    "image_height",
+    "enclosure_url",
+    "enclosure_type",
+    "enclosure_length",
     "content_hash",
 )
 
@@ -34,8 +49,44 @@ def row_to_item(row: Row[Any]) -> Item:
     return Item(**{c: m[c] for c in _ITEM_COLUMNS})
 
 
+def link_key(link: str) -> str:
+    """sha256 of the canonical link: equal for one story's items from any source."""
+    return hashlib.sha256(canonical_link(link).encode("utf-8")).hexdigest()
+
+
 def _item_values(item: Item) -> dict[str, Any]:
-    return {c: getattr(item, c) for c in _ITEM_COLUMNS}
+    # ``hidden`` is not here: an edit read from the source never undoes an admin's hide.
+    return {**{c: getattr(item, c) for c in _ITEM_COLUMNS}, "link_key": link_key(item.link)}
+
+
+def _rank(column: Any, sources: Sequence[str]) -> Any:
+    """A source's position in config order (NULL for a source no longer configured)."""
+    return case({name: n for n, name in enumerate(sources)}, value=column)
+
+
+def duplicate_clause(sources: Sequence[str]) -> ColumnElement[bool]:
+    """True for an item whose story an item of an earlier configured source already has.
+
+    The earlier item counts even when hidden: hiding the story's first copy must not
+    bring a second copy of it into the feeds.
+    """
+    if not sources:
+        return false()
+    other = items.alias("earlier")
+    earlier = select(other.c.id).where(
+        other.c.link_key == items.c.link_key,
+        other.c.link_key != "",
+        other.c.source.in_(list(sources)),
+        _rank(other.c.source, sources) < _rank(items.c.source, sources),
+    )
+    return exists(earlier)
+
+
+def shown(sources: Sequence[str]) -> ColumnElement[bool]:
+    """The condition for an item readers see, given the configured sources in order."""
+    if not sources:
+        return false()
+    return and_(items.c.hidden == false(), items.c.source.in_(list(sources)), ~duplicate_clause(sources))
 
 
 class ItemStore:
@@ -54,14 +105,95 @@ class ItemStore:
                 del values["id"]
                 conn.execute(update(items).where(items.c.id == item.id).values(**values))
 
-    def latest(self, category: str | None = None, limit: int = 50) -> list[Item]:
-        """Newest first by published date (id breaks ties so output is deterministic)."""
+    def latest(
+        self, category: str | None = None, limit: int = 50, sources: Sequence[str] | None = None
+    ) -> list[Item]:
+        """Newest first by published date (id breaks ties so output is deterministic).
+
+        With ``sources`` (the configured source names in config order) only the items
+        readers see (:func:`shown`); without, every stored item.
+        """
         q = select(items)
         if category is not None:
             q = q.where(items.c.category == category)
+        if sources is not None:
+            q = q.where(shown(sources))
         q = q.order_by(items.c.published.desc(), items.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [row_to_item(r) for r in conn.execute(q)]
+
+    def listing(
+        self,
+        sources: Sequence[str],
+        category: str | None = None,
+        limit: int = 100,
+        *,
+        item_id: str | None = None,
+    ) -> list[ListedItem]:
+        """Every stored item (or the one ``item_id``), newest first, with whether readers
+        see it and why not."""
+        duplicate = duplicate_clause(sources)
+        q = select(items, duplicate.label("is_duplicate"))
+        if category is not None:
+            q = q.where(items.c.category == category)
+        if item_id is not None:
+            q = q.where(items.c.id == item_id)
+        q = q.order_by(items.c.published.desc(), items.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+            winners = self._first_of_story(conn, [r.link_key for r in rows if r.is_duplicate], sources)
+        listed: list[ListedItem] = []
+        for row in rows:
+            item = row_to_item(row)
+            state, first = ItemState.SHOWN, None
+            if row.hidden:
+                state = ItemState.HIDDEN
+            elif item.source not in sources:
+                state = ItemState.SOURCE_REMOVED
+            elif row.is_duplicate:
+                state, first = ItemState.DUPLICATE, winners.get(row.link_key)
+            listed.append(ListedItem(item, bool(row.hidden), state, first))
+        return listed
+
+    @staticmethod
+    def _first_of_story(conn: Any, keys: Sequence[str], sources: Sequence[str]) -> dict[str, str]:
+        """link_key -> id of the story's item from the earliest configured source."""
+        if not keys or not sources:
+            return {}
+        rank = _rank(items.c.source, sources)
+        q = (
+            select(items.c.link_key, items.c.id)
+            .where(items.c.link_key.in_(list(set(keys))), items.c.source.in_(list(sources)))
+            .order_by(items.c.link_key, rank, items.c.published, items.c.id)
+        )
+        first: dict[str, str] = {}
+        for key, item_id in conn.execute(q):
+            first.setdefault(key, item_id)
+        return first
+
+    def story_sources(self, links: Sequence[str]) -> dict[str, set[str]]:
+        """link_key -> the sources whose stored items have that canonical link."""
+        keys = sorted({link_key(link) for link in links})
+        found: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), 500):
+                q = select(items.c.link_key, items.c.source).where(
+                    items.c.link_key.in_(keys[start : start + 500])
+                )
+                for key, source in conn.execute(q):
+                    found.setdefault(key, set()).add(source)
+        return found
+
+    def set_hidden(self, item_id: str, hidden: bool) -> bool | None:
+        """Hide or show one item; answers its previous flag, None when no item has that id."""
+        with self.engine.begin() as conn:
+            before = conn.execute(select(items.c.hidden).where(items.c.id == item_id)).scalar_one_or_none()
+            if before is None:
+                return None
+            conn.execute(
+                update(items).where(items.c.id == item_id).values(hidden=true() if hidden else false())
+            )
+        return bool(before)
 
     def get(self, item_id: str) -> Item | None:
         with self.engine.connect() as conn:

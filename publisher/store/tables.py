@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Dialect,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -81,8 +83,19 @@ items = Table(
     Column("image", Text, nullable=True),
     Column("content_hash", String(64), nullable=False),
     Column("first_seen", UTCDateTime, nullable=False),
+    Column("image_alt", Text, nullable=True),
+    Column("image_width", Integer, nullable=True),
+    Column("image_height", Integer, nullable=True),
+    Column("enclosure_url", Text, nullable=True),
+    Column("enclosure_type", String(255), nullable=True),
+    Column("enclosure_length", BigInteger, nullable=True),
+    # Withdrawn by an admin (`items hide`): kept, never shown in feeds, pages or new issues.
+    Column("hidden", Boolean, nullable=False, default=False, server_default=false()),
+    # sha256 of the canonical link: one story read from two sources is shown once.
+    Column("link_key", String(64), nullable=False, server_default=""),
     Index("ix_items_published", "published"),
     Index("ix_items_category_published", "category", "published"),
+    Index("ix_items_link_key", "link_key"),
 )
 
 source_state = Table(
