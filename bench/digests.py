@@ -200,7 +200,7 @@ def write_subscribers_csv(path: Path, rows: int) -> None:
 
 
 def digest_settings(
-    setup: Setup, base: Path, *, dkim: bool = False, connections: int | None = None
+    setup: Setup, base: Path, *, dkim: bool = False, connections: int | None = None, verp: bool = False
 ) -> Settings:
     """A department's settings: SQLite under ``base``, smtp-sink as the relay."""
     data: dict[str, Any] = {
@@ -209,6 +209,7 @@ def digest_settings(
             "base_url": "https://www.example.org",
             "language": "en",
             "timezone": "Europe/Zurich",
+            "postal_address": "Route des Morillons 4, 1211 Geneva 22, Switzerland",
         },
         "categories": CATEGORIES,
         # Only items of configured sources reach an issue; the bench's items say "bench".
@@ -228,6 +229,8 @@ def digest_settings(
             }
         ],
     }
+    if verp:  # each message's envelope sender is bounces+TOKEN@example.org
+        data["bounces"] = {"address": "bounces@example.org"}
     if dkim:
         key = base / "dkim.pem"
         if not key.exists():
@@ -262,7 +265,7 @@ def digest_items(now: datetime) -> list[Item]:
 
 
 def prepared_publisher(
-    setup: Setup, base: Path, *, dkim: bool = False, connections: int | None = None
+    setup: Setup, base: Path, *, dkim: bool = False, connections: int | None = None, verp: bool = False
 ) -> Publisher:
     """A store with N confirmed subscribers and this week's items (not timed).
 
@@ -273,7 +276,7 @@ def prepared_publisher(
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         pool.submit(_fill_store, setup, base).result()
     SETUP_CPU.append(_cpu_seconds() - cpu)
-    settings = digest_settings(setup, base, dkim=dkim, connections=connections)
+    settings = digest_settings(setup, base, dkim=dkim, connections=connections, verp=verp)
     return Publisher(settings, Store(settings.storage.url))
 
 
@@ -367,9 +370,9 @@ def measure_raw_digest_blast(setup: Setup) -> float:
     return elapsed
 
 
-def _send_in_process(setup: Setup, *, dkim: bool) -> float:
+def _send_in_process(setup: Setup, *, dkim: bool, verp: bool = False) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        publisher = prepared_publisher(setup, Path(tmp), dkim=dkim)
+        publisher = prepared_publisher(setup, Path(tmp), dkim=dkim, verp=verp)
         started = time.perf_counter()
         report = asyncio.run(publisher.send_digest(LIST_SLUG))
         elapsed = time.perf_counter() - started
@@ -381,6 +384,11 @@ def _send_in_process(setup: Setup, *, dkim: bool) -> float:
 def measure_digest_send(setup: Setup) -> float:
     """``Publisher.send_digest``: issue, N deliveries, ledger; one process."""
     return _send_in_process(setup, dkim=False)
+
+
+def measure_digest_send_verp(setup: Setup) -> float:
+    """``send_digest`` with ``[bounces] address``: a signed VERP envelope sender per message."""
+    return _send_in_process(setup, dkim=False, verp=True)
 
 
 def measure_digest_send_dkim(setup: Setup) -> float:
@@ -465,6 +473,7 @@ MEASUREMENTS: list[Spec] = [
     Spec("import CSV (SQLite)", measure_import, unit="rows"),
     Spec(RAW_DIGEST, measure_raw_digest_blast, baseline=RAW_DIGEST),
     Spec("digest send (end to end)", measure_digest_send, baseline=RAW_DIGEST),
+    Spec("digest send + VERP", measure_digest_send_verp, baseline=RAW_DIGEST),
     Spec("digest send, 2 processes", measure_digest_send_2proc, baseline=RAW_DIGEST),
     Spec(RAW_DIGEST, measure_raw_digest_blast, baseline=RAW_DIGEST, dkim=True),
     Spec("digest send + DKIM", measure_digest_send_dkim, baseline=RAW_DIGEST, dkim=True),

@@ -23,12 +23,14 @@ from apscheduler.triggers.base import BaseTrigger
 from publisher import admin_auth, digests, signups, subscriptions
 from publisher.admin_auth import AdminSession, AuditEntry, LoginOutcome, LoginResult
 from publisher.archive import build_archive
+from publisher.bounces.apply import apply_feedback, suppress_address, unsuppress_address
+from publisher.bounces.process import BounceRunReport, open_mailbox, process_bounces
 from publisher.checks import CheckReport, check_settings
 from publisher.config import ScheduleConfig, Settings
 from publisher.config_edit import ScheduleEdit, plan_schedule_edit, save_schedule_edit
 from publisher.dashboard import Dashboard, dashboard
 from publisher.digests import DigestReport, Preview, Requeued
-from publisher.errors import ItemError, MailError, SchedulerError
+from publisher.errors import ConfigError, ItemError, MailError, SchedulerError
 from publisher.feeds import BuildReport, build_feeds
 from publisher.i18n import LANGUAGE_NAMES, normalise_language
 from publisher.ingest import IngestReport
@@ -36,7 +38,16 @@ from publisher.ingest import ingest as ingest_sources
 from publisher.ledger import DeliveryTally, ProgressFn
 from publisher.links import LinkHolder, link_holder
 from publisher.mailer import SendResult
-from publisher.models import Clock, DeliveryStatus, JobKind, ListedItem, Subscriber, SubscriptionStatus
+from publisher.models import (
+    Clock,
+    DeliveryStatus,
+    FeedbackEvent,
+    FeedbackOutcome,
+    JobKind,
+    ListedItem,
+    Subscriber,
+    SubscriptionStatus,
+)
 from publisher.periods import schedule_config, schedule_trigger
 from publisher.scheduler.locks import SchedulerLock, scheduler_lock
 from publisher.scheduler.runs import arun_schedule_now, execute, interrupt_orphaned_runs
@@ -53,6 +64,7 @@ from publisher.templating import make_environment, render_template, translator
 __all__ = [
     "AdminSession",
     "AuditEntry",
+    "BounceRunReport",
     "Clock",
     "ConfirmLink",
     "ItemChange",
@@ -612,9 +624,44 @@ class Publisher:
             counts["failed"] = sum(r.failed for r in reports)
             counts.setdefault("ok", True)
             counts["ok"] = counts["ok"] and all(r.ok for r in reports)
+        if job == JobKind.BOUNCES:
+            bounces = await asyncio.to_thread(self.process_bounces)
+            counts.update(
+                processed=bounces.processed,
+                unmatched=bounces.unmatched,
+                unparsed=bounces.unparsed,
+                applied=bounces.applied,
+                duplicate=bounces.duplicate,
+                ignored=bounces.ignored,
+                ok=bounces.ok,
+            )
         if job not in list(JobKind):
-            raise SchedulerError(f"unknown job {job!r}; use ingest, build, digest or publish")
+            raise SchedulerError(f"unknown job {job!r}; use ingest, build, digest, publish or bounces")
         return counts
+
+    # -- bounces and complaints -----------------------------------------------------
+
+    def record_feedback(self, event: FeedbackEvent) -> FeedbackOutcome:
+        """Apply one bounce or complaint finding (a parsed report, a webhook, the CLI)."""
+        return apply_feedback(self.settings, self.store, self.clock, event)
+
+    def suppress_subscriber(self, email: str, status: SubscriptionStatus, note: str = "") -> tuple[str, ...]:
+        """``subscribers suppress``: bounced or complained on every list; the lists changed."""
+        return suppress_address(self.store, self.clock, email, SubscriptionStatus(status), note)
+
+    def unsuppress_subscriber(self, email: str, note: str = "") -> dict[str, SubscriptionStatus]:
+        """``subscribers unsuppress``: lift bounced and complained; each list's status now."""
+        return unsuppress_address(self.store, self.clock, email, note)
+
+    def process_bounces(self) -> BounceRunReport:
+        """Read every new report of the ``[bounces]`` mailbox once; see publisher.bounces.process."""
+        if self.settings.bounces is None:
+            raise ConfigError('bounces: no [bounces] table; set address and maildir = "var/bounces"')
+        mailbox = open_mailbox(self.settings.bounces)
+        try:
+            return process_bounces(self.settings, self.store, self.clock, mailbox, self.stop_requested)
+        finally:
+            mailbox.close()
 
     # -- schedules and status (the daemon's ScheduleRunner and `schedules`/`status` call these) --
 

@@ -34,7 +34,7 @@ from publisher.app import ItemChange, Publisher, hash_admin_password
 from publisher.config import Settings, load_config
 from publisher.daemon import run_daemon
 from publisher.errors import ConfigError, MailError, PublisherError, SchedulerError
-from publisher.models import DeliveryStatus, ListedItem
+from publisher.models import DeliveryStatus, ListedItem, SubscriptionStatus
 from publisher.web.app import ServedApp
 from publisher.web.server import StoppableServer, check_port, server_config
 
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from publisher.feeds import BuildReport
     from publisher.ingest import IngestReport
     from publisher.ledger import DeliveryTally
+    from publisher.store.feedback import FeedbackRates
     from publisher.store.runs import JobRun
     from publisher.store.subscribers import SubscriberRecord
     from publisher.subscriptions import ImportReport
@@ -606,6 +607,8 @@ def digest_status(ctx: Context, list_slug: str | None, limit: int, as_json: bool
         "bounced",
         "unknown",
         "skipped",
+        "soft bounces",
+        "complaints",
     )
     for row in rows:
         table.add_row(
@@ -621,6 +624,8 @@ def digest_status(ctx: Context, list_slug: str | None, limit: int, as_json: bool
             str(row.bounced),
             str(row.unknown),
             str(row.skipped),
+            str(row.soft_bounces),
+            str(row.complaints),
         )
     console.print(table)
 
@@ -813,6 +818,7 @@ def status(ctx: Context, as_json: bool) -> None:
                 "recent_issues": [dataclasses.asdict(row) for row in report.recent_issues],
                 "queue": report.queue,
                 "recent_runs": [_run_json(run) for run in report.recent_runs],
+                "feedback": _rates_json(report.feedback),
             }
         )
         return
@@ -851,12 +857,34 @@ def status(ctx: Context, as_json: bool) -> None:
         )
     console.print(issues_table)
     console.print("Queue: " + ", ".join(f"{k} {v}" for k, v in report.queue.items()))
+    if report.feedback is not None:
+        rates = report.feedback
+        console.print(
+            f"Last 30 days: {rates.mailed} mailed, {rates.bounced} bounced ({rates.bounce_rate:.2%}), "
+            f"{rates.complaints} complaints ({rates.complaint_rate:.2%})"
+        )
+        for warning in rates.warnings:
+            err_console.print(labelled("warning", "yellow", warning))
     runs = Table("started", "schedule", "job", "outcome", "error", title="Recent job runs")
     for run in report.recent_runs:
         runs.add_row(
             _when(run.started, tz), run.schedule or "(manual)", run.job, run.outcome, run.error or ""
         )
     console.print(runs)
+
+
+def _rates_json(rates: FeedbackRates | None) -> dict[str, Any] | None:
+    if rates is None:
+        return None
+    return {
+        "since": rates.since,
+        "mailed": rates.mailed,
+        "bounced": rates.bounced,
+        "complaints": rates.complaints,
+        "bounce_rate": round(rates.bounce_rate, 6),
+        "complaint_rate": round(rates.complaint_rate, 6),
+        "warnings": rates.warnings,
+    }
 
 
 # -- subscribers ------------------------------------------------------------------
@@ -970,7 +998,46 @@ def record_text(record: SubscriberRecord, settings: Settings) -> str:
         f"  {at(e.at)} {e.list_slug or '-'} {e.event}" + (f" ({e.detail})" if e.detail else "")
         for e in record.events
     ]
+    if record.feedback:
+        lines.append("bounces and complaints:")
+    for f in record.feedback:
+        about = f"{f.list_slug} {f.period_key}" if f.list_slug else "-"
+        code = f" {f.status_code}" if f.status_code else ""
+        lines.append(
+            f"  {at(f.at)} {f.kind}{code} via {f.source} ({about}; report {f.report_id})"
+            + (f": {f.diagnostic}" if f.diagnostic else "")
+        )
     return "\n".join(lines)
+
+
+@subscribers.command("suppress")
+@click.argument("email")
+@click.option(
+    "--reason", type=click.Choice(["bounced", "complained"]), required=True, help="What the address did."
+)
+@click.option("--note", default="", help="Why, for the record (shown by `subscribers show`).")
+@with_context
+def subscribers_suppress(ctx: Context, email: str, reason: str, note: str) -> None:
+    """Mark EMAIL bounced or complained on every list (recorded; imports never lift it)."""
+    changed = ctx.publisher.suppress_subscriber(email, SubscriptionStatus(reason), note)
+    if changed:
+        console.print(f"{email}: {reason} on {', '.join(changed)}")
+    else:
+        console.print(f"{email}: recorded; no list changed (already suppressed or on no list)")
+
+
+@subscribers.command("unsuppress")
+@click.argument("email")
+@click.option("--note", default="", help="Why, for the record (shown by `subscribers show`).")
+@with_context
+def subscribers_unsuppress(ctx: Context, email: str, note: str) -> None:
+    """Lift a bounce or complaint of EMAIL on every list, back to the status before it."""
+    restored = ctx.publisher.unsuppress_subscriber(email, note)
+    if not restored:
+        err_console.print(f"{email} is not bounced or complained on any list")
+        sys.exit(1)
+    for slug, status in restored.items():
+        console.print(f"{email}: {status.value} on {slug}")
 
 
 @subscribers.command("pending")
@@ -1056,6 +1123,27 @@ def admin_hash_password() -> None:
     """
     password = click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password")
     click.echo(hash_admin_password(password))
+
+
+# -- bounces ------------------------------------------------------------------------
+
+
+@cli.group()
+def bounces() -> None:
+    """Read bounce and complaint reports (see the README, "Bounces and complaints")."""
+
+
+@bounces.command("process")
+@json_option
+@with_context
+def bounces_process(ctx: Context, as_json: bool) -> None:
+    """Read every new report of the [bounces] mailbox once and apply it."""
+    report = ctx.publisher.process_bounces()
+    counts = dataclasses.asdict(report)
+    if as_json:
+        print_json(counts)
+        return
+    console.print(", ".join(f"{name} {value}" for name, value in counts.items()))
 
 
 def main() -> None:

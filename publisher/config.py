@@ -459,6 +459,78 @@ class AdminConfig(_Strict):
         return [u for u in self.users if self.password_hash(u)]
 
 
+class ImapMailboxConfig(_Strict):
+    """``[bounces] imap = { ... }``: a mailbox on an IMAP server where reports arrive.
+
+    Processed messages are flagged seen and moved to ``processed_folder``; those that
+    name nobody we sent to go to ``unmatched_folder``, unreadable ones to
+    ``unparsed_folder`` (publisher.bounces.imap). The password only from the environment.
+    """
+
+    host: str
+    port: StrictInt = Field(993, ge=1, le=65535)
+    username: str
+    password_env: str
+    security: Literal["tls", "starttls", "none"] = "tls"
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    unmatched_folder: str = "Unmatched"
+    unparsed_folder: str = "Unparsed"
+
+    @property
+    def password(self) -> str | None:
+        """The secret, read from the environment at use (never stored in config)."""
+        return os.environ.get(self.password_env) or None
+
+
+class BouncesConfig(_Strict):
+    """``[bounces]``: the VERP return path, where reports arrive and what they do.
+
+    ``address`` is the mailbox whose ``+`` sub-addresses receive bounces: the envelope
+    sender of each message becomes ``local+TOKEN@domain`` (publisher.bounces.verp).
+    ``maildir`` or ``imap`` (at most one) says where ``bounces process`` reads reports.
+    """
+
+    address: str | None = None
+    maildir: ConfigPath | None = None
+    imap: ImapMailboxConfig | None = None
+    soft_limit: StrictInt = Field(3, ge=1, le=1000)  # temporary failures within soft_window ...
+    soft_window: DurationText = parse_duration("30d")  # ... that make an address bounced
+    webhook_secret_env: str | None = None  # env variable holding the generic webhook's secret
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        local, at, domain = v.partition("@")
+        if (
+            not at
+            or not local
+            or not domain
+            or "+" in local
+            or len(local) > 24
+            or not re.fullmatch(r"[A-Za-z0-9._-]+", local)
+            or not re.fullmatch(r"[A-Za-z0-9.-]+", domain)
+            or "." not in domain
+        ):
+            raise ValueError(
+                "must be a plain address without '+' and with a local part of at most 24 letters, "
+                "digits, '.', '_' or '-', e.g. 'bounces@example.org' (the token is added after a '+')"
+            )
+        return v.lower()
+
+    @model_validator(mode="after")
+    def _one_mailbox(self) -> BouncesConfig:
+        if self.maildir is not None and self.imap is not None:
+            raise ValueError("set at most one of 'maildir' and 'imap': reports are read from one place")
+        return self
+
+    @property
+    def reads_reports(self) -> bool:
+        return self.maildir is not None or self.imap is not None
+
+
 class ScheduleConfig(_Strict):
     every: DurationText | None = None
     cron: str | None = None
@@ -521,6 +593,7 @@ class Settings(_Strict):
     schedules: dict[str, ScheduleConfig] = {}
     subscriptions: SubscriptionsConfig = SubscriptionsConfig()
     admin: AdminConfig = AdminConfig()
+    bounces: BouncesConfig | None = None
 
     path: Path | None = Field(None, exclude=True)
 
@@ -573,6 +646,12 @@ class Settings(_Strict):
                 'postal_address = "Route des Morillons 4, 1211 Geneva 22, Switzerland", '
                 "or mark the lists public = false"
             )
+        for name, sched in self.schedules.items():
+            if sched.job is JobKind.BOUNCES and (self.bounces is None or not self.bounces.reads_reports):
+                problems.append(
+                    f"schedules.{name}: job 'bounces' reads reports, but [bounces] names no mailbox; "
+                    'set [bounces] maildir = "var/bounces" (or imap = { ... })'
+                )
         for name in self.schedules:
             if not re.match(r"^[A-Za-z0-9_-]+$", name):
                 problems.append(f"schedules.{name}: names may use letters, digits, '-' and '_' only")
@@ -625,6 +704,8 @@ class Settings(_Strict):
             self.templates.path = r(self.templates.path)
         if self.dkim is not None:
             self.dkim.key_path = r(self.dkim.key_path)
+        if self.bounces is not None and self.bounces.maildir is not None:
+            self.bounces.maildir = r(self.bounces.maildir)
         for src in self.sources:
             if isinstance(src, DirectorySourceConfig):
                 src.path = r(src.path)

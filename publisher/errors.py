@@ -17,7 +17,8 @@ in the traceback while the message says what to do.
     ├── TokenError           an unsubscribe/preferences token is forged or unknown
     ├── MailError            the transport failed as a whole (cannot connect, auth)
     ├── IssueError           a digest issue cannot be built or sent
-    └── SchedulerError       bad trigger, unknown schedule, lock trouble
+    ├── SchedulerError       bad trigger, unknown schedule, lock trouble
+    └── ReportError          a bounce or complaint report cannot be read, or its mailbox
 """
 
 from __future__ import annotations
@@ -94,3 +95,7 @@ class IssueError(PublisherError):
 
 class SchedulerError(PublisherError):
     """A schedule is unknown or invalid, or the scheduler lock misbehaved."""
+
+
+class ReportError(PublisherError):
+    """A bounce or complaint report cannot be parsed, or the mailbox holding reports failed."""

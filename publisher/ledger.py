@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from publisher.archive import issue_url
+from publisher.bounces.verp import ReturnPath
 from publisher.config import ListConfig, Settings
 from publisher.errors import MailError, PublisherError
 from publisher.i18n import normalise_language
@@ -279,6 +280,10 @@ class Sender:
         # no longer configured; settings do not change during a run.
         self._lists: dict[int, tuple[ListConfig, str] | None] = {}
         self._claimed: dict[int, Claimed] = {}
+        # With [bounces] address, each message's envelope sender is its own signed
+        # bounces+TOKEN@domain (VERP), so a later bounce names the delivery it is about.
+        bounces = settings.bounces
+        self._return_path = ReturnPath(bounces.address) if bounces and bounces.address else None
         self._buffer: list[Outcome] = []
         self._bounces: list[tuple[int, str]] = []
         self._message_ids: dict[int, str] = {}
@@ -396,6 +401,8 @@ class Sender:
         )
         message_id, data = rendered.personalise(subscriber, delivery_id=c.delivery_id)
         self._message_ids[c.delivery_id] = message_id
+        if self._return_path is not None:
+            sender_address = self._return_path.for_delivery(issue.id, c.subscriber_id, c.secret)
         return OutgoingMessage(key=c.delivery_id, sender=sender_address, recipient=c.email, data=data)
 
     def _list_of(self, issue: IssueRow) -> tuple[ListConfig, str] | None:

@@ -184,6 +184,7 @@ class JobKind(StrEnum):
     BUILD = "build"
     DIGEST = "digest"
     PUBLISH = "publish"
+    BOUNCES = "bounces"
 
 
 # The jobs that send digests: a list's schedule must run one of them, and a missed fire
@@ -269,3 +270,51 @@ class Delivery:
     last_code: int | None = None
     last_text: str | None = None
     message_id: str | None = None
+
+
+class FeedbackKind(StrEnum):
+    """What a bounce or complaint report says about one delivery (stored: never rename)."""
+
+    HARD_BOUNCE = "hard-bounce"  # permanent failure (5.x.x): the address is bounced at once
+    SOFT_BOUNCE = "soft-bounce"  # temporary failure (4.x.x): counted against [bounces] soft_limit
+    COMPLAINT = "complaint"  # the recipient reported the mail as spam (ARF, provider webhook)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEvent:
+    """One finding of a report, as a parser or a webhook read it, before it is trusted.
+
+    ``report_id`` is the report's Message-ID (or the provider's notification id): the
+    idempotency key, so the same report processed twice changes nothing. A mailed
+    report names the delivery by ``delivery_token`` (the VERP token, verified by
+    :func:`publisher.bounces.apply.apply_feedback`, never by the parser) or by the
+    Message-ID we gave the original (``original_message_id``); an authenticated webhook
+    names ``address``. ``source`` says where it came from: ``maildir``, ``imap``,
+    ``webhook:ses``, ``webhook:generic`` or ``cli``.
+    """
+
+    kind: FeedbackKind
+    report_id: str
+    source: str
+    address: str | None = None
+    delivery_token: str | None = None
+    status_code: str | None = None
+    diagnostic: str = ""
+    original_message_id: str | None = None
+
+
+class FeedbackOutcome(StrEnum):
+    """What applying one :class:`FeedbackEvent` did."""
+
+    APPLIED = "applied"  # recorded; the delivery and address changed as the kind says
+    DUPLICATE = "duplicate"  # this report was applied before: nothing changed
+    UNMATCHED = "unmatched"  # no valid token, or it names nobody we sent to: nothing changed
+    IGNORED = "ignored"  # understood, but says nothing to act on (a delay warning, an auto-reply)
+
+
+class ReportOutcome(StrEnum):
+    """Where a mailbox puts a report message once the store has its effects."""
+
+    PROCESSED = "processed"  # Maildir cur/, IMAP processed_folder
+    UNMATCHED = "unmatched"  # names nobody we sent to, or a forged token: for an admin
+    UNPARSED = "unparsed"  # not a report this reader understands: for an admin

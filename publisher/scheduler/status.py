@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from publisher.bounces.rates import feedback_rates
 from publisher.config import Settings
 from publisher.models import JobKind, RunOutcome, SourceState
 from publisher.scheduler.triggers import next_runs, trigger_text
 from publisher.store import Store
+from publisher.store.feedback import FeedbackRates
 from publisher.store.issues import IssueSummary
 from publisher.store.runs import JobRun
 
@@ -81,6 +83,7 @@ class StatusReport:
     queue: dict[str, int]
     recent_runs: list[JobRun]
     schedules: list[ScheduleInfo]
+    feedback: FeedbackRates | None = None  # bounce and complaint rates, last 30 days
 
 
 def status_report(settings: Settings, store: Store, now: datetime, *, limit: int = 10) -> StatusReport:
@@ -106,4 +109,5 @@ def status_report(settings: Settings, store: Store, now: datetime, *, limit: int
         queue=store.issues.queue_counts(),
         recent_runs=store.runs.recent(limit),
         schedules=schedules_overview(settings, store, now),
+        feedback=feedback_rates(store, now),
     )

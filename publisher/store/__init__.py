@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from publisher.store.admin import AdminStore
 from publisher.store.db import make_engine, migrate
+from publisher.store.feedback import FeedbackStore
 from publisher.store.issues import IssueStore
 from publisher.store.items import ItemStore, SourceStateStore
 from publisher.store.runs import RunStore
@@ -31,6 +32,7 @@ class Store:
         self.runs = RunStore(self.engine)
         self.signups = SignupStore(self.engine)
         self.admin = AdminStore(self.engine)
+        self.feedback = FeedbackStore(self.engine)
 
     @property
     def dialect(self) -> str:

@@ -33,12 +33,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
-from publisher.models import DeliveryStatus, Item, SubscriptionStatus
+from publisher.models import DeliveryStatus, FeedbackKind, Item, SubscriptionStatus
 from publisher.store.items import row_to_item, shown
 from publisher.store.subscribers import receives
 from publisher.store.tables import (
     deliveries,
     delivery_attempts,
+    feedback_events,
     issue_items,
     issues,
     items,
@@ -83,6 +84,9 @@ class IssueSummary:
     bounced: int
     unknown: int
     skipped: int
+    # Reports received later about this issue's deliveries (publisher.bounces).
+    soft_bounces: int = 0
+    complaints: int = 0
 
 
 @dataclass(slots=True)
@@ -530,6 +534,7 @@ class IssueStore:
             q = q.where(issues.c.list_slug == list_slug)
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
+            feedback = _feedback_counts(conn, [r.id for r in rows])
         return [
             IssueSummary(
                 id=r.id,
@@ -549,6 +554,8 @@ class IssueStore:
                 bounced=int(r.bounced or 0),
                 unknown=int(r.unknown or 0),
                 skipped=int(r.skipped or 0),
+                soft_bounces=feedback.get((r.id, FeedbackKind.SOFT_BOUNCE.value), 0),
+                complaints=feedback.get((r.id, FeedbackKind.COMPLAINT.value), 0),
             )
             for r in rows
         ]
@@ -572,6 +579,18 @@ class IssueStore:
 
 
 CONFIRMED = SubscriptionStatus.CONFIRMED.value
+
+
+def _feedback_counts(conn: Connection, issue_ids: list[int]) -> dict[tuple[int, str], int]:
+    """Bounce and complaint reports per (issue, kind)."""
+    if not issue_ids:
+        return {}
+    q = (
+        select(feedback_events.c.issue_id, feedback_events.c.kind, func.count())
+        .where(feedback_events.c.issue_id.in_(issue_ids))
+        .group_by(feedback_events.c.issue_id, feedback_events.c.kind)
+    )
+    return {(int(i), str(k)): int(n) for i, k, n in conn.execute(q)}
 
 
 def _insert_confirmed(

@@ -41,6 +41,7 @@ from publisher.store.subscriber_import import (
 from publisher.store.tables import (
     deliveries,
     delivery_attempts,
+    feedback_events,
     issues,
     subscribers,
     subscription_events,
@@ -85,6 +86,20 @@ class SubscriptionEvent:
 
 
 @dataclass(slots=True, frozen=True)
+class FeedbackRecord:
+    """One bounce or complaint report about a subscriber (or a suppression by hand)."""
+
+    at: datetime
+    kind: str  # a models.FeedbackKind value
+    status_code: str | None
+    diagnostic: str
+    report_id: str
+    source: str
+    list_slug: str | None  # the list of the issue it is about; None for one by hand
+    period_key: str | None
+
+
+@dataclass(slots=True, frozen=True)
 class SubscriberRecord:
     """Everything the store knows about one address; ``email`` is None once forgotten."""
 
@@ -97,6 +112,7 @@ class SubscriberRecord:
     attributes: Mapping[str, str]
     lists: tuple[ListStatus, ...]
     events: tuple[SubscriptionEvent, ...]
+    feedback: tuple[FeedbackRecord, ...] = ()  # bounce and complaint reports, oldest first
 
 
 @dataclass(slots=True, frozen=True)
@@ -331,6 +347,12 @@ class SubscriberStore:
                 .where(subscription_events.c.subscriber_id == subscriber_id)
                 .order_by(subscription_events.c.at, subscription_events.c.id)
             ).all()
+            feedback = conn.execute(
+                select(feedback_events, issues.c.list_slug, issues.c.period_key)
+                .outerjoin(issues, issues.c.id == feedback_events.c.issue_id)
+                .where(feedback_events.c.subscriber_id == subscriber_id)
+                .order_by(feedback_events.c.at, feedback_events.c.id)
+            ).all()
         return SubscriberRecord(
             id=row.id,
             email=row.email,
@@ -351,6 +373,19 @@ class SubscriberStore:
                 for s in subs
             ),
             events=tuple(SubscriptionEvent(e.at, e.list_slug, e.event, e.detail) for e in events),
+            feedback=tuple(
+                FeedbackRecord(
+                    f.at,
+                    f.kind,
+                    f.status_code,
+                    f.diagnostic,
+                    f.report_id,
+                    f.source,
+                    f.list_slug,
+                    f.period_key,
+                )
+                for f in feedback
+            ),
         )
 
     def deliveries_since(self, subscriber_id: int, since: datetime) -> list[DeliveryRecord]:
@@ -624,6 +659,12 @@ class SubscriberStore:
                 subscription_events.insert().values(
                     subscriber_id=subscriber_id, list_slug=None, at=now, event="forgotten", detail=None
                 )
+            )
+            # A bounce's diagnostic often quotes the address ("550 5.1.1 <a@b>: unknown").
+            conn.execute(
+                update(feedback_events)
+                .where(feedback_events.c.subscriber_id == subscriber_id)
+                .values(diagnostic="")
             )
             delivery_ids = select(deliveries.c.id).where(deliveries.c.subscriber_id == subscriber_id)
             conn.execute(

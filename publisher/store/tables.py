@@ -201,6 +201,8 @@ deliveries = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
     Index("ix_deliveries_status_next", "status", "next_attempt"),
+    # A complaint (ARF) names the original by the Message-ID we gave it.
+    Index("ix_deliveries_message_id", "message_id"),
 )
 
 delivery_attempts = Table(
@@ -300,4 +302,26 @@ admin_audit = Table(
     Column("detail", Text, nullable=False, default=""),
     Column("client", String(100), nullable=False, default=""),
     Index("ix_admin_audit_at", "at"),
+)
+
+# What bounce and complaint reports said, one row per (report, subscriber): the
+# idempotency key, so a report processed twice changes nothing. ``delivery_id`` and
+# ``issue_id`` are NULL for a suppression by hand (``subscribers suppress``).
+feedback_events = Table(
+    "feedback_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="SET NULL"), nullable=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="SET NULL"), nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(20), nullable=False),  # a models.FeedbackKind value
+    Column("status_code", String(20), nullable=True),  # "5.1.1"
+    Column("diagnostic", Text, nullable=False, default=""),
+    Column("report_id", String(255), nullable=False),  # the report's Message-ID or provider id
+    Column("source", String(50), nullable=False),  # maildir | imap | webhook:ses | cli ...
+    UniqueConstraint("report_id", "subscriber_id", name="uq_feedback_events_report_subscriber"),
+    Index("ix_feedback_events_subscriber_at", "subscriber_id", "at"),
+    Index("ix_feedback_events_issue", "issue_id"),
+    Index("ix_feedback_events_at", "at"),
 )

@@ -13,7 +13,7 @@ from alembic import op
 from publisher.store.tables import UTCDateTime
 
 revision = '0006'
-down_revision = '0003'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
