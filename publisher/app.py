@@ -689,8 +689,11 @@ class Publisher:
         """Whether the console is on: a user of ``[admin] users`` has a hash in the environment."""
         return admin_auth.enabled(self.settings)
 
-    def admin_disabled_reason(self) -> str:
-        """The log line saying why the console is off and how to turn it on."""
+    def admin_banner(self) -> str:
+        """The start-up line about the console: where it is, or why it is off and how to turn it on."""
+        if self.admin_enabled:
+            users = ", ".join(self.settings.admin.enabled_users)
+            return f"admin console: {self.settings.site.base_url}/admin/ (users: {users})"
         return admin_auth.how_to_enable(self.settings)
 
     def admin_sign_in(

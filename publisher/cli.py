@@ -393,6 +393,7 @@ def _serve(publisher: Publisher, host: str | None, port: int | None) -> None:
     console.print(f"serving {publisher.settings.feeds.output_dir} on http://{config.host}:{config.port}/")
     for url in publisher.feed_urls():
         console.print(f"  {url}")
+    console.print(publisher.admin_banner())
     server = StoppableServer(config)
     server.run()
     if not server.started:

@@ -69,7 +69,7 @@ def outbox_text(settings: Settings) -> str:
 
 
 def banner(publisher: Publisher, now: datetime) -> list[str]:
-    """The first lines an admin sees: where the feeds are, what runs next, where mail goes."""
+    """The first lines an admin sees: feeds, what runs next, where mail goes, the console."""
     lines = ["feeds:"] + [f"  {url}" for url in publisher.feed_urls()]
     for info in publisher.schedules(now):
         lines.append(
@@ -78,6 +78,7 @@ def banner(publisher: Publisher, now: datetime) -> list[str]:
     if not publisher.settings.schedules:
         lines.append("no [schedules.*] configured: nothing will run by itself")
     lines.append(outbox_text(publisher.settings))
+    lines.append(publisher.admin_banner())
     return lines
 
 

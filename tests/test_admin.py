@@ -8,7 +8,6 @@ The clock is the test's, so idle expiry and lock-outs are checked without waitin
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import threading
 import time
@@ -29,6 +28,7 @@ from publisher.app import Publisher
 from publisher.checks import check_settings
 from publisher.cli import cli
 from publisher.config import Settings, load_config
+from publisher.daemon import banner
 from publisher.errors import ConfigError
 from publisher.store import Store
 from publisher.store.tables import deliveries
@@ -521,25 +521,27 @@ def test_switching_a_schedule_from_every_to_cron_and_back_to_the_site_zone(conso
 
 
 def test_no_admin_configured_answers_404_and_says_how_to_enable(
-    tmp_path: Path, store_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(HASH_ENV, raising=False)
     for admin in (False, True):  # no user at all; a user but no hash in the environment
         path = write_config(tmp_path, store_url, admin=admin)
         publisher = Publisher(load_config(path), Store(store_url))
-        caplog.clear()
-        with (
-            caplog.at_level(logging.INFO),
-            Server(publisher) as server,
-            httpx.Client(base_url=server.base) as client,
-        ):
+        with Server(publisher) as server, httpx.Client(base_url=server.base) as client:
             for p in ("/admin/", "/admin", "/admin/login", "/admin/schedules", "/admin/admin.css"):
                 assert client.get(p).status_code == 404, p
             assert (
                 client.post("/admin/login", data={"username": USER, "password": PASSWORD}).status_code == 404
             )
+        # `publisher run` and `serve` print this line at start.
+        line = banner(publisher, START)[-1]
+        assert line.startswith("admin console disabled (/admin/ answers 404)")
+        assert HASH_ENV in line and "publisher admin hash-password" in line
         publisher.close()
-        assert "hash-password" in caplog.text and HASH_ENV in caplog.text
+    monkeypatch.setenv(HASH_ENV, admin_hash())
+    publisher = Publisher(load_config(path), Store(store_url))
+    assert banner(publisher, START)[-1] == "admin console: http://127.0.0.1:8080/admin/ (users: alice)"
+    publisher.close()
 
 
 def test_hash_password_prompts_twice_and_prints_an_argon2id_hash() -> None:

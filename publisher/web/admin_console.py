@@ -7,8 +7,6 @@ to :data:`NOTICES`, and list its routes in :func:`routes`. See docs/architecture
 
 from __future__ import annotations
 
-import logging
-
 from starlette.routing import Route
 
 from publisher.app import Publisher
@@ -22,8 +20,6 @@ from publisher.web import (
     admin_subscribers,
 )
 from publisher.web.admin import PREFIX, AdminConsole, NavEntry, Reload, ReloadScope
-
-log = logging.getLogger("publisher.web.admin")
 
 NAV = (
     NavEntry("Dashboard", f"{PREFIX}/"),
@@ -45,9 +41,7 @@ NOTICES = {
 def routes(
     publisher: Publisher, *, reload: Reload | None = None, reload_scope: ReloadScope = "daemon"
 ) -> list[Route]:
-    """Every ``/admin`` route; they answer 404 while no admin can sign in (logged once here)."""
-    if not publisher.admin_enabled:
-        log.info("%s", publisher.admin_disabled_reason())
+    """Every ``/admin`` route; they answer 404 while no admin can sign in (the start banner says why)."""
     console = AdminConsole(publisher, NAV, NOTICES, reload=reload, reload_scope=reload_scope)
     return [
         *console.routes(),
