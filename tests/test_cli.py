@@ -55,6 +55,8 @@ def test_every_command_has_help() -> None:
         ["build"],
         ["publish"],
         ["items"],
+        ["items", "hide"],
+        ["items", "unhide"],
         ["serve"],
         ["run"],
         ["worker"],
@@ -393,3 +395,94 @@ def test_requeue_unknown_repairs_only_the_old_outage_marker(site: Path) -> None:
     assert json.loads(again.stdout)["total"] == 0
     sent = cli(site, "worker", "--once")
     assert sent.returncode == 0 and "sent 3" in sent.stdout  # the connection-lost one stays unknown
+
+
+# -- withdrawing an item ------------------------------------------------------------------
+
+VIDEO_ID = "urn:publisher:sample:social-protection-a-vital-part-of-the-pandemic-response"
+
+
+def test_items_hide_and_unhide_withdraw_an_item_from_the_feeds_at_once(site: Path) -> None:
+    assert cli(site, "publish").returncode == 0
+    video_feed = site / "public" / "feeds" / "video-messages.rss.xml"
+    (entry,) = feedparser.parse(video_feed.read_bytes()).entries
+    assert [(e.href, e.type) for e in entry.enclosures] == [
+        (
+            "https://www.example.org/social-protection/videos/"
+            "social-protection-a-vital-part-of-the-pandemic-response.mp4",
+            "video/mp4",
+        )
+    ]
+
+    hidden = cli(site, "items", "hide", VIDEO_ID)
+
+    assert hidden.returncode == 0, hidden.stderr
+    assert hidden.stdout.startswith(f"hidden: {VIDEO_ID} (Social protection a vital part of the pandemic")
+    assert "now hidden" in hidden.stdout and "build: " in hidden.stdout
+    assert feedparser.parse(video_feed.read_bytes()).entries == []
+    all_feed = (site / "public" / "feeds" / "all.atom.xml").read_text()
+    assert "Social protection a vital part" not in all_feed
+    assert "Social protection a vital part" not in (site / "public" / "index.html").read_text()
+    listing = json.loads(cli(site, "items", "--json").stdout)
+    video = next(i for i in listing if i["id"] == VIDEO_ID)
+    assert (video["hidden"], video["state"], video["duplicate_of"]) == (True, "hidden", None)
+    assert video["enclosure"]["type"] == "video/mp4"
+    assert {i["state"] for i in listing if i["id"] != VIDEO_ID} == {"shown"}
+    table = cli(site, "items").stdout
+    assert "hidden" in next(line for line in table.splitlines() if "vital part" in line)
+
+    assert cli(site, "items", "unhide", VIDEO_ID).returncode == 0
+    assert len(feedparser.parse(video_feed.read_bytes()).entries) == 1
+
+
+def test_items_hide_of_an_unknown_id_fails_with_a_clear_line(site: Path) -> None:
+    r = cli(site, "items", "hide", "no-such-item")
+    assert r.returncode == 1
+    assert r.stderr.strip() == (
+        "error: item 'no-such-item': no stored item has this id; 'publisher items' lists them"
+    )
+
+
+def test_ingest_json_counts_duplicates_per_source(site: Path) -> None:
+    page = REPO / "tests" / "data" / "department-page.html"
+    config = (site / "config.toml").read_text()
+    config = config.replace(
+        "# The department's listing page",
+        f"""[[sources]]
+name = "department-page"
+type = "html"
+url = "{page}"
+base_url = "https://www.example.org/social-protection/news"
+item = "li.news-item"
+title = "h3 a"
+link = "h3 a@href"
+date = "span.date"
+date_format = "%d %B %Y"
+category = "span.type"
+default_category = "News"
+summary = "p"
+exclude = ['a:-soup-contains("Read more")']
+
+# The department's listing page""",
+    )
+    (site / "config.toml").write_text(config)
+    sample = site / "content" / "2020-07-15-social-protection-a-vital-part-of-the-pandemic-response.md"
+    sample.write_text(
+        sample.read_text().replace(
+            "https://www.example.org/social-protection/news/social-protection-a-vital-part-of-the-pandemic-response",
+            "https://www.example.org/social-protection/news/WCMS_751030/lang--en/index.htm",
+        )
+    )
+
+    r = cli(site, "ingest", "--json")
+
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["sources"]["sample"]["duplicates"] == 0
+    assert report["sources"]["department-page"]["duplicates"] == 1
+    assert report["duplicates"] == [
+        "https://www.example.org/social-protection/news/WCMS_751030/lang--en/index.htm"
+    ]
+    assert report["ok"] is True and len(report["new"]) == 13 + 12
+    text = cli(site, "ingest")
+    assert "0 new, 0 changed, 25 unchanged, 1 duplicate(s)" in text.stdout

@@ -52,6 +52,7 @@ def test_every_listing_prints_one_json_document(site: Path) -> None:
     assert cli(site, "publish").returncode == 0
     documents = {
         "items": ["items", "--json"],
+        "ingest": ["ingest", "--json"],
         "status": ["status", "--json"],
         "digest status": ["digest", "status", "--json"],
         "schedules list": ["schedules", "list", "--json"],
@@ -63,6 +64,17 @@ def test_every_listing_prints_one_json_document(site: Path) -> None:
         assert result.returncode == 0, (name, result.stderr)
         parsed[name] = json.loads(result.stdout)
     assert len(parsed["items"]) == 13 and parsed["items"][0]["published"].endswith("+00:00")
+    assert {i["state"] for i in parsed["items"]} == {"shown"}
+    assert parsed["ingest"]["sources"]["sample"] == {
+        "new": 0,
+        "changed": 0,
+        "unchanged": 13,
+        "duplicates": 0,
+        "rejected": 0,
+        "left_out": 0,
+        "not_modified": False,
+        "error": None,
+    }
     schedules = {s["name"]: s for s in parsed["schedules list"]}
     weekly = schedules["weekly-digest"]
     assert {"name", "job", "trigger", "timezone", "next_runs", "last_run", "outcome", "paused"} <= set(weekly)

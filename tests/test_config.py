@@ -396,3 +396,25 @@ def test_subscriptions_keys_are_strict(key: str, value: object, says: str) -> No
 def test_list_public_is_a_strict_boolean() -> None:
     (found,) = problems({"lists": [{"slug": "w", "name": "W", "sender": "a@example.org", "public": "no"}]})
     assert found.startswith("lists[1] 'w'.public:") and "boolean" in found
+
+
+def test_exclude_selectors_of_html_sources_are_checked_when_the_config_is_read() -> None:
+    source = {
+        "name": "page",
+        "type": "html",
+        "url": "x",
+        "item": "li",
+        "title": "h3",
+        "link": "a@href",
+        "date": "span",
+        "exclude": ["a.more", "div[", "a@href", " "],
+    }
+    found = [p for p in problems({"sources": [source]}) if ".exclude" in p]
+    assert len(found) == 1
+    assert found[0].startswith("sources[1] 'page'.exclude:")
+    assert "'div[' is not a valid CSS selector" in found[0]
+    source["exclude"] = ["a@href"]
+    (attribute,) = [p for p in problems({"sources": [source]}) if ".exclude" in p]
+    assert "exclude takes elements, not attributes" in attribute
+    source["exclude"] = ["a.more", 'a:-soup-contains("Read more")']
+    assert settings_from_dict({"sources": [source]}).sources[0].exclude == source["exclude"]

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import lxml.html
 import pytest
 
 from publisher import digests, ledger
@@ -732,3 +733,71 @@ def test_an_issue_is_dated_by_the_day_it_is_sent_not_its_period_start(
     retry = smtp_server.accepted()[-1]
     assert retry.rcpt_tos == ["reader1@example.org"]
     assert dated(retry) == "November 25, 2026"  # the issue's date, not the retry's
+
+
+# -- withdrawn items and one story once ----------------------------------------------------
+
+
+def test_hidden_duplicate_and_removed_source_items_stay_out_of_the_next_issue_and_its_picture_shows(
+    make_settings: Callable[..., Settings], tmp_path: Path, store_url: str
+) -> None:
+    settings = make_settings(
+        storage={"url": store_url},
+        lists=LISTS,
+        schedules=SCHEDULES,
+        delivery={"journal_dir": str(tmp_path / "journal")},
+        sources=[
+            {"name": "sample", "type": "directory", "path": "content"},
+            {"name": "upstream", "type": "directory", "path": "content"},
+        ],
+    )
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock)
+    hour = timedelta(hours=1)
+    shown = item(1, NOW - hour)
+    shown.image, shown.image_alt = "https://example.org/img/1.jpg", 'Photo "one" <b>'
+    hidden = item(2, NOW - hour)
+    second_copy = item(3, NOW - hour)
+    second_copy.source, second_copy.link = "upstream", shown.link  # the same story, later source
+    gone = item(4, NOW - hour)
+    gone.source = "removed-source"
+    pub.store.items.save([shown, hidden, second_copy, gone], [], NOW)
+    pub.hide_item("urn:test:2", build=False)
+    add(settings, pub.store, "weekly", "ana@example.org", "Ana", "en", now=NOW)
+
+    report = send(pub)
+
+    assert pub.store.issues.item_ids(report.issue_id or 0) == ["urn:test:1"]
+    (message,) = mailbox.Maildir(settings.outbox.path, create=False)
+    html, _text = _parts(message)
+    (img,) = lxml.html.fromstring(html).xpath("//img")
+    assert (img.get("src"), img.get("alt"), img.get("width")) == (
+        "https://example.org/img/1.jpg",
+        'Photo "one" <b>',  # an attribute value, escaped for it: no element comes of it
+        "552",
+    )
+    assert img.getparent().tag == "a" and img.getparent().get("href") == "https://example.org/1"
+    assert "Item 2" not in html and "Item 3" not in html and "Item 4" not in html
+
+
+def test_a_story_mailed_from_a_later_source_is_not_mailed_again_when_the_first_source_catches_up(
+    settings: Settings,
+) -> None:
+    settings = settings.model_copy(
+        update={"sources": [*settings.sources, settings.sources[0].model_copy(update={"name": "upstream"})]}
+    )
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock)
+    mailed = item(1, NOW - timedelta(hours=1))
+    mailed.source = "upstream"
+    pub.store.items.save([mailed], [], NOW)
+    add(settings, pub.store, "weekly", "ana@example.org", "Ana", "en", now=NOW)
+    assert send(pub).items == 1
+
+    clock.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # next week's period
+    first_source_copy = item(2, NOW - timedelta(minutes=30))
+    first_source_copy.link = mailed.link
+    pub.store.items.save([first_source_copy, item(3, clock.now - timedelta(hours=1))], [], clock.now)
+    nxt = send(pub)
+
+    assert pub.store.issues.item_ids(nxt.issue_id or 0) == ["urn:test:3"]

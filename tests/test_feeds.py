@@ -26,9 +26,11 @@ import lxml.etree
 import lxml.html
 import pytest
 
+from publisher.app import Publisher
 from publisher.config import Settings
+from publisher.errors import ItemError
 from publisher.feeds import EMPTY_FEED_UPDATED, BuildReport, atom_id, build_feeds
-from publisher.models import Item
+from publisher.models import Item, ItemState
 from publisher.store import Store
 
 GOLDEN = Path(__file__).parent / "golden" / "feeds"
@@ -503,3 +505,188 @@ def test_json_feed_summary_is_readable_text(settings: Settings, store: Store) ->
     build_feeds(settings, store)
     feed = json.loads((settings.feeds.output_dir / "feeds/all.json").read_bytes())
     assert feed["items"][0]["summary"] == "First paragraph. Second & last. a b"
+
+
+# -- media as a feed reader sees it ------------------------------------------------------
+
+
+def test_readers_get_the_enclosure_and_the_picture_in_every_format(settings: Settings, store: Store) -> None:
+    video = make_item(
+        1,
+        "video-messages",
+        image="https://www.example.org/img/ryder.jpg",
+        image_width=1280,
+        image_height=720,
+        enclosure_url="https://www.example.org/video/ryder.mp4",
+        enclosure_type="video/mp4",
+        enclosure_length=48213776,
+    )
+    unknown_length = make_item(
+        2, "video-messages", enclosure_url="https://www.example.org/a.mp3", enclosure_type="audio/mpeg"
+    )
+    store.items.save([video, unknown_length], [], T0)
+
+    build_feeds(settings, store)
+
+    rss = parse(settings, "video-messages", "rss")
+    by_link = {e.link: e for e in rss.entries}
+    first = by_link["https://www.example.org/news/1"]
+    assert [(e.href, e.type, e.length) for e in first.enclosures] == [
+        ("https://www.example.org/video/ryder.mp4", "video/mp4", "48213776")
+    ]
+    assert first.media_thumbnail == [
+        {"url": "https://www.example.org/img/ryder.jpg", "width": "1280", "height": "720"}
+    ]
+    second = by_link["https://www.example.org/news/2"]
+    assert [(e.href, e.length) for e in second.enclosures] == [("https://www.example.org/a.mp3", "0")]
+    assert "media_thumbnail" not in second
+    atom = parse(settings, "video-messages", "atom")
+    first = next(e for e in atom.entries if e.link == "https://www.example.org/news/1")
+    # Still one alternate link (the item) next to the enclosure.
+    assert [(link.rel, link.href) for link in first.links] == [
+        ("alternate", "https://www.example.org/news/1"),
+        ("enclosure", "https://www.example.org/video/ryder.mp4"),
+    ]
+    assert [(e.href, e.type, e.length) for e in first.enclosures] == [
+        ("https://www.example.org/video/ryder.mp4", "video/mp4", "48213776")
+    ]
+    assert first.media_thumbnail[0]["url"] == "https://www.example.org/img/ryder.jpg"
+    entries = {e["url"]: e for e in parse(settings, "video-messages", "json")["items"]}
+    assert entries["https://www.example.org/news/1"]["image"] == "https://www.example.org/img/ryder.jpg"
+    assert entries["https://www.example.org/news/1"]["attachments"] == [
+        {
+            "url": "https://www.example.org/video/ryder.mp4",
+            "mime_type": "video/mp4",
+            "size_in_bytes": 48213776,
+        }
+    ]
+    assert entries["https://www.example.org/news/2"]["attachments"] == [
+        {"url": "https://www.example.org/a.mp3", "mime_type": "audio/mpeg"}
+    ]
+    # A feed without pictures does not even declare the media namespace.
+    assert b"search.yahoo.com/mrss" not in (settings.feeds.output_dir / "feeds/news.rss.xml").read_bytes()
+
+
+# -- withdrawal: hidden items, removed sources, one story once ----------------------------
+
+
+def feed_texts(settings: Settings) -> dict[Path, str]:
+    return {p: p.read_text(encoding="utf-8") for p in all_paths(settings)}
+
+
+def test_a_hidden_item_leaves_every_feed_and_the_index_and_unhide_brings_it_back(
+    settings: Settings, store: Store
+) -> None:
+    store.items.save([make_item(1, "news"), make_item(2, "news", title="Published by mistake")], [], T0)
+    publisher = Publisher(settings, store, clock=lambda: T0)
+    publisher.build()
+    assert all("Published by mistake" in text for p, text in feed_texts(settings).items() if "news" in p.name)
+
+    change = publisher.hide_item("sample:item-2")
+
+    assert change.changed and change.item.state is ItemState.HIDDEN
+    assert change.build is not None and change.build.written
+    texts = feed_texts(settings)
+    assert not [p for p, text in texts.items() if "Published by mistake" in text]
+    assert all("Item number 1" in text for p, text in texts.items() if p.name.startswith(("all.", "news.")))
+    assert [e.title for e in parse(settings, "news", "atom").entries] == ["Item number 1"]
+    listed = {i.item.id: i.state for i in publisher.items()}
+    assert listed == {"sample:item-1": ItemState.SHOWN, "sample:item-2": ItemState.HIDDEN}
+
+    again = publisher.hide_item("sample:item-2")
+    assert not again.changed and again.build is None
+
+    publisher.unhide_item("sample:item-2")
+
+    assert [e.title for e in parse(settings, "news", "atom").entries] == [
+        "Published by mistake",
+        "Item number 1",
+    ]
+
+
+def test_an_edit_read_from_the_source_does_not_unhide_an_item(settings: Settings, store: Store) -> None:
+    store.items.save([make_item(1, "news")], [], T0)
+    store.items.set_hidden("sample:item-1", True)
+
+    store.items.save([], [make_item(1, "news", title="Edited upstream")], T0)
+
+    assert store.items.latest(sources=settings.source_names) == []
+    assert store.items.get("sample:item-1").title == "Edited upstream"
+
+
+def test_unknown_item_id_is_a_clear_error(settings: Settings, store: Store) -> None:
+    with pytest.raises(ItemError, match="no stored item has this id; 'publisher items' lists them"):
+        Publisher(settings, store).hide_item("nope")
+
+
+def test_items_of_a_source_removed_from_config_are_withdrawn_and_come_back_with_it(
+    make_settings: Callable[..., Settings], store: Store, tmp_path: Path
+) -> None:
+    two_sources = [
+        {"name": "sample", "type": "directory", "path": "content"},
+        {"name": "old-site", "type": "directory", "path": "content"},
+    ]
+    with_source = make_settings(sources=two_sources)
+    without = make_settings(sources=two_sources[:1])
+    store.items.save([make_item(1, "news"), make_item(2, "news", id="old:2", source="old-site")], [], T0)
+    build_feeds(with_source, store)
+    assert len(parse(with_source, "all", "rss").entries) == 2
+
+    build_feeds(without, store)
+
+    for fmt in ("rss", "atom"):
+        assert [e.title for e in parse(without, "all", fmt).entries] == ["Item number 1"]
+    assert "Item number 2" not in (without.feeds.output_dir / "index.html").read_text()
+    assert store.items.get("old:2") is not None  # withdrawn, not deleted
+    listed = {i.item.id: i.state for i in Publisher(without, store).items()}
+    assert listed["old:2"] is ItemState.SOURCE_REMOVED
+
+    build_feeds(with_source, store)
+
+    assert len(parse(with_source, "all", "rss").entries) == 2
+
+
+def test_one_story_from_two_sources_is_one_entry_of_the_first_source_in_config_order(
+    make_settings: Callable[..., Settings], store: Store
+) -> None:
+    sources = [
+        {"name": "desk", "type": "directory", "path": "content"},
+        {"name": "upstream", "type": "directory", "path": "content"},
+    ]
+    settings = make_settings(sources=sources)
+    link = "https://www.example.org/news/story"
+    store.items.save(
+        [
+            make_item(
+                1,
+                "news",
+                id="upstream:1",
+                source="upstream",
+                link=link.upper().replace("/NEWS/STORY", "/news/story#x"),
+            ),
+            make_item(2, "news", id="desk:1", source="desk", link=link, title="Desk copy"),
+            make_item(3, "news", id="upstream:3", source="upstream"),
+        ],
+        [],
+        T0,
+    )
+
+    build_feeds(settings, store)
+
+    for fmt in ("rss", "atom"):
+        assert sorted(e.title for e in parse(settings, "all", fmt).entries) == ["Desk copy", "Item number 3"]
+    listed = {i.item.id: (i.state, i.duplicate_of) for i in Publisher(settings, store).items()}
+    assert listed["upstream:1"] == (ItemState.DUPLICATE, "desk:1")
+    assert listed["desk:1"] == (ItemState.SHOWN, None)
+
+    # Hiding the first copy withdraws the story; it does not bring the second copy back.
+    store.items.set_hidden("desk:1", True)
+    build_feeds(settings, store)
+    assert [e.title for e in parse(settings, "all", "rss").entries] == ["Item number 3"]
+
+    # Without the first source, the other copy is the story.
+    build_feeds(make_settings(sources=sources[1:]), store)
+    assert sorted(e.title for e in parse(settings, "all", "rss").entries) == [
+        "Item number 1",
+        "Item number 3",
+    ]

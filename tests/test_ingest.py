@@ -768,3 +768,292 @@ def test_a_stop_request_gives_up_the_fetch_and_starts_no_other_source(
     assert failure.cause == f"stopped before {upstream.url('/news')} was read (the publisher is stopping)"
     assert report.skipped == ["local"]
     assert store.items.count() == 0
+
+
+# -- media: pictures and enclosures -------------------------------------------------
+
+MEDIA_RSS = b"""<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/">
+  <channel>
+    <title>Upstream</title><link>https://up.example.org/</link><description>d</description>
+    <item>
+      <title>A video message</title>
+      <link>https://up.example.org/news/video</link>
+      <pubDate>Wed, 15 Jul 2020 09:00:00 +0200</pubDate>
+      <enclosure url="/media/video.mp4" length="48213776" type="video/mp4"/>
+      <media:thumbnail url="https://up.example.org/img/video.jpg" width="640" height="360"/>
+    </item>
+    <item>
+      <title>A picture as media:content, a bad enclosure</title>
+      <link>https://up.example.org/news/picture</link>
+      <pubDate>Wed, 15 Jul 2020 10:00:00 +0200</pubDate>
+      <media:content url="https://up.example.org/img/p.png" medium="image" type="image/png"
+        width="800" height="600"/>
+      <enclosure url="javascript:alert(1)" length="12" type="audio/mpeg"/>
+    </item>
+  </channel>
+</rss>
+"""
+
+MEDIA_ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title>Upstream</title><id>urn:x</id><updated>2020-07-15T10:00:00Z</updated>
+  <entry>
+    <title>An audio interview</title><id>urn:x:1</id>
+    <link href="https://up.example.org/news/audio"/>
+    <link rel="enclosure" href="https://up.example.org/media/interview.mp3" type="audio/mpeg" length="1234"/>
+    <updated>2020-07-15T10:00:00Z</updated>
+  </entry>
+</feed>
+"""
+
+MEDIA_JSON = b"""{"version": "https://jsonfeed.org/version/1.1", "title": "Upstream", "items": [
+  {"id": "j1", "url": "https://up.example.org/news/report", "title": "A report",
+   "date_published": "2020-07-15T10:00:00Z", "content_text": "Text.",
+   "image": "https://up.example.org/img/report.jpg",
+   "attachments": [{"url": "/files/report.pdf", "mime_type": "application/pdf", "size_in_bytes": 20480}]},
+  {"id": "j2", "url": "https://up.example.org/news/untyped", "title": "Untyped attachment",
+   "date_published": "2020-07-15T11:00:00Z", "content_text": "Text.",
+   "attachments": [{"url": "https://up.example.org/files/x.bin"}]}
+]}
+"""
+
+
+def test_feed_sources_keep_enclosures_and_thumbnails_and_drop_a_bad_one_keeping_the_item(
+    store: Store, site: Site, make_settings: Callable[..., Settings]
+) -> None:
+    site.pages["/rss"] = Page(MEDIA_RSS, "application/rss+xml")
+    site.pages["/atom"] = Page(MEDIA_ATOM, "application/atom+xml")
+    site.pages["/json"] = Page(MEDIA_JSON, "application/feed+json")
+    settings = make_settings(
+        sources=[
+            {"name": name, "type": "feed", "url": site.url(f"/{name}"), "category": "News"}
+            for name in ("rss", "atom", "json")
+        ]
+    )
+
+    report = ingest(settings, store, NOW)
+
+    assert report.ok, (report.rejected, report.failed)
+    items = {i.title: i for i in store.items.latest(limit=10)}
+    assert len(items) == 5  # every item kept, bad media or not
+    video = items["A video message"]
+    # Resolved against the item's link, not the feed's address.
+    assert (video.enclosure_url, video.enclosure_type, video.enclosure_length) == (
+        "https://up.example.org/media/video.mp4",
+        "video/mp4",
+        48213776,
+    )
+    assert (video.image, video.image_width, video.image_height) == (
+        "https://up.example.org/img/video.jpg",
+        640,
+        360,
+    )
+    picture = items["A picture as media:content, a bad enclosure"]
+    assert (picture.image, picture.image_width, picture.image_height) == (
+        "https://up.example.org/img/p.png",
+        800,
+        600,
+    )
+    assert picture.enclosure_url is None and picture.enclosure_type is None
+    audio = items["An audio interview"]
+    assert (audio.enclosure_url, audio.enclosure_type, audio.enclosure_length) == (
+        "https://up.example.org/media/interview.mp3",
+        "audio/mpeg",
+        1234,
+    )
+    report_item = items["A report"]
+    assert report_item.image == "https://up.example.org/img/report.jpg"
+    assert (report_item.enclosure_url, report_item.enclosure_type, report_item.enclosure_length) == (
+        "https://up.example.org/files/report.pdf",
+        "application/pdf",
+        20480,
+    )
+    assert items["Untyped attachment"].enclosure_url is None
+    warnings = {w.where: w.reason for w in report.warnings if "dropped" in w.reason}
+    assert warnings == {
+        site.url(
+            "/rss#2"
+        ): "enclosure 'javascript:alert(1)' dropped, the item is kept: it is not an http(s) URL: "
+        "write it as https://host/path or a path on the item's site",
+        site.url("/json#2"): "enclosure 'https://up.example.org/files/x.bin' dropped, the item is kept: "
+        "it has no type: add one such as 'type: video/mp4'",
+    }
+
+
+def test_front_matter_image_and_enclosure_are_checked_item_by_item(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    item_file(
+        folder,
+        "video",
+        category="News",
+        image="{url: /img/v.jpg, alt: 'Guy Ryder speaking', width: 1280, height: 720}",
+        enclosure="{url: https://www.example.org/v.mp4, type: video/mp4, length: 48213776}",
+    )
+    item_file(folder, "plain-image", category="News", image="https://www.example.org/img/p.jpg")
+    item_file(folder, "bad-image", category="News", image="javascript:alert(1)")
+    item_file(folder, "bad-type", category="News", enclosure="{url: /v.mp4, type: 'mp4 video'}")
+    item_file(folder, "bad-shape", category="News", enclosure="https://www.example.org/v.mp4")
+    item_file(folder, "bad-size", category="News", image="{url: /i.jpg, width: wide}")
+    settings = directory_settings(make_settings, folder)
+
+    report = ingest(settings, store, NOW)
+
+    assert report.ok and len(report.new) == 6  # no item lost to a bad picture or enclosure
+    stored = {i.id.rsplit("/", 1)[1]: i for i in store.items.latest(limit=10)}
+    video = stored["video"]
+    assert (video.image, video.image_alt, video.image_width, video.image_height) == (
+        "https://www.example.org/img/v.jpg",
+        "Guy Ryder speaking",
+        1280,
+        720,
+    )
+    assert (video.enclosure_url, video.enclosure_type, video.enclosure_length) == (
+        "https://www.example.org/v.mp4",
+        "video/mp4",
+        48213776,
+    )
+    assert stored["plain-image"].image == "https://www.example.org/img/p.jpg"
+    assert stored["plain-image"].image_alt is None
+    for name in ("bad-image", "bad-size"):
+        assert stored[name].image is None and stored[name].image_width is None
+    for name in ("bad-type", "bad-shape"):
+        assert stored[name].enclosure_url is None
+    reasons = {Path(w.where).stem: w.reason for w in report.warnings}
+    assert reasons["bad-image"].startswith(
+        "image 'javascript:alert(1)' dropped, the item is kept: it is not an http(s)"
+    )
+    assert reasons["bad-type"] == (
+        "enclosure '/v.mp4' dropped, the item is kept: "
+        "'mp4 video' is not a media type such as 'video/mp4' or 'image/jpeg'"
+    )
+    assert reasons["bad-shape"].startswith("enclosure dropped: write it as a mapping")
+    assert (
+        reasons["bad-size"] == "image '/i.jpg' dropped, the item is kept: width 'wide' is not a whole number"
+    )
+
+
+def test_an_html_source_takes_the_picture_with_its_alt_and_size(
+    store: Store, site: Site, make_settings: Callable[..., Settings]
+) -> None:
+    page = b"""<ul><li class="n"><img src="/i/a.jpg" alt="A meeting" width="320" height="180">
+      <h3><a href="/news/a">A</a></h3><span class="d">2020-07-15</span></li></ul>"""
+    site.pages["/page"] = Page(page)
+    settings = make_settings(
+        sources=[
+            {
+                "name": "page",
+                "type": "html",
+                "url": site.url("/page"),
+                "item": "li.n",
+                "title": "h3 a",
+                "link": "h3 a@href",
+                "date": "span.d",
+                "image": "img@src",
+                "default_category": "News",
+            }
+        ]
+    )
+
+    ingest(settings, store, NOW)
+
+    (item,) = store.items.latest()
+    assert (item.image, item.image_alt, item.image_width, item.image_height) == (
+        site.url("/i/a.jpg"),
+        "A meeting",
+        320,
+        180,
+    )
+
+
+# -- clean scraped summaries ---------------------------------------------------------
+
+SEED_URL = "https://www.example.org/social-protection/news"  # where the seed page is published
+
+
+def test_the_seed_page_gives_summaries_without_read_more_or_line_breaks(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    exclude = ['a:-soup-contains("Read more")', ".share"]
+    settings = make_settings(sources=[{**HTML_SOURCE, "exclude": exclude, "base_url": SEED_URL}])
+
+    report = ingest(settings, store, NOW)
+
+    assert report.ok, report.rejected
+    items = {i.title: i for i in store.items.latest(limit=100)}
+    assert len(items) == 13
+    for item in items.values():
+        assert "Read more" not in item.summary, item.title
+        assert "\n" not in item.summary and "  " not in item.summary, repr(item.summary)
+    assert items["Making social protection fit for the future"].summary == (
+        "At an Infopoint organized by the European Commission, Valérie Schmitt, Deputy Director of ILO’s "
+        "Social Protection Department, welcomed the new EU-funded flagship programme which aims to increase "
+        "social protection coverage in eight priority countries."
+    )
+
+
+def test_without_exclude_the_read_more_link_stays_but_the_line_breaks_go(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(sources=[{**HTML_SOURCE, "base_url": SEED_URL}])
+
+    ingest(settings, store, NOW)
+
+    items = {i.title: i for i in store.items.latest(limit=100)}
+    summary = items["Belgian stakeholders reflect on Universal Social Protection by 2030"].summary
+    assert "\n" not in summary and "  " not in summary
+    assert "World Solidarity. <a href=" in summary and summary.endswith(">Read more &gt;</a>")
+
+
+# -- one story once -------------------------------------------------------------------
+
+
+def test_the_same_story_from_a_later_source_is_stored_and_counted_as_a_duplicate(
+    store: Store, site: Site, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    # The directory's link differs only in host case and fragment: the same canonical link.
+    item_file(
+        folder,
+        "video",
+        title="Social protection a vital part of the pandemic response",
+        category="Video message",
+        link="https://WWW.example.org/social-protection/news/WCMS_751030/lang--en/index.htm#top",
+    )
+    settings = make_settings(
+        sources=[
+            {"name": "desk", "type": "directory", "path": str(folder)},
+            {**HTML_SOURCE, "base_url": SEED_URL},
+        ]
+    )
+
+    report = ingest(settings, store, NOW)
+
+    assert report.ok
+    assert report.sources["desk"].new == 1 and report.sources["desk"].duplicates == 0
+    assert report.sources["department-page"].duplicates == 1
+    assert report.sources["department-page"].new == 12
+    assert report.duplicates == [
+        "https://www.example.org/social-protection/news/WCMS_751030/lang--en/index.htm"
+    ]
+    # Neither has an id of its own, so both copies have the canonical link as id: one row.
+    assert store.items.count() == 13
+    shown = store.items.latest(limit=100, sources=settings.source_names)
+    video = [i for i in shown if i.title == "Social protection a vital part of the pandemic response"]
+    assert [i.source for i in video] == ["desk"]  # the first source in config order wins
+
+    again = ingest(settings, store, LATER)
+
+    assert (
+        again.sources["department-page"].duplicates == 1 and again.sources["department-page"].unchanged == 12
+    )
+    assert store.items.get(video[0].id).source == "desk"  # a later source never overwrites it
+
+    without_desk = make_settings(sources=settings.model_dump()["sources"][1:])
+    ingest(without_desk, store, LATER)
+
+    taken_over = store.items.get(video[0].id)
+    assert taken_over is not None and taken_over.source == "department-page"
+    assert len(store.items.latest(limit=100, sources=without_desk.source_names)) == 13

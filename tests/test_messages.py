@@ -79,8 +79,17 @@ GOLDEN_ITEMS = [
         category="press-releases",
         published=_utc(2024, 3, 1, 10),
         summary="<p>The council adopted <strong>new rules</strong> on pensions &amp; survivors.</p>",
+        image="https://www.example.org/img/council.jpg",
+        image_alt='The council "in session" & voting',
+        image_width=1200,
+        image_height=800,
     ),
-    make_item(2, title="Minimum wage report — 2024 edition", published=_utc(2024, 3, 2, 8)),
+    make_item(
+        2,
+        title="Minimum wage report — 2024 edition",
+        published=_utc(2024, 3, 2, 8),
+        image="https://www.example.org/img/report-cover.png",  # no size, no alt: the title serves
+    ),
     make_item(
         3,
         title="Social dialogue & youth employment",
@@ -800,3 +809,113 @@ def test_category_headings_use_the_readers_language(make_settings: MakeSettings)
     assert "Noticias" in render(settings, items, language="es").text
     english = render(settings, items, language="en").text
     assert "News" in english and "Actualités" not in english
+
+
+# -- pictures ---------------------------------------------------------------------------
+
+
+def _png(width: int, height: int) -> bytes:
+    """A real PNG (stripes of two colours), so a browser has a picture to lay out."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(
+        b"\x00"
+        + b"".join(b"\x1d\x4e\xd8" if (x // 60 + y // 60) % 2 else b"\xf2\xa3\x3c" for x in range(width))
+        for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _images(html: str) -> list[dict[str, str | None]]:
+    import lxml.html
+
+    return [
+        {name: img.get(name) for name in ("src", "alt", "width", "height")}
+        for img in lxml.html.fromstring(html).xpath("//img")
+    ]
+
+
+def test_the_html_part_shows_each_picture_sized_for_the_column_and_only_http_ones(settings: Settings) -> None:
+    items = [
+        make_item(1, image="https://www.example.org/big.jpg", image_width=4000, image_height=3000),
+        make_item(2, image="javascript:alert(1)"),  # a row written by hand: never reaches a mail
+        make_item(
+            3, image="http://www.example.org/small.png", image_width=120, image_height=90, image_alt="Logo"
+        ),
+    ]
+    _mid, data = personalised(render(settings, items=items))
+    text, html = parts(parse(data))
+
+    assert _images(html) == [
+        {"src": "https://www.example.org/big.jpg", "alt": "Item number 1", "width": "552", "height": "414"},
+        {"src": "http://www.example.org/small.png", "alt": "Logo", "width": "120", "height": "90"},
+    ]
+    assert "javascript" not in html
+    assert "big.jpg" not in text  # the text part has no pictures
+
+
+@pytest.mark.browser
+def test_a_digest_with_a_picture_at_375_px_in_chromium(settings: Settings) -> None:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} missing (make test installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import Route, sync_playwright
+
+    _mid, data = personalised(render(settings))  # the golden items: two pictures
+    _text, html = parts(parse(data))
+    png = _png(1200, 800)
+    screenshots = Path(__file__).resolve().parent.parent / "var" / "screenshots"
+    screenshots.mkdir(parents=True, exist_ok=True)
+    served: list[str] = []
+
+    def serve_picture(route: Route) -> None:
+        served.append(route.request.url)
+        route.fulfill(status=200, body=png, content_type="image/png")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 800})
+            page.route("https://www.example.org/img/**", serve_picture)
+            page.set_content(html, wait_until="load")
+            pictures = page.evaluate(
+                """() => [...document.images].map(img => ({
+                    alt: img.alt, complete: img.complete, natural: img.naturalWidth,
+                    width: img.getBoundingClientRect().width, height: img.getBoundingClientRect().height,
+                    column: img.closest('td').getBoundingClientRect().width,
+                }))"""
+            )
+            page.screenshot(path=str(screenshots / "digest-picture-375.png"), full_page=False)
+            scroll = page.evaluate("document.documentElement.scrollWidth")
+        finally:
+            browser.close()
+
+    assert sorted(served) == [
+        "https://www.example.org/img/council.jpg",
+        "https://www.example.org/img/report-cover.png",
+    ]
+    assert [p["alt"] for p in pictures] == [
+        'The council "in session" & voting',
+        "Minimum wage report — 2024 edition",
+    ]
+    for picture in pictures:
+        assert picture["complete"] and picture["natural"] == 1200
+        # Fills the column at 375 px (never wider), keeping the picture's proportions.
+        assert 300 <= picture["width"] <= picture["column"] <= 375
+        assert abs(picture["height"] - picture["width"] * 800 / 1200) <= 1
+    assert scroll <= 375

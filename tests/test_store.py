@@ -38,3 +38,46 @@ def test_processes_starting_together_on_a_fresh_store_all_succeed(store_url: str
     reopened = Store(store_url)
     assert "deliveries" in inspect(reopened.engine).get_table_names()
     reopened.close()
+
+
+def test_migration_0005_gives_stored_items_their_story_key_and_shows_them(store_url: str) -> None:
+    """A store at 0003 with items: after the upgrade every item is shown and keyed by its link."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import create_engine, text
+
+    from publisher.store.db import MIGRATIONS
+    from publisher.store.items import link_key
+
+    engine = create_engine(store_url)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    when = datetime(2024, 3, 1, tzinfo=UTC).replace(tzinfo=None)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0003")
+        conn.execute(
+            text(
+                "INSERT INTO items (id, source, language, title, summary, content, link, published, updated,"
+                " content_hash, first_seen) VALUES (:id, 'sample', 'en', 'T', '', '', :link, :t, :t, 'h', :t)"
+            ),
+            [
+                {"id": "a", "link": "https://WWW.Example.org/news/1#top", "t": when},
+                {"id": "b", "link": "https://www.example.org/news/2", "t": when},
+            ],
+        )
+    engine.dispose()
+
+    store = Store(store_url)
+    try:
+        with store.engine.connect() as conn:
+            rows = dict(conn.execute(text("SELECT id, link_key FROM items")).all())
+        assert rows == {
+            "a": link_key("https://www.example.org/news/1"),
+            "b": link_key("https://www.example.org/news/2"),
+        }
+        assert [i.id for i in store.items.latest(sources=["sample"])] == ["b", "a"]
+    finally:
+        store.close()
