@@ -24,6 +24,7 @@ import pytest
 
 from publisher.app import Publisher
 from publisher.config import load_config
+from publisher.errors import SubscriberError
 from publisher.store import Store
 from tests.admin_client import HASH_ENV, admin_hash, sign_in
 from tests.test_admin import Clock, Console, Server, write_config
@@ -384,3 +385,45 @@ def test_the_items_page_lists_failed_sources_and_rejected_items_of_the_last_inge
     (site.config.parent / "content" / "undated.md").unlink()
     site.publisher.ingest()
     assert site.publisher.ingest_problems().rejected == []
+
+
+def test_an_upload_is_held_for_its_uploader_only_and_ids_are_checked(site: Console) -> None:
+    p = site.publisher
+    held = p.hold_import("weekly", "../../etc/passwd", b"email\nana@example.org\n", "bob")
+    assert held.check.file_name == "passwd" and held.check.addresses == 1
+    with pytest.raises(SubscriberError):
+        p.held_import(held.id, "alice")  # another admin's upload
+    for forged in ("../" + held.id, held.id.upper(), "", "x" * 32):
+        with pytest.raises(SubscriberError):
+            p.commit_import(forged, "bob")
+    assert p.search_subscribers().total == 0
+    p.commit_import(held.id, "bob")
+    assert p.search_subscribers().total == 1
+
+
+def test_the_new_pages_change_nothing_on_get_with_real_data(site: Console) -> None:
+    p = site.publisher
+    ana = p.add_subscriber("weekly", "ana@example.org", "Ana")
+    with site.client() as client:
+        token = sign_in(client)
+        upload = client.post(
+            "/admin/subscribers/import",
+            data={"csrf_token": token, "list": "weekly"},
+            files={"file": ("a.csv", b"email\nben@example.org\n", "text/csv")},
+        ).headers["location"]
+        before = (p.audit_count(), p.subscriber_record(ana.id), p.search_subscribers().total, p.items())
+        for path in (
+            "/admin/lists",
+            "/admin/lists/weekly?language=es",
+            "/admin/lists/weekly/preview.html?language=fr",
+            "/admin/subscribers?q=ana",
+            f"/admin/subscribers/{ana.id}",
+            f"/admin/subscribers/{ana.id}/forget",
+            upload,
+            "/admin/items",
+        ):
+            assert client.get(path).status_code == 200, path
+            assert client.head(path).status_code == 200, path
+        after = (p.audit_count(), p.subscriber_record(ana.id), p.search_subscribers().total, p.items())
+        assert after == before
+        assert client.post(f"{upload}/commit", data={"csrf_token": token}).status_code == 303  # still held
