@@ -176,8 +176,12 @@ def with_context(func: F) -> F:
     @config_option()
     @functools.wraps(func)
     def wrapper(*args: Any, config_path: Path | None, **kwargs: Any) -> Any:
-        root = click.get_current_context().find_root().params.get("config_path")
-        return func(Context(config_path or root or DEFAULT_CONFIG), *args, **kwargs)
+        # The nearest given: `publisher items --config x hide ID` reads x, like the root's.
+        outer = click.get_current_context().parent
+        while config_path is None and outer is not None:
+            config_path = outer.params.get("config_path")
+            outer = outer.parent
+        return func(Context(config_path or DEFAULT_CONFIG), *args, **kwargs)
 
     return handle_errors(wrapper)  # type: ignore[return-value]
 

@@ -134,7 +134,7 @@ def ingest(
     source is started; those are listed in ``report.skipped``.
     """
     report = IngestReport()
-    seen: dict[str, str] = {}  # id -> origin of the item that claimed it in this run
+    seen: dict[str, Claim] = {}  # id -> the item that claimed it in this run
     for cfg in settings.sources:
         if should_stop is not None and should_stop():
             report.skipped.append(cfg.name)
@@ -149,7 +149,7 @@ def _ingest_source(
     store: Store,
     now: datetime,
     report: IngestReport,
-    seen: dict[str, str],
+    seen: dict[str, Claim],
     should_stop: StopCheck | None,
 ) -> None:
     counts = report.sources[cfg.name] = SourceCounts()
@@ -168,8 +168,10 @@ def _ingest_source(
         counts.left_out = result.left_out
         report.warnings.append(_left_out_warning(cfg, result))
     before = len(report.rejected)
-    candidates = _accepted(cfg, settings, result, report, seen)
+    candidates, same_id = _accepted(cfg, settings, result, report, seen)
     store.sources.record_rejections(cfg.name, now, [(e.where, e.reason) for e in report.rejected[before:]])
+    candidates, held = _held_by_earlier_source(settings, store, cfg.name, candidates)
+    same_id |= held
     new, changed, unchanged = classify(store, candidates, now)
     if new or changed:
         store.items.save(new, changed, now)
@@ -178,17 +180,46 @@ def _ingest_source(
     )
     # Stored all the same (they are shown again if the earlier source goes), but counted
     # apart: readers will not see them.
-    duplicate = duplicate_ids(settings, store, cfg.name, [c.item for c in candidates])
+    duplicate = duplicate_ids(settings, store, cfg.name, [c.item for c in candidates]) | same_id
     new, changed, unchanged = (
         [i for i in group if i.id not in duplicate] for group in (new, changed, unchanged)
     )
     counts.new, counts.changed, counts.unchanged = len(new), len(changed), len(unchanged)
     counts.duplicates = len(duplicate)
-    counts.rejected = len(result.errors) + len(result.items) - len(candidates)
+    counts.rejected = len(result.errors) + len(result.items) - len(candidates) - len(same_id)
     report.new += [i.id for i in new]
     report.changed += [i.id for i in changed]
     report.unchanged += [i.id for i in unchanged]
     report.duplicates += sorted(duplicate)
+
+
+def _earlier_sources(settings: Settings, source: str) -> set[str]:
+    names = settings.source_names
+    return set(names[: names.index(source)]) if source in names else set()
+
+
+def _held_by_earlier_source(
+    settings: Settings, store: Store, source: str, candidates: list[Candidate]
+) -> tuple[list[Candidate], set[str]]:
+    """Leave out candidates whose id and story a configured earlier source's stored item has.
+
+    Without an id of their own, two sources' copies of one story get the same id (the
+    canonical link); the earlier source's stored copy must not be overwritten by the
+    later one, even when the earlier source could not be read this run.
+    """
+    earlier = _earlier_sources(settings, source)
+    if not earlier or not candidates:
+        return candidates, set()
+    stored = {i.id: i for i in store.items.by_ids([c.item.id for c in candidates])}
+    held: set[str] = set()
+    kept: list[Candidate] = []
+    for cand in candidates:
+        old = stored.get(cand.item.id)
+        if old is not None and old.source in earlier and link_key(old.link) == link_key(cand.item.link):
+            held.add(cand.item.id)
+        else:
+            kept.append(cand)
+    return kept, held
 
 
 def duplicate_ids(settings: Settings, store: Store, source: str, items: list[Item]) -> set[str]:
@@ -197,8 +228,7 @@ def duplicate_ids(settings: Settings, store: Store, source: str, items: list[Ite
     Asked after the source's items are saved, of the store: an earlier source that
     failed this run still has its stored items, and they still win.
     """
-    names = settings.source_names
-    earlier = set(names[: names.index(source)]) if source in names else set()
+    earlier = _earlier_sources(settings, source)
     if not earlier or not items:
         return set()
     stories = store.items.story_sources([i.link for i in items])
@@ -221,28 +251,47 @@ def _accepted(
     settings: Settings,
     result: SourceResult,
     report: IngestReport,
-    seen: dict[str, str],
-) -> list[Candidate]:
-    """Clean every raw item; rejections and warnings go to the report."""
+    seen: dict[str, Claim],
+) -> tuple[list[Candidate], set[str]]:
+    """Clean every raw item; rejections and warnings go to the report.
+
+    Also answers the ids an earlier source claimed in this run for the same story
+    (same canonical link): duplicates, not errors. The same id for another story, or
+    twice in one source, is rejected.
+    """
     report.rejected.extend(result.errors)
     cleaner = ItemCleaner(cfg, settings)
     accepted: list[Candidate] = []
+    duplicates: set[str] = set()
     for raw in result.items:
         try:
             candidate = cleaner.clean(raw)
         except ItemError as e:
             report.rejected.append(e)
             continue
-        first = seen.get(candidate.item.id)
+        item = candidate.item
+        first = seen.get(item.id)
         if first is not None:
-            report.rejected.append(
-                ItemError(raw.origin, f"duplicate id {candidate.item.id!r}: {first} already uses it")
-            )
+            if first.source != cfg.name and first.link_key == link_key(item.link):
+                duplicates.add(item.id)
+            else:
+                report.rejected.append(
+                    ItemError(raw.origin, f"duplicate id {item.id!r}: {first.origin} already uses it")
+                )
             continue
-        seen[candidate.item.id] = raw.origin
+        seen[item.id] = Claim(raw.origin, cfg.name, link_key(item.link))
         accepted.append(candidate)
     report.warnings.extend(cleaner.warnings)
-    return accepted
+    return accepted, duplicates
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Which item took an id first in a run: where it came from, its source and its story."""
+
+    origin: str
+    source: str
+    link_key: str
 
 
 # -- new, changed or unchanged ------------------------------------------------------

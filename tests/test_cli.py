@@ -441,6 +441,12 @@ def test_items_hide_of_an_unknown_id_fails_with_a_clear_line(site: Path) -> None
     assert r.stderr.strip() == (
         "error: item 'no-such-item': no stored item has this id; 'publisher items' lists them"
     )
+    # --config given to the group reaches the subcommand too.
+    moved = site / "elsewhere"
+    moved.mkdir()
+    (moved / "c.toml").write_text("[site]\ntimezone = 'Nowhere/Else'\n")
+    bad = cli(site, "items", "--config", "elsewhere/c.toml", "hide", "no-such-item")
+    assert bad.returncode == 2 and "site.timezone" in bad.stderr
 
 
 def test_ingest_json_counts_duplicates_per_source(site: Path) -> None:
