@@ -30,7 +30,6 @@ log = logging.getLogger("publisher.web.admin")
 OVERVIEW_TEMPLATE = "web/admin/lists.html.j2"
 LIST_TEMPLATE = "web/admin/list.html.j2"
 BASE = f"{PREFIX}/lists"
-LANGUAGES = {"en": "English", "fr": "Français", "es": "Español"}
 
 NOTICES = {
     "test-sent": "A test copy of {name} was sent.",
@@ -66,7 +65,7 @@ def _slug(request: Request, ctx: AdminContext) -> str | None:
 
 def _language(request: Request, ctx: AdminContext) -> str:
     wanted = request.query_params.get("language", "")
-    return wanted if wanted in LANGUAGES else ctx.publisher.settings.site.language
+    return wanted if wanted in ctx.publisher.page_languages else ctx.publisher.settings.site.language
 
 
 async def overview(_request: Request, ctx: AdminContext) -> Response:
@@ -91,7 +90,7 @@ async def show(request: Request, ctx: AdminContext, *, error: str = "", address:
         status=422 if error else 200,
         lst=found,
         language=language,
-        languages=LANGUAGES,
+        languages=ctx.publisher.page_languages,
         preview=preview,
         problem=problem,
         error=error,
@@ -123,7 +122,7 @@ async def send_test(request: Request, ctx: AdminContext) -> Response:
         return not_found()
     address = ctx.field("address").strip()[:320]
     language = ctx.field("language")
-    if language not in LANGUAGES:
+    if language not in ctx.publisher.page_languages:
         language = ctx.publisher.settings.site.language
     try:
         result = await ctx.publisher.send_test_copy(slug, address, language)

@@ -38,7 +38,6 @@ IMPORT_TEMPLATE = "web/admin/subscriber_import.html.j2"
 BASE = f"{PREFIX}/subscribers"
 PER_PAGE = 50
 UPLOAD_MAX_BYTES = 20 * 1024 * 1024
-LANGUAGES = ("en", "fr", "es")
 
 NOTICES = {
     "subscriber-added": "{name} is subscribed.",
@@ -102,7 +101,7 @@ async def search(
         found=found,
         lists=ctx.publisher.list_names,
         chosen_list=wanted if wanted in ctx.publisher.list_names else "",
-        languages=LANGUAGES,
+        languages=list(ctx.publisher.page_languages),
         error=error,
         form=form or {},
     )
