@@ -22,7 +22,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from publisher import admin_auth, digests, signups, subscriptions
 from publisher.admin_auth import AdminSession, AuditEntry, LoginOutcome, LoginResult
-from publisher.archive import build_archive
+from publisher.archive import build_archive, issue_url
 from publisher.bounces.apply import apply_feedback, suppress_address, unsuppress_address
 from publisher.bounces.process import BounceRunReport, open_mailbox, process_bounces
 from publisher.bounces.webhooks import SnsVerifier, WebhookResult, handle_webhook
@@ -30,7 +30,7 @@ from publisher.checks import CheckReport, check_settings
 from publisher.config import ScheduleConfig, Settings
 from publisher.config_edit import ScheduleEdit, plan_schedule_edit, save_schedule_edit
 from publisher.dashboard import Dashboard, dashboard
-from publisher.digests import DigestReport, Preview, Requeued
+from publisher.digests import DigestReport, IssuePreview, Preview, Requeued
 from publisher.errors import ConfigError, ItemError, MailError, SchedulerError
 from publisher.feeds import BuildReport, build_feeds
 from publisher.i18n import LANGUAGE_NAMES, normalise_language
@@ -44,8 +44,10 @@ from publisher.models import (
     DeliveryStatus,
     FeedbackEvent,
     FeedbackOutcome,
+    IngestRejection,
     JobKind,
     ListedItem,
+    SourceState,
     Subscriber,
     SubscriptionStatus,
 )
@@ -59,9 +61,10 @@ from publisher.spamcheck import SpamReport, check_message, find_spamassassin
 from publisher.store import Store
 from publisher.store.issues import IssueSummary
 from publisher.store.runs import JobRun, ScheduleState
-from publisher.store.subscribers import SubscriberRecord
-from publisher.subscriptions import ImportReport, Progress
+from publisher.store.subscribers import DeliveryRecord, SubscriberMatch, SubscriberRecord
+from publisher.subscriptions import ImportCheck, ImportReport, Progress
 from publisher.templating import make_environment, render_template, translator
+from publisher.uploads import HeldUploads
 
 __all__ = [
     "AdminSession",
@@ -117,6 +120,59 @@ class ItemChange:
     item: ListedItem
     changed: bool  # False: it already was hidden (or shown)
     build: BuildReport | None  # None when nothing changed or no build was asked
+
+
+@dataclass(frozen=True, slots=True)
+class IssueLine:
+    """One past issue of a list with its counts, and its archive page ('' when it has none)."""
+
+    summary: IssueSummary
+    archive_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListOverview:
+    """A list as the console's Lists page shows it: subscribers by status and past issues."""
+
+    slug: str
+    name: str
+    public: bool
+    schedule: str | None
+    languages: tuple[str, ...]
+    subscribers: Mapping[str, int]
+    issues: tuple[IssueLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberPage:
+    """One page of a subscriber search: the matches, how many in all, and where we are."""
+
+    text: str
+    matches: list[SubscriberMatch]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+@dataclass(frozen=True, slots=True)
+class HeldImport:
+    """A subscriber file uploaded to the console and checked, waiting for "commit"."""
+
+    id: str
+    list_slug: str
+    check: ImportCheck
+
+
+@dataclass(frozen=True, slots=True)
+class IngestProblems:
+    """What went wrong in the sources' last reads: failed sources and rejected items."""
+
+    failed: list[SourceState]
+    rejected: list[IngestRejection]
 
 
 class Publisher:
@@ -221,6 +277,12 @@ class Publisher:
         built = self.build() if build and before != hidden else None
         return ItemChange(listed, changed=before != hidden, build=built)
 
+    def ingest_problems(self) -> IngestProblems:
+        """The sources whose last read failed (with the error) and the items last rejected."""
+        names = self.settings.source_names
+        failed = [s for s in self.store.sources.all() if s.last_error and s.name in names]
+        return IngestProblems(failed, self.store.sources.rejections(names))
+
     def feed_urls(self) -> list[str]:
         """The public URL of every feed file the build writes (for start-up banners)."""
         base = self.settings.site.base_url
@@ -315,9 +377,40 @@ class Publisher:
         """``digest send --dry-run``: what a send would do now; records nothing."""
         return digests.dry_run(self.settings, self.store, self.clock, list_slug)
 
-    async def send_test_copy(self, list_slug: str, address: str) -> SendResult | None:
+    async def send_test_copy(
+        self, list_slug: str, address: str, language: str | None = None
+    ) -> SendResult | None:
         """``digest send --to``: what a preview shows, to one address, marked [TEST]."""
-        return await digests.send_test_copy(self.settings, self.store, self.clock, list_slug, address)
+        return await digests.send_test_copy(
+            self.settings, self.store, self.clock, list_slug, address, language
+        )
+
+    def preview_issue(self, list_slug: str, language: str) -> IssuePreview:
+        """The console's preview: the next issue in a catalogue ``language``, in memory."""
+        if language not in LANGUAGE_NAMES:
+            raise ConfigError(f"language {language!r}: choose one of {', '.join(LANGUAGE_NAMES)}")
+        return digests.render_preview(self.settings, self.store, self.clock, list_slug, language)
+
+    def lists_overview(self, issues: int = 10) -> list[ListOverview]:
+        """Every configured list with its subscribers by status and its ``issues`` latest issues."""
+        found = []
+        for lst in self.settings.lists:
+            lines = tuple(
+                IssueLine(s, issue_url(self.settings, lst, s.period_key) if s.sent else "")
+                for s in self.store.issues.summaries(lst.slug, issues)
+            )
+            found.append(
+                ListOverview(
+                    lst.slug,
+                    lst.name,
+                    lst.public,
+                    lst.schedule,
+                    tuple(lst.languages),
+                    self.store.subscribers.counts_by_status(lst.slug),
+                    lines,
+                )
+            )
+        return found
 
     def digest_status(self, list_slug: str | None = None, limit: int = 20) -> list[IssueSummary]:
         """``digest status``: issues, newest first, with their delivery counts."""
@@ -386,9 +479,72 @@ class Publisher:
         """``subscribers show``: status per list, consent, attributes and history."""
         return subscriptions.show(self.store, email)
 
+    def search_subscribers(self, text: str = "", page: int = 1, per_page: int = 50) -> SubscriberPage:
+        """The console's search: addresses or names containing ``text``, by address, paged."""
+        page = max(1, page)
+        matches, total = self.store.subscribers.search(text.strip()[:200], per_page, (page - 1) * per_page)
+        return SubscriberPage(text, matches, total, page, per_page)
+
+    def subscriber_record(self, subscriber_id: int) -> SubscriberRecord | None:
+        """One subscriber by id (the console's subscriber page; addresses stay out of URLs)."""
+        return self.store.subscribers.record(subscriber_id)
+
+    def subscriber_deliveries(self, subscriber_id: int) -> list[DeliveryRecord]:
+        """Every digest delivery to one subscriber, oldest first."""
+        return self.store.subscribers.deliveries_since(subscriber_id, datetime(1970, 1, 1, tzinfo=UTC))
+
+    def _uploads(self) -> HeldUploads:
+        folder = self.settings.path.parent if self.settings.path else Path.cwd()
+        return HeldUploads(folder / "var" / "uploads")
+
+    def hold_import(self, list_slug: str, name: str, data: bytes, username: str) -> HeldImport:
+        """Keep an uploaded subscriber file on the server and check it; nothing is imported.
+
+        An unreadable file (no ``email`` column, not a CSV) is dropped again and its
+        SubscriberError raised, so nothing lingers for a commit.
+        """
+        self.settings.list_config(list_slug)
+        uploads = self._uploads()
+        held = uploads.hold(data, name, list_slug, username, self.clock())
+        try:
+            check = subscriptions.check_import(self.settings, list_slug, held.path)
+        except Exception:
+            uploads.drop(held.id)
+            raise
+        return HeldImport(held.id, list_slug, check)
+
+    def held_import(self, upload_id: str, username: str) -> HeldImport:
+        """A held upload of ``username``, checked again; SubscriberError if gone or another's."""
+        held = self._uploads().get(upload_id, username, self.clock())
+        return HeldImport(
+            held.id, held.list_slug, subscriptions.check_import(self.settings, held.list_slug, held.path)
+        )
+
+    def commit_import(self, upload_id: str, username: str) -> ImportReport:
+        """Import a held upload exactly as checked (``subscribers import``), then drop it."""
+        uploads = self._uploads()
+        held = uploads.get(upload_id, username, self.clock())
+        report = self.import_subscribers(held.list_slug, held.path)
+        uploads.drop(upload_id)
+        return report
+
+    def discard_import(self, upload_id: str, username: str) -> str:
+        """Drop a held upload without importing it; the list it was for."""
+        uploads = self._uploads()
+        held = uploads.get(upload_id, username, self.clock())
+        uploads.drop(held.id)
+        return held.list_slug
+
     def forget_subscriber(self, email: str) -> bool:
-        """``subscribers forget``: erase personal data, keep a hash so imports stay suppressed."""
-        return subscriptions.forget(self.store, email, now=self.clock())
+        """``subscribers forget``: erase personal data, keep a hash so imports stay suppressed.
+
+        The console's audit lines named the address; it is replaced there by "forgotten"
+        (each line keeps the subscriber's ``#id``), so the log keeps no personal data either.
+        """
+        forgotten = subscriptions.forget(self.store, email, now=self.clock())
+        if forgotten:
+            self.store.admin.scrub_audit(subscriptions.normalise_address(email), "forgotten")
+        return forgotten
 
     def pending_signups(self, list_slug: str | None = None) -> list[PendingSignup]:
         """``subscribers pending``: unconfirmed sign-ups, oldest first, with their consent."""
@@ -594,6 +750,10 @@ class Publisher:
     def audit_log(self, limit: int = 100, offset: int = 0) -> list[AuditEntry]:
         """The audit log, newest first."""
         return self.store.admin.audit_log(limit, offset)
+
+    def audit_mentioning(self, text: str, limit: int = 50) -> list[AuditEntry]:
+        """Audit lines whose detail names ``text`` (a subscriber's address), newest first."""
+        return self.store.admin.audit_mentioning(text, limit) if text else []
 
     def audit_count(self) -> int:
         return self.store.admin.audit_count()

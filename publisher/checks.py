@@ -41,6 +41,13 @@ PAGE_TEMPLATES = (
     "web/admin/schedule_edit.html.j2",
     "web/admin/jobs.html.j2",
     "web/admin/audit.html.j2",
+    "web/admin/lists.html.j2",
+    "web/admin/list.html.j2",
+    "web/admin/subscribers.html.j2",
+    "web/admin/subscriber.html.j2",
+    "web/admin/subscriber_forget.html.j2",
+    "web/admin/subscriber_import.html.j2",
+    "web/admin/items.html.j2",
     "web/admin/admin.css",
     "email/confirm.html.j2",  # the sign-up confirmation mail
     "email/confirm.txt.j2",

@@ -330,6 +330,55 @@ def preview(settings: Settings, store: Store, clock: Clock, list_slug: str, out_
     return Preview(list_slug, len(held.shown), 1, subject, [html, eml], omitted=len(held.omitted))
 
 
+@dataclass(frozen=True, slots=True)
+class IssuePreview:
+    """The next issue as one subscriber in ``language`` would get it, kept in memory (the console).
+
+    ``size`` is the whole message in bytes, as it would go to the relay (Gmail clips
+    HTML over 102 KB, so admins want to see it before a send).
+    """
+
+    list_slug: str
+    language: str
+    subject: str
+    html: str
+    text: str
+    size: int
+    items: int
+    omitted: int
+
+
+def render_preview(
+    settings: Settings, store: Store, clock: Clock, list_slug: str, language: str
+) -> IssuePreview:
+    """What :func:`preview` writes, in ``language``, for a made-up subscriber; records nothing.
+
+    A made-up subscriber (never a real one) so a console preview shows nobody's address or
+    links; the mail is rendered and personalised exactly as a send would do it.
+    """
+    list_cfg = settings.list_config(list_slug)
+    subscriber = sample_subscriber(settings, store, list_cfg, "subscriber@example.org")
+    subscriber.language = language
+    subscriber.name = "Sample Subscriber"
+    now = clock()
+    held = next_issue_items(settings, store, list_cfg, now)
+    rendered = render_held(settings, list_cfg, held, language=language, now=now)
+    _mid, data = rendered.personalise(subscriber, delivery_id=0)
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    parts = [message.get_body(preferencelist=(kind,)) for kind in ("html", "plain")]
+    html, text = (str(part.get_content()) if part is not None else "" for part in parts)
+    return IssuePreview(
+        list_slug,
+        language,
+        str(message["Subject"]),
+        html,
+        text,
+        len(data),
+        len(held.shown),
+        len(held.omitted),
+    )
+
+
 def dry_run(settings: Settings, store: Store, clock: Clock, list_slug: str) -> Preview:
     """What ``digest send`` would do now: items, recipients, subject. Records nothing."""
     list_cfg = settings.list_config(list_slug)
@@ -346,11 +395,22 @@ def dry_run(settings: Settings, store: Store, clock: Clock, list_slug: str) -> P
 
 
 async def send_test_copy(
-    settings: Settings, store: Store, clock: Clock, list_slug: str, address: str
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    list_slug: str,
+    address: str,
+    language: str | None = None,
 ) -> SendResult | None:
-    """Send what a preview shows to ``address`` only, marked ``[TEST]``; records nothing."""
+    """Send what a preview shows to ``address`` only, marked ``[TEST]``; records nothing.
+
+    ``language`` (default: the site's) picks the catalogue language of the copy, so an
+    admin can check the French issue in a real mail client.
+    """
     list_cfg = settings.list_config(list_slug)
     subscriber = sample_subscriber(settings, store, list_cfg, normalise_address(address))
+    if language is not None:
+        subscriber.language = language
     now = clock()
     held = next_issue_items(settings, store, list_cfg, now)
     rendered = render_held(

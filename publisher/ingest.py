@@ -167,7 +167,9 @@ def _ingest_source(
     if result.left_out:
         counts.left_out = result.left_out
         report.warnings.append(_left_out_warning(cfg, result))
+    before = len(report.rejected)
     candidates, same_id = _accepted(cfg, settings, result, report, seen)
+    store.sources.record_rejections(cfg.name, now, [(e.where, e.reason) for e in report.rejected[before:]])
     candidates, held = _held_by_earlier_source(settings, store, cfg.name, candidates)
     same_id |= held
     new, changed, unchanged = classify(store, candidates, now)

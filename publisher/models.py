@@ -111,6 +111,16 @@ class ListedItem:
 
 
 @dataclass(frozen=True, slots=True)
+class IngestRejection:
+    """One item a source's last read rejected: where it is and why (the fix)."""
+
+    source: str
+    at: datetime
+    origin: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class SourceState:
     """What the store remembers of a source: HTTP validators and its last fetch."""
 

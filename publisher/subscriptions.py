@@ -433,6 +433,31 @@ def import_csv(
     )
 
 
+@dataclass(slots=True)
+class ImportCheck:
+    """What importing a file would do, read before anything is written (the console's upload).
+
+    ``rows`` counts the file's data rows: ``addresses`` distinct good ones, ``duplicates``
+    later rows merged into an earlier one, ``rejected`` one error per bad row with its
+    line and reason. A file whose header is unusable raises SubscriberError instead.
+    """
+
+    list_slug: str
+    file_name: str
+    rows: int
+    addresses: int
+    duplicates: list[SubscriberError] = field(default_factory=list)
+    rejected: list[SubscriberError] = field(default_factory=list)
+
+
+def check_import(settings: Settings, list_slug: str, path: Path) -> ImportCheck:
+    """Read and validate a subscriber file exactly as :func:`import_csv` will; write nothing."""
+    settings.list_config(list_slug)
+    rows, duplicates, rejected = read_subscriber_csv(path)
+    total = len(rows) + len(duplicates) + len(rejected)
+    return ImportCheck(list_slug, path.name, total, len(rows), duplicates, rejected)
+
+
 # -- who a list cannot serve -----------------------------------------------------------
 
 

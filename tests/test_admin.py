@@ -173,6 +173,9 @@ def admin_paths(publisher: Publisher) -> list[tuple[str, str]]:
         if route.path in ("/admin/login", "/admin/admin.css"):
             continue
         path = route.path.replace("{name}", "weekly-digest")
+        path = path.replace("{slug}", "weekly")
+        path = path.replace("{id:int}", "1")
+        path = path.replace("{upload}", "0123456789abcdef0123456789abcdef")
         assert "{" not in path, f"fill in the parameter of {route.path} here"
         for method in sorted(route.methods or []):
             if method != "HEAD":
@@ -193,6 +196,26 @@ def test_the_console_has_the_pages_of_issue_11(console: Console) -> None:
         ("GET", "/admin/jobs"),
         ("GET", "/admin/audit"),
         ("POST", "/admin/logout"),
+        ("GET", "/admin/lists"),
+        ("GET", "/admin/lists/weekly"),
+        ("GET", "/admin/lists/weekly/preview.html"),
+        ("POST", "/admin/lists/weekly/test"),
+        ("POST", "/admin/lists/weekly/export"),
+        ("GET", "/admin/subscribers"),
+        ("POST", "/admin/subscribers/add"),
+        ("POST", "/admin/subscribers/import"),
+        ("GET", "/admin/subscribers/import/0123456789abcdef0123456789abcdef"),
+        ("POST", "/admin/subscribers/import/0123456789abcdef0123456789abcdef/commit"),
+        ("POST", "/admin/subscribers/import/0123456789abcdef0123456789abcdef/discard"),
+        ("GET", "/admin/subscribers/1"),
+        ("POST", "/admin/subscribers/1/unsubscribe"),
+        ("POST", "/admin/subscribers/1/suppress"),
+        ("POST", "/admin/subscribers/1/unsuppress"),
+        ("GET", "/admin/subscribers/1/forget"),
+        ("POST", "/admin/subscribers/1/forget"),
+        ("GET", "/admin/items"),
+        ("POST", "/admin/items/hide"),
+        ("POST", "/admin/items/unhide"),
     ]:
         assert wanted in paths
 

@@ -138,6 +138,28 @@ class AdminStore:
             ).all()
         return [AuditEntry(r.id, r.at, r.username, r.action, r.detail, r.client) for r in rows]
 
+    def audit_mentioning(self, text: str, limit: int = 50) -> list[AuditEntry]:
+        """The newest entries whose detail contains ``text`` (an address), newest first."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(admin_audit)
+                .where(admin_audit.c.detail.like(pattern, escape="\\"))
+                .order_by(admin_audit.c.id.desc())
+                .limit(limit)
+            ).all()
+        return [AuditEntry(r.id, r.at, r.username, r.action, r.detail, r.client) for r in rows]
+
+    def scrub_audit(self, text: str, replacement: str) -> int:
+        """Replace ``text`` (a forgotten address) in every audit line's detail; lines changed."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(admin_audit)
+                .where(admin_audit.c.detail.contains(text, autoescape=True))
+                .values(detail=func.replace(admin_audit.c.detail, text, replacement))
+            )
+        return int(result.rowcount or 0)
+
     def audit_count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(admin_audit)).scalar_one())

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, case, exists, false, func, select, true, update
+from sqlalchemy import ColumnElement, Engine, and_, case, delete, exists, false, func, select, true, update
 from sqlalchemy.engine import Row
 
-from publisher.models import Item, ItemState, ListedItem, SourceState
-from publisher.store.tables import items, source_state
+from publisher.models import IngestRejection, Item, ItemState, ListedItem, SourceState
+from publisher.store.tables import ingest_rejections, items, source_state
 from publisher.text import canonical_link
 
 _ITEM_COLUMNS = (
@@ -263,6 +263,28 @@ class SourceStateStore:
                 conn.execute(source_state.insert().values(name=name, **values))
             else:
                 conn.execute(update(source_state).where(source_state.c.name == name).values(**values))
+
+    def record_rejections(self, name: str, now: datetime, rejected: Sequence[tuple[str, str]]) -> None:
+        """Replace the source's rejected items (origin, reason) by those of this read."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(ingest_rejections).where(ingest_rejections.c.source == name))
+            if rejected:
+                conn.execute(
+                    ingest_rejections.insert(),
+                    [{"source": name, "at": now, "origin": o, "reason": r} for o, r in rejected],
+                )
+
+    def rejections(self, sources: Sequence[str], limit: int = 200) -> list[IngestRejection]:
+        """The configured sources' rejected items from their last read, in config order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ingest_rejections)
+                .where(ingest_rejections.c.source.in_(list(sources)))
+                .order_by(ingest_rejections.c.id)
+            ).all()
+        order = {name: i for i, name in enumerate(sources)}
+        rows = sorted(rows, key=lambda r: order.get(r.source, len(order)))[:limit]
+        return [IngestRejection(r.source, r.at, r.origin, r.reason) for r in rows]
 
 
 def _source_state(row: Row[Any]) -> SourceState:

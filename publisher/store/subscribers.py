@@ -135,6 +135,23 @@ class DeliveryRecord:
 
 
 @dataclass(slots=True, frozen=True)
+class SubscriberMatch:
+    """One address found by a console search, with its status on each list."""
+
+    id: int
+    email: str | None
+    name: str
+    language: str
+    lists: Mapping[str, SubscriptionStatus]
+
+
+def like_pattern(text: str) -> str:
+    """``text`` as a LIKE pattern matching it anywhere, its own ``%``, ``_`` and ``\\`` literal."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@dataclass(slots=True, frozen=True)
 class ExportRow:
     """One subscription of a list with its subscriber, as a CSV export writes it."""
 
@@ -399,6 +416,40 @@ class SubscriberStore:
                 for f in feedback
             ),
         )
+
+    def search(self, text: str, limit: int, offset: int = 0) -> tuple[list[SubscriberMatch], int]:
+        """Subscribers whose address or name contains ``text`` (any case), by address; and how many.
+
+        Forgotten subscribers have neither and are never found. ``text`` is matched
+        literally (``%`` and ``_`` are not wildcards).
+        """
+        where: ColumnElement[bool] = subscribers.c.email.is_not(None)
+        if text:
+            pattern = like_pattern(text.lower())
+            where = and_(
+                where,
+                func.lower(subscribers.c.email).like(pattern, escape="\\")
+                | func.lower(subscribers.c.name).like(pattern, escape="\\"),
+            )
+        with self.engine.connect() as conn:
+            total = int(conn.execute(select(func.count()).select_from(subscribers).where(where)).scalar_one())
+            rows = conn.execute(
+                select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.language)
+                .where(where)
+                .order_by(subscribers.c.email, subscribers.c.id)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            statuses: dict[int, dict[str, SubscriptionStatus]] = {r.id: {} for r in rows}
+            if rows:
+                for s in conn.execute(
+                    select(subscriptions.c.subscriber_id, subscriptions.c.list_slug, subscriptions.c.status)
+                    .where(subscriptions.c.subscriber_id.in_(list(statuses)))
+                    .order_by(subscriptions.c.list_slug)
+                ):
+                    statuses[s.subscriber_id][s.list_slug] = SubscriptionStatus(s.status)
+        found = [SubscriberMatch(r.id, r.email, r.name, r.language, statuses[r.id]) for r in rows]
+        return found, total
 
     def deliveries_since(self, subscriber_id: int, since: datetime) -> list[DeliveryRecord]:
         """The subscriber's deliveries last changed at or after ``since``, oldest first."""

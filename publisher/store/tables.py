@@ -110,6 +110,20 @@ source_state = Table(
     Column("item_count", Integer, nullable=False, default=0),
 )
 
+# The items a source's last read rejected (missing date, bad link, duplicate id ...),
+# replaced at each read that parsed the source, so the console can list them with the
+# fix; a failed or not-modified read keeps the previous ones.
+ingest_rejections = Table(
+    "ingest_rejections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("origin", Text, nullable=False),  # the item's file or URL
+    Column("reason", Text, nullable=False),
+    Index("ix_ingest_rejections_source", "source"),
+)
+
 subscribers = Table(
     "subscribers",
     metadata,

@@ -10,16 +10,32 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from publisher.app import Publisher
-from publisher.web import admin_audit, admin_dashboard, admin_jobs, admin_schedules
+from publisher.web import (
+    admin_audit,
+    admin_dashboard,
+    admin_items,
+    admin_jobs,
+    admin_lists,
+    admin_schedules,
+    admin_subscribers,
+)
 from publisher.web.admin import PREFIX, AdminConsole, NavEntry, Reload, ReloadScope
 
 NAV = (
     NavEntry("Dashboard", f"{PREFIX}/"),
     NavEntry("Schedules", f"{PREFIX}/schedules"),
+    NavEntry("Lists", f"{PREFIX}/lists"),
+    NavEntry("Subscribers", f"{PREFIX}/subscribers"),
+    NavEntry("Items", f"{PREFIX}/items"),
     NavEntry("Jobs", f"{PREFIX}/jobs"),
     NavEntry("Audit log", f"{PREFIX}/audit"),
 )
-NOTICES = {**admin_schedules.NOTICES}
+NOTICES = {
+    **admin_schedules.NOTICES,
+    **admin_lists.NOTICES,
+    **admin_subscribers.NOTICES,
+    **admin_items.NOTICES,
+}
 
 
 def routes(
@@ -31,6 +47,9 @@ def routes(
         *console.routes(),
         *admin_dashboard.routes(console),
         *admin_schedules.routes(console),
+        *admin_lists.routes(console),
+        *admin_subscribers.routes(console),
+        *admin_items.routes(console),
         *admin_jobs.routes(console),
         *admin_audit.routes(console),
     ]
