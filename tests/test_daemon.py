@@ -341,6 +341,11 @@ connections = 2
 [delivery]
 batch_size = 20
 
+[[sources]]
+name = "sample"
+type = "directory"
+path = "content"
+
 [[lists]]
 slug = "weekly"
 name = "Weekly"

@@ -355,6 +355,10 @@ def test_sigkill_mid_issue_then_rerun_serves_everyone_once(
             [delivery]
             journal_dir = "{tmp_path / "journal"}"
             batch_size = 50
+            [[sources]]
+            name = "sample"
+            type = "directory"
+            path = "content"
             [[lists]]
             slug = "weekly"
             name = "Weekly"
