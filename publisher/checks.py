@@ -33,6 +33,7 @@ PAGE_TEMPLATES = (
     "web/archive_index.html.j2",
     "web/archive_list.html.j2",
     "web/signup.html.j2",
+    "web/feed.xsl.j2",  # the page a browser shows for a feed
     "email/confirm.html.j2",  # the sign-up confirmation mail
     "email/confirm.txt.j2",
 )

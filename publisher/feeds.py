@@ -16,6 +16,12 @@ A category whose newest items did not change is not rendered again: a small stat
 size and mtime of the file that came out. Anything that does not match (new or edited
 item, other settings, a file touched or removed by hand) renders the feed again, and
 then the bytes comparison decides whether it is written.
+
+Around the feeds (each in its own module): RFC 5005 archive pages planned by
+:mod:`publisher.feed_archives`, WebSub ``hub`` links, per-language feeds, the
+``xml-stylesheet`` page of :mod:`publisher.feed_extensions`, and the manifest of
+:mod:`publisher.build_manifest` that deletes files an earlier build wrote and this one
+no longer does.
 """
 
 from __future__ import annotations
@@ -41,9 +47,12 @@ import nh3
 from feedgen.feed import FeedGenerator
 from markupsafe import Markup
 
+from publisher.build_manifest import MANIFEST_FILE, load_manifest, prune, save_manifest
 from publisher.config import CategoryConfig, Settings
 from publisher.errors import PublisherError
-from publisher.i18n import normalise_language
+from publisher.feed_archives import ArchivePage, archive_pages, feed_keys, newest_ids, page_path
+from publisher.feed_extensions import Link, extend, set_entry_language, with_stylesheet
+from publisher.i18n import language_name, normalise_language
 from publisher.models import Item
 from publisher.store import Store
 from publisher.templating import html_to_text, make_environment, render_template, translator
@@ -51,6 +60,9 @@ from publisher.text import XML_UNSAFE
 from publisher.text import xml_safe as clean_text
 
 INDEX_TEMPLATE = "web/index.html.j2"
+STYLESHEET_TEMPLATE = "web/feed.xsl.j2"
+#: The page browsers show for RSS and Atom files, at the root of the output folder.
+STYLESHEET_FILE = "feed.xsl"
 
 #: ``updated`` of a feed that has no item yet. A fixed date keeps empty feeds
 #: byte-identical across builds; it is not the epoch because the W3C validator warns
@@ -105,6 +117,9 @@ class FeedFile:
     path: str  # relative to output_dir, e.g. "feeds/news.atom.xml"
     url: str
     title: str
+    links: tuple[Link, ...] = ()  # hub, prev-archive; on archive pages current, next-archive
+    archive: bool = False  # an RFC 5005 archive page: <fh:archive/>
+    language: str = ""  # a per-language feed's language (hreflang); "" for every language
 
 
 @dataclass(slots=True)
@@ -116,6 +131,7 @@ class Channel:
     name: str  # the category's own name, e.g. "News"
     items: list[Item]
     files: list[FeedFile]
+    language: str = ""  # the feed's language; "" is the site's (the feed of every language)
 
     @property
     def updated(self) -> datetime:
@@ -128,6 +144,8 @@ class BuildReport:
 
     written: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
+    deleted: list[Path] = field(default_factory=list)  # written by an earlier build, no longer
+    feeds_changed: list[str] = field(default_factory=list)  # public URLs (WebSub pings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,45 +158,128 @@ class _Site:
     timezone: ZoneInfo
     root: str  # base_url + "/": the index page, and the base of relative links
     categories: dict[str, CategoryConfig]
+    stylesheet: str  # the xml-stylesheet href: base_url's path + "/feed.xsl"
+    hubs: tuple[str, ...]
 
 
 # -- entry point --------------------------------------------------------------------
 
 
 def build_feeds(settings: Settings, store: Store) -> BuildReport:
-    """Write every feed, feeds.opml and index.html; only files whose bytes changed."""
+    """Write every feed, its archive pages, feeds.opml, index.html and feed.xsl; only
+    files whose bytes changed; then delete the files an earlier build wrote that no
+    longer belong."""
     site = _site(settings)
     out = settings.feeds.output_dir
-    channels = [_channel(settings, site, store, None)]
-    channels += [_channel(settings, site, store, cat) for cat in settings.categories]
+    history = store.items.history()
     state = _load_state(out)
+    previous = load_manifest(out, fallback=[*state, "feeds.opml", "index.html"])
     new_state: dict[str, Any] = {}
     report = BuildReport()
-    for ch in channels:
-        _emit_channel(out, site, ch, state, new_state, report)
+    channels: list[Channel] = []
+    for language in ["", *settings.feeds.languages]:
+        for cat in [None, *settings.categories]:
+            keys = feed_keys(history, cat.slug if cat else None, language or None)
+            name = _feed_name(cat.slug if cat else "all", language)
+            pages = archive_pages(name, keys, settings.feeds.max_items, settings.feeds.archive_page_size)
+            ch = _channel(settings, site, store, cat, language, newest_ids(keys, settings.feeds.max_items), pages)
+            for f, written in zip(ch.files, _emit_channel(out, site, ch, state, new_state, report), strict=True):
+                if written:
+                    report.feeds_changed.append(f.url)
+            for page in pages:
+                _emit_archive_page(out, site, store, ch, name, page, state, new_state, report)
+            channels.append(ch)
     _emit(out / "feeds.opml", render_opml(site, channels), report)
     _emit(out / "index.html", render_index(settings, site, channels), report)
+    _emit(out / STYLESHEET_FILE, render_stylesheet(settings), report)
     _save_state(out, new_state)
+    current = {p.relative_to(out).as_posix() for p in [*report.written, *report.unchanged]}
+    report.deleted = prune(out, previous, current)
+    write_if_changed(out / MANIFEST_FILE, save_manifest(out, current))
     return report
+
+
+def _feed_name(slug: str, language: str) -> str:
+    """The name in feeds/{name}.*: "news", or "fr/news" for a language's feed."""
+    return f"{language}/{slug}" if language else slug
 
 
 def _emit_channel(
     out: Path, site: _Site, ch: Channel, state: dict[str, Any], new_state: dict[str, Any], report: BuildReport
-) -> None:
-    """Write one channel's files unless its fingerprint and files are as last time."""
+) -> list[bool]:
+    """Write one channel's files unless its fingerprint and files are as last time;
+    whether each file was written."""
     fingerprint = _fingerprint(site, ch)
+    written: list[bool] = []
     for f in ch.files:
         path = out / f.path
         recorded = state.get(f.path)
         if recorded and recorded[0] == fingerprint and recorded[1:] == _stat_key(path):
             report.unchanged.append(path)
+            written.append(False)
         else:
-            _emit(path, RENDERERS[f.format.name](site, ch, f), report)
+            written.append(_emit(path, RENDERERS[f.format.name](site, ch, f), report))
+        new_state[f.path] = [fingerprint, *_stat_key(path)]
+    return written
+
+
+def _emit_archive_page(
+    out: Path,
+    site: _Site,
+    store: Store,
+    ch: Channel,
+    name: str,
+    page: ArchivePage,
+    state: dict[str, Any],
+    new_state: dict[str, Any],
+    report: BuildReport,
+) -> None:
+    """Write one archive page in every format; its items are read only when it changed.
+
+    The page's fingerprint (its ids and content hashes, whether a newer page exists)
+    stands in for the items, so a full page costs a stat per format and no query.
+    """
+    files = [_archive_file(site, ch, f, name, page) for f in ch.files]
+    head = hashlib.sha256(repr([_code_version(), site, ch.title, files]).encode()).hexdigest()
+    fingerprint = f"{head}:{page.fingerprint}"
+    todo = [f for f in files if (state.get(f.path) or [None])[0:1] != [fingerprint]
+            or state[f.path][1:] != _stat_key(out / f.path)]
+    if todo:
+        items = store.items.by_ids(page.ids)  # oldest first, as RFC 5005 pages go
+        page_channel = Channel(ch.slug, ch.title, ch.name, items, files, ch.language)
+    for f in files:
+        path = out / f.path
+        if f in todo:
+            _emit(path, RENDERERS[f.format.name](site, page_channel, f), report)
+        else:
+            report.unchanged.append(path)
         new_state[f.path] = [fingerprint, *_stat_key(path)]
 
 
-def _emit(path: Path, data: bytes, report: BuildReport) -> None:
-    (report.written if write_if_changed(path, data) else report.unchanged).append(path)
+def _archive_file(site: _Site, ch: Channel, current: FeedFile, name: str, page: ArchivePage) -> FeedFile:
+    """Archive page ``page`` of feed file ``current``, with its RFC 5005 links."""
+    suffix = current.format.suffix
+    links: list[Link] = [("current", current.url)]
+    if page.number > 1:
+        links.append(("prev-archive", site.root + page_path(name, page.number - 1, suffix)))
+    if page.has_next:
+        links.append(("next-archive", site.root + page_path(name, page.number + 1, suffix)))
+    path = page_path(name, page.number, suffix)
+    return FeedFile(
+        format=current.format,
+        path=path,
+        url=site.root + path,
+        title=f"{current.title}, archive {page.number}",
+        links=tuple(links),
+        archive=True,
+        language=current.language,
+    )
+
+
+def _emit(path: Path, data: bytes, report: BuildReport) -> bool:
+    written = write_if_changed(path, data)
+    (report.written if written else report.unchanged).append(path)
+    return written
 
 
 # -- reading ------------------------------------------------------------------------
@@ -193,24 +294,47 @@ def _site(settings: Settings) -> _Site:
         timezone=s.tz,
         root=s.base_url + "/",
         categories={c.slug: c for c in settings.categories},
+        # A path, not a URL: browsers apply a stylesheet of the feed's own origin only,
+        # and the path keeps base_url's prefix (https://example.org/news/feed.xsl).
+        stylesheet=urlsplit(s.base_url).path + "/" + STYLESHEET_FILE,
+        hubs=tuple(settings.feeds.websub_hubs),
     )
 
 
-def _channel(settings: Settings, site: _Site, store: Store, category: CategoryConfig | None) -> Channel:
+def _channel(
+    settings: Settings,
+    site: _Site,
+    store: Store,
+    category: CategoryConfig | None,
+    language: str,
+    ids: Sequence[str],
+    pages: Sequence[ArchivePage],
+) -> Channel:
+    """A subscription document: the newest ``ids`` of a category (or all) in a language (or all)."""
     slug = category.slug if category else "all"
     name = clean_text(category.title) if category else "All items"
     title = f"{site.title}: {name}" if category else site.title
-    items = store.items.latest(category.slug if category else None, settings.feeds.max_items)
-    files = [
-        FeedFile(
-            format=FORMATS[fmt],
-            path=f"feeds/{slug}{FORMATS[fmt].suffix}",
-            url=f"{site.root}feeds/{slug}{FORMATS[fmt].suffix}",
-            title=f"{title} ({FORMATS[fmt].label})",
+    if language:
+        title = f"{title} ({language_name(language)})"
+    feed_name = _feed_name(slug, language)
+    files = []
+    for fmt in settings.feeds.formats:
+        suffix = FORMATS[fmt].suffix
+        links: list[Link] = [("hub", hub) for hub in site.hubs]
+        if pages:  # RFC 5005: the newest archive page holds what this document does not
+            links.append(("prev-archive", site.root + page_path(feed_name, pages[-1].number, suffix)))
+        files.append(
+            FeedFile(
+                format=FORMATS[fmt],
+                path=f"feeds/{feed_name}{suffix}",
+                url=f"{site.root}feeds/{feed_name}{suffix}",
+                title=f"{title} ({FORMATS[fmt].label})",
+                links=tuple(links),
+                language=language,
+            )
         )
-        for fmt in settings.feeds.formats
-    ]
-    return Channel(slug=slug, title=title, name=name, items=items, files=files)
+    items = store.items.by_ids(ids)
+    return Channel(slug=slug, title=title, name=name, items=items, files=files, language=language)
 
 
 # -- small helpers shared by the renderers ------------------------------------------
@@ -284,11 +408,13 @@ def _feed_generator(site: _Site, ch: Channel, f: FeedFile) -> FeedGenerator:
     link added, whatever its rel.
     """
     fg = FeedGenerator()
-    fg.id(f.url)
+    # An archive page is part of its subscription document's feed: same id (RFC 5005).
+    fg.id(dict(f.links).get("current", f.url))
     fg.title(ch.title)
     fg.link(href=f.url, rel="self", type=f.format.media_type)
     fg.link(href=site.root, rel="alternate", type="text/html")
-    fg.language(site.language)
+    fg.language(ch.language or site.language)
+    extend(fg, f.links, archive=f.archive)
     fg.updated(ch.updated)
     fg.generator(GENERATOR)
     return fg
@@ -300,8 +426,11 @@ def render_atom(site: _Site, ch: Channel, f: FeedFile) -> bytes:
     if site.description:
         fg.subtitle(site.description)
     # feedgen puts entries in the order they were added when order="append".
+    feed_language = (ch.language or site.language).lower()
     for item in ch.items:
         fe = fg.add_entry(order="append")
+        if item.language.lower() != feed_language:
+            set_entry_language(fe, item.language)
         fe.id(atom_id(item.id))
         fe.title(clean_text(item.title))
         fe.link(href=absolute(site, item.link), rel="alternate")
@@ -316,7 +445,7 @@ def render_atom(site: _Site, ch: Channel, f: FeedFile) -> bytes:
             fe.summary(clean_text(item.title), type="text")
         for term, label in _item_tags(site, item):
             fe.category(term=term, label=label)
-    return _serialise(f, fg.atom_str)
+    return _serialise(site, f, fg.atom_str)
 
 
 def render_rss(site: _Site, ch: Channel, f: FeedFile) -> bytes:
@@ -336,31 +465,42 @@ def render_rss(site: _Site, ch: Channel, f: FeedFile) -> bytes:
             fe.content(clean_text(item.content))
         for term, label in _item_tags(site, item):
             fe.category(term=term, label=label)
-    return _serialise(f, fg.rss_str)
+    return _serialise(site, f, fg.rss_str)
 
 
-def _serialise(f: FeedFile, to_string: Callable[..., bytes]) -> bytes:
+def _serialise(site: _Site, f: FeedFile, to_string: Callable[..., bytes]) -> bytes:
     try:
-        return to_string(pretty=True, encoding="UTF-8", xml_declaration=True)
+        data = to_string(pretty=True, encoding="UTF-8", xml_declaration=True)
     except ValueError as e:  # feedgen's missing fields and lxml's refused characters
         raise PublisherError(f"cannot build {f.path}: {e}") from e
+    return with_stylesheet(data, site.stylesheet)
 
 
 # -- JSON Feed ----------------------------------------------------------------------
 
 
 def render_json(site: _Site, ch: Channel, f: FeedFile) -> bytes:
+    """JSON Feed 1.1. Archive pages chain through ``next_url`` towards the oldest page
+    (the subscription document's ``next_url`` is the newest page), newest item first
+    within each page, as JSON Feed pagination reads."""
+    links = dict(f.links)
+    items = list(reversed(ch.items)) if f.archive else ch.items
     feed: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
         "title": ch.title,
         "home_page_url": site.root,
-        "feed_url": f.url,
-        "language": site.language,
+        "feed_url": links.get("current", f.url),
+        "language": ch.language or site.language,
         "authors": [{"name": site.title}],
-        "items": [_json_item(site, item) for item in ch.items],
+        "items": [_json_item(site, item) for item in items],
     }
     if site.description:
         feed["description"] = site.description
+    if "prev-archive" in links:
+        feed["next_url"] = links["prev-archive"]
+    hubs = [{"type": "WebSub", "url": href} for rel, href in f.links if rel == "hub"]
+    if hubs:
+        feed["hubs"] = hubs
     return (json.dumps(feed, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
 
 
@@ -409,7 +549,8 @@ def render_opml(site: _Site, channels: Sequence[Channel]) -> bytes:
             continue
         f = _preferred(ch.files)
         attributes = {"text": ch.title, "title": ch.title, "type": "rss", "xmlUrl": f.url}
-        ET.SubElement(body, "outline", {**attributes, "htmlUrl": site.root, "language": site.language})
+        language = ch.language or site.language
+        ET.SubElement(body, "outline", {**attributes, "htmlUrl": site.root, "language": language})
     ET.indent(root)
     data: bytes = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
     return data + b"\n"
@@ -433,18 +574,32 @@ class _IndexEntry:
 
 
 def render_index(settings: Settings, site: _Site, channels: Sequence[Channel]) -> bytes:
+    """The site's page: each category's newest items and every feed (with ``hreflang``
+    for a language's feeds, listed under the feeds of every language)."""
+    per_language = [ch for ch in channels if ch.language]
+    main = [ch for ch in channels if not ch.language]
+
+    def language_feeds(slug: str) -> list[dict[str, Any]]:
+        return [
+            {"language": ch.language, "name": language_name(ch.language), "feeds": ch.files}
+            for ch in per_language
+            if ch.slug == slug
+        ]
+
     sections = [
         {
             "slug": ch.slug,
             "title": ch.name,
             "feeds": ch.files,
+            "language_feeds": language_feeds(ch.slug),
             "items": [_index_entry(site, i) for i in ch.items[:INDEX_ITEMS]],
         }
-        for ch in channels[1:]
+        for ch in main[1:]
     ]
     context = {
         "site": site,
-        "all_feeds": channels[0].files,
+        "all_feeds": main[0].files,
+        "all_language_feeds": language_feeds("all"),
         "sections": sections,
         "feeds": [f for ch in channels for f in ch.files],
         "opml_url": f"{site.root}feeds.opml",
@@ -456,6 +611,13 @@ def render_index(settings: Settings, site: _Site, channels: Sequence[Channel]) -
         "t": translator(normalise_language(settings.site.language)),
     }
     return render_template(make_environment(settings), INDEX_TEMPLATE, context).encode("utf-8")
+
+
+def render_stylesheet(settings: Settings) -> bytes:
+    """feed.xsl: the page a browser shows for an RSS or Atom file, in the site language."""
+    language = normalise_language(settings.site.language)
+    context = {"t": translator(language), "language": language}
+    return render_template(make_environment(settings), STYLESHEET_TEMPLATE, context).encode("utf-8")
 
 
 def _index_entry(site: _Site, item: Item) -> _IndexEntry:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 # What every stage is given instead of reading the wall clock or a global flag: the
 # facade's clock (frozen in tests) and its "stop was asked" flag (SIGTERM).
@@ -68,6 +68,19 @@ class Item:
     category: str | None = None
     image: str | None = None
     content_hash: str = ""
+
+
+class ItemKey(NamedTuple):
+    """What decides where an item goes in the feed archives and whether a page changed.
+
+    A tuple, not a dataclass: a build reads one per stored item, 100k and more.
+    ``language`` is lower-cased; no dates, whose parsing would cost more than the rest.
+    """
+
+    id: str
+    category: str | None
+    language: str
+    content_hash: str  # changes with every edit a reader can see, and so does ``updated``
 
 
 @dataclass(frozen=True, slots=True)
