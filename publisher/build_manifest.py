@@ -52,7 +52,9 @@ def prune(out: Path, previous: set[str], current: set[str]) -> list[Path]:
         except FileNotFoundError:
             continue
         except OSError as e:
-            raise PublisherError(f"cannot delete {path}, which the build no longer writes: {e.strerror or e}") from e
+            raise PublisherError(
+                f"cannot delete {path}, which the build no longer writes: {e.strerror or e}"
+            ) from e
         deleted.append(path)
         parent = path.parent
         while parent != out and out in parent.parents:

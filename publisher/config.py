@@ -213,7 +213,9 @@ class FeedsConfig(_Strict):
     def _hubs(cls, v: list[str]) -> list[str]:
         for hub in v:
             if not _is_url(hub) or any(c.isspace() for c in hub):
-                raise ValueError(f"{hub[:100]!r} is not a hub URL: write one such as 'https://pubsubhubbub.appspot.com/'")
+                raise ValueError(
+                    f"{hub[:100]!r} is not a hub URL: write one such as 'https://pubsubhubbub.appspot.com/'"
+                )
         return list(dict.fromkeys(v))
 
     @field_validator("languages")

@@ -37,25 +37,32 @@ class HistoryExtension(BaseExtension):  # type: ignore[misc]
     def extend_ns(self) -> dict[str, str]:
         return {"fh": HISTORY_NS} if self.archive else {}
 
-    def _add(self, parent: Any, after: Any | None) -> None:
+    def _add(self, parent: Any, after: Any | None, link_tag: str) -> None:
+        """Add the marker and links right after ``after`` (the last link feedgen wrote).
+
+        SubElement, not a free element: it takes the parent's namespace prefixes, so RSS
+        gets ``<atom:link>`` instead of ``<ns0:link>``. feedgen writes Atom's own elements
+        without a namespace under a default ``xmlns``, so Atom links are written the same
+        way (``link_tag`` "link").
+        """
         position = list(parent).index(after) + 1 if after is not None else len(parent)
         new: list[Any] = []
         if self.archive:
-            new.append(etree.Element(f"{{{HISTORY_NS}}}archive"))
+            new.append(etree.SubElement(parent, f"{{{HISTORY_NS}}}archive"))
         for rel, href in self.links:
-            new.append(etree.Element(f"{{{ATOM_NS}}}link", rel=rel, href=href))
+            new.append(etree.SubElement(parent, link_tag, rel=rel, href=href))
         for offset, element in enumerate(new):
-            parent.insert(position + offset, element)
+            parent.insert(position + offset, element)  # moves it from the end
 
     def extend_atom(self, feed: Any) -> Any:
-        links = feed.findall(f"{{{ATOM_NS}}}link")
-        self._add(feed, links[-1] if links else None)
+        links = feed.findall("link")
+        self._add(feed, links[-1] if links else None, "link")
         return feed
 
     def extend_rss(self, feed: Any) -> Any:
         channel = feed.find("channel")
         links = channel.findall(f"{{{ATOM_NS}}}link")
-        self._add(channel, links[-1] if links else channel.find("link"))
+        self._add(channel, links[-1] if links else channel.find("link"), f"{{{ATOM_NS}}}link")
         return feed
 
 

@@ -146,6 +146,7 @@ class BuildReport:
     unchanged: list[Path] = field(default_factory=list)
     deleted: list[Path] = field(default_factory=list)  # written by an earlier build, no longer
     feeds_changed: list[str] = field(default_factory=list)  # public URLs (WebSub pings)
+    hub_pings: int = 0  # WebSub pings queued for them (set by Publisher.build)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +183,12 @@ def build_feeds(settings: Settings, store: Store) -> BuildReport:
             keys = feed_keys(history, cat.slug if cat else None, language or None)
             name = _feed_name(cat.slug if cat else "all", language)
             pages = archive_pages(name, keys, settings.feeds.max_items, settings.feeds.archive_page_size)
-            ch = _channel(settings, site, store, cat, language, newest_ids(keys, settings.feeds.max_items), pages)
-            for f, written in zip(ch.files, _emit_channel(out, site, ch, state, new_state, report), strict=True):
+            ch = _channel(
+                settings, site, store, cat, language, newest_ids(keys, settings.feeds.max_items), pages
+            )
+            for f, written in zip(
+                ch.files, _emit_channel(out, site, ch, state, new_state, report), strict=True
+            ):
                 if written:
                     report.feeds_changed.append(f.url)
             for page in pages:
@@ -242,8 +247,11 @@ def _emit_archive_page(
     files = [_archive_file(site, ch, f, name, page) for f in ch.files]
     head = hashlib.sha256(repr([_code_version(), site, ch.title, files]).encode()).hexdigest()
     fingerprint = f"{head}:{page.fingerprint}"
-    todo = [f for f in files if (state.get(f.path) or [None])[0:1] != [fingerprint]
-            or state[f.path][1:] != _stat_key(out / f.path)]
+    todo = [
+        f
+        for f in files
+        if (state.get(f.path) or [None])[0:1] != [fingerprint] or state[f.path][1:] != _stat_key(out / f.path)
+    ]
     if todo:
         items = store.items.by_ids(page.ids)  # oldest first, as RFC 5005 pages go
         page_channel = Channel(ch.slug, ch.title, ch.name, items, files, ch.language)

@@ -96,10 +96,15 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "signup_title": "Subscribe by email",
         # the page a browser shows for a feed (templates/web/feed.xsl.j2)
         "feed_page_kind": "Web feed",
-        "feed_page_what": "This is a web feed: a feed reader app checks it for you and shows each new item as it is published.",
+        "feed_page_what": (
+            "This is a web feed: a feed reader app checks it for "
+            "you and shows each new item as it is published."
+        ),
         "feed_page_how": "How to subscribe",
         "feed_page_copy": "To subscribe, copy this address into your feed reader:",
-        "feed_page_archive": "This page is an archive of older items; the address above is the feed to subscribe to.",
+        "feed_page_archive": (
+            "This page is an archive of older items; the address above is the feed to subscribe to."
+        ),
         "feed_page_home": "Visit the website",
         "feed_page_latest": "Items in this feed",
         "signup_intro": (
@@ -211,10 +216,16 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "signup_title": "S’abonner par courriel",
         # the page a browser shows for a feed (templates/web/feed.xsl.j2)
         "feed_page_kind": "Flux web",
-        "feed_page_what": "Ceci est un flux web : une application de lecture de flux le consulte pour vous et affiche chaque nouvel article dès sa publication.",
+        "feed_page_what": (
+            "Ceci est un flux web : une application de lecture de flux le consulte "
+            "pour vous et affiche chaque nouvel article dès sa publication."
+        ),
         "feed_page_how": "Comment s’abonner",
         "feed_page_copy": "Pour vous abonner, copiez cette adresse dans votre lecteur de flux :",
-        "feed_page_archive": "Cette page archive des articles plus anciens ; l’adresse ci-dessus est celle du flux auquel s’abonner.",
+        "feed_page_archive": (
+            "Cette page archive des articles plus anciens ; l’adresse "
+            "ci-dessus est celle du flux auquel s’abonner."
+        ),
         "feed_page_home": "Visiter le site",
         "feed_page_latest": "Articles de ce flux",
         "signup_intro": (
@@ -325,10 +336,16 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "signup_title": "Suscribirse por correo",
         # the page a browser shows for a feed (templates/web/feed.xsl.j2)
         "feed_page_kind": "Canal web",
-        "feed_page_what": "Esto es un canal web: una aplicación lectora de canales lo consulta por usted y muestra cada novedad en cuanto se publica.",
+        "feed_page_what": (
+            "Esto es un canal web: una aplicación lectora de canales lo consulta "
+            "por usted y muestra cada novedad en cuanto se publica."
+        ),
         "feed_page_how": "Cómo suscribirse",
         "feed_page_copy": "Para suscribirse, copie esta dirección en su lector de canales:",
-        "feed_page_archive": "Esta página archiva elementos anteriores; la dirección de arriba es la del canal al que suscribirse.",
+        "feed_page_archive": (
+            "Esta página archiva elementos anteriores; la dirección "
+            "de arriba es la del canal al que suscribirse."
+        ),
         "feed_page_home": "Visitar el sitio",
         "feed_page_latest": "Elementos de este canal",
         "signup_intro": (
