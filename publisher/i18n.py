@@ -107,6 +107,7 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         ),
         "feed_page_home": "Visit the website",
         "feed_page_latest": "Items in this feed",
+        "feed_page_older": "Older items",
         "signup_intro": (
             "Choose the lists you want to receive. We send a message to confirm the address first."
         ),
@@ -228,6 +229,7 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         ),
         "feed_page_home": "Visiter le site",
         "feed_page_latest": "Articles de ce flux",
+        "feed_page_older": "Articles plus anciens",
         "signup_intro": (
             "Choisissez les listes que vous voulez recevoir. Nous envoyons d’abord un message pour "
             "confirmer l’adresse."
@@ -348,6 +350,7 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         ),
         "feed_page_home": "Visitar el sitio",
         "feed_page_latest": "Elementos de este canal",
+        "feed_page_older": "Elementos anteriores",
         "signup_intro": (
             "Elija las listas que desea recibir. Primero enviamos un mensaje para confirmar la dirección."
         ),

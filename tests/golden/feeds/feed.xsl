@@ -9,6 +9,7 @@
 <xsl:variable name="title" select="/atom:feed/atom:title | /rss/channel/title"/>
 <xsl:variable name="self" select="(/atom:feed/atom:link[@rel='self'] | /rss/channel/atom:link[@rel='self'])/@href"/>
 <xsl:variable name="current" select="(/atom:feed/atom:link[@rel='current'] | /rss/channel/atom:link[@rel='current'])/@href"/>
+<xsl:variable name="older" select="(/atom:feed/atom:link[@rel='prev-archive'] | /rss/channel/atom:link[@rel='prev-archive'])/@href"/>
 <xsl:variable name="home" select="/atom:feed/atom:link[@rel='alternate']/@href | /rss/channel/link"/>
 
 <xsl:template match="/">
@@ -28,7 +29,7 @@ h3 { font-size: 1.05rem; margin: 0; }
 a { color: var(--accent); }
 .about { background: var(--box); border-radius: .5rem; padding: 1rem; }
 .about p { margin: 0 0 .5rem; }
-input.address { width: 100%; font: .95rem ui-monospace, monospace; padding: .4rem; border: 1px solid var(--line); border-radius: .3rem; background: var(--bg); color: var(--fg); }
+input.address { box-sizing: border-box; width: 100%; font: .95rem ui-monospace, monospace; padding: .4rem; border: 1px solid var(--line); border-radius: .3rem; background: var(--bg); color: var(--fg); }
 ul.items { list-style: none; padding: 0; margin: 0; }
 ul.items li { padding: .8rem 0; border-bottom: 1px solid var(--line); }
 .date { color: var(--muted); font-size: .9rem; }
@@ -67,6 +68,9 @@ ul.items li { padding: .8rem 0; border-bottom: 1px solid var(--line); }
 </li>
 </xsl:for-each>
 </ul>
+<xsl:if test="$older">
+<p><a rel="prev-archive" href="{$older}">Older items</a></p>
+</xsl:if>
 </main>
 </body>
 </html>
