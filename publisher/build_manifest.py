@@ -10,9 +10,8 @@ admin put in the output folder was never in a manifest, so it is never touched.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from publisher.errors import PublisherError
 
@@ -37,7 +36,8 @@ def load_manifest(out: Path, fallback: Iterable[str] = ()) -> set[str]:
 
 def save_manifest(out: Path, paths: Iterable[str]) -> bytes:
     """The manifest's bytes for ``paths`` (written by the caller with write_if_changed)."""
-    return (json.dumps({"files": sorted(set(paths))}, indent=1) + "\n").encode()
+    # One path a line, for a person reading it; no indent keeps json's fast C encoder.
+    return ('{"files": [\n' + ",\n".join(map(json.dumps, sorted(set(paths)))) + "\n]}\n").encode()
 
 
 def prune(out: Path, previous: set[str], current: set[str]) -> list[Path]:
@@ -68,5 +68,5 @@ def prune(out: Path, previous: set[str], current: set[str]) -> list[Path]:
 
 def _safe(rel: str) -> bool:
     """A manifest entry is a plain relative path inside the output folder."""
-    p = PurePosixPath(rel)
-    return bool(rel) and not p.is_absolute() and ".." not in p.parts and "\x00" not in rel and os.sep == "/"
+    # String tests, not PurePosixPath: a manifest lists thousands of archive pages.
+    return bool(rel) and not rel.startswith("/") and "\x00" not in rel and ".." not in rel.split("/")

@@ -254,7 +254,8 @@ def print_ingest(report: IngestReport) -> None:
 
 def print_build(report: BuildReport) -> None:
     deleted = f", {len(report.deleted)} deleted" if report.deleted else ""
-    console.print(f"build: {len(report.written)} file(s) written, {len(report.unchanged)} unchanged{deleted}")
+    unchanged = len(report.unchanged) + report.unchanged_archive
+    console.print(f"build: {len(report.written)} file(s) written, {unchanged} unchanged{deleted}")
 
 
 def finish_hub_pings(publisher: Publisher, report: BuildReport) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, Final
 
 # What every stage is given instead of reading the wall clock or a global flag: the
 # facade's clock (frozen in tests) and its "stop was asked" flag (SIGTERM).
@@ -70,17 +70,16 @@ class Item:
     content_hash: str = ""
 
 
-class ItemKey(NamedTuple):
-    """What decides where an item goes in the feed archives and whether a page changed.
-
-    A tuple, not a dataclass: a build reads one per stored item, 100k and more.
-    ``language`` is lower-cased; no dates, whose parsing would cost more than the rest.
-    """
-
-    id: str
-    category: str | None
-    language: str
-    content_hash: str  # changes with every edit a reader can see, and so does ``updated``
+#: What decides where an item goes in the feed archives and whether a page changed:
+#: (id, category, lower-cased language, token), token being content_hash + " " + id (the
+#: content hash changes with every edit a reader can see). A plain tuple straight from
+#: the database cursor, indexed with the ``KEY_*`` constants: a build reads one per
+#: stored item, and a named tuple or dataclass per row would cost more than the query.
+ItemKey = tuple[str, str | None, str, str]
+KEY_ID: Final = 0
+KEY_CATEGORY: Final = 1
+KEY_LANGUAGE: Final = 2
+KEY_TOKEN: Final = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, literal, select, update
 from sqlalchemy.engine import Row
 
 from publisher.models import Item, ItemKey, SourceState
@@ -90,14 +90,23 @@ class ItemStore:
     def history(self) -> list[ItemKey]:
         """Every item's key fields, oldest first by published date (id breaks ties).
 
-        Feed archives (publisher.feed_archives) are cut from this list: narrow rows, so
-        100k items read in a fraction of a second, and full items only for pages to render.
+        Feed archives (publisher.feed_archives) are cut from this list: narrow rows read
+        through the driver's cursor (SQLAlchemy's row objects would cost several times
+        the query at 100k items), and full items only for the pages to render.
         """
-        q = select(items.c.id, items.c.category, items.c.language, items.c.content_hash).order_by(
+        token = items.c.content_hash + literal(" ") + items.c.id
+        q = select(items.c.id, items.c.category, func.lower(items.c.language), token).order_by(
             items.c.published, items.c.id
         )
+        sql = str(q.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
         with self.engine.connect() as conn:
-            return [ItemKey(r[0], r[1], r[2].lower(), r[3]) for r in conn.execute(q)]
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql)
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        return list(rows)
 
 
 class SourceStateStore:

@@ -83,6 +83,8 @@ items = Table(
     Column("first_seen", UTCDateTime, nullable=False),
     Index("ix_items_published", "published"),
     Index("ix_items_category_published", "category", "published"),
+    # Covers ItemStore.history (feed archives): an index-only scan, never the wide rows.
+    Index("ix_items_history", "published", "id", "category", "language", "content_hash"),
 )
 
 source_state = Table(
