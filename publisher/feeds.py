@@ -47,6 +47,7 @@ import nh3
 from feedgen.feed import FeedGenerator
 from markupsafe import Markup
 
+from publisher import feed_archives, feed_extensions
 from publisher.build_manifest import MANIFEST_FILE, load_manifest, prune, save_manifest
 from publisher.config import CategoryConfig, Settings
 from publisher.errors import PublisherError
@@ -412,8 +413,12 @@ def _fingerprint(site: _Site, ch: Channel) -> str:
 
 @cache
 def _code_version() -> str:
-    """Changes whenever this module or feedgen changes, so their output is re-rendered."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest() + str(feedgen.version.version_str)
+    """Changes whenever the feed-writing modules or feedgen change, so their output is
+    re-rendered."""
+    h = hashlib.sha256()
+    for module in (__file__, feed_extensions.__file__, feed_archives.__file__):
+        h.update(Path(module).read_bytes())
+    return h.hexdigest() + str(feedgen.version.version_str)
 
 
 # -- Atom and RSS (feedgen) ---------------------------------------------------------
