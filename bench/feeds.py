@@ -41,7 +41,8 @@ from conftest import BASE_CONFIG
 
 START = datetime(2020, 1, 1, tzinfo=UTC)
 CATEGORIES = [c["slug"] for c in BASE_CONFIG["categories"]]
-SUMMARY = "<p>The department published <b>new figures</b> on pensions &amp; benefits.</p>" * 2
+# {n}: every item's summary differs, as in real life (feeds remember parsed summaries).
+SUMMARY = "<p>The department published <b>new figures ({n})</b> on pensions &amp; benefits.</p>" * 2
 CONTENT = "<p>" + "Long body text about social protection policy. " * 30 + "</p>"
 
 
@@ -55,7 +56,7 @@ def make_item(n: int) -> Item:
         published=published,
         updated=published + timedelta(seconds=30),
         language="en",
-        summary=SUMMARY,
+        summary=SUMMARY.format(n=n),
         content=CONTENT if n % 2 else "",
         category=CATEGORIES[n % len(CATEGORIES)],
         label=None,

@@ -36,7 +36,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -539,12 +539,20 @@ def _json_item(site: _Site, item: Item) -> dict[str, Any]:
         "language": item.language,
         "tags": [label for _, label in _item_tags(site, item)],
     }
-    summary = clean_text(html_to_text(item.summary))  # JSON Feed's summary is text
+    summary = _summary_text(item.summary)  # JSON Feed's summary is text
     if summary:
         entry["summary"] = summary
     if item.image:
         entry["image"] = absolute(site, item.image)
     return entry
+
+
+@lru_cache(maxsize=4096)
+def _summary_text(summary: str) -> str:
+    """The text of a summary, remembered: an item is in up to four JSON documents (its
+    feeds' subscription documents and newest archive pages) that a long-running daemon
+    renders again at each new item, and parsing the HTML is most of a JSON item's cost."""
+    return clean_text(html_to_text(summary))
 
 
 RENDERERS: dict[str, Callable[[_Site, Channel, FeedFile], bytes]] = {
