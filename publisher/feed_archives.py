@@ -53,17 +53,16 @@ def matches_language(item_language: str, language: str) -> bool:
 
 def split_history(
     history: Sequence[ItemKey], categories: Sequence[str], languages: Sequence[str]
-) -> dict[tuple[str | None, str | None], list[ItemKey]]:
+) -> dict[tuple[str | None, str | None], Sequence[ItemKey]]:
     """The keys of every feed, oldest first, in one pass over ``history`` (oldest first).
 
     Keyed by (category slug or None for all items, language or None for every
-    language); one pass, because a build at 100k items cannot afford one per feed.
+    language); one pass per language, because a build at 100k items cannot afford one
+    per feed.
     """
-    feeds: dict[tuple[str | None, str | None], list[ItemKey]] = {}
+    feeds: dict[tuple[str | None, str | None], Sequence[ItemKey]] = {}
     for lang in [None, *languages]:
-        keys = (
-            list(history) if lang is None else [k for k in history if matches_language(k[KEY_LANGUAGE], lang)]
-        )
+        keys = history if lang is None else [k for k in history if matches_language(k[KEY_LANGUAGE], lang)]
         by_category: dict[str | None, list[ItemKey]] = {cat: [] for cat in categories}
         for key in keys:
             found = by_category.get(key[KEY_CATEGORY])
