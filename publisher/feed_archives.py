@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
-from publisher.models import KEY_CATEGORY, KEY_ID, KEY_LANGUAGE, KEY_TOKEN, ItemKey
+from publisher.models import KEY_CATEGORY, KEY_HASH, KEY_ID, KEY_LANGUAGE, ItemKey
 
 _id = itemgetter(KEY_ID)
-_token = itemgetter(KEY_TOKEN)
+_hash = itemgetter(KEY_HASH)
 
 #: Where archive pages live under the output folder: feeds/archive/{name}/{n}{suffix}.
 ARCHIVE_DIR = "feeds/archive"
@@ -62,7 +62,11 @@ def split_history(
     """
     feeds: dict[tuple[str | None, str | None], Sequence[ItemKey]] = {}
     for lang in [None, *languages]:
-        keys = history if lang is None else [k for k in history if matches_language(k[KEY_LANGUAGE], lang)]
+        keys = (
+            history
+            if lang is None
+            else [k for k in history if matches_language(k[KEY_LANGUAGE].lower(), lang)]
+        )
         by_category: dict[str | None, list[ItemKey]] = {cat: [] for cat in categories}
         for key in keys:
             found = by_category.get(key[KEY_CATEGORY])
@@ -87,7 +91,7 @@ def archive_pages(name: str, keys: Sequence[ItemKey], max_items: int, page_size:
     for index in range(total):
         chunk = archived[index * page_size : (index + 1) * page_size]
         has_next = index + 1 < total
-        body = "\n".join(map(_token, chunk))
+        body = "\n".join(map(_id, chunk)) + "\0" + "\n".join(map(_hash, chunk))
         # 96 bits: enough to tell versions of one page apart, short in the state file.
         digest = hashlib.blake2b(
             f"{name}\0{index + 1}\0{has_next}\n{body}".encode(), digest_size=12

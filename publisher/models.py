@@ -71,15 +71,15 @@ class Item:
 
 
 #: What decides where an item goes in the feed archives and whether a page changed:
-#: (id, category, lower-cased language, token), token being content_hash + " " + id (the
-#: content hash changes with every edit a reader can see). A plain tuple straight from
+#: (id, category, language, content_hash); the content hash changes with every edit a
+#: reader can see (and so does ``updated``). A plain tuple straight from
 #: the database cursor, indexed with the ``KEY_*`` constants: a build reads one per
 #: stored item, and a named tuple or dataclass per row would cost more than the query.
 ItemKey = tuple[str, str | None, str, str]
 KEY_ID: Final = 0
 KEY_CATEGORY: Final = 1
 KEY_LANGUAGE: Final = 2
-KEY_TOKEN: Final = 3
+KEY_HASH: Final = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, literal, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.engine import Row
 
 from publisher.models import Item, ItemKey, SourceState
@@ -94,8 +94,9 @@ class ItemStore:
         through the driver's cursor (SQLAlchemy's row objects would cost several times
         the query at 100k items), and full items only for the pages to render.
         """
-        token = items.c.content_hash + literal(" ") + items.c.id
-        q = select(items.c.id, items.c.category, func.lower(items.c.language), token).order_by(
+        # Plain columns: the covering index answers alone, and expressions (lower(),
+        # concatenation) would double the query's time at 100k rows.
+        q = select(items.c.id, items.c.category, items.c.language, items.c.content_hash).order_by(
             items.c.published, items.c.id
         )
         sql = str(q.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
