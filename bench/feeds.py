@@ -1,13 +1,18 @@
 """How long `publisher build` takes as the store grows, on SQLite.
 
 For each size N, a fresh SQLite store in a temporary folder gets N synthetic items
-spread over the six categories of the test configuration, then three builds are timed,
-each five times: a full build into an empty output folder, a rebuild with nothing new
+spread over the six categories of the test configuration, then three builds are timed:
+a full build into an empty output folder (every archive page rendered; once by
+default, ``--full-repeat``), five times each a rebuild with nothing new
 (must write nothing), and a rebuild after saving one new item (must rewrite only the
-all-items feeds, that category's feeds and index.html). The one-new-item rebuild is the
-one the scheduler runs every few minutes; its target is under 0.5 s at 100k items.
+all-items feeds, that category's feeds, index.html and the newest RFC 5005 archive pages
+of both). The one-new-item rebuild is the one the scheduler runs every few minutes; its
+target is under 0.5 s at 100k items, with every full archive page left untouched (same
+mtime and bytes) except the newest full page when it gains its ``next-archive`` link.
+The archive uses the default 100 items a page, so 100k items make about 1,000 pages of
+the all-items feed and 170 per category, in three formats.
 
-Run: .venv/bin/python bench/feeds.py [--sizes 1000,10000,100000] [--repeat 5]
+Run: .venv/bin/python bench/feeds.py [--sizes 1000,10000,100000] [--repeat 5] [--full-repeat 1]
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from conftest import BASE_CONFIG
 
 START = datetime(2020, 1, 1, tzinfo=UTC)
 CATEGORIES = [c["slug"] for c in BASE_CONFIG["categories"]]
-SUMMARY = "<p>The department published <b>new figures</b> on pensions &amp; benefits.</p>" * 2
+# {n}: every item's summary differs, as in real life (feeds remember parsed summaries).
+SUMMARY = "<p>The department published <b>new figures ({n})</b> on pensions &amp; benefits.</p>" * 2
 CONTENT = "<p>" + "Long body text about social protection policy. " * 30 + "</p>"
 
 
@@ -50,7 +56,7 @@ def make_item(n: int) -> Item:
         published=published,
         updated=published + timedelta(seconds=30),
         language="en",
-        summary=SUMMARY,
+        summary=SUMMARY.format(n=n),
         content=CONTENT if n % 2 else "",
         category=CATEGORIES[n % len(CATEGORIES)],
         label=None,
@@ -70,7 +76,7 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, result
 
 
-def bench_size(count: int, repeat: int, workdir: Path) -> dict[str, float]:
+def bench_size(count: int, repeat: int, full_repeat: int, workdir: Path) -> dict[str, float]:
     folder = workdir / f"n{count}"
     folder.mkdir()
     data: dict[str, Any] = {**BASE_CONFIG, "feeds": {"output_dir": str(folder / "public")}}
@@ -80,7 +86,7 @@ def bench_size(count: int, repeat: int, workdir: Path) -> dict[str, float]:
         fill_s, _ = timed(lambda: fill(store, count))
         full, noop, one = [], [], []
         next_n = count
-        for _ in range(repeat):
+        for _ in range(full_repeat):
             shutil.rmtree(settings.feeds.output_dir, ignore_errors=True)
             seconds, _ = timed(lambda: build_feeds(settings, store))
             full.append(seconds)
@@ -88,12 +94,15 @@ def bench_size(count: int, repeat: int, workdir: Path) -> dict[str, float]:
             seconds, report = timed(lambda: build_feeds(settings, store))
             assert not report.written, f"no-op rebuild wrote {report.written}"
             noop.append(seconds)
+        archive = settings.feeds.output_dir / "feeds" / "archive"
         for _ in range(repeat):
+            before = _archive_files(archive)
             store.items.save([make_item(next_n)], [], START)
+            category = CATEGORIES[next_n % len(CATEGORIES)]
             next_n += 1
             seconds, report = timed(lambda: build_feeds(settings, store))
-            assert len(report.written) == 7, f"one new item rewrote {len(report.written)} files"
             one.append(seconds)
+            _check_one_new_item(archive, before, report.written, category)
     finally:
         store.close()
     return {
@@ -104,13 +113,53 @@ def bench_size(count: int, repeat: int, workdir: Path) -> dict[str, float]:
     }
 
 
+def _archive_files(archive: Path) -> dict[Path, tuple[int, int]]:
+    """(mtime_ns, size) of every archive page file."""
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in archive.rglob("*") if p.is_file()}
+
+
+def _check_one_new_item(
+    archive: Path, before: dict[Path, tuple[int, int]], written: list[Path], category: str
+) -> None:
+    """One new item may touch only the newest archive page of the all-items feed and of
+    its category (and the page before, when the new item's arrival started a page);
+    every other archive page keeps its mtime and size."""
+    after = _archive_files(archive)
+    allowed: set[Path] = set()
+    for feed in ("all", category):
+        numbers = sorted(int(p.name.split(".")[0]) for p in (archive / feed).iterdir())
+        newest = numbers[-1]
+        started = not any(p.parent.name == feed and p.name.startswith(f"{newest}.") for p in before)
+        allowed |= {
+            p
+            for p in after
+            if p.parent.name == feed
+            and p.name.split(".")[0] in {str(newest), str(newest - 1) if started else ""}
+        }
+    changed = {p for p in after if before.get(p) != after[p]}
+    assert changed <= allowed, f"full archive pages changed: {sorted(changed - allowed)[:5]}"
+    touched = {p for p in written if archive in p.parents}
+    assert touched <= allowed, f"archive pages rewritten: {sorted(touched - allowed)[:5]}"
+    others = {p.name for p in written if archive not in p.parents}
+    assert len(others) == 7, f"one new item rewrote {sorted(others)} outside the archive"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated item counts")
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (median shown)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed rebuilds per measurement (median shown)")
+    parser.add_argument(
+        "--full-repeat",
+        type=int,
+        default=1,
+        help="timed full builds (every archive page rendered: slow at 100k)",
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    table = Table(title=f"publisher build on SQLite (median of {args.repeat} runs, seconds)")
+    table = Table(
+        title=f"publisher build on SQLite, seconds (rebuilds: median of {args.repeat}; "
+        f"full build: of {args.full_repeat})"
+    )
     for column in (
         "items",
         "insert",
@@ -122,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(column, justify="right")
     with tempfile.TemporaryDirectory(prefix="bench-feeds-") as tmp:
         for count in sizes:
-            r = bench_size(count, args.repeat, Path(tmp))
+            r = bench_size(count, args.repeat, args.full_repeat, Path(tmp))
             table.add_row(
                 f"{count:,}",
                 f"{r['fill']:.2f}",

@@ -65,6 +65,7 @@ from publisher.store.subscribers import DeliveryRecord, SubscriberMatch, Subscri
 from publisher.subscriptions import ImportCheck, ImportReport, Progress
 from publisher.templating import make_environment, render_template, translator
 from publisher.uploads import HeldUploads
+from publisher.websub import HubPinger, PingTally
 
 __all__ = [
     "AdminSession",
@@ -89,6 +90,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("publisher")
+
+#: How long a one-shot command (`build`, `publish`) waits for its WebSub pings before
+#: exiting; the daemon never waits (its pings go on in the background).
+HUB_PING_WAIT = 30.0
 
 
 def utcnow() -> datetime:
@@ -196,6 +201,10 @@ class Publisher:
         self.clock = clock
         self._stop = False
         self._sns = SnsVerifier(sns_fetch)
+        # WebSub pings run in this thread's background (publisher.websub); None: no hubs.
+        self.hub_pinger: HubPinger | None = (
+            HubPinger(settings.feeds.websub_hubs) if settings.feeds.websub_hubs else None
+        )
 
     def request_stop(self) -> None:
         """Ask running work to stop.
@@ -236,7 +245,25 @@ class Publisher:
             archived = build_archive(self.settings, self.store)
         report.written += archived.written
         report.unchanged += archived.unchanged
+        if self.hub_pinger is not None and report.feeds_changed:
+            # Queued, not sent: the pings go out in the background (publisher.websub).
+            report.hub_pings = self.hub_pinger.submit(report.feeds_changed)
         return report
+
+    def hub_ping_tally(self) -> PingTally:
+        """WebSub pings delivered and given up since the last tally, and those waiting."""
+        return self.hub_pinger.take_tally() if self.hub_pinger is not None else PingTally()
+
+    def finish_hub_pings(self, timeout: float = HUB_PING_WAIT) -> PingTally:
+        """For one-shot commands: wait (at most ``timeout`` s) for queued pings, then tally.
+
+        The process is about to exit, which would drop the background thread's queue; what
+        is still waiting after ``timeout`` is reported as pending and not retried.
+        """
+        if self.hub_pinger is None:
+            return PingTally()
+        self.hub_pinger.wait(timeout)
+        return self.hub_pinger.take_tally()
 
     def build_archive(self) -> BuildReport:
         """Write the archive of sent issues only (after a send; see :meth:`send_digest`)."""
@@ -802,9 +829,9 @@ class Publisher:
             if report.skipped:  # a stop came in the middle of the sources
                 counts["skipped_sources"] = len(report.skipped)
             if job == JobKind.INGEST and report.changed_anything:
-                counts["written"] = len((await asyncio.to_thread(self.build)).written)
+                self._count_build(counts, await asyncio.to_thread(self.build))
         if job in (JobKind.BUILD, JobKind.PUBLISH):
-            counts["written"] = len((await asyncio.to_thread(self.build)).written)
+            self._count_build(counts, await asyncio.to_thread(self.build))
         if job in (JobKind.DIGEST, JobKind.PUBLISH):
             sched = schedule if job == JobKind.DIGEST else None
             reports = await self.asend_due_digests(schedule=sched, fire_time=fire_time)
@@ -860,6 +887,22 @@ class Publisher:
             return process_bounces(self.settings, self.store, self.clock, mailbox, self.stop_requested)
         finally:
             mailbox.close()
+
+    def _count_build(self, counts: dict[str, Any], report: BuildReport) -> None:
+        """A build's counts: files written and deleted, WebSub pings queued now, and the
+        outcome of earlier pings finished since the previous job (they run in the
+        background, so a job cannot wait for its own)."""
+        counts["written"] = len(report.written)
+        if report.deleted:
+            counts["deleted"] = len(report.deleted)
+        if self.hub_pinger is not None:
+            tally = self.hub_pinger.take_tally()
+            counts.update(
+                hub_pings=report.hub_pings,
+                hub_pings_sent=tally.sent,
+                hub_pings_failed=tally.failed,
+                hub_pings_waiting=tally.pending,
+            )
 
     # -- schedules and status (the daemon's ScheduleRunner and `schedules`/`status` call these) --
 

@@ -49,6 +49,7 @@ PAGE_TEMPLATES = (
     "web/admin/subscriber_import.html.j2",
     "web/admin/items.html.j2",
     "web/admin/admin.css",
+    "web/feed.xsl.j2",  # the page a browser shows for a feed
     "email/confirm.html.j2",  # the sign-up confirmation mail
     "email/confirm.txt.j2",
 )

@@ -286,7 +286,18 @@ def ingest_json(report: IngestReport) -> dict[str, Any]:
 
 
 def print_build(report: BuildReport) -> None:
-    console.print(f"build: {len(report.written)} file(s) written, {len(report.unchanged)} unchanged")
+    deleted = f", {len(report.deleted)} deleted" if report.deleted else ""
+    unchanged = len(report.unchanged) + report.unchanged_archive
+    console.print(f"build: {len(report.written)} file(s) written, {unchanged} unchanged{deleted}")
+
+
+def finish_hub_pings(publisher: Publisher, report: BuildReport) -> None:
+    """A one-shot command waits (bounded) for its WebSub pings: its process is about to end."""
+    if not report.hub_pings:
+        return
+    tally = publisher.finish_hub_pings()
+    waiting = f", {tally.pending} still failing when the command ended (not retried)" if tally.pending else ""
+    console.print(f"websub: {tally.sent} ping(s) sent, {tally.failed} failed{waiting}")
 
 
 @cli.command()
@@ -307,7 +318,9 @@ def ingest(ctx: Context, as_json: bool) -> None:
 @with_context
 def build(ctx: Context) -> None:
     """Write feeds, OPML and index.html under feeds.output_dir (only changed files)."""
-    print_build(ctx.publisher.build())
+    report = ctx.publisher.build()
+    print_build(report)
+    finish_hub_pings(ctx.publisher, report)
 
 
 @cli.group(invoke_without_command=True)
@@ -424,6 +437,7 @@ def publish(ctx: Context) -> None:
     print_build(report.build)
     for digest in report.digests:
         print_digest(digest, publisher.settings)
+    finish_hub_pings(publisher, report.build)
     if not report.ok:
         sys.exit(1)
 

@@ -195,12 +195,37 @@ class FeedsConfig(_Strict):
     output_dir: ConfigPath = Path("public")
     formats: list[Literal["rss", "atom", "json"]] = ["rss", "atom", "json"]
     max_items: StrictInt = Field(50, ge=1, le=10000)
+    # RFC 5005 archive pages (publisher.feed_archives): items per page, oldest first.
+    archive_page_size: StrictInt = Field(100, ge=10, le=10000)
+    # WebSub hubs (publisher.websub): linked from every feed, pinged after a build.
+    websub_hubs: list[str] = []
+    # Per-language feeds at feeds/{lang}/{name}.*, besides the feeds of every language.
+    languages: list[str] = []
 
     @field_validator("formats")
     @classmethod
     def _formats(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("list at least one of 'rss', 'atom', 'json'")
+        return list(dict.fromkeys(v))
+
+    @field_validator("websub_hubs")
+    @classmethod
+    def _hubs(cls, v: list[str]) -> list[str]:
+        for hub in v:
+            if not _is_url(hub) or any(c.isspace() for c in hub):
+                raise ValueError(
+                    f"{hub[:100]!r} is not a hub URL: write one such as 'https://pubsubhubbub.appspot.com/'"
+                )
+        return list(dict.fromkeys(v))
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, v: list[str]) -> list[str]:
+        for lang in v:
+            _check_language(lang)
+            if lang.lower() != lang or lang == "archive":
+                raise ValueError(f"{lang!r}: write a language folder in lower case, such as 'fr' or 'fr-ch'")
         return list(dict.fromkeys(v))
 
 

@@ -16,6 +16,12 @@ A category whose newest items did not change is not rendered again: a small stat
 size and mtime of the file that came out. Anything that does not match (new or edited
 item, other settings, a file touched or removed by hand) renders the feed again, and
 then the bytes comparison decides whether it is written.
+
+Around the feeds (each in its own module): RFC 5005 archive pages planned by
+:mod:`publisher.feed_archives`, WebSub ``hub`` links, per-language feeds, the
+``xml-stylesheet`` page of :mod:`publisher.feed_extensions`, and the manifest of
+:mod:`publisher.build_manifest` that deletes files an earlier build wrote and this one
+no longer does.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -43,9 +49,13 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 from markupsafe import Markup
 
+from publisher import feed_archives, feed_extensions
+from publisher.build_manifest import MANIFEST_FILE, load_manifest, prune, save_manifest
 from publisher.config import CategoryConfig, Settings
 from publisher.errors import PublisherError
-from publisher.i18n import normalise_language
+from publisher.feed_archives import ArchivePage, archive_pages, newest_ids, page_path, split_history
+from publisher.feed_extensions import Link, extend, set_entry_language, with_stylesheet
+from publisher.i18n import language_name, normalise_language
 from publisher.models import Item
 from publisher.store import Store
 from publisher.templating import html_to_text, make_environment, render_template, translator
@@ -53,6 +63,9 @@ from publisher.text import XML_UNSAFE
 from publisher.text import xml_safe as clean_text
 
 INDEX_TEMPLATE = "web/index.html.j2"
+STYLESHEET_TEMPLATE = "web/feed.xsl.j2"
+#: The page browsers show for RSS and Atom files, at the root of the output folder.
+STYLESHEET_FILE = "feed.xsl"
 
 #: ``updated`` of a feed that has no item yet. A fixed date keeps empty feeds
 #: byte-identical across builds; it is not the epoch because the W3C validator warns
@@ -107,6 +120,9 @@ class FeedFile:
     path: str  # relative to output_dir, e.g. "feeds/news.atom.xml"
     url: str
     title: str
+    links: tuple[Link, ...] = ()  # hub, prev-archive; on archive pages current, next-archive
+    archive: bool = False  # an RFC 5005 archive page: <fh:archive/>
+    language: str = ""  # a per-language feed's language (hreflang); "" for every language
 
 
 @dataclass(slots=True)
@@ -118,6 +134,7 @@ class Channel:
     name: str  # the category's own name, e.g. "News"
     items: list[Item]
     files: list[FeedFile]
+    language: str = ""  # the feed's language; "" is the site's (the feed of every language)
 
     @property
     def updated(self) -> datetime:
@@ -130,6 +147,10 @@ class BuildReport:
 
     written: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
+    unchanged_archive: int = 0  # archive page files that already held the right bytes
+    deleted: list[Path] = field(default_factory=list)  # written by an earlier build, no longer
+    feeds_changed: list[str] = field(default_factory=list)  # public URLs (WebSub pings)
+    hub_pings: int = 0  # WebSub pings queued for them (set by Publisher.build)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,45 +163,151 @@ class _Site:
     timezone: ZoneInfo
     root: str  # base_url + "/": the index page, and the base of relative links
     categories: dict[str, CategoryConfig]
+    stylesheet: str  # the xml-stylesheet href: base_url's path + "/feed.xsl"
+    hubs: tuple[str, ...]
 
 
 # -- entry point --------------------------------------------------------------------
 
 
 def build_feeds(settings: Settings, store: Store) -> BuildReport:
-    """Write every feed, feeds.opml and index.html; only files whose bytes changed."""
+    """Write every feed, its archive pages, feeds.opml, index.html and feed.xsl; only
+    files whose bytes changed; then delete the files an earlier build wrote that no
+    longer belong."""
     site = _site(settings)
     out = settings.feeds.output_dir
-    channels = [_channel(settings, site, store, None)]
-    channels += [_channel(settings, site, store, cat) for cat in settings.categories]
+    keys_of = split_history(
+        store.items.history(settings.source_names),
+        [c.slug for c in settings.categories],
+        settings.feeds.languages,
+    )
     state = _load_state(out)
+    previous = load_manifest(out, fallback=[*state, "feeds.opml", "index.html"])
     new_state: dict[str, Any] = {}
     report = BuildReport()
-    for ch in channels:
-        _emit_channel(out, site, ch, state, new_state, report)
+    channels: list[Channel] = []
+    for language in ["", *settings.feeds.languages]:
+        for cat in [None, *settings.categories]:
+            keys = keys_of[cat.slug if cat else None, language or None]
+            name = _feed_name(cat.slug if cat else "all", language)
+            pages = archive_pages(name, keys, settings.feeds.max_items, settings.feeds.archive_page_size)
+            ch = _channel(
+                settings, site, store, cat, language, newest_ids(keys, settings.feeds.max_items), pages
+            )
+            for f, written in zip(
+                ch.files, _emit_channel(out, site, ch, state, new_state, report), strict=True
+            ):
+                if written:
+                    report.feeds_changed.append(f.url)
+            head = hashlib.blake2b(
+                repr([_code_version(), site, ch.title, ch.files]).encode(), digest_size=6
+            ).hexdigest()
+            for page in pages:
+                _emit_archive_page(
+                    out, site, store, ch, name, page, f"{head}:{page.fingerprint}", state, new_state, report
+                )
+            channels.append(ch)
     _emit(out / "feeds.opml", render_opml(site, channels), report)
     _emit(out / "index.html", render_index(settings, site, channels), report)
+    _emit(out / STYLESHEET_FILE, render_stylesheet(settings), report)
     _save_state(out, new_state)
+    current = {*new_state, "feeds.opml", "index.html", STYLESHEET_FILE}
+    report.deleted = prune(out, previous, current)
+    write_if_changed(out / MANIFEST_FILE, save_manifest(out, current))
     return report
+
+
+def _feed_name(slug: str, language: str) -> str:
+    """The name in feeds/{name}.*: "news", or "fr/news" for a language's feed."""
+    return f"{language}/{slug}" if language else slug
 
 
 def _emit_channel(
     out: Path, site: _Site, ch: Channel, state: dict[str, Any], new_state: dict[str, Any], report: BuildReport
-) -> None:
-    """Write one channel's files unless its fingerprint and files are as last time."""
+) -> list[bool]:
+    """Write one channel's files unless its fingerprint and files are as last time;
+    whether each file was written."""
     fingerprint = _fingerprint(site, ch)
+    written: list[bool] = []
     for f in ch.files:
         path = out / f.path
         recorded = state.get(f.path)
         if recorded and recorded[0] == fingerprint and recorded[1:] == _stat_key(path):
             report.unchanged.append(path)
+            written.append(False)
         else:
-            _emit(path, RENDERERS[f.format.name](site, ch, f), report)
+            written.append(_emit(path, RENDERERS[f.format.name](site, ch, f), report))
+        new_state[f.path] = [fingerprint, *_stat_key(path)]
+    return written
+
+
+def _emit_archive_page(
+    out: Path,
+    site: _Site,
+    store: Store,
+    ch: Channel,
+    name: str,
+    page: ArchivePage,
+    fingerprint: str,
+    state: dict[str, Any],
+    new_state: dict[str, Any],
+    report: BuildReport,
+) -> None:
+    """Write one archive page in every format; its items are read only when it changed.
+
+    ``fingerprint`` (the channel's settings and files, the page's ids and content
+    hashes, whether a newer page exists) stands in for the items, so an unchanged page
+    costs one stat per format and no query: at 100k items most pages are unchanged.
+    """
+    todo: list[FeedFile] = []
+    for current in ch.files:
+        rel = page_path(name, page.number, current.format.suffix)
+        recorded = state.get(rel)
+        # Strings and a count, not Path and FeedFile objects: at 100k items thousands of
+        # unchanged pages go through here on every build.
+        if recorded and recorded[0] == fingerprint and recorded[1:] == _stat_key(f"{out}/{rel}"):
+            report.unchanged_archive += 1
+            new_state[rel] = recorded
+        else:
+            todo.append(current)
+    if not todo:
+        return
+    files = [_archive_file(site, ch, f, name, page) for f in ch.files]
+    items = store.items.by_ids(page.ids)  # oldest first, as RFC 5005 pages go
+    page_channel = Channel(ch.slug, ch.title, ch.name, items, files, ch.language)
+    formats = {t.format.name for t in todo}
+    for f in files:
+        if f.format.name not in formats:
+            continue
+        path = out / f.path
+        _emit(path, RENDERERS[f.format.name](site, page_channel, f), report)
         new_state[f.path] = [fingerprint, *_stat_key(path)]
 
 
-def _emit(path: Path, data: bytes, report: BuildReport) -> None:
-    (report.written if write_if_changed(path, data) else report.unchanged).append(path)
+def _archive_file(site: _Site, ch: Channel, current: FeedFile, name: str, page: ArchivePage) -> FeedFile:
+    """Archive page ``page`` of feed file ``current``, with its RFC 5005 links."""
+    suffix = current.format.suffix
+    links: list[Link] = [("current", current.url)]
+    if page.number > 1:
+        links.append(("prev-archive", site.root + page_path(name, page.number - 1, suffix)))
+    if page.has_next:
+        links.append(("next-archive", site.root + page_path(name, page.number + 1, suffix)))
+    path = page_path(name, page.number, suffix)
+    return FeedFile(
+        format=current.format,
+        path=path,
+        url=site.root + path,
+        title=f"{current.title}, archive {page.number}",
+        links=tuple(links),
+        archive=True,
+        language=current.language,
+    )
+
+
+def _emit(path: Path, data: bytes, report: BuildReport) -> bool:
+    written = write_if_changed(path, data)
+    (report.written if written else report.unchanged).append(path)
+    return written
 
 
 # -- reading ------------------------------------------------------------------------
@@ -195,27 +322,47 @@ def _site(settings: Settings) -> _Site:
         timezone=s.tz,
         root=s.base_url + "/",
         categories={c.slug: c for c in settings.categories},
+        # A path, not a URL: browsers apply a stylesheet of the feed's own origin only,
+        # and the path keeps base_url's prefix (https://example.org/news/feed.xsl).
+        stylesheet=urlsplit(s.base_url).path + "/" + STYLESHEET_FILE,
+        hubs=tuple(settings.feeds.websub_hubs),
     )
 
 
-def _channel(settings: Settings, site: _Site, store: Store, category: CategoryConfig | None) -> Channel:
+def _channel(
+    settings: Settings,
+    site: _Site,
+    store: Store,
+    category: CategoryConfig | None,
+    language: str,
+    ids: Sequence[str],
+    pages: Sequence[ArchivePage],
+) -> Channel:
+    """A subscription document: the newest ``ids`` of a category (or all) in a language (or all)."""
     slug = category.slug if category else "all"
     name = clean_text(category.title) if category else "All items"
     title = f"{site.title}: {name}" if category else site.title
-    # Only what readers may see: not hidden, from a configured source, one copy per story.
-    items = store.items.latest(
-        category.slug if category else None, settings.feeds.max_items, sources=settings.source_names
-    )
-    files = [
-        FeedFile(
-            format=FORMATS[fmt],
-            path=f"feeds/{slug}{FORMATS[fmt].suffix}",
-            url=f"{site.root}feeds/{slug}{FORMATS[fmt].suffix}",
-            title=f"{title} ({FORMATS[fmt].label})",
+    if language:
+        title = f"{title} ({language_name(language)})"
+    feed_name = _feed_name(slug, language)
+    files = []
+    for fmt in settings.feeds.formats:
+        suffix = FORMATS[fmt].suffix
+        links: list[Link] = [("hub", hub) for hub in site.hubs]
+        if pages:  # RFC 5005: the newest archive page holds what this document does not
+            links.append(("prev-archive", site.root + page_path(feed_name, pages[-1].number, suffix)))
+        files.append(
+            FeedFile(
+                format=FORMATS[fmt],
+                path=f"feeds/{feed_name}{suffix}",
+                url=f"{site.root}feeds/{feed_name}{suffix}",
+                title=f"{title} ({FORMATS[fmt].label})",
+                links=tuple(links),
+                language=language,
+            )
         )
-        for fmt in settings.feeds.formats
-    ]
-    return Channel(slug=slug, title=title, name=name, items=items, files=files)
+    items = store.items.by_ids(ids)
+    return Channel(slug=slug, title=title, name=name, items=items, files=files, language=language)
 
 
 # -- small helpers shared by the renderers ------------------------------------------
@@ -275,8 +422,12 @@ def _fingerprint(site: _Site, ch: Channel) -> str:
 
 @cache
 def _code_version() -> str:
-    """Changes whenever this module or feedgen changes, so their output is re-rendered."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest() + str(feedgen.version.version_str)
+    """Changes whenever the feed-writing modules or feedgen change, so their output is
+    re-rendered."""
+    h = hashlib.sha256()
+    for module in (__file__, feed_extensions.__file__, feed_archives.__file__):
+        h.update(Path(module).read_bytes())
+    return h.hexdigest() + str(feedgen.version.version_str)
 
 
 # -- Atom and RSS (feedgen) ---------------------------------------------------------
@@ -289,11 +440,13 @@ def _feed_generator(site: _Site, ch: Channel, f: FeedFile) -> FeedGenerator:
     link added, whatever its rel.
     """
     fg = FeedGenerator()
-    fg.id(f.url)
+    # An archive page is part of its subscription document's feed: same id (RFC 5005).
+    fg.id(dict(f.links).get("current", f.url))
     fg.title(ch.title)
     fg.link(href=f.url, rel="self", type=f.format.media_type)
     fg.link(href=site.root, rel="alternate", type="text/html")
-    fg.language(site.language)
+    fg.language(ch.language or site.language)
+    extend(fg, f.links, archive=f.archive)
     fg.updated(ch.updated)
     fg.generator(GENERATOR)
     if any(item.image for item in ch.items):
@@ -346,8 +499,11 @@ def render_atom(site: _Site, ch: Channel, f: FeedFile) -> bytes:
     if site.description:
         fg.subtitle(site.description)
     # feedgen puts entries in the order they were added when order="append".
+    feed_language = (ch.language or site.language).lower()
     for item in ch.items:
         fe = fg.add_entry(order="append")
+        if item.language.lower() != feed_language:
+            set_entry_language(fe, item.language)
         fe.id(atom_id(item.id))
         fe.title(clean_text(item.title))
         fe.link(href=absolute(site, item.link), rel="alternate")
@@ -363,7 +519,7 @@ def render_atom(site: _Site, ch: Channel, f: FeedFile) -> bytes:
         for term, label in _item_tags(site, item):
             fe.category(term=term, label=label)
         _add_media(site, fe, item, atom=True)
-    return _serialise(f, fg.atom_str)
+    return _serialise(site, f, fg.atom_str)
 
 
 def render_rss(site: _Site, ch: Channel, f: FeedFile) -> bytes:
@@ -384,31 +540,42 @@ def render_rss(site: _Site, ch: Channel, f: FeedFile) -> bytes:
         for term, label in _item_tags(site, item):
             fe.category(term=term, label=label)
         _add_media(site, fe, item, atom=False)
-    return _serialise(f, fg.rss_str)
+    return _serialise(site, f, fg.rss_str)
 
 
-def _serialise(f: FeedFile, to_string: Callable[..., bytes]) -> bytes:
+def _serialise(site: _Site, f: FeedFile, to_string: Callable[..., bytes]) -> bytes:
     try:
-        return to_string(pretty=True, encoding="UTF-8", xml_declaration=True)
+        data = to_string(pretty=True, encoding="UTF-8", xml_declaration=True)
     except ValueError as e:  # feedgen's missing fields and lxml's refused characters
         raise PublisherError(f"cannot build {f.path}: {e}") from e
+    return with_stylesheet(data, site.stylesheet)
 
 
 # -- JSON Feed ----------------------------------------------------------------------
 
 
 def render_json(site: _Site, ch: Channel, f: FeedFile) -> bytes:
+    """JSON Feed 1.1. Archive pages chain through ``next_url`` towards the oldest page
+    (the subscription document's ``next_url`` is the newest page), newest item first
+    within each page, as JSON Feed pagination reads."""
+    links = dict(f.links)
+    items = list(reversed(ch.items)) if f.archive else ch.items
     feed: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
         "title": ch.title,
         "home_page_url": site.root,
-        "feed_url": f.url,
-        "language": site.language,
+        "feed_url": links.get("current", f.url),
+        "language": ch.language or site.language,
         "authors": [{"name": site.title}],
-        "items": [_json_item(site, item) for item in ch.items],
+        "items": [_json_item(site, item) for item in items],
     }
     if site.description:
         feed["description"] = site.description
+    if "prev-archive" in links:
+        feed["next_url"] = links["prev-archive"]
+    hubs = [{"type": "WebSub", "url": href} for rel, href in f.links if rel == "hub"]
+    if hubs:
+        feed["hubs"] = hubs
     return (json.dumps(feed, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
 
 
@@ -424,7 +591,7 @@ def _json_item(site: _Site, item: Item) -> dict[str, Any]:
         "language": item.language,
         "tags": [label for _, label in _item_tags(site, item)],
     }
-    summary = clean_text(html_to_text(item.summary))  # JSON Feed's summary is text
+    summary = _summary_text(item.summary)  # JSON Feed's summary is text
     if summary:
         entry["summary"] = summary
     if item.image:
@@ -438,6 +605,14 @@ def _json_item(site: _Site, item: Item) -> dict[str, Any]:
             attachment["size_in_bytes"] = item.enclosure_length
         entry["attachments"] = [attachment]
     return entry
+
+
+@lru_cache(maxsize=4096)
+def _summary_text(summary: str) -> str:
+    """The text of a summary, remembered: an item is in up to four JSON documents (its
+    feeds' subscription documents and newest archive pages) that a long-running daemon
+    renders again at each new item, and parsing the HTML is most of a JSON item's cost."""
+    return clean_text(html_to_text(summary))
 
 
 RENDERERS: dict[str, Callable[[_Site, Channel, FeedFile], bytes]] = {
@@ -465,7 +640,8 @@ def render_opml(site: _Site, channels: Sequence[Channel]) -> bytes:
             continue
         f = _preferred(ch.files)
         attributes = {"text": ch.title, "title": ch.title, "type": "rss", "xmlUrl": f.url}
-        ET.SubElement(body, "outline", {**attributes, "htmlUrl": site.root, "language": site.language})
+        language = ch.language or site.language
+        ET.SubElement(body, "outline", {**attributes, "htmlUrl": site.root, "language": language})
     ET.indent(root)
     data: bytes = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
     return data + b"\n"
@@ -489,18 +665,32 @@ class _IndexEntry:
 
 
 def render_index(settings: Settings, site: _Site, channels: Sequence[Channel]) -> bytes:
+    """The site's page: each category's newest items and every feed (with ``hreflang``
+    for a language's feeds, listed under the feeds of every language)."""
+    per_language = [ch for ch in channels if ch.language]
+    main = [ch for ch in channels if not ch.language]
+
+    def language_feeds(slug: str) -> list[dict[str, Any]]:
+        return [
+            {"language": ch.language, "name": language_name(ch.language), "feeds": ch.files}
+            for ch in per_language
+            if ch.slug == slug
+        ]
+
     sections = [
         {
             "slug": ch.slug,
             "title": ch.name,
             "feeds": ch.files,
+            "language_feeds": language_feeds(ch.slug),
             "items": [_index_entry(site, i) for i in ch.items[:INDEX_ITEMS]],
         }
-        for ch in channels[1:]
+        for ch in main[1:]
     ]
     context = {
         "site": site,
-        "all_feeds": channels[0].files,
+        "all_feeds": main[0].files,
+        "all_language_feeds": language_feeds("all"),
         "sections": sections,
         "feeds": [f for ch in channels for f in ch.files],
         "opml_url": f"{site.root}feeds.opml",
@@ -512,6 +702,13 @@ def render_index(settings: Settings, site: _Site, channels: Sequence[Channel]) -
         "t": translator(normalise_language(settings.site.language)),
     }
     return render_template(make_environment(settings), INDEX_TEMPLATE, context).encode("utf-8")
+
+
+def render_stylesheet(settings: Settings) -> bytes:
+    """feed.xsl: the page a browser shows for an RSS or Atom file, in the site language."""
+    language = normalise_language(settings.site.language)
+    context = {"t": translator(language), "language": language}
+    return render_template(make_environment(settings), STYLESHEET_TEMPLATE, context).encode("utf-8")
 
 
 def _index_entry(site: _Site, item: Item) -> _IndexEntry:
@@ -559,9 +756,9 @@ def _same_bytes(path: Path, data: bytes) -> bool:
         raise PublisherError(f"cannot read {path}: {e.strerror or e}") from e
 
 
-def _stat_key(path: Path) -> list[int]:
+def _stat_key(path: Path | str) -> list[int]:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except FileNotFoundError:
         return [-1, -1]
     return [st.st_size, st.st_mtime_ns]
@@ -577,4 +774,6 @@ def _load_state(out: Path) -> dict[str, Any]:
 
 
 def _save_state(out: Path, state: dict[str, Any]) -> None:
-    write_if_changed(out / STATE_FILE, json.dumps(state, sort_keys=True, indent=1).encode())
+    # No indent: json's C encoder only runs without it, and a state of thousands of
+    # archive pages is written on every build.
+    write_if_changed(out / STATE_FILE, json.dumps(state, sort_keys=True, separators=(",", ":")).encode())

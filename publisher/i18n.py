@@ -94,6 +94,20 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "archive_older": "Older issues",
         "archive_page": "Page {page} of {pages}",
         "signup_title": "Subscribe by email",
+        # the page a browser shows for a feed (templates/web/feed.xsl.j2)
+        "feed_page_kind": "Web feed",
+        "feed_page_what": (
+            "This is a web feed: a feed reader app checks it for "
+            "you and shows each new item as it is published."
+        ),
+        "feed_page_how": "How to subscribe",
+        "feed_page_copy": "To subscribe, copy this address into your feed reader:",
+        "feed_page_archive": (
+            "This page is an archive of older items; the address above is the feed to subscribe to."
+        ),
+        "feed_page_home": "Visit the website",
+        "feed_page_latest": "Items in this feed",
+        "feed_page_older": "Older items",
         "signup_intro": (
             "Choose the lists you want to receive. We send a message to confirm the address first."
         ),
@@ -202,6 +216,21 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "archive_older": "Numéros plus anciens",
         "archive_page": "Page {page} sur {pages}",
         "signup_title": "S’abonner par courriel",
+        # the page a browser shows for a feed (templates/web/feed.xsl.j2)
+        "feed_page_kind": "Flux web",
+        "feed_page_what": (
+            "Ceci est un flux web : une application de lecture de flux le consulte "
+            "pour vous et affiche chaque nouvel article dès sa publication."
+        ),
+        "feed_page_how": "Comment s’abonner",
+        "feed_page_copy": "Pour vous abonner, copiez cette adresse dans votre lecteur de flux :",
+        "feed_page_archive": (
+            "Cette page archive des articles plus anciens ; l’adresse "
+            "ci-dessus est celle du flux auquel s’abonner."
+        ),
+        "feed_page_home": "Visiter le site",
+        "feed_page_latest": "Articles de ce flux",
+        "feed_page_older": "Articles plus anciens",
         "signup_intro": (
             "Choisissez les listes que vous voulez recevoir. Nous envoyons d’abord un message pour "
             "confirmer l’adresse."
@@ -309,6 +338,21 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "archive_older": "Números más antiguos",
         "archive_page": "Página {page} de {pages}",
         "signup_title": "Suscribirse por correo",
+        # the page a browser shows for a feed (templates/web/feed.xsl.j2)
+        "feed_page_kind": "Canal web",
+        "feed_page_what": (
+            "Esto es un canal web: una aplicación lectora de canales lo consulta "
+            "por usted y muestra cada novedad en cuanto se publica."
+        ),
+        "feed_page_how": "Cómo suscribirse",
+        "feed_page_copy": "Para suscribirse, copie esta dirección en su lector de canales:",
+        "feed_page_archive": (
+            "Esta página archiva elementos anteriores; la dirección "
+            "de arriba es la del canal al que suscribirse."
+        ),
+        "feed_page_home": "Visitar el sitio",
+        "feed_page_latest": "Elementos de este canal",
+        "feed_page_older": "Elementos anteriores",
         "signup_intro": (
             "Elija las listas que desea recibir. Primero enviamos un mensaje para confirmar la dirección."
         ),
@@ -434,3 +478,14 @@ def format_day(
             value = value.astimezone(tz)
         value = value.date()
     return format_date(value, format=fmt, locale=normalise_language(language))
+
+
+@functools.cache
+def language_name(tag: str) -> str:
+    """A language's name in that language ("français" for ``fr``), for feed titles;
+    the tag itself when Babel does not know it."""
+    try:
+        name = Locale.parse(tag.replace("-", "_")).get_display_name(tag.replace("-", "_"))
+    except (ValueError, TypeError, UnknownLocaleError):
+        return tag
+    return name or tag

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 # What every stage is given instead of reading the wall clock or a global flag: the
 # facade's clock (frozen in tests) and its "stop was asked" flag (SIGTERM).
@@ -118,6 +118,18 @@ class IngestRejection:
     at: datetime
     origin: str
     reason: str
+
+
+#: What decides where an item goes in the feed archives and whether a page changed:
+#: (id, category, language, content_hash); the content hash changes with every edit a
+#: reader can see (and so does ``updated``). A plain tuple straight from
+#: the database cursor, indexed with the ``KEY_*`` constants: a build reads one per
+#: stored item, and a named tuple or dataclass per row would cost more than the query.
+ItemKey = tuple[str, str | None, str, str]
+KEY_ID: Final = 0
+KEY_CATEGORY: Final = 1
+KEY_LANGUAGE: Final = 2
+KEY_HASH: Final = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,12 @@ _MIB = 1024 * 1024
 class _Handler(BaseHTTPRequestHandler):
     upstream: Upstream
 
+    def do_POST(self) -> None:
+        """A POST is recorded with its body (a WebSub hub test reads the pings), then routed."""
+        length = int(self.headers.get("Content-Length") or 0)
+        self.upstream.posts.append((self.path, self.headers.get("Content-Type", ""), self.rfile.read(length)))
+        self.do_GET()
+
     def do_GET(self) -> None:
         self.upstream.requests.append(self.path)
         route = self.upstream.routes.get(self.path)
@@ -64,6 +70,7 @@ class Upstream:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[str] = []
+        self.posts: list[tuple[str, str, bytes]] = []  # path, Content-Type, body
         self.sent = 0
         self.stopping = threading.Event()
         handler = type("Handler", (_Handler,), {"upstream": self})
@@ -133,6 +140,18 @@ def zeros(size: int, *, gzip: bool = False, announce: bool = False) -> Route:
             h.send(deflate.compress(chunk) if gzip else chunk)
         if gzip:
             h.send(deflate.flush())
+
+    return route
+
+
+def failing_first(failures: int, status: int = 503, then: int = 204) -> Route:
+    """``status`` for the first ``failures`` requests, then ``then`` (a hub that recovers)."""
+    seen = [0]
+
+    def route(h: _Handler) -> None:
+        seen[0] += 1
+        code = status if seen[0] <= failures else then
+        h.head(code, "text/plain", {"Content-Length": "0"})
 
     return route
 

@@ -233,7 +233,7 @@ def test_css_selectors_are_compiled_when_the_config_is_read() -> None:
 _KEYS = {
     "site": ["title", "base_url", "language", "timezone", "description", "postal_address"],
     "storage": ["url"],
-    "feeds": ["output_dir", "formats", "max_items"],
+    "feeds": ["output_dir", "formats", "max_items", "archive_page_size", "websub_hubs", "languages"],
     "smtp": ["host", "port", "security", "connections", "rate_per_second", "timeout"],
     "web": ["host", "port", "keep_alive_timeout", "header_timeout", "forwarded_allow_ips"],
     "delivery": ["retry_min", "give_up", "batch_size", "journal_dir"],
@@ -427,3 +427,32 @@ def test_exclude_selectors_of_html_sources_are_checked_when_the_config_is_read()
     assert "exclude takes elements, not attributes" in attribute
     source["exclude"] = ["a.more", 'a:-soup-contains("Read more")']
     assert settings_from_dict({"sources": [source]}).sources[0].exclude == source["exclude"]
+
+
+def test_feed_history_hub_and_language_keys_are_checked_with_their_path() -> None:
+    found = problems(
+        {
+            "feeds": {
+                "archive_page_size": 5,
+                "websub_hubs": ["hub.example.org", "https://ok.example.org/"],
+                "languages": ["fr", "not a tag", "FR"],
+            }
+        }
+    )
+    text = "\n".join(found)
+    assert "feeds.archive_page_size:" in text and "10" in text
+    assert "feeds.websub_hubs:" in text and "'hub.example.org' is not a hub URL" in text
+    assert "feeds.languages:" in text and "'not a tag' is not a language tag" in text
+
+
+def test_feed_history_hub_and_language_defaults() -> None:
+    feeds = settings_from_dict({}).feeds
+    assert (feeds.archive_page_size, feeds.websub_hubs, feeds.languages) == (100, [], [])
+    feeds = settings_from_dict(
+        {"feeds": {"languages": ["fr", "es", "fr"], "websub_hubs": ["https://h.example/"]}}
+    ).feeds
+    assert feeds.languages == ["fr", "es"]
+    assert feeds.websub_hubs == ["https://h.example/"]
+    assert problems({"feeds": {"languages": ["FR"]}}) == [
+        "feeds.languages: 'FR': write a language folder in lower case, such as 'fr' or 'fr-ch'"
+    ]

@@ -64,7 +64,7 @@ def make_item(n: int, category: str | None = "news", **changes: Any) -> Item:
 def all_paths(settings: Settings) -> set[Path]:
     out = settings.feeds.output_dir
     names = [f"feeds/{slug}{ext}" for slug in ["all", *SLUGS] for ext in EXTENSIONS.values()]
-    return {out / n for n in [*names, "feeds.opml", "index.html"]}
+    return {out / n for n in [*names, "feeds.opml", "index.html", "feed.xsl"]}
 
 
 def channel_paths(settings: Settings, slug: str) -> set[Path]:
@@ -358,7 +358,7 @@ def test_only_configured_formats_are_written(make_settings: Callable[..., Settin
 
     out = settings.feeds.output_dir
     expected = {out / f"feeds/{slug}.rss.xml" for slug in ["all", *SLUGS]}
-    assert set(report.written) == expected | {out / "feeds.opml", out / "index.html"}
+    assert set(report.written) == expected | {out / "feeds.opml", out / "index.html", out / "feed.xsl"}
     assert sorted(p.name for p in (out / "feeds").iterdir()) == sorted(p.name for p in expected)
 
 

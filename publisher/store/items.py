@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, and_, case, delete, exists, false, func, select, true, update
 from sqlalchemy.engine import Row
 
-from publisher.models import IngestRejection, Item, ItemState, ListedItem, SourceState
+from publisher.models import IngestRejection, Item, ItemKey, ItemState, ListedItem, SourceState
 from publisher.store.tables import ingest_rejections, items, source_state
 from publisher.text import canonical_link
 
@@ -218,6 +218,51 @@ class ItemStore:
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(items)).scalar_one())
+
+    def history(self, sources: Sequence[str] | None = None) -> list[ItemKey]:
+        """Every item's key fields, oldest first by published date (id breaks ties).
+
+        Feed archives (publisher.feed_archives) are cut from this list: narrow rows read
+        through the driver's cursor (SQLAlchemy's row objects would cost several times
+        the query at 100k items), and full items only for the pages to render.
+
+        With ``sources`` (the configured source names in config order) only the items
+        readers see, as :func:`shown` decides, but worked out here in one pass over the
+        rows: the correlated ``EXISTS`` of :func:`duplicate_clause` would cost an index
+        probe per row, which at 100k items is most of a rebuild's time.
+        """
+        # Plain columns: the covering index answers alone, and expressions (lower(),
+        # concatenation) would double the query's time at 100k rows.
+        q = select(
+            items.c.id,
+            items.c.category,
+            items.c.language,
+            items.c.content_hash,
+            items.c.hidden,
+            items.c.source,
+            items.c.link_key,
+        ).order_by(items.c.published, items.c.id)
+        sql = str(q.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
+        with self.engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql)
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        if sources is None:
+            return [(r[0], r[1], r[2], r[3]) for r in rows]
+        rank = {name: n for n, name in enumerate(sources)}
+        first: dict[str, int] = {}  # link key -> the earliest configured source holding it
+        for row in rows:
+            where = rank.get(row[5])
+            if where is not None and row[6] and where < first.get(row[6], len(rank)):
+                first[row[6]] = where
+        return [
+            (r[0], r[1], r[2], r[3])
+            for r in rows
+            if not r[4] and (where := rank.get(r[5])) is not None and not (r[6] and first[r[6]] < where)
+        ]
 
 
 class SourceStateStore:

@@ -96,6 +96,18 @@ items = Table(
     Index("ix_items_published", "published"),
     Index("ix_items_category_published", "category", "published"),
     Index("ix_items_link_key", "link_key"),
+    # Covers ItemStore.history (feed archives): an index-only scan, never the wide rows.
+    Index(
+        "ix_items_history",
+        "published",
+        "id",
+        "category",
+        "language",
+        "content_hash",
+        "hidden",
+        "source",
+        "link_key",
+    ),
 )
 
 source_state = Table(

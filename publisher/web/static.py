@@ -14,6 +14,13 @@ links) is the visitor's explicit choice and is served as it is, whatever the hea
 A language file's ETag also covers its name: siblings written in the same clock tick
 with the same size would otherwise share one, and a cache could then revalidate one
 language's copy with another's.
+
+A browser opening an RSS or Atom link should see the page ``feed.xsl`` makes of it, but
+browsers apply an ``xml-stylesheet`` only to documents served as XML (``application/xml``),
+and show ``application/atom+xml`` as raw text. So a request whose ``Accept`` names
+``text/html`` and neither feed type (a browser's navigation) gets the same bytes as
+``application/xml``; feed readers, which name the feed types or send ``*/*``, get the
+feed media type. ``Vary: Accept`` keeps caches from mixing the two.
 """
 
 from __future__ import annotations
@@ -38,11 +45,16 @@ FEED_MEDIA_TYPES = {
     ".atom.xml": "application/atom+xml; charset=utf-8",
     ".json": "application/feed+json; charset=utf-8",
     ".opml": "text/x-opml; charset=utf-8",
+    ".xsl": "application/xml; charset=utf-8",  # feed.xsl: browsers need an XML type
     ".html": "text/html; charset=utf-8",
 }
 #: The folder whose folder URLs are answered by Accept-Language (the archive's route).
 NEGOTIATED_FOLDER = "archive"
 _LANGUAGE_FILE = re.compile(r"index\.[a-z]{2,3}\.html")
+
+
+_XML_FEEDS = (".rss.xml", ".atom.xml")
+_FEED_TYPES = ("application/atom+xml", "application/rss+xml")
 
 
 def media_type_for(path: str) -> str | None:
@@ -116,7 +128,11 @@ class FeedFiles(StaticFiles):
         """The file with our headers; ``negotiated``: the file chosen by Accept-Language."""
         response = FileResponse(full_path, status_code=status_code, stat_result=stat_result)
         media_type = media_type_for(str(full_path))
-        if media_type:
+        if str(full_path).endswith(_XML_FEEDS):
+            response.headers["vary"] = "Accept"
+            if _is_browser(scope):
+                media_type = "application/xml; charset=utf-8"
+        if media_type and response.status_code != 304:
             response.headers["content-type"] = media_type
         response.headers.setdefault("cache-control", "public, max-age=300")
         name = os.path.basename(full_path)
@@ -129,3 +145,9 @@ class FeedFiles(StaticFiles):
         if self.is_not_modified(response.headers, Headers(scope=scope)):
             return NotModifiedResponse(response.headers)
         return response
+
+
+def _is_browser(scope: Scope) -> bool:
+    """Whether the request is a browser's navigation (wants HTML, names no feed type)."""
+    accept = b",".join(v for k, v in scope.get("headers", []) if k == b"accept").decode("latin-1").lower()
+    return "text/html" in accept and not any(t in accept for t in _FEED_TYPES)

@@ -1,0 +1,72 @@
+"""The list of files a build wrote, so the next build can delete what no longer belongs.
+
+A category, format or language removed from the config, or an archive page that no
+longer exists (fewer items), leaves files behind that readers would keep fetching. The
+build records every path it produced in :data:`MANIFEST_FILE`; the next build deletes
+the paths recorded last time and not produced this time, and nothing else: a file an
+admin put in the output folder was never in a manifest, so it is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from publisher.errors import PublisherError
+
+MANIFEST_FILE = ".build-manifest.json"
+
+
+def load_manifest(out: Path, fallback: Iterable[str] = ()) -> set[str]:
+    """The paths the previous build wrote; ``fallback`` when no manifest exists yet.
+
+    A build from before manifests existed left only its render state, whose keys are
+    the feed paths it wrote: the caller passes those, so their leftovers go too.
+    """
+    try:
+        data = json.loads((out / MANIFEST_FILE).read_bytes())
+    except FileNotFoundError:
+        return {p for p in fallback if _safe(p)}
+    except (OSError, ValueError):
+        return set()  # unreadable: delete nothing rather than guess
+    files = data.get("files") if isinstance(data, dict) else None
+    return {p for p in files if isinstance(p, str) and _safe(p)} if isinstance(files, list) else set()
+
+
+def save_manifest(out: Path, paths: Iterable[str]) -> bytes:
+    """The manifest's bytes for ``paths`` (written by the caller with write_if_changed)."""
+    # One path a line, for a person reading it; no indent keeps json's fast C encoder.
+    return ('{"files": [\n' + ",\n".join(map(json.dumps, sorted(set(paths)))) + "\n]}\n").encode()
+
+
+def prune(out: Path, previous: set[str], current: set[str]) -> list[Path]:
+    """Delete the files of ``previous`` not in ``current``; then their emptied folders."""
+    deleted: list[Path] = []
+    for rel in sorted(previous - current):
+        path = out / rel
+        try:
+            if not path.is_file() or path.is_symlink():
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise PublisherError(
+                f"cannot delete {path}, which the build no longer writes: {e.strerror or e}"
+            ) from e
+        deleted.append(path)
+        parent = path.parent
+        while parent != out and out in parent.parents:
+            try:
+                parent.rmdir()  # only succeeds when empty: another file keeps the folder
+            except OSError:
+                break
+            parent = parent.parent
+    return deleted
+
+
+def _safe(rel: str) -> bool:
+    """A manifest entry is a plain relative path inside the output folder."""
+    # String tests, not PurePosixPath: a manifest lists thousands of archive pages.
+    return bool(rel) and not rel.startswith("/") and "\x00" not in rel and ".." not in rel.split("/")
