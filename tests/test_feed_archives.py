@@ -369,3 +369,35 @@ def test_stylesheet_instruction_follows_a_base_url_with_a_path(
     xsl = lxml.etree.parse(str(out / "feed.xsl"))
     lxml.etree.XSLT(xsl)  # compiles
     assert not (out / "feeds/all.json").read_bytes().startswith(b"<")
+
+
+def test_archive_pages_hold_only_what_readers_may_see(
+    make_settings: Callable[..., Settings], store: Store
+) -> None:
+    """Hidden items, items of a source no longer configured and second copies of a story
+    (same link from a later source) stay out of archive pages as out of the feed itself."""
+    sources = [
+        {"name": "sample", "type": "directory", "path": "content"},
+        {"name": "mirror", "type": "directory", "path": "mirror"},
+    ]
+    settings = make_settings(feeds={"max_items": 10, "archive_page_size": 10}, sources=sources)
+    store.items.save([make_item(n) for n in range(35)], [], T0)
+    copy = make_item(5, id="mirror:5", source="mirror", title="Item five again")  # same link as item 5
+    gone = make_item(-1, id="gone:1", source="gone", link="https://www.example.org/gone/1")
+    store.items.save([copy, gone], [], T0)
+    assert store.items.set_hidden("sample:item-3", True) is False
+
+    build_feeds(settings, store)
+
+    def every_id() -> list[str]:
+        return [i for _, ids in walk(settings, "news", "json") for i in ids]
+
+    found = every_id()
+    assert len(found) == len(set(found))
+    assert set(found) == {f"sample:item-{n}" for n in range(35) if n != 3}
+    oldest = json.loads((settings.feeds.output_dir / "feeds/archive/news/1.json").read_bytes())
+    assert "sample:item-3" not in [i["id"] for i in oldest["items"]]
+
+    store.items.set_hidden("sample:item-3", False)
+    build_feeds(settings, store)
+    assert "sample:item-3" in every_id()
