@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
-import time
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner
 from sqlalchemy import func, select
 from starlette.routing import Route
@@ -33,7 +30,6 @@ from publisher.errors import ConfigError
 from publisher.store import Store
 from publisher.store.tables import deliveries
 from publisher.web.app import ServedApp, create_app
-from publisher.web.server import server_config
 from tests.admin_client import (
     HASH_ENV,
     PASSWORD,
@@ -42,7 +38,7 @@ from tests.admin_client import (
     sign_in,
     try_sign_in,
 )
-from tests.smtp_server import free_port
+from tests.test_web import Server as WebServer
 
 START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -95,27 +91,11 @@ job = "digest"
 """
 
 
-class Server:
+class Server(WebServer):
     """``publisher serve``'s app (:class:`ServedApp`) under uvicorn on a free loopback port."""
 
     def __init__(self, publisher: Publisher) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        config = server_config(ServedApp(publisher), publisher.settings.web, host="127.0.0.1", port=self.port)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        super().__init__(publisher, ServedApp(publisher))
 
 
 @dataclass

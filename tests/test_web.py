@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from starlette.types import ASGIApp
 
 from publisher.app import Publisher
 from publisher.config import Settings
@@ -47,11 +48,16 @@ LISTS = [
 
 
 class Server:
-    def __init__(self, publisher: Publisher) -> None:
+    """The web app under uvicorn on a free loopback port, with ``serve``'s settings.
+
+    ``app`` defaults to :func:`create_app`; the admin tests pass ``ServedApp``.
+    """
+
+    def __init__(self, publisher: Publisher, app: ASGIApp | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         config = server_config(
-            create_app(publisher), publisher.settings.web, host="127.0.0.1", port=self.port
+            app or create_app(publisher), publisher.settings.web, host="127.0.0.1", port=self.port
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
