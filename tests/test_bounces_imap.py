@@ -276,6 +276,11 @@ slug = "news"
 title = "News"
 labels = ["News"]
 
+[[sources]]
+name = "sample"
+type = "directory"
+path = "content"
+
 [smtp]
 host = "127.0.0.1"
 port = {smtp_port}
@@ -395,7 +400,7 @@ def news_item() -> Item:
     published = NOW - timedelta(hours=2)
     return Item(
         id="urn:test:1",
-        source="test",
+        source="sample",
         title="Item 1",
         link="https://example.org/1",
         published=published,

@@ -198,7 +198,7 @@ def _item() -> Item:
     published = NOW - timedelta(hours=2)
     return Item(
         id="urn:test:1",
-        source="test",
+        source="sample",
         title="Item 1",
         link="https://example.org/1",
         published=published,
