@@ -52,6 +52,8 @@ test: $(STAMP) system-deps lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python bench/feeds.py
 	$(BIN)/python bench/digests.py
+	$(BIN)/python bench/dkim_signing.py
+	$(BIN)/python bench/archive.py
 
 clean:
 	rm -rf $(VENV) var public .pytest_cache .mypy_cache .ruff_cache
