@@ -50,6 +50,7 @@ class Nginx:
         site = SITE.read_text(encoding="utf-8")
         site = site.replace("listen 80;", f"listen 127.0.0.1:{self.port};").replace("listen [::]:80;", "")
         site = site.replace("root /opt/publisher/public;", f"root {public};")
+        site = site.replace("alias /opt/publisher/public/;", f"alias {public}/;")
         site = site.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{upstream_port}")
         assert str(public) in site and str(upstream_port) in site, "the deploy site changed shape"
         (folder / "site.conf").write_text(site, encoding="utf-8")
@@ -147,7 +148,18 @@ def test_nginx_serves_the_feeds_with_their_media_types_and_304s(nginx: Nginx) ->
         since = httpx.get(nginx.base + path, headers={"If-Modified-Since": first.headers["last-modified"]})
         assert since.status_code == 304, path
     assert "Social protection for all" in httpx.get(nginx.base + "/feeds/all.atom.xml").text
-    for hidden in ("/.feeds-state.json", "/.build.lock", "/feeds/.x"):
+    # A browser's navigation gets the feed as XML, so it applies feed.xsl; readers the feed type.
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    reader = {"Accept": "application/atom+xml, application/rss+xml;q=0.9, */*;q=0.1"}
+    for path, feed_type in (("/feeds/all.atom.xml", "atom"), ("/feeds/news.rss.xml", "rss")):
+        shown = httpx.get(nginx.base + path, headers=browser)
+        assert shown.headers["content-type"] == "application/xml; charset=utf-8", path
+        assert shown.headers["vary"] == "Accept" and shown.content == httpx.get(nginx.base + path).content
+        read = httpx.get(nginx.base + path, headers=reader)
+        assert read.headers["content-type"] == f"application/{feed_type}+xml; charset=utf-8", path
+        assert read.headers["vary"] == "Accept"
+    assert httpx.get(nginx.base + "/.as-xml/feeds/all.atom.xml").status_code == 404  # internal only
+    for hidden in ("/.feeds-state.json", "/.build.lock", "/feeds/.x", "/.as-xml/.feeds-state.json"):
         assert httpx.get(nginx.base + hidden).status_code == 404, hidden
 
 
