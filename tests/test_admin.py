@@ -581,6 +581,8 @@ def test_the_dashboard_shows_sends_issues_subscribers_rates_and_failed_sources(c
         sources = page[page.index('id="sources"') :]
         assert "upstream" in sources and "sample" not in sources
         assert "Bounce rate: 0.0% (0 of 2)" in page
+        # the 30-day figures of `status`, from the ledger and the bounce reports
+        assert "2 mailed, 0 bounced (0.00%), 0 complaints (0.00%)" in " ".join(page.split())
         assert "No digest is being sent." in page and "http-equiv" not in page
         # A delivery back in the queue: the issue is "sending now" and the page refreshes itself.
         with publisher.store.engine.begin() as conn:
