@@ -401,3 +401,24 @@ def test_archive_pages_hold_only_what_readers_may_see(
     store.items.set_hidden("sample:item-3", False)
     build_feeds(settings, store)
     assert "sample:item-3" in every_id()
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [["sample"], ["sample", "mirror"], ["mirror", "sample"], ["mirror", "sample", "third"], []],
+)
+def test_the_history_read_agrees_with_the_rule_of_what_readers_see(store: Store, sources: list[str]) -> None:
+    """history(sources) filters in Python what shown() says in SQL: they must agree."""
+    saved = [make_item(n) for n in range(12)]
+    saved += [make_item(n, id=f"mirror:{n}", source="mirror") for n in (2, 3, 4)]  # second copies
+    saved += [make_item(20, id="mirror:own", source="mirror", link="https://www.example.org/own")]
+    saved += [make_item(21, id="third:2", source="third", link="https://www.example.org/news/2")]
+    saved += [make_item(22, id="gone:1", source="gone", link="https://www.example.org/gone")]
+    store.items.save(saved, [], T0)
+    for item_id in ("sample:item-3", "mirror:4", "sample:item-7"):  # a hidden first copy stays first
+        store.items.set_hidden(item_id, True)
+
+    read = [key[0] for key in store.items.history(sources)]
+    expected = [i.id for i in reversed(store.items.latest(None, 1000, sources=sources))]
+    assert read == expected
+    assert len(read) == len(set(read))

@@ -14,7 +14,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, case, delete, exists, false, func, select, true, update
+from sqlalchemy import (
+    ClauseElement,
+    ColumnElement,
+    Engine,
+    and_,
+    case,
+    delete,
+    exists,
+    false,
+    func,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Row
 
 from publisher.models import IngestRejection, Item, ItemKey, ItemState, ListedItem, SourceState
@@ -227,42 +240,47 @@ class ItemStore:
         the query at 100k items), and full items only for the pages to render.
 
         With ``sources`` (the configured source names in config order) only the items
-        readers see, as :func:`shown` decides, but worked out here in one pass over the
-        rows: the correlated ``EXISTS`` of :func:`duplicate_clause` would cost an index
-        probe per row, which at 100k items is most of a rebuild's time.
+        readers see, as :func:`shown` decides. The hidden flag and the source are
+        filtered in the index scan; second copies of a story are worked out here in one
+        pass over the rows, because the correlated ``EXISTS`` of :func:`duplicate_clause`
+        would cost an index probe per row, most of a rebuild's time at 100k items. With
+        one configured source there can be no second copy (it needs an earlier source),
+        so that read is as narrow as the unfiltered one.
         """
         # Plain columns: the covering index answers alone, and expressions (lower(),
         # concatenation) would double the query's time at 100k rows.
-        q = select(
-            items.c.id,
-            items.c.category,
-            items.c.language,
-            items.c.content_hash,
-            items.c.hidden,
-            items.c.source,
-            items.c.link_key,
-        ).order_by(items.c.published, items.c.id)
+        key = (items.c.id, items.c.category, items.c.language, items.c.content_hash)
+        order = (items.c.published, items.c.id)
+        if sources is None:
+            return self._cursor_rows(select(*key).order_by(*order))
+        if not sources:
+            return []
+        if len(sources) == 1:
+            q = select(*key).where(items.c.hidden == false(), items.c.source == sources[0])
+            return self._cursor_rows(q.order_by(*order))
+        # A hidden first copy still keeps later copies out (as duplicate_clause says), so
+        # hidden rows are read too, for the duplicate pass.
+        q = select(*key, items.c.hidden, items.c.source, items.c.link_key)
+        rows = self._cursor_rows(q.where(items.c.source.in_(list(sources))).order_by(*order))
+        rank = {name: n for n, name in enumerate(sources)}
+        first: dict[str, int] = {}  # link key -> the earliest configured source holding it
+        for row in rows:
+            if row[6] and rank[row[5]] < first.get(row[6], len(rank)):
+                first[row[6]] = rank[row[5]]
+        return [
+            (r[0], r[1], r[2], r[3]) for r in rows if not r[4] and not (r[6] and first[r[6]] < rank[r[5]])
+        ]
+
+    def _cursor_rows(self, q: ClauseElement) -> list[Any]:
+        """The rows of ``q`` as the driver's plain tuples (see :meth:`history`)."""
         sql = str(q.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
         with self.engine.connect() as conn:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 cursor.execute(sql)
-                rows = cursor.fetchall()
+                return list(cursor.fetchall())
             finally:
                 cursor.close()
-        if sources is None:
-            return [(r[0], r[1], r[2], r[3]) for r in rows]
-        rank = {name: n for n, name in enumerate(sources)}
-        first: dict[str, int] = {}  # link key -> the earliest configured source holding it
-        for row in rows:
-            where = rank.get(row[5])
-            if where is not None and row[6] and where < first.get(row[6], len(rank)):
-                first[row[6]] = where
-        return [
-            (r[0], r[1], r[2], r[3])
-            for r in rows
-            if not r[4] and (where := rank.get(r[5])) is not None and not (r[6] and first[r[6]] < where)
-        ]
 
 
 class SourceStateStore:
