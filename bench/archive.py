@@ -61,7 +61,7 @@ class Clock:
 def make_item(n: int, published: datetime) -> Item:
     return Item(
         id=f"bench-{n:07d}",
-        source="bench",
+        source="sample",  # the source BASE_CONFIG configures: only those are shown
         title=f"Item {n}: new figures on social protection",
         link=f"https://www.example.org/news/{n}",
         published=published,

@@ -35,6 +35,9 @@ exists) is deleted, so a private list's pages cannot linger on the web.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -43,11 +46,13 @@ from pathlib import Path
 
 from feedgen.feed import FeedGenerator
 
+import publisher
 from publisher.config import ListConfig, Settings
 from publisher.errors import PublisherError
 from publisher.feeds import EMPTY_FEED_UPDATED, GENERATOR, BuildReport, write_if_changed
 from publisher.i18n import LANGUAGE_NAMES, LANGUAGES, normalise_language
 from publisher.messages import LanguageLink, render_subject, render_web_copy
+from publisher.models import Item
 from publisher.periods import period_label
 from publisher.store import Store
 from publisher.store.issues import IssueRow
@@ -62,6 +67,10 @@ INDEX_TEMPLATE = "web/archive_index.html.j2"
 LIST_TEMPLATE = "web/archive_list.html.j2"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
+#: Beside archive/ (so archive/ holds only pages): for each issue page written, the
+#: fingerprint of what it was rendered from and its subject, so a rebuild renders only
+#: the pages whose inputs changed.
+STATE_FILE = ".archive-state.json"
 
 
 def issue_slug(period_key: str) -> str:
@@ -162,6 +171,7 @@ def build_archive(settings: Settings, store: Store) -> BuildReport:
     languages = archive_languages(settings)
     root = archive_root(settings)
     counts: dict[str, int] = {}
+    cache = _PageCache(out, settings)
     for list_cfg in public_lists(settings):
         issues = store.issues.sent_issues(list_cfg.slug)
         counts[list_cfg.slug] = len(issues)
@@ -169,9 +179,19 @@ def build_archive(settings: Settings, store: Store) -> BuildReport:
         subjects: dict[str, list[str]] = {language: [] for language in languages}
         for issue in issues:
             folder = out / list_cfg.slug / issue_slug(issue.period_key)
-            for language, subject, page in _issue_pages(settings, store, list_cfg, issue, languages):
+            items = store.items.by_ids(store.issues.shown_item_ids(issue))
+            for language in languages:
+                path = folder / page_file(settings, language)
+                key = cache.key(list_cfg, issue, items, language)
+                subject = cache.subject(path, key)
+                if subject is None:  # new or changed inputs: render
+                    subject, page = _issue_page(settings, list_cfg, issue, items, language, languages[0])
+                    emit(path, page)
+                    cache.remember(path, key, subject)
+                else:  # the file on disk is what these inputs render to
+                    keep.add(path)
+                    report.unchanged.append(path)
                 subjects[language].append(subject)
-                emit(folder / page_file(settings, language), page)
         pages = max(1, math.ceil(len(issues) / PAGE_SIZE))
         for language in languages:
             name = page_file(settings, language)
@@ -223,7 +243,91 @@ def build_archive(settings: Settings, store: Store) -> BuildReport:
         }
         emit(out / name, render_template(env, INDEX_TEMPLATE, context).encode("utf-8"))
     _remove_stale(out, keep)
+    cache.save(keep)
     return report
+
+
+class _PageCache:
+    """Which issue pages a rebuild can leave as they are, and their subjects.
+
+    Why: every build (each ingest that finds something, each send to a public list)
+    rewrites the archive, and rendering an issue page (its template, CSS inlined) costs
+    about 20 ms in each language, so the archive's cost grew with every issue sent. A
+    page is rendered again only when its fingerprint changes: the issue (items with
+    their content hashes, subject, send time, omitted count), the language, the list's
+    config, and once per build everything else a page depends on: the whole settings,
+    the template files (the override folder's and the built-in ones, by size and mtime)
+    and the code that renders (the package version and its modules' mtimes). A page
+    whose file is missing is rendered whatever the state says.
+    """
+
+    def __init__(self, out: Path, settings: Settings) -> None:
+        self.path = out.parent / STATE_FILE
+        self.out = out
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            self.state: dict[str, list[str]] = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            self.state = {}
+        self.new_state: dict[str, list[str]] = {}
+        self.context = _context_fingerprint(settings)
+
+    def key(self, list_cfg: ListConfig, issue: IssueRow, items: list[Item], language: str) -> str:
+        data = [
+            self.context,
+            list_cfg.model_dump(mode="json"),
+            issue.period_key,
+            issue.subject,
+            issue.created.isoformat(),
+            issue.omitted,
+            [[i.id, i.content_hash, i.updated.isoformat()] for i in items],
+            language,
+        ]
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+    def subject(self, path: Path, key: str) -> str | None:
+        """The page's subject if ``path`` holds what ``key`` renders to, else None."""
+        entry = self.state.get(self._name(path))
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == key and path.is_file():
+            self.new_state[self._name(path)] = entry
+            return str(entry[1])
+        return None
+
+    def remember(self, path: Path, key: str, subject: str) -> None:
+        self.new_state[self._name(path)] = [key, subject]
+
+    def save(self, keep: set[Path]) -> None:
+        kept = {self._name(p) for p in keep}
+        state = {name: entry for name, entry in sorted(self.new_state.items()) if name in kept}
+        if state != self.state:
+            write_if_changed(self.path, json.dumps(state, indent=0, sort_keys=True).encode("utf-8"))
+
+    def _name(self, path: Path) -> str:
+        return path.relative_to(self.out).as_posix()
+
+
+def _context_fingerprint(settings: Settings) -> str:
+    """What every archive page depends on beyond its issue (see :class:`_PageCache`)."""
+    files: list[list[object]] = []
+    folders = [Path(__file__).resolve().parent / "templates"]
+    if settings.templates.path is not None:
+        folders.insert(0, Path(settings.templates.path))
+    for folder in folders:
+        if folder.is_dir():
+            for file in sorted(folder.rglob("*")):
+                if file.is_file():
+                    st = file.stat()
+                    files.append([str(file), st.st_size, st.st_mtime_ns])
+    code = [
+        [m, Path(publisher.__file__).with_name(m).stat().st_mtime_ns]
+        for m in ("archive.py", "messages.py", "i18n.py", "templating.py")
+    ]
+    try:
+        version = importlib.metadata.version("publisher")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
+        version = ""
+    data = [settings.model_dump_json(), files, code, version]
+    return hashlib.sha256(json.dumps(data, default=str).encode()).hexdigest()
 
 
 def _common(settings: Settings, language: str, root: str) -> dict[str, object]:
@@ -254,46 +358,43 @@ def _issue_link(
     )
 
 
-def _issue_pages(
+def _issue_page(
     settings: Settings,
-    store: Store,
     list_cfg: ListConfig,
     issue: IssueRow,
-    languages: list[str],
-) -> list[tuple[str, str, bytes]]:
+    items: list[Item],
+    language: str,
+    site_language: str,
+) -> tuple[str, bytes]:
     """The issue as its mail showed it (the same items, template and date), for nobody,
-    in each language: (language, subject, page). The first language is the site's,
-    whose subject is the stored one; the others' is rendered as their mail rendered it."""
-    items = store.items.by_ids(store.issues.shown_item_ids(issue))
+    in ``language``: (subject, page). In the site language the subject is the stored
+    one; in the others it is rendered as their mail rendered it."""
     folder_url = issue_url(settings, list_cfg, issue.period_key)
-    pages = []
-    for language in languages:
-        label = period_label(settings, issue.created, language)
-        subject = issue.subject
-        if language != languages[0]:
-            subject = render_subject(
-                settings,
-                list_cfg,
-                items,
-                language=language,
-                now=issue.created,
-                period_label=label,
-                more_items=issue.omitted,
-            )
-        html = render_web_copy(
+    label = period_label(settings, issue.created, language)
+    subject = issue.subject
+    if language != site_language:
+        subject = render_subject(
             settings,
             list_cfg,
             items,
-            subject=subject,
-            period_label=label,
-            now=issue.created,
-            more_items=issue.omitted,
             language=language,
-            page_languages=language_links(settings, folder_url, language),
-            page_default_url=folder_url,
+            now=issue.created,
+            period_label=label,
+            more_items=issue.omitted,
         )
-        pages.append((language, subject, html.encode("utf-8")))
-    return pages
+    html = render_web_copy(
+        settings,
+        list_cfg,
+        items,
+        subject=subject,
+        period_label=label,
+        now=issue.created,
+        more_items=issue.omitted,
+        language=language,
+        page_languages=language_links(settings, folder_url, language),
+        page_default_url=folder_url,
+    )
+    return subject, html.encode("utf-8")
 
 
 def render_issue_feed(settings: Settings, list_cfg: ListConfig, links: list[IssueLink]) -> bytes:

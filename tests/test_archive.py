@@ -552,3 +552,54 @@ def test_a_rebuild_keeps_every_language_file_and_removes_what_it_did_not_write(p
     assert not stray.exists()
     assert archive_files(pub.settings) == before  # the siblings it wrote stay, untouched
     assert not [p for p in report.written if "archive" in p.parts]
+
+
+def test_a_rebuild_renders_only_the_issue_pages_whose_inputs_changed(
+    pub: Publisher, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An issue page is rendered again only when its issue, items, list or templates change,
+    or when its file is gone; otherwise the file stays as it is (and costs no rendering)."""
+    pub.store.items.save([item(1, NOW - timedelta(days=1))], [], NOW)
+    subscribe(pub, "weekly")
+    send(pub)
+    week = NOW + timedelta(days=7)
+    assert isinstance(pub.clock, Clock)
+    pub.clock.now = week
+    pub.store.items.save([item(2, week - timedelta(days=1))], [], week)
+    send(pub)
+    rendered: list[str] = []
+    real = archive.render_web_copy
+
+    def counting(*args: object, **kwargs: Any) -> str:
+        rendered.append(str(kwargs["language"]))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(archive, "render_web_copy", counting)
+    before = archive_files(pub.settings)
+
+    pub.build()
+    assert rendered == [] and archive_files(pub.settings) == before  # nothing changed
+
+    edited = item(1, NOW - timedelta(days=1))
+    edited.title, edited.content_hash, edited.updated = "Item number 1, corrected", "h1b", week
+    pub.store.items.save([], [edited], week)
+    pub.build()
+    assert sorted(rendered) == ["en", "es", "fr"]  # that issue's three pages, not the other's
+    issues = pub.store.issues.sent_issues("weekly")
+    first = min(issues, key=lambda i: i.created)
+    folder = pub.settings.feeds.output_dir / "archive" / "weekly" / archive.issue_slug(first.period_key)
+    assert "Item number 1, corrected" in (folder / "index.fr.html").read_text(encoding="utf-8")
+
+    rendered.clear()
+    (folder / "index.es.html").unlink()
+    pub.build()
+    assert rendered == ["es"] and (folder / "index.es.html").is_file()
+
+    rendered.clear()
+    templates = pub.settings.templates.path
+    assert templates is None  # the built-ins: a changed override folder re-renders everything
+    override = tmp_path / "overrides"
+    (override / "email").mkdir(parents=True)
+    pub.settings.templates.path = override
+    pub.build()
+    assert len(rendered) == 6  # two issues x three languages
