@@ -34,10 +34,11 @@ from publisher.app import Publisher
 from publisher.bounces.webhooks import fetch_from_sns
 from publisher.config import Settings
 from publisher.errors import ConfigError
-from publisher.models import Item, SubscriptionStatus
+from publisher.models import SubscriptionStatus
 from publisher.store import Store
 from publisher.subscriptions import add
 from tests.http_server import Upstream, page
+from tests.test_digests import item
 from tests.test_web import Server
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -186,29 +187,12 @@ def make_site(settings: Settings, upstream: Upstream, signer: Signer) -> Iterato
     for email in (ANN, BOB):
         for slug in ("weekly", "press"):
             add(settings, pub.store, slug, email, "", "en", now=NOW)
-    pub.store.items.save([_item()], [], NOW)
+    pub.store.items.save([item(1, NOW - timedelta(hours=2))], [], NOW)
     for slug in ("weekly", "press"):
         assert asyncio.run(pub.send_digest(slug)).ok
     with Server(pub) as server, httpx.Client(base_url=server.base, timeout=10) as client:
         yield Site(pub, server, upstream, client)
     pub.close()
-
-
-def _item() -> Item:
-    published = NOW - timedelta(hours=2)
-    return Item(
-        id="urn:test:1",
-        source="sample",
-        title="Item 1",
-        link="https://example.org/1",
-        published=published,
-        updated=published,
-        language="en",
-        summary="<p>Summary</p>",
-        category="news",
-        label="News",
-        content_hash="h1",
-    )
 
 
 BOUNCES = {"address": "bounces@example.org", "ses_topic_arns": [TOPIC], "webhook_secret_env": SECRET_ENV}
