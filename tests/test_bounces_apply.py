@@ -137,6 +137,23 @@ def test_hard_bounce_marks_the_delivery_and_the_address_on_every_list(sent: Sent
     assert [e.event for e in record.events if e.event == "bounced"] == ["bounced", "bounced"]
 
 
+def test_a_reports_own_words_are_stored_on_one_line_without_control_characters(sent: Sent) -> None:
+    # A remote server writes the diagnostic and the report's Message-ID: `subscribers show`
+    # prints them and the log records them, so escape codes and line breaks must not survive.
+    hostile = event(
+        FeedbackKind.HARD_BOUNCE,
+        sent.token(READERS[0]),
+        "<r1@relay>\x1b[2J\r\nforged: line",
+        status_code="5.1.1",
+        diagnostic="user unknown\x1b]0;owned\x07\n\u202edlrow",
+    )
+    assert sent.pub.record_feedback(hostile) is FeedbackOutcome.APPLIED
+    (feedback,) = sent.pub.subscriber(READERS[0]).feedback
+    assert feedback.report_id == "<r1@relay> [2J forged: line"
+    assert feedback.diagnostic == "user unknown ]0;owned dlrow"
+    assert sent.pub.record_feedback(hostile) is FeedbackOutcome.DUPLICATE
+
+
 def test_the_same_report_twice_changes_nothing_more(sent: Sent) -> None:
     first = event(FeedbackKind.SOFT_BOUNCE, sent.token(READERS[1]), status_code="4.2.2")
     assert sent.pub.record_feedback(first) is FeedbackOutcome.APPLIED
