@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,14 +31,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+import publisher.bounces.webhooks as webhooks_module
 from publisher.app import Publisher
 from publisher.bounces.webhooks import fetch_from_sns
 from publisher.config import Settings
 from publisher.errors import ConfigError
 from publisher.models import SubscriptionStatus
+from publisher.sources.http import Limits
 from publisher.store import Store
 from publisher.subscriptions import add
-from tests.http_server import Upstream, page
+from tests.http_server import Upstream, drip, page, zeros
 from tests.test_digests import item
 from tests.test_web import Server
 
@@ -318,6 +321,28 @@ def test_an_unreachable_certificate_is_a_temporary_refusal(sqlite_site: Site, si
     assert sqlite_site.confirmed(ANN)
 
 
+def test_an_oversized_certificate_is_not_read_past_the_cap(sqlite_site: Site, signer: Signer) -> None:
+    # 16 MiB announced by nobody: the fetch stops at SNS_FETCH_LIMITS.max_bytes (64 KiB).
+    sqlite_site.upstream.routes[CERT_PATH] = zeros(16 * 1024 * 1024)
+    answer = sqlite_site.post("ses", signed(notification(ses_bounce(ANN)), signer))
+    assert answer.status_code == 503
+    assert "larger than max_bytes = 65536" in answer.json()["detail"]
+    assert sqlite_site.confirmed(ANN)
+
+
+def test_a_certificate_server_that_drips_is_given_up_at_the_deadline(
+    sqlite_site: Site, signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhooks_module, "SNS_FETCH_LIMITS", Limits(timeout=1.0, max_bytes=64 * 1024))
+    sqlite_site.upstream.routes[CERT_PATH] = drip(0.1)  # a byte every 0.1 s: no read ever times out
+    started = time.monotonic()
+    answer = sqlite_site.post("ses", signed(notification(ses_bounce(ANN)), signer))
+    assert answer.status_code == 503
+    assert "timed out after 1 s" in answer.json()["detail"]
+    assert time.monotonic() - started < 5
+    assert sqlite_site.confirmed(ANN)
+
+
 CONFIRM_PATH = f"/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=2336412f37fb687f5d51e6e2"
 
 
@@ -339,6 +364,15 @@ def test_a_signed_subscription_confirmation_is_confirmed(sqlite_site: Site, sign
     assert answer.status_code == 200, answer.text
     assert answer.json()["subscription_confirmed"] is True
     assert sqlite_site.fetched(CONFIRM_PATH) == 1
+
+
+def test_an_oversized_subscribe_url_answer_is_not_read_past_its_cap(
+    sqlite_site: Site, signer: Signer
+) -> None:
+    sqlite_site.upstream.routes[CONFIRM_PATH] = zeros(16 * 1024 * 1024)
+    answer = sqlite_site.post("ses", signed(subscription_confirmation(), signer, "2"))
+    assert answer.status_code == 503  # SNS sends the confirmation again later
+    assert "larger than max_bytes = 65536" in answer.json()["detail"]
 
 
 def test_a_forged_or_foreign_subscription_confirmation_fetches_nothing(
