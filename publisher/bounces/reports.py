@@ -36,8 +36,6 @@ from email.message import Message
 from email.parser import BytesParser, HeaderParser
 from email.utils import getaddresses, parseaddr
 
-from flufl.bounce import all_failures
-
 from publisher.bounces.verp import token_in
 from publisher.errors import ReportError
 from publisher.messages import clean_header_text
@@ -310,6 +308,9 @@ def _known_layout(msg: Message, text: str) -> tuple[FeedbackKind | None, str]:
     qmail, GroupWise, old Exchange ...) and says whether the failure is permanent. It
     returns the failed addresses, which we do not need: the token says who it was.
     """
+    # Imported here: it is needed only for these rare layouts, not at every start-up.
+    from flufl.bounce import all_failures
+
     temporary, permanent = all_failures(msg)
     if not temporary and not permanent:
         return None, ""
