@@ -13,7 +13,7 @@ import contextlib
 import fcntl
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -843,15 +843,7 @@ class Publisher:
             counts["ok"] = counts["ok"] and all(r.ok for r in reports)
         if job == JobKind.BOUNCES:
             bounces = await asyncio.to_thread(self.process_bounces)
-            counts.update(
-                processed=bounces.processed,
-                unmatched=bounces.unmatched,
-                unparsed=bounces.unparsed,
-                applied=bounces.applied,
-                duplicate=bounces.duplicate,
-                ignored=bounces.ignored,
-                ok=bounces.ok,
-            )
+            counts.update(asdict(bounces), ok=bounces.ok)  # the counts `bounces process` prints
         if job not in list(JobKind):
             raise SchedulerError(f"unknown job {job!r}; use ingest, build, digest, publish or bounces")
         return counts

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from publisher.app import Publisher
-from publisher.bounces.mailboxes import MaildirMailbox
+from publisher.bounces.mailboxes import MAX_REPORT_BYTES, MaildirMailbox
 from publisher.bounces.verp import make_verp_token, token_in
 from publisher.config import Settings
 from publisher.errors import SubscriberError
@@ -135,6 +135,23 @@ def test_hard_bounce_marks_the_delivery_and_the_address_on_every_list(sent: Sent
     assert (feedback.kind, feedback.status_code, feedback.source) == ("hard-bounce", "5.1.1", "maildir")
     assert feedback.report_id == "<r1@relay>" and feedback.list_slug == "weekly"
     assert [e.event for e in record.events if e.event == "bounced"] == ["bounced", "bounced"]
+
+
+def test_a_reports_own_words_are_stored_on_one_line_without_control_characters(sent: Sent) -> None:
+    # A remote server writes the diagnostic and the report's Message-ID: `subscribers show`
+    # prints them and the log records them, so escape codes and line breaks must not survive.
+    hostile = event(
+        FeedbackKind.HARD_BOUNCE,
+        sent.token(READERS[0]),
+        "<r1@relay>\x1b[2J\r\nforged: line",
+        status_code="5.1.1",
+        diagnostic="user unknown\x1b]0;owned\x07\n\u202edlrow",
+    )
+    assert sent.pub.record_feedback(hostile) is FeedbackOutcome.APPLIED
+    (feedback,) = sent.pub.subscriber(READERS[0]).feedback
+    assert feedback.report_id == "<r1@relay> [2J forged: line"
+    assert feedback.diagnostic == "user unknown ]0;owned dlrow"
+    assert sent.pub.record_feedback(hostile) is FeedbackOutcome.DUPLICATE
 
 
 def test_the_same_report_twice_changes_nothing_more(sent: Sent) -> None:
@@ -310,6 +327,23 @@ def test_bounces_process_applies_reports_and_files_each_message(sent: Sent) -> N
     assert sent.statuses(READERS[1])["weekly"] is SubscriptionStatus.CONFIRMED  # one soft bounce
     assert sent.statuses(READERS[2])["weekly"] is SubscriptionStatus.COMPLAINED
     assert sent.pub.process_bounces().processed == 0  # nothing new
+
+
+def test_an_oversized_report_is_read_only_past_the_limit_and_left_unparsed(sent: Sent) -> None:
+    maildir = sent.pub.settings.bounces.maildir  # type: ignore[union-attr]
+    assert maildir is not None
+    # A real hard bounce for reader0, made larger than any report: it must not act.
+    raw = sent.report_for("postfix-user-unknown.eml", READERS[0])
+    big = raw + b"\r\n" + b"x" * MAX_REPORT_BYTES
+    sent.drop("big", big)
+    mailbox = MaildirMailbox(maildir)
+    (message,) = mailbox.fetch_new()
+    assert len(message.raw) == MAX_REPORT_BYTES + 1  # read one byte past the limit, no more
+    report = sent.pub.process_bounces()
+    assert (report.processed, report.unparsed, report.applied) == (0, 1, 0)
+    (kept,) = (maildir / "unparsed").iterdir()
+    assert kept.read_bytes() == big  # moved whole, for an admin
+    assert sent.statuses(READERS[0])["weekly"] is SubscriptionStatus.CONFIRMED
 
 
 def test_a_crash_before_the_move_loses_nothing_and_counts_nothing_twice(

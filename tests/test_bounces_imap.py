@@ -23,10 +23,11 @@ from publisher.app import Publisher
 from publisher.bounces.imap import ImapMailbox
 from publisher.config import ImapMailboxConfig, load_config
 from publisher.errors import ConfigError, ReportError
-from publisher.models import Item, ReportOutcome, SubscriptionStatus
+from publisher.models import ReportOutcome, SubscriptionStatus
 from publisher.subscriptions import add
 from tests.imap_server import PASSWORD, USERNAME, Dovecot
 from tests.smtp_server import SmtpSink, TlsFiles
+from tests.test_digests import item
 
 PASSWORD_ENV = "PUBLISHER_TEST_IMAP_PASSWORD"
 REPO = Path(__file__).parent.parent
@@ -341,7 +342,7 @@ def test_bounces_process_reads_reports_over_imap_once(
         for email in (ANN, BOB):
             for slug in ("weekly", "press"):
                 add(settings, pub.store, slug, email, "", "en", now=NOW)
-        pub.store.items.save([news_item()], [], NOW)
+        pub.store.items.save([item(1, NOW - timedelta(hours=2))], [], NOW)
         assert asyncio.run(pub.send_digest("weekly")).ok
     finally:
         pub.close()
@@ -394,20 +395,3 @@ def statuses_of(pub: Publisher, email: str) -> set[SubscriptionStatus]:
     sid = pub.store.subscribers.find_id(email)
     assert sid is not None
     return set(pub.store.subscribers.statuses(sid).values())
-
-
-def news_item() -> Item:
-    published = NOW - timedelta(hours=2)
-    return Item(
-        id="urn:test:1",
-        source="sample",
-        title="Item 1",
-        link="https://example.org/1",
-        published=published,
-        updated=published,
-        language="en",
-        summary="<p>Summary</p>",
-        category="news",
-        label="News",
-        content_hash="h1",
-    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,14 +31,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+import publisher.bounces.webhooks as webhooks_module
 from publisher.app import Publisher
 from publisher.bounces.webhooks import fetch_from_sns
 from publisher.config import Settings
 from publisher.errors import ConfigError
-from publisher.models import Item, SubscriptionStatus
+from publisher.models import SubscriptionStatus
+from publisher.sources.http import Limits
 from publisher.store import Store
 from publisher.subscriptions import add
-from tests.http_server import Upstream, page
+from tests.http_server import Upstream, drip, page, zeros
+from tests.test_digests import item
 from tests.test_web import Server
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -186,29 +190,12 @@ def make_site(settings: Settings, upstream: Upstream, signer: Signer) -> Iterato
     for email in (ANN, BOB):
         for slug in ("weekly", "press"):
             add(settings, pub.store, slug, email, "", "en", now=NOW)
-    pub.store.items.save([_item()], [], NOW)
+    pub.store.items.save([item(1, NOW - timedelta(hours=2))], [], NOW)
     for slug in ("weekly", "press"):
         assert asyncio.run(pub.send_digest(slug)).ok
     with Server(pub) as server, httpx.Client(base_url=server.base, timeout=10) as client:
         yield Site(pub, server, upstream, client)
     pub.close()
-
-
-def _item() -> Item:
-    published = NOW - timedelta(hours=2)
-    return Item(
-        id="urn:test:1",
-        source="sample",
-        title="Item 1",
-        link="https://example.org/1",
-        published=published,
-        updated=published,
-        language="en",
-        summary="<p>Summary</p>",
-        category="news",
-        label="News",
-        content_hash="h1",
-    )
 
 
 BOUNCES = {"address": "bounces@example.org", "ses_topic_arns": [TOPIC], "webhook_secret_env": SECRET_ENV}
@@ -334,6 +321,28 @@ def test_an_unreachable_certificate_is_a_temporary_refusal(sqlite_site: Site, si
     assert sqlite_site.confirmed(ANN)
 
 
+def test_an_oversized_certificate_is_not_read_past_the_cap(sqlite_site: Site, signer: Signer) -> None:
+    # 16 MiB announced by nobody: the fetch stops at SNS_FETCH_LIMITS.max_bytes (64 KiB).
+    sqlite_site.upstream.routes[CERT_PATH] = zeros(16 * 1024 * 1024)
+    answer = sqlite_site.post("ses", signed(notification(ses_bounce(ANN)), signer))
+    assert answer.status_code == 503
+    assert "larger than max_bytes = 65536" in answer.json()["detail"]
+    assert sqlite_site.confirmed(ANN)
+
+
+def test_a_certificate_server_that_drips_is_given_up_at_the_deadline(
+    sqlite_site: Site, signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhooks_module, "SNS_FETCH_LIMITS", Limits(timeout=1.0, max_bytes=64 * 1024))
+    sqlite_site.upstream.routes[CERT_PATH] = drip(0.1)  # a byte every 0.1 s: no read ever times out
+    started = time.monotonic()
+    answer = sqlite_site.post("ses", signed(notification(ses_bounce(ANN)), signer))
+    assert answer.status_code == 503
+    assert "timed out after 1 s" in answer.json()["detail"]
+    assert time.monotonic() - started < 5
+    assert sqlite_site.confirmed(ANN)
+
+
 CONFIRM_PATH = f"/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=2336412f37fb687f5d51e6e2"
 
 
@@ -355,6 +364,15 @@ def test_a_signed_subscription_confirmation_is_confirmed(sqlite_site: Site, sign
     assert answer.status_code == 200, answer.text
     assert answer.json()["subscription_confirmed"] is True
     assert sqlite_site.fetched(CONFIRM_PATH) == 1
+
+
+def test_an_oversized_subscribe_url_answer_is_not_read_past_its_cap(
+    sqlite_site: Site, signer: Signer
+) -> None:
+    sqlite_site.upstream.routes[CONFIRM_PATH] = zeros(16 * 1024 * 1024)
+    answer = sqlite_site.post("ses", signed(subscription_confirmation(), signer, "2"))
+    assert answer.status_code == 503  # SNS sends the confirmation again later
+    assert "larger than max_bytes = 65536" in answer.json()["detail"]
 
 
 def test_a_forged_or_foreign_subscription_confirmation_fetches_nothing(

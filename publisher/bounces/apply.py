@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from publisher.bounces.verp import read_verp_token, verify_verp_token
 from publisher.config import BouncesConfig, Settings
 from publisher.errors import SubscriberError, TokenError
+from publisher.messages import clean_header_text
 from publisher.models import (
     Clock,
     DeliveryStatus,
@@ -58,19 +59,23 @@ _MAILED = frozenset(
 def apply_feedback(settings: Settings, store: Store, clock: Clock, event: FeedbackEvent) -> FeedbackOutcome:
     """Record ``event`` and apply what its kind says, or change nothing (see the module)."""
     now = clock()
+    # The report's own words (its Message-ID, a remote server's diagnostic) are stored,
+    # logged and printed by `subscribers show`: one line, no control or bidi characters,
+    # so a hostile relay cannot split a log line or send escape codes to a terminal.
+    report_id = clean_header_text(event.report_id)[:255]
     ref, why = _delivery_named(store, event, now)
     if ref is None:
-        log.warning("bounces: report %s (%s) changes nobody: %s", event.report_id, event.source, why)
+        log.warning("bounces: report %s (%s) changes nobody: %s", report_id, event.source, why)
         return FeedbackOutcome.UNMATCHED
     config = settings.bounces or BouncesConfig()
     write = FeedbackWrite(
         subscriber_id=ref.subscriber_id,
         kind=event.kind,
-        report_id=event.report_id[:255],
+        report_id=report_id,
         source=event.source,
         at=now,
         status_code=event.status_code,
-        diagnostic=event.diagnostic[:2000],
+        diagnostic=clean_header_text(event.diagnostic)[:2000],
         delivery_id=ref.delivery_id,
         issue_id=ref.issue_id,
         suppress={
@@ -83,7 +88,7 @@ def apply_feedback(settings: Settings, store: Store, clock: Clock, event: Feedba
     )
     applied = store.feedback.apply(write)
     if not applied.recorded:
-        log.info("bounces: report %s was applied before; nothing changed", event.report_id)
+        log.info("bounces: report %s was applied before; nothing changed", report_id)
         return FeedbackOutcome.DUPLICATE
     lists = ", ".join(applied.suppressed_lists) or "no list changed"
     log.info(

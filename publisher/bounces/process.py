@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass
 
 from publisher.bounces.apply import apply_feedback
-from publisher.bounces.imap import ImapMailbox
 from publisher.bounces.mailboxes import MAX_REPORT_BYTES, Mailbox, MaildirMailbox
 from publisher.bounces.reports import ParsedReport, parse_report
 from publisher.config import BouncesConfig, Settings
@@ -45,6 +44,10 @@ def open_mailbox(config: BouncesConfig) -> Mailbox:
     if config.maildir is not None:
         return MaildirMailbox(config.maildir)
     if config.imap is not None:
+        # Imported here: imapclient is needed only by a site that reads IMAP, not by
+        # every command's start-up.
+        from publisher.bounces.imap import ImapMailbox
+
         return ImapMailbox(config.imap)
     raise ConfigError(
         'bounces: no mailbox to read; set [bounces] maildir = "var/bounces" or imap = { host = ..., ... }'

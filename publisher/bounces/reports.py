@@ -36,10 +36,9 @@ from email.message import Message
 from email.parser import BytesParser, HeaderParser
 from email.utils import getaddresses, parseaddr
 
-from flufl.bounce import all_failures
-
 from publisher.bounces.verp import token_in
 from publisher.errors import ReportError
+from publisher.messages import clean_header_text
 from publisher.models import FeedbackEvent, FeedbackKind
 
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -93,7 +92,8 @@ def parse_report(raw: bytes, *, bounce_address: str | None, source: str) -> Pars
     except ReportError:
         raise
     except (ValueError, TypeError, IndexError, KeyError, AttributeError, LookupError, RecursionError) as e:
-        raise ReportError(f"unreadable message ({type(e).__name__}: {e})") from e
+        cause = clean_header_text(str(e))[:300]  # the parser may quote the message's bytes
+        raise ReportError(f"unreadable message ({type(e).__name__}: {cause})") from e
 
 
 def _parse(raw: bytes, bounce_address: str | None, source: str) -> ParsedReport:
@@ -308,6 +308,9 @@ def _known_layout(msg: Message, text: str) -> tuple[FeedbackKind | None, str]:
     qmail, GroupWise, old Exchange ...) and says whether the failure is permanent. It
     returns the failed addresses, which we do not need: the token says who it was.
     """
+    # Imported here: it is needed only for these rare layouts, not at every start-up.
+    from flufl.bounce import all_failures
+
     temporary, permanent = all_failures(msg)
     if not temporary and not permanent:
         return None, ""
@@ -345,7 +348,7 @@ def _line_with(text: str, needle: str) -> str:
 
 def _report_id(msg: Message, raw: bytes) -> str:
     """The report's Message-ID, or a hash of its bytes when it has none (still idempotent)."""
-    value = " ".join(str(msg.get("Message-ID", "")).split())
+    value = clean_header_text(str(msg.get("Message-ID", "")))
     return value[:255] if value else "sha256:" + hashlib.sha256(raw).hexdigest()
 
 

@@ -69,12 +69,6 @@ def verify_verp_token(token: str, secret: str) -> VerpToken:
     return named
 
 
-def verp_address(address: str, token: str) -> str:
-    """``bounces@example.org`` and a token -> ``bounces+TOKEN@example.org``."""
-    local, _, domain = address.rpartition("@")
-    return f"{local}+{token}@{domain}"
-
-
 def token_in(address: str, bounce_address: str) -> str | None:
     """The token of ``local+TOKEN@domain`` when it is a sub-address of ``bounce_address``.
 

@@ -56,10 +56,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -71,6 +70,9 @@ from publisher.models import Clock, FeedbackEvent, FeedbackKind, FeedbackOutcome
 from publisher.sources.http import Limits, fetch
 from publisher.store import Store
 from publisher.subscriptions import normalise_address
+
+if TYPE_CHECKING:  # loaded when a certificate is read: SES sites only, not every start-up
+    from cryptography import x509
 
 log = logging.getLogger("publisher.bounces")
 
@@ -357,8 +359,10 @@ class SnsVerifier:
                 self._certificates.move_to_end(url)
                 return self._certificates[url]
         pem = self._fetch(url)
+        from cryptography.x509 import load_pem_x509_certificate
+
         try:
-            certificate = x509.load_pem_x509_certificate(pem)
+            certificate = load_pem_x509_certificate(pem)
         except ValueError as e:
             raise WebhookRefused(Refusal.UNAVAILABLE, f"{url} is not a PEM certificate") from e
         with self._lock:
