@@ -257,8 +257,15 @@ class _PageCache:
     their content hashes, subject, send time, omitted count), the language, the list's
     config, and once per build everything else a page depends on: the whole settings,
     the template files (the override folder's and the built-in ones, by size and mtime)
-    and the code that renders (the package version and its modules' mtimes). A page
-    whose file is missing is rendered whatever the state says.
+    and the code that renders (the package version and its modules' mtimes).
+
+    The state also records each file's size, mtime and inode as they were after this
+    build wrote or checked it, and a page is kept only while its file still has them:
+    a build interrupted after rewriting pages but before saving the state (killed, or
+    an error further on), a file truncated by a crash (pages are not fsynced) or
+    edited by hand would otherwise be taken for what the old state's inputs render to,
+    and a stale page would stay on the web. A page whose file is missing is rendered
+    whatever the state says.
     """
 
     def __init__(self, out: Path, settings: Settings) -> None:
@@ -288,13 +295,14 @@ class _PageCache:
     def subject(self, path: Path, key: str) -> str | None:
         """The page's subject if ``path`` holds what ``key`` renders to, else None."""
         entry = self.state.get(self._name(path))
-        if isinstance(entry, list) and len(entry) == 2 and entry[0] == key and path.is_file():
+        if isinstance(entry, list) and len(entry) == 3 and entry[0] == key and entry[2] == _file_id(path):
             self.new_state[self._name(path)] = entry
             return str(entry[1])
         return None
 
     def remember(self, path: Path, key: str, subject: str) -> None:
-        self.new_state[self._name(path)] = [key, subject]
+        """Record that ``path``, as it is on disk now, is what ``key`` renders to."""
+        self.new_state[self._name(path)] = [key, subject, _file_id(path)]
 
     def save(self, keep: set[Path]) -> None:
         kept = {self._name(p) for p in keep}
@@ -304,6 +312,16 @@ class _PageCache:
 
     def _name(self, path: Path) -> str:
         return path.relative_to(self.out).as_posix()
+
+
+def _file_id(path: Path) -> str:
+    """Size, mtime and inode of ``path`` ("" when it is missing): changed by any rewrite,
+    since :func:`write_if_changed` replaces a file by renaming a new one over it."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
 
 
 def _context_fingerprint(settings: Settings) -> str:

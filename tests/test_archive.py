@@ -603,3 +603,36 @@ def test_a_rebuild_renders_only_the_issue_pages_whose_inputs_changed(
     pub.settings.templates.path = override
     pub.build()
     assert len(rendered) == 6  # two issues x three languages
+
+
+def test_a_rebuild_after_an_interrupted_one_leaves_no_stale_issue_page(
+    pub: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build stopped after rewriting pages but before saving what it rendered them from
+    must not make the next build take those pages for what the older inputs render to."""
+    original = item(1, NOW - timedelta(days=1))
+    pub.store.items.save([original], [], NOW)
+    subscribe(pub, "weekly")
+    send(pub)
+    [issue] = pub.store.issues.sent_issues("weekly")
+    page = pub.settings.feeds.output_dir / "archive" / "weekly" / archive.issue_slug(issue.period_key)
+    page /= "index.html"
+    assert "Item number 1" in page.read_text(encoding="utf-8")
+
+    edited = item(1, NOW - timedelta(days=1))
+    edited.title, edited.content_hash = "Item number 1, withdrawn draft", "h1b"
+    pub.store.items.save([], [edited], NOW)
+
+    def interrupted(self: object, keep: object) -> None:
+        raise KeyboardInterrupt  # killed after the pages were written, before the state was saved
+
+    with monkeypatch.context() as patch:
+        patch.setattr(archive._PageCache, "save", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            pub.build()
+    assert "withdrawn draft" in page.read_text(encoding="utf-8")
+
+    pub.store.items.save([], [original], NOW)  # the edit is undone
+    pub.build()
+    assert "withdrawn draft" not in page.read_text(encoding="utf-8")
+    assert "Item number 1" in page.read_text(encoding="utf-8")
