@@ -29,6 +29,8 @@ from publisher.models import Item
 from publisher.store import Store
 from publisher.subscriptions import add
 from publisher.web.app import create_app
+from tests.test_digests import Clock
+from tests.test_digests import item as digests_item
 from tests.test_web import Server
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # a Wednesday; periods start Monday 09:00 Zurich
@@ -52,28 +54,11 @@ LISTS: list[dict[str, Any]] = [
 SCHEDULES = {"weekly-digest": {"cron": "0 9 * * mon", "job": "digest", "timezone": "Europe/Zurich"}}
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def item(n: int, published: datetime) -> Item:
-    return Item(
-        id=f"urn:test:{n}",
-        source="sample",
-        title=f"Item number {n}",
-        link=f"https://example.org/{n}",
-        published=published,
-        updated=published,
-        language="en",
-        summary=f"<p>Summary {n}</p>",
-        category="news",
-        label="news",
-        content_hash=f"h{n}",
-    )
+    """test_digests' item, with the title the pages here are checked for."""
+    made = digests_item(n, published)
+    made.title = f"Item number {n}"
+    return made
 
 
 @pytest.fixture
