@@ -54,6 +54,7 @@ from publisher.i18n import LANGUAGE_NAMES, LANGUAGES, normalise_language
 from publisher.messages import LanguageLink, render_subject, render_web_copy
 from publisher.models import Item
 from publisher.periods import period_label
+from publisher.signups import public_lists
 from publisher.store import Store
 from publisher.store.issues import IssueRow
 from publisher.templating import make_environment, render_template, translator
@@ -123,10 +124,6 @@ def language_links(settings: Settings, folder_url: str, current: str) -> list[La
         )
         for code in archive_languages(settings)
     ]
-
-
-def public_lists(settings: Settings) -> list[ListConfig]:
-    return [lst for lst in settings.lists if lst.public]
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,7 +106,7 @@ class ConfirmLink:
 
 
 def public_lists(settings: Settings) -> list[ListConfig]:
-    """The lists the web offers; private ones are never shown or joinable from the web."""
+    """The lists the web offers and archives; private ones are never shown, archived or joinable."""
     return [lst for lst in settings.lists if lst.public]
 
 
