@@ -254,7 +254,7 @@ class _PageCache:
     their content hashes, subject, send time, omitted count), the language, the list's
     config, and once per build everything else a page depends on: the whole settings,
     the template files (the override folder's and the built-in ones, by size and mtime)
-    and the code that renders (the package version and its modules' mtimes).
+    and the code that renders (the package version and its top-level modules' mtimes).
 
     The state also records each file's size, mtime and inode as they were after this
     build wrote or checked it, and a page is kept only while its file still has them:
@@ -333,10 +333,10 @@ def _context_fingerprint(settings: Settings) -> str:
                 if file.is_file():
                     st = file.stat()
                     files.append([str(file), st.st_size, st.st_mtime_ns])
-    code = [
-        [m, Path(publisher.__file__).with_name(m).stat().st_mtime_ns]
-        for m in ("archive.py", "messages.py", "i18n.py", "templating.py")
-    ]
+    # Every top-level module, not a list of the ones that render today: a page also
+    # depends on periods.py (its date), text.py, config.py's defaults..., and a list
+    # would go stale silently. About 60 stats a build.
+    code = [[m.name, m.stat().st_mtime_ns] for m in sorted(Path(publisher.__file__).parent.glob("*.py"))]
     try:
         version = importlib.metadata.version("publisher")
     except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
