@@ -8,7 +8,8 @@ readers) with an RSA-2048 key:
 - ``dkimpy``: ``dkim.sign`` as the library ships it, the baseline;
 - ``dkimpy, RSA on OpenSSL``: the same with only the RSA step handed to ``cryptography``
   (what the publisher did before ``publisher/signing.py``);
-- ``publisher.signing``: our signer (key loaded once, regex canonicalisation, OpenSSL);
+- ``publisher.signing``: our signer (key loaded once, body canonicalised with
+  ``bytes.replace``, OpenSSL);
 - ``RSA-2048 alone``: one ``cryptography`` PKCS#1 v1.5 signature of a SHA-256 digest,
   the floor no signer can go under.
 

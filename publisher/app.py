@@ -610,6 +610,10 @@ class Publisher:
         """SubscriberError (``where`` names the field) when the sign-up form is not usable."""
         signups.check_signup(self.settings, email, name, lists)
 
+    def signup_limited(self, client: str) -> bool:
+        """Whether ``client`` is over ``per_ip_per_hour``; only reads (:meth:`sign_up` counts)."""
+        return signups.over_ip_limit(self.settings, self.store, self.clock(), client)
+
     def sign_up(self, *, email: str, name: str, language: str, lists: list[str], client: str) -> SignupResult:
         """The sign-up form's POST: pending, consent recorded, the confirmation mail to send."""
         return signups.sign_up(

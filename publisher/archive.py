@@ -54,6 +54,7 @@ from publisher.i18n import LANGUAGE_NAMES, LANGUAGES, normalise_language
 from publisher.messages import LanguageLink, render_subject, render_web_copy
 from publisher.models import Item
 from publisher.periods import period_label
+from publisher.signups import public_lists
 from publisher.store import Store
 from publisher.store.issues import IssueRow
 from publisher.templating import make_environment, render_template, translator
@@ -123,10 +124,6 @@ def language_links(settings: Settings, folder_url: str, current: str) -> list[La
         )
         for code in archive_languages(settings)
     ]
-
-
-def public_lists(settings: Settings) -> list[ListConfig]:
-    return [lst for lst in settings.lists if lst.public]
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,8 +254,15 @@ class _PageCache:
     their content hashes, subject, send time, omitted count), the language, the list's
     config, and once per build everything else a page depends on: the whole settings,
     the template files (the override folder's and the built-in ones, by size and mtime)
-    and the code that renders (the package version and its modules' mtimes). A page
-    whose file is missing is rendered whatever the state says.
+    and the code that renders (the package version and its top-level modules' mtimes).
+
+    The state also records each file's size, mtime and inode as they were after this
+    build wrote or checked it, and a page is kept only while its file still has them:
+    a build interrupted after rewriting pages but before saving the state (killed, or
+    an error further on), a file truncated by a crash (pages are not fsynced) or
+    edited by hand would otherwise be taken for what the old state's inputs render to,
+    and a stale page would stay on the web. A page whose file is missing is rendered
+    whatever the state says.
     """
 
     def __init__(self, out: Path, settings: Settings) -> None:
@@ -288,13 +292,14 @@ class _PageCache:
     def subject(self, path: Path, key: str) -> str | None:
         """The page's subject if ``path`` holds what ``key`` renders to, else None."""
         entry = self.state.get(self._name(path))
-        if isinstance(entry, list) and len(entry) == 2 and entry[0] == key and path.is_file():
+        if isinstance(entry, list) and len(entry) == 3 and entry[0] == key and entry[2] == _file_id(path):
             self.new_state[self._name(path)] = entry
             return str(entry[1])
         return None
 
     def remember(self, path: Path, key: str, subject: str) -> None:
-        self.new_state[self._name(path)] = [key, subject]
+        """Record that ``path``, as it is on disk now, is what ``key`` renders to."""
+        self.new_state[self._name(path)] = [key, subject, _file_id(path)]
 
     def save(self, keep: set[Path]) -> None:
         kept = {self._name(p) for p in keep}
@@ -304,6 +309,16 @@ class _PageCache:
 
     def _name(self, path: Path) -> str:
         return path.relative_to(self.out).as_posix()
+
+
+def _file_id(path: Path) -> str:
+    """Size, mtime and inode of ``path`` ("" when it is missing): changed by any rewrite,
+    since :func:`write_if_changed` replaces a file by renaming a new one over it."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
 
 
 def _context_fingerprint(settings: Settings) -> str:
@@ -318,10 +333,10 @@ def _context_fingerprint(settings: Settings) -> str:
                 if file.is_file():
                     st = file.stat()
                     files.append([str(file), st.st_size, st.st_mtime_ns])
-    code = [
-        [m, Path(publisher.__file__).with_name(m).stat().st_mtime_ns]
-        for m in ("archive.py", "messages.py", "i18n.py", "templating.py")
-    ]
+    # Every top-level module, not a list of the ones that render today: a page also
+    # depends on periods.py (its date), text.py, config.py's defaults..., and a list
+    # would go stale silently. About 60 stats a build.
+    code = [[m.name, m.stat().st_mtime_ns] for m in sorted(Path(publisher.__file__).parent.glob("*.py"))]
     try:
         version = importlib.metadata.version("publisher")
     except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing

@@ -4,9 +4,10 @@ Why our own signer: dkimpy makes correct signatures, but per message it parses t
 key again, builds a ``DKIM`` object, re-parses the whole message and hashes through a
 debugging wrapper; with its RSA step already moved to OpenSSL that still cost about
 1.3 ms a message, twice what the work needs (one RSA-2048 signature is about 0.26 ms
-here, ``openssl speed rsa2048``). This module loads the key once, canonicalises with a
-few compiled regular expressions over the whole body (C loops, no Python per line) and
-signs the SHA-256 digest with ``cryptography``.
+here, ``openssl speed rsa2048``). This module loads the key once, canonicalises the
+whole body with ``bytes.replace`` (C loops, no Python per line) and the few header
+fields with compiled regular expressions, and signs the SHA-256 digest with
+``cryptography``.
 
 The bytes are exactly dkimpy's for the same second (``t=``): the same tag order, the
 same ``h=`` list (every configured name, present or not, so a header added later

@@ -106,7 +106,7 @@ class ConfirmLink:
 
 
 def public_lists(settings: Settings) -> list[ListConfig]:
-    """The lists the web offers; private ones are never shown or joinable from the web."""
+    """The lists the web offers and archives; private ones are never shown, archived or joinable."""
     return [lst for lst in settings.lists if lst.public]
 
 
@@ -147,6 +147,12 @@ def check_signup(settings: Settings, email: str, name: str, lists: list[str]) ->
     return address, clean_name, chosen
 
 
+def over_ip_limit(settings: Settings, store: Store, now: datetime, client: str) -> bool:
+    """Whether ``client`` has had its ``[subscriptions] per_ip_per_hour`` sign-ups this hour."""
+    used = store.signups.count_attempts("ip", attempt_key(client), now - _HOUR)
+    return used >= settings.subscriptions.per_ip_per_hour
+
+
 def sign_up(
     settings: Settings,
     store: Store,
@@ -162,10 +168,9 @@ def sign_up(
     address, clean_name, chosen = check_signup(settings, email, name, lists)
     language = normalise_language(language, settings.site.language)
     limits = settings.subscriptions
-    ip_key = attempt_key(client)
-    if store.signups.count_attempts("ip", ip_key, now - _HOUR) >= limits.per_ip_per_hour:
+    if over_ip_limit(settings, store, now, client):
         return SignupResult(SignupOutcome.LIMITED)
-    store.signups.record_attempt("ip", ip_key, now)
+    store.signups.record_attempt("ip", attempt_key(client), now)
     subscribers = store.subscribers
     subscriber_id = subscribers.find_id(address)
     if subscriber_id is None:

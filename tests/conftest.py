@@ -8,11 +8,13 @@ because a skipped check is not a passed one.
 
 from __future__ import annotations
 
+import base64
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -127,3 +129,35 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return settings_from_dict(data, tmp_path / "config.toml")
 
     return make
+
+
+class DkimKey(NamedTuple):
+    """A DKIM signing key on disk and the ``p=`` value of its DNS record."""
+
+    path: Path
+    public: str
+
+    def dns(self, name: bytes, timeout: int = 5) -> bytes:
+        """dkimpy's ``dnsfunc``: the TXT record of ``mail2024._domainkey.example.org``, the
+        selector and domain the tests sign with; any other name is a test's mistake."""
+        assert name == f"{DKIM_SELECTOR}._domainkey.{DKIM_DOMAIN}.".encode()
+        return f"v=DKIM1; k=rsa; p={self.public}".encode()
+
+
+DKIM_SELECTOR = "mail2024"
+DKIM_DOMAIN = "example.org"
+
+
+@pytest.fixture(scope="session")
+def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> DkimKey:
+    """A fresh RSA-2048 key made by OpenSSL, once per run (making one takes a while)."""
+    path = tmp_path_factory.mktemp("dkim") / "dkim.pem"
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    der = subprocess.run(
+        ["openssl", "pkey", "-in", str(path), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    return DkimKey(path, base64.b64encode(der).decode())

@@ -29,6 +29,8 @@ from publisher.models import Item
 from publisher.store import Store
 from publisher.subscriptions import add
 from publisher.web.app import create_app
+from tests.test_digests import Clock
+from tests.test_digests import item as digests_item
 from tests.test_web import Server
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # a Wednesday; periods start Monday 09:00 Zurich
@@ -52,28 +54,11 @@ LISTS: list[dict[str, Any]] = [
 SCHEDULES = {"weekly-digest": {"cron": "0 9 * * mon", "job": "digest", "timezone": "Europe/Zurich"}}
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def item(n: int, published: datetime) -> Item:
-    return Item(
-        id=f"urn:test:{n}",
-        source="sample",
-        title=f"Item number {n}",
-        link=f"https://example.org/{n}",
-        published=published,
-        updated=published,
-        language="en",
-        summary=f"<p>Summary {n}</p>",
-        category="news",
-        label="news",
-        content_hash=f"h{n}",
-    )
+    """test_digests' item, with the title the pages here are checked for."""
+    made = digests_item(n, published)
+    made.title = f"Item number {n}"
+    return made
 
 
 @pytest.fixture
@@ -603,3 +588,36 @@ def test_a_rebuild_renders_only_the_issue_pages_whose_inputs_changed(
     pub.settings.templates.path = override
     pub.build()
     assert len(rendered) == 6  # two issues x three languages
+
+
+def test_a_rebuild_after_an_interrupted_one_leaves_no_stale_issue_page(
+    pub: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build stopped after rewriting pages but before saving what it rendered them from
+    must not make the next build take those pages for what the older inputs render to."""
+    original = item(1, NOW - timedelta(days=1))
+    pub.store.items.save([original], [], NOW)
+    subscribe(pub, "weekly")
+    send(pub)
+    [issue] = pub.store.issues.sent_issues("weekly")
+    page = pub.settings.feeds.output_dir / "archive" / "weekly" / archive.issue_slug(issue.period_key)
+    page /= "index.html"
+    assert "Item number 1" in page.read_text(encoding="utf-8")
+
+    edited = item(1, NOW - timedelta(days=1))
+    edited.title, edited.content_hash = "Item number 1, withdrawn draft", "h1b"
+    pub.store.items.save([], [edited], NOW)
+
+    def interrupted(self: object, keep: object) -> None:
+        raise KeyboardInterrupt  # killed after the pages were written, before the state was saved
+
+    with monkeypatch.context() as patch:
+        patch.setattr(archive._PageCache, "save", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            pub.build()
+    assert "withdrawn draft" in page.read_text(encoding="utf-8")
+
+    pub.store.items.save([], [original], NOW)  # the edit is undone
+    pub.build()
+    assert "withdrawn draft" not in page.read_text(encoding="utf-8")
+    assert "Item number 1" in page.read_text(encoding="utf-8")

@@ -416,34 +416,14 @@ def test_preview_spam_check_names_what_an_override_breaks(site: Site, tmp_path: 
     )
     config = site.folder / "override.toml"
     config.write_text((site.folder / "config.toml").read_text() + '\n[templates]\npath = "overrides"\n')
-    done = _cli(
-        site.folder,
-        "digest",
-        "preview",
-        "weekly",
-        "--out",
-        str(tmp_path),
-        "--spam-check",
-        "--config",
-        str(config),
-    )
+    preview = ("digest", "preview", "weekly", "--out", str(tmp_path), "--spam-check", "--config", str(config))
+    done = _cli(site.folder, *preview)
     assert done.returncode == 1, done.stdout + done.stderr
     assert re.search(r"^ +\+0\.\d+ HTML_FONT_LOW_CONTRAST", done.stdout, re.M), done.stdout
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("spam check failed:") and "HTML_FONT_LOW_CONTRAST" in line
 
-    done = _cli(
-        site.folder,
-        "digest",
-        "preview",
-        "weekly",
-        "--out",
-        str(tmp_path),
-        "--spam-check",
-        "--json",
-        "--config",
-        str(config),
-    )
+    done = _cli(site.folder, *preview, "--json")
     assert done.returncode == 1
     rules = {rule["name"]: rule for rule in json.loads(done.stdout)["spam"]["rules"]}
     assert rules["HTML_FONT_LOW_CONTRAST"]["adds_points"] is True

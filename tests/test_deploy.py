@@ -163,6 +163,19 @@ def test_nginx_serves_the_feeds_with_their_media_types_and_304s(nginx: Nginx) ->
         assert httpx.get(nginx.base + hidden).status_code == 404, hidden
 
 
+def test_nginx_hides_every_dot_file_even_one_named_like_a_feed(
+    nginx: Nginx, site: tuple[Publisher, Server]
+) -> None:
+    """The dot-file rule wins over the feed locations: a dot file that exists and ends
+    like a feed (a build's temporary or state file) is not served either."""
+    public = Path(site[0].settings.feeds.output_dir)
+    for name in ("feeds/.draft.atom.xml", "feeds/.draft.rss.xml", "feeds/.state.json", ".archive-state.json"):
+        (public / name).write_text("<secret/>", encoding="utf-8")
+        answer = httpx.get(f"{nginx.base}/{name}")
+        assert answer.status_code == 404 and "secret" not in answer.text, name
+    assert httpx.get(nginx.base + "/feeds/all.json").status_code == 200  # the real feeds still are
+
+
 def _lang(page: str) -> str:
     found = re.search(r'<html lang="([^"]+)"', page)
     assert found, page[:200]

@@ -12,7 +12,6 @@ import email.policy
 import logging
 import os
 import re
-import subprocess
 import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -39,6 +38,7 @@ from publisher.messages import (
 from publisher.models import Item, Subscriber, SubscriptionStatus
 from publisher.signing import DkimSigner
 from publisher.tokens import read_token, verify_token
+from tests.conftest import DkimKey
 
 GOLDEN = Path(__file__).parent / "golden" / "email"
 NOW = datetime(2024, 3, 4, 9, 0, tzinfo=ZoneInfo("Europe/Zurich"))
@@ -630,41 +630,13 @@ def test_oversized_issue_is_warned(settings: Settings, caplog: pytest.LogCapture
 # -- DKIM -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A fresh RSA-2048 key and the p= value of its DNS record."""
-    folder = tmp_path_factory.mktemp("dkim")
-    key = folder / "dkim.pem"
-    subprocess.run(
-        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(key)],
-        check=True,
-        capture_output=True,
-    )
-    der = subprocess.run(
-        ["openssl", "pkey", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
-    ).stdout
-    import base64
-
-    return key, base64.b64encode(der).decode()
-
-
-def _dns(public: str) -> Callable[..., bytes]:
-    def lookup(name: bytes, timeout: int = 5) -> bytes:
-        assert name == b"mail2024._domainkey.example.org."
-        return f"v=DKIM1; k=rsa; p={public}".encode()
-
-    return lookup
-
-
-def test_dkim_signature_verifies_and_covers_list_unsubscribe(
-    settings: Settings, dkim_key: tuple[Path, str]
-) -> None:
-    key, public = dkim_key
+def test_dkim_signature_verifies_and_covers_list_unsubscribe(settings: Settings, dkim_key: DkimKey) -> None:
+    key = dkim_key.path
     signer = DkimSigner(DkimConfig(selector="mail2024", domain="example.org", key_path=key))
     rendered = render(settings, signer=signer)
     _mid, data = personalised(rendered)
     assert data.startswith(b"DKIM-Signature: ")
-    assert dkim.verify(data, dnsfunc=_dns(public))
+    assert dkim.verify(data, dnsfunc=dkim_key.dns)
     signature = parse(data)["DKIM-Signature"]
     tags = dict(t.strip().split("=", 1) for t in str(signature).replace("\r\n", "").split(";") if "=" in t)
     signed = [h.strip() for h in tags["h"].split(":")]
@@ -672,26 +644,24 @@ def test_dkim_signature_verifies_and_covers_list_unsubscribe(
     assert "feedback-id" in signed  # Gmail's feedback loop trusts only a signed Feedback-ID
     assert tags["c"] == "relaxed/relaxed" and tags["d"] == "example.org" and tags["s"] == "mail2024"
     tampered = data.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: x")
-    assert not dkim.verify(tampered, dnsfunc=_dns(public))
+    assert not dkim.verify(tampered, dnsfunc=dkim_key.dns)
 
 
-def test_dkim_from_settings_signs_every_message(
-    make_settings: MakeSettings, dkim_key: tuple[Path, str]
-) -> None:
-    key, public = dkim_key
+def test_dkim_from_settings_signs_every_message(make_settings: MakeSettings, dkim_key: DkimKey) -> None:
+    key = dkim_key.path
     settings = make_settings(
         lists=[LIST], dkim={"selector": "mail2024", "domain": "example.org", "key_path": str(key)}
     )
     rendered = render(settings)
     for n in range(3):
         _mid, data = rendered.personalise(make_subscriber(id=n, name=f"Reader {n}é"), delivery_id=n)
-        assert dkim.verify(data, dnsfunc=_dns(public))
+        assert dkim.verify(data, dnsfunc=dkim_key.dns)
 
 
 def test_feedback_id_names_list_issue_and_the_signing_domain(
-    make_settings: MakeSettings, dkim_key: tuple[Path, str]
+    make_settings: MakeSettings, dkim_key: DkimKey
 ) -> None:
-    key, _public = dkim_key
+    key = dkim_key.path
     plain = make_settings(lists=[LIST])
     assert feedback_id(plain, plain.lists[0], 7) == "weekly:7:publisher:example.org"
     assert (

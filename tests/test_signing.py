@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import dkim
@@ -17,45 +15,20 @@ from hypothesis import strategies as st
 from publisher.config import DkimConfig
 from publisher.errors import ConfigError, MailError
 from publisher.signing import DKIM_HEADERS, DkimSigner, canonical_body, fold
+from tests.conftest import DKIM_DOMAIN, DKIM_SELECTOR, DkimKey
 from tests.test_messages import LIST, MakeSettings, make_subscriber, render
-
-SELECTOR = "mail2024"
-
-
-@pytest.fixture(scope="module")
-def key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A fresh RSA-2048 key and the p= value of its DNS record."""
-    folder = tmp_path_factory.mktemp("dkim")
-    path = folder / "dkim.pem"
-    subprocess.run(
-        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(path)],
-        check=True,
-        capture_output=True,
-    )
-    der = subprocess.run(
-        ["openssl", "pkey", "-in", str(path), "-pubout", "-outform", "DER"], check=True, capture_output=True
-    ).stdout
-    return path, base64.b64encode(der).decode()
-
-
-def _dns(public: str) -> Callable[..., bytes]:
-    def lookup(name: bytes, timeout: int = 5) -> bytes:
-        assert name == f"{SELECTOR}._domainkey.example.org.".encode()
-        return f"v=DKIM1; k=rsa; p={public}".encode()
-
-    return lookup
 
 
 def _signer(path: Path) -> DkimSigner:
-    return DkimSigner(DkimConfig(selector=SELECTOR, domain="example.org", key_path=path))
+    return DkimSigner(DkimConfig(selector=DKIM_SELECTOR, domain=DKIM_DOMAIN, key_path=path))
 
 
 def _dkimpy(message: bytes, path: Path, now: int, monkeypatch: pytest.MonkeyPatch) -> bytes:
     monkeypatch.setattr(dkim.time, "time", lambda: float(now))
     header = dkim.sign(
         message,
-        SELECTOR.encode(),
-        b"example.org",
+        DKIM_SELECTOR.encode(),
+        DKIM_DOMAIN.encode(),
         path.read_bytes(),
         canonicalize=(b"relaxed", b"relaxed"),
         include_headers=list(DKIM_HEADERS),
@@ -65,9 +38,9 @@ def _dkimpy(message: bytes, path: Path, now: int, monkeypatch: pytest.MonkeyPatc
 
 
 def test_real_digests_are_signed_byte_for_byte_as_dkimpy_signs_them(
-    make_settings: MakeSettings, key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+    make_settings: MakeSettings, dkim_key: DkimKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path, public = key
+    path = dkim_key.path
     signer = _signer(path)
     rendered = render(make_settings(lists=[LIST]))
     names = ["", "Ana María", "李小龙", "O'Brien,   Jr.", "x" * 150]
@@ -75,26 +48,26 @@ def test_real_digests_are_signed_byte_for_byte_as_dkimpy_signs_them(
         _mid, unsigned = rendered.personalise(make_subscriber(id=n + 1, name=name), delivery_id=n + 1)
         ours = signer.sign(unsigned, now=1_764_489_600 + n)
         assert ours == _dkimpy(unsigned, path, 1_764_489_600 + n, monkeypatch), name
-        assert dkim.verify(ours, dnsfunc=_dns(public))
+        assert dkim.verify(ours, dnsfunc=dkim_key.dns)
 
 
-def test_signature_covers_one_click_headers_and_breaks_when_tampered(key: tuple[Path, str]) -> None:
-    path, public = key
+def test_signature_covers_one_click_headers_and_breaks_when_tampered(dkim_key: DkimKey) -> None:
+    path = dkim_key.path
     message = (
         b"From: News <news@example.org>\r\nTo: a@example.net\r\nSubject: Hello\r\n"
         b"List-Unsubscribe: <https://example.org/unsubscribe/t>\r\n"
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nBody  text \r\n\r\n\r\n"
     )
     signed = _signer(path).sign(message)
-    assert dkim.verify(signed, dnsfunc=_dns(public))
-    assert not dkim.verify(signed.replace(b"Body", b"Bodx"), dnsfunc=_dns(public))
-    assert not dkim.verify(signed.replace(b"One-Click", b"One-Clack"), dnsfunc=_dns(public))
+    assert dkim.verify(signed, dnsfunc=dkim_key.dns)
+    assert not dkim.verify(signed.replace(b"Body", b"Bodx"), dnsfunc=dkim_key.dns)
+    assert not dkim.verify(signed.replace(b"One-Click", b"One-Clack"), dnsfunc=dkim_key.dns)
     # an extra List-Unsubscribe added on the way must break it: absence was signed too
     added = signed.replace(b"\r\n\r\nBody", b"\r\nList-Unsubscribe: <https://evil.example/>\r\n\r\nBody")
-    assert not dkim.verify(added, dnsfunc=_dns(public))
+    assert not dkim.verify(added, dnsfunc=dkim_key.dns)
     # relaxed canonicalisation forgives what relays do: refolding, trailing spaces
     refolded = signed.replace(b"Subject: Hello", b"Subject:   Hello  ")
-    assert dkim.verify(refolded, dnsfunc=_dns(public))
+    assert dkim.verify(refolded, dnsfunc=dkim_key.dns)
 
 
 @hypothesis_settings(max_examples=400, deadline=None)
@@ -114,8 +87,8 @@ def test_folding_is_dkimpys(words: list[str], name_length: int) -> None:
     assert fold(value, name_length) == dkim.fold(value, namelen=name_length)
 
 
-def test_messages_it_would_sign_differently_are_refused(key: tuple[Path, str]) -> None:
-    signer = _signer(key[0])
+def test_messages_it_would_sign_differently_are_refused(dkim_key: DkimKey) -> None:
+    signer = _signer(dkim_key.path)
     with pytest.raises(MailError, match="bare line feeds"):
         signer.sign(b"From: a@example.org\r\nSubject: x\r\n\r\nline one\nline two\r\n")
     with pytest.raises(MailError, match="no blank line"):

@@ -11,11 +11,14 @@ import email
 import email.policy
 import json
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
@@ -29,6 +32,7 @@ from publisher.store.tables import subscriptions
 from publisher.subscriptions import add, set_status
 from publisher.web.app import create_app
 from tests.smtp_server import SmtpSink
+from tests.test_web import Server
 
 START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 LISTS = [
@@ -145,6 +149,37 @@ def test_same_answer_for_every_kind_of_address(site: Site) -> None:
     assert site.status("bounced@example.org") is SubscriptionStatus.BOUNCED
     assert site.status("complained@example.org") is SubscriptionStatus.COMPLAINED
     assert site.status("confirmed@example.org") is SubscriptionStatus.CONFIRMED
+
+
+def test_the_answer_goes_out_before_any_work_that_depends_on_the_address(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over a real server: the "check your inbox" page does not wait for the store's
+    look-ups of the address or its mail, so its timing cannot tell who subscribes."""
+    release = threading.Event()
+    real = site.publisher.sign_up
+
+    def held(**fields: Any) -> Any:
+        assert release.wait(10), "the test never released the sign-up"
+        return real(**fields)
+
+    monkeypatch.setattr(site.publisher, "sign_up", held)
+    with Server(site.publisher) as server, httpx.Client(base_url=server.base, timeout=5) as client:
+        form = client.get("/subscribe").text
+        token = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert token
+        data = {"csrf": token.group(1), "email": "new@example.org", "language": "en", "list": "weekly"}
+        try:
+            answer = client.post("/subscribe", data=data)  # times out if it waits for sign_up
+        finally:
+            release.set()
+        assert answer.status_code == 200 and "Check your inbox" in answer.text
+        deadline = time.monotonic() + 10
+        while not site.mails():
+            assert time.monotonic() < deadline, "the confirmation mail was never sent"
+            time.sleep(0.05)
+    assert [str(m["To"]) for m in site.mails()] == ["new@example.org"]
+    assert site.status("new@example.org") is SubscriptionStatus.PENDING
 
 
 def test_signup_records_consent_and_sends_one_confirmation_mail(site: Site) -> None:
