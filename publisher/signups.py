@@ -188,13 +188,19 @@ def sign_up(
     # Whole seconds: the link carries the sign-up's time and must match it exactly.
     consent = Consent(at=now.replace(microsecond=0), method="web", source=client)
     text = consent_text(settings, language)
-    started = store.signups.start_pending(subscriber_id, chosen, consent, text, language)
+    secret = subscribers.secret(subscriber_id) or ""
+    mail: list[bytes] = []
+
+    def render(started: list[str]) -> None:
+        token = make_confirm_token(subscriber_id, started, int(consent.at.timestamp()), address, secret)
+        mail.append(confirmation_mail(settings, started, address, clean_name, language, token, consent.at))
+
+    # The mail is rendered before the pending rows commit: a broken template stores nothing.
+    started = store.signups.start_pending(subscriber_id, chosen, consent, text, language, prepare=render)
     if not started:
         return SignupResult(SignupOutcome.QUIET)
     store.signups.record_attempt("mail", mail_key, now)
-    secret = subscribers.secret(subscriber_id) or ""
-    token = make_confirm_token(subscriber_id, started, int(consent.at.timestamp()), address, secret)
-    data = confirmation_mail(settings, started, address, clean_name, language, token, consent.at)
+    data = mail[0]
     sender = settings.list_config(started[0]).sender_address
     return SignupResult(SignupOutcome.MAILED, tuple(started), OutgoingMessage(0, sender, address, data))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -101,11 +101,20 @@ class SignupStore:
     # -- sign-up and confirmation ----------------------------------------------------
 
     def start_pending(
-        self, subscriber_id: int, lists: Sequence[str], consent: Consent, text: str, language: str
+        self,
+        subscriber_id: int,
+        lists: Sequence[str],
+        consent: Consent,
+        text: str,
+        language: str,
+        prepare: Callable[[list[str]], None] | None = None,
     ) -> list[str]:
         """Make the subscriber pending on each of ``lists`` it may join; return those lists.
 
-        Lists it is confirmed, bounced or complained on are left as they are.
+        Lists it is confirmed, bounced or complained on are left as they are. ``prepare``
+        is called with those lists before the commit (the sign-up renders its
+        confirmation mail there): if it raises, nothing is stored, so a broken template
+        cannot leave an address pending with no mail sent.
         """
         started: list[str] = []
         with self.engine.begin() as conn:
@@ -157,6 +166,8 @@ class SignupStore:
                     )
                 )
                 started.append(slug)
+            if started and prepare is not None:
+                prepare(started)
         return started
 
     def confirm(
