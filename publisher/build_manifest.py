@@ -10,7 +10,7 @@ admin put in the output folder was never in a manifest, so it is never touched.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from publisher.errors import PublisherError
@@ -40,13 +40,25 @@ def save_manifest(out: Path, paths: Iterable[str]) -> bytes:
     return ('{"files": [\n' + ",\n".join(map(json.dumps, sorted(set(paths)))) + "\n]}\n").encode()
 
 
-def prune(out: Path, previous: set[str], current: set[str]) -> list[Path]:
-    """Delete the files of ``previous`` not in ``current``; then their emptied folders."""
+def prune(
+    out: Path, previous: set[str], current: set[str], owned: Callable[[str], bool] = lambda rel: True
+) -> list[Path]:
+    """Delete the files of ``previous`` not in ``current``; then their emptied folders.
+
+    The manifest is a file in a folder others can write to, so an entry is only a
+    claim: a path is deleted only if ``owned`` says the build writes paths of that
+    shape, and only if it leads to a file inside ``out`` without passing a symlink (a
+    folder linked to elsewhere would otherwise let a listed path reach outside).
+    Checked here, on the few leftovers, not on every entry as the manifest is read.
+    """
     deleted: list[Path] = []
+    real_out = out.resolve()
     for rel in sorted(previous - current):
+        if not owned(rel):
+            continue
         path = out / rel
         try:
-            if not path.is_file() or path.is_symlink():
+            if not path.is_file() or path.resolve() != real_out / rel:
                 continue
             path.unlink()
         except FileNotFoundError:

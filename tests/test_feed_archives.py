@@ -353,6 +353,46 @@ def test_a_removed_format_and_language_lose_their_files(
     assert out / "feeds/all.json" in report.deleted
 
 
+def test_a_tampered_manifest_deletes_nothing_outside_what_build_writes(
+    settings: Settings, store: Store
+) -> None:
+    store.items.save([make_item(1)], [], T0)
+    build_feeds(settings, store)
+    out = settings.feeds.output_dir
+    outside = out.parent / "outside"
+    outside.mkdir()
+    (out / "feeds/linked").symlink_to(outside)  # a folder linked to elsewhere
+    kept = [
+        outside / "secret.atom.xml",
+        outside / "passwd",
+        out / "robots.txt",
+        out / "feeds/notes.txt",
+        out / "feeds/archive/all/README",
+    ]
+    for path in kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("not the build's\n")
+    (out / "feeds/linked.atom.xml").symlink_to(outside / "secret.atom.xml")
+    listed = json.loads((out / ".build-manifest.json").read_text())["files"]
+    listed += [
+        "feeds/linked/secret.atom.xml",
+        "feeds/linked.atom.xml",
+        "../outside/passwd",
+        f"{outside}/passwd",
+        "feeds/../../outside/passwd",
+        "robots.txt",
+        "feeds/notes.txt",
+        "feeds/archive/all/README",
+    ]
+    (out / ".build-manifest.json").write_text(json.dumps({"files": listed}))
+
+    report = build_feeds(settings, store)
+
+    assert report.deleted == []
+    assert all(p.read_text() == "not the build's\n" for p in kept)
+    assert (out / "feeds/linked.atom.xml").is_symlink()
+
+
 def test_stylesheet_instruction_follows_a_base_url_with_a_path(
     make_settings: Callable[..., Settings], store: Store
 ) -> None:
