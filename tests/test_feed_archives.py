@@ -212,6 +212,25 @@ def test_an_edited_item_rewrites_only_its_own_page(settings: Settings, store: St
     assert "Item number 15, corrected" in [e.title for e in parsed.entries]
 
 
+def test_an_item_moved_to_another_category_is_shown_there_on_the_all_items_page(
+    settings: Settings, store: Store
+) -> None:
+    store.items.save([make_item(n) for n in range(40)], [], T0)
+    build_feeds(settings, store)
+    # What ingest stores when a config change maps the item's label elsewhere: same
+    # content, same hash, another category.
+    store.items.save([], [make_item(15, category="events")], T0)
+
+    build_feeds(settings, store)
+
+    out = settings.feeds.output_dir
+    page = feedparser.parse((out / "feeds/archive/all/2.atom.xml").read_bytes())
+    moved = next(e for e in page.entries if e.title == "Item number 15")
+    assert [t.term for t in moved.tags] == ["events"]
+    events = feedparser.parse((out / "feeds/events.atom.xml").read_bytes())
+    assert [e.title for e in events.entries] == ["Item number 15"]
+
+
 def test_subscription_and_archive_atom_documents_are_valid_rfc_4287(
     make_settings: Callable[..., Settings], store: Store
 ) -> None:
