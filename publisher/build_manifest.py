@@ -27,11 +27,12 @@ def load_manifest(out: Path, fallback: Iterable[str] = ()) -> set[str]:
     try:
         data = json.loads((out / MANIFEST_FILE).read_bytes())
     except FileNotFoundError:
-        return {p for p in fallback if _safe(p)}
+        return set(fallback)
     except (OSError, ValueError):
         return set()  # unreadable: delete nothing rather than guess
     files = data.get("files") if isinstance(data, dict) else None
-    return {p for p in files if isinstance(p, str) and _safe(p)} if isinstance(files, list) else set()
+    # Entries are checked by prune, on the few left over, not here on thousands each build.
+    return {p for p in files if isinstance(p, str)} if isinstance(files, list) else set()
 
 
 def save_manifest(out: Path, paths: Iterable[str]) -> bytes:
@@ -54,7 +55,7 @@ def prune(
     deleted: list[Path] = []
     real_out = out.resolve()
     for rel in sorted(previous - current):
-        if not owned(rel):
+        if not _safe(rel) or not owned(rel):
             continue
         path = out / rel
         try:
@@ -80,5 +81,4 @@ def prune(
 
 def _safe(rel: str) -> bool:
     """A manifest entry is a plain relative path inside the output folder."""
-    # String tests, not PurePosixPath: a manifest lists thousands of archive pages.
     return bool(rel) and not rel.startswith("/") and "\x00" not in rel and ".." not in rel.split("/")
