@@ -10,7 +10,7 @@ admin put in the output folder was never in a manifest, so it is never touched.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from publisher.errors import PublisherError
@@ -27,11 +27,12 @@ def load_manifest(out: Path, fallback: Iterable[str] = ()) -> set[str]:
     try:
         data = json.loads((out / MANIFEST_FILE).read_bytes())
     except FileNotFoundError:
-        return {p for p in fallback if _safe(p)}
+        return set(fallback)
     except (OSError, ValueError):
         return set()  # unreadable: delete nothing rather than guess
     files = data.get("files") if isinstance(data, dict) else None
-    return {p for p in files if isinstance(p, str) and _safe(p)} if isinstance(files, list) else set()
+    # Entries are checked by prune, on the few left over, not here on thousands each build.
+    return {p for p in files if isinstance(p, str)} if isinstance(files, list) else set()
 
 
 def save_manifest(out: Path, paths: Iterable[str]) -> bytes:
@@ -40,13 +41,25 @@ def save_manifest(out: Path, paths: Iterable[str]) -> bytes:
     return ('{"files": [\n' + ",\n".join(map(json.dumps, sorted(set(paths)))) + "\n]}\n").encode()
 
 
-def prune(out: Path, previous: set[str], current: set[str]) -> list[Path]:
-    """Delete the files of ``previous`` not in ``current``; then their emptied folders."""
+def prune(
+    out: Path, previous: set[str], current: set[str], owned: Callable[[str], bool] = lambda rel: True
+) -> list[Path]:
+    """Delete the files of ``previous`` not in ``current``; then their emptied folders.
+
+    The manifest is a file in a folder others can write to, so an entry is only a
+    claim: a path is deleted only if ``owned`` says the build writes paths of that
+    shape, and only if it leads to a file inside ``out`` without passing a symlink (a
+    folder linked to elsewhere would otherwise let a listed path reach outside).
+    Checked here, on the few leftovers, not on every entry as the manifest is read.
+    """
     deleted: list[Path] = []
+    real_out = out.resolve()
     for rel in sorted(previous - current):
+        if not _safe(rel) or not owned(rel):
+            continue
         path = out / rel
         try:
-            if not path.is_file() or path.is_symlink():
+            if not path.is_file() or path.resolve() != real_out / rel:
                 continue
             path.unlink()
         except FileNotFoundError:
@@ -68,5 +81,4 @@ def prune(out: Path, previous: set[str], current: set[str]) -> list[Path]:
 
 def _safe(rel: str) -> bool:
     """A manifest entry is a plain relative path inside the output folder."""
-    # String tests, not PurePosixPath: a manifest lists thousands of archive pages.
     return bool(rel) and not rel.startswith("/") and "\x00" not in rel and ".." not in rel.split("/")

@@ -91,7 +91,10 @@ def archive_pages(name: str, keys: Sequence[ItemKey], max_items: int, page_size:
     for index in range(total):
         chunk = archived[index * page_size : (index + 1) * page_size]
         has_next = index + 1 < total
-        body = "\n".join(map(_id, chunk)) + "\0" + "\n".join(map(_hash, chunk))
+        # The category too: a config change can move an item (same content hash) to
+        # another category, which the all-items pages show.
+        categories = "\n".join([k[KEY_CATEGORY] or "" for k in chunk])
+        body = "\n".join(map(_id, chunk)) + "\0" + "\n".join(map(_hash, chunk)) + "\0" + categories
         # 96 bits: enough to tell versions of one page apart, short in the state file.
         digest = hashlib.blake2b(
             f"{name}\0{index + 1}\0{has_next}\n{body}".encode(), digest_size=12

@@ -211,10 +211,23 @@ def build_feeds(settings: Settings, store: Store) -> BuildReport:
     _emit(out / "index.html", render_index(settings, site, channels), report)
     _emit(out / STYLESHEET_FILE, render_stylesheet(settings), report)
     _save_state(out, new_state)
-    current = {*new_state, "feeds.opml", "index.html", STYLESHEET_FILE}
-    report.deleted = prune(out, previous, current)
+    current = {*new_state, *_ROOT_FILES}
+    report.deleted = prune(out, previous, current, owned=_written_by_build)
     write_if_changed(out / MANIFEST_FILE, save_manifest(out, current))
     return report
+
+
+#: Files at the root of the output folder that every build writes.
+_ROOT_FILES = ("feeds.opml", "index.html", STYLESHEET_FILE)
+_FEED_SUFFIXES = tuple(f.suffix for f in FORMATS.values())
+
+
+def _written_by_build(rel: str) -> bool:
+    """Whether a build could have written ``rel``: what a manifest entry may delete.
+
+    A manifest changed by someone else could otherwise list the admin's robots.txt.
+    """
+    return rel in _ROOT_FILES or (rel.startswith("feeds/") and rel.endswith(_FEED_SUFFIXES))
 
 
 def _feed_name(slug: str, language: str) -> str:

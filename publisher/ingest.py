@@ -170,9 +170,11 @@ def _ingest_source(
     before = len(report.rejected)
     candidates, same_id = _accepted(cfg, settings, result, report, seen)
     store.sources.record_rejections(cfg.name, now, [(e.where, e.reason) for e in report.rejected[before:]])
-    candidates, held = _held_by_earlier_source(settings, store, cfg.name, candidates)
+    # Read once: both the earlier-source check and the new/changed split compare with it.
+    stored = {i.id: i for i in store.items.by_ids([c.item.id for c in candidates])}
+    candidates, held = _held_by_earlier_source(settings, stored, cfg.name, candidates)
     same_id |= held
-    new, changed, unchanged = classify(store, candidates, now)
+    new, changed, unchanged = classify(stored, candidates, now)
     if new or changed:
         store.items.save(new, changed, now)
     store.sources.record(
@@ -199,7 +201,7 @@ def _earlier_sources(settings: Settings, source: str) -> set[str]:
 
 
 def _held_by_earlier_source(
-    settings: Settings, store: Store, source: str, candidates: list[Candidate]
+    settings: Settings, stored: dict[str, Item], source: str, candidates: list[Candidate]
 ) -> tuple[list[Candidate], set[str]]:
     """Leave out candidates whose id and story a configured earlier source's stored item has.
 
@@ -210,7 +212,6 @@ def _held_by_earlier_source(
     earlier = _earlier_sources(settings, source)
     if not earlier or not candidates:
         return candidates, set()
-    stored = {i.id: i for i in store.items.by_ids([c.item.id for c in candidates])}
     held: set[str] = set()
     kept: list[Candidate] = []
     for cand in candidates:
@@ -310,9 +311,8 @@ class Candidate:
     source_updated: datetime | None
 
 
-def classify(store: Store, candidates: list[Candidate], now: datetime) -> Sorted:
-    """Split candidates into (new, changed, unchanged) against what the store holds."""
-    stored = {i.id: i for i in store.items.by_ids([c.item.id for c in candidates])}
+def classify(stored: dict[str, Item], candidates: list[Candidate], now: datetime) -> Sorted:
+    """Split candidates into (new, changed, unchanged) against ``stored`` (id -> stored item)."""
     new: list[Item] = []
     changed: list[Item] = []
     unchanged: list[Item] = []

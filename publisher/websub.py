@@ -55,17 +55,26 @@ class _Ping:
 
 
 def http_post(timeout: float = DEFAULT_TIMEOUT) -> Post:
-    """Pings over HTTP with httpx: form-encoded, no redirects followed, 2xx is success."""
+    """Pings over HTTP with httpx: form-encoded, no redirects followed, 2xx is success.
+
+    The answer's body is never read: only its status matters, and a hub that sent an
+    endless (or endlessly dripping) body would otherwise hold the one ping thread, and
+    every ping queued behind it, for ever (httpx's timeout is per socket read).
+    """
 
     def post(hub: str, url: str) -> str | None:
+        form = {"hub.mode": "publish", "hub.url": url}
         try:
-            with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-                answer = client.post(hub, data={"hub.mode": "publish", "hub.url": url})
+            with (
+                httpx.Client(timeout=timeout, follow_redirects=False) as client,
+                client.stream("POST", hub, data=form) as answer,
+            ):
+                status = answer.status_code
         except httpx.HTTPError as e:
             return f"{type(e).__name__}: {e}"
-        if 200 <= answer.status_code < 300:
+        if 200 <= status < 300:
             return None
-        return f"HTTP {answer.status_code}"
+        return f"HTTP {status}"
 
     return post
 

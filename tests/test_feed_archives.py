@@ -212,6 +212,25 @@ def test_an_edited_item_rewrites_only_its_own_page(settings: Settings, store: St
     assert "Item number 15, corrected" in [e.title for e in parsed.entries]
 
 
+def test_an_item_moved_to_another_category_is_shown_there_on_the_all_items_page(
+    settings: Settings, store: Store
+) -> None:
+    store.items.save([make_item(n) for n in range(40)], [], T0)
+    build_feeds(settings, store)
+    # What ingest stores when a config change maps the item's label elsewhere: same
+    # content, same hash, another category.
+    store.items.save([], [make_item(15, category="events")], T0)
+
+    build_feeds(settings, store)
+
+    out = settings.feeds.output_dir
+    page = feedparser.parse((out / "feeds/archive/all/2.atom.xml").read_bytes())
+    moved = next(e for e in page.entries if e.title == "Item number 15")
+    assert [t.term for t in moved.tags] == ["events"]
+    events = feedparser.parse((out / "feeds/events.atom.xml").read_bytes())
+    assert [e.title for e in events.entries] == ["Item number 15"]
+
+
 def test_subscription_and_archive_atom_documents_are_valid_rfc_4287(
     make_settings: Callable[..., Settings], store: Store
 ) -> None:
@@ -351,6 +370,46 @@ def test_a_removed_format_and_language_lose_their_files(
     assert not list((out / "feeds").rglob("*.json"))
     assert (out / "feeds/all.atom.xml").exists()
     assert out / "feeds/all.json" in report.deleted
+
+
+def test_a_tampered_manifest_deletes_nothing_outside_what_build_writes(
+    settings: Settings, store: Store
+) -> None:
+    store.items.save([make_item(1)], [], T0)
+    build_feeds(settings, store)
+    out = settings.feeds.output_dir
+    outside = out.parent / "outside"
+    outside.mkdir()
+    (out / "feeds/linked").symlink_to(outside)  # a folder linked to elsewhere
+    kept = [
+        outside / "secret.atom.xml",
+        outside / "passwd",
+        out / "robots.txt",
+        out / "feeds/notes.txt",
+        out / "feeds/archive/all/README",
+    ]
+    for path in kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("not the build's\n")
+    (out / "feeds/linked.atom.xml").symlink_to(outside / "secret.atom.xml")
+    listed = json.loads((out / ".build-manifest.json").read_text())["files"]
+    listed += [
+        "feeds/linked/secret.atom.xml",
+        "feeds/linked.atom.xml",
+        "../outside/passwd",
+        f"{outside}/passwd",
+        "feeds/../../outside/passwd",
+        "robots.txt",
+        "feeds/notes.txt",
+        "feeds/archive/all/README",
+    ]
+    (out / ".build-manifest.json").write_text(json.dumps({"files": listed}))
+
+    report = build_feeds(settings, store)
+
+    assert report.deleted == []
+    assert all(p.read_text() == "not the build's\n" for p in kept)
+    assert (out / "feeds/linked.atom.xml").is_symlink()
 
 
 def test_stylesheet_instruction_follows_a_base_url_with_a_path(

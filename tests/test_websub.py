@@ -28,8 +28,8 @@ from publisher.config import Settings
 from publisher.feeds import build_feeds
 from publisher.models import Item, JobKind
 from publisher.store import Store
-from publisher.websub import HubPinger
-from tests.http_server import Upstream, _Handler, failing_first
+from publisher.websub import HubPinger, PingTally
+from tests.http_server import Upstream, _Handler, drip, failing_first
 
 BASE = "http://127.0.0.1:8080"
 T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
@@ -177,6 +177,19 @@ def test_pings_do_not_delay_the_build(
     assert took < 1.0, f"build waited {took:.1f}s for the hub"
     assert publisher.hub_ping_tally().pending == 7
     wait_for("the slow hub's pings", lambda: len(upstream.posts) == 7, timeout=20)
+
+
+def test_a_hub_answering_with_an_endless_body_holds_up_no_ping(upstream: Upstream) -> None:
+    # 200 then a body dripping a byte every 0.1 s, for ever: never a read timeout.
+    upstream.routes["/endless"] = drip(0.1)
+    upstream.routes["/ok"] = failing_first(0)
+    pinger = HubPinger([upstream.url("/endless"), upstream.url("/ok")], backoff=[])
+
+    pinger.submit([f"{BASE}/feeds/all.atom.xml", f"{BASE}/feeds/news.atom.xml"])
+
+    assert pinger.wait(5), "a ping is stuck reading a hub's answer"
+    assert pinger.take_tally() == PingTally(sent=4, failed=0, pending=0)
+    assert len(pings(upstream, "/ok")) == 2
 
 
 @pytest.mark.slow
