@@ -68,8 +68,9 @@ def _build_environment(settings: Settings) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
         loader=loader,
         undefined=ExplainedUndefined,
+        # feed.xsl.j2 is XML: an override that forgets |e must still escape.
         autoescape=jinja2.select_autoescape(
-            enabled_extensions=("html", "htm", "xml", "html.j2"), default_for_string=False
+            enabled_extensions=("html", "htm", "xml", "html.j2", "xsl.j2"), default_for_string=False
         ),
         keep_trailing_newline=True,
         trim_blocks=True,

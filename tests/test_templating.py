@@ -206,3 +206,17 @@ def test_translate_fills_values_and_falls_back() -> None:
 
 def test_format_day_for_plain_dates() -> None:
     assert format_day(date(2024, 12, 25), "es") == "25 de diciembre de 2024"
+
+
+def test_an_xsl_override_escapes_what_it_prints_without_e(
+    make_settings: MakeSettings, overrides: Path
+) -> None:
+    """feed.xsl.j2 is XML: a value an override prints without |e is escaped all the same."""
+    (overrides / "web").mkdir(exist_ok=True)
+    (overrides / "web" / "feed.xsl.j2").write_text("<xsl:text>{{ title }}</xsl:text>\n", encoding="utf-8")
+    env = make_environment(make_settings(templates={"path": str(overrides)}))
+    out = env.get_template("web/feed.xsl.j2").render(title='</xsl:text><xsl:copy-of select="/"/> & "x"')
+    assert (
+        out
+        == "<xsl:text>&lt;/xsl:text&gt;&lt;xsl:copy-of select=&#34;/&#34;/&gt; &amp; &#34;x&#34;</xsl:text>\n"
+    )
