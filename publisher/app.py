@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from apscheduler.triggers.base import BaseTrigger
 
@@ -24,8 +24,6 @@ from publisher import admin_auth, digests, signups, subscriptions
 from publisher.admin_auth import AdminSession, AuditEntry, LoginOutcome, LoginResult
 from publisher.archive import build_archive, issue_url
 from publisher.bounces.apply import apply_feedback, suppress_address, unsuppress_address
-from publisher.bounces.process import BounceRunReport, open_mailbox, process_bounces
-from publisher.bounces.webhooks import SnsVerifier, WebhookResult, handle_webhook
 from publisher.checks import CheckReport, check_settings
 from publisher.config import ScheduleConfig, Settings
 from publisher.config_edit import ScheduleEdit, plan_schedule_edit, save_schedule_edit
@@ -67,10 +65,15 @@ from publisher.templating import make_environment, render_template, translator
 from publisher.uploads import HeldUploads
 from publisher.websub import HubPinger, PingTally
 
+if TYPE_CHECKING:
+    # Imported where used: the IMAP/DSN parsing and the SNS certificate checks cost every
+    # CLI start-up (``publisher --help`` too) a few tens of ms and only two methods need them.
+    from publisher.bounces.process import BounceRunReport
+    from publisher.bounces.webhooks import SnsVerifier, WebhookResult
+
 __all__ = [
     "AdminSession",
     "AuditEntry",
-    "BounceRunReport",
     "Clock",
     "ConfirmLink",
     "ItemChange",
@@ -85,7 +88,6 @@ __all__ = [
     "SignupOutcome",
     "SignupResult",
     "SpamReport",
-    "WebhookResult",
     "utcnow",
 ]
 
@@ -200,7 +202,8 @@ class Publisher:
         self.store = store or Store(settings.storage.url)
         self.clock = clock
         self._stop = False
-        self._sns = SnsVerifier(sns_fetch)
+        self._sns_fetch = sns_fetch
+        self._sns: SnsVerifier | None = None  # built by the first webhook; it caches certificates
         # WebSub pings run in this thread's background (publisher.websub); None: no hubs.
         self.hub_pinger: HubPinger | None = (
             HubPinger(settings.feeds.websub_hubs) if settings.feeds.websub_hubs else None
@@ -868,6 +871,10 @@ class Publisher:
         Blocking (it may fetch an SNS certificate and writes the store): the web front
         runs it in a thread. See publisher.bounces.webhooks for what is refused and why.
         """
+        from publisher.bounces.webhooks import SnsVerifier, handle_webhook
+
+        if self._sns is None:
+            self._sns = SnsVerifier(self._sns_fetch)
         return handle_webhook(self.settings, self.store, self.clock, provider, headers, body, sns=self._sns)
 
     def suppress_subscriber(self, email: str, status: SubscriptionStatus, note: str = "") -> tuple[str, ...]:
@@ -880,6 +887,8 @@ class Publisher:
 
     def process_bounces(self) -> BounceRunReport:
         """Read every new report of the ``[bounces]`` mailbox once; see publisher.bounces.process."""
+        from publisher.bounces.process import open_mailbox, process_bounces
+
         if self.settings.bounces is None:
             raise ConfigError('bounces: no [bounces] table; set address and maildir = "var/bounces"')
         mailbox = open_mailbox(self.settings.bounces)
