@@ -524,8 +524,7 @@ class Publisher:
         return self.store.subscribers.deliveries_since(subscriber_id, datetime(1970, 1, 1, tzinfo=UTC))
 
     def _uploads(self) -> HeldUploads:
-        folder = self.settings.path.parent if self.settings.path else Path.cwd()
-        return HeldUploads(folder / "var" / "uploads")
+        return HeldUploads(self.settings.base_dir / "var" / "uploads")
 
     def hold_import(self, list_slug: str, name: str, data: bytes, username: str) -> HeldImport:
         """Keep an uploaded subscriber file on the server and check it; nothing is imported.
@@ -973,8 +972,6 @@ class Publisher:
 
     def run_schedule_now(self, name: str) -> JobRun:
         """Sync front of :meth:`arun_schedule_now` for the CLI."""
-        import asyncio
-
         return asyncio.run(self.arun_schedule_now(name))
 
     def interrupt_orphaned_runs(self, now: datetime) -> list[JobRun]:
