@@ -990,9 +990,13 @@ class Publisher:
         return status_report(self.settings, self.store, self.clock(), limit=limit)
 
     def reconfigured(self, settings: Settings) -> Publisher:
-        """A Publisher for reloaded ``settings`` with this clock, on this store if its URL is unchanged."""
+        """A Publisher for reloaded ``settings`` with this clock, on this store if its URL is unchanged.
+
+        It keeps how SNS certificates are fetched (``sns_fetch``), so a reload (SIGHUP, a
+        console edit) does not switch a webhook's certificate source.
+        """
         same = settings.storage.url == self.settings.storage.url
-        return Publisher(settings, self.store if same else None, clock=self.clock)
+        return Publisher(settings, self.store if same else None, clock=self.clock, sns_fetch=self._sns_fetch)
 
     def shares_store(self, other: Publisher) -> bool:
         """Whether ``other`` works on this very store (a reload keeps the lock and connections)."""
