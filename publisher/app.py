@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from apscheduler.triggers.base import BaseTrigger
 
@@ -24,8 +24,6 @@ from publisher import admin_auth, digests, signups, subscriptions
 from publisher.admin_auth import AdminSession, AuditEntry, LoginOutcome, LoginResult
 from publisher.archive import build_archive, issue_url
 from publisher.bounces.apply import apply_feedback, suppress_address, unsuppress_address
-from publisher.bounces.process import BounceRunReport, open_mailbox, process_bounces
-from publisher.bounces.webhooks import SnsVerifier, WebhookResult, handle_webhook
 from publisher.checks import CheckReport, check_settings
 from publisher.config import ScheduleConfig, Settings
 from publisher.config_edit import ScheduleEdit, plan_schedule_edit, save_schedule_edit
@@ -67,10 +65,15 @@ from publisher.templating import make_environment, render_template, translator
 from publisher.uploads import HeldUploads
 from publisher.websub import HubPinger, PingTally
 
+if TYPE_CHECKING:
+    # Imported where used: the IMAP/DSN parsing and the SNS certificate checks cost every
+    # CLI start-up (``publisher --help`` too) a few tens of ms and only two methods need them.
+    from publisher.bounces.process import BounceRunReport
+    from publisher.bounces.webhooks import SnsVerifier, WebhookResult
+
 __all__ = [
     "AdminSession",
     "AuditEntry",
-    "BounceRunReport",
     "Clock",
     "ConfirmLink",
     "ItemChange",
@@ -85,7 +88,6 @@ __all__ = [
     "SignupOutcome",
     "SignupResult",
     "SpamReport",
-    "WebhookResult",
     "utcnow",
 ]
 
@@ -200,7 +202,8 @@ class Publisher:
         self.store = store or Store(settings.storage.url)
         self.clock = clock
         self._stop = False
-        self._sns = SnsVerifier(sns_fetch)
+        self._sns_fetch = sns_fetch
+        self._sns: SnsVerifier | None = None  # built by the first webhook; it caches certificates
         # WebSub pings run in this thread's background (publisher.websub); None: no hubs.
         self.hub_pinger: HubPinger | None = (
             HubPinger(settings.feeds.websub_hubs) if settings.feeds.websub_hubs else None
@@ -521,8 +524,7 @@ class Publisher:
         return self.store.subscribers.deliveries_since(subscriber_id, datetime(1970, 1, 1, tzinfo=UTC))
 
     def _uploads(self) -> HeldUploads:
-        folder = self.settings.path.parent if self.settings.path else Path.cwd()
-        return HeldUploads(folder / "var" / "uploads")
+        return HeldUploads(self.settings.base_dir / "var" / "uploads")
 
     def hold_import(self, list_slug: str, name: str, data: bytes, username: str) -> HeldImport:
         """Keep an uploaded subscriber file on the server and check it; nothing is imported.
@@ -864,6 +866,10 @@ class Publisher:
         Blocking (it may fetch an SNS certificate and writes the store): the web front
         runs it in a thread. See publisher.bounces.webhooks for what is refused and why.
         """
+        from publisher.bounces.webhooks import SnsVerifier, handle_webhook
+
+        if self._sns is None:
+            self._sns = SnsVerifier(self._sns_fetch)
         return handle_webhook(self.settings, self.store, self.clock, provider, headers, body, sns=self._sns)
 
     def suppress_subscriber(self, email: str, status: SubscriptionStatus, note: str = "") -> tuple[str, ...]:
@@ -876,6 +882,8 @@ class Publisher:
 
     def process_bounces(self) -> BounceRunReport:
         """Read every new report of the ``[bounces]`` mailbox once; see publisher.bounces.process."""
+        from publisher.bounces.process import open_mailbox, process_bounces
+
         if self.settings.bounces is None:
             raise ConfigError('bounces: no [bounces] table; set address and maildir = "var/bounces"')
         mailbox = open_mailbox(self.settings.bounces)
@@ -960,8 +968,6 @@ class Publisher:
 
     def run_schedule_now(self, name: str) -> JobRun:
         """Sync front of :meth:`arun_schedule_now` for the CLI."""
-        import asyncio
-
         return asyncio.run(self.arun_schedule_now(name))
 
     def interrupt_orphaned_runs(self, now: datetime) -> list[JobRun]:
@@ -980,9 +986,13 @@ class Publisher:
         return status_report(self.settings, self.store, self.clock(), limit=limit)
 
     def reconfigured(self, settings: Settings) -> Publisher:
-        """A Publisher for reloaded ``settings`` with this clock, on this store if its URL is unchanged."""
+        """A Publisher for reloaded ``settings`` with this clock, on this store if its URL is unchanged.
+
+        It keeps how SNS certificates are fetched (``sns_fetch``), so a reload (SIGHUP, a
+        console edit) does not switch a webhook's certificate source.
+        """
         same = settings.storage.url == self.settings.storage.url
-        return Publisher(settings, self.store if same else None, clock=self.clock)
+        return Publisher(settings, self.store if same else None, clock=self.clock, sns_fetch=self._sns_fetch)
 
     def shares_store(self, other: Publisher) -> bool:
         """Whether ``other`` works on this very store (a reload keeps the lock and connections)."""

@@ -24,35 +24,24 @@ from publisher.messages import render_issue, render_web_copy
 from publisher.models import Item
 from publisher.signing import DkimSigner
 from publisher.subscriptions import read_subscriber_csv
-from publisher.templating import make_environment
+from publisher.templating import BUILTIN_TEMPLATES, make_environment
 
-# Pages the web app and the build render; an override of any of them must compile.
-PAGE_TEMPLATES = (
-    "web/index.html.j2",
-    "web/subscription.html.j2",
-    "web/preferences.html.j2",
-    "web/archive_index.html.j2",
-    "web/archive_list.html.j2",
-    "web/archive_languages.html.j2",
-    "web/signup.html.j2",
-    "web/admin/login.html.j2",  # the admin console's pages and its stylesheet
-    "web/admin/dashboard.html.j2",
-    "web/admin/schedules.html.j2",
-    "web/admin/schedule_edit.html.j2",
-    "web/admin/jobs.html.j2",
-    "web/admin/audit.html.j2",
-    "web/admin/lists.html.j2",
-    "web/admin/list.html.j2",
-    "web/admin/subscribers.html.j2",
-    "web/admin/subscriber.html.j2",
-    "web/admin/subscriber_forget.html.j2",
-    "web/admin/subscriber_import.html.j2",
-    "web/admin/items.html.j2",
-    "web/admin/admin.css",
-    "web/feed.xsl.j2",  # the page a browser shows for a feed
-    "email/confirm.html.j2",  # the sign-up confirmation mail
-    "email/confirm.txt.j2",
-)
+
+def page_templates() -> list[str]:
+    """Every built-in template an override may replace: pages, the console, the feed
+    stylesheet, the confirmation mail and the layouts they extend.
+
+    Read from the folder (when ``check`` runs, not at import), so a new page is checked
+    without being listed anywhere. The digest templates are left out: each list names
+    its own (html_template, text_template), checked with the list.
+    """
+    return sorted(
+        path.relative_to(BUILTIN_TEMPLATES).as_posix()
+        for path in BUILTIN_TEMPLATES.rglob("*")
+        if path.is_file() and not path.name.startswith("digest.")
+    )
+
+
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -73,7 +62,7 @@ def check_settings(settings: Settings) -> CheckReport:
     report = CheckReport()
     _check_templates_folder(settings, report)
     env = make_environment(settings)
-    for name in PAGE_TEMPLATES:
+    for name in page_templates():
         _compile(env, name, f"templates: {name}", report)
     for position, list_cfg in enumerate(settings.lists, 1):
         where = f"lists[{position}] {list_cfg.slug!r}"

@@ -32,11 +32,8 @@ from rich.text import Text
 
 from publisher.app import ItemChange, Publisher, hash_admin_password
 from publisher.config import Settings, load_config
-from publisher.daemon import run_daemon
 from publisher.errors import ConfigError, MailError, PublisherError, SchedulerError
 from publisher.models import DeliveryStatus, ListedItem, SubscriptionStatus
-from publisher.web.app import ServedApp
-from publisher.web.server import StoppableServer, check_port, server_config
 
 if TYPE_CHECKING:
     from publisher.digests import DigestReport
@@ -405,6 +402,11 @@ def _print_item_change(change: ItemChange, done: str, already: str) -> None:
 
 
 def _serve(publisher: Publisher, host: str | None, port: int | None) -> None:
+    # The web front and uvicorn load only for `serve` and `run`: every other command
+    # (and `--help`) starts without them.
+    from publisher.web.app import ServedApp
+    from publisher.web.server import StoppableServer, check_port, server_config
+
     config = server_config(ServedApp(publisher), publisher.settings.web, host=host, port=port)
     check_port(config.host, config.port)
     console.print(f"serving {publisher.settings.feeds.output_dir} on http://{config.host}:{config.port}/")
@@ -448,6 +450,8 @@ def publish(ctx: Context) -> None:
 @with_context
 def run(ctx: Context, host: str | None, port: int | None) -> None:
     """Run the scheduler and the web server in one process (until SIGTERM)."""
+
+    from publisher.daemon import run_daemon  # with the web front and the scheduler: see _serve
 
     sys.exit(asyncio.run(run_daemon(ctx.config_path, host=host, port=port)))
 

@@ -576,6 +576,15 @@ class AdminConfig(_Strict):
         twice = sorted({u for u in v if v.count(u) > 1})
         if twice:
             raise ValueError(f"{', '.join(map(repr, twice))} listed twice; list each user once")
+        # 'a-b' and 'a_b' would read the same PUBLISHER_ADMIN_A_B_HASH: one password for two names.
+        by_env: dict[str, list[str]] = {}
+        for user in v:
+            by_env.setdefault(AdminConfig.hash_env(user), []).append(user)
+        for env, users in by_env.items():
+            if len(users) > 1:
+                raise ValueError(
+                    f"{' and '.join(map(repr, users))} would share the hash in {env}; rename one of them"
+                )
         return v
 
     @staticmethod

@@ -311,14 +311,31 @@ def next_issue_items(settings: Settings, store: Store, list_cfg: ListConfig, now
     return held
 
 
+def _sample_message(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    list_cfg: ListConfig,
+    subscriber: Subscriber,
+    subject_prefix: str = "",
+) -> tuple[IssueItems, bytes]:
+    """The next issue (see :func:`next_issue_items`) as ``subscriber`` would get it, and
+    its items: what a preview, the console's preview and a test copy all show."""
+    now = clock()
+    held = next_issue_items(settings, store, list_cfg, now)
+    rendered = render_held(
+        settings, list_cfg, held, language=subscriber.language, now=now, subject_prefix=subject_prefix
+    )
+    _mid, data = rendered.personalise(subscriber, delivery_id=0)
+    return held, data
+
+
 def preview(settings: Settings, store: Store, clock: Clock, list_slug: str, out_dir: Path) -> Preview:
     """Write the next issue for a sample subscriber as .html and .eml into ``out_dir``."""
     list_cfg = settings.list_config(list_slug)
-    subscriber = sample_subscriber(settings, store, list_cfg)
-    now = clock()
-    held = next_issue_items(settings, store, list_cfg, now)
-    rendered = render_held(settings, list_cfg, held, language=subscriber.language, now=now)
-    _mid, data = rendered.personalise(subscriber, delivery_id=0)
+    held, data = _sample_message(
+        settings, store, clock, list_cfg, sample_subscriber(settings, store, list_cfg)
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     eml = out_dir / f"{list_slug}.eml"
     eml.write_bytes(data)
@@ -360,10 +377,7 @@ def render_preview(
     subscriber = sample_subscriber(settings, store, list_cfg, "subscriber@example.org")
     subscriber.language = language
     subscriber.name = "Sample Subscriber"
-    now = clock()
-    held = next_issue_items(settings, store, list_cfg, now)
-    rendered = render_held(settings, list_cfg, held, language=language, now=now)
-    _mid, data = rendered.personalise(subscriber, delivery_id=0)
+    held, data = _sample_message(settings, store, clock, list_cfg, subscriber)
     message = email.message_from_bytes(data, policy=email.policy.default)
     parts = [message.get_body(preferencelist=(kind,)) for kind in ("html", "plain")]
     html, text = (str(part.get_content()) if part is not None else "" for part in parts)
@@ -411,12 +425,7 @@ async def send_test_copy(
     subscriber = sample_subscriber(settings, store, list_cfg, normalise_address(address))
     if language is not None:
         subscriber.language = language
-    now = clock()
-    held = next_issue_items(settings, store, list_cfg, now)
-    rendered = render_held(
-        settings, list_cfg, held, language=subscriber.language, now=now, subject_prefix=TEST_SUBJECT_PREFIX
-    )
-    _mid, data = rendered.personalise(subscriber, delivery_id=0)
+    _held, data = _sample_message(settings, store, clock, list_cfg, subscriber, TEST_SUBJECT_PREFIX)
     results: list[SendResult] = []
 
     async def keep(result: SendResult) -> None:

@@ -47,6 +47,17 @@ def test_an_override_with_a_syntax_error(make_settings: Make, tmp_path: Path) ->
     assert error.startswith("lists[1] 'weekly'.text_template: ") and "line 2: syntax error" in error
 
 
+def test_an_override_of_any_page_or_layout_is_compiled(make_settings: Make, tmp_path: Path) -> None:
+    """The layout every page extends, and a console page, are checked like the rest."""
+    (tmp_path / "over" / "web" / "admin").mkdir(parents=True)
+    (tmp_path / "over" / "web" / "base.html.j2").write_text("<html>{% block body %}\n")
+    (tmp_path / "over" / "web" / "admin" / "items.html.j2").write_text("{{ }}\n")
+    report = check_settings(make_settings(templates={"path": str(tmp_path / "over")}))
+    assert len(report.errors) == 2, report.errors
+    assert report.errors[0].startswith("templates: web/admin/items.html.j2: ")
+    assert report.errors[1].startswith("templates: web/base.html.j2: ")
+
+
 def test_a_subscribers_file_that_does_not_exist(make_settings: Make, tmp_path: Path) -> None:
     error = only_error(make_settings(lists=[weekly(subscribers=str(tmp_path / "weekly.csv"))]))
     assert error.startswith(f"lists[1] 'weekly'.subscribers: {tmp_path / 'weekly.csv'} does not exist")

@@ -184,6 +184,13 @@ def test_a_public_list_requires_the_postal_address_and_says_why() -> None:
     assert with_address.lists[0].public is True
 
 
+def test_admin_users_whose_hash_variables_collide_are_refused() -> None:
+    (found,) = problems({"admin": {"users": ["ops-team", "ops_team"]}})
+    assert found.startswith("admin.users:")
+    assert "'ops-team' and 'ops_team' would share the hash in PUBLISHER_ADMIN_OPS_TEAM_HASH" in found
+    assert settings_from_dict({"admin": {"users": ["ops-team", "ops"]}}).admin.users == ["ops-team", "ops"]
+
+
 def test_public_is_a_strict_boolean() -> None:
     lst = {"slug": "w", "name": "W", "sender": "a@example.org", "public": "no"}
     (found,) = problems({"site": {"postal_address": "x"}, "lists": [lst]})

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from publisher.store import Store
+from publisher.store.tables import metadata
 
 REPO = Path(__file__).parent.parent
 
@@ -24,6 +27,16 @@ def test_migrations_create_every_table(store: Store) -> None:
         "job_runs",
         "alembic_version",
     } <= tables
+
+
+def test_the_migrated_schema_is_the_one_tables_py_declares(store: Store) -> None:
+    """Every migration together builds exactly store/tables.py: tables, columns, types,
+    indexes and constraints. A migration that forgets a column or index (or a tables.py
+    change without its migration) shows up here, not on a production upgrade."""
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        differences = compare_metadata(context, metadata)
+    assert differences == []
 
 
 def test_processes_starting_together_on_a_fresh_store_all_succeed(store_url: str) -> None:
