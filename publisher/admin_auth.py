@@ -139,10 +139,11 @@ def sign_in(
     old_cookie: str,
 ) -> LoginResult:
     """Check a sign-in; on success start a new session (ending ``old_cookie``'s)."""
-    user_key, client_key = _key(username), _key(client)
+    # Counted under the name as it is matched, so " Alice " and "alice" share one counter.
+    wanted = username.strip().lower()
+    user_key, client_key = _key(wanted), _key(client)
     if _locked(store, "user", user_key, now) or _locked(store, "client", client_key, now):
         return LoginResult(LoginOutcome.LOCKED)
-    wanted = username.strip().lower()
     name = wanted if wanted in settings.admin.users else ""
     if not _verify(settings.admin.password_hash(name) if name else None, password, name):
         _fail(store, "user", user_key, now)

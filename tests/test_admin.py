@@ -303,6 +303,17 @@ def test_five_failures_for_a_user_lock_it_out_for_fifteen_minutes(console: Conso
         assert try_sign_in(client).status_code == 303
 
 
+def test_failures_under_spellings_of_one_user_name_count_for_that_user(console: Console) -> None:
+    # The form accepts " Alice " as alice, so its failures must count against alice too;
+    # otherwise each spelling would buy five more guesses (each from its own address here).
+    spellings = ["alice", " alice", "ALICE ", "\talice", "Alice\n"]
+    for n, spelling in enumerate(spellings):
+        result = console.publisher.admin_sign_in(spelling, "guess", client=f"10.0.1.{n}")
+        assert result.outcome.value == "wrong"
+    result = console.publisher.admin_sign_in(USER, PASSWORD, client="10.0.2.1")
+    assert result.outcome.value == "locked"
+
+
 def test_five_failures_from_one_address_lock_it_out_whatever_the_user_name(console: Console) -> None:
     with console.client() as client:
         for n in range(5):
