@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import tomllib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -509,6 +511,29 @@ def test_switching_a_schedule_from_every_to_cron_and_back_to_the_site_zone(conso
     assert load_config(console.config).schedules["ingest"].cron == "*/30 * * * *"
     with pytest.raises(ConfigError, match="changed since the preview"):
         console.publisher.save_schedule_edit("ingest", "every", "1h", "", base_digest=edit.base_digest)
+
+
+def test_concurrent_saves_from_one_preview_write_exactly_one_edit(console: Console) -> None:
+    # Two admins (threads of one server) save different edits of the same preview at once:
+    # one is written whole, every other is refused as stale; none is lost unseen.
+    edit = console.publisher.plan_schedule_edit("ingest", "every", "20m", "")
+    values = [f"{n}m" for n in range(21, 29)]
+    start = threading.Barrier(len(values))
+
+    def save(value: str) -> str:
+        start.wait()
+        try:
+            console.publisher.save_schedule_edit("ingest", "every", value, "", base_digest=edit.base_digest)
+        except ConfigError as e:
+            assert "changed since the preview" in str(e)
+            return ""
+        return value
+
+    with ThreadPoolExecutor(len(values)) as pool:
+        written = [v for v in pool.map(save, values) if v]
+    assert len(written) == 1
+    assert str(load_config(console.config).schedules["ingest"].every) == written[0]
+    assert [p.name for p in console.config.parent.glob(".config.toml.*")] == []
 
 
 def test_no_admin_configured_answers_404_and_says_how_to_enable(
