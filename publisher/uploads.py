@@ -74,25 +74,37 @@ class HeldUploads:
         folder = self.root / upload_id
         try:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
+            at = datetime.fromisoformat(meta["at"])
+            held = HeldUpload(upload_id, folder / meta["name"], meta["list"], meta["user"], at)
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise gone from e
-        at = datetime.fromisoformat(meta["at"])
-        if meta["user"] != username or now - at > KEEP:
+        if held.username != username or now - at > KEEP:
             raise gone
-        return HeldUpload(upload_id, folder / meta["name"], meta["list"], meta["user"], at)
+        return held
 
     def drop(self, upload_id: str) -> None:
         if _ID.match(upload_id):
             shutil.rmtree(self.root / upload_id, ignore_errors=True)
 
     def purge(self, now: datetime) -> None:
+        """Delete the uploads past :data:`KEEP`.
+
+        A folder whose meta.json cannot be read yet may be one another request is
+        holding right now (made, meta not yet written): it goes only once the folder
+        itself is older than :data:`KEEP`.
+        """
         if not self.root.is_dir():
             return
         for folder in self.root.iterdir():
+            if not _ID.match(folder.name):
+                continue
             try:
                 meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-                stale = now - datetime.fromisoformat(meta["at"]) > KEEP
-            except (OSError, ValueError, KeyError):
-                stale = True
-            if stale and _ID.match(folder.name):
+                at = datetime.fromisoformat(meta["at"])
+            except (OSError, ValueError, KeyError, TypeError):
+                try:
+                    at = datetime.fromtimestamp(folder.stat().st_mtime, now.tzinfo)
+                except OSError:
+                    continue
+            if now - at > KEEP:
                 shutil.rmtree(folder, ignore_errors=True)

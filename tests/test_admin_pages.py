@@ -14,9 +14,10 @@ import email
 import email.policy
 import io
 import mailbox
+import os
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,7 @@ from publisher.app import Publisher
 from publisher.config import load_config
 from publisher.errors import SubscriberError
 from publisher.store import Store
+from publisher.uploads import HeldUploads
 from tests.admin_client import HASH_ENV, admin_hash, sign_in
 from tests.test_admin import Clock, Console, Server, write_config
 
@@ -399,6 +401,25 @@ def test_an_upload_is_held_for_its_uploader_only_and_ids_are_checked(site: Conso
     assert p.search_subscribers().total == 0
     p.commit_import(held.id, "bob")
     assert p.search_subscribers().total == 1
+
+
+def test_holding_an_upload_keeps_one_another_request_is_holding_and_drops_old_ones(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    uploads = HeldUploads(tmp_path)
+    being_held = tmp_path / ("a" * 32)  # another request's: folder made, meta.json not yet written
+    being_held.mkdir()
+    abandoned = tmp_path / ("b" * 32)  # a crash between the two, two hours ago
+    abandoned.mkdir()
+    two_hours_ago = (now - timedelta(hours=2)).timestamp()
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+    broken = tmp_path / ("c" * 32)  # meta.json without the fields: unknown, not a crash
+    broken.mkdir()
+    (broken / "meta.json").write_text("{}")
+    held = uploads.hold(b"email\nana@example.org\n", "a.csv", "weekly", "alice", now)
+    assert being_held.is_dir() and not abandoned.exists()
+    assert uploads.get(held.id, "alice", now).path.read_bytes() == b"email\nana@example.org\n"
+    with pytest.raises(SubscriberError, match="unknown or expired"):
+        uploads.get("c" * 32, "alice", now)
 
 
 def test_the_new_pages_change_nothing_on_get_with_real_data(site: Console) -> None:
