@@ -321,6 +321,30 @@ def test_import_shows_rejected_rows_before_committing_and_commits_the_held_file(
     assert list(uploads.iterdir()) == []  # the held file is gone once used
 
 
+def test_a_form_or_an_upload_over_its_size_limit_is_refused_and_changes_nothing(site: Console) -> None:
+    with site.client() as client:
+        token = sign_in(client)
+        form = {"csrf_token": token, "list": "weekly", "email": "ana@example.org", "name": "x" * 70_000}
+        assert client.post("/admin/subscribers/add", data=form).status_code == 413  # forms: 64 KiB
+        row = b"someone.with.a.long.address@example.org,Someone\n"
+        huge = b"email,name\n" + row * (20 * 1024 * 1024 // len(row) + 1)  # uploads: 20 MiB
+        upload = client.post(
+            "/admin/subscribers/import",
+            data={"csrf_token": token, "list": "weekly"},
+            files={"file": ("huge.csv", huge, "text/csv")},
+        )
+        assert upload.status_code == 413
+        small = client.post(
+            "/admin/subscribers/import",
+            data={"csrf_token": token, "list": "weekly"},
+            files={"file": ("small.csv", huge[: 1024 * 1024], "text/csv")},
+        )
+        assert small.status_code == 303  # the limit is the upload's, not a form's
+    assert site.publisher.search_subscribers().total == 0
+    uploads = site.publisher.settings.path.parent / "var" / "uploads"  # type: ignore[union-attr]
+    assert len(list(uploads.iterdir())) == 1  # only the small file is held
+
+
 def test_a_discarded_or_expired_upload_cannot_be_committed(site: Console) -> None:
     with site.client() as client:
         token = sign_in(client)
