@@ -188,6 +188,17 @@ def test_search_by_address_or_name_is_paged(site: Console) -> None:
     assert addresses(wildcard) == ["zoe@example.org"]
 
 
+def test_a_page_number_out_of_range_shows_a_page_not_an_error(site: Console) -> None:
+    site.publisher.add_subscriber("weekly", "ana@example.org", "Ana")
+    with site.client() as client:
+        sign_in(client)
+        for page in ("9" * 30, "-3", "0", "x", "²"):
+            answer = client.get("/admin/subscribers", params={"q": "ana", "page": page})
+            assert answer.status_code == 200, page
+            assert "1 subscriber" in answer.text, page
+            assert client.get("/admin/audit", params={"page": page}).status_code == 200, page
+
+
 def test_add_then_the_subscriber_page_shows_lists_consent_deliveries_and_audit(site: Console) -> None:
     with site.client() as client:
         token = sign_in(client)
