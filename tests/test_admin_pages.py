@@ -197,6 +197,8 @@ def test_a_page_number_out_of_range_shows_a_page_not_an_error(site: Console) -> 
             assert answer.status_code == 200, page
             assert "1 subscriber" in answer.text, page
             assert client.get("/admin/audit", params={"page": page}).status_code == 200, page
+        unknown = client.get("/admin/subscribers/" + "9" * 30)
+        assert unknown.status_code == 303 and "done=subscriber-unknown" in unknown.headers["location"]
 
 
 def test_add_then_the_subscriber_page_shows_lists_consent_deliveries_and_audit(site: Console) -> None:

@@ -180,7 +180,10 @@ async def discard(request: Request, ctx: AdminContext) -> Response:
 
 
 async def _record(request: Request, ctx: AdminContext) -> SubscriberRecord | None:
-    return await ctx.call(ctx.publisher.subscriber_record, int(request.path_params["id"]))
+    subscriber_id = int(request.path_params["id"])
+    if subscriber_id >= 2**31:  # no such row, and SQL would refuse the number (a 500)
+        return None
+    return await ctx.call(ctx.publisher.subscriber_record, subscriber_id)
 
 
 async def show(request: Request, ctx: AdminContext, *, error: str = "", status: int = 200) -> Response:
