@@ -79,7 +79,7 @@ async def show(request: Request, ctx: AdminContext, *, error: str = "", address:
     if slug is None:
         return not_found()
     language = _language(request, ctx)
-    (found,) = [o for o in await ctx.call(ctx.publisher.lists_overview, 50) if o.slug == slug]
+    (found,) = await ctx.call(ctx.publisher.lists_overview, 50, slug)
     preview, problem = None, ""
     try:
         preview = await ctx.call(ctx.publisher.preview_issue, slug, language)
