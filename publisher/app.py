@@ -765,7 +765,7 @@ class Publisher:
 
     def admin_session(self, cookie: str) -> AdminSession | None:
         """The live session of a console cookie (its idle expiry pushed back), or None."""
-        return admin_auth.session(self.store, cookie, self.clock())
+        return admin_auth.session(self.settings, self.store, cookie, self.clock())
 
     def admin_sign_out(self, cookie: str) -> bool:
         """End a console session in the store, so its cookie stops working everywhere."""

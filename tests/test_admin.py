@@ -382,6 +382,24 @@ def test_a_session_dies_after_twelve_idle_hours_and_is_rotated_at_sign_in(consol
         assert replay.get("/admin/").status_code == 303
 
 
+def test_a_session_ends_when_its_user_is_no_longer_an_admin(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Removing alice from [admin] users (bob stays, so the console is still on) must end
+    # her live session at once, not after 12 idle hours, which an active thief never reaches.
+    with console.client() as client:
+        sign_in(client)
+        alices = dict(client.cookies)
+    monkeypatch.setenv("PUBLISHER_ADMIN_BOB_HASH", admin_hash())
+    console.config.write_text(console.config.read_text().replace('users = ["alice"]', 'users = ["bob"]'))
+    settings = load_config(console.config)
+    reloaded = Publisher(settings, Store(settings.storage.url), clock=console.clock)
+    with Server(reloaded) as server, httpx.Client(base_url=server.base, cookies=alices) as client:
+        answer = client.get("/admin/schedules", follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/admin/login")
+    reloaded.close()
+
+
 def test_gets_change_nothing(console: Console) -> None:
     with console.client() as client:
         sign_in(client)
