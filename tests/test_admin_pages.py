@@ -27,7 +27,7 @@ from publisher.app import Publisher
 from publisher.config import load_config
 from publisher.errors import SubscriberError
 from publisher.store import Store
-from publisher.uploads import HeldUploads
+from publisher.uploads import META, HeldUploads
 from tests.admin_client import HASH_ENV, admin_hash, sign_in
 from tests.test_admin import Clock, Console, Server, write_config
 
@@ -430,6 +430,9 @@ def test_an_upload_is_held_for_its_uploader_only_and_ids_are_checked(site: Conso
     p = site.publisher
     held = p.hold_import("weekly", "../../etc/passwd", b"email\nana@example.org\n", "bob")
     assert held.check.file_name == "passwd" and held.check.addresses == 1
+    named_like_the_record = p.hold_import("weekly", "meta.json", b"email\nben@example.org\n", "bob")
+    assert named_like_the_record.check.addresses == 1
+    p.discard_import(named_like_the_record.id, "bob")
     with pytest.raises(SubscriberError):
         p.held_import(held.id, "alice")  # another admin's upload
     for forged in ("../" + held.id, held.id.upper(), "", "x" * 32):
@@ -451,7 +454,7 @@ def test_holding_an_upload_keeps_one_another_request_is_holding_and_drops_old_on
     os.utime(abandoned, (two_hours_ago, two_hours_ago))
     broken = tmp_path / ("c" * 32)  # meta.json without the fields: unknown, not a crash
     broken.mkdir()
-    (broken / "meta.json").write_text("{}")
+    (broken / META).write_text("{}")
     held = uploads.hold(b"email\nana@example.org\n", "a.csv", "weekly", "alice", now)
     assert being_held.is_dir() and not abandoned.exists()
     assert uploads.get(held.id, "alice", now).path.read_bytes() == b"email\nana@example.org\n"
