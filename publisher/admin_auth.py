@@ -11,8 +11,9 @@ counters are rows in the store, so the limit holds across processes and restarts
 
 A session is a random id in a signed cookie; the store keeps only its sha256 with the
 user, the session's CSRF token and when it was last used. It dies after
-:data:`IDLE_LIMIT` without a request, at sign-out (the row is deleted, so a copied
-cookie stops working too), and at the next sign-in from the same browser (rotation).
+:data:`IDLE_LIMIT` without a request, when its user is no longer an enabled admin, at
+sign-out (the row is deleted, so a copied cookie stops working too), and at the next
+sign-in from the same browser (rotation).
 """
 
 from __future__ import annotations
@@ -139,10 +140,11 @@ def sign_in(
     old_cookie: str,
 ) -> LoginResult:
     """Check a sign-in; on success start a new session (ending ``old_cookie``'s)."""
-    user_key, client_key = _key(username), _key(client)
+    # Counted under the name as it is matched, so " Alice " and "alice" share one counter.
+    wanted = username.strip().lower()
+    user_key, client_key = _key(wanted), _key(client)
     if _locked(store, "user", user_key, now) or _locked(store, "client", client_key, now):
         return LoginResult(LoginOutcome.LOCKED)
-    wanted = username.strip().lower()
     name = wanted if wanted in settings.admin.users else ""
     if not _verify(settings.admin.password_hash(name) if name else None, password, name):
         _fail(store, "user", user_key, now)
@@ -177,14 +179,21 @@ def _session_id(store: Store, cookie: str) -> str | None:
     return session_id if hmac.compare_digest(mac, _sign(store, session_id)) else None
 
 
-def session(store: Store, cookie: str, now: datetime) -> AdminSession | None:
-    """The live session of ``cookie``, its idle expiry pushed back; None when there is none."""
+def session(settings: Settings, store: Store, cookie: str, now: datetime) -> AdminSession | None:
+    """The live session of ``cookie``, its idle expiry pushed back; None when there is none.
+
+    A session of a user who can no longer sign in (taken out of ``[admin] users``, or
+    whose hash is gone from the environment) is none: revoking an admin takes effect at
+    the next reload, not when their session would have gone idle.
+    """
     session_id = _session_id(store, cookie) if cookie else None
     if session_id is None:
         return None
     id_hash = _id_hash(session_id)
     found = store.admin.session(id_hash, now - IDLE_LIMIT)
-    if found is not None and now - found.last_seen >= TOUCH_EVERY:
+    if found is None or found.username not in settings.admin.enabled_users:
+        return None
+    if now - found.last_seen >= TOUCH_EVERY:
         store.admin.touch_session(id_hash, now)
     return found
 

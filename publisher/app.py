@@ -421,10 +421,15 @@ class Publisher:
             raise ConfigError(f"language {language!r}: choose one of {', '.join(LANGUAGE_NAMES)}")
         return digests.render_preview(self.settings, self.store, self.clock, list_slug, language)
 
-    def lists_overview(self, issues: int = 10) -> list[ListOverview]:
-        """Every configured list with its subscribers by status and its ``issues`` latest issues."""
+    def lists_overview(self, issues: int = 10, only: str | None = None) -> list[ListOverview]:
+        """Every configured list (or just ``only``): subscribers by status, ``issues`` latest issues.
+
+        ``only`` is for one list's page, which need not read every other list's issues.
+        """
         found = []
         for lst in self.settings.lists:
+            if only is not None and lst.slug != only:
+                continue
             lines = tuple(
                 IssueLine(s, issue_url(self.settings, lst, s.period_key) if s.sent else "")
                 for s in self.store.issues.summaries(lst.slug, issues)
@@ -766,7 +771,7 @@ class Publisher:
 
     def admin_session(self, cookie: str) -> AdminSession | None:
         """The live session of a console cookie (its idle expiry pushed back), or None."""
-        return admin_auth.session(self.store, cookie, self.clock())
+        return admin_auth.session(self.settings, self.store, cookie, self.clock())
 
     def admin_sign_out(self, cookie: str) -> bool:
         """End a console session in the store, so its cookie stops working everywhere."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
+import threading
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +34,9 @@ from publisher.periods import next_fire_times, schedule_trigger
 
 TRIGGER_KINDS = ("cron", "every")
 PREVIEW_COUNT = 5
+#: One save at a time in this process: the "file unchanged since the preview" check and
+#: the write must not interleave, or two admins saving at once could both pass the check.
+_SAVING = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,24 +159,35 @@ def save_schedule_edit(
     Stale: the file changed since the plan shown to the admin (``base_digest``), so the
     admin has not seen what would be saved; nothing is written and they review again.
     """
-    edit = plan_schedule_edit(settings, name, kind, value, timezone, now)
-    if edit.base_digest != base_digest:
-        raise ConfigError(
-            f"{settings.path}: changed since the preview was shown; review the change again before saving"
-        )
-    if not edit.ok:
-        raise ConfigError(f"schedules.{name}: the change is not valid; nothing was written", edit.problems)
-    if edit.changed:
-        write_atomically(_config_path(settings), edit.text.encode("utf-8"))
-    return edit
+    with _SAVING:
+        edit = plan_schedule_edit(settings, name, kind, value, timezone, now)
+        if edit.base_digest != base_digest:
+            raise ConfigError(
+                f"{settings.path}: changed since the preview was shown; review the change again before saving"
+            )
+        if not edit.ok:
+            raise ConfigError(
+                f"schedules.{name}: the change is not valid; nothing was written", edit.problems
+            )
+        if edit.changed:
+            path = _config_path(settings)
+            try:
+                write_atomically(path, edit.text.encode("utf-8"))
+            except OSError as e:
+                raise ConfigError(
+                    f"{path}: cannot write it ({e.strerror or e}); this process needs write access "
+                    "to the file's folder"
+                ) from e
+        return edit
 
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` in one rename, keeping its permission bits."""
     mode = path.stat().st_mode & 0o7777
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
     try:
-        with tmp.open("wb") as out:
+        with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())

@@ -7,7 +7,7 @@ bytes stay on the server, under a random id, bound to the list and the admin who
 uploaded them, and the commit imports exactly those bytes.
 
 Each upload is a folder ``{root}/{id}/`` holding the file (under a cleaned copy of its
-name, which errors and the consent record quote) and ``meta.json``. Folders older than
+name, which errors and the consent record quote) and :data:`META`. Folders older than
 :data:`KEEP` are deleted whenever a new upload is held.
 """
 
@@ -24,6 +24,9 @@ from pathlib import Path
 from publisher.errors import SubscriberError
 
 KEEP = timedelta(hours=1)
+#: The upload's record beside it; a leading dot, which :func:`clean_name` never leaves, so
+#: an uploaded file named ``meta.json`` cannot overwrite it.
+META = ".meta.json"
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -61,7 +64,7 @@ class HeldUploads:
         path.write_bytes(data)
         path.chmod(0o600)
         meta = {"list": list_slug, "user": username, "at": now.isoformat(), "name": path.name}
-        (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        (folder / META).write_text(json.dumps(meta), encoding="utf-8")
         return HeldUpload(upload_id, path, list_slug, username, now)
 
     def get(self, upload_id: str, username: str, now: datetime) -> HeldUpload:
@@ -73,26 +76,38 @@ class HeldUploads:
             raise gone
         folder = self.root / upload_id
         try:
-            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
+            meta = json.loads((folder / META).read_text(encoding="utf-8"))
+            at = datetime.fromisoformat(meta["at"])
+            held = HeldUpload(upload_id, folder / meta["name"], meta["list"], meta["user"], at)
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise gone from e
-        at = datetime.fromisoformat(meta["at"])
-        if meta["user"] != username or now - at > KEEP:
+        if held.username != username or now - at > KEEP:
             raise gone
-        return HeldUpload(upload_id, folder / meta["name"], meta["list"], meta["user"], at)
+        return held
 
     def drop(self, upload_id: str) -> None:
         if _ID.match(upload_id):
             shutil.rmtree(self.root / upload_id, ignore_errors=True)
 
     def purge(self, now: datetime) -> None:
+        """Delete the uploads past :data:`KEEP`.
+
+        A folder whose record cannot be read yet may be one another request is
+        holding right now (made, its record not yet written): it goes only once the folder
+        itself is older than :data:`KEEP`.
+        """
         if not self.root.is_dir():
             return
         for folder in self.root.iterdir():
+            if not _ID.match(folder.name):
+                continue
             try:
-                meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-                stale = now - datetime.fromisoformat(meta["at"]) > KEEP
-            except (OSError, ValueError, KeyError):
-                stale = True
-            if stale and _ID.match(folder.name):
+                meta = json.loads((folder / META).read_text(encoding="utf-8"))
+                at = datetime.fromisoformat(meta["at"])
+            except (OSError, ValueError, KeyError, TypeError):
+                try:
+                    at = datetime.fromtimestamp(folder.stat().st_mtime, now.tzinfo)
+                except OSError:
+                    continue
+            if now - at > KEEP:
                 shutil.rmtree(folder, ignore_errors=True)

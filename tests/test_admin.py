@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import tomllib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -303,6 +305,17 @@ def test_five_failures_for_a_user_lock_it_out_for_fifteen_minutes(console: Conso
         assert try_sign_in(client).status_code == 303
 
 
+def test_failures_under_spellings_of_one_user_name_count_for_that_user(console: Console) -> None:
+    # The form accepts " Alice " as alice, so its failures must count against alice too;
+    # otherwise each spelling would buy five more guesses (each from its own address here).
+    spellings = ["alice", " alice", "ALICE ", "\talice", "Alice\n"]
+    for n, spelling in enumerate(spellings):
+        result = console.publisher.admin_sign_in(spelling, "guess", client=f"10.0.1.{n}")
+        assert result.outcome.value == "wrong"
+    result = console.publisher.admin_sign_in(USER, PASSWORD, client="10.0.2.1")
+    assert result.outcome.value == "locked"
+
+
 def test_five_failures_from_one_address_lock_it_out_whatever_the_user_name(console: Console) -> None:
     with console.client() as client:
         for n in range(5):
@@ -367,6 +380,24 @@ def test_a_session_dies_after_twelve_idle_hours_and_is_rotated_at_sign_in(consol
         sign_in(client)  # signing in again from the same browser ends the previous session
     with console.client(second) as replay:
         assert replay.get("/admin/").status_code == 303
+
+
+def test_a_session_ends_when_its_user_is_no_longer_an_admin(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Removing alice from [admin] users (bob stays, so the console is still on) must end
+    # her live session at once, not after 12 idle hours, which an active thief never reaches.
+    with console.client() as client:
+        sign_in(client)
+        alices = dict(client.cookies)
+    monkeypatch.setenv("PUBLISHER_ADMIN_BOB_HASH", admin_hash())
+    console.config.write_text(console.config.read_text().replace('users = ["alice"]', 'users = ["bob"]'))
+    settings = load_config(console.config)
+    reloaded = Publisher(settings, Store(settings.storage.url), clock=console.clock)
+    with Server(reloaded) as server, httpx.Client(base_url=server.base, cookies=alices) as client:
+        answer = client.get("/admin/schedules", follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/admin/login")
+    reloaded.close()
 
 
 def test_gets_change_nothing(console: Console) -> None:
@@ -498,6 +529,29 @@ def test_switching_a_schedule_from_every_to_cron_and_back_to_the_site_zone(conso
     assert load_config(console.config).schedules["ingest"].cron == "*/30 * * * *"
     with pytest.raises(ConfigError, match="changed since the preview"):
         console.publisher.save_schedule_edit("ingest", "every", "1h", "", base_digest=edit.base_digest)
+
+
+def test_concurrent_saves_from_one_preview_write_exactly_one_edit(console: Console) -> None:
+    # Two admins (threads of one server) save different edits of the same preview at once:
+    # one is written whole, every other is refused as stale; none is lost unseen.
+    edit = console.publisher.plan_schedule_edit("ingest", "every", "20m", "")
+    values = [f"{n}m" for n in range(21, 29)]
+    start = threading.Barrier(len(values))
+
+    def save(value: str) -> str:
+        start.wait()
+        try:
+            console.publisher.save_schedule_edit("ingest", "every", value, "", base_digest=edit.base_digest)
+        except ConfigError as e:
+            assert "changed since the preview" in str(e)
+            return ""
+        return value
+
+    with ThreadPoolExecutor(len(values)) as pool:
+        written = [v for v in pool.map(save, values) if v]
+    assert len(written) == 1
+    assert str(load_config(console.config).schedules["ingest"].every) == written[0]
+    assert [p.name for p in console.config.parent.glob(".config.toml.*")] == []
 
 
 def test_no_admin_configured_answers_404_and_says_how_to_enable(

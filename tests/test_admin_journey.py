@@ -11,22 +11,25 @@ sideways.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 
-from tests.admin_client import HASH_ENV, admin_hash, sign_in_browser
+from tests.admin_client import (
+    chromium_page,
+    publisher_cli,
+    require_chromium,
+    running_daemon,
+    shoot,
+    sign_in_browser,
+    write_admin_site,
+)
 from tests.smtp_server import free_port
-from tests.test_subscriber_journey import CHROMIUM, REPO, SCREENSHOTS, _wait
+from tests.test_subscriber_journey import _wait
 
 COMMENTED = 'cron = "0 9 * * mon"                     # weekdays by name: mon..sun'
 
@@ -34,31 +37,13 @@ COMMENTED = 'cron = "0 9 * * mon"                     # weekdays by name: mon..s
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[Path, str, dict[str, str]]]:
     """The embedded default on a free port with the console's user alice enabled."""
-    for name in ("content", "subscribers"):
-        shutil.copytree(REPO / name, tmp_path / name)
-    port = free_port()
-    config = (REPO / "config.toml").read_text()
-    assert COMMENTED in config
-    config = config.replace('base_url = "http://127.0.0.1:8080"', f'base_url = "http://127.0.0.1:{port}"')
-    config = config.replace(
-        '[web]\nhost = "127.0.0.1"\nport = 8080', f'[web]\nhost = "127.0.0.1"\nport = {port}'
-    )
-    config = config.replace(
-        "[outbox]", '[admin]\nusers = ["alice"]                        # see README\n\n[outbox]'
-    )
-    (tmp_path / "config.toml").write_text(config)
-    env = {**os.environ, "PYTHONPATH": str(REPO), HASH_ENV: admin_hash()}
-    yield tmp_path, f"http://127.0.0.1:{port}", env
-
-
-def _cli(folder: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "publisher.cli", *args], cwd=folder, env=env, capture_output=True, text=True
-    )
+    base, env = write_admin_site(tmp_path, free_port())
+    assert COMMENTED in (tmp_path / "config.toml").read_text()
+    yield tmp_path, base, env
 
 
 def _schedule(folder: Path, env: dict[str, str], name: str) -> dict[str, object]:
-    listed = _cli(folder, env, "schedules", "list", "--json")
+    listed = publisher_cli(folder, env, "schedules", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     found: dict[str, object] = next(s for s in json.loads(listed.stdout) if s["name"] == name)
     return found
@@ -67,125 +52,80 @@ def _schedule(folder: Path, env: dict[str, str], name: str) -> dict[str, object]
 @pytest.mark.slow
 @pytest.mark.browser
 def test_an_admin_signs_in_pauses_and_reschedules_a_digest(site: tuple[Path, str, dict[str, str]]) -> None:
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{CHROMIUM} missing: `make test` installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} missing")
-    from playwright.sync_api import Page, sync_playwright
-
+    require_chromium()
     folder, base, env = site
-    published = _cli(folder, env, "publish")  # items, feeds, issues: something to show
+    published = publisher_cli(folder, env, "publish")  # items, feeds, issues: something to show
     assert published.returncode == 0, published.stderr
-    log_path = folder / "daemon.log"
-    with log_path.open("w") as log:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "publisher.cli", "run"], cwd=folder, env=env, stdout=log, stderr=log
-        )
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with running_daemon(folder, env, base) as log_path, chromium_page() as page:
+        page.goto(f"{base}/admin/schedules")
+        assert "/admin/login?next=/admin/schedules" in page.url
+        shoot(page, "login")
+        sign_in_browser(page, base)
+        assert page.inner_text("h1") == "Dashboard"
+        assert "weekly-digest" in page.inner_text("#main")
+        assert "Weekly digest" in page.inner_text("#main")
+        shoot(page, "dashboard")
 
-    def shoot(page: Page, name: str) -> None:
-        for width in (1200, 375):
-            page.set_viewport_size({"width": width, "height": 900})
-            page.screenshot(path=str(SCREENSHOTS / f"admin-{name}-{width}.png"), full_page=True)
-            overflow = page.evaluate("document.documentElement.scrollWidth")
-            assert overflow <= width, f"{name} scrolls sideways at {width} px"
-        page.set_viewport_size({"width": 1200, "height": 900})
+        # Pause: the store says so to every process, the CLI included.
+        page.click("nav >> text=Schedules")
+        page.click("#pause-weekly-digest")
+        page.wait_for_url(re.compile(r"/admin/schedules\?done=paused"))
+        assert "Schedule weekly-digest is paused" in page.inner_text(".notice")
+        assert _schedule(folder, env, "weekly-digest")["paused"] is True
+        shoot(page, "schedules")
 
-    try:
+        # Edit the cron: a preview first (nothing written), then save.
+        before = (folder / "config.toml").read_text()
+        page.click("#edit-weekly-digest")
+        page.fill("#value", "0 9 * * 1")
+        page.click("form[method=get] button[type=submit]")
+        assert "numeric weekday" in page.inner_text("#problems")
+        assert (folder / "config.toml").read_text() == before
+        shoot(page, "schedule-invalid")
+        page.fill("#value", "30 7 * * tue")
+        page.click("form[method=get] button[type=submit]")
+        previewed = page.locator("#next-runs li").all_inner_texts()
+        assert len(previewed) == 5 and all("07:30" in t for t in previewed)
+        assert (folder / "config.toml").read_text() == before  # a preview writes nothing
+        shoot(page, "schedule-preview")
+        page.click("#save")
+        page.wait_for_url(re.compile(r"/admin/schedules\?done=edited"))
+        # Only the cron's value changed: every comment, blank line and column is kept.
+        edited = 'cron = "30 7 * * tue"                    # weekdays by name: mon..sun'
+        assert (folder / "config.toml").read_text() == before.replace(COMMENTED, edited)
+        listed = _schedule(folder, env, "weekly-digest")
+        assert listed["trigger"] == "cron 30 7 * * tue" and listed["paused"] is True
+        next_run = datetime.fromisoformat(str(listed["next_runs"][0]))  # type: ignore[index]
+        shown = next_run.astimezone(ZoneInfo("Europe/Zurich")).strftime("%Y-%m-%d %H:%M")
+        assert shown in page.inner_text("#next-weekly-digest")
+        assert shown == previewed[0][:16]
+        _wait("the daemon's reload", lambda: "configuration reloaded" in log_path.read_text())
+        shoot(page, "schedules-edited")
 
-        def up() -> bool:
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return daemon.poll() is not None
+        page.click("#resume-weekly-digest")
+        page.wait_for_url(re.compile(r"done=resumed"))
+        assert _schedule(folder, env, "weekly-digest")["paused"] is False
 
-        _wait("the web server", up)
-        assert daemon.poll() is None, log_path.read_text()
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
-            page = browser.new_page()
+        # Run now: the daemon process runs the ingest job; the Jobs page shows its run.
+        page.click("#run-ingest")
+        page.wait_for_url(re.compile(r"done=started"))
+        page.click("nav >> text=Jobs")
+        assert page.inner_text("h1") == "Jobs"
 
-            page.goto(f"{base}/admin/schedules")
-            assert "/admin/login?next=/admin/schedules" in page.url
-            shoot(page, "login")
-            sign_in_browser(page, base)
-            assert page.inner_text("h1") == "Dashboard"
-            assert "weekly-digest" in page.inner_text("#main")
-            assert "Weekly digest" in page.inner_text("#main")
-            shoot(page, "dashboard")
+        def ran() -> bool:
+            page.reload()
+            return "ingest" in page.inner_text("#main") and page.locator(".badge.ok").count() > 0
 
-            # Pause: the store says so to every process, the CLI included.
-            page.click("nav >> text=Schedules")
-            page.click("#pause-weekly-digest")
-            page.wait_for_url(re.compile(r"/admin/schedules\?done=paused"))
-            assert "Schedule weekly-digest is paused" in page.inner_text(".notice")
-            assert _schedule(folder, env, "weekly-digest")["paused"] is True
-            shoot(page, "schedules")
+        _wait("the ingest run on the Jobs page", ran)
+        assert re.search(r"new=\d+", page.inner_text("#main"))
+        shoot(page, "jobs")
+        page.click("nav >> text=Audit log")
+        audit = page.inner_text("#main")
+        for action in ("sign-in", "schedule paused", "schedule edited", "schedule resumed", "run now"):
+            assert action in audit
+        shoot(page, "audit")
 
-            # Edit the cron: a preview first (nothing written), then save.
-            before = (folder / "config.toml").read_text()
-            page.click("#edit-weekly-digest")
-            page.fill("#value", "0 9 * * 1")
-            page.click("form[method=get] button[type=submit]")
-            assert "numeric weekday" in page.inner_text("#problems")
-            assert (folder / "config.toml").read_text() == before
-            shoot(page, "schedule-invalid")
-            page.fill("#value", "30 7 * * tue")
-            page.click("form[method=get] button[type=submit]")
-            previewed = page.locator("#next-runs li").all_inner_texts()
-            assert len(previewed) == 5 and all("07:30" in t for t in previewed)
-            assert (folder / "config.toml").read_text() == before  # a preview writes nothing
-            shoot(page, "schedule-preview")
-            page.click("#save")
-            page.wait_for_url(re.compile(r"/admin/schedules\?done=edited"))
-            # Only the cron's value changed: every comment, blank line and column is kept.
-            edited = 'cron = "30 7 * * tue"                    # weekdays by name: mon..sun'
-            assert (folder / "config.toml").read_text() == before.replace(COMMENTED, edited)
-            listed = _schedule(folder, env, "weekly-digest")
-            assert listed["trigger"] == "cron 30 7 * * tue" and listed["paused"] is True
-            next_run = datetime.fromisoformat(str(listed["next_runs"][0]))  # type: ignore[index]
-            shown = next_run.astimezone(ZoneInfo("Europe/Zurich")).strftime("%Y-%m-%d %H:%M")
-            assert shown in page.inner_text("#next-weekly-digest")
-            assert shown == previewed[0][:16]
-            _wait("the daemon's reload", lambda: "configuration reloaded" in log_path.read_text())
-            shoot(page, "schedules-edited")
-
-            page.click("#resume-weekly-digest")
-            page.wait_for_url(re.compile(r"done=resumed"))
-            assert _schedule(folder, env, "weekly-digest")["paused"] is False
-
-            # Run now: the daemon process runs the ingest job; the Jobs page shows its run.
-            page.click("#run-ingest")
-            page.wait_for_url(re.compile(r"done=started"))
-            page.click("nav >> text=Jobs")
-            assert page.inner_text("h1") == "Jobs"
-
-            def ran() -> bool:
-                page.reload()
-                return "ingest" in page.inner_text("#main") and page.locator(".badge.ok").count() > 0
-
-            _wait("the ingest run on the Jobs page", ran)
-            assert re.search(r"new=\d+", page.inner_text("#main"))
-            shoot(page, "jobs")
-            page.click("nav >> text=Audit log")
-            audit = page.inner_text("#main")
-            for action in ("sign-in", "schedule paused", "schedule edited", "schedule resumed", "run now"):
-                assert action in audit
-            shoot(page, "audit")
-
-            page.click("button:has-text('Sign out')")
-            page.wait_for_url(re.compile(r"/admin/login"))
-            page.goto(f"{base}/admin/")
-            assert "/admin/login" in page.url
-            browser.close()
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-    assert daemon.returncode == 0, log_path.read_text()
+        page.click("button:has-text('Sign out')")
+        page.wait_for_url(re.compile(r"/admin/login"))
+        page.goto(f"{base}/admin/")
+        assert "/admin/login" in page.url

@@ -14,9 +14,10 @@ import email
 import email.policy
 import io
 import mailbox
+import os
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,7 @@ from publisher.app import Publisher
 from publisher.config import load_config
 from publisher.errors import SubscriberError
 from publisher.store import Store
+from publisher.uploads import META, HeldUploads
 from tests.admin_client import HASH_ENV, admin_hash, sign_in
 from tests.test_admin import Clock, Console, Server, write_config
 
@@ -186,6 +188,19 @@ def test_search_by_address_or_name_is_paged(site: Console) -> None:
     assert addresses(wildcard) == ["zoe@example.org"]
 
 
+def test_a_page_number_out_of_range_shows_a_page_not_an_error(site: Console) -> None:
+    site.publisher.add_subscriber("weekly", "ana@example.org", "Ana")
+    with site.client() as client:
+        sign_in(client)
+        for page in ("9" * 30, "-3", "0", "x", "²"):
+            answer = client.get("/admin/subscribers", params={"q": "ana", "page": page})
+            assert answer.status_code == 200, page
+            assert "1 subscriber" in answer.text, page
+            assert client.get("/admin/audit", params={"page": page}).status_code == 200, page
+        unknown = client.get("/admin/subscribers/" + "9" * 30)
+        assert unknown.status_code == 303 and "done=subscriber-unknown" in unknown.headers["location"]
+
+
 def test_add_then_the_subscriber_page_shows_lists_consent_deliveries_and_audit(site: Console) -> None:
     with site.client() as client:
         token = sign_in(client)
@@ -319,6 +334,30 @@ def test_import_shows_rejected_rows_before_committing_and_commits_the_held_file(
     assert list(uploads.iterdir()) == []  # the held file is gone once used
 
 
+def test_a_form_or_an_upload_over_its_size_limit_is_refused_and_changes_nothing(site: Console) -> None:
+    with site.client() as client:
+        token = sign_in(client)
+        form = {"csrf_token": token, "list": "weekly", "email": "ana@example.org", "name": "x" * 70_000}
+        assert client.post("/admin/subscribers/add", data=form).status_code == 413  # forms: 64 KiB
+        row = b"someone.with.a.long.address@example.org,Someone\n"
+        huge = b"email,name\n" + row * (20 * 1024 * 1024 // len(row) + 1)  # uploads: 20 MiB
+        upload = client.post(
+            "/admin/subscribers/import",
+            data={"csrf_token": token, "list": "weekly"},
+            files={"file": ("huge.csv", huge, "text/csv")},
+        )
+        assert upload.status_code == 413
+        small = client.post(
+            "/admin/subscribers/import",
+            data={"csrf_token": token, "list": "weekly"},
+            files={"file": ("small.csv", huge[: 1024 * 1024], "text/csv")},
+        )
+        assert small.status_code == 303  # the limit is the upload's, not a form's
+    assert site.publisher.search_subscribers().total == 0
+    uploads = site.publisher.settings.path.parent / "var" / "uploads"  # type: ignore[union-attr]
+    assert len(list(uploads.iterdir())) == 1  # only the small file is held
+
+
 def test_a_discarded_or_expired_upload_cannot_be_committed(site: Console) -> None:
     with site.client() as client:
         token = sign_in(client)
@@ -391,6 +430,9 @@ def test_an_upload_is_held_for_its_uploader_only_and_ids_are_checked(site: Conso
     p = site.publisher
     held = p.hold_import("weekly", "../../etc/passwd", b"email\nana@example.org\n", "bob")
     assert held.check.file_name == "passwd" and held.check.addresses == 1
+    named_like_the_record = p.hold_import("weekly", "meta.json", b"email\nben@example.org\n", "bob")
+    assert named_like_the_record.check.addresses == 1
+    p.discard_import(named_like_the_record.id, "bob")
     with pytest.raises(SubscriberError):
         p.held_import(held.id, "alice")  # another admin's upload
     for forged in ("../" + held.id, held.id.upper(), "", "x" * 32):
@@ -399,6 +441,25 @@ def test_an_upload_is_held_for_its_uploader_only_and_ids_are_checked(site: Conso
     assert p.search_subscribers().total == 0
     p.commit_import(held.id, "bob")
     assert p.search_subscribers().total == 1
+
+
+def test_holding_an_upload_keeps_one_another_request_is_holding_and_drops_old_ones(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    uploads = HeldUploads(tmp_path)
+    being_held = tmp_path / ("a" * 32)  # another request's: folder made, meta.json not yet written
+    being_held.mkdir()
+    abandoned = tmp_path / ("b" * 32)  # a crash between the two, two hours ago
+    abandoned.mkdir()
+    two_hours_ago = (now - timedelta(hours=2)).timestamp()
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+    broken = tmp_path / ("c" * 32)  # meta.json without the fields: unknown, not a crash
+    broken.mkdir()
+    (broken / META).write_text("{}")
+    held = uploads.hold(b"email\nana@example.org\n", "a.csv", "weekly", "alice", now)
+    assert being_held.is_dir() and not abandoned.exists()
+    assert uploads.get(held.id, "alice", now).path.read_bytes() == b"email\nana@example.org\n"
+    with pytest.raises(SubscriberError, match="unknown or expired"):
+        uploads.get("c" * 32, "alice", now)
 
 
 def test_the_new_pages_change_nothing_on_get_with_real_data(site: Console) -> None:

@@ -342,6 +342,16 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
+def page_number(request: Request, last: int = 99_999) -> int:
+    """``?page=N`` as 1..``last``; anything else is page 1.
+
+    A huge N would overflow SQL's OFFSET, and ``"²".isdigit()`` holds but int() refuses it:
+    both were a 500.
+    """
+    raw = request.query_params.get("page", "1")
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= last else 1
+
+
 def safe_next(value: str) -> str:
     """``value`` if it is a console path on this site, else the dashboard.
 

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from publisher.web.admin import PREFIX, AdminConsole, AdminContext
+from publisher.web.admin import PREFIX, AdminConsole, AdminContext, page_number
 
 TEMPLATE = "web/admin/audit.html.j2"
 PAGE_SIZE = 100
@@ -21,8 +21,7 @@ def routes(console: AdminConsole) -> list[Route]:
 
 
 async def audit(request: Request, ctx: AdminContext) -> Response:
-    raw = request.query_params.get("page", "1")
-    page = int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else 1
+    page = page_number(request)
     entries = await ctx.call(ctx.publisher.audit_log, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     total = await ctx.call(ctx.publisher.audit_count)
     return ctx.render(

@@ -14,6 +14,7 @@ of its own (``sandbox``, no script, images only from https and data:) and shown 
 
 from __future__ import annotations
 
+import html
 import io
 import logging
 
@@ -78,7 +79,7 @@ async def show(request: Request, ctx: AdminContext, *, error: str = "", address:
     if slug is None:
         return not_found()
     language = _language(request, ctx)
-    (found,) = [o for o in await ctx.call(ctx.publisher.lists_overview, 50) if o.slug == slug]
+    (found,) = await ctx.call(ctx.publisher.lists_overview, 50, slug)
     preview, problem = None, ""
     try:
         preview = await ctx.call(ctx.publisher.preview_issue, slug, language)
@@ -108,12 +109,8 @@ async def preview_html(request: Request, ctx: AdminContext) -> Response:
     try:
         preview = await ctx.call(ctx.publisher.preview_issue, slug, _language(request, ctx))
     except (IssueError, TemplateError, ConfigError) as e:
-        return HTMLResponse(f"<p>{_escape(str(e))}</p>", headers=PREVIEW_HEADERS)
+        return HTMLResponse(f"<p>{html.escape(str(e))}</p>", headers=PREVIEW_HEADERS)
     return HTMLResponse(preview.html, headers=PREVIEW_HEADERS)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 async def send_test(request: Request, ctx: AdminContext) -> Response:

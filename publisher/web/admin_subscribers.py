@@ -26,7 +26,7 @@ from starlette.routing import Route
 from publisher.app import HeldImport
 from publisher.errors import ConfigError, PublisherError, SubscriberError
 from publisher.models import SubscriptionStatus
-from publisher.web.admin import PREFIX, AdminConsole, AdminContext, not_found
+from publisher.web.admin import PREFIX, AdminConsole, AdminContext, not_found, page_number
 
 if TYPE_CHECKING:
     from publisher.store.subscribers import SubscriberRecord
@@ -88,11 +88,7 @@ async def search(
     form: dict[str, str] | None = None,
 ) -> Response:
     text = request.query_params.get("q", "")[:200]
-    try:
-        page = int(request.query_params.get("page", "1"))
-    except ValueError:
-        page = 1
-    found = await ctx.call(ctx.publisher.search_subscribers, text, page, PER_PAGE)
+    found = await ctx.call(ctx.publisher.search_subscribers, text, page_number(request), PER_PAGE)
     wanted = request.query_params.get("list", "")
     return ctx.render(
         SEARCH_TEMPLATE,
@@ -184,7 +180,10 @@ async def discard(request: Request, ctx: AdminContext) -> Response:
 
 
 async def _record(request: Request, ctx: AdminContext) -> SubscriberRecord | None:
-    return await ctx.call(ctx.publisher.subscriber_record, int(request.path_params["id"]))
+    subscriber_id = int(request.path_params["id"])
+    if subscriber_id >= 2**31:  # no such row, and SQL would refuse the number (a 500)
+        return None
+    return await ctx.call(ctx.publisher.subscriber_record, subscriber_id)
 
 
 async def show(request: Request, ctx: AdminContext, *, error: str = "", status: int = 200) -> Response:
