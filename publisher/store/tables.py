@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -223,10 +224,31 @@ deliveries = Table(
     Column("last_text", Text, nullable=True),
     Column("message_id", String(255), nullable=True),
     Column("claimed_at", UTCDateTime, nullable=True),
-    Column("claimed_by", String(100), nullable=True),  # the sending worker's journal id
+    # The sending worker's id (see ``workers``); kept after the outcome is recorded, so
+    # that progress can be counted per worker.
+    Column("claimed_by", String(100), nullable=True),
+    # Set, in batches, just before the message may start to go out: a lost worker's
+    # claimed rows without it are safe to queue again, rows with it become 'unknown'.
+    Column("started_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
     Index("ix_deliveries_status_next", "status", "next_attempt"),
+    # What a claim walks: only the rows still to send, in id order (partial, so it stays
+    # small however many deliveries are done).
+    Index(
+        "ix_deliveries_due",
+        "id",
+        "next_attempt",
+        postgresql_where=text("status IN ('pending', 'deferred')"),
+        sqlite_where=text("status IN ('pending', 'deferred')"),
+    ),
+    # Rows in flight, per worker: what lease expiry and recovery look up.
+    Index(
+        "ix_deliveries_sending",
+        "claimed_by",
+        postgresql_where=text("status = 'sending'"),
+        sqlite_where=text("status = 'sending'"),
+    ),
     # A complaint (ARF) names the original by the Message-ID we gave it.
     Index("ix_deliveries_message_id", "message_id"),
 )
@@ -250,7 +272,36 @@ schedule_state = Table(
     Column("first_seen", UTCDateTime, nullable=False),
     Column("paused", Boolean, nullable=False, default=False),
     Column("last_fire", UTCDateTime, nullable=True),  # the fire time last handled
+    # The fire time a daemon is serving now, and until when its claim holds unless
+    # renewed: another daemon never serves a claimed fire time while the claim is live.
+    Column("claimed_fire", UTCDateTime, nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("claimed_by", String(200), nullable=True),  # host and pid of the claimer
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Sending workers, one row per process run: its lease (renewed while it works; when it
+# lapses the worker's claimed rows are settled by others) and its running counts.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(100), primary_key=True),  # ledger.new_worker_id()
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=False),
+    # Set when another process settled this worker's claims after its lease lapsed:
+    # the worker, if it still runs, must stop (its renewals fail from then on).
+    Column("expired", Boolean, nullable=False, default=False),
+    Column("ended", UTCDateTime, nullable=True),
+    Column("sent", Integer, nullable=False, default=0),
+    Column("deferred", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("bounced", Integer, nullable=False, default=0),
+    Column("unknown", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+    Index("ix_workers_lease", "ended", "lease_until"),
 )
 
 job_runs = Table(
