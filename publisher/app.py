@@ -958,13 +958,20 @@ class Publisher:
         self.schedule_config(name)
         self.store.runs.set_paused(name, False, self.clock())
 
-    async def arun_schedule(self, name: str, fire_time: datetime | None) -> JobRun:
+    async def arun_schedule(
+        self, name: str, fire_time: datetime | None, *, lapsed_from: str | None = None
+    ) -> JobRun:
         """Run ``name``'s job for ``fire_time`` through :meth:`arun_job`, recorded in job_runs.
 
-        Failures are recorded and returned, never raised (one bad run must not stop the daemon).
+        Failures are recorded and returned, never raised (one bad run must not stop the
+        daemon). Raises :class:`~publisher.errors.FireTimeTaken` when the fire time is
+        served already or another daemon is serving it; ``lapsed_from`` only serves it if
+        that daemon's claim on it lapsed (it crashed mid-run).
         """
 
-        return await execute(self.settings, self.store, self.clock, name, fire_time, self.arun_job)
+        return await execute(
+            self.settings, self.store, self.clock, name, fire_time, self.arun_job, lapsed_from=lapsed_from
+        )
 
     async def arun_schedule_now(self, name: str) -> JobRun:
         """Run ``name`` now for its current period, as the scheduler would (recorded)."""
@@ -983,7 +990,7 @@ class Publisher:
     def scheduler_lock(self) -> SchedulerLock:
         """The cross-process lock that makes one process the scheduler of this store."""
 
-        return scheduler_lock(self.store)
+        return scheduler_lock(self.store, self.settings.scheduler.takeover)
 
     def status(self, *, limit: int = 10) -> StatusReport:
         """What `publisher status` shows: sources, items, lists, issues, queue, runs, schedules."""

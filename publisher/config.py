@@ -647,6 +647,29 @@ class ScheduleConfig(_Strict):
         return self
 
 
+MIN_TAKEOVER = timedelta(seconds=5)
+MAX_TAKEOVER = timedelta(minutes=10)
+
+
+class SchedulerConfig(_Strict):
+    """How daemons sharing one store hand the scheduler over (publisher.daemon).
+
+    ``takeover`` bounds how long a store goes without a scheduler when the one that
+    schedules dies or loses its database connection; every other interval (lock
+    retries, the holder's checks, fire-time claims, TCP keepalives) is derived from
+    it. Below 5 s a busy database or a slow check could pass for a dead scheduler.
+    """
+
+    takeover: DurationText = parse_duration("30s")
+
+    @field_validator("takeover")
+    @classmethod
+    def _takeover(cls, v: Duration) -> Duration:
+        if not MIN_TAKEOVER <= v <= MAX_TAKEOVER:
+            raise ValueError(f"{str(v)!r} is outside 5s..10m; e.g. '30s'")
+        return v
+
+
 class Settings(_Strict):
     """The whole validated configuration; ``path`` is the file it came from."""
 
@@ -664,6 +687,7 @@ class Settings(_Strict):
     templates: TemplatesConfig = TemplatesConfig()
     lists: list[ListConfig] = []
     schedules: dict[str, ScheduleConfig] = {}
+    scheduler: SchedulerConfig = SchedulerConfig()
     subscriptions: SubscriptionsConfig = SubscriptionsConfig()
     bounces: BouncesConfig | None = None
     admin: AdminConfig = AdminConfig()

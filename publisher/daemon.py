@@ -6,8 +6,11 @@ first, let a digest send finish its SMTP transactions and only then close the we
 server; SIGHUP must swap the configuration without dropping a request. Uvicorn's own
 handlers would just stop serving, so they are switched off.
 
-Only one process per store schedules (see ``Publisher.scheduler_lock``);
-a second one serves the web and takes over when the first one dies.
+Only one process per store schedules (see ``Publisher.scheduler_lock``); the others
+serve the web and take over within ``[scheduler] takeover`` when the scheduler dies
+or loses its lock. The scheduler checks its lock every few seconds and stops
+scheduling the moment it is lost (its runs in progress finish; fire-time claims keep
+them from being served twice); see :mod:`publisher.scheduler.locks`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from publisher.app import Clock, Publisher, utcnow
 from publisher.config import Settings, load_config
 from publisher.errors import ConfigError, PublisherError
+from publisher.scheduler.locks import Timings
 from publisher.scheduler.runner import DEFAULT_POLL_SECONDS, ScheduleRunner
 from publisher.web.app import create_app
 from publisher.web.server import check_port, server_config
@@ -99,13 +104,21 @@ class Daemon:
         host: str | None = None,
         port: int | None = None,
         poll_interval: float = DEFAULT_POLL_SECONDS,
-        lock_retry: float = DEFAULT_POLL_SECONDS,
+        lock_retry: float | None = None,
     ) -> None:
+        """``lock_retry`` (seconds) overrides the retry interval of a waiting daemon
+        (default: a third of ``[scheduler] takeover``, read once at start like the lock)."""
         self.publisher = publisher
         self.config_path = config_path
         self.poll_interval = poll_interval
-        self.lock_retry = lock_retry
+        self.timings = Timings.of(publisher.settings.scheduler.takeover)
+        self.lock_retry = lock_retry if lock_retry is not None else self.timings.retry
         self.lock: SchedulerLock = publisher.scheduler_lock()
+        # Every lock call runs on this one thread: a database call that hangs (a vanished
+        # server) never blocks the web, and the lock's connection is never used by two
+        # threads at once.
+        self._lock_thread = ThreadPoolExecutor(1, thread_name_prefix="scheduler-lock")
+        self._starting = asyncio.Lock()
         self.runner: ScheduleRunner | None = None
         self.retired: list[ScheduleRunner] = []
         self.busy: dict[str, asyncio.Lock] = {}
@@ -146,7 +159,9 @@ class Daemon:
         await self._stop_work()
         self.server.should_exit = True
         await web_task
-        self.lock.release()
+        with contextlib.suppress(TimeoutError):  # a hung lock connection dies with the process
+            await asyncio.wait_for(self._lock_call(self.lock.release), 5)
+        self._lock_thread.shutdown(wait=False)
         self.publisher.close()
         log.info("stopped")
         return code
@@ -201,6 +216,7 @@ class Daemon:
     # -- one scheduler per store ------------------------------------------------------------
 
     async def _schedule_when_locked(self) -> None:
+        """Wait for the lock, schedule while it is held, check it, and start over when it is lost."""
         announced = False
         first = True  # the banner has just shown the next runs; do not repeat them
         while not self.stopping.is_set():
@@ -209,24 +225,79 @@ class Daemon:
                 first = False
                 if started:
                     announced = False
-                elif not announced:
+                    continue
+                if not announced:
                     log.warning(
                         "another publisher run holds the scheduler lock (%s): not scheduling, "
                         "serving the web only; retrying every %g s",
                         self.lock.description, self.lock_retry,
                     )  # fmt: skip
                     announced = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), self.lock_retry)
+                await self._pause(self.lock_retry)
+                continue
+            await self._pause(self.timings.check_every)
+            if self.runner is None or self.stopping.is_set():
+                continue
+            why = await self._check_lock()
+            if why is not None and self.runner is not None and not self.stopping.is_set():
+                self._lose_lock(why)
+                # Waiting daemons get the first go (they retry three times per takeover);
+                # if none takes the lock, this one takes it back.
+                await self._pause(self.timings.takeover)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    async def _lock_call(self, call: Callable[[], bool | None]) -> bool | None:
+        return await asyncio.get_running_loop().run_in_executor(self._lock_thread, call)
+
+    async def _check_lock(self) -> str | None:
+        """None while the lock is ours; else why it is lost.
+
+        A check that does not answer within a third of ``takeover`` counts as lost: a
+        waiting daemon may end a session silent for ``takeover`` and take over.
+        """
+        check = asyncio.ensure_future(self._lock_call(self.lock.check))
+        try:
+            held = await asyncio.wait_for(asyncio.shield(check), self.timings.check_timeout)
+        except TimeoutError:
+            return f"its database connection did not answer within {self.timings.check_timeout:g} s"
+        except Exception as e:  # a bug in a check must not leave a lost lock's holder scheduling
+            return f"checking it failed: {e}"
+        return None if held else self.lock.why_lost or "it is no longer held"
+
+    def _lose_lock(self, why: str) -> None:
+        """Stop scheduling at once; runs in progress go on (their fire-time claims stay valid)."""
+        runner = self.runner
+        assert runner is not None
+        runner.stop_taking_work()
+        self.retired.append(runner)
+        self.runner = None
+        log.error(
+            "lost the scheduler lock (%s): %s. Not scheduling any more (runs in progress go on); "
+            "another daemon may take over. Trying to take the lock again in %g s",
+            self.lock.description, why, self.timings.takeover,
+        )  # fmt: skip
+        # Let go of the connection (the check already closed a failed one); queued behind
+        # a check that still hangs, never run beside it.
+        self._lock_thread.submit(self.lock.release)
 
     async def _try_start(self, *, log_next_runs: bool = True) -> bool:
-        try:
-            got = self.lock.acquire()
-        except PublisherError as e:
-            log.error("%s", e)
-            return False
-        if not got:
-            return False
+        async with self._starting:  # the lock loop and a reload may both try; one runner only
+            if self.runner is not None:
+                return True
+            try:
+                got = await self._lock_call(self.lock.acquire)
+            except PublisherError as e:
+                log.error("%s", e)
+                return False
+            if not got or self.stopping.is_set():
+                return False
+            return await self._start_runner(log_next_runs)
+
+    async def _start_runner(self, log_next_runs: bool) -> bool:
+        self._prune_retired()
         runner = ScheduleRunner(self.publisher, poll_interval=self.poll_interval, busy=self.busy)
         await runner.start()
         self.runner = runner
@@ -277,7 +348,7 @@ class Daemon:
             self.runner = None
         self._prune_retired()
         if not new.shares_store(old):
-            self.lock.release()
+            self._lock_thread.submit(self.lock.release)
             self.lock = new.scheduler_lock()
             task = asyncio.create_task(self._close_when_idle(old))
             self._closing.add(task)
@@ -308,12 +379,13 @@ async def run_daemon(
     host: str | None = None,
     port: int | None = None,
     poll_interval: float = DEFAULT_POLL_SECONDS,
-    lock_retry: float = DEFAULT_POLL_SECONDS,
+    lock_retry: float | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 if the web server died, 2 for config.
 
     ``host``/``port`` override ``[web]`` (the CLI's --host/--port); the intervals say how
-    often the store's pause flags and the scheduler lock are polled.
+    often the store's pause flags and the scheduler lock are polled (the lock's default:
+    a third of ``[scheduler] takeover``).
     """
     try:
         settings = load_config(config_path)

@@ -18,11 +18,17 @@ in the traceback while the message says what to do.
     ├── MailError            the transport failed as a whole (cannot connect, auth)
     ├── IssueError           a digest issue cannot be built or sent
     ├── SchedulerError       bad trigger, unknown schedule, lock trouble
+    │   └── FireTimeTaken    a fire time is served already or being served elsewhere
     ├── ReportError          a bounce or complaint report cannot be read, or its mailbox
     └── ToolError            a program run for a check (SpamAssassin) is missing (exit 2) or failed
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 class PublisherError(Exception):
@@ -96,6 +102,29 @@ class IssueError(PublisherError):
 
 class SchedulerError(PublisherError):
     """A schedule is unknown or invalid, or the scheduler lock misbehaved."""
+
+
+class FireTimeTaken(SchedulerError):
+    """A run was refused its fire time: served already (``handled``), or another process's
+    live claim covers it (``holder``, host:pid, serving ``holder_fire``; the claim lapses
+    in ``lapses_in`` seconds unless renewed). Several daemons on one store never serve a
+    fire time twice.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        handled: bool,
+        holder: str | None = None,
+        holder_fire: datetime | None = None,
+        lapses_in: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.handled = handled
+        self.holder = holder
+        self.holder_fire = holder_fire
+        self.lapses_in = lapses_in
 
 
 class ReportError(PublisherError):

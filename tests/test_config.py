@@ -246,6 +246,7 @@ _KEYS = {
     "delivery": ["retry_min", "give_up", "batch_size", "journal_dir"],
     "templates": ["path"],
     "items": ["max_title_length"],
+    "scheduler": ["takeover"],
 }
 
 
@@ -324,6 +325,14 @@ def test_durations_are_parsed_once_into_timedeltas_that_print_as_written() -> No
     assert settings.delivery.give_up == timedelta(days=3) and str(settings.delivery.give_up) == "3d"
     (found,) = problems({"schedules": {"x": {"every": 900, "job": "ingest"}}})
     assert found.startswith("schedules.x.every:") and "write it as text" in found
+
+
+def test_scheduler_takeover_defaults_to_30s_and_stays_within_5s_to_10m() -> None:
+    assert str(settings_from_dict({}).scheduler.takeover) == "30s"
+    assert settings_from_dict({"scheduler": {"takeover": "2m"}}).scheduler.takeover == timedelta(minutes=2)
+    for bad in ("4s", "11m", "1d"):
+        (found,) = problems({"scheduler": {"takeover": bad}})
+        assert found.startswith("scheduler.takeover:") and "outside 5s..10m" in found, found
 
 
 # -- errors in plain words (issue 8, point 2) -------------------------------------------

@@ -82,3 +82,83 @@ def test_orphaned_runs_can_be_marked_interrupted(store: Store) -> None:
     marked = store.runs.get(orphan)
     assert marked is not None and marked.outcome == RunOutcome.INTERRUPTED and marked.error
     assert [r.id for r in store.runs.running()] == [live]
+
+
+# -- fire-time claims: several daemons, each fire time served once ----------------------------
+
+TTL = timedelta(seconds=30)
+
+
+def test_a_live_claim_blocks_other_claimers_and_says_who_holds_it(store: Store) -> None:
+    runs = store.runs
+    assert runs.claim_fire("often", T0, "a:1", TTL, now=T0).granted
+    refused = runs.claim_fire("often", T0, "b:2", TTL, now=T0 + timedelta(seconds=29))
+    assert not refused.granted and not refused.handled
+    assert (refused.holder, refused.holder_fire, refused.holder_until) == ("a:1", T0, T0 + TTL)
+    assert refused.lapses_in == timedelta(seconds=1)
+    # An earlier fire time is covered by a live claim on a later one.
+    assert not runs.claim_fire("often", T0 - timedelta(minutes=15), "b:2", TTL, now=T0).granted
+    # A later fire time is not: the holder is busy with an older one.
+    assert runs.claim_fire("often", T0 + timedelta(minutes=15), "b:2", TTL, now=T0).granted
+
+
+def test_a_renewed_claim_stays_live_and_a_lapsed_one_can_be_taken(store: Store) -> None:
+    runs = store.runs
+    assert runs.claim_fire("often", T0, "a:1", TTL, now=T0).granted
+    assert runs.renew_claim("often", T0, "a:1", TTL, now=T0 + timedelta(seconds=20))
+    assert not runs.claim_fire("often", T0, "b:2", TTL, now=T0 + timedelta(seconds=45)).granted
+    # a:1 crashed: nobody renews; after the claim lapses another daemon may serve the fire time.
+    late = T0 + timedelta(seconds=51)
+    assert runs.claim_fire("often", T0, "b:2", TTL, lapsed_from="a:1", now=late).granted
+    assert not runs.renew_claim("often", T0, "a:1", TTL, now=late)  # no longer a:1's
+    state = runs.state("often")
+    assert state is not None and state.last_fire is None
+
+
+def test_a_failure_releases_the_claim_and_leaves_the_fire_time_unserved(store: Store) -> None:
+    runs = store.runs
+    assert runs.claim_fire("often", T0, "a:1", TTL, now=T0).granted
+    runs.finish_claim("often", T0, "a:1", served=False, now=T0 + timedelta(seconds=5))
+    # A crashed daemon's lapsed claim is not what a waiting daemon finds: nothing to take over.
+    assert not runs.claim_fire("often", T0, "b:2", TTL, lapsed_from="a:1", now=T0 + timedelta(minutes=1)).granted
+    # A later catch-up serves it.
+    assert runs.claim_fire("often", T0, "b:2", TTL, now=T0 + timedelta(seconds=6)).granted
+
+
+def test_a_success_marks_the_fire_time_served_for_everyone(store: Store) -> None:
+    runs = store.runs
+    assert runs.claim_fire("often", T0, "a:1", TTL, now=T0).granted
+    runs.finish_claim("often", T0, "a:1", served=True, now=T0 + timedelta(seconds=5))
+    state = runs.state("often")
+    assert state is not None and state.last_fire == T0
+    for claimer in ("a:1", "b:2"):
+        refused = runs.claim_fire("often", T0, claimer, TTL, now=T0 + timedelta(minutes=5))
+        assert not refused.granted and refused.handled
+    assert runs.claim_fire("often", T0 + timedelta(minutes=15), "b:2", TTL, now=T0).granted
+
+
+def test_a_success_after_losing_the_claim_leaves_the_new_claim_alone(store: Store) -> None:
+    runs = store.runs
+    assert runs.claim_fire("often", T0, "a:1", TTL, now=T0).granted
+    later = T0 + timedelta(minutes=15)
+    assert runs.claim_fire("often", later, "b:2", TTL, now=T0 + timedelta(seconds=5)).granted
+    runs.finish_claim("often", T0, "a:1", served=True, now=T0 + timedelta(seconds=6))
+    refused = runs.claim_fire("often", later, "c:3", TTL, now=T0 + timedelta(seconds=7))
+    assert (refused.granted, refused.holder) == (False, "b:2")
+
+
+def test_claims_use_the_database_clock_by_default(store: Store) -> None:
+    runs = store.runs
+    fire = datetime.now(UTC) - timedelta(seconds=1)
+    assert runs.claim_fire("often", fire, "a:1", timedelta(seconds=5)).granted
+    refused = runs.claim_fire("often", fire, "b:2", timedelta(seconds=5))
+    assert refused.lapses_in is not None and timedelta(seconds=3) < refused.lapses_in <= timedelta(seconds=5)
+
+
+def test_racing_claimers_get_one_grant(store: Store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store.runs.ensure_schedule("often", T0)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: store.runs.claim_fire("often", T0, f"h:{i}", TTL), range(8)))
+    assert sum(a.granted for a in answers) == 1

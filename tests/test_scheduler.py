@@ -21,7 +21,7 @@ import pytest
 
 from publisher.app import Publisher
 from publisher.config import Settings
-from publisher.errors import IssueError, SchedulerError
+from publisher.errors import FireTimeTaken, IssueError, SchedulerError
 from publisher.models import RunOutcome
 from publisher.periods import period_key, schedule_trigger
 from publisher.scheduler.locks import AdvisoryLock, FileLock, scheduler_lock
@@ -365,6 +365,72 @@ def test_status_report(make_settings: MakeSettings) -> None:
     assert report.recent_issues == []
     assert sum(report.queue.values()) == 0
     assert [(r.schedule, r.outcome) for r in report.recent_runs] == [("feeds", RunOutcome.OK)]
+
+
+# -- fire-time claims: another daemon serving a fire time ---------------------------------------
+
+
+def test_a_fire_time_claimed_by_another_daemon_is_skipped_then_served_if_that_daemon_died(
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(schedules={"often": {"every": "15m", "job": "ingest"}})
+    publisher = RecordingPublisher(settings)
+    fire = publisher.current_fire_time("often")
+    assert fire is not None
+    publisher.store.runs.ensure_schedule("often", fire - timedelta(hours=1))
+    # Another daemon claimed it and then died: its claim is never renewed.
+    assert publisher.store.runs.claim_fire("often", fire, "elsewhere:42", timedelta(seconds=1)).granted
+
+    async def scenario() -> None:
+        runner = ScheduleRunner(publisher, poll_interval=60)
+        await runner.run("often", fire)
+        assert publisher.calls == []
+        await _wait_for(lambda: len(publisher.calls) == 1, 5)  # the claim lapsed: served here
+        await asyncio.sleep(0.2)
+        assert await runner.wait_idle(5)
+
+    with caplog.at_level(logging.INFO, logger="publisher.scheduler"):
+        asyncio.run(scenario())
+    assert publisher.calls == [("ingest", "often", fire)]
+    [skipped] = [r for r in caplog.records if "not run here" in r.getMessage()]
+    assert skipped.levelno == logging.INFO
+    assert f"fire time {fire.isoformat()} is being served by elsewhere:42" in skipped.getMessage()
+    state = publisher.store.runs.state("often")
+    assert state is not None and state.last_fire == fire
+
+
+def test_a_fire_time_the_other_daemon_failed_stays_unserved(make_settings: MakeSettings) -> None:
+    settings = make_settings(schedules={"often": {"every": "15m", "job": "ingest"}})
+    publisher = RecordingPublisher(settings)
+    fire = publisher.current_fire_time("often")
+    assert fire is not None
+    runs = publisher.store.runs
+    assert runs.claim_fire("often", fire, "elsewhere:42", timedelta(seconds=1)).granted
+
+    async def scenario() -> None:
+        runner = ScheduleRunner(publisher, poll_interval=60)
+        await runner.run("often", fire)
+        runs.finish_claim("often", fire, "elsewhere:42", served=False, now=publisher.clock())
+        await asyncio.sleep(2.5)  # past the lapse: the retry finds the claim given up, not lapsed
+        assert await runner.wait_idle(5)
+
+    asyncio.run(scenario())
+    assert publisher.calls == []
+
+
+def test_schedules_run_refuses_a_fire_time_being_served_and_reruns_a_served_one(
+    make_settings: MakeSettings,
+) -> None:
+    settings = make_settings(schedules={"feeds": {"every": "1h", "job": "build"}})
+    publisher = RecordingPublisher(settings)
+    fire = publisher.current_fire_time("feeds")
+    assert fire is not None
+    assert publisher.store.runs.claim_fire("feeds", fire, "elsewhere:42", timedelta(minutes=1)).granted
+    with pytest.raises(FireTimeTaken, match=r"is being served by elsewhere:42 .*; not run here"):
+        publisher.run_schedule_now("feeds")
+    publisher.store.runs.finish_claim("feeds", fire, "elsewhere:42", served=True, now=publisher.clock())
+    assert publisher.run_schedule_now("feeds").ok  # served already: the admin's run still runs
+    assert publisher.calls == [("build", "feeds", fire)]
 
 
 # -- one scheduler per store -------------------------------------------------------------------

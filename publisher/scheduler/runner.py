@@ -20,7 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
 from publisher.app import Publisher
-from publisher.errors import PublisherError
+from publisher.errors import FireTimeTaken, PublisherError
 
 if TYPE_CHECKING:
     from publisher.store.runs import ScheduleState
@@ -48,6 +48,7 @@ class ScheduleRunner:
         self.poll_interval = poll_interval
         self.busy = busy if busy is not None else {}
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.waiting: set[asyncio.Task[None]] = set()  # retries of fire times a crashed daemon held
         self.scheduler = AsyncIOScheduler(timezone=publisher.settings.site.tz)
         self._poller: asyncio.Task[None] | None = None
 
@@ -112,8 +113,13 @@ class ScheduleRunner:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(task)
 
-    async def run(self, name: str, fire: datetime) -> None:
-        """Run once per fire time: one at a time per schedule, skipping what is handled or paused."""
+    async def run(self, name: str, fire: datetime, lapsed_from: str | None = None) -> None:
+        """Run once per fire time: one at a time per schedule, skipping what is handled or paused.
+
+        Another daemon's live claim on the fire time (it is serving it, e.g. the scheduler
+        before a handover, still finishing) skips it too; if that daemon dies mid-run its
+        claim lapses, and this one serves the fire time then (see :meth:`_serve_if_lapsed`).
+        """
         lock = self.busy.setdefault(name, asyncio.Lock())
         async with lock:
             state = await asyncio.to_thread(self.publisher.schedule_state, name)
@@ -123,7 +129,29 @@ class ScheduleRunner:
             if state is not None and state.handled(fire):
                 log.debug("schedule %s: fire time %s already handled", name, fire.isoformat())
                 return
-            await self.publisher.arun_schedule(name, fire)
+            try:
+                await self.publisher.arun_schedule(name, fire, lapsed_from=lapsed_from)
+            except FireTimeTaken as e:
+                # The first refusal says who holds the fire time; waiting on it again stays quiet.
+                log.log(logging.DEBUG if lapsed_from else logging.INFO, "%s", e, extra={"schedule": name})
+                if e.holder is not None and e.holder_fire == fire and e.lapses_in is not None:
+                    self._serve_if_lapsed(name, fire, e.holder, e.lapses_in)
+
+    def _serve_if_lapsed(self, name: str, fire: datetime, holder: str, lapses_in: float) -> None:
+        """Try ``fire`` again once ``holder``'s claim would lapse: if it crashed, serve it.
+
+        If the holder finished (served) or failed (claim cleared, the fire time stays
+        unserved as after any failure), the retry finds nothing to take; while it keeps
+        renewing, the retry waits again.
+        """
+
+        async def later() -> None:
+            await asyncio.sleep(max(0.0, lapses_in) + 1)
+            self._spawn(self.run(name, fire, lapsed_from=holder))
+
+        task = asyncio.create_task(later())
+        self.waiting.add(task)
+        task.add_done_callback(self.waiting.discard)
 
     async def _poll_paused(self) -> None:
         """Obey `schedules pause/resume` from other processes within one poll interval."""
@@ -155,6 +183,8 @@ class ScheduleRunner:
         """No new runs from now on; runs in progress go on (see :meth:`wait_idle`)."""
         if self._poller is not None:
             self._poller.cancel()
+        for task in self.waiting:
+            task.cancel()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 

@@ -4,15 +4,23 @@ The scheduler must remember across restarts which fire time it last handled and 
 it first saw each schedule, or a restart would resend a digest or send one for a
 period nobody scheduled. Pausing is kept here too, so the CLI can pause a schedule
 that a running daemon (another process) obeys.
+
+Fire-time claims let several daemons on one store (one schedules, the others wait, and
+they overlap while the scheduler is handed over) serve each fire time at most once:
+a run first claims its fire time (:meth:`RunStore.claim_fire`, one compare-and-set
+UPDATE), renews the claim while it runs and clears it when it ends. A claim that is
+not renewed lapses, so a crashed daemon never blocks a fire time for good. Claim
+times come from the database's clock on PostgreSQL, where daemons on different hosts
+must agree on "now".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -32,6 +40,23 @@ class ScheduleState:
     def handled(self, fire: datetime) -> bool:
         """Whether ``fire`` is at or before the last fire time served (so not to run again)."""
         return self.last_fire is not None and fire <= self.last_fire
+
+
+@dataclass(frozen=True, slots=True)
+class FireClaim:
+    """The answer to claiming a fire time: granted, or why not.
+
+    Refused because the fire time was served (``handled``), or because someone else's
+    live claim covers it: ``holder`` (host:pid) serving ``holder_fire`` until
+    ``holder_until``, which is ``lapses_in`` from now by the database's clock.
+    """
+
+    granted: bool
+    handled: bool = False
+    holder: str | None = None
+    holder_fire: datetime | None = None
+    holder_until: datetime | None = None
+    lapses_in: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +150,104 @@ class RunStore:
                 .where(schedule_state.c.name == name)
                 .where((schedule_state.c.last_fire.is_(None)) | (schedule_state.c.last_fire < fire_time))
                 .values(last_fire=fire_time, updated_at=now)
+            )
+
+    # -- fire-time claims ---------------------------------------------------------------
+
+    def _now(self, conn: Connection, now: datetime | None) -> datetime:
+        """``now`` if given (tests), else the database's clock (PostgreSQL) or this host's."""
+        if now is not None:
+            return now
+        if conn.dialect.name == "postgresql":
+            found: datetime = conn.execute(select(func.now())).scalar_one()
+            return found.astimezone(UTC)
+        return datetime.now(UTC)
+
+    def claim_fire(
+        self,
+        name: str,
+        fire: datetime,
+        claimer: str,
+        ttl: timedelta,
+        *,
+        lapsed_from: str | None = None,
+        now: datetime | None = None,
+    ) -> FireClaim:
+        """Claim ``fire`` of ``name`` for ``claimer`` until now + ``ttl``, if nobody may serve it.
+
+        Granted when ``fire`` is after the last fire served and no other claimer holds a
+        live claim on ``fire`` or a later fire time. One UPDATE decides, so two daemons
+        racing for one fire time cannot both win. ``lapsed_from`` narrows it to taking
+        over that claimer's lapsed claim on ``fire`` (a crashed daemon's run): if the
+        claimer finished or gave up meanwhile, nothing is claimed.
+        """
+        self.ensure_schedule(name, now or datetime.now(UTC))
+        s = schedule_state.c
+        with self.engine.begin() as conn:
+            at = self._now(conn, now)
+            unserved = or_(s.last_fire.is_(None), s.last_fire < fire)
+            if lapsed_from is None:
+                free = or_(
+                    s.claimed_until.is_(None),
+                    s.claimed_until < at,
+                    s.claimed_by == claimer,
+                    s.claimed_fire.is_(None),
+                    s.claimed_fire < fire,
+                )
+            else:
+                free = and_(s.claimed_by == lapsed_from, s.claimed_fire == fire, s.claimed_until < at)
+            taken = conn.execute(
+                update(schedule_state)
+                .where(s.name == name, unserved, free)
+                .values(claimed_fire=fire, claimed_until=at + ttl, claimed_by=claimer, updated_at=at)
+            ).rowcount
+            if taken == 1:
+                return FireClaim(granted=True)
+            row = conn.execute(select(schedule_state).where(s.name == name)).one()
+        if row.last_fire is not None and fire <= row.last_fire:
+            return FireClaim(granted=False, handled=True)
+        until = row.claimed_until
+        return FireClaim(
+            granted=False,
+            holder=row.claimed_by,
+            holder_fire=row.claimed_fire,
+            holder_until=until,
+            lapses_in=(until - at) if until is not None else None,
+        )
+
+    def renew_claim(
+        self, name: str, fire: datetime, claimer: str, ttl: timedelta, *, now: datetime | None = None
+    ) -> bool:
+        """Extend ``claimer``'s claim on ``fire``; False if it is no longer theirs."""
+        s = schedule_state.c
+        with self.engine.begin() as conn:
+            at = self._now(conn, now)
+            renewed = conn.execute(
+                update(schedule_state)
+                .where(s.name == name, s.claimed_by == claimer, s.claimed_fire == fire)
+                .values(claimed_until=at + ttl, updated_at=at)
+            ).rowcount
+        return bool(renewed == 1)
+
+    def finish_claim(self, name: str, fire: datetime, claimer: str, *, served: bool, now: datetime) -> None:
+        """End ``claimer``'s claim on ``fire``, marking ``fire`` served if ``served``.
+
+        Both in one transaction: nobody sees the claim gone and the fire time unserved
+        after a success. After a failure the fire time stays unserved, as it always did:
+        a later catch-up serves it. Someone else's newer claim is left alone.
+        """
+        s = schedule_state.c
+        with self.engine.begin() as conn:
+            if served:
+                conn.execute(
+                    update(schedule_state)
+                    .where(s.name == name, or_(s.last_fire.is_(None), s.last_fire < fire))
+                    .values(last_fire=fire, updated_at=now)
+                )
+            conn.execute(
+                update(schedule_state)
+                .where(s.name == name, s.claimed_by == claimer, s.claimed_fire == fire)
+                .values(claimed_fire=None, claimed_until=None, claimed_by=None, updated_at=now)
             )
 
     # -- job runs ---------------------------------------------------------------------
