@@ -217,8 +217,9 @@ def test_second_daemon_serves_the_web_and_takes_over_when_the_first_dies(
     first_port, second_port = free_port(), free_port()
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    write_config(tmp_path / "a" / "config.toml", first_port, db, HOURLY)
-    write_config(tmp_path / "b" / "config.toml", second_port, db, HOURLY)
+    takeover = '[scheduler]\ntakeover = "6s"\n\n'  # waiting daemons retry every 2 s
+    write_config(tmp_path / "a" / "config.toml", first_port, db, takeover + HOURLY)
+    write_config(tmp_path / "b" / "config.toml", second_port, db, takeover + HOURLY)
 
     first = start(tmp_path / "a" / "config.toml", first_port, "first")
     first.wait_log("scheduling 1 schedule(s)")
@@ -455,3 +456,207 @@ job = "ingest"
     assert code == 0
     assert seconds < 5, f"exit took {seconds:.1f} s"
     assert daemon.log.rstrip().endswith("stopped")
+
+
+# -- several daemons on one PostgreSQL, one scheduler (issue 12) --------------------------------
+
+HANDOVER = """
+[scheduler]
+takeover = "6s"
+
+[schedules.tick]
+every = "2s"
+job = "build"
+"""
+
+
+def _pg_daemons(tmp_path: Path, pg_url: str, start: Callable[..., Daemon]) -> tuple[Daemon, Daemon]:
+    """Two `publisher run` processes, as on two hosts: own folder, own port, one PostgreSQL schema."""
+    daemons = []
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        (folder / "content").mkdir(parents=True)
+        port = free_port()
+        text = CONFIG.format(port=port, db="unused", schedules=HANDOVER).replace(
+            'url = "sqlite:///unused"', f'url = "{pg_url}"'
+        )
+        text += '\n[[sources]]\nname = "sample"\ntype = "directory"\npath = "content"\n'
+        (folder / "config.toml").write_text(text, encoding="utf-8")
+        daemons.append(start(folder / "config.toml", port, name))
+        if name == "first":
+            daemons[0].wait_log("scheduling 1 schedule(s)")
+    first, second = daemons
+    second.wait_log("holds the scheduler lock")
+    return first, second
+
+
+def _runs_per_fire_time(pg_url: str) -> dict[datetime, list[str]]:
+    store = Store(pg_url)
+    try:
+        found: dict[datetime, list[str]] = {}
+        for run in store.runs.recent(1000, schedule="tick"):
+            assert run.fire_time is not None
+            found.setdefault(run.fire_time, []).append(run.outcome)
+        return found
+    finally:
+        store.close()
+
+
+def _wait_count(daemon: Daemon, text: str, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while daemon.log.count(text) < count:
+        assert time.monotonic() < deadline, f"{text!r} not logged {count} times:\n{daemon.log}"
+        time.sleep(0.05)
+
+
+def test_kill_9_of_the_scheduler_hands_over_within_takeover_and_fires_once(
+    tmp_path: Path, pg_url: str, start: Callable[..., Daemon]
+) -> None:
+    first, second = _pg_daemons(tmp_path, pg_url, start)
+    _wait_count(first, "schedule tick: build finished", 1, 10)
+    assert "scheduling 1 schedule(s)" not in second.log
+    second.wait_http()
+
+    os.kill(first.proc.pid, signal.SIGKILL)
+    first.proc.wait()
+    took_over = second.wait_log("scheduling 1 schedule(s)", timeout=10)
+    assert took_over < 6  # [scheduler] takeover
+    _wait_count(second, "schedule tick: build finished", 2, 10)
+    assert second.stop()[0] == 0
+
+    runs = _runs_per_fire_time(pg_url)
+    assert {fire: outcomes for fire, outcomes in runs.items() if len(outcomes) > 1} == {}
+    served_after = sorted(f for f, o in runs.items() if o == ["ok"])
+    assert len(served_after) >= 3
+
+
+def test_a_scheduler_whose_lock_session_is_terminated_stops_and_the_other_takes_over(
+    tmp_path: Path, pg_url: str, start: Callable[..., Daemon]
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    first, second = _pg_daemons(tmp_path, pg_url, start)
+    _wait_count(first, "schedule tick: build finished", 1, 10)
+    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        [(pid, name)] = conn.execute(
+            text(
+                "SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+                " AND a.application_name LIKE 'publisher scheduler %'"
+            )
+        ).all()
+        assert name.endswith(f":{first.proc.pid}")
+        assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+    engine.dispose()
+
+    assert first.wait_log("lost the scheduler lock", timeout=5) < 3  # checks every takeover/6 = 1 s
+    lost_at = len(first.log)
+    took_over = second.wait_log("scheduling 1 schedule(s)", timeout=10)
+    assert took_over < 6
+    _wait_count(second, "schedule tick: build finished", 3, 10)
+    first.wait_log("another publisher run holds the scheduler lock")  # back to waiting, after a pause
+    assert "build started" not in first.log[lost_at:]  # no run of its own after the loss
+    assert first.get().status_code == 200  # it still serves the web
+    codes = first.stop()[0], second.stop()[0]
+    assert codes == (0, 0)
+
+    runs = _runs_per_fire_time(pg_url)
+    assert {fire: outcomes for fire, outcomes in runs.items() if len(outcomes) > 1} == {}
+    assert sum(1 for o in runs.values() if o == ["ok"]) >= 4
+
+
+def test_a_frozen_scheduler_is_ended_by_the_waiting_daemon_after_takeover(
+    tmp_path: Path, pg_url: str, start: Callable[..., Daemon]
+) -> None:
+    """SIGSTOP: the holder's connection stays open but says nothing, like a host that vanished."""
+    first, second = _pg_daemons(tmp_path, pg_url, start)
+    _wait_count(first, "schedule tick: build finished", 1, 10)
+    os.kill(first.proc.pid, signal.SIGSTOP)
+    try:
+        took_over = second.wait_log("scheduling 1 schedule(s)", timeout=15)
+    finally:
+        os.kill(first.proc.pid, signal.SIGCONT)
+    # Silent for longer than takeover (counted from its last check, up to 1 s before the
+    # stop), then found at the next retry (every 2 s).
+    assert 5 < took_over < 6 + 2 + 1
+    assert "has been silent for" in second.log and "ending its session to take over" in second.log
+    first.wait_log("lost the scheduler lock", timeout=5)
+    _wait_count(second, "schedule tick: build finished", 2, 10)
+    assert (first.stop()[0], second.stop()[0]) == (0, 0)
+
+    runs = _runs_per_fire_time(pg_url)
+    assert {fire: outcomes for fire, outcomes in runs.items() if len(outcomes) > 1} == {}
+
+
+def _slow_feed(seconds: float) -> Any:
+    def route(handler: Any) -> None:
+        time.sleep(seconds)
+        handler.head(200, "application/rss+xml")
+        handler.send(
+            b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><link>https://example.org/</link>'
+            b"<description>d</description><item><title>One</title><link>https://example.org/1</link>"
+            b"<guid>https://example.org/1</guid><pubDate>Mon, 04 May 2026 07:00:00 GMT</pubDate></item>"
+            b"</channel></rss>"
+        )
+
+    return route
+
+
+def test_a_run_in_progress_when_the_lock_is_lost_finishes_and_is_not_served_again(
+    tmp_path: Path, pg_url: str, start: Callable[..., Daemon], upstream: Upstream
+) -> None:
+    """The old scheduler is still fetching fire time F when the new one catches up F: F runs once."""
+    from sqlalchemy import create_engine, text
+
+    upstream.routes["/slow"] = _slow_feed(4)
+    schedules = f"""
+[scheduler]
+takeover = "6s"
+
+[[sources]]
+name = "slow"
+type = "feed"
+url = "{upstream.url("/slow")}"
+
+[schedules.pull]
+every = "5s"
+job = "ingest"
+"""
+    daemons = []
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        port = free_port()
+        text_ = CONFIG.format(port=port, db="unused", schedules=schedules)
+        text_ = text_.replace('"sqlite:///unused"', f'"{pg_url}"')
+        (folder / "config.toml").write_text(text_, encoding="utf-8")
+        daemons.append(start(folder / "config.toml", port, name))
+        daemons[-1].wait_log("scheduling 1 schedule(s)" if name == "first" else "holds the scheduler lock")
+    first, second = daemons
+    first.wait_log("schedule pull: ingest started", timeout=10)
+
+    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
+            {"name": f"publisher scheduler {__import__('socket').gethostname()}:{first.proc.pid}"},
+        )
+    engine.dispose()
+    first.wait_log("lost the scheduler lock", timeout=5)
+    second.wait_log("scheduling 1 schedule(s)", timeout=5)
+    first.wait_log("schedule pull: ingest finished", timeout=10)  # the run in progress went on
+    assert first.log.index("lost the scheduler lock") < first.log.index("schedule pull: ingest finished")
+    # The new scheduler caught up the same fire time and left it to the run in progress.
+    fire = first.log.split("schedule pull: ingest started (fire time ")[1].split(")")[0]
+    second.wait_log(f"schedule pull: fire time {fire} is being served by ")
+    assert f":{first.proc.pid} (claim on fire time" in second.log
+    _wait_count(second, "schedule pull: ingest finished", 1, 15)
+    assert (first.stop()[0], second.stop()[0]) == (0, 0)
+
+    store = Store(pg_url)
+    per_fire: dict[datetime | None, int] = {}
+    for run in store.runs.recent(100, schedule="pull"):
+        per_fire[run.fire_time] = per_fire.get(run.fire_time, 0) + 1
+    store.close()
+    assert set(per_fire.values()) == {1} and len(per_fire) >= 2

@@ -120,7 +120,8 @@ def test_a_failure_releases_the_claim_and_leaves_the_fire_time_unserved(store: S
     assert runs.claim_fire("often", T0, "a:1", TTL, now=T0).granted
     runs.finish_claim("often", T0, "a:1", served=False, now=T0 + timedelta(seconds=5))
     # A crashed daemon's lapsed claim is not what a waiting daemon finds: nothing to take over.
-    assert not runs.claim_fire("often", T0, "b:2", TTL, lapsed_from="a:1", now=T0 + timedelta(minutes=1)).granted
+    later = T0 + timedelta(minutes=1)
+    assert not runs.claim_fire("often", T0, "b:2", TTL, lapsed_from="a:1", now=later).granted
     # A later catch-up serves it.
     assert runs.claim_fire("often", T0, "b:2", TTL, now=T0 + timedelta(seconds=6)).granted
 

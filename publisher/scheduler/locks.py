@@ -216,7 +216,10 @@ class AdvisoryLock:
             ("tcp_keepalives_count", t.keepalive_count),
             ("tcp_user_timeout", t.tcp_user_timeout_ms),
         ):
-            conn.execute(text(f"SET {setting} = {int(value)}"))
+            try:
+                conn.execute(text(f"SET {setting} = {int(value)}"))
+            except SQLAlchemyError as e:  # e.g. tcp_user_timeout before PostgreSQL 12
+                log.debug("scheduler lock session: cannot set %s: %s", setting, e)
         return conn
 
     def acquire(self) -> bool:

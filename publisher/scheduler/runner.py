@@ -67,7 +67,8 @@ class ScheduleRunner:
             fire = await asyncio.to_thread(self.publisher.missed_fire_time, name, now)
             if fire is not None:
                 log.info(
-                    "schedule %s: catching up the fire time %s missed while stopped", name, fire.isoformat(),
+                    "schedule %s: catching up the fire time %s missed while nothing scheduled",
+                    name, fire.isoformat(),
                     extra={"schedule": name, "job": self.publisher.settings.schedules[name].job},
                 )  # fmt: skip
                 self._spawn(self.run(name, fire))

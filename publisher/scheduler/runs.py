@@ -58,13 +58,14 @@ def claimer() -> str:
 
 
 def _taken(name: str, fire: datetime, claim: FireClaim, lapsed_from: str | None) -> FireTimeTaken:
+    holder_fire = claim.holder_fire.astimezone(fire.tzinfo) if claim.holder_fire else None
     if claim.handled:
         why = "was served already"
     elif claim.holder is None:
         why = f"was given up by {lapsed_from} (its run failed, so it stays unserved until a catch-up)"
     else:
         why = (
-            f"is being served by {claim.holder} (claim on fire time {show_time(claim.holder_fire)} "
+            f"is being served by {claim.holder} (claim on fire time {show_time(holder_fire)} "
             f"until {show_time(claim.holder_until)})"
         )
     lapses = claim.lapses_in.total_seconds() if claim.lapses_in is not None else None
