@@ -36,7 +36,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from publisher.app import AdminSession, LoginOutcome, Publisher
-from publisher.errors import TemplateError, TokenError
+from publisher.errors import PublisherError, TemplateError, TokenError
 from publisher.web.subscribers import as_form, read_small_body
 
 log = logging.getLogger("publisher.web.admin")
@@ -166,8 +166,11 @@ class AdminConsole:
 
         def done(t: asyncio.Task[Any]) -> None:
             self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("%s failed", what, exc_info=t.exception())
+            error = None if t.cancelled() else t.exception()
+            if isinstance(error, PublisherError):  # e.g. the fire time is being served elsewhere
+                log.error("%s failed: %s", what, error)
+            elif error is not None:
+                log.error("%s failed", what, exc_info=error)
 
         task.add_done_callback(done)
 
