@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -504,3 +505,71 @@ def test_postgres_advisory_lock_admits_one_scheduler(pg_url: str) -> None:
     finally:
         one.close()
         two.close()
+
+
+def test_postgres_lock_check_notices_a_terminated_session(pg_url: str) -> None:
+    from sqlalchemy import text
+
+    one, two = Store(pg_url), Store(pg_url)
+    try:
+        first, second = scheduler_lock(one), scheduler_lock(two)
+        assert isinstance(first, AdvisoryLock)
+        assert first.acquire() is True and first.check() is True
+        with one.engine.begin() as conn:
+            # The lock's session is recognisable: "publisher scheduler HOST:PID".
+            assert first.name.startswith("publisher scheduler ") and first.name.endswith(f":{os.getpid()}")
+            [pid] = conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE application_name = :n"), {"n": first.name}
+            ).scalars()
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        assert first.check() is False
+        assert "terminating connection due to administrator command" in first.why_lost
+        assert second.acquire() is True  # the lock went with the session
+        assert first.acquire() is False
+        second.release()
+    finally:
+        one.close()
+        two.close()
+
+
+def test_a_silent_holder_is_ended_only_by_a_role_allowed_to_see_and_signal_it(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Daemons on different database roles: ending a silent holder needs pg_read_all_stats and
+    pg_signal_backend; without them a waiting daemon says so and leaves the holder alone."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    schema = pg_url.rsplit("%3D", 1)[1]
+    tag = uuid.uuid4().hex[:8]
+    holder_role, blind_role, allowed_role = (f"hs_{tag}_{r}" for r in ("holder", "blind", "allowed"))
+    admin = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+
+    def lock_as(role: str) -> AdvisoryLock:
+        url = pg_url.replace("postgresql://postgres@", f"postgresql+psycopg://{role}@")
+        return AdvisoryLock(create_engine(url), takeover=timedelta(seconds=1))
+
+    with admin.begin() as conn:
+        for role in (holder_role, blind_role, allowed_role):
+            conn.execute(text(f'CREATE ROLE "{role}" LOGIN; GRANT USAGE ON SCHEMA "{schema}" TO "{role}"'))
+        conn.execute(text(f'GRANT pg_read_all_stats, pg_signal_backend TO "{allowed_role}"'))
+    holder, blind, allowed = lock_as(holder_role), lock_as(blind_role), lock_as(allowed_role)
+    try:
+        assert holder.acquire() is True
+        time.sleep(1.5)  # no checks: silent for longer than takeover
+        with caplog.at_level(logging.WARNING, logger="publisher.scheduler"):
+            assert blind.acquire() is False
+            assert "connects as another database role; grant this one pg_read_all_stats" in caplog.text
+            assert allowed.acquire() is True
+        assert f"'{holder.name}'" in caplog.text and "ending its session to take over" in caplog.text
+        assert holder.check() is False
+        allowed.release()
+    finally:
+        for lock in (holder, blind, allowed):
+            lock.release()
+        with admin.begin() as conn:
+            for role in (holder_role, blind_role, allowed_role):
+                conn.execute(text(f'REVOKE USAGE ON SCHEMA "{schema}" FROM "{role}"'))
+                conn.execute(text(f'DROP ROLE "{role}"'))
+        admin.dispose()

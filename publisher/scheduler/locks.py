@@ -189,6 +189,7 @@ class AdvisoryLock:
             f"PostgreSQL advisory lock {key} on {engine.url.render_as_string(hide_password=True)}"
         )
         self.why_lost = ""
+        self._blind_warned = False
         t = self.timings
         self.engine = create_engine(
             engine.url,
@@ -274,7 +275,18 @@ class AdvisoryLock:
         publisher scheduler that checks its lock, and must be left alone.
         """
         found = self.holder(conn)
-        if found is None or found["silent"] is None:
+        if found is None:
+            return False
+        if found["silent"] is None:  # another role's session, and no pg_read_all_stats
+            if not self._blind_warned:
+                self._blind_warned = True
+                log.warning(
+                    "cannot see whether the scheduler lock's holder (backend pid %s) is alive: it "
+                    "connects as another database role; grant this one pg_read_all_stats and "
+                    "pg_signal_backend to take over from a silent holder. Until then a vanished "
+                    "holder's lock is freed only when PostgreSQL's TCP keepalives end its session",
+                    found["pid"],
+                )
             return False
         name, silent = str(found["application_name"] or ""), float(found["silent"])
         if not name.startswith(APPLICATION_NAME) or silent <= self.timings.takeover:
