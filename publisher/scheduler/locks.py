@@ -17,9 +17,11 @@ by ``[scheduler] takeover`` (:class:`Timings`):
   PostgreSQL ends a vanished client's session, and the holder notices a vanished
   server, within about half of ``takeover``;
 * a waiting daemon ends (``pg_terminate_backend``) a holder's lock session that has
-  been silent for longer than ``takeover``: a live holder's checks are never that far
-  apart. That needs the same database role or ``pg_signal_backend``; without it the
-  keepalives alone free the lock.
+  been silent for two thirds of ``takeover``: a live holder checks four times as often,
+  and gives up by itself after a third of it without an answer. Two thirds, not all of
+  it, so that the next retry still falls within ``takeover`` of the holder's last word.
+  That needs the same database role, or ``pg_read_all_stats`` and ``pg_signal_backend``;
+  without them the keepalives alone free the lock.
 
 Fire-time claims (:meth:`publisher.store.runs.RunStore.claim_fire`) make sure that two
 daemons overlapping during a handover never serve one fire time twice.
@@ -63,7 +65,7 @@ class Timings:
 
     A waiting daemon retries the lock three times per ``takeover``; the holder checks
     its lock well inside that (at most every 5 s) and gives up on a check that gets no
-    answer within a third of it, before a waiting daemon could call it silent.
+    answer within a third of it, before a waiting daemon calls it silent (two thirds).
     """
 
     takeover: float
@@ -79,6 +81,10 @@ class Timings:
     @property
     def check_timeout(self) -> float:
         return self.takeover / 3
+
+    @property
+    def silent_after(self) -> float:
+        return self.takeover * 2 / 3
 
     @property
     def statement_timeout_ms(self) -> int:
@@ -224,7 +230,7 @@ class AdvisoryLock:
         return conn
 
     def acquire(self) -> bool:
-        """Take the lock, ending first the session of a holder silent for over ``takeover``."""
+        """Take the lock, ending first the session of a holder silent for too long (``silent_after``)."""
         if self._conn is not None:
             return True
         try:
@@ -269,7 +275,7 @@ class AdvisoryLock:
         return dict(row._mapping) if row is not None else None
 
     def _end_silent_holder(self, conn: Connection) -> bool:
-        """End the holder's session if it has been silent past ``takeover``; True if ended.
+        """End the holder's session if it has been silent past ``silent_after``; True if ended.
 
         Only a session named like ours is ended: anything else holding the key is not a
         publisher scheduler that checks its lock, and must be left alone.
@@ -289,12 +295,13 @@ class AdvisoryLock:
                 )
             return False
         name, silent = str(found["application_name"] or ""), float(found["silent"])
-        if not name.startswith(APPLICATION_NAME) or silent <= self.timings.takeover:
+        if not name.startswith(APPLICATION_NAME) or silent <= self.timings.silent_after:
             return False
         who = f"{name!r} (backend pid {found['pid']}, from {found['addr'] or 'a local socket'})"
         log.warning(
-            "the scheduler lock's holder %s has been silent for %.0f s, longer than takeover=%gs: "
-            "ending its session to take over", who, silent, self.timings.takeover,
+            "the scheduler lock's holder %s has been silent for %.0f s (more than %g s, two thirds "
+            "of takeover=%gs): ending its session to take over",
+            who, silent, self.timings.silent_after, self.timings.takeover,
         )  # fmt: skip
         try:
             ended = bool(conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": found["pid"]}).scalar())
