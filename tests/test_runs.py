@@ -163,3 +163,9 @@ def test_racing_claimers_get_one_grant(store: Store) -> None:
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda i: store.runs.claim_fire("often", T0, f"h:{i}", TTL), range(8)))
     assert sum(a.granted for a in answers) == 1
+
+
+def test_a_live_claim_blocks_its_own_process_too(store: Store) -> None:
+    """The console's "run now" runs in the daemon's process, beside the scheduled run."""
+    assert store.runs.claim_fire("often", T0, "a:1", TTL, now=T0).granted
+    assert not store.runs.claim_fire("often", T0, "a:1", TTL, now=T0 + timedelta(seconds=1)).granted

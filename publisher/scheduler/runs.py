@@ -62,7 +62,7 @@ def _taken(name: str, fire: datetime, claim: FireClaim, lapsed_from: str | None)
     if claim.handled:
         why = "was served already"
     elif claim.holder is None:
-        why = f"was given up by {lapsed_from} (its run failed, so it stays unserved until a catch-up)"
+        why = f"was given up by {lapsed_from} (its run ended unserved: it waits for a catch-up)"
     else:
         why = (
             f"is being served by {claim.holder} (claim on fire time {show_time(holder_fire)} "

@@ -175,8 +175,9 @@ class RunStore:
     ) -> FireClaim:
         """Claim ``fire`` of ``name`` for ``claimer`` until now + ``ttl``, if nobody may serve it.
 
-        Granted when ``fire`` is after the last fire served and no other claimer holds a
-        live claim on ``fire`` or a later fire time. One UPDATE decides, so two daemons
+        Granted when ``fire`` is after the last fire served and no live claim covers
+        ``fire`` or a later fire time, not even ``claimer``'s own (the console's "run now"
+        runs in the daemon's process, beside its scheduled run). One UPDATE decides, so two daemons
         racing for one fire time cannot both win. ``lapsed_from`` narrows it to taking
         over that claimer's lapsed claim on ``fire`` (a crashed daemon's run): if the
         claimer finished or gave up meanwhile, nothing is claimed.
@@ -190,7 +191,6 @@ class RunStore:
                 free = or_(
                     s.claimed_until.is_(None),
                     s.claimed_until < at,
-                    s.claimed_by == claimer,
                     s.claimed_fire.is_(None),
                     s.claimed_fire < fire,
                 )
