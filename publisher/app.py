@@ -50,7 +50,7 @@ from publisher.models import (
     SubscriptionStatus,
 )
 from publisher.periods import schedule_config, schedule_trigger
-from publisher.scheduler.locks import SchedulerLock, scheduler_lock
+from publisher.scheduler.locks import SchedulerLock, Timings, scheduler_lock
 from publisher.scheduler.runs import arun_schedule_now, execute, interrupt_orphaned_runs
 from publisher.scheduler.status import ScheduleInfo, StatusReport, schedules_overview, status_report
 from publisher.scheduler.triggers import fire_time_at, missed_fire_time
@@ -991,6 +991,11 @@ class Publisher:
         """The cross-process lock that makes one process the scheduler of this store."""
 
         return scheduler_lock(self.store, self.settings.scheduler.takeover)
+
+    def scheduler_timings(self) -> Timings:
+        """How often the daemon retries and checks the scheduler lock (``[scheduler] takeover``)."""
+
+        return Timings.of(self.settings.scheduler.takeover)
 
     def status(self, *, limit: int = 10) -> StatusReport:
         """What `publisher status` shows: sources, items, lists, issues, queue, runs, schedules."""

@@ -31,13 +31,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from publisher.app import Clock, Publisher, utcnow
 from publisher.config import Settings, load_config
 from publisher.errors import ConfigError, PublisherError
-from publisher.scheduler.locks import Timings
 from publisher.scheduler.runner import DEFAULT_POLL_SECONDS, ScheduleRunner
 from publisher.web.app import create_app
 from publisher.web.server import check_port, server_config
 
 if TYPE_CHECKING:
-    from publisher.scheduler.locks import SchedulerLock
+    from publisher.scheduler.locks import SchedulerLock, Timings
     from publisher.scheduler.status import ScheduleInfo
 
 log = logging.getLogger("publisher.daemon")
@@ -111,7 +110,7 @@ class Daemon:
         self.publisher = publisher
         self.config_path = config_path
         self.poll_interval = poll_interval
-        self.timings = Timings.of(publisher.settings.scheduler.takeover)
+        self.timings: Timings = publisher.scheduler_timings()
         self.lock_retry = lock_retry if lock_retry is not None else self.timings.retry
         self.lock: SchedulerLock = publisher.scheduler_lock()
         # Every lock call runs on this one thread: a database call that hangs (a vanished
