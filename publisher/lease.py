@@ -61,7 +61,7 @@ class WorkerLease:
     def check(self) -> None:
         """Raise LeaseError when this worker must start no new message."""
         if self._fenced is None and time.monotonic() - self._last_ok > self.grace:
-            self._fence(f"the store could not be reached to renew its lease for {self.grace:.0f} s")
+            self._fence(f"the store could not be reached to renew its lease for {self.grace:g} s")
         if self._fenced is not None:
             raise self._fenced
 

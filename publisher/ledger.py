@@ -27,11 +27,12 @@ not yet expired and the lease is over: one winner) and settles its rows from the
 alone: rows without a start mark go back to ``pending`` (the worker never handed them
 to the transport), rows with one become ``unknown``. Those unknowns are at most
 
-    START_MARKS (marked, not yet handed over) + [smtp] connections (queued or in
-    flight) + the outcomes not yet written to the store (at most ``flush_every``,
-    500, and in practice about FLUSH_SECONDS' worth of messages)
+    2 x START_MARKS (marked, not yet handed over) + [smtp] connections (queued or
+    in flight) + the outcomes not yet written to the store (at most ``flush_every``,
+    500, and about FLUSH_SECONDS' worth of messages)
 
-e.g. 64 + 4 + about 1,000 at 1,000 messages/s. A lease is timed by the database's clock.
+e.g. 128 + 4 + 500 at most, about 128 + 4 + 600 x FLUSH_SECONDS at 600 messages/s per
+worker. A lease is timed by the database's clock.
 
 **Fencing.** A worker whose lease was won by another process, or which could not renew
 it for half the lease (the database unreachable), starts no new message text: its
@@ -81,9 +82,13 @@ from publisher.subscriptions import set_status
 log = logging.getLogger("publisher.ledger")
 
 STALE_CLAIM = timedelta(hours=6)
-# Deliveries start-marked in the store per UPDATE, ahead of the transport: at most this
-# many marked rows are not started yet when a worker dies (they count in the unknown
-# bound of a lost host; see the module docstring). 64 keeps the marks' cost near 1%.
+# Deliveries start-marked in the store per UPDATE, ahead of the transport; the next
+# chunk is marked while one goes out, so at most twice this many marked rows are not
+# handed over yet when a worker dies (they count in the unknown bound of a lost host,
+# see the module docstring). Each marked row costs PostgreSQL about 30 us (a new row
+# version in every index); 64 rows per UPDATE cost about 7% of the sending rate on a
+# 2-core host that also runs the database, 32 about 12% (README, "Running on several
+# machines").
 START_MARKS = 64
 # Outcomes are written to the store at least this often (and every ``flush_every``).
 FLUSH_SECONDS = 1.0
@@ -450,9 +455,10 @@ class Sender:
     async def _messages(self, list_slug: str | None) -> AsyncIterator[OutgoingMessage]:
         """Claimed deliveries as messages, each start-marked in the store before it is yielded.
 
-        Marks go in batches of :data:`START_MARKS` rows ahead of the transport (one
-        UPDATE each): a row this worker may start always carries the mark, so when the
-        worker is lost with its journal, its unmarked rows are safe to queue again.
+        Marks go in chunks of :data:`START_MARKS` rows ahead of the transport (one
+        UPDATE each, the next chunk's while this one goes out): a row this worker may
+        start always carries the mark, so when the worker is lost with its journal, its
+        unmarked rows are safe to queue again.
         """
         while not self._stopping():
             batch = await asyncio.to_thread(
@@ -471,22 +477,36 @@ class Sender:
             )
             for claimed in batch:
                 self._claimed[claimed.delivery_id] = claimed
-            marked_to = 0
-            for n, claimed in enumerate(batch):
-                if self._stopping():
-                    return
-                if n >= marked_to:
-                    ahead = [c.delivery_id for c in batch[n : n + START_MARKS]]
-                    marked = await asyncio.to_thread(
-                        self.store.issues.mark_started, self.worker, ahead, self.clock()
-                    )
-                    if len(marked) < len(ahead):  # rows taken from us: the lease was lost
+            chunks = [batch[n : n + START_MARKS] for n in range(0, len(batch), START_MARKS)]
+            marking: asyncio.Task[bool] | None = self._mark(chunks[0])
+            try:
+                for n, chunk in enumerate(chunks):
+                    assert marking is not None
+                    whole = await marking
+                    # The next chunk is marked while this one goes out: off the critical path.
+                    marking = self._mark(chunks[n + 1]) if n + 1 < len(chunks) else None
+                    if not whole:  # rows taken from us: the lease was lost
                         self.lease.lose("another process settled its deliveries")
                         return
-                    marked_to = n + START_MARKS
-                message = await self._prepare(claimed)
-                if message is not None:
-                    yield message  # journaled only once its text goes out (_on_start)
+                    for claimed in chunk:
+                        if self._stopping():
+                            return
+                        message = await self._prepare(claimed)
+                        if message is not None:
+                            yield message  # journaled only once its text goes out (_on_start)
+            finally:
+                if marking is not None:
+                    marking.cancel()  # its rows, if marked, are released as never started
+
+    def _mark(self, chunk: list[Claimed]) -> asyncio.Task[bool]:
+        """Start-mark ``chunk`` in the store (in a thread); True when every row took the mark."""
+        ids = [c.delivery_id for c in chunk]
+
+        async def mark() -> bool:
+            marked = await asyncio.to_thread(self.store.issues.mark_started, self.worker, ids, self.clock())
+            return len(marked) == len(ids)
+
+        return asyncio.create_task(mark())
 
     async def _prepare(self, c: Claimed) -> OutgoingMessage | None:
         issue = self._issues.get(c.issue_id) or await asyncio.to_thread(self.store.issues.by_id, c.issue_id)
