@@ -371,14 +371,14 @@ class DeliveryConfig(_Strict):
     # queue the deliveries, and `publisher worker` processes (on any hosts) send them.
     mode: Literal["daemon", "workers"] = "daemon"
     # How long a sending process's claim on its deliveries holds without a renewal (it
-    # renews every third of it); after that another process settles them (publisher.ledger).
+    # renews every quarter of it); after that another process settles them (publisher.ledger).
     lease: DurationText = parse_duration("5m")
 
     @field_validator("lease")
     @classmethod
     def _lease_long_enough(cls, value: Duration) -> Duration:
         if value.total_seconds() < 3:
-            raise ValueError(f"{value} is too short: it is renewed every third of it; write '3s' or more")
+            raise ValueError(f"{value} is too short: it is renewed every quarter of it; write '3s' or more")
         return value
 
 

@@ -1,6 +1,6 @@
 """A sending worker's lease: its ``workers`` row, renewed by a heartbeat, and fencing.
 
-While a worker sends, its row's ``lease_until`` moves forward every third of
+While a worker sends, its row's ``lease_until`` moves forward every quarter of
 ``[delivery] lease``; the renewal also stores the worker's counts and last-seen time
 (``digest status``). A worker must stop starting message texts (it is *fenced*) when
 
@@ -44,7 +44,9 @@ class WorkerLease:
         self.worker = worker
         self.lease = lease
         self.counts: CountsFn = counts or dict
-        self.every = lease.total_seconds() / 3
+        # Renewed every quarter of the lease; fenced after half of it without a renewal:
+        # one renewal may fail or be late (a busy host) without stopping the worker.
+        self.every = lease.total_seconds() / 4
         self.grace = lease.total_seconds() / 2
         self._fenced: LeaseError | None = None
         self._last_ok = time.monotonic()

@@ -425,7 +425,7 @@ def test_three_workers_one_lost_with_its_host_send_each_message_at_most_once(
 ) -> None:
     pub, url = fleet_store
     with SmtpSink(keep_text=False) as sink:
-        fleet = Fleet(tmp_path, url, sink, lease="3s")
+        fleet = Fleet(tmp_path, url, sink, lease="4s")
         try:
             _victim, lost = _kill_mid_send(pub, fleet, sink)
             shutil.rmtree(tmp_path / "journal0")  # the host is gone, its journal with it

@@ -30,7 +30,7 @@ class WorkerProgress:
 
     ``state`` is ``alive`` (lease current), ``ended`` (stopped cleanly) or ``expired``
     (lease lapsed: the process or its host died, or lost the database). ``rate`` is
-    the issue's messages it sent per second, between its first start and last outcome.
+    the issue's messages it sent per second, between the first and the last of them.
     """
 
     worker: str
@@ -184,9 +184,11 @@ class WorkerStore:
         """Per issue, each worker that sent (or holds) some of its deliveries, busiest first."""
         if not issue_ids:
             return {}
-        sent = func.sum(case((deliveries.c.status == DeliveryStatus.SENT.value, 1), else_=0))
-        first = func.min(func.coalesce(deliveries.c.started_at, deliveries.c.claimed_at))
-        last = func.max(deliveries.c.updated_at)
+        is_sent = deliveries.c.status == DeliveryStatus.SENT.value
+        sent = func.sum(case((is_sent, 1), else_=0))
+        # The rate over sent messages only: rows settled later (a recovery) would stretch it.
+        first = func.min(case((is_sent, func.coalesce(deliveries.c.started_at, deliveries.c.claimed_at))))
+        last = func.max(case((is_sent, deliveries.c.updated_at)))
         q = (
             select(
                 deliveries.c.issue_id,
