@@ -87,9 +87,8 @@ STALE_CLAIM = timedelta(hours=6)
 # chunk is marked while one goes out, so at most twice this many marked rows are not
 # handed over yet when a worker dies (they count in the unknown bound of a lost host,
 # see the module docstring). Each marked row costs PostgreSQL about 30 us (a new row
-# version in every index); 64 rows per UPDATE cost about 7% of the sending rate on a
-# 2-core host that also runs the database, 32 about 12% (README, "Running on several
-# machines").
+# version in every index); 64 rows per UPDATE cost 5-8% of the sending rate on a 2-core
+# host that also runs the database, 32 rows 12-20% (README, "Running on several machines").
 START_MARKS = 64
 # Outcomes are written to the store at least this often (and every ``flush_every``): what
 # a lost host takes with it. Four small writes a second cost no measurable rate.

@@ -119,6 +119,24 @@ def test_a_journal_on_this_host_settles_its_worker_at_once_and_expires_it(
     assert not (tmp_path / "journal" / "dead.journal").exists()
 
 
+def test_claims_from_before_leases_keep_the_six_hour_rule_and_leased_ones_wait_for_their_lease(
+    store: Store, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(lists=STORE_LISTS)
+    make_issue(store, settings, 6)
+    long_ago = NOW - ledger.STALE_CLAIM - timedelta(minutes=1)
+    legacy = [c.delivery_id for c in store.issues.claim("old-version-worker", 3, long_ago)]
+    store.workers.register("slow", "host-c", 7, timedelta(days=1))
+    leased = [c.delivery_id for c in store.issues.claim("slow", 3, long_ago)]
+
+    counts = ledger.recover(store, tmp_path / "journal", NOW)
+    # Unregistered, no journal here, claimed 6 hours ago: it may have sent, so unknown.
+    assert counts == {"recorded": 0, "unknown": 3, "released": 0}
+    statuses = _statuses(store)
+    assert [statuses[i][0] for i in legacy] == ["unknown"] * 3
+    assert [statuses[i] for i in leased] == [("sending", "slow")] * 3  # its lease still holds
+
+
 # -- a sender fences itself ----------------------------------------------------------------
 
 
