@@ -157,7 +157,7 @@ def test_a_sender_whose_lease_was_won_by_another_process_stops_and_says_why(
     pub = make_publisher(pg_settings, clock, smtp_server, connections=2)
     pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
     addresses = subscribe(pub, 120)
-    smtp_server.script(Rule("data", delay=0.05))
+    smtp_server.script(Rule("data", delay=0.1, times=60))  # 3 s: time to be caught
     sender = ledger.Sender(pub.settings, pub.store, clock=clock)
 
     async def run() -> int:
@@ -176,8 +176,8 @@ def test_a_sender_whose_lease_was_won_by_another_process_stops_and_says_why(
 
     won = asyncio.run(run())
     stopped_at = len(smtp_server.accepted())
-    # Within one renewal (1 s at 40 messages/s on 2 connections), never the whole list.
-    assert won <= stopped_at < won + 80 and stopped_at < len(addresses)
+    # Within a renewal or two (0.75 s each; 20 messages/s on 2 connections), never the whole list.
+    assert won <= stopped_at < won + 60 and stopped_at < len(addresses)
     (row,) = pub.digest_status()
     assert row.sending == 0 and row.sent + row.unknown + row.pending == 120 and row.pending > 0
     (mine,) = row.workers
