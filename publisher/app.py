@@ -369,7 +369,8 @@ class Publisher:
         "view in browser" link the reader just got works (and the scheduler's digest
         job, ``digest send`` and ``publish`` all show the issue without a separate build).
         :meth:`asend_due_digests` passes ``rebuild_archive=False`` and rebuilds once for
-        all its lists.
+        all its lists. With ``[delivery] mode = "workers"`` nothing is sent here (the
+        report's ``queued`` deliveries wait for ``publisher worker``).
         """
         report = await digests.send_digest(
             self.settings,
@@ -448,8 +449,12 @@ class Publisher:
         return found
 
     def digest_status(self, list_slug: str | None = None, limit: int = 20) -> list[IssueSummary]:
-        """``digest status``: issues, newest first, with their delivery counts."""
+        """``digest status``: issues, newest first, with their delivery counts and workers."""
         return digests.status(self.settings, self.store, list_slug, limit)
+
+    def idle_queue_warning(self) -> str | None:
+        """In ``workers`` mode: a warning when deliveries are queued and no worker is alive."""
+        return digests.idle_queue_warning(self.settings, self.store)
 
     def requeue_unknown(self, list_slug: str) -> int:
         """``--resend-unknown``: queue the list's unknown-outcome messages again."""
@@ -850,6 +855,8 @@ class Publisher:
             counts["sent"] = sum(r.sent for r in reports)
             counts["deferred"] = sum(r.deferred for r in reports)
             counts["failed"] = sum(r.failed for r in reports)
+            if any(r.queued is not None for r in reports):  # [delivery] mode = "workers"
+                counts["queued"] = sum(r.queued or 0 for r in reports)
             counts.setdefault("ok", True)
             counts["ok"] = counts["ok"] and all(r.ok for r in reports)
         if job == JobKind.BOUNCES:

@@ -504,11 +504,36 @@ def print_digest(report: DigestReport, settings: Settings) -> None:
     elif report.note:
         head += f": {report.note}"
     console.print(head)
+    if report.queued is not None:  # [delivery] mode = "workers": the workers send
+        console.print(f"  {report.queued} deliveries queued for `publisher worker`")
     if any((t.sent, t.deferred, t.failed, t.bounced, t.unknown, t.skipped, t.released)):
         console.print(
             f"  sent {t.sent}, deferred {t.deferred}, failed {t.failed}, bounced {t.bounced}, "
             f"unknown {t.unknown}, skipped {t.skipped}, left queued {t.released}"
         )
+
+
+def digest_json(report: DigestReport) -> dict[str, Any]:
+    """``digest send --json``: what the send did; ``queued`` is set in workers mode only."""
+    t = report.tally
+    return {
+        "list": report.list_slug,
+        "period": report.period_key,
+        "issue_id": report.issue_id,
+        "created": report.created,
+        "items": report.items,
+        "omitted": report.omitted,
+        "recipients": report.recipients,
+        "note": report.note,
+        "sent": t.sent,
+        "deferred": t.deferred,
+        "failed": t.failed,
+        "bounced": t.bounced,
+        "unknown": t.unknown,
+        "skipped": t.skipped,
+        "left_queued": t.released,
+        "queued": report.queued,
+    }
 
 
 @cli.group()
@@ -592,11 +617,22 @@ def digest_preview(ctx: Context, list_slug: str, out_dir: Path, spam_check: bool
     help="Also resend messages whose outcome is unknown (connection lost after the text was sent): "
     "their recipients may get them twice.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the send's report as one JSON document.")
 @with_context
 def digest_send(
-    ctx: Context, list_slug: str, dry_run: bool, to_address: str | None, force: bool, resend_unknown: bool
+    ctx: Context,
+    list_slug: str,
+    dry_run: bool,
+    to_address: str | None,
+    force: bool,
+    resend_unknown: bool,
+    as_json: bool,
 ) -> None:
-    """Send the current period's issue of LIST, once (and retry its due deliveries)."""
+    """Send the current period's issue of LIST, once (and retry its due deliveries).
+
+    With [delivery] mode = "workers" it only creates the issue and queues its
+    deliveries; `publisher worker` processes send them.
+    """
     publisher = ctx.publisher
     if resend_unknown and not dry_run:
         requeued = publisher.requeue_unknown(list_slug)
@@ -627,7 +663,10 @@ def digest_send(
         report = asyncio.run(
             publisher.send_digest(list_slug, force=force, progress=lambda n: progress.advance(task, n))
         )
-    print_digest(report, publisher.settings)
+    if as_json:
+        print_json(digest_json(report))
+    else:
+        print_digest(report, publisher.settings)
     if not report.ok:
         sys.exit(1)
 
@@ -652,8 +691,12 @@ def progress_bar() -> Any:
 @json_option
 @with_context
 def digest_status(ctx: Context, list_slug: str | None, limit: int, as_json: bool) -> None:
-    """Issues, newest first, with sent, deferred, failed and unknown counts."""
+    """Issues, newest first, with sent, deferred, failed and unknown counts, and per worker
+    its host, pid, messages sent, rate, last seen and state (alive, ended, expired)."""
     rows = ctx.publisher.digest_status(list_slug, limit)
+    warning = ctx.publisher.idle_queue_warning()
+    if warning:
+        err_console.print(labelled("warning:", "yellow", warning))
     if as_json:
         print_json([dataclasses.asdict(row) for row in rows])
         return
@@ -691,6 +734,21 @@ def digest_status(ctx: Context, list_slug: str | None, limit: int, as_json: bool
             str(row.complaints),
         )
     console.print(table)
+    workers = Table("list", "period", "host", "pid", "sent", "msg/s", "last seen", "state", title="Workers")
+    for row in rows:
+        for w in row.workers:
+            workers.add_row(
+                row.list_slug,
+                row.period_key,
+                w.host,
+                str(w.pid),
+                str(w.sent),
+                f"{w.rate:g}",
+                local(w.last_seen, ctx.settings),
+                w.state,
+            )
+    if workers.row_count:
+        console.print(workers)
 
 
 @digest.command("requeue-unknown")

@@ -367,6 +367,19 @@ class DeliveryConfig(_Strict):
     give_up: DurationText = parse_duration("3d")
     batch_size: StrictInt = Field(500, ge=1, le=100_000)
     journal_dir: ConfigPath = Path("var/journal")  # crash journals of sending workers
+    # "daemon": `digest send` and scheduled digests send themselves; "workers": they only
+    # queue the deliveries, and `publisher worker` processes (on any hosts) send them.
+    mode: Literal["daemon", "workers"] = "daemon"
+    # How long a sending process's claim on its deliveries holds without a renewal (it
+    # renews every quarter of it); after that another process settles them (publisher.ledger).
+    lease: DurationText = parse_duration("5m")
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_long_enough(cls, value: Duration) -> Duration:
+        if value.total_seconds() < 3:
+            raise ValueError(f"{value} is too short: it is renewed every quarter of it; write '3s' or more")
+        return value
 
 
 class WebConfig(_Strict):

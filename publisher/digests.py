@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email
 import email.policy
 import logging
@@ -29,7 +30,8 @@ from pathlib import Path
 from publisher.archive import issue_url
 from publisher.config import ListConfig, Settings
 from publisher.errors import IssueError
-from publisher.ledger import LEGACY_STOPPED_TEXT, DeliveryTally, ProgressFn, Sender
+from publisher.lease import WorkerLease
+from publisher.ledger import LEGACY_STOPPED_TEXT, DeliveryTally, ProgressFn, Sender, new_worker_id
 from publisher.links import TEST_SUBSCRIBER_ID
 from publisher.mailer import OutgoingMessage, SendResult, make_transport
 from publisher.messages import RenderedIssue, render_issue, render_subject
@@ -62,6 +64,9 @@ class DigestReport:
     recipients: int = 0
     note: str = ""
     tally: DeliveryTally = field(default_factory=DeliveryTally)
+    # [delivery] mode = "workers": nothing was sent here; this many deliveries of the
+    # list wait for `publisher worker` (None in "daemon" mode, which sends itself).
+    queued: int | None = None
     import_report: ImportReport | None = None  # the list's subscribers file, if it has one
     # Confirmed subscribers the list skips for their language, per language (never silent).
     unserved: dict[str, int] = field(default_factory=dict)
@@ -138,7 +143,9 @@ async def send_digest(
     """Create the issue of the period containing ``at`` (if new) and deliver it.
 
     Also delivers whatever of this list is still due: deliveries left pending by a
-    stopped sender and deferred ones whose retry time has come.
+    stopped sender and deferred ones whose retry time has come. With ``[delivery] mode
+    = "workers"`` it only creates the issue: ``report.queued`` deliveries wait for
+    ``publisher worker``.
     """
     list_cfg = settings.list_config(list_slug)
     now = clock()
@@ -159,6 +166,10 @@ async def send_digest(
             report.period_key = key
         await asyncio.to_thread(_create_issue, settings, store, list_cfg, start, key, now, force, report)
 
+    if settings.delivery.mode == "workers":
+        # The issue and its deliveries exist; `publisher worker` processes send them.
+        report.queued = await asyncio.to_thread(store.issues.queued_count, list_slug)
+        return report
     sender = Sender(settings, store, clock=clock, stop_requested=stop_requested, progress=progress)
     report.tally = await sender.run(list_slug)
     return report
@@ -444,9 +455,10 @@ def requeue_unknown(settings: Settings, store: Store, clock: Clock, list_slug: s
 
     Their recipients may get them twice: the server may have accepted the first copy.
     """
+    settings.list_config(list_slug)
     return sum(
         store.issues.resend_unknown(row.id, clock())
-        for row in status(settings, store, list_slug, limit=10_000)
+        for row in store.issues.summaries(list_slug, limit=10_000)
         if row.unknown
     )
 
@@ -504,28 +516,71 @@ async def deliver_queue(
     """What `publisher worker` does: deliver every due message of every list, then poll.
 
     ``stop_requested`` (SIGTERM, set by the front) stops taking new messages; in-flight
-    ones finish and the rest stays queued. Several workers share the queue safely
-    (claims never overlap). A relay outage raises MailError with the messages left
-    queued: ``worker`` ends with that one line and exit 1, for its supervisor to
+    ones finish and the rest stays queued. Several workers, on one host or many, share
+    the queue safely (claims never overlap). The process is one worker with one lease
+    (its ``workers`` row, renewed between polls too, so ``digest status`` shows it
+    alive); each round first settles what dead workers left (publisher.ledger.recover).
+    A relay outage raises MailError with the messages left queued, a lost lease
+    LeaseError: ``worker`` ends with that one line and exit 1, for its supervisor to
     restart (systemd ``Restart=on-failure``).
     """
-    while not stop_requested():
-        sender = Sender(settings, store, clock=clock, stop_requested=stop_requested)
-        tally = await sender.run()
-        if on_round is not None:
-            on_round(tally)
-        if once:
-            return
-        with contextlib.suppress(TimeoutError):  # wake at once on a stop, not after interval
-            async with asyncio.timeout(interval):
-                while not stop_requested():
-                    await asyncio.sleep(0.1)
+    total = DeliveryTally()
+    current: list[Sender] = []
+
+    def counts() -> dict[str, int]:
+        summed = dataclasses.asdict(total)
+        for sender in current:
+            for name, value in dataclasses.asdict(sender.tally).items():
+                summed[name] += value
+        return summed
+
+    lease = WorkerLease(store, new_worker_id(), settings.delivery.lease, counts)
+    await lease.start()
+    holds_nothing = True  # no round left claims unsettled: the row can say "ended"
+    try:
+        while not stop_requested():
+            sender = Sender(settings, store, clock=clock, stop_requested=stop_requested, lease=lease)
+            current[:] = [sender]
+            holds_nothing = False
+            try:
+                tally = await sender.run()
+            finally:
+                holds_nothing = sender.settled
+                current.clear()
+                for name, value in dataclasses.asdict(sender.tally).items():
+                    setattr(total, name, getattr(total, name) + value)
+            if on_round is not None:
+                on_round(tally)
+            if once:
+                break
+            with contextlib.suppress(TimeoutError):  # wake at once on a stop, not after interval
+                async with asyncio.timeout(interval):
+                    while not stop_requested():
+                        lease.check()
+                        await asyncio.sleep(0.1)
+    finally:
+        await lease.stop(ended=holds_nothing and lease.fenced is None)
 
 
 def status(
     settings: Settings, store: Store, list_slug: str | None = None, limit: int = 20
 ) -> list[IssueSummary]:
-    """Issues, newest first, with their delivery counts (``digest status``)."""
+    """Issues, newest first, with their delivery counts and who sends them (``digest status``)."""
     if list_slug is not None:
         settings.list_config(list_slug)
-    return store.issues.summaries(list_slug, limit)
+    rows = store.issues.summaries(list_slug, limit)
+    progress = store.workers.progress([row.id for row in rows])
+    return [dataclasses.replace(row, workers=tuple(progress.get(row.id, ()))) for row in rows]
+
+
+def idle_queue_warning(settings: Settings, store: Store) -> str | None:
+    """With ``[delivery] mode = "workers"``: deliveries wait and no worker is alive to send them."""
+    if settings.delivery.mode != "workers":
+        return None
+    queued = store.issues.queued_count()
+    if not queued or store.workers.listing(alive_only=True, limit=1):
+        return None
+    return (
+        f'{queued} deliveries are queued and no `publisher worker` is running ([delivery] mode = "workers"): '
+        "start one (README, 'Running on several machines')"
+    )

@@ -16,6 +16,7 @@ in the traceback while the message says what to do.
     ├── TemplateError        a template failed to load or render
     ├── TokenError           an unsubscribe/preferences token is forged or unknown
     ├── MailError            the transport failed as a whole (cannot connect, auth)
+    ├── LeaseError           a sending worker lost its lease; it stopped taking work
     ├── IssueError           a digest issue cannot be built or sent
     ├── SchedulerError       bad trigger, unknown schedule, lock trouble
     │   └── FireTimeTaken    a fire time is served already or being served elsewhere
@@ -94,6 +95,15 @@ class TokenError(PublisherError):
 
 class MailError(PublisherError):
     """The mail transport failed as a whole (connection refused, auth rejected)."""
+
+
+class LeaseError(PublisherError):
+    """A sending worker's lease on its deliveries is gone: it must start no new message.
+
+    Either another process found the lease lapsed and settled the worker's deliveries
+    (they may be with another worker by now), or the store could not be reached to renew
+    it for half the lease. See publisher.ledger.
+    """
 
 
 class IssueError(PublisherError):

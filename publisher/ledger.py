@@ -2,28 +2,58 @@
 
 Exactly-once across crashes without a database round trip per message:
 
-* rows are claimed in batches and marked ``sending`` with this worker's id;
+* rows are claimed in batches and marked ``sending`` with this worker's id; the worker
+  holds a lease on them (its ``workers`` row, renewed every quarter of ``[delivery]
+  lease``, publisher.lease);
+* before a message is handed to the transport its row carries a *start mark*
+  (``deliveries.started_at``), written :data:`START_MARKS` rows ahead in one UPDATE;
 * when the transport is about to write a message's text on an open connection (its
   ``on_start``: after the server's 354), ``S <id>`` is appended to the worker's journal
   file, and each SMTP outcome ``R <id> ...`` right after it arrives (``os.write`` on an
   O_APPEND file: a SIGKILL cannot lose it, the kernel has it);
-* outcomes are written to the store in batches; the journal is removed at a clean end.
+* outcomes are written to the store in batches (every ``flush_every`` results and at
+  least every :data:`FLUSH_SECONDS`); the journal is removed at a clean end.
 
-After a crash the next sender finds the journal of the dead worker (its flock is
-free), records every outcome it holds, marks ``started`` rows with no outcome as
-``unknown`` (at most ``connections`` of them, one per connection whose message text
-was going out: the server may have accepted it) and puts the rest back to
-``pending``. Nothing is sent twice and nobody is skipped.
+**A worker that dies, its host still there.** The next sender on that host (each
+sender runs :func:`recover` at its start, ``publisher worker`` before every poll) finds
+the journal of the dead worker (its flock is free), records every outcome it holds,
+marks ``started`` rows with no outcome as ``unknown`` (at most ``connections`` of them,
+one per connection whose message text was going out: the server may have accepted it)
+and puts the rest back to ``pending``. Nothing is sent twice and nobody is skipped.
+
+**A lost host** (its journal gone with it, or unreachable): once the worker's lease
+lapses, any process's :func:`recover` may win it (``UPDATE workers SET expired`` where
+not yet expired and the lease is over: one winner) and settles its rows from the store
+alone: rows without a start mark go back to ``pending`` (the worker never handed them
+to the transport), rows with one become ``unknown``. Those unknowns are at most
+
+    2 x START_MARKS (marked, not yet handed over) + [smtp] connections (queued or
+    in flight) + the outcomes not yet written to the store (at most ``flush_every``,
+    500, and about two FLUSH_SECONDS' worth of messages: the buffer and the write
+    under way)
+
+e.g. 128 + 4 + 500 at most, about 128 + 4 + 250 at 500 messages/s per worker. A lease
+is timed by the database's clock.
+
+**Fencing.** A worker whose lease was won by another process, or which could not renew
+it for half the lease (the database unreachable), starts no new message text: its
+next start raises LeaseError, the messages already going out finish and are journaled,
+and the run ends with that error. The store fences it too: its claims, start marks,
+``record`` and ``release`` only touch rows still ``sending`` and claimed by it, so a
+settled row is never resent by the worker that lost it.
 
 The same split ends a run that stops early without a crash (SIGTERM, or a relay
 that cannot be connected to, greeted, secured or logged in to): messages pulled from
 the queue but never started go back to ``pending``, untouched, so an outage puts
-nobody in doubt. ``unknown`` means only "the text went out and no final reply came".
+nobody in doubt. ``unknown`` means only "the text went out and no final reply came"
+(or, for a lost host, "it may have").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -38,8 +68,9 @@ from pathlib import Path
 from publisher.archive import issue_url
 from publisher.bounces.verp import ReturnPath
 from publisher.config import ListConfig, Settings
-from publisher.errors import MailError, PublisherError
+from publisher.errors import LeaseError, MailError, PublisherError
 from publisher.i18n import normalise_language
+from publisher.lease import WorkerLease
 from publisher.mailer import OutgoingMessage, SendResult, make_transport
 from publisher.messages import RenderedIssue, render_issue
 from publisher.models import Clock, DeliveryStatus, StopFlag, Subscriber, SubscriptionStatus
@@ -52,6 +83,16 @@ from publisher.subscriptions import set_status
 log = logging.getLogger("publisher.ledger")
 
 STALE_CLAIM = timedelta(hours=6)
+# Deliveries start-marked in the store per UPDATE, ahead of the transport; the next
+# chunk is marked while one goes out, so at most twice this many marked rows are not
+# handed over yet when a worker dies (they count in the unknown bound of a lost host,
+# see the module docstring). Each marked row costs PostgreSQL about 30 us (a new row
+# version in every index); 64 rows per UPDATE cost 5-8% of the sending rate on a 2-core
+# host that also runs the database, 32 rows 12-20% (README, "Running on several machines").
+START_MARKS = 64
+# Outcomes are written to the store at least this often (and every ``flush_every``): what
+# a lost host takes with it. Four small writes a second cost no measurable rate.
+FLUSH_SECONDS = 0.25
 
 # What a recovery writes on a started delivery that has no outcome.
 STOPPED_TEXT = "sender stopped after the message text began to go out; not resent"
@@ -140,29 +181,62 @@ def read_journal(path: Path) -> tuple[set[int], dict[int, Outcome]]:
     return started, finished
 
 
-def recover(store: Store, directory: Path, now: datetime) -> dict[str, int]:
-    """Settle the claims of dead workers from their journals (see module docstring)."""
+def recover(store: Store, directory: Path, now: datetime, me: str | None = None) -> dict[str, int]:
+    """Settle the claims of dead workers (see module docstring); ``me`` is the caller's id.
+
+    1. Journals in ``directory`` whose lock is free (their worker died on this host):
+       applied, and the worker's row expired at once, lease or not.
+    2. Workers whose lease lapsed: each is won by one process (an atomic UPDATE); the
+       winner applies its journal when it is here, else settles from the store alone.
+    3. Claims older than :data:`STALE_CLAIM` by ids with no ``workers`` row (made by a
+       version before leases) and no journal here: unknown, as before.
+    """
     counts = {"recorded": 0, "unknown": 0, "released": 0}
     if directory.is_dir():
         for path in sorted(directory.glob("*.journal")):
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue  # its worker is alive
-            try:
-                _settle(store, path.stem, *read_journal(path), now, counts)
-                path.unlink(missing_ok=True)
-            finally:
-                os.close(fd)
-    for worker in store.issues.stale_workers(now - STALE_CLAIM):
-        if not (directory / f"{worker}.journal").exists():
-            # Claimed long ago by a worker whose journal is not here: it may have sent.
-            _settle(store, worker, set(store.issues.claimed_by(worker)), {}, now, counts)
+            if path.stem != me:
+                _apply_journal(store, path, now, counts, expire=True)
+    for worker in store.workers.lapsed():
+        if worker == me or not store.workers.expire(worker):
+            continue  # renewed meanwhile, or another process won it
+        journal = directory / f"{worker}.journal"
+        if not (journal.exists() and _apply_journal(store, journal, now, counts, expire=False)):
+            released, unknown = store.issues.settle_lost(worker, now, STOPPED_TEXT)
+            counts["released"] += released
+            counts["unknown"] += unknown
+    stale = [
+        worker
+        for worker in store.issues.stale_workers(now - STALE_CLAIM)
+        if not (directory / f"{worker}.journal").exists()
+    ]
+    for worker in sorted(set(stale) - store.workers.known(stale)):
+        # Claimed long ago by a worker whose journal is not here: it may have sent.
+        _settle(store, worker, set(store.issues.claimed_by(worker)), {}, now, counts)
     if any(counts.values()):
         log.warning("recovered claims of stopped senders: %s", counts)
     return counts
+
+
+def _apply_journal(store: Store, path: Path, now: datetime, counts: dict[str, int], *, expire: bool) -> bool:
+    """Settle a dead worker's claims from its journal; False when its worker still holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # settled by another process of this host just now
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # its worker is alive
+        if expire:
+            # Its lock is free: the worker is dead. Expire its row so that no other host
+            # settles it from the store alone while this journal, which knows more, is applied.
+            store.workers.expire(path.stem, lapsed_only=False)
+        _settle(store, path.stem, *read_journal(path), now, counts)
+        path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
 
 
 def _settle(
@@ -194,8 +268,8 @@ def _settle(
             counts["unknown"] += 1
         else:
             release.append(did)
-    store.issues.record(outcomes)
-    store.issues.release(release, now)
+    store.issues.record(outcomes, worker=worker)
+    store.issues.release(release, now, worker=worker)
     counts["recorded"] += len(outcomes) - sum(1 for o in outcomes if o.status is DeliveryStatus.UNKNOWN)
     counts["released"] += len(release)
 
@@ -261,6 +335,7 @@ class Sender:
         stop_requested: StopFlag = lambda: False,
         progress: ProgressFn | None = None,
         flush_every: int = 500,
+        lease: WorkerLease | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -268,11 +343,15 @@ class Sender:
         self.stop_requested = stop_requested
         self.progress = progress
         self.flush_every = flush_every
+        # `publisher worker` keeps one lease (one worker id and row) for all its rounds;
+        # otherwise each run registers its own.
+        self._own_lease = lease is None
+        self.lease = lease or WorkerLease(store, new_worker_id(), settings.delivery.lease, self._counts)
         self.policy = RetryPolicy.from_settings(settings)
         # The DKIM key is read and checked once, before the first message (a bad key
         # stops the run here rather than failing every message).
         self.signer = DkimSigner(settings.dkim) if settings.dkim is not None else None
-        self.worker = new_worker_id()
+        self.worker = self.lease.worker
         self.journal_dir = settings.delivery.journal_dir
         self.tally = DeliveryTally()
         self._renders: dict[tuple[int, str], RenderedIssue] = {}
@@ -289,31 +368,56 @@ class Sender:
         self._bounces: list[tuple[int, str]] = []
         self._message_ids: dict[int, str] = {}
         self._started: set[int] = set()
+        self._done = asyncio.Event()  # the send is over (stops the timed flushes)
+        self.settled = True  # False while (or if) a run leaves claims of this worker unsettled
+
+    def _counts(self) -> dict[str, int]:
+        """What the worker's row shows (renewed with the lease)."""
+        return dataclasses.asdict(self.tally)
 
     async def run(self, list_slug: str | None = None) -> DeliveryTally:
-        await asyncio.to_thread(recover, self.store, self.journal_dir, self.clock())
+        await asyncio.to_thread(recover, self.store, self.journal_dir, self.clock(), self.worker)
         self.journal = Journal(self.journal_dir, self.worker)
+        if self._own_lease:
+            try:
+                await self.lease.start()
+            except BaseException:
+                self.journal.close(remove=True)
+                raise
+        self.settled = False
         transport = make_transport(self.settings)
+        self._done = asyncio.Event()
+        flusher = asyncio.create_task(self._flush_on_time())
         clean = False
         outage: MailError | None = None
+        fenced: LeaseError | None = None
         try:
             await transport.send(self._messages(list_slug), self._on_result, self._on_start)
             clean = True
         except MailError as e:  # the relay cannot be reached: reported once, below
             outage = e
+        except LeaseError as e:  # see publisher.lease: no new message text from here on
+            fenced = e
         finally:
             await transport.close()
+            self._done.set()
+            await flusher
             settled = False
             try:
                 await self._flush()
                 await asyncio.to_thread(self._settle_own_claims)
-                settled = True
+                settled = self.settled = True
             finally:
                 # Keep the journal if the store could not take the outcomes: the next
                 # sender's recovery applies it.
                 self.journal.close(remove=settled)
-            if not clean and outage is None:
+                fenced = fenced or self.lease.fenced
+                if self._own_lease:
+                    await self.lease.stop(ended=settled and fenced is None)
+            if not clean and outage is None and fenced is None:
                 log.warning("sending stopped early; %d deliveries left queued", self.tally.released)
+        if fenced is not None:
+            raise fenced
         if outage is not None:
             queued = await asyncio.to_thread(self.store.issues.queued_count, list_slug)
             raise MailError(f"{outage}; {queued} message(s) left queued") from outage
@@ -327,7 +431,12 @@ class Sender:
         return self.tally
 
     def _on_start(self, delivery_id: int) -> None:
-        """The transport is about to write this message's text: from now on it may arrive."""
+        """The transport is about to write this message's text: from now on it may arrive.
+
+        A fenced worker raises instead (LeaseError): the transport then writes no text,
+        lets the messages already going out finish, and stops.
+        """
+        self.lease.check()
         self.journal.started(delivery_id)
         self._started.add(delivery_id)
 
@@ -344,8 +453,19 @@ class Sender:
 
     # -- feeding the transport -------------------------------------------------
 
+    def _stopping(self) -> bool:
+        """A stop was asked for (SIGTERM) or the worker is fenced: take no more work."""
+        return self.stop_requested() or self.lease.fenced is not None
+
     async def _messages(self, list_slug: str | None) -> AsyncIterator[OutgoingMessage]:
-        while not self.stop_requested():
+        """Claimed deliveries as messages, each start-marked in the store before it is yielded.
+
+        Marks go in chunks of :data:`START_MARKS` rows ahead of the transport (one
+        UPDATE each, the next chunk's while this one goes out): a row this worker may
+        start always carries the mark, so when the worker is lost with its journal, its
+        unmarked rows are safe to queue again.
+        """
+        while not self._stopping():
             batch = await asyncio.to_thread(
                 self.store.issues.claim,
                 self.worker,
@@ -362,12 +482,36 @@ class Sender:
             )
             for claimed in batch:
                 self._claimed[claimed.delivery_id] = claimed
-            for claimed in batch:
-                if self.stop_requested():
-                    return
-                message = await self._prepare(claimed)
-                if message is not None:
-                    yield message  # journaled only once its text goes out (_on_start)
+            chunks = [batch[n : n + START_MARKS] for n in range(0, len(batch), START_MARKS)]
+            marking: asyncio.Task[bool] | None = self._mark(chunks[0])
+            try:
+                for n, chunk in enumerate(chunks):
+                    assert marking is not None
+                    whole = await marking
+                    # The next chunk is marked while this one goes out: off the critical path.
+                    marking = self._mark(chunks[n + 1]) if n + 1 < len(chunks) else None
+                    if not whole:  # rows taken from us: the lease was lost
+                        self.lease.lose("another process settled its deliveries")
+                        return
+                    for claimed in chunk:
+                        if self._stopping():
+                            return
+                        message = await self._prepare(claimed)
+                        if message is not None:
+                            yield message  # journaled only once its text goes out (_on_start)
+            finally:
+                if marking is not None:
+                    marking.cancel()  # its rows, if marked, are released as never started
+
+    def _mark(self, chunk: list[Claimed]) -> asyncio.Task[bool]:
+        """Start-mark ``chunk`` in the store (in a thread); True when every row took the mark."""
+        ids = [c.delivery_id for c in chunk]
+
+        async def mark() -> bool:
+            marked = await asyncio.to_thread(self.store.issues.mark_started, self.worker, ids, self.clock())
+            return len(marked) == len(ids)
+
+        return asyncio.create_task(mark())
 
     async def _prepare(self, c: Claimed) -> OutgoingMessage | None:
         issue = self._issues.get(c.issue_id) or await asyncio.to_thread(self.store.issues.by_id, c.issue_id)
@@ -472,12 +616,32 @@ class Sender:
         if self.progress:
             self.progress(1)
 
+    async def _flush_on_time(self) -> None:
+        """Write outcomes at least every :data:`FLUSH_SECONDS`, not only every ``flush_every``.
+
+        What a lost host takes with it is its outcomes not yet in the store (they become
+        ``unknown``); at a slow rate ``flush_every`` results could take minutes to gather.
+        """
+        while not self._done.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FLUSH_SECONDS):
+                    await self._done.wait()
+            if self._buffer and not self._done.is_set():
+                try:
+                    await self._flush()
+                except Exception as e:  # kept for the final flush, which reports it
+                    log.warning("cannot write outcomes yet: %s", str(e).splitlines()[0])
+
     async def _flush(self) -> None:
         self.journal.sync()  # the journal stays a superset of what the store holds
         batch, self._buffer = self._buffer, []
         bounces, self._bounces = self._bounces, []
         if batch:
-            await asyncio.to_thread(self.store.issues.record, batch)
+            try:
+                await asyncio.to_thread(self.store.issues.record, batch, worker=self.worker)
+            except BaseException:
+                self._buffer[:0], self._bounces[:0] = batch, bounces  # for the next flush
+                raise
             # Recorded rows are no longer 'sending', so settling never looks for them:
             # forget them, keeping memory flat in list size. (Not before: a batch the
             # store refused must still count as started.)

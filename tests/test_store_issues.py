@@ -83,7 +83,9 @@ def test_deferred_rows_are_due_only_after_their_retry_time(
     make_issue(store, settings, 1)
     (c,) = store.issues.claim("w", 10, NOW)
     retry = NOW + timedelta(minutes=5)
-    store.issues.record([Outcome(c.delivery_id, DeliveryStatus.DEFERRED, 451, "later", NOW, 1, retry)])
+    store.issues.record(
+        [Outcome(c.delivery_id, DeliveryStatus.DEFERRED, 451, "later", NOW, 1, retry)], worker="w"
+    )
     assert store.issues.claim("w", 10, NOW + timedelta(minutes=4)) == []
     (again,) = store.issues.claim("w", 10, retry)
     assert again.delivery_id == c.delivery_id and again.attempts == 1
@@ -94,5 +96,5 @@ def test_release_returns_claims_to_the_queue(store: Store, make_settings: Callab
     make_issue(store, settings, 4)
     batch = store.issues.claim("w", 10, NOW)
     assert len(batch) == 4 and store.issues.claim("other", 10, NOW) == []
-    store.issues.release([c.delivery_id for c in batch], NOW)
+    store.issues.release([c.delivery_id for c in batch], NOW, worker="w")
     assert len(store.issues.claim("other", 10, NOW)) == 4

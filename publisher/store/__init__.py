@@ -16,6 +16,7 @@ from publisher.store.items import ItemStore, SourceStateStore
 from publisher.store.runs import RunStore
 from publisher.store.signups import SignupStore
 from publisher.store.subscribers import SubscriberStore
+from publisher.store.workers import WorkerStore
 
 
 class Store:
@@ -33,6 +34,7 @@ class Store:
         self.signups = SignupStore(self.engine)
         self.feedback = FeedbackStore(self.engine)
         self.admin = AdminStore(self.engine)
+        self.workers = WorkerStore(self.engine)
 
     @property
     def dialect(self) -> str:

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
+from publisher.errors import LeaseError
 from publisher.models import DeliveryStatus, FeedbackKind, Item, SubscriptionStatus
 from publisher.store.items import row_to_item, shown
 from publisher.store.subscribers import receives
@@ -46,6 +47,7 @@ from publisher.store.tables import (
     subscribers,
     subscriptions,
 )
+from publisher.store.workers import WorkerProgress, usable
 
 CHUNK = 1000
 
@@ -87,6 +89,8 @@ class IssueSummary:
     # Reports received later about this issue's deliveries (publisher.bounces).
     soft_bounces: int = 0
     complaints: int = 0
+    # Who sends it (``digest status``; empty elsewhere): per worker, its sent count and state.
+    workers: tuple[WorkerProgress, ...] = ()
 
 
 @dataclass(slots=True)
@@ -290,10 +294,16 @@ class IssueStore:
         Due: pending, or deferred with its retry time come. On PostgreSQL concurrent
         workers skip each other's rows (SKIP LOCKED); on SQLite the UPDATE re-checks
         that each row is still due, so a row another worker claimed meanwhile is not ours.
+        A registered worker that lost its lease claims nothing (LeaseError): the process
+        that won it has settled, or is settling, what it held.
         """
         sqlite = self.engine.dialect.name == "sqlite"
         while True:
             with self.engine.begin() as conn:
+                if not usable(conn, worker):
+                    raise LeaseError(
+                        f"worker {worker} lost its lease: another process settled its deliveries"
+                    )
                 ids = (
                     self._pick_sqlite(conn, limit, now, list_slug)
                     if sqlite
@@ -346,7 +356,13 @@ class IssueStore:
         result = conn.execute(
             update(deliveries)
             .where(deliveries.c.id.in_(ids), still_due)
-            .values(status=DeliveryStatus.SENDING.value, claimed_by=worker, claimed_at=now, updated_at=now)
+            .values(
+                status=DeliveryStatus.SENDING.value,
+                claimed_by=worker,
+                claimed_at=now,
+                started_at=None,
+                updated_at=now,
+            )
             .returning(deliveries.c.id)
         )
         return sorted(r[0] for r in result)
@@ -382,14 +398,28 @@ class IssueStore:
             for did, issue_id, attempts, sid, email, name, language, secret, list_status in conn.execute(q)
         ]
 
-    def record(self, outcomes: Sequence[Outcome]) -> None:
-        """Write a batch of results: one UPDATE and one INSERT statement per batch."""
+    def record(self, outcomes: Sequence[Outcome], *, worker: str) -> int:
+        """Write a batch of ``worker``'s results; return how many rows took them.
+
+        Only rows still ``sending`` and claimed by ``worker`` change (fencing): a worker
+        whose lease lapsed and whose rows another process settled changes nothing, even
+        if it still runs. ``claimed_by`` stays: it says who sent the message. One
+        SELECT, one UPDATE and one INSERT statement per batch.
+        """
         if not outcomes:
-            return
+            return 0
         with self.engine.begin() as conn:
+            ours = _ours(conn, [o.delivery_id for o in outcomes], worker)
+            outcomes = [o for o in outcomes if o.delivery_id in ours]
+            if not outcomes:
+                return 0
             conn.execute(
                 update(deliveries)
-                .where(deliveries.c.id == bindparam("b_id"))
+                .where(
+                    deliveries.c.id == bindparam("b_id"),
+                    deliveries.c.status == DeliveryStatus.SENDING.value,
+                    deliveries.c.claimed_by == bindparam("b_worker"),
+                )
                 .values(
                     status=bindparam("b_status"),
                     attempts=bindparam("b_attempts"),
@@ -398,11 +428,11 @@ class IssueStore:
                     last_text=bindparam("b_text"),
                     message_id=func.coalesce(bindparam("b_mid"), deliveries.c.message_id),
                     updated_at=bindparam("b_at"),
-                    claimed_by=None,
                 ),
                 [
                     {
                         "b_id": o.delivery_id,
+                        "b_worker": worker,
                         "b_status": o.status.value,
                         "b_attempts": o.attempts,
                         "b_next": o.next_attempt,
@@ -427,19 +457,88 @@ class IssueStore:
                     for o in outcomes
                 ],
             )
+        return len(outcomes)
 
-    def release(self, delivery_ids: Sequence[int], now: datetime) -> None:
-        """Give claimed deliveries that were never handed to SMTP back to the queue."""
+    def release(self, delivery_ids: Sequence[int], now: datetime, *, worker: str) -> None:
+        """Give ``worker``'s claimed deliveries that were never started back to the queue.
+
+        Fenced like :meth:`record`: only rows still ``sending`` by ``worker`` change.
+        """
         with self.engine.begin() as conn:
             for start in range(0, len(delivery_ids), CHUNK):
                 chunk = list(delivery_ids[start : start + CHUNK])
                 conn.execute(
                     update(deliveries)
-                    .where(deliveries.c.id.in_(chunk), deliveries.c.status == DeliveryStatus.SENDING.value)
-                    .values(
-                        status=DeliveryStatus.PENDING.value, claimed_by=None, claimed_at=None, updated_at=now
+                    .where(
+                        deliveries.c.id.in_(chunk),
+                        deliveries.c.status == DeliveryStatus.SENDING.value,
+                        deliveries.c.claimed_by == worker,
                     )
+                    .values(**_RELEASED, updated_at=now)
                 )
+
+    def mark_started(self, worker: str, delivery_ids: Sequence[int], now: datetime) -> list[int]:
+        """Mark ``worker``'s claimed rows as about to go out; return the ids marked.
+
+        Called in batches ahead of the transport (publisher.ledger): a row the worker
+        starts always carries the mark, so a lost worker's rows without it are safe to
+        queue again. An id missing from the answer is no longer the worker's (its lease
+        was lost and the row settled by another process): it must not be sent.
+        """
+        if not delivery_ids:
+            return []
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id.in_(list(delivery_ids)),
+                    deliveries.c.status == DeliveryStatus.SENDING.value,
+                    deliveries.c.claimed_by == worker,
+                )
+                .values(started_at=now)
+                .returning(deliveries.c.id)
+            )
+            return sorted(r[0] for r in result)
+
+    def settle_lost(self, worker: str, now: datetime, text: str) -> tuple[int, int]:
+        """Settle a lost worker's claims from the store alone: (released, unknown).
+
+        Rows without a start mark go back to ``pending`` first, then rows with one become
+        ``unknown`` with ``text``. In that order a mark the worker commits meanwhile
+        either comes before the release (the row is then not released, and becomes
+        unknown) or finds the row no longer its own (and the row is not sent).
+        """
+        mine = and_(deliveries.c.claimed_by == worker, deliveries.c.status == DeliveryStatus.SENDING.value)
+        with self.engine.begin() as conn:
+            released = conn.execute(
+                update(deliveries)
+                .where(mine, deliveries.c.started_at.is_(None))
+                .values(**_RELEASED, updated_at=now)
+            ).rowcount
+            unknown = [
+                r[0]
+                for r in conn.execute(
+                    update(deliveries)
+                    .where(mine, deliveries.c.started_at.is_not(None))
+                    .values(
+                        status=DeliveryStatus.UNKNOWN.value,
+                        attempts=deliveries.c.attempts + 1,
+                        last_code=None,
+                        last_text=text,
+                        updated_at=now,
+                    )
+                    .returning(deliveries.c.id)
+                )
+            ]
+            if unknown:
+                conn.execute(
+                    insert(delivery_attempts),
+                    [
+                        {"delivery_id": i, "at": now, "status": DeliveryStatus.UNKNOWN.value, "text": text}
+                        for i in unknown
+                    ],
+                )
+        return int(released or 0), len(unknown)
 
     def claimed_by(self, worker: str) -> list[int]:
         q = select(deliveries.c.id).where(
@@ -579,6 +678,28 @@ class IssueStore:
 
 
 CONFIRMED = SubscriptionStatus.CONFIRMED.value
+# What a row given back to the queue looks like: nobody's, never started.
+_RELEASED: dict[str, Any] = {
+    "status": DeliveryStatus.PENDING.value,
+    "claimed_by": None,
+    "claimed_at": None,
+    "started_at": None,
+}
+
+
+def _ours(conn: Connection, delivery_ids: list[int], worker: str) -> set[int]:
+    """Of ``delivery_ids``, those still ``sending`` by ``worker``, locked until commit."""
+    found: set[int] = set()
+    for start in range(0, len(delivery_ids), CHUNK):
+        q = select(deliveries.c.id).where(
+            deliveries.c.id.in_(delivery_ids[start : start + CHUNK]),
+            deliveries.c.status == DeliveryStatus.SENDING.value,
+            deliveries.c.claimed_by == worker,
+        )
+        if conn.dialect.name != "sqlite":
+            q = q.with_for_update()
+        found.update(r[0] for r in conn.execute(q))
+    return found
 
 
 def _feedback_counts(conn: Connection, issue_ids: list[int]) -> dict[tuple[int, str], int]:
