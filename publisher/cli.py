@@ -940,6 +940,18 @@ def status(ctx: Context, as_json: bool) -> None:
                 "queue": report.queue,
                 "recent_runs": [_run_json(run) for run in report.recent_runs],
                 "feedback": _rates_json(report.feedback),
+                "workers": [
+                    {
+                        "worker": w.worker,
+                        "host": w.host,
+                        "pid": w.pid,
+                        "started": w.started.isoformat(),
+                        "last_seen": w.last_seen.isoformat(),
+                        "state": w.state,
+                        "sent": w.sent,
+                    }
+                    for w in report.workers
+                ],
             }
         )
         return
@@ -978,6 +990,11 @@ def status(ctx: Context, as_json: bool) -> None:
         )
     console.print(issues_table)
     console.print("Queue: " + ", ".join(f"{k} {v}" for k, v in report.queue.items()))
+    if report.workers:
+        senders = Table("host", "pid", "started", "last seen", "sent", title="Senders alive")
+        for w in report.workers:
+            senders.add_row(w.host, str(w.pid), _when(w.started, tz), _when(w.last_seen, tz), str(w.sent))
+        console.print(senders)
     if report.feedback is not None:
         rates = report.feedback
         console.print(

@@ -83,6 +83,8 @@ from publisher.subscriptions import set_status
 log = logging.getLogger("publisher.ledger")
 
 STALE_CLAIM = timedelta(hours=6)
+# How long `digest status` can still name the host and pid of a stopped sender.
+WORKER_ROWS_KEPT = timedelta(days=90)
 # Deliveries start-marked in the store per UPDATE, ahead of the transport; the next
 # chunk is marked while one goes out, so at most twice this many marked rows are not
 # handed over yet when a worker dies (they count in the unknown bound of a lost host,
@@ -214,6 +216,7 @@ def recover(store: Store, directory: Path, now: datetime, me: str | None = None)
         _settle(store, worker, set(store.issues.claimed_by(worker)), {}, now, counts)
     if any(counts.values()):
         log.warning("recovered claims of stopped senders: %s", counts)
+    store.workers.prune(WORKER_ROWS_KEPT)
     return counts
 
 

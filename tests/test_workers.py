@@ -470,3 +470,47 @@ def test_three_workers_one_lost_with_its_host_send_each_message_at_most_once(
     assert row.unknown == len(started) and row.sent + row.unknown == SUBSCRIBERS
     assert SUBSCRIBERS - len(per_recipient) <= row.unknown
     assert {w.worker: w.state for w in row.workers}[lost] == "expired"
+
+
+# -- who is sending, and forgetting those long gone -------------------------------------------
+
+
+def test_status_lists_the_senders_alive_now_and_not_the_stopped_ones(site: Path) -> None:  # noqa: F811
+    publisher = Publisher(load_config(site / "config.toml"))
+    publisher.store.workers.register("w-alive", "mail-2.example", 4711, timedelta(minutes=5))
+    publisher.store.workers.register("w-done", "mail-3.example", 4712, timedelta(minutes=5))
+    publisher.store.workers.end("w-done", {"sent": 9})
+    publisher.close()
+
+    shown = cli(site, "status")
+    assert shown.returncode == 0, shown.stderr
+    assert "Senders alive" in shown.stdout and "mail-2.example" in shown.stdout and "4711" in shown.stdout
+    assert "mail-3.example" not in shown.stdout
+    (alive,) = json.loads(cli(site, "status", "--json").stdout)["workers"]
+    assert (alive["host"], alive["pid"], alive["state"]) == ("mail-2.example", 4711, "alive")
+
+
+def test_stopped_workers_are_forgotten_after_90_days_unless_a_delivery_is_still_theirs(
+    store: Store, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(lists=STORE_LISTS)
+    make_issue(store, settings, 2)
+    for name in ("ended-long-ago", "expired-with-claims", "ended-lately", "alive"):
+        store.workers.register(name, "h", 1, timedelta(minutes=5))
+    store.workers.end("ended-long-ago", {})
+    store.workers.end("ended-lately", {})
+    store.issues.claim("expired-with-claims", 1, NOW)
+    store.workers.expire("expired-with-claims", lapsed_only=False)
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(workers)
+            .where(workers.c.id.in_(["ended-long-ago", "expired-with-claims", "alive"]))
+            .values(last_seen=datetime.now(UTC) - timedelta(days=91))
+        )
+
+    assert store.workers.prune(ledger.WORKER_ROWS_KEPT) == 1
+    assert store.workers.known(["ended-long-ago", "expired-with-claims", "ended-lately", "alive"]) == {
+        "expired-with-claims",
+        "ended-lately",
+        "alive",
+    }

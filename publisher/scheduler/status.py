@@ -7,7 +7,7 @@ so every front reports the same numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from publisher.bounces.rates import feedback_rates
@@ -18,6 +18,7 @@ from publisher.store import Store
 from publisher.store.feedback import FeedbackRates
 from publisher.store.issues import IssueSummary
 from publisher.store.runs import JobRun
+from publisher.store.workers import WorkerRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,8 @@ class StatusReport:
     recent_runs: list[JobRun]
     schedules: list[ScheduleInfo]
     feedback: FeedbackRates | None = None  # bounce and complaint rates, last 30 days
+    # Senders holding a live lease now (`publisher worker`, or a daemon's own send).
+    workers: list[WorkerRow] = field(default_factory=list)
 
 
 def status_report(settings: Settings, store: Store, now: datetime, *, limit: int = 10) -> StatusReport:
@@ -110,4 +113,5 @@ def status_report(settings: Settings, store: Store, now: datetime, *, limit: int
         recent_runs=store.runs.recent(limit),
         schedules=schedules_overview(settings, store, now),
         feedback=feedback_rates(store, now),
+        workers=store.workers.listing(alive_only=True),
     )

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, case, delete, exists, func, insert, or_, select, update
 
 from publisher.models import DeliveryStatus
 from publisher.store.tables import deliveries, workers
@@ -150,6 +150,26 @@ class WorkerStore:
                 condition = and_(condition, workers.c.lease_until < now)
             result = conn.execute(update(workers).where(condition).values(expired=True))
             return result.rowcount == 1
+
+    def prune(self, older_than: timedelta) -> int:
+        """Forget workers that stopped (ended or expired) longer than ``older_than`` ago.
+
+        Every daemon-mode send registers a row, so without this the table only grows.
+        A row still named by a delivery in flight is kept (its claims are not settled).
+        """
+        with self.engine.begin() as conn:
+            cutoff = db_now(conn) - older_than
+            in_flight = exists().where(
+                deliveries.c.claimed_by == workers.c.id, deliveries.c.status == DeliveryStatus.SENDING.value
+            )
+            result = conn.execute(
+                delete(workers).where(
+                    or_(workers.c.ended.is_not(None), workers.c.expired.is_(True)),
+                    workers.c.last_seen < cutoff,
+                    ~in_flight,
+                )
+            )
+            return result.rowcount or 0
 
     def known(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are registered (claims from before leases existed are not)."""
