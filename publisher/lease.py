@@ -87,6 +87,9 @@ class WorkerLease:
     async def _beat(self) -> None:
         while self._fenced is None:
             await asyncio.sleep(self.every)
+            # Counted from before the call: the store dates the new lease from when it
+            # ran the UPDATE, which may be well before a slow answer arrives here.
+            asked = time.monotonic()
             try:
                 async with asyncio.timeout(self.every):
                     renewed = await asyncio.to_thread(
@@ -100,7 +103,7 @@ class WorkerLease:
             if not renewed:
                 self._fence("another process found its lease lapsed and settled its deliveries")
                 return
-            self._last_ok = time.monotonic()
+            self._last_ok = asked
 
     async def stop(self, *, ended: bool) -> None:
         """Stop the heartbeat; with ``ended`` (it holds no delivery any more) mark the row ended."""
