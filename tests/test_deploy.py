@@ -249,6 +249,11 @@ def test_the_client_address_is_the_one_nginx_saw_not_one_the_client_wrote(
     _sign_up(nginx.base, "via-proxy@example.org", "127.0.0.2", "203.0.113.9")
     # Straight to the publisher from an address that is not a trusted proxy: the header is ignored.
     _sign_up(server.base, "direct@example.org", "127.0.0.3", "203.0.113.9")
+    # The page answers before the sign-up is stored (so its timing tells nothing about
+    # the address): wait for both to be stored.
+    deadline = time.monotonic() + 30
+    while len(publisher.pending_signups("weekly")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     sources = {p.email: p.source for p in publisher.pending_signups("weekly")}
     assert sources == {"via-proxy@example.org": "127.0.0.2", "direct@example.org": "127.0.0.3"}
 
