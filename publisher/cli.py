@@ -505,7 +505,8 @@ def print_digest(report: DigestReport, settings: Settings) -> None:
         head += f": {report.note}"
     console.print(head)
     if report.queued is not None:  # [delivery] mode = "workers": the workers send
-        console.print(f"  {report.queued} deliveries queued for `publisher worker`")
+        n = report.queued
+        console.print(f"  {n} {'delivery' if n == 1 else 'deliveries'} queued for `publisher worker`")
     if any((t.sent, t.deferred, t.failed, t.bounced, t.unknown, t.skipped, t.released)):
         console.print(
             f"  sent {t.sent}, deferred {t.deferred}, failed {t.failed}, bounced {t.bounced}, "

@@ -581,6 +581,7 @@ def idle_queue_warning(settings: Settings, store: Store) -> str | None:
     if not queued or store.workers.listing(alive_only=True, limit=1):
         return None
     return (
-        f'{queued} deliveries are queued and no `publisher worker` is running ([delivery] mode = "workers"): '
+        f"{queued} {'delivery is' if queued == 1 else 'deliveries are'} queued and no"
+        ' `publisher worker` is running ([delivery] mode = "workers"): '
         "start one (README, 'Running on several machines')"
     )
