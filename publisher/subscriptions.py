@@ -225,6 +225,8 @@ class _Columns:
 
     @classmethod
     def from_header(cls, header: list[str], where: str) -> _Columns:
+        if any("\x00" in h for h in header):
+            raise SubscriberError(where, "a column name contains a NUL character; remove it from the header")
         names = [h.strip().lower() for h in header]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
