@@ -65,7 +65,7 @@ _COPY = "COPY import_file (ord, email_hash, email, name, language, attributes, s
 # subscription and event are written straight from this table.
 _PLAN = f"""
 CREATE TEMPORARY TABLE import_plan ON COMMIT DROP AS
-SELECT x.*, CASE WHEN x.kind = 'new' THEN nextval(pg_get_serial_sequence('subscribers', 'id')) END AS new_id
+SELECT x.*, CASE WHEN x.kind = 'new' THEN nextval({{sequence}}::regclass) END AS new_id
 FROM (
     SELECT f.ord,
            f.status,
@@ -187,7 +187,7 @@ def import_by_copy(
     total = len(rows)
     if progress:
         progress(0, total)
-    conn.execute(text("SET LOCAL work_mem = '64MB'"))  # the plan's sorts and joins, in memory
+    conn.execute(text("SET LOCAL work_mem = '128MB'"))  # the plan's sorts and joins, in memory
     conn.execute(text(_CREATE_FILE))
     raw: Any = conn.connection.driver_connection  # psycopg.Connection, same transaction
     with raw.cursor() as cursor, cursor.copy(_COPY) as copy:
@@ -206,7 +206,11 @@ def import_by_copy(
             )
             if progress and n % progress_every == 0 and n < total:
                 progress(n, total)
-    conn.execute(text(_PLAN), {"slug": list_slug})
+    # The sequence's name as a constant: pg_get_serial_sequence() in the statement would
+    # look it up again for every row.
+    sequence = conn.execute(text("SELECT pg_get_serial_sequence('subscribers', 'id')")).scalar_one()
+    plan = _PLAN.replace("{sequence}", "'" + str(sequence).replace("'", "''") + "'")
+    conn.execute(text(plan), {"slug": list_slug})
     added, updated, unchanged, kept, new, on_file = conn.execute(text(_COUNTS)).one()
     params = {
         "slug": list_slug,
