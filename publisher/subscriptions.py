@@ -181,15 +181,22 @@ def check_language(raw: str | None, default: str, *, where: str = "") -> str:
     value = (raw or "").strip()
     if not value:
         return default
+    language, reason = _language_verdict(value)
+    if reason:
+        raise SubscriberError(where, reason)
+    return language
+
+
+@functools.lru_cache(maxsize=1024)
+def _language_verdict(value: str) -> tuple[str, str]:
+    """(primary language, "") or ("", why it is refused); cached: a list repeats a few tags."""
     primary = value.replace("_", "-").split("-")[0]
     shown = value if len(value) <= 50 else value[:50] + "…"
     if not is_language_tag(value.replace("_", "-")) or not 2 <= len(primary) <= 3 or not primary.isalpha():
-        raise SubscriberError(where, f"language {shown!r} is not a language tag such as 'en' or 'fr-CH'")
+        return "", f"language {shown!r} is not a language tag such as 'en' or 'fr-CH'"
     if primary.lower() not in LANGUAGES:
-        raise SubscriberError(
-            where, f"language {shown!r} is not offered; use one of {', '.join(sorted(LANGUAGES))}"
-        )
-    return primary.lower()
+        return "", f"language {shown!r} is not offered; use one of {', '.join(sorted(LANGUAGES))}"
+    return primary.lower(), ""
 
 
 def check_name(raw: str, *, where: str = "") -> str:
@@ -225,6 +232,8 @@ class _Columns:
 
     @classmethod
     def from_header(cls, header: list[str], where: str) -> _Columns:
+        if any("\x00" in h for h in header):
+            raise SubscriberError(where, "a column name contains a NUL character; remove it from the header")
         names = [h.strip().lower() for h in header]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
@@ -289,13 +298,15 @@ def _merge(first: ImportRow, later: ImportRow) -> None:
 
 
 def _records(
-    reader: Iterator[list[str]], line_num: Callable[[], int]
+    reader: Iterator[list[str]], line_num: Callable[[], int], *, protected: bool = True
 ) -> Iterator[tuple[int, list[str] | str]]:
     """Each non-blank record with the line it starts on (a quoted field may span lines).
 
     A record the csv module cannot read (a field over its 131,072-character limit) comes
     out as the reason instead of its values: the reader recovers and the rest of the file
     is imported, where letting the error escape would refuse the whole file.
+    ``protected`` False (no cell of the file starts with a :func:`protect_cell` mark)
+    skips :func:`unprotect_cell`.
     """
     start = line_num() + 1
     while True:
@@ -307,7 +318,7 @@ def _records(
             yield start, f"cannot read this record: {e}; shorten the field or remove the row"
         else:
             if values and any(v.strip() for v in values):
-                yield start, [unprotect_cell(v) for v in values]
+                yield start, [unprotect_cell(v) for v in values] if protected else values
         start = line_num() + 1
 
 
@@ -340,7 +351,8 @@ def read_subscriber_csv(path: Path) -> tuple[list[ImportRow], list[SubscriberErr
         if check_encoding and (reason := _encoding_reason(header)):
             raise SubscriberError(f"{path.name}:1", reason)
         columns = _Columns.from_header(header, f"{path.name}:1")
-        for line, values in _records(reader, lambda: reader.line_num):
+        protected = _PROTECTED_CELL.search(text) is not None  # most files have none: skip the check
+        for line, values in _records(reader, lambda: reader.line_num, protected=protected):
             where = f"{path.name}:{line}"
             try:
                 if isinstance(values, str):
@@ -365,6 +377,9 @@ def read_subscriber_csv(path: Path) -> tuple[list[ImportRow], list[SubscriberErr
     return list(by_hash.values()), duplicates, rejected
 
 
+# Where a cell :func:`protect_cell` marked can start: the file's start, after a comma, a
+# line break or an opening quote. A match may be a false alarm (then every cell is checked).
+_PROTECTED_CELL = re.compile("(?:^|[,\r\n\"])'[=+\\-@\t\r]")
 # Bytes that are not UTF-8, as ``surrogateescape`` decodes them (0x80-0xff -> U+DC80-U+DCFF).
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 

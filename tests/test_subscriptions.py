@@ -568,6 +568,44 @@ def test_a_utf8_file_with_a_byte_order_mark_imports_whole(
     assert subs.show(store, "rene@example.org").name == "René"
 
 
+def test_hostile_values_are_stored_exactly_or_refused_by_line(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    """What PostgreSQL's COPY text format escapes (tab, newline, backslash, ``\\N``) comes back as written."""
+    long_name = " ".join(["Wolfeschlegelsteinhausenbergerdorff"] * 12)  # 431 characters
+    hostile = 'tab\there, "quoted", back\\slash \\N and\nnew line 🎉'
+    rows = [
+        ["email", "name", "language", "note\\\tkey", "big"],
+        ["ana@example.org", 'Ana "\\N" O\'Brien \\', "fr", hostile, "x" * 100_000],
+        ["bo@example.org", "\\N", "", "\\N", ""],
+        ["cy@example.org", long_name, "es", "", ""],
+        ["nul@example.org", "Nul", "", "a\x00b", ""],
+    ]
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    report = subs.import_csv(settings, store, "weekly", write(tmp_path, out.getvalue()), now=NOW)
+    assert [str(e) for e in report.rejected] == ["weekly.csv:6: field 'a\\x00b' contains a NUL character"]
+    assert report.added == 3
+    ana = subs.show(store, "ana@example.org")
+    assert ana.name == 'Ana "\\N" O\'Brien \\'
+    assert dict(ana.attributes) == {"note\\\tkey": hostile, "big": "x" * 100_000}
+    bo = subs.show(store, "bo@example.org")
+    assert (bo.name, bo.language, dict(bo.attributes)) == ("\\N", "en", {"note\\\tkey": "\\N"})
+    cy = subs.show(store, "cy@example.org")
+    assert cy.name == " ".join(["Wolfeschlegelsteinhausenbergerdorff"] * 5) + "…"  # cut at a word
+    report = subs.import_csv(settings, store, "weekly", write(tmp_path, out.getvalue()), now=NOW)
+    assert (report.added, report.updated, report.unchanged) == (0, 0, 3)
+
+
+def test_a_nul_in_the_header_refuses_the_file(store: Store, settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(SubscriberError) as e:
+        subs.import_csv(
+            settings, store, "weekly", write(tmp_path, "email,org\x00\na@example.org,ILO\n"), now=NOW
+        )
+    assert str(e.value) == "weekly.csv:1: a column name contains a NUL character; remove it from the header"
+    assert store.subscribers.find_id("a@example.org") is None
+
+
 def test_a_language_outside_the_catalogue_is_refused_with_the_offered_ones(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
