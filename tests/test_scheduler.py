@@ -23,7 +23,7 @@ import pytest
 from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.errors import FireTimeTaken, IssueError, SchedulerError
-from publisher.models import RunOutcome
+from publisher.models import JobKind, RunOutcome
 from publisher.periods import period_key, schedule_trigger
 from publisher.scheduler.locks import AdvisoryLock, FileLock, scheduler_lock
 from publisher.scheduler.runner import ScheduleRunner
@@ -379,8 +379,11 @@ def test_a_fire_time_claimed_by_another_daemon_is_skipped_then_served_if_that_da
     fire = publisher.current_fire_time("often")
     assert fire is not None
     publisher.store.runs.ensure_schedule("often", fire - timedelta(hours=1))
-    # Another daemon claimed it and then died: its claim is never renewed.
+    # Another daemon claimed it, started its run and then died: its claim is never renewed.
     assert publisher.store.runs.claim_fire("often", fire, "elsewhere:42", timedelta(seconds=1)).granted
+    dead_run = publisher.store.runs.start(
+        JobKind.INGEST, schedule="often", fire_time=fire, now=fire, owner={"host": "elsewhere", "pid": 42}
+    )
 
     async def scenario() -> None:
         runner = ScheduleRunner(publisher, poll_interval=60)
@@ -398,6 +401,10 @@ def test_a_fire_time_claimed_by_another_daemon_is_skipped_then_served_if_that_da
     assert f"fire time {fire.isoformat()} is being served by elsewhere:42" in skipped.getMessage()
     state = publisher.store.runs.state("often")
     assert state is not None and state.last_fire == fire
+    # The dead daemon's run, on another host, is closed by the one that took its fire time over.
+    left = publisher.store.runs.get(dead_run)
+    assert left is not None and left.outcome == RunOutcome.INTERRUPTED
+    assert left.error is not None and "stopped renewing the claim" in left.error
 
 
 def test_a_fire_time_the_other_daemon_failed_stays_unserved(make_settings: MakeSettings) -> None:

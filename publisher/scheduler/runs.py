@@ -112,6 +112,19 @@ async def execute(
         if not claim.granted and not (by_hand and claim.handled):
             raise _taken(name, fire_time, claim, lapsed_from)
         claimed = claim.granted
+        if claimed:
+            left = await asyncio.to_thread(
+                runs.interrupt_runs_of,
+                name,
+                fire_time,
+                clock(),
+                "its daemon stopped renewing the claim on this fire time before the run finished",
+            )
+            if left:
+                log.warning(
+                    "schedule %s: %d run(s) of fire time %s left running by a daemon that stopped: "
+                    "marked interrupted", name, left, fire_time.isoformat(),
+                )  # fmt: skip
     run_id = await asyncio.to_thread(
         runs.start, cfg.job, schedule=name, fire_time=fire_time, now=clock(), owner=_owner()
     )

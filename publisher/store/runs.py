@@ -321,6 +321,26 @@ class RunStore:
             q = select(job_runs).where(job_runs.c.outcome == RunOutcome.RUNNING).order_by(job_runs.c.id)
             return [_run(r) for r in conn.execute(q)]
 
+    def interrupt_runs_of(self, name: str, fire_time: datetime, now: datetime, error: str) -> int:
+        """Close the runs of ``name``'s ``fire_time`` still marked running.
+
+        Called by the process that has just claimed that fire time: a claim is granted
+        only when nobody else's is live, so any such run belongs to a process (on any
+        host) that stopped renewing its claim. Without this, a run left by a host that
+        never came back stayed 'running' in `status` for good.
+        """
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(job_runs)
+                .where(
+                    job_runs.c.schedule == name,
+                    job_runs.c.fire_time == fire_time,
+                    job_runs.c.outcome == RunOutcome.RUNNING,
+                )
+                .values(outcome=RunOutcome.INTERRUPTED, ended=now, error=error)
+            )
+            return result.rowcount or 0
+
     def mark_interrupted(self, run_ids: list[int], now: datetime) -> None:
         """Close runs whose process died: they will never finish on their own."""
         if not run_ids:
