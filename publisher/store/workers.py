@@ -12,6 +12,7 @@ differ by more than a short lease, the database's is one clock for all of them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,8 @@ from sqlalchemy import Connection, Engine, and_, case, delete, exists, func, ins
 
 from publisher.models import DeliveryStatus
 from publisher.store.tables import deliveries, workers
+
+PRUNE_EVERY_SECONDS = 3600.0
 
 COUNTS = ("sent", "deferred", "failed", "bounced", "unknown", "skipped")
 
@@ -90,6 +93,7 @@ class WorkerStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._pruned_at: float | None = None  # monotonic time of this process's last prune
 
     def register(self, worker: str, host: str, pid: int, lease: timedelta) -> None:
         with self.engine.begin() as conn:
@@ -156,7 +160,12 @@ class WorkerStore:
 
         Every daemon-mode send registers a row, so without this the table only grows.
         A row still named by a delivery in flight is kept (its claims are not settled).
+        Recovery calls this before every poll of every worker; the DELETE runs at most
+        once an hour per process (rows are kept 90 days: an hour more changes nothing).
         """
+        if self._pruned_at is not None and time.monotonic() - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return 0
+        self._pruned_at = time.monotonic()
         with self.engine.begin() as conn:
             cutoff = db_now(conn) - older_than
             in_flight = exists().where(
