@@ -23,9 +23,11 @@ from __future__ import annotations
 import codecs
 import csv
 import functools
+import gc
 import io
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -340,6 +342,31 @@ def read_subscriber_csv(path: Path) -> tuple[list[ImportRow], list[SubscriberErr
     except OSError as e:
         raise SubscriberError(str(path), f"cannot read the subscriber file: {e}") from e
     text = data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
+    with _without_cycle_collection():
+        return _read_records(path, text)
+
+
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while a file's rows are built.
+
+    Why: a million new row objects trigger its full passes again and again (a fifth of
+    the parse time at 1M rows), and rows hold no reference cycles for it to find.
+    Reference counting still frees everything; the collector's state is restored.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read_records(
+    path: Path, text: str
+) -> tuple[list[ImportRow], list[SubscriberError], list[SubscriberError]]:
+    """:func:`read_subscriber_csv` on the decoded ``text`` of ``path``."""
     check_encoding = _NOT_UTF8.search(text) is not None  # skip the per-record search in clean files
     reader = csv.reader(io.StringIO(text, newline=""))
     by_hash: dict[str, ImportRow] = {}
