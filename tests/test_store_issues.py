@@ -6,10 +6,13 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select
+
 from publisher.config import Settings
 from publisher.models import DeliveryStatus
 from publisher.store import Store
 from publisher.store.issues import Outcome
+from publisher.store.tables import deliveries, delivery_attempts
 from publisher.subscriptions import add
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -98,3 +101,52 @@ def test_release_returns_claims_to_the_queue(store: Store, make_settings: Callab
     assert len(batch) == 4 and store.issues.claim("other", 10, NOW) == []
     store.issues.release([c.delivery_id for c in batch], NOW, worker="w")
     assert len(store.issues.claim("other", 10, NOW)) == 4
+
+
+def test_a_batch_of_outcomes_is_written_alike_on_both_stores(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    """Each row the worker still holds takes its outcome and one attempt, in batch order.
+
+    PostgreSQL writes the batch in one statement, SQLite row by row: the same batch must
+    leave the same rows. A row another worker holds, or one already settled, takes nothing;
+    a repeated id takes its first outcome; a missing Message-ID keeps the stored one.
+    """
+    settings = make_settings(lists=LISTS)
+    make_issue(store, settings, 5)
+    mine = [c.delivery_id for c in store.issues.claim("w", 4, NOW)]
+    (theirs,) = [c.delivery_id for c in store.issues.claim("other", 1, NOW)]
+    retry = NOW + timedelta(minutes=10)
+    later = NOW + timedelta(seconds=3)
+    assert store.issues.record(
+        [Outcome(mine[3], DeliveryStatus.SENT, 250, "ok", NOW, 1, None, "<a@x>")], worker="w"
+    )
+    batch = [
+        Outcome(mine[2], DeliveryStatus.DEFERRED, 451, "greylisted", later, 1, retry),
+        Outcome(mine[0], DeliveryStatus.SENT, 250, "2.0.0 queued", later, 1, None, "<m0@example.org>"),
+        Outcome(theirs, DeliveryStatus.SENT, 250, "not mine", later, 1),
+        Outcome(mine[1], DeliveryStatus.FAILED, None, "x" * 1200, later, 3),
+        Outcome(mine[0], DeliveryStatus.FAILED, 550, "second outcome of one row", later, 2),
+        Outcome(mine[3], DeliveryStatus.FAILED, 550, "already settled", later, 2),
+    ]
+    assert store.issues.record(batch, worker="w") == 3
+
+    with store.engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(deliveries).where(deliveries.c.id.in_([*mine, theirs])))}
+        attempts = [
+            (r.delivery_id, r.status, r.code, len(r.text))
+            for r in conn.execute(select(delivery_attempts).order_by(delivery_attempts.c.id))
+        ]
+    d0, d1, d2, d3 = (rows[i] for i in mine)
+    assert (d0.status, d0.last_code, d0.message_id, d0.attempts) == ("sent", 250, "<m0@example.org>", 1)
+    assert (d1.status, d1.last_code, len(d1.last_text), d1.attempts) == ("failed", None, 1000, 3)
+    assert (d2.status, d2.last_code, d2.attempts) == ("deferred", 451, 1)
+    assert d2.next_attempt.replace(tzinfo=UTC) == retry and d2.updated_at.replace(tzinfo=UTC) == later
+    assert (d3.status, d3.message_id) == ("sent", "<a@x>")
+    assert (rows[theirs].status, rows[theirs].claimed_by) == ("sending", "other")
+    assert attempts == [
+        (mine[3], "sent", 250, 2),
+        (mine[2], "deferred", 451, 10),
+        (mine[0], "sent", 250, 12),
+        (mine[1], "failed", None, 1000),
+    ]

@@ -27,6 +27,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -403,12 +404,20 @@ class IssueStore:
 
         Only rows still ``sending`` and claimed by ``worker`` change (fencing): a worker
         whose lease lapsed and whose rows another process settled changes nothing, even
-        if it still runs. ``claimed_by`` stays: it says who sent the message. One
-        SELECT, one UPDATE and one INSERT statement per batch.
+        if it still runs. ``claimed_by`` stays: it says who sent the message. An id
+        given twice takes its first outcome. On
+        PostgreSQL one statement writes the whole batch (:data:`_RECORD_BATCH`); on
+        SQLite one SELECT, one UPDATE and one INSERT statement per batch.
         """
+        first: dict[int, Outcome] = {}
+        for o in outcomes:
+            first.setdefault(o.delivery_id, o)
+        outcomes = list(first.values())
         if not outcomes:
             return 0
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                return _record_batch(conn, outcomes, worker)
             ours = _ours(conn, [o.delivery_id for o in outcomes], worker)
             outcomes = [o for o in outcomes if o.delivery_id in ours]
             if not outcomes:
@@ -685,6 +694,53 @@ _RELEASED: dict[str, Any] = {
     "claimed_at": None,
     "started_at": None,
 }
+
+
+# A batch of outcomes as arrays, one element per outcome, in the ledger's order: the
+# rows still ``sending`` by the worker take them, and each row that did gets its attempt.
+# Why one statement: the executemany UPDATE it replaces cost the server a statement per
+# message, the largest share of the database's work per message when several workers
+# share one PostgreSQL. Ids are unique (:meth:`IssueStore.record` keeps an id's first).
+_RECORD_BATCH = text(
+    """
+WITH batch AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS integer[]), CAST(:statuses AS text[]), CAST(:attempts AS integer[]),
+        CAST(:nexts AS timestamptz[]), CAST(:codes AS integer[]), CAST(:texts AS text[]),
+        CAST(:mids AS text[]), CAST(:ats AS timestamptz[])
+    ) WITH ORDINALITY AS b(id, status, attempts, next_attempt, code, last_text, mid, at, n)
+), taken AS (
+    UPDATE deliveries d
+    SET status = b.status, attempts = b.attempts, next_attempt = b.next_attempt,
+        last_code = b.code, last_text = b.last_text, message_id = coalesce(b.mid, d.message_id),
+        updated_at = b.at
+    FROM batch b
+    WHERE d.id = b.id AND d.status = 'sending' AND d.claimed_by = :worker
+    RETURNING d.id, b.at, b.status, b.code, b.last_text, b.n
+)
+INSERT INTO delivery_attempts (delivery_id, at, status, code, text)
+SELECT id, at, status, code, last_text FROM taken ORDER BY n
+"""
+)
+
+
+def _record_batch(conn: Connection, outcomes: Sequence[Outcome], worker: str) -> int:
+    """:meth:`IssueStore.record` on PostgreSQL: one statement for the whole batch."""
+    result = conn.execute(
+        _RECORD_BATCH,
+        {
+            "ids": [o.delivery_id for o in outcomes],
+            "statuses": [o.status.value for o in outcomes],
+            "attempts": [o.attempts for o in outcomes],
+            "nexts": [o.next_attempt for o in outcomes],
+            "codes": [o.code for o in outcomes],
+            "texts": [o.text[:1000] for o in outcomes],
+            "mids": [o.message_id for o in outcomes],
+            "ats": [o.at for o in outcomes],
+            "worker": worker,
+        },
+    )
+    return int(result.rowcount or 0)
 
 
 def _ours(conn: Connection, delivery_ids: list[int], worker: str) -> set[int]:
