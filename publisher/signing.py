@@ -58,30 +58,51 @@ DKIM_HEADERS: tuple[bytes, ...] = (
 _WSP_RUN = re.compile(rb"\t[\t ]*| [\t ]+")
 _LINE_BREAK = re.compile(rb"\r?\n")
 _FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+):")
-_HEAD_END = b"\r\n\r\n"
+#: The blank line that ends a message's head.
+HEAD_END = b"\r\n\r\n"
 _FOLD_AT = 72
 _PLACEHOLDER_B = b"0" * 60  # makes b= fold onto its own line, as dkimpy does
 
 
-def canonical_body(body: bytes) -> bytes:
-    """The relaxed body canonicalisation (RFC 6376 3.4.4) of a CRLF body.
+def relaxed_spaces(data: bytes) -> bytes:
+    """The white-space rules of the relaxed body canonicalisation (RFC 6376 3.4.4).
 
     Done with ``bytes.replace`` and ``in`` (C's fast search) rather than regular
     expressions, which cost 0.4 ms on a 26 KB digest: tabs become spaces, runs of
     spaces halve until none is left, then the one space left before a line end goes.
     A quoted-printable body usually has none of these, and then nothing is copied.
+
+    These rules only shorten runs of white space, so they may be applied to the parts
+    of a body first and to the joined parts again, with the result of applying them to
+    the whole body once: :class:`publisher.messages.RenderedIssue` applies them to the
+    parts every recipient shares once per issue, and only to the personal ones per message.
     """
-    if b"\t" in body:
-        body = body.replace(b"\t", b" ")
-    while b"  " in body:
-        body = body.replace(b"  ", b" ")
-    if b" \r\n" in body:
-        body = body.replace(b" \r\n", b"\r\n")
+    if b"\t" in data:
+        data = data.replace(b"\t", b" ")
+    while b"  " in data:
+        data = data.replace(b"  ", b" ")
+    if b" \r\n" in data:
+        data = data.replace(b" \r\n", b"\r\n")
+    return data
+
+
+def canonical_body(body: bytes) -> bytes:
+    """The relaxed body canonicalisation (RFC 6376 3.4.4) of a CRLF body.
+
+    :func:`relaxed_spaces`, then the empty lines at the end go and the body ends in
+    one CRLF (an empty body stays empty).
+    """
+    body = relaxed_spaces(body)
     end = len(body)
     while end >= 2 and body[end - 2 : end] == b"\r\n":  # empty lines at the end go
         end -= 2
     body = body + b"\r\n" if end == len(body) else body[: end + 2]
     return b"" if body == b"\r\n" else body
+
+
+def crlf_only(data: bytes) -> bool:
+    """Whether every line feed in ``data`` ends a CRLF (what this signer signs)."""
+    return data.count(b"\n") == data.count(b"\r\n")
 
 
 def canonical_header(name: bytes, value: bytes) -> bytes:
@@ -166,19 +187,27 @@ class DkimSigner:
         self._key = key
         self._h_tag = b" : ".join(self.headers)
 
-    def sign(self, message: bytes, *, now: float | None = None) -> bytes:
+    def sign(self, message: bytes, *, now: float | None = None, canonical: bytes | None = None) -> bytes:
         """The message with a relaxed/relaxed DKIM-Signature header in front.
 
         ``now`` (seconds since the epoch) is the ``t=`` tag; the wall clock by default,
         because it states when the signature was made, not when the issue was.
+        ``canonical`` is the body already canonicalised (``canonical_body`` of it, line
+        ends checked), from a caller that builds it from parts canonicalised once
+        (:meth:`publisher.messages.RenderedIssue.personalise`); it saves a pass over the body.
         """
-        end = message.find(_HEAD_END)
+        end = message.find(HEAD_END)
         if end == -1:
             raise MailError("DKIM: the message has no blank line between head and body")
-        head, body = message[:end], message[end + len(_HEAD_END) :]
-        if body.count(b"\n") != body.count(b"\r\n") or head.count(b"\n") != head.count(b"\r\n"):
+        head = message[:end]
+        if head.count(b"\n") != head.count(b"\r\n"):
             raise MailError("DKIM: the message has bare line feeds; only CRLF messages are signed")
-        body_hash = base64.b64encode(hashlib.sha256(canonical_body(body)).digest())
+        if canonical is None:
+            body = message[end + len(HEAD_END) :]
+            if not crlf_only(body):
+                raise MailError("DKIM: the message has bare line feeds; only CRLF messages are signed")
+            canonical = canonical_body(body)
+        body_hash = base64.b64encode(hashlib.sha256(canonical).digest())
         stamp = str(int(time.time() if now is None else now)).encode("ascii")
         tags = [
             (b"v", b"1"),
