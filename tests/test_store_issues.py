@@ -150,3 +150,27 @@ def test_a_batch_of_outcomes_is_written_alike_on_both_stores(
         (mine[0], "sent", 250, 12),
         (mine[1], "failed", None, 1000),
     ]
+
+
+def test_a_hostile_relays_reply_is_stored_readable(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    """NUL and bytes that are not UTF-8 (kept by aiosmtplib as lone surrogates) in a reply.
+
+    Neither can be stored as text as it is; a batch with such a reply must still be
+    recorded, with those characters shown as escapes.
+    """
+    settings = make_settings(lists=LISTS)
+    make_issue(store, settings, 2)
+    a, b = (c.delivery_id for c in store.issues.claim("w", 2, NOW))
+    hostile = "550 5.1.1 no\x00such user \udcff\udcfe here"
+    batch = [
+        Outcome(a, DeliveryStatus.FAILED, 550, hostile, NOW, 1),
+        Outcome(b, DeliveryStatus.SENT, 250, "2.0.0 Ok: queued", NOW, 1),
+    ]
+    assert store.issues.record(batch, worker="w") == 2
+    with store.engine.connect() as conn:
+        texts = dict(conn.execute(select(deliveries.c.id, deliveries.c.last_text)).all())
+        attempts = [r.text for r in conn.execute(select(delivery_attempts).order_by(delivery_attempts.c.id))]
+    assert texts == {a: "550 5.1.1 no\\x00such user \\xff\\xfe here", b: "2.0.0 Ok: queued"}
+    assert attempts == [texts[a], texts[b]]

@@ -446,7 +446,7 @@ class IssueStore:
                         "b_attempts": o.attempts,
                         "b_next": o.next_attempt,
                         "b_code": o.code,
-                        "b_text": o.text[:1000],
+                        "b_text": _reply_text(o.text),
                         "b_mid": o.message_id,
                         "b_at": o.at,
                     }
@@ -461,7 +461,7 @@ class IssueStore:
                         "at": o.at,
                         "status": o.status.value,
                         "code": o.code,
-                        "text": o.text[:1000],
+                        "text": _reply_text(o.text),
                     }
                     for o in outcomes
                 ],
@@ -724,6 +724,23 @@ SELECT id, at, status, code, last_text FROM taken ORDER BY n
 )
 
 
+def _reply_text(text: str) -> str:
+    """A server's reply as stored: at most 1,000 characters, NUL and undecodable bytes shown.
+
+    Why: the text comes from the relay, which may be hostile or broken. aiosmtplib keeps
+    bytes that are not UTF-8 as lone surrogates and NUL as it is; neither can be stored
+    (PostgreSQL refuses NUL in text, both stores refuse surrogates), and one such reply
+    would stop a whole batch of outcomes from being recorded, at every retry.
+    """
+    if text.isascii() and "\x00" not in text:
+        return text[:1000]
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the bytes the relay sent
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")[:1000]
+
+
 def _record_batch(conn: Connection, outcomes: Sequence[Outcome], worker: str) -> int:
     """:meth:`IssueStore.record` on PostgreSQL: one statement for the whole batch."""
     result = conn.execute(
@@ -734,7 +751,7 @@ def _record_batch(conn: Connection, outcomes: Sequence[Outcome], worker: str) ->
             "attempts": [o.attempts for o in outcomes],
             "nexts": [o.next_attempt for o in outcomes],
             "codes": [o.code for o in outcomes],
-            "texts": [o.text[:1000] for o in outcomes],
+            "texts": [_reply_text(o.text) for o in outcomes],
             "mids": [o.message_id for o in outcomes],
             "ats": [o.at for o in outcomes],
             "worker": worker,
