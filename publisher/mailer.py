@@ -44,6 +44,7 @@ from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from publisher.config import Settings, SmtpConfig
 from publisher.errors import MailError
 from publisher.models import DeliveryStatus
+from publisher.text import storable
 
 __all__ = [
     "MaildirTransport",
@@ -144,7 +145,8 @@ def classify_reply(code: int, text: str) -> DeliveryStatus:
 
 
 def _result(message: OutgoingMessage, status: DeliveryStatus, code: int | None, text: str) -> SendResult:
-    return SendResult(message.key, status, code, text, datetime.now(UTC))
+    """The result, its reply text made storable: it reaches deliveries, events and logs."""
+    return SendResult(message.key, status, code, storable(text), datetime.now(UTC))
 
 
 async def _report(on_result: ResultCallback, result: SendResult) -> None:

@@ -53,6 +53,25 @@ def xml_safe(text: str | None) -> str:
     return XML_UNSAFE.sub("", text or "")
 
 
+def storable(text: str) -> str:
+    """``text`` with NUL and undecodable bytes shown as escapes (``\\x00``, ``\\xff``).
+
+    Why: text from a peer (an SMTP reply) may hold NUL, or bytes that are not UTF-8,
+    which aiosmtplib keeps as lone surrogates. PostgreSQL refuses NUL in text and no
+    store takes lone surrogates, so one such reply could not be recorded at all.
+    """
+    if "\x00" not in text and (text.isascii() or not _SURROGATE.search(text)):
+        return text
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the bytes the peer sent
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def strip_bidi(text: str) -> str:
     """``text`` without bidi embedding, override and isolate characters."""
     return BIDI_CONTROL.sub("", text)

@@ -25,6 +25,7 @@ from typing import Any
 
 import lxml.html
 import pytest
+from sqlalchemy import select
 
 from publisher import digests, ledger
 from publisher.app import Publisher
@@ -32,6 +33,7 @@ from publisher.config import Settings
 from publisher.models import Consent, DeliveryStatus, Item, SubscriptionStatus
 from publisher.store import Store
 from publisher.store.subscriber_import import ImportRow
+from publisher.store.tables import deliveries
 from publisher.subscriptions import add, remove
 from tests.smtp_server import Rule, SmtpSink
 
@@ -231,6 +233,28 @@ def test_hard_bounce_suppresses_address(settings: Settings, smtp_server: SmtpSin
     pub.store.items.save([item(2, clock.now)], [], clock.now)
     nxt = send(pub)
     assert nxt.recipients == 1  # the bounced address is not in the next issue
+
+
+def test_a_refusal_with_a_nul_in_its_text_is_recorded_with_the_rest(
+    settings: Settings, smtp_server: SmtpSink
+) -> None:
+    """A relay may put anything in a reply; PostgreSQL refuses NUL in text.
+
+    The refusal is recorded with the NUL shown as an escape, and the batch it came in
+    with (the other reader's message) is recorded too.
+    """
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock, smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 2)
+    smtp_server.script(Rule("rcpt", reply="550 5.1.1 no\x00such user", recipient="reader0@example.org"))
+    report = send(pub)
+    assert report.tally.bounced == 1 and report.sent == 1
+    with pub.store.engine.connect() as conn:
+        texts = {
+            status: text for status, text in conn.execute(select(deliveries.c.status, deliveries.c.last_text))
+        }
+    assert "no\\x00such user" in texts["bounced"] and "sent" in texts
 
 
 def test_421_slows_down_without_failing(settings: Settings, smtp_server: SmtpSink) -> None:

@@ -49,6 +49,7 @@ from publisher.store.tables import (
     subscriptions,
 )
 from publisher.store.workers import WorkerProgress, usable
+from publisher.text import storable
 
 CHUNK = 1000
 
@@ -725,20 +726,9 @@ SELECT id, at, status, code, last_text FROM taken ORDER BY n
 
 
 def _reply_text(text: str) -> str:
-    """A server's reply as stored: at most 1,000 characters, NUL and undecodable bytes shown.
-
-    Why: the text comes from the relay, which may be hostile or broken. aiosmtplib keeps
-    bytes that are not UTF-8 as lone surrogates and NUL as it is; neither can be stored
-    (PostgreSQL refuses NUL in text, both stores refuse surrogates), and one such reply
-    would stop a whole batch of outcomes from being recorded, at every retry.
-    """
-    if text.isascii() and "\x00" not in text:
-        return text[:1000]
-    try:
-        raw = text.encode("utf-8", "surrogateescape")  # the bytes the relay sent
-    except UnicodeEncodeError:  # a surrogate that stands for no byte
-        raw = text.encode("utf-8", "backslashreplace")
-    return raw.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")[:1000]
+    """A server's reply as stored: at most 1,000 characters, :func:`storable` (a relay
+    may be hostile, and one reply that cannot be stored would stop a whole batch)."""
+    return storable(text)[:1000]
 
 
 def _record_batch(conn: Connection, outcomes: Sequence[Outcome], worker: str) -> int:
