@@ -405,10 +405,9 @@ class IssueStore:
 
         Only rows still ``sending`` and claimed by ``worker`` change (fencing): a worker
         whose lease lapsed and whose rows another process settled changes nothing, even
-        if it still runs. ``claimed_by`` stays: it says who sent the message. An id
-        given twice takes its first outcome. On
-        PostgreSQL one statement writes the whole batch (:data:`_RECORD_BATCH`); on
-        SQLite one SELECT, one UPDATE and one INSERT statement per batch.
+        if it still runs. ``claimed_by`` stays: it says who sent the message. An id given
+        twice takes its first outcome. On PostgreSQL one statement writes the whole batch
+        (:data:`_RECORD_BATCH`); on SQLite one SELECT, one UPDATE and one INSERT per batch.
         """
         first: dict[int, Outcome] = {}
         for o in outcomes:

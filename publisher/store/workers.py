@@ -218,32 +218,22 @@ class WorkerStore:
         # The rate over sent messages only: rows settled later (a recovery) would stretch it.
         first = func.min(case((is_sent, func.coalesce(deliveries.c.started_at, deliveries.c.claimed_at))))
         last = func.max(case((is_sent, deliveries.c.updated_at)))
+        w = workers.c
+        per = (  # one group per worker of each issue, with what its row says
+            deliveries.c.issue_id,
+            deliveries.c.claimed_by,
+            w.host,
+            w.pid,
+            w.last_seen,
+            w.lease_until,
+            w.expired,
+            w.ended,
+        )
         q = (
-            select(
-                deliveries.c.issue_id,
-                deliveries.c.claimed_by,
-                sent.label("sent"),
-                first.label("first"),
-                last.label("last"),
-                workers.c.host,
-                workers.c.pid,
-                workers.c.last_seen,
-                workers.c.lease_until,
-                workers.c.expired,
-                workers.c.ended,
-            )
-            .join(workers, workers.c.id == deliveries.c.claimed_by)
+            select(*per[:2], sent.label("sent"), first.label("first"), last.label("last"), *per[2:])
+            .join(workers, w.id == deliveries.c.claimed_by)
             .where(deliveries.c.issue_id.in_(list(issue_ids)))
-            .group_by(
-                deliveries.c.issue_id,
-                deliveries.c.claimed_by,
-                workers.c.host,
-                workers.c.pid,
-                workers.c.last_seen,
-                workers.c.lease_until,
-                workers.c.expired,
-                workers.c.ended,
-            )
+            .group_by(*per)
         )
         found: dict[int, list[WorkerProgress]] = {}
         with self.engine.connect() as conn:
