@@ -341,9 +341,36 @@ def read_subscriber_csv(path: Path) -> tuple[list[ImportRow], list[SubscriberErr
         data = path.read_bytes()
     except OSError as e:
         raise SubscriberError(str(path), f"cannot read the subscriber file: {e}") from e
-    text = data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    # The records are decoded as the csv module reads them, never as one string: the
+    # whole text, and StringIO's copy of it at four bytes a character, were a third of
+    # the peak memory of a million-row import.
+    stream = io.BytesIO(data)  # shares ``data``'s bytes until written to, which it never is
+    stream.seek(start)
+    lines = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
     with _without_cycle_collection():
-        return _read_records(path, text)
+        return _read_records(
+            path,
+            lines,
+            check_encoding=not _is_utf8(data, start),  # skip the per-record search in clean files
+            # A view from ``start``: the pattern's ``^`` is the text's start, after any BOM.
+            protected=_PROTECTED_CELL.search(memoryview(data)[start:]) is not None,
+        )
+
+
+def _is_utf8(data: bytes, start: int, chunk: int = 1 << 20) -> bool:
+    """Whether ``data`` from ``start`` is all UTF-8, decoded a chunk at a time (no text of its size)."""
+    if data.isascii():
+        return True
+    body = memoryview(data)[start:]  # a view, not a copy
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for at in range(0, len(body), chunk):
+            decoder.decode(body[at : at + chunk])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @contextmanager
@@ -364,11 +391,14 @@ def _without_cycle_collection() -> Iterator[None]:
 
 
 def _read_records(
-    path: Path, text: str
+    path: Path, lines: TextIO, *, check_encoding: bool, protected: bool
 ) -> tuple[list[ImportRow], list[SubscriberError], list[SubscriberError]]:
-    """:func:`read_subscriber_csv` on the decoded ``text`` of ``path``."""
-    check_encoding = _NOT_UTF8.search(text) is not None  # skip the per-record search in clean files
-    reader = csv.reader(io.StringIO(text, newline=""))
+    """:func:`read_subscriber_csv` on the decoded ``lines`` of ``path``.
+
+    ``check_encoding``: the file has bytes that are not UTF-8 (look for them record by
+    record); ``protected``: some cell may carry a :func:`protect_cell` mark.
+    """
+    reader = csv.reader(lines)
     by_hash: dict[str, ImportRow] = {}
     first_line: dict[str, int] = {}
     duplicates: list[SubscriberError] = []
@@ -378,7 +408,6 @@ def _read_records(
         if check_encoding and (reason := _encoding_reason(header)):
             raise SubscriberError(f"{path.name}:1", reason)
         columns = _Columns.from_header(header, f"{path.name}:1")
-        protected = _PROTECTED_CELL.search(text) is not None  # most files have none: skip the check
         for line, values in _records(reader, lambda: reader.line_num, protected=protected):
             where = f"{path.name}:{line}"
             try:
@@ -406,7 +435,7 @@ def _read_records(
 
 # Where a cell :func:`protect_cell` marked can start: the file's start, after a comma, a
 # line break or an opening quote. A match may be a false alarm (then every cell is checked).
-_PROTECTED_CELL = re.compile("(?:^|[,\r\n\"])'[=+\\-@\t\r]")
+_PROTECTED_CELL = re.compile(b"(?:^|[,\r\n\"])'[=+\\-@\t\r]")  # on the file's bytes
 # Bytes that are not UTF-8, as ``surrogateescape`` decodes them (0x80-0xff -> U+DC80-U+DCFF).
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 

@@ -568,6 +568,27 @@ def test_a_utf8_file_with_a_byte_order_mark_imports_whole(
     assert subs.show(store, "rene@example.org").name == "René"
 
 
+def test_a_bad_byte_deep_in_a_large_file_rejects_that_line_only(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    """The file is checked and decoded a piece at a time (past the first MiB, across
+    multi-byte characters cut by the pieces' edges), and still read as one text."""
+    names = [f"Zoë Ñúñez 🎉 {n}" for n in range(30_000)]
+    lines = [b"\xef\xbb\xbfemail,name\n"] + [
+        f"p{n}@example.org,{name}\n".encode() for n, name in enumerate(names)
+    ]
+    lines[28_001] = b"bad@example.org,Ren\xe9\n"  # Latin-1 é, past the first MiB
+    path = tmp_path / "weekly.csv"
+    path.write_bytes(b"".join(lines))
+    assert sum(map(len, lines[:28_001])) > 1 << 20
+    report = subs.import_csv(settings, store, "weekly", path, now=NOW)
+    fix = "save the file as UTF-8 (in Excel: 'CSV UTF-8')"
+    assert [str(e) for e in report.rejected] == [f"weekly.csv:28002: not UTF-8 text (byte 0xe9); {fix}"]
+    assert report.added == 29_999
+    stored = {s.email: s.name for s in store.subscribers.confirmed("weekly")}
+    assert stored == {f"p{n}@example.org": name for n, name in enumerate(names) if n != 28_000}
+
+
 def test_hostile_values_are_stored_exactly_or_refused_by_line(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
