@@ -12,7 +12,9 @@ the table shows the median: "first import" loads the file into an empty store,
 costs), "store only" is the same first import without the parse (``import_rows`` of
 the parsed rows), and "issue" creates one issue with its deliveries on the filled
 store. "parse" is reading and validating the file alone (no store). CPU is this
-process's; on PostgreSQL the server's share is the difference to wall time.
+process's; on PostgreSQL the server's share is the difference to wall time. A second
+table gives the peak memory (RSS) of a fresh process reading the file and of one doing
+a first import, beside Python with the publisher imported and nothing done.
 
 On PostgreSQL one more row is the baseline: ``COPY`` of the same parsed rows into a
 table with no index, key or constraint, the way the import's first step copies them
@@ -34,6 +36,7 @@ import json
 import os
 import secrets as secrets_module
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -206,7 +209,48 @@ def create_issue(store: Store, now: datetime) -> tuple[int, int] | None:
     )
 
 
+def peak_child(what: str, csv_path: Path, url: str) -> None:
+    """In a fresh process (``--peak``): do one thing and print the peak RSS in MB."""
+    if what == "read":
+        read_subscriber_csv(csv_path)
+    elif what == "import":
+        store = Store(url)
+        import_csv(settings_for(url, csv_path.parent), store, "weekly", csv_path, now=datetime.now(UTC))
+        store.close()
+    # VmHWM, not getrusage's ru_maxrss: Linux carries the latter over from the process
+    # that forked this one (the benchmark, holding a parsed file), so it would read high.
+    status = Path("/proc/self/status").read_text()
+    print(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) // 1024)
+
+
+def peak_mb(what: str, csv_path: Path, url: str = "") -> int:
+    """The peak memory of :func:`peak_child` doing ``what``, in its own process."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--peak", what, str(csv_path), url],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(done.stdout.split()[-1])
+
+
+def memory_table(csv_path: Path, rows: int, base: Path, stores: list[tuple[str, Fresh]]) -> Table:
+    """Peak memory (RSS) of one process: Python alone, reading the file, a first import."""
+    table = Table(title=f"Peak memory of one process, {rows:,} rows (RSS, fresh process each)")
+    for column in ("store", "case", "peak MB"):
+        table.add_column(column, justify="right" if column == "peak MB" else "left")
+    table.add_row("-", "Python with the publisher imported", str(peak_mb("nothing", csv_path)))
+    table.add_row("-", "read and validate the file", str(peak_mb("read", csv_path)))
+    for label, fresh in stores:
+        with fresh(base) as url:
+            table.add_row(label, "first import (read + store)", str(peak_mb("import", csv_path, url)))
+    return table
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--peak"]:
+        peak_child(sys.argv[2], Path(sys.argv[3]), sys.argv[4])
+        return
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
@@ -215,6 +259,11 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()
     cases: list[Case] = []
+    stores: list[tuple[str, Fresh]] = []
+    if not args.no_sqlite:
+        stores.append(("sqlite", sqlite_store))
+    if args.postgres:
+        stores.append(("postgresql", postgres_store(args.postgres)))
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         csv_path = base / "subscribers.csv"
@@ -223,12 +272,9 @@ def main() -> None:
         for _ in range(args.repeat):
             parse.timed(lambda: read_subscriber_csv(csv_path))
         cases.append(parse)
-        if not args.no_sqlite:
-            cases += bench_backend("sqlite", sqlite_store, csv_path, args.rows, base, args.repeat)
-        if args.postgres:
-            cases += bench_backend(
-                "postgresql", postgres_store(args.postgres), csv_path, args.rows, base, args.repeat
-            )
+        for label, fresh in stores:
+            cases += bench_backend(label, fresh, csv_path, args.rows, base, args.repeat)
+        memory = memory_table(csv_path, args.rows, base, stores)
     load = os.getloadavg()
     title = (
         f"Subscriber import and issue creation, {args.rows:,} rows, median of {args.repeat} "
@@ -250,6 +296,7 @@ def main() -> None:
             " ".join(f"{w:.1f}" for w, _ in case.runs),
         )
     Console(width=140).print(table)
+    Console(width=140).print(memory)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ then on, ``--repeat`` times) so a busy spell hits every case alike.
 
 Peak memory: for each of ``--memory-sizes`` a fresh store gets that many subscribers
 and one worker sends the whole issue; the table gives that worker's maximum RSS
-(``wait4``'s rusage of the child), and the import's. 1M takes several minutes.
+(the kernel's ``VmHWM`` of the process, see :func:`wait_all`), and the import's. 1M
+takes several minutes.
 
 Usage::
 
@@ -172,18 +173,40 @@ class Bench:
 
 
 def wait_all(processes: list[subprocess.Popen[bytes]]) -> list[float]:
-    """Wait for each process; its peak RSS in MB (Linux ``ru_maxrss`` is in KiB); fail loudly."""
-    peaks = []
+    """Wait for each process and return its peak memory in MB; fail loudly.
+
+    The peak is the kernel's high-water mark of the process's own memory (``VmHWM``),
+    read every 50 ms until it exits, so growth in its last 50 ms would be missed. Why
+    not ``wait4``'s ``ru_maxrss``: Linux carries that over from the process that started
+    the child (this benchmark), so a small worker would read as large as the benchmark.
+    """
+    peaks = [0.0] * len(processes)
+    running = set(range(len(processes)))
+    while running:
+        for i in sorted(running):
+            peaks[i] = max(peaks[i], high_water_mb(processes[i].pid))
+            if processes[i].poll() is not None:
+                running.discard(i)
+        time.sleep(0.05)
     for proc in processes:
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             stderr = proc.stderr.read().decode() if proc.stderr else ""
             raise RuntimeError(f"{proc.args!r} exited {proc.returncode}: {stderr[-2000:]}")
         if proc.stderr:
             proc.stderr.close()
-        peaks.append(usage.ru_maxrss / 1024)
     return peaks
+
+
+def high_water_mb(pid: int) -> float:
+    """``VmHWM`` of a running process in MB; 0 once it has exited (its memory is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return 0.0
 
 
 @dataclass(frozen=True, slots=True)
