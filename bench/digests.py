@@ -244,7 +244,7 @@ def digest_items(now: datetime) -> list[Item]:
     out = []
     for n in range(ITEM_COUNT):
         published = now - timedelta(hours=6 * n + 1)
-        category = CATEGORIES[n % len(CATEGORIES)]["slug"] if n != 7 else None
+        category = str(CATEGORIES[n % len(CATEGORIES)]["slug"]) if n != 7 else None
         out.append(
             Item(
                 id=f"urn:bench:{n}",
