@@ -673,7 +673,11 @@ def digest_send(
 
 
 def progress_bar() -> Any:
-    """A transient progress bar on stderr; descriptions (list and file names) are not markup."""
+    """A transient progress bar on stderr; descriptions (list and file names) are not markup.
+
+    Off when stderr is not a terminal: there is nothing to redraw in a pipe or a log, and
+    rich would still write an empty line there when the bar ends.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
@@ -683,6 +687,7 @@ def progress_bar() -> Any:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,
     )
 
 

@@ -125,6 +125,22 @@ def test_config_goes_before_or_after_the_command_or_in_the_environment(site: Pat
     assert missing.returncode == 2 and "nope.toml: no such file" in missing.stderr
 
 
+def test_a_piped_import_writes_its_report_and_warnings_and_nothing_else(site: Path, tmp_path: Path) -> None:
+    """No progress bar in a pipe: rich would still leave an empty line on stderr."""
+    csv = tmp_path / "readers.csv"
+    csv.write_text("email,name\nana@example.org,Ana\nnot-an-address,Bo\nANA@example.org,\n", encoding="utf-8")
+    result = piped(site, "subscribers", "import", "weekly", str(csv))
+    assert result.returncode == 1, result.stderr  # some rows were rejected: a script must see it
+    assert result.stdout == (
+        "import readers.csv -> weekly: 1 added, 0 updated, 0 unchanged, 0 kept unsubscribed, "
+        "1 rejected, 1 duplicate(s) merged\n"
+    )
+    assert result.stderr.splitlines() == [
+        "rejected: readers.csv:3: invalid address 'not-an-address': An email address must have an @-sign.",
+        "warning: readers.csv:4: duplicate of line 2 (ANA@example.org); merged",
+    ]
+
+
 def test_a_dry_run_counts_the_subscribers_the_send_will_import_and_writes_nothing(site: Path) -> None:
     assert cli(site, "ingest").returncode == 0
     dry = cli(site, "digest", "send", "weekly", "--dry-run")
