@@ -57,6 +57,8 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from memory import high_water_mb  # noqa: E402
+
 from publisher.config import Settings, settings_from_dict  # noqa: E402
 from publisher.models import Consent  # noqa: E402
 from publisher.store import Store  # noqa: E402
@@ -170,7 +172,8 @@ def bench_backend(label: str, fresh: Fresh, csv_path: Path, rows: int, base: Pat
     issue = Case(label, "issue: deliveries created", rows)
     bare = Case(label, "baseline: COPY into a bare table", rows)
     parsed, _, _ = read_subscriber_csv(csv_path)
-    secrets = [secrets_module.token_hex(32) for _ in parsed]
+    with_baseline = label == "postgresql"  # COPY is PostgreSQL's
+    secrets = [secrets_module.token_hex(32) for _ in parsed] if with_baseline else []
     for _ in range(repeat):
         with fresh(base) as url:
             store = Store(url)
@@ -187,10 +190,10 @@ def bench_backend(label: str, fresh: Fresh, csv_path: Path, rows: int, base: Pat
             consent = Consent(at=datetime.now(UTC), method="import", source=csv_path.name)
             store_only.timed(partial(store.subscribers.import_rows, "weekly", parsed, consent, "en"))
             store.close()
-        if label == "postgresql":
+        if with_baseline:
             with fresh(base) as url:
                 bare.timed(partial(copy_bare, url, parsed, secrets))
-    if label != "postgresql":
+    if not with_baseline:
         return [first, store_only, again, issue]
     store_only.baseline = bare
     return [first, store_only, again, issue, bare]
@@ -217,10 +220,7 @@ def peak_child(what: str, csv_path: Path, url: str) -> None:
         store = Store(url)
         import_csv(settings_for(url, csv_path.parent), store, "weekly", csv_path, now=datetime.now(UTC))
         store.close()
-    # VmHWM, not getrusage's ru_maxrss: Linux carries the latter over from the process
-    # that forked this one (the benchmark, holding a parsed file), so it would read high.
-    status = Path("/proc/self/status").read_text()
-    print(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) // 1024)
+    print(round(high_water_mb()))
 
 
 def peak_mb(what: str, csv_path: Path, url: str = "") -> int:
@@ -231,7 +231,7 @@ def peak_mb(what: str, csv_path: Path, url: str = "") -> int:
         capture_output=True,
         text=True,
     )
-    return int(done.stdout.split()[-1])
+    return int(done.stdout.split()[-1])  # the last line: what the child printed
 
 
 def memory_table(csv_path: Path, rows: int, base: Path, stores: list[tuple[str, Fresh]]) -> Table:

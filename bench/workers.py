@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from digests import CATEGORIES, LIST_SLUG, digest_items, smtp_sink, write_subscribers_csv  # noqa: E402
+from memory import high_water_mb  # noqa: E402
 
 from publisher.app import Publisher  # noqa: E402
 from publisher.config import load_config  # noqa: E402
@@ -176,9 +177,8 @@ def wait_all(processes: list[subprocess.Popen[bytes]]) -> list[float]:
     """Wait for each process and return its peak memory in MB; fail loudly.
 
     The peak is the kernel's high-water mark of the process's own memory (``VmHWM``),
-    read every 50 ms until it exits, so growth in its last 50 ms would be missed. Why
-    not ``wait4``'s ``ru_maxrss``: Linux carries that over from the process that started
-    the child (this benchmark), so a small worker would read as large as the benchmark.
+    read every 50 ms until it exits, so growth in its last 50 ms would be missed (why not
+    ``wait4``'s ``ru_maxrss``: :mod:`memory`).
     """
     peaks = [0.0] * len(processes)
     running = set(range(len(processes)))
@@ -195,18 +195,6 @@ def wait_all(processes: list[subprocess.Popen[bytes]]) -> list[float]:
         if proc.stderr:
             proc.stderr.close()
     return peaks
-
-
-def high_water_mb(pid: int) -> float:
-    """``VmHWM`` of a running process in MB; 0 once it has exited (its memory is gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024  # kB
-    return 0.0
 
 
 @dataclass(frozen=True, slots=True)

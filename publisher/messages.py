@@ -155,15 +155,14 @@ class RenderedIssue:
     def _prepare_signing(self) -> None:
         """Split the pieces at the blank line after the head; canonicalise the body's."""
         for index, piece in enumerate(self.pieces):
-            if isinstance(piece, bytes) and HEAD_END in piece:
-                body = [piece[piece.index(HEAD_END) + len(HEAD_END) :], *self.pieces[index + 1 :]]
-                if all(crlf_only(p) for p in body if isinstance(p, bytes)):
-                    self.canonical_body_pieces = [
-                        relaxed_spaces(p) if isinstance(p, bytes) else p for p in body
-                    ]
-                    self.head_pieces = index
-                    self.head_end = piece.index(HEAD_END)
-                return
+            at = piece.find(HEAD_END) if isinstance(piece, bytes) else -1
+            if at == -1:
+                continue
+            body = [piece[at + len(HEAD_END) :], *self.pieces[index + 1 :]]
+            if all(crlf_only(p) for p in body if isinstance(p, bytes)):
+                self.canonical_body_pieces = [relaxed_spaces(p) if isinstance(p, bytes) else p for p in body]
+                self.head_pieces, self.head_end = index, at
+            return
 
     def personalise(self, subscriber: Subscriber, *, delivery_id: int) -> tuple[str, bytes]:
         """The Message-ID and the finished (signed, when configured) message for one recipient."""

@@ -200,12 +200,10 @@ class DkimSigner:
         if end == -1:
             raise MailError("DKIM: the message has no blank line between head and body")
         head = message[:end]
-        if head.count(b"\n") != head.count(b"\r\n"):
+        body = message[end + len(HEAD_END) :] if canonical is None else b""  # the caller checked its own
+        if not (crlf_only(head) and crlf_only(body)):
             raise MailError("DKIM: the message has bare line feeds; only CRLF messages are signed")
         if canonical is None:
-            body = message[end + len(HEAD_END) :]
-            if not crlf_only(body):
-                raise MailError("DKIM: the message has bare line feeds; only CRLF messages are signed")
             canonical = canonical_body(body)
         body_hash = base64.b64encode(hashlib.sha256(canonical).digest())
         stamp = str(int(time.time() if now is None else now)).encode("ascii")

@@ -342,6 +342,7 @@ def read_subscriber_csv(path: Path) -> tuple[list[ImportRow], list[SubscriberErr
     except OSError as e:
         raise SubscriberError(str(path), f"cannot read the subscriber file: {e}") from e
     start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    text_bytes = memoryview(data)[start:]  # after any BOM, a view and not a copy
     # The records are decoded as the csv module reads them, never as one string: the
     # whole text, and StringIO's copy of it at four bytes a character, were a third of
     # the peak memory of a million-row import.
@@ -352,21 +353,18 @@ def read_subscriber_csv(path: Path) -> tuple[list[ImportRow], list[SubscriberErr
         return _read_records(
             path,
             lines,
-            check_encoding=not _is_utf8(data, start),  # skip the per-record search in clean files
-            # A view from ``start``: the pattern's ``^`` is the text's start, after any BOM.
-            protected=_PROTECTED_CELL.search(memoryview(data)[start:]) is not None,
+            # Both skip per-record work in most files. ``^`` of the pattern is the text's start.
+            check_encoding=not (data.isascii() or _is_utf8(text_bytes)),
+            protected=_PROTECTED_CELL.search(text_bytes) is not None,
         )
 
 
-def _is_utf8(data: bytes, start: int, chunk: int = 1 << 20) -> bool:
-    """Whether ``data`` from ``start`` is all UTF-8, decoded a chunk at a time (no text of its size)."""
-    if data.isascii():
-        return True
-    body = memoryview(data)[start:]  # a view, not a copy
+def _is_utf8(data: memoryview, chunk: int = 1 << 20) -> bool:
+    """Whether ``data`` is all UTF-8, decoded a chunk at a time (no text of its size)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        for at in range(0, len(body), chunk):
-            decoder.decode(body[at : at + chunk])
+        for at in range(0, len(data), chunk):
+            decoder.decode(data[at : at + chunk])
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return False

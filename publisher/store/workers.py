@@ -230,7 +230,7 @@ class WorkerStore:
             w.ended,
         )
         q = (
-            select(*per[:2], sent.label("sent"), first.label("first"), last.label("last"), *per[2:])
+            select(*per, sent.label("sent"), first.label("first"), last.label("last"))
             .join(workers, w.id == deliveries.c.claimed_by)
             .where(deliveries.c.issue_id.in_(list(issue_ids)))
             .group_by(*per)
