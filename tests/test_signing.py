@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from publisher.config import DkimConfig
 from publisher.errors import ConfigError, MailError
+from publisher.messages import RenderedIssue
 from publisher.signing import DKIM_HEADERS, DkimSigner, canonical_body, fold, relaxed_spaces
 from tests.conftest import DKIM_DOMAIN, DKIM_SELECTOR, DkimKey
 from tests.test_messages import LIST, MakeSettings, make_subscriber, render
@@ -71,6 +72,32 @@ def test_digests_signed_from_pieces_canonicalised_once_are_dkimpys_bytes(
         unsigned = signed[signed.index(b"\r\nFrom: ") + 2 :]
         assert signed == _dkimpy(unsigned, path, 1_764_489_600 + n, monkeypatch), name
         assert dkim.verify(signed, dnsfunc=dkim_key.dns)
+
+
+def test_personal_values_the_shared_pieces_do_not_foresee_fall_back_to_the_whole_body(
+    make_settings: MakeSettings, dkim_key: DkimKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The values built today never move the head's blank line or hold a bare line feed,
+    but if one did, the signature must still cover the bytes that are sent."""
+    rendered = render(make_settings(lists=[LIST]), signer=_signer(dkim_key.path))
+    built = RenderedIssue._values
+
+    def head_with_a_blank_line(self: RenderedIssue, *args: object) -> dict[str, bytes]:
+        values = built(self, *args)  # type: ignore[arg-type]
+        values["to"] += b"\r\n\r\nmoved"  # the body now starts inside the head
+        return values
+
+    monkeypatch.setattr(RenderedIssue, "_values", head_with_a_blank_line)
+    _mid, signed = rendered.personalise(make_subscriber(id=1, name="Ana"), delivery_id=1)
+    assert dkim.verify(signed, dnsfunc=dkim_key.dns)
+
+    def bare_line_feed(self: RenderedIssue, *args: object) -> dict[str, bytes]:
+        values = built(self, *args)  # type: ignore[arg-type]
+        return {key: value + b"\n" if key in self.body_slots else value for key, value in values.items()}
+
+    monkeypatch.setattr(RenderedIssue, "_values", bare_line_feed)
+    with pytest.raises(MailError, match="bare line feeds"):
+        rendered.personalise(make_subscriber(id=2, name="Bo"), delivery_id=2)
 
 
 @hypothesis_settings(max_examples=400, deadline=None)
