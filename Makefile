@@ -53,7 +53,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check publisher tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy publisher
+	$(BIN)/mypy publisher bench
 
 unit: $(STAMP)
 	$(BIN)/pytest
