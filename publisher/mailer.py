@@ -120,6 +120,8 @@ def make_transport(settings: Settings) -> Transport:
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\d)")
 _NO_SUCH_USER = re.compile(r"user unknown|unknown user|no such user", re.IGNORECASE)
 SLOWDOWN_CODES = frozenset({421, 454})
+# A MAIL FROM refusal that is about this message (its declared SIZE), not the sender.
+_SIZE_REFUSAL = re.compile(r"^552\b|\b5\.3\.4\b")
 
 
 def classify_reply(code: int, text: str) -> DeliveryStatus:
@@ -400,6 +402,7 @@ class _Run:
         self.live = workers
         self.done = asyncio.Event()
         self.error: BaseException | None = None
+        self.slowdowns = 0  # 421/454 in a row, across every connection, since the last other answer
 
     def admit(self, message: OutgoingMessage) -> None:
         """Queue a message pulled after taking a slot (see ``SmtpTransport._feed``)."""
@@ -435,6 +438,13 @@ class SmtpTransport:
     answer came after the message text); 5.1.x and "user unknown"
     bounced; other 5xx failed; a connection lost before the message text went out is
     retried on a fresh connection (deferred after ``max_drops``); lost after it, unknown.
+
+    Two answers are about the relay or the sender, not a recipient, and stop the whole
+    send with MailError, the messages not yet sent left without a result (queued): a
+    5xx to MAIL FROM other than a size refusal (a login the relay requires, a sender it
+    rejects: every message would fail the same way), and 421/454 to
+    ``(max_slowdowns + 1) * connections`` attempts in a row with no other answer
+    between (a relay refusing everything; backing off per message would take hours).
 
     ``tls_context`` overrides certificate checks (a private CA); ``backoff`` is the first
     delay after a slowdown or a failed reconnect, doubling up to ``max_backoff``.
@@ -569,10 +579,13 @@ class SmtpTransport:
         await self._pacer.wait()
         conn.busy = True
         try:
-            result = await self._transact(conn, smtp, job, run.on_start)
+            result = await self._transact(conn, smtp, job, run)
             if result is not None:
                 await run.report(result)
                 return True
+        except _RelayRefused as e:
+            run.fail(MailError(f"{e}; nothing more was sent, the rest stays queued"))
+            return False
         finally:
             conn.busy = False
         run.queue.put_nowait(job)
@@ -599,9 +612,12 @@ class SmtpTransport:
         return False
 
     async def _transact(
-        self, conn: _Connection, smtp: aiosmtplib.SMTP, job: _Job, on_start: StartCallback | None
+        self, conn: _Connection, smtp: aiosmtplib.SMTP, job: _Job, run: _Run
     ) -> SendResult | None:
-        """One MAIL/RCPT/DATA exchange; None when the message must be tried again."""
+        """One MAIL/RCPT/DATA exchange; None when the message must be tried again.
+
+        Raises _RelayRefused when the answer stops the whole send (see the class).
+        """
         message = job.message
         stage = _Stage.ENVELOPE
         self._in_flight += 1
@@ -614,16 +630,24 @@ class SmtpTransport:
                 start = await smtp.execute_command(b"DATA")
                 if start.code != 354:
                     raise aiosmtplib.SMTPDataError(start.code, start.message)
-                _announce(on_start, message.key)
+                _announce(run.on_start, message.key)
                 stage = _Stage.PAYLOAD
                 reply = await _send_payload(smtp, payload, self.cfg.timeout)
         except _CallerFailed as e:  # the caller cannot record the start: write nothing
             conn.drop()
             raise e.error from None
+        except aiosmtplib.SMTPSenderRefused as e:
+            if 500 <= e.code < 600 and not _SIZE_REFUSAL.search(f"{e.code} {e.message}"):
+                await conn.reset()
+                raise _RelayRefused(
+                    f"the relay {self.where} refused the sender <{message.sender}> at MAIL FROM: "
+                    f"{e.code} {storable(e.message)} (check [smtp] username and the list's sender)"
+                ) from e
+            return await self._refused(conn, job, stage, e.code, e.message, run)
         except aiosmtplib.SMTPResponseException as e:
             if not 200 <= e.code < 600:  # garbled reply: the session cannot be trusted
                 return self._lost(conn, job, stage, e)
-            return await self._refused(conn, job, stage, e.code, e.message)
+            return await self._refused(conn, job, stage, e.code, e.message, run)
         except (TimeoutError, OSError) as e:  # includes lost connections and aiosmtplib timeouts
             return self._lost(conn, job, stage, e)
         except (ValueError, aiosmtplib.SMTPNotSupported) as e:  # unusable address
@@ -631,25 +655,31 @@ class SmtpTransport:
             return _result(message, DeliveryStatus.FAILED, None, f"cannot send to this address: {e}")
         finally:
             self._in_flight -= 1
-        conn.slowdowns = 0
+        conn.slowdowns = run.slowdowns = 0
         return _result(message, classify_reply(reply.code, reply.message), reply.code, reply.message)
 
     async def _refused(
-        self, conn: _Connection, job: _Job, stage: _Stage, code: int, text: str
+        self, conn: _Connection, job: _Job, stage: _Stage, code: int, text: str, run: _Run
     ) -> SendResult | None:
         if code in SLOWDOWN_CODES:
             conn.drop()
             conn.slowdowns += 1
             job.slowdowns += 1
+            run.slowdowns += 1
             # After the text, a 421 is this message's final answer: deferred (retried
             # later by the ledger), so a stop or outage before a retry here cannot leave
             # a refused message looking in doubt.
             if stage is _Stage.ENVELOPE and job.slowdowns <= self.max_slowdowns:
+                if run.slowdowns >= (self.max_slowdowns + 1) * len(self._connections):
+                    raise _RelayRefused(
+                        f"the relay {self.where} answered {code} {storable(text)} "
+                        f"{run.slowdowns} times in a row on every connection"
+                    )
                 return None
             return _result(job.message, DeliveryStatus.DEFERRED, code, text)
         if stage is _Stage.ENVELOPE:
             await conn.reset()
-        conn.slowdowns = 0
+        conn.slowdowns = run.slowdowns = 0
         return _result(job.message, classify_reply(code, text), code, text)
 
     def _lost(self, conn: _Connection, job: _Job, stage: _Stage, error: BaseException) -> SendResult | None:
@@ -663,6 +693,10 @@ class SmtpTransport:
             return None
         text = f"connection lost before the message was sent, {job.drops} times: {what}"
         return _result(job.message, DeliveryStatus.DEFERRED, None, text)
+
+
+class _RelayRefused(Exception):
+    """An answer about the relay or the sender, not the recipient: the whole send stops."""
 
 
 class _CallerFailed(Exception):

@@ -139,6 +139,69 @@ def test_endless_slow_down_is_deferred_not_failed(smtp_server: SmtpSink) -> None
     assert smtp_server.received == []
 
 
+def test_a_relay_answering_421_to_everything_stops_the_send_within_its_bound(smtp_server: SmtpSink) -> None:
+    """Backing off per message would take hours; the whole send stops, the rest queued.
+
+    The messages that used up their own slowdowns on the way are deferred (the ledger
+    retries them); the other eighteen get no result, so they stay queued.
+    """
+    smtp_server.script(Rule("rcpt", reply="421 4.7.0 slow down"))
+    results: list[SendResult] = []
+    transport = smtp(smtp_server, connections=2, max_slowdowns=2)
+    with pytest.raises(
+        MailError, match=r"answered 421 4.7.0 slow down \d+ times in a row on every connection"
+    ):
+        asyncio.run(transport.send([message(k) for k in range(1, 21)], results.append))
+
+    bound = (2 + 1) * 2  # (max_slowdowns + 1) * connections
+    assert bound <= sum(smtp_server.rcpt_attempts.values()) <= bound + 2
+    assert len(results) <= 2
+    assert {r.status for r in results} <= {DeliveryStatus.DEFERRED}
+    assert smtp_server.received == []
+
+
+def test_a_slowdown_streak_is_broken_by_any_other_answer(smtp_server: SmtpSink) -> None:
+    # Two 421s and a 451 for the first message, two more 421s for the second: four in a
+    # row would stop a send whose bound is three, but the 451 is an answer, not a slowdown.
+    smtp_server.script(
+        Rule("rcpt", reply="421 4.7.0 slow down", times=2),
+        Rule("rcpt", reply="451 4.3.0 later", times=1),
+        Rule("rcpt", reply="421 4.7.0 slow down", times=2),
+    )
+    results = send(smtp(smtp_server, connections=1, max_slowdowns=2), [message(k) for k in range(1, 4)])
+
+    assert [results[k].status for k in (1, 2, 3)] == [
+        DeliveryStatus.DEFERRED,
+        DeliveryStatus.SENT,
+        DeliveryStatus.SENT,
+    ]
+
+
+@pytest.mark.parametrize(
+    "reply", ["530 5.7.0 Authentication required", "553 5.7.1 Sender address rejected", "550 not allowed"]
+)
+def test_a_sender_refused_at_mail_from_stops_the_send_and_fails_no_one(
+    smtp_server: SmtpSink, reply: str
+) -> None:
+    """Every message would be refused the same way: nothing is marked failed, all stay queued."""
+    smtp_server.script(Rule("mail", reply=reply))
+    results: list[SendResult] = []
+    transport = smtp(smtp_server, connections=2)
+    with pytest.raises(MailError, match=f"refused the sender <{SENDER}> at MAIL FROM: {reply}"):
+        asyncio.run(transport.send([message(k) for k in range(1, 11)], results.append))
+
+    assert results == []
+    assert smtp_server.received == []
+
+
+def test_a_size_refusal_at_mail_from_fails_that_message_only(smtp_server: SmtpSink) -> None:
+    smtp_server.script(Rule("mail", reply="552 5.3.4 message size exceeds fixed limit", times=1))
+    results = send(smtp(smtp_server, connections=1), [message(1), message(2)])
+
+    assert (results[1].status, results[1].code) == (DeliveryStatus.FAILED, 552)
+    assert results[2].status is DeliveryStatus.SENT
+
+
 def test_a_drop_before_data_is_retried_and_delivered_once(smtp_server: SmtpSink) -> None:
     smtp_server.script(Rule("rcpt", drop=True, recipient="reader2@example.net", times=1))
     results = send(smtp(smtp_server, connections=1), [message(1), message(2), message(3)])
