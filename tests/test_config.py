@@ -573,15 +573,15 @@ def test_retry_max_may_not_be_shorter_than_retry_min() -> None:
     ],
 )
 def test_an_env_key_must_name_a_variable_and_its_value_is_never_echoed(where: str, value: str) -> None:
-    data: dict[str, object] = {
+    by_key: dict[str, dict[str, object]] = {
         "bounces.webhook_secret_env": {"bounces": {"webhook_secret_env": value}},
         "smtp.password_env": {"smtp": {"password_env": value}},
         "bounces.imap.password_env": {
             "bounces": {"imap": {"host": "h", "username": "u", "password_env": value}}
         },
-    }[where]
+    }
     with pytest.raises(ConfigError) as info:
-        settings_from_dict(data)
+        settings_from_dict(by_key[where])
     (found,) = info.value.problems
     assert found.startswith(f"{where}: must name the environment variable that holds the secret")
     assert value not in str(info.value)
