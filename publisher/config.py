@@ -17,13 +17,14 @@ import re
 import tomllib
 import typing
 from datetime import timedelta
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -35,9 +36,11 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from publisher.errors import ConfigError
 from publisher.models import SENDING_JOBS, JobKind
@@ -176,6 +179,137 @@ def _check_timezone(v: str) -> str:
     except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # "Europe" is a folder: OSError
         raise ValueError(f"unknown time zone {v!r}: use an IANA name such as 'Europe/Zurich' or 'UTC'") from e
     return v
+
+
+# -- names of environment variables, DNS names, mail addresses -----------------------
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The error type of a bad *_env value: _format_error shows it without the value, which
+# may be the secret itself pasted where its variable's name belongs.
+ENV_NAME_ERROR = "env_name"
+
+
+def _check_env_name(value: str, example: str) -> str:
+    """A ``*_env`` key holds the *name* of an environment variable, never the secret."""
+    if not _ENV_NAME.match(value):
+        raise PydanticCustomError(
+            ENV_NAME_ERROR,
+            "must name the environment variable that holds the secret, not hold the secret itself: "
+            "write a name of letters, digits and '_' that does not start with a digit, e.g. "
+            "{example}, and set that variable to the secret (the value is not shown here in "
+            "case it is one)",
+            {"example": repr(example)},
+        )
+    return value
+
+
+def _env_name(example: str) -> AfterValidator:
+    """The validator of a ``*_env`` key; ``example`` is the name the README suggests."""
+    return AfterValidator(lambda value: _check_env_name(value, example))
+
+
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
+
+
+def _check_dns_name(value: str, example: str) -> str:
+    """A name that goes into DNS (and DKIM's s= and d= tags): letter-digit-hyphen labels
+    joined by dots; anything else makes every signature unverifiable."""
+    if len(value) > 253 or not _DNS_NAME.match(value):
+        raise ValueError(
+            "must be a DNS name: labels of letters, digits and '-' (not first or last, at most "
+            f"63 characters each) with a '.' between labels, no spaces or other signs, e.g. {example!r}"
+        )
+    return value
+
+
+def _ascii_domain(value: str) -> str:
+    """A domain in its ASCII form: a non-ASCII (internationalised) one becomes ``xn--...``.
+
+    email-validator does the IDNA conversion, as it does for subscribers' addresses
+    (publisher.subscriptions), so a domain reads the same wherever it is written.
+    """
+    if value.isascii():
+        return value.lower()
+    try:
+        return str(validate_email("postmaster@" + value, check_deliverability=False).ascii_domain)
+    except EmailNotValidError as e:
+        raise ValueError(f"is not a domain name: {e}") from e
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_one_line(value: str, example: str) -> None:
+    if _CONTROL.search(value):
+        raise ValueError(
+            f"contains a line break or another control character; write one line, e.g. {example!r}"
+        )
+
+
+def _ascii_address(written: str, example: str) -> str:
+    """``written`` validated by email-validator (no DNS lookup), in its ASCII form."""
+    if "@" not in written:
+        raise ValueError(f"{written!r} is not an address: write one such as {example!r}")
+    if not written.rpartition("@")[0].isascii():
+        raise ValueError(
+            f"the part before the '@' of {written!r} is not ASCII: mail from such an address needs "
+            "SMTPUTF8, which many servers and readers do not support; use an ASCII address "
+            "(a non-ASCII domain or display name is fine)"
+        )
+    try:
+        found = validate_email(written, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as e:
+        raise ValueError(f"{written!r} is not a valid address: {e}") from e
+    return str(found.ascii_email)
+
+
+def _check_mailbox(value: str, example: str) -> str:
+    """One mail address, optionally with a display name: ``News <news@example.org>``.
+
+    Returned with the address in its ASCII form (an internationalised domain becomes
+    ``xn--...``), since headers and the SMTP envelope are built from it in ASCII; the
+    display name may stay non-ASCII (it is RFC 2047-encoded in the header). A non-ASCII
+    local part is refused: it needs SMTPUTF8, which relays and readers cannot be relied
+    on for. Several addresses are refused rather than all but the first being dropped.
+    """
+    _check_one_line(value, example)
+    mailboxes = [(name, address) for name, address in getaddresses([value]) if name or address]
+    if len(mailboxes) != 1:
+        raise ValueError(
+            f"holds {len(mailboxes)} addresses; write exactly one, e.g. {example!r} "
+            "(a name with a comma goes in double quotes: '\"Press, Media\" <press@example.org>')"
+        )
+    name, parsed = mailboxes[0]
+    # parseaddr quietly drops what it cannot read ("<news@exa mple.org>" becomes
+    # news@example.org): validate what the admin wrote between the brackets instead.
+    text = value.strip()
+    if text.endswith(">") and "<" in text:
+        written = text[text.rfind("<") + 1 : -1].strip()
+    elif parsed in text:
+        written = parsed  # "news@example.org" or "news@example.org (News)"
+    else:
+        written = text  # email-validator says what is wrong with it
+    address = _ascii_address(written, example)
+    if not name:
+        return address
+    if re.search(r'[()<>\[\]:;@\\,."]', name) or name != name.strip():
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{address}>"
+
+
+def _check_bare_address(value: str, example: str) -> str:
+    """One address alone (``mailto:`` in front is allowed), in its ASCII form."""
+    _check_one_line(value, example)
+    written = value.strip()
+    written = written[len("mailto:") :] if written.lower().startswith("mailto:") else written
+    if "?" in written:
+        raise ValueError(
+            f"write the address alone, without '?...' (the publisher adds the subject), e.g. {example!r}"
+        )
+    if any(c in written for c in "<>,") or any(c.isspace() for c in written):
+        raise ValueError(f"must be one address alone, without a name, brackets or spaces, e.g. {example!r}")
+    return _ascii_address(written, example)
 
 
 class StorageConfig(_Strict):
@@ -349,7 +483,7 @@ class SmtpConfig(_Strict):
     port: StrictInt = Field(25, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "none"
     username: str = ""
-    password_env: str = "PUBLISHER_SMTP_PASSWORD"
+    password_env: Annotated[str, _env_name("PUBLISHER_SMTP_PASSWORD")] = "PUBLISHER_SMTP_PASSWORD"
     connections: StrictInt = Field(4, ge=1, le=64)
     rate_per_second: Finite = Field(0, ge=0, le=100_000)
     timeout: Finite = Field(60.0, gt=0, le=3600)  # per message, whole SMTP transaction
@@ -373,6 +507,19 @@ class DeliveryConfig(_Strict):
     # How long a sending process's claim on its deliveries holds without a renewal (it
     # renews every quarter of it); after that another process settles them (publisher.ledger).
     lease: DurationText = parse_duration("5m")
+
+    @field_validator("retry_max")
+    @classmethod
+    def _retry_max_not_below_min(cls, value: Duration, info: ValidationInfo) -> Duration:
+        # The backoff doubles from retry_min and stops growing at retry_max; a maximum
+        # below the minimum is a swapped pair or a typo, not a schedule.
+        low = info.data.get("retry_min")
+        if low is not None and value < low:
+            raise ValueError(
+                f"{value} is shorter than retry_min ({low}): the retry delay grows from retry_min "
+                f"up to retry_max; make retry_max at least {low}, e.g. '4h'"
+            )
+        return value
 
     @field_validator("lease")
     @classmethod
@@ -422,9 +569,28 @@ class OutboxConfig(_Strict):
 
 
 class DkimConfig(_Strict):
+    """``[dkim]``: every message is signed with ``s=selector`` and ``d=domain``.
+
+    Both become DNS names (``{selector}._domainkey.{domain}``) that receivers look up,
+    so a space or a ';' in either makes every signature fail; refused when read.
+    """
+
     selector: str
     domain: str
     key_path: ConfigPath
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, v: str) -> str:
+        return _check_dns_name(v, "news2026")
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        domain = _check_dns_name(_ascii_domain(v), "example.org")
+        if "." not in domain:
+            raise ValueError("must be the domain the mail is signed for, with a '.', e.g. 'example.org'")
+        return domain
 
 
 class TemplatesConfig(_Strict):
@@ -449,20 +615,15 @@ class ListConfig(_Strict):
     max_items: StrictInt = Field(100, ge=1, le=10000)  # per issue, newest first; the rest are counted
     public: StrictBool = True  # listed, archived and joinable from the web; False: none of these
 
-    @field_validator("reply_to", "unsubscribe_mailto")
+    @field_validator("sender", "reply_to")
+    @classmethod
+    def _mailbox(cls, v: str | None) -> str | None:
+        return None if v is None else _check_mailbox(v, "News <news@example.org>")
+
+    @field_validator("unsubscribe_mailto")
     @classmethod
     def _address(cls, v: str | None) -> str | None:
-        if v is not None and ("@" not in parseaddr(v)[1] or any(c in v for c in "\r\n")):
-            raise ValueError("must be an address such as 'news@example.org'")
-        return v
-
-    @field_validator("sender")
-    @classmethod
-    def _sender(cls, v: str) -> str:
-        addr = parseaddr(v)[1]
-        if "@" not in addr or any(c in v for c in "\r\n"):
-            raise ValueError("must be an address such as 'News <news@example.org>'")
-        return v
+        return None if v is None else _check_bare_address(v, "unsubscribe@example.org")
 
     @property
     def sender_address(self) -> str:
@@ -492,7 +653,7 @@ class ImapMailboxConfig(_Strict):
     host: str
     port: StrictInt = Field(993, ge=1, le=65535)
     username: str
-    password_env: str
+    password_env: Annotated[str, _env_name("PUBLISHER_IMAP_PASSWORD")]
     security: Literal["tls", "starttls", "none"] = "tls"
     folder: str = "INBOX"
     processed_folder: str = "Processed"
@@ -508,6 +669,12 @@ class ImapMailboxConfig(_Strict):
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 
 
+_VERP_BASE_RULES = (
+    "must be a plain address without '+' and with a local part of at most 24 letters, "
+    "digits, '.', '_' or '-', e.g. 'bounces@example.org' (the token is added after a '+')"
+)
+
+
 class BouncesConfig(_Strict):
     """``[bounces]``: the VERP return path, where reports arrive and what they do.
 
@@ -521,7 +688,8 @@ class BouncesConfig(_Strict):
     imap: ImapMailboxConfig | None = None
     soft_limit: StrictInt = Field(3, ge=1, le=1000)  # temporary failures within soft_window ...
     soft_window: DurationText = parse_duration("30d")  # ... that make an address bounced
-    webhook_secret_env: str | None = None  # env variable holding the generic webhook's secret
+    # The environment variable holding the generic webhook's secret.
+    webhook_secret_env: Annotated[str, _env_name("PUBLISHER_WEBHOOK_SECRET")] | None = None
     # The SNS topics whose notifications the `ses` webhook accepts (empty: it accepts none).
     # A valid SNS signature only proves that *some* topic sent the message, and anyone can
     # subscribe our URL to a topic of their own (publisher.bounces.webhooks).
@@ -543,6 +711,12 @@ class BouncesConfig(_Strict):
     def _address(cls, v: str | None) -> str | None:
         if v is None:
             return v
+        # The same address rules as a list's sender (one address, an IDN domain in its
+        # xn-- form), then what a VERP base needs.
+        try:
+            v = _check_bare_address(v, "bounces@example.org")
+        except ValueError as e:
+            raise ValueError(f"{_VERP_BASE_RULES}; here: {e}") from e
         local, at, domain = v.partition("@")
         if (
             not at
@@ -554,10 +728,7 @@ class BouncesConfig(_Strict):
             or not re.fullmatch(r"[A-Za-z0-9.-]+", domain)
             or "." not in domain
         ):
-            raise ValueError(
-                "must be a plain address without '+' and with a local part of at most 24 letters, "
-                "digits, '.', '_' or '-', e.g. 'bounces@example.org' (the token is added after a '+')"
-            )
+            raise ValueError(_VERP_BASE_RULES)
         return v.lower()
 
     @model_validator(mode="after")
@@ -942,6 +1113,8 @@ def _format_error(err: Any, data: dict[str, Any]) -> str:
             f"{where}: {err.get('input')!r} is not a user name: use up to 32 lower-case letters, "
             "digits, '-' and '_', starting with a letter or digit (e.g. 'alice')"
         )
+    if kind == ENV_NAME_ERROR:
+        return f"{where}: {msg}"  # never the value: it may be a secret pasted in by mistake
     shown = err.get("input")
     if kind in ("model_type", "dict_type", "list_type") or isinstance(shown, dict | list):
         return f"{where}: {msg}"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from publisher.bounces.reports import parse_report
+from publisher.bounces.reports import MAX_RECIPIENT_BLOCKS, parse_report
 from publisher.bounces.verp import (
     ReturnPath,
     make_verp_token,
@@ -251,3 +251,20 @@ def test_a_report_nested_too_deeply_for_the_parser_is_unparsed() -> None:
     )
     with pytest.raises(ReportError, match="RecursionError"):
         parse_report(raw, bounce_address=BOUNCES, source="maildir")
+
+
+def with_recipient_blocks(raw: bytes, count: int) -> bytes:
+    """The DSN ``raw`` with its one per-recipient block repeated ``count`` times."""
+    start = raw.index(b"Final-Recipient:")
+    end = raw.index(b"\n\n--", start) + 1
+    block = raw[start:end]
+    return raw[:start] + (block + b"\n") * (count - 1) + block + raw[end:]
+
+
+def test_a_dsn_with_thousands_of_recipient_blocks_is_read_only_to_the_cap() -> None:
+    raw = fixture("postfix-user-unknown.eml", make_verp_token(3, 9, SECRET))
+    report = parse_report(with_recipient_blocks(raw, 20_000), bounce_address=BOUNCES, source="maildir")
+    assert len(report.events) == MAX_RECIPIENT_BLOCKS == 100
+    assert report.blocks_ignored == 20_000 - 100
+    few = parse_report(with_recipient_blocks(raw, 3), bounce_address=BOUNCES, source="maildir")
+    assert len(few.events) == 3 and few.blocks_ignored == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import logging
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ import pytest
 
 from publisher.app import Publisher
 from publisher.bounces.mailboxes import MAX_REPORT_BYTES, MaildirMailbox
+from publisher.bounces.reports import MAX_RECIPIENT_BLOCKS
 from publisher.bounces.verp import make_verp_token, token_in
 from publisher.config import Settings
 from publisher.errors import SubscriberError
@@ -33,7 +35,7 @@ from publisher.models import (
 from publisher.store import Store
 from publisher.subscriptions import add, import_csv
 from tests.smtp_server import SmtpSink
-from tests.test_bounces import BOUNCES, fixture
+from tests.test_bounces import BOUNCES, fixture, with_recipient_blocks
 from tests.test_digests import LISTS, SCHEDULES, Clock, item
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -377,6 +379,22 @@ def test_the_bounces_job_kind_runs_the_mailbox(sent: Sent) -> None:
     counts = asyncio.run(sent.pub.arun_job(JobKind.BOUNCES))
     assert counts["processed"] == 1 and counts["applied"] == 1 and counts["ok"] is True
     assert sent.statuses(READERS[2])["weekly"] is SubscriptionStatus.BOUNCED
+
+
+def test_a_dsn_with_20000_recipient_blocks_is_one_warning_not_20000_log_lines(
+    sent: Sent, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = with_recipient_blocks(sent.report_for("postfix-user-unknown.eml", READERS[0]), 20_000)
+    sent.drop("flood", raw)
+    with caplog.at_level(logging.INFO, logger="publisher.bounces"):
+        report = sent.pub.process_bounces()
+    assert (report.processed, report.applied) == (1, 1)
+    assert report.duplicate == MAX_RECIPIENT_BLOCKS - 1  # the same token: one finding, the rest repeats
+    assert sent.statuses(READERS[0])["weekly"] is SubscriptionStatus.BOUNCED
+    lines = [r.getMessage() for r in caplog.records if r.name == "publisher.bounces"]
+    assert len(lines) <= MAX_RECIPIENT_BLOCKS + 1, len(lines)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.endswith("read the first 100, ignored the other 19900"), warning
 
 
 def test_a_delivery_bounced_later_is_recorded_on_the_delivery(sent: Sent) -> None:

@@ -492,6 +492,23 @@ def test_malformed_ses_posts_are_400(sqlite_site: Site, signer: Signer) -> None:
     assert sqlite_site.confirmed(ANN)
 
 
+@pytest.mark.parametrize("opening", [b"[", b'{"a":'])
+def test_json_nested_too_deeply_is_400_malformed_not_a_500(
+    sqlite_site: Site, signer: Signer, opening: bytes
+) -> None:
+    deep = opening * (100_000 // len(opening))  # 100 KB, under the body cap; json recurses per level
+    answer = sqlite_site.post("ses", deep)  # before any signature check: anyone can send it
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {"ok": False, "error": "malformed", "detail": answer.json()["detail"]}
+    assert "nested too deeply" in answer.json()["detail"]
+    answer = sqlite_site.post("generic", deep, **bearer())
+    assert answer.status_code == 400 and "nested too deeply" in answer.json()["detail"]
+    inner = signed({**notification({}), "Message": deep.decode()}, signer)
+    answer = sqlite_site.post("ses", inner)  # a signed notification whose Message is that
+    assert answer.status_code == 400 and "nested too deeply" in answer.json()["detail"]
+    assert sqlite_site.confirmed(ANN)
+
+
 def test_a_delivery_notification_is_accepted_and_ignored(sqlite_site: Site, signer: Signer) -> None:
     delivery = {"notificationType": "Delivery", "delivery": {"recipients": [ANN]}, "mail": {}}
     answer = sqlite_site.post("ses", signed(notification(delivery), signer))

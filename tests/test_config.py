@@ -472,3 +472,118 @@ def test_feed_history_hub_and_language_defaults() -> None:
     assert problems({"feeds": {"languages": ["FR"]}}) == [
         "feeds.languages: 'FR': write a language folder in lower case, such as 'fr' or 'fr-ch'"
     ]
+
+
+# -- DKIM names, senders, retry bounds, *_env names (config review) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("selector", "news 2026"), ("selector", "news;2026"), ("selector", "-news"), ("domain", "example .org")],
+)
+def test_dkim_selector_and_domain_must_be_dns_names(key: str, value: str) -> None:
+    dkim = {"selector": "news2026", "domain": "example.org", "key_path": "k.pem"} | {key: value}
+    (found,) = problems({"dkim": dkim})
+    assert found.startswith(f"dkim.{key}: must be a DNS name: labels of letters, digits and '-'")
+    assert repr(value) in found
+
+
+def test_dkim_names_with_dots_and_an_international_domain_are_accepted() -> None:
+    dkim = settings_from_dict(
+        {"dkim": {"selector": "news.2026", "domain": "exämple.org", "key_path": "k"}}
+    ).dkim
+    assert dkim is not None and (dkim.selector, dkim.domain) == ("news.2026", "xn--exmple-cua.org")
+
+
+def _list_with(**keys: str) -> dict[str, object]:
+    return {"site": {"postal_address": "1 Main Street"}, "lists": [{"slug": "w", "name": "W", **keys}]}
+
+
+@pytest.mark.parametrize(
+    ("sender", "says"),
+    [
+        ("Evil <news@example.org>, other@evil.com", "holds 2 addresses; write exactly one"),
+        ("Smith, Jo <news@example.org>", "a name with a comma goes in double quotes"),
+        ("<news@exa mple.org>", "'news@exa mple.org' is not a valid address: "),
+        ("news@exa mple.org", "'news@exa mple.org' is not a valid address: "),
+        ("News", "'News' is not an address"),
+        ("nëws@example.org", "the part before the '@' of 'nëws@example.org' is not ASCII"),
+        ("News <news@example.org>\nBcc: x@example.org", "contains a line break"),
+    ],
+)
+def test_a_sender_must_be_exactly_one_valid_address(sender: str, says: str) -> None:
+    (found,) = problems(_list_with(sender=sender))
+    assert found.startswith("lists[1] 'w'.sender: ") and says in found, found
+
+
+def test_reply_to_and_unsubscribe_mailto_are_checked_like_the_sender() -> None:
+    found = problems(
+        _list_with(
+            sender="a@example.org",
+            reply_to="Desk <desk@example.org>, x@evil.example",
+            unsubscribe_mailto="Unsub <u@example.org>",
+        )
+    )
+    assert len(found) == 2, found
+    assert found[0].startswith("lists[1] 'w'.reply_to: holds 2 addresses")
+    assert found[1].startswith("lists[1] 'w'.unsubscribe_mailto: must be one address alone")
+    (query,) = problems(_list_with(sender="a@example.org", unsubscribe_mailto="u@example.org?subject=x"))
+    assert "without '?...'" in query
+
+
+def test_an_international_sender_domain_becomes_its_ascii_form() -> None:
+    lst = settings_from_dict(
+        _list_with(
+            sender="Ünï <news@exämple.org>",
+            reply_to='"Desk, Ünï" <desk@exämple.org>',
+            unsubscribe_mailto="mailto:u@exämple.org",
+        )
+    ).lists[0]
+    assert lst.sender == "Ünï <news@xn--exmple-cua.org>"  # the display name stays as written
+    assert lst.sender_address == "news@xn--exmple-cua.org" and lst.sender_domain == "xn--exmple-cua.org"
+    assert lst.reply_to == '"Desk, Ünï" <desk@xn--exmple-cua.org>'
+    assert lst.unsubscribe_mailto == "u@xn--exmple-cua.org"
+
+
+def test_the_bounce_address_is_one_valid_address() -> None:
+    (found,) = problems({"bounces": {"address": "bounces@exa mple.org"}})
+    assert found.startswith("bounces.address: must be a plain address without") and "without a name" in found
+    (found,) = problems({"bounces": {"address": "bounces@example..org"}})
+    assert "here: 'bounces@example..org' is not a valid address" in found
+    bounces = settings_from_dict({"bounces": {"address": "Bounces@Exämple.org"}}).bounces
+    assert bounces is not None and bounces.address == "bounces@xn--exmple-cua.org"
+
+
+def test_retry_max_may_not_be_shorter_than_retry_min() -> None:
+    (found,) = problems({"delivery": {"retry_min": "5s", "retry_max": "1s"}})
+    assert found.startswith("delivery.retry_max: 1s is shorter than retry_min (5s)")
+    (found,) = problems({"delivery": {"retry_max": "1m"}})  # below the default retry_min
+    assert found.startswith("delivery.retry_max: 1m is shorter than retry_min (5m)")
+    delivery = settings_from_dict({"delivery": {"retry_min": "5s", "retry_max": "5s"}}).delivery
+    assert delivery.retry_min == delivery.retry_max == timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("bounces.webhook_secret_env", "my secret value"),
+        ("smtp.password_env", "hunter2!"),
+        ("smtp.password_env", "1PASSWORD"),
+        ("bounces.imap.password_env", "s3cr3t-v@lue"),
+    ],
+)
+def test_an_env_key_must_name_a_variable_and_its_value_is_never_echoed(where: str, value: str) -> None:
+    by_key: dict[str, dict[str, object]] = {
+        "bounces.webhook_secret_env": {"bounces": {"webhook_secret_env": value}},
+        "smtp.password_env": {"smtp": {"password_env": value}},
+        "bounces.imap.password_env": {
+            "bounces": {"imap": {"host": "h", "username": "u", "password_env": value}}
+        },
+    }
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict(by_key[where])
+    (found,) = info.value.problems
+    assert found.startswith(f"{where}: must name the environment variable that holds the secret")
+    assert value not in str(info.value)
+    ok = settings_from_dict({"bounces": {"webhook_secret_env": "_HOOK_2"}}).bounces
+    assert ok is not None and ok.webhook_secret_env == "_HOOK_2"

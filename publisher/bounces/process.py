@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from publisher.bounces.apply import apply_feedback
 from publisher.bounces.mailboxes import MAX_REPORT_BYTES, Mailbox, MaildirMailbox
-from publisher.bounces.reports import ParsedReport, parse_report
+from publisher.bounces.reports import MAX_RECIPIENT_BLOCKS, ParsedReport, parse_report
 from publisher.config import BouncesConfig, Settings
 from publisher.errors import ConfigError, ReportError
 from publisher.models import Clock, FeedbackOutcome, ReportOutcome, StopFlag
@@ -90,6 +90,12 @@ def process_bounces(
 def _apply(
     settings: Settings, store: Store, clock: Clock, parsed: ParsedReport, report: BounceRunReport
 ) -> ReportOutcome:
+    if parsed.blocks_ignored:
+        log.warning(
+            "bounces: %s has more recipient blocks than a delivery report has; read the first %d, "
+            "ignored the other %d",
+            parsed.report_id, MAX_RECIPIENT_BLOCKS, parsed.blocks_ignored,
+        )  # fmt: skip
     if not parsed.events:
         log.info("bounces: %s: nothing to act on: %s", parsed.report_id, parsed.note)
         report.ignored += 1

@@ -68,6 +68,10 @@ _HARD_PHRASES = re.compile(
 )
 _COMPLAINT_TYPES = frozenset({"abuse", "fraud", "virus", "other"})
 _TEXT_LIMIT = 20_000  # characters of a plain bounce's first part that are searched
+# Per-recipient blocks of one DSN that are read. A relay writes one per recipient of the
+# message it could not deliver, and ours have one recipient each, so a real DSN has a
+# handful; 20,000 blocks are someone's way to get 20,000 log lines and store writes.
+MAX_RECIPIENT_BLOCKS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,7 @@ class ParsedReport:
     kind: str  # "dsn" | "arf" | "bounce-text" | "auto-reply" | "receipt"
     events: tuple[FeedbackEvent, ...]
     note: str = ""  # set when events is empty: why
+    blocks_ignored: int = 0  # a DSN's recipient blocks past MAX_RECIPIENT_BLOCKS, not read
 
 
 def parse_report(raw: bytes, *, bounce_address: str | None, source: str) -> ParsedReport:
@@ -131,9 +136,11 @@ def _dsn(msg: Message, report_id: str, token: str | None, source: str) -> Parsed
     blocks = _status_blocks(msg)
     if len(blocks) < 2:
         raise ReportError("a delivery-status report without a per-recipient part")
+    recipients = blocks[1 : 1 + MAX_RECIPIENT_BLOCKS]
+    ignored = len(blocks) - 1 - len(recipients)
     events: list[FeedbackEvent] = []
     actions: list[str] = []
-    for block in blocks[1:]:
+    for block in recipients:
         action = str(block.get("Action", "")).strip().lower()
         actions.append(action or "(none)")
         if action != "failed":
@@ -159,10 +166,11 @@ def _dsn(msg: Message, report_id: str, token: str | None, source: str) -> Parsed
             report_id,
             "dsn",
             (),
-            f"no failed recipient (action {', '.join(actions)}): a delay warning or success",
+            f"no failed recipient (action {', '.join(dict.fromkeys(actions))}): a delay warning or success",
+            ignored,
         )
     events.sort(key=lambda e: e.kind is not FeedbackKind.HARD_BOUNCE)  # the gravest first
-    return ParsedReport(report_id, "dsn", tuple(events))
+    return ParsedReport(report_id, "dsn", tuple(events), blocks_ignored=ignored)
 
 
 def _failure_kind(status: str | None, diagnostic: str) -> FeedbackKind:

@@ -459,6 +459,8 @@ def _json_object(body: bytes, what: str) -> dict[str, Any]:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise WebhookRefused(Refusal.MALFORMED, f"{what} is not JSON: {e}") from e
+    except RecursionError as e:  # json recurses once per nesting level: "[[[[..." from anyone
+        raise WebhookRefused(Refusal.MALFORMED, f"{what} is nested too deeply to be a notification") from e
     if not isinstance(data, dict):
         raise WebhookRefused(Refusal.MALFORMED, f"{what} is not a JSON object")
     return data
