@@ -68,7 +68,7 @@ from pathlib import Path
 from publisher.archive import issue_url
 from publisher.bounces.verp import ReturnPath
 from publisher.config import ListConfig, Settings
-from publisher.errors import LeaseError, MailError, PublisherError
+from publisher.errors import LeaseError, MailError, PublisherError, TemplateError
 from publisher.i18n import normalise_language
 from publisher.lease import WorkerLease
 from publisher.mailer import OutgoingMessage, SendResult, make_transport
@@ -547,7 +547,16 @@ class Sender:
             list_slug=issue.list_slug,
             status=SubscriptionStatus.CONFIRMED,
         )
-        message_id, data = rendered.personalise(subscriber, delivery_id=c.delivery_id)
+        try:
+            if rendered.per_recipient:  # a render of its own (milliseconds): off the event loop
+                message_id, data = await asyncio.to_thread(
+                    rendered.personalise, subscriber, delivery_id=c.delivery_id
+                )
+            else:
+                message_id, data = rendered.personalise(subscriber, delivery_id=c.delivery_id)
+        except TemplateError as e:  # this recipient's values broke the template: the rest go on
+            await self._settle_now(c, DeliveryStatus.FAILED, str(e))
+            return None
         self._message_ids[c.delivery_id] = message_id
         if self._return_path is not None:
             sender_address = self._return_path.for_delivery(issue.id, c.subscriber_id, c.secret)

@@ -38,7 +38,7 @@ import logging
 import re
 import secrets
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import Header
@@ -52,6 +52,7 @@ from publisher.config import ListConfig, Settings
 from publisher.errors import IssueError, SubscriberError, TemplateError
 from publisher.i18n import normalise_language, plural, translate
 from publisher.models import Item, Subscriber
+from publisher.personal import personal_logic
 from publisher.signing import HEAD_END, DkimSigner, canonical_body, crlf_only, relaxed_spaces
 from publisher.templating import make_environment, render_string, render_template, translator
 from publisher.text import CONTROL, NAME_MAX_LENGTH, cut_at_word, strip_bidi
@@ -60,6 +61,10 @@ from publisher.tokens import make_token
 log = logging.getLogger(__name__)
 
 GMAIL_CLIP_BYTES = 102 * 1024
+# The largest message an issue may make. Relays refuse bigger ones for good (Postfix's
+# message_size_limit defaults to 10,240,000 bytes; the answer is 552), so a template that
+# grows a message past this is refused before the issue exists (README, "Security notes").
+MAX_MESSAGE_BYTES = 10_000_000
 CRLF = b"\r\n"
 _QP_LINE = 75  # leaves room for the "=" of the soft break that follows each piece
 SUBJECT_MAX_LENGTH = 200  # characters of a Subject; longer ones are cut at a word
@@ -134,6 +139,10 @@ class RenderedIssue:
     pieces: list[bytes | str]
     warnings: list[str] = field(default_factory=list)
     signer: DkimSigner | None = None
+    # Set when a template uses a personal value in logic (publisher.personal): the
+    # message's pieces for one recipient's values, rendered anew for each (``pieces``
+    # then holds none, and the signer canonicalises each whole body).
+    render_personal: Callable[[Mapping[str, str]], list[bytes | str]] | None = None
     body_slots: tuple[str, ...] = field(init=False)
     # The body's pieces with the white-space rules of DKIM's body canonicalisation
     # applied once (:func:`publisher.signing.relaxed_spaces`), None when unsigned; how
@@ -172,10 +181,33 @@ class RenderedIssue:
             )
         message_id = f"<issue-{self.issue_id}.{delivery_id}.{secrets.token_hex(6)}@{self.sender_domain}>"
         values = self._values(subscriber, message_id)
+        if self.render_personal is not None:
+            pieces = self.render_personal(self._personal_values(subscriber))
+            data = b"".join([values[p] if isinstance(p, str) else p for p in pieces])
+            if self.signer is not None:
+                data = self.signer.sign(data)
+            return message_id, data
         data = b"".join([values[p] if isinstance(p, str) else p for p in self.pieces])
         if self.signer is not None:
             data = self.signer.sign(data, canonical=self._canonical_body(values, data))
         return message_id, data
+
+    @property
+    def per_recipient(self) -> bool:
+        """Each message is rendered on its own (a template reasons about personal values)."""
+        return self.render_personal is not None
+
+    def _personal_values(self, subscriber: Subscriber) -> dict[str, str]:
+        """The recipient's values as templates see them, for a render of their own."""
+        name = display_name(subscriber.name)
+        unsub_token = make_token(subscriber.id, self.list_slug, "unsubscribe", subscriber.secret)
+        return {
+            "NAME": name,
+            "EMAIL": check_address(subscriber.email),
+            "GREETING": _greeting(name, self.language),
+            "UNSUB": f"{self.base_url}/unsubscribe/{unsub_token}",
+            "PREFS": self._derived("PREFS", subscriber, name),
+        }
 
     def _canonical_body(self, values: dict[str, bytes], data: bytes) -> bytes | None:
         """The signed body's canonical form from the pieces canonicalised once, or None.
@@ -275,6 +307,34 @@ def render_issue(
     warnings = _check_html(inlined, nonce, list_cfg)
     if signer is None and settings.dkim is not None:
         signer = DkimSigner(settings.dkim)
+    feedback = feedback_id(settings, list_cfg, issue_id)
+    logic = personal_logic(env, [list_cfg.text_template, list_cfg.html_template])
+    render_personal = None
+    if logic is None:
+        pieces = _message_pieces(list_cfg, subject, now, text, inlined, nonce, feedback)
+        _check_message_size(pieces, list_cfg)
+    else:
+        log.info("%s: each message of list %r is rendered on its own (slower)", logic, list_cfg.slug)
+
+        def render_personal(person: Mapping[str, str]) -> list[bytes | str]:
+            values = {
+                "subscriber": PersonView(name=person["NAME"], email=person["EMAIL"]),
+                "greeting": person["GREETING"],
+                "unsubscribe_url": person["UNSUB"],
+                "preferences_url": person["PREFS"],
+            }
+            own_text = render_template(env, list_cfg.text_template, {**context, **values})
+            own_html = _inline_css(
+                render_template(env, list_cfg.html_template, {**context, **values}), list_cfg.html_template
+            )
+            own = _message_pieces(list_cfg, subject, now, own_text, own_html, nonce, feedback)
+            _check_message_size(own, list_cfg)
+            return own
+
+        # The placeholders took the branches of a named reader: try a nameless one too,
+        # so a template failing there fails now, before any issue exists.
+        render_personal(_sample_person(settings.site.base_url, language))
+        pieces = []
     return RenderedIssue(
         issue_id=issue_id,
         list_slug=list_cfg.slug,
@@ -285,12 +345,33 @@ def render_issue(
         base_url=settings.site.base_url,
         sender_domain=list_cfg.sender_domain,
         unsubscribe_mailto=_mailto(list_cfg.unsubscribe_mailto),
-        pieces=_message_pieces(
-            list_cfg, subject, now, text, inlined, nonce, feedback_id(settings, list_cfg, issue_id)
-        ),
+        pieces=pieces,
         warnings=warnings,
         signer=signer,
+        render_personal=render_personal,
     )
+
+
+def _sample_person(base_url: str, language: str) -> dict[str, str]:
+    """Made-up personal values of a reader without a name, for a trial render."""
+    return {
+        "NAME": "",
+        "EMAIL": "subscriber@example.org",
+        "GREETING": _greeting("", language),
+        "UNSUB": f"{base_url}/unsubscribe/sample",
+        "PREFS": f"{base_url}/preferences/sample",
+    }
+
+
+def _check_message_size(pieces: list[bytes | str], list_cfg: ListConfig) -> None:
+    """Refuse a message over :data:`MAX_MESSAGE_BYTES`: no relay would take it."""
+    size = sum(len(p) for p in pieces if isinstance(p, bytes))
+    if size > MAX_MESSAGE_BYTES:
+        raise TemplateError(
+            f"{list_cfg.text_template}, {list_cfg.html_template}: a message of list {list_cfg.slug!r} would "
+            f"be {size / 1_000_000:.1f} MB; at most {MAX_MESSAGE_BYTES / 1_000_000:g} MB is sent, as mail "
+            "relays refuse bigger messages (make the templates print less)"
+        )
 
 
 def render_web_copy(

@@ -7,7 +7,9 @@ Admins may override any template by putting a file of the same name in the folde
 
 Every template runs in Jinja2's sandbox (no attribute walks to Python internals):
 an admin can override any of them, the web pages included, and a template is content,
-not code that may run shell commands in the web or mail process. They also use
+not code that may run shell commands in the web or mail process. The sandbox is also
+bounded (:mod:`publisher.sandbox`): no template can take the process's memory or
+time with ``{{ 'x' * 10**9 }}`` or nested loops. They also use
 ``StrictUndefined`` (a typo is an error, not an empty string). Every
 Jinja2 error becomes a :class:`~publisher.errors.TemplateError` naming the template
 file and line, because the admin needs to know where to look, not a traceback.
@@ -25,19 +27,19 @@ from typing import Any
 
 import jinja2
 from bs4 import BeautifulSoup
-from jinja2.sandbox import SandboxedEnvironment
 
 from publisher.config import Settings
 from publisher.errors import TemplateError
 from publisher.i18n import format_day, translate
 from publisher.media import picture
+from publisher.sandbox import BoundedSandbox
 
 # A link to the top-level templates/ in the repository, a real folder in the wheel.
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_PREFIX = "default"
 
 
-def make_environment(settings: Settings) -> SandboxedEnvironment:
+def make_environment(settings: Settings) -> BoundedSandbox:
     """An environment searching the admin's folder, then the built-ins (also as ``default:``).
 
     Kept per process and configuration: compiled templates are reused by every build,
@@ -51,10 +53,10 @@ def make_environment(settings: Settings) -> SandboxedEnvironment:
     return env
 
 
-_ENVIRONMENTS: dict[tuple[Path | None, str, str], SandboxedEnvironment] = {}
+_ENVIRONMENTS: dict[tuple[Path | None, str, str], BoundedSandbox] = {}
 
 
-def _build_environment(settings: Settings) -> SandboxedEnvironment:
+def _build_environment(settings: Settings) -> BoundedSandbox:
     builtin = jinja2.FileSystemLoader(BUILTIN_TEMPLATES)
     search = [BUILTIN_TEMPLATES]
     if settings.templates.path is not None:
@@ -65,7 +67,7 @@ def _build_environment(settings: Settings) -> SandboxedEnvironment:
             jinja2.FileSystemLoader(search),
         ]
     )
-    env = SandboxedEnvironment(
+    env = BoundedSandbox(
         loader=loader,
         undefined=ExplainedUndefined,
         # feed.xsl.j2 is XML: an override that forgets |e must still escape.
@@ -77,9 +79,9 @@ def _build_environment(settings: Settings) -> SandboxedEnvironment:
         lstrip_blocks=True,
     )
     tz = settings.site.tz
-    env.filters["date"] = _date_filter(tz)
-    env.filters["plaintext"] = html_to_text
-    env.filters["picture"] = picture  # item|picture: src, alt, width, height (<= 552 px) or None
+    env.add_filter("date", _date_filter(tz))
+    env.add_filter("plaintext", html_to_text)
+    env.add_filter("picture", picture)  # item|picture: src, alt, width, height (<= 552 px) or None
     env.globals["site_language"] = settings.site.language
     return env
 

@@ -147,3 +147,29 @@ def test_a_bounce_maildir_that_is_not_there_and_a_missing_address(
     assert not [e for e in report.errors if "bounces" in e] and not [
         w for w in report.warnings if "bounces" in w
     ]
+
+
+def test_a_template_that_would_exhaust_memory_is_reported(make_settings: Make, tmp_path: Path) -> None:
+    (tmp_path / "over" / "email").mkdir(parents=True)
+    (tmp_path / "over" / "email" / "digest.txt.j2").write_text("{{ 'x' * 10**9 }}\n")
+    error = only_error(make_settings(templates={"path": str(tmp_path / "over")}, lists=[weekly()]))
+    assert (
+        error.startswith("lists[1] 'weekly': ")
+        and "digest.txt.j2, line 1: not allowed in a template" in error
+    )
+    assert "1,000,000,000 characters" in error
+
+
+def test_a_subject_that_would_loop_for_hours_is_reported(make_settings: Make) -> None:
+    subject = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}News"
+    error = only_error(make_settings(lists=[weekly(subject=subject)]))
+    assert error.startswith("lists[1] 'weekly'.subject, line 1: not allowed in a template: ")
+    assert "loops more than 1,000,000 times" in error
+
+
+def test_a_message_too_big_for_a_relay_is_reported(make_settings: Make, tmp_path: Path) -> None:
+    (tmp_path / "over" / "email").mkdir(parents=True)
+    (tmp_path / "over" / "email" / "digest.txt.j2").write_text("{{ '%s' % '=' * 999999 }}" * 4)
+    error = only_error(make_settings(templates={"path": str(tmp_path / "over")}, lists=[weekly()]))
+    assert error.startswith("lists[1] 'weekly': email/digest.txt.j2, email/digest.html.j2: a message of list")
+    assert "at most 10 MB is sent" in error

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from publisher import digests, ledger
 from publisher.app import Publisher
 from publisher.config import Settings
+from publisher.errors import TemplateError
 from publisher.models import Consent, DeliveryStatus, Item, SubscriptionStatus
 from publisher.store import Store
 from publisher.store.subscriber_import import ImportRow
@@ -829,3 +830,54 @@ def test_a_story_mailed_from_a_later_source_is_not_mailed_again_when_the_first_s
     nxt = send(pub)
 
     assert pub.store.issues.item_ids(nxt.issue_id or 0) == ["urn:test:3"]
+
+
+def _with_text_template(settings: Settings, tmp_path: Path, text: str) -> Settings:
+    folder = tmp_path / "my-templates" / "email"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "digest.txt.j2").write_text(text, encoding="utf-8")
+    return settings.model_copy(
+        update={"templates": settings.templates.model_copy(update={"path": folder.parent})}
+    )
+
+
+def test_a_greeting_that_tests_the_name_reaches_each_reader_right(settings: Settings, tmp_path: Path) -> None:
+    """Rendered once with placeholders, "Dear ," reached nameless readers; each is rendered on its own now."""
+    dear = (
+        "{% if subscriber.name %}Dear {{ subscriber.name }},{% else %}Dear reader,{% endif %}\n\n"
+        "{{ unsubscribe_url }}\n"
+    )
+    pub = make_publisher(_with_text_template(settings, tmp_path, dear), Clock(NOW))
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    add(pub.settings, pub.store, "weekly", "ana@example.org", "Ana", "en", now=NOW)
+    add(pub.settings, pub.store, "weekly", "anon@example.org", "", "en", now=NOW)
+    assert send(pub).sent == 2
+    texts = {}
+    for message in mailbox.Maildir(pub.settings.outbox.path, create=False):
+        parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+        body = parsed.get_body(preferencelist=("plain",))
+        assert body is not None
+        texts[parsed["To"].addresses[0].addr_spec] = body.get_content()
+    assert texts["ana@example.org"].startswith("Dear Ana,\n")
+    assert texts["anon@example.org"].startswith("Dear reader,\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("{{ 'x' * 10**9 }}", "1,000,000,000 characters"),
+        ("{{ '%s' % 'a' * 100000000 }}", "100,000,000 characters"),
+        ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}", "loops more than"),
+        ("{% for i in range(4) %}{{ '=' * 999999 }}{% endfor %}", "at most 10 MB is sent"),
+    ],
+)
+def test_a_template_over_the_limits_stops_the_send_before_any_issue(
+    settings: Settings, tmp_path: Path, text: str, says: str
+) -> None:
+    pub = make_publisher(_with_text_template(settings, tmp_path, text), Clock(NOW))
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    subscribe(pub, 2)
+    with pytest.raises(TemplateError) as info:
+        send(pub, force=True)
+    assert "digest.txt.j2" in str(info.value) and says in str(info.value)
+    assert pub.digest_status() == []  # no issue, so no delivery either

@@ -409,15 +409,125 @@ def test_missing_list_template_is_a_template_error(make_settings: MakeSettings) 
         render(settings)
 
 
-def test_filter_applied_to_a_personal_value_is_reported(make_settings: MakeSettings, tmp_path: Path) -> None:
+def test_filter_applied_to_a_personal_value_renders_each_message_on_its_own(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """|upper used to be refused ("changed by a filter"); it is now rendered per recipient."""
     settings = _override(
         make_settings,
         tmp_path,
         {"email/t.txt.j2": "{{ subscriber.name|upper }} {{ unsubscribe_url }}"},
         text_template="email/t.txt.j2",
     )
-    with pytest.raises(TemplateError, match="changed by a filter"):
+    rendered = render(settings)
+    assert rendered.per_recipient
+    text, _html = parts(parse(personalised(rendered)[1]))
+    assert text.startswith("CARLOS MÉNDEZ http://127.0.0.1:8080/unsubscribe/")
+    text, _html = parts(parse(personalised(rendered, make_subscriber(name="Ana"))[1]))
+    assert text.startswith("ANA http://127.0.0.1:8080/unsubscribe/")
+
+
+DEAR = "{% if subscriber.name %}Dear {{ subscriber.name }},{% else %}Dear reader,{% endif %}"
+
+
+def test_a_greeting_that_tests_the_name_is_right_for_each_reader(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """The once-per-issue placeholder is never empty: a template testing the name is rendered per reader."""
+    settings = _override(
+        make_settings,
+        tmp_path,
+        {
+            "email/dear.txt.j2": DEAR + "\n\n{{ unsubscribe_url }}\n",  # trim_blocks eats one
+            "email/dear.html.j2": EXTENDS + '{% block intro %}<p class="dear">' + DEAR + "</p>{% endblock %}",
+        },
+        text_template="email/dear.txt.j2",
+        html_template="email/dear.html.j2",
+    )
+    rendered = render(settings)
+    assert rendered.per_recipient
+    text, html = parts(parse(personalised(rendered, make_subscriber(name=""))[1]))
+    assert text.startswith("Dear reader,\r\n") and '<p class="dear"' in html and ">Dear reader,</p>" in html
+    text, html = parts(parse(personalised(rendered, make_subscriber(name="Ana"))[1]))
+    assert text.startswith("Dear Ana,\r\n") and ">Dear Ana,</p>" in html
+    _mid, data = personalised(rendered, make_subscriber(name="<b>Zoë</b>"))
+    text, html = parts(parse(data))
+    assert text.startswith("Dear <b>Zoë</b>,") and "Dear &lt;b&gt;Zoë&lt;/b&gt;," in html  # escaped per part
+    assert parse(data)["To"].addresses[0].display_name == "<b>Zoë</b>"
+
+
+@pytest.mark.parametrize(
+    ("source", "ana", "nameless"),
+    [
+        ("{{ subscriber.name|length }}", "3", "0"),
+        ("{{ subscriber.name[:1] }}.", "A.", "."),
+        ("{% if subscriber.name == 'Ana' %}hi Ana{% else %}hello{% endif %}", "hi Ana", "hello"),
+        ("{% set who = subscriber.name or 'friend' %}{{ who }}", "Ana", "friend"),
+        ("{{ greeting if subscriber.email.endswith('.org') else '' }}", "Hello Ana,", "Hello,"),
+        ("{% macro hi() %}{{ subscriber.name }}{% endmacro %}{{ hi()|trim or 'nobody' }}", "Ana", "nobody"),
+    ],
+)
+def test_personal_values_in_logic_act_on_the_readers_values(
+    make_settings: MakeSettings, tmp_path: Path, source: str, ana: str, nameless: str
+) -> None:
+    settings = _override(
+        make_settings, tmp_path, {"email/l.txt.j2": source + "\n"}, text_template="email/l.txt.j2"
+    )
+    rendered = render(settings)
+    for name, expected in (("Ana", ana), ("", nameless)):
+        text, _html = parts(parse(personalised(rendered, make_subscriber(name=name))[1]))
+        assert text.rstrip("\r\n") == expected, (source, name)
+
+
+def test_templates_that_only_print_personal_values_are_rendered_once(
+    make_settings: MakeSettings, tmp_path: Path, settings: Settings
+) -> None:
+    assert not render(settings).per_recipient  # the built-ins: the fast path stays
+    printed = _override(
+        make_settings,
+        tmp_path,
+        {
+            "email/p.txt.j2": "{% if in_archive %}x{% endif %}{{ subscriber.name }} {{ subscriber['email'] }}"
+            " {{ greeting }} {{ unsubscribe_url }} {{ preferences_url }}\n"
+        },
+        text_template="email/p.txt.j2",
+    )
+    rendered = render(printed)
+    assert not rendered.per_recipient and rendered.body_slots
+    text, _html = parts(parse(personalised(rendered, make_subscriber(name="Ana"))[1]))
+    assert text.startswith("Ana carlos@example.org Hello Ana, http://")
+
+
+def test_a_template_failing_for_a_nameless_reader_fails_when_rendered(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """The placeholder is a name; a nameless reader is tried too, before any issue exists."""
+    settings = _override(
+        make_settings,
+        tmp_path,
+        {"email/n.txt.j2": "{% if not subscriber.name %}{{ nosuch }}{% endif %}\n"},
+        text_template="email/n.txt.j2",
+    )
+    with pytest.raises(TemplateError, match=r"n\.txt\.j2, line 1: undefined value: 'nosuch' is undefined"):
         render(settings)
+
+
+def test_a_message_over_the_size_limit_is_refused_naming_the_templates(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """Every template stays under its own limits, but the message would be 12 MB: no relay takes it."""
+    settings = _override(
+        make_settings,
+        tmp_path,
+        {"email/big.txt.j2": "{% for i in range(4) %}{{ '=' * 999999 }}{% endfor %}{{ unsubscribe_url }}"},
+        text_template="email/big.txt.j2",
+    )
+    with pytest.raises(TemplateError) as info:
+        render(settings)
+    assert str(info.value).startswith(
+        "email/big.txt.j2, email/digest.html.j2: a message of list 'weekly' would be 12."
+    )
+    assert "at most 10 MB is sent" in str(info.value)
 
 
 def test_template_without_unsubscribe_link_is_warned(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from publisher import sandbox
 from publisher.config import Settings
 from publisher.errors import TemplateError
 from publisher.i18n import CATALOGUE, format_day, normalise_language, translate
@@ -219,4 +220,86 @@ def test_an_xsl_override_escapes_what_it_prints_without_e(
     assert (
         out
         == "<xsl:text>&lt;/xsl:text&gt;&lt;xsl:copy-of select=&#34;/&#34;/&gt; &amp; &#34;x&#34;</xsl:text>\n"
+    )
+
+
+# -- bounds: no template can take the process's memory or time ------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        ("{{ 'x' * 10**9 }}", "1,000,000,000 characters"),
+        ("{{ '%s' % 'a' * 100000000 }}", "100,000,000 characters"),
+        ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}", "loops more than"),
+        ("{% for c in 'x' * 999999 %}{% for d in 'y' * 999999 %}{% endfor %}{% endfor %}", "loops more than"),
+        ("{{ '%999999999s' % 'a' }}", "formatted text"),
+        ("{{ '{:>999999999}'.format('a') }}", "formatted text"),
+        ("{{ 'a'.ljust(10**9) }}", "padded text"),
+        ("{{ 'a'.zfill(10**9) }}", "padded text"),
+        ("{{ 'a'|center(10**9) }}", "centred text"),
+        ("{{ 'a'|indent(10**9, true) }}", "indented text"),
+        ("{{ 'a'|replace('a', 'b' * 900000)|replace('b', 'cc') }}", "characters"),
+        ("{{ [1]|batch(10**9, 'x')|list|length }}", "a list"),
+        (
+            "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+            "over",
+        ),
+        ("{% set l = [1] %}{% for i in range(60) %}{{ l.extend(l) }}{% endfor %}", "a list"),
+        ("{% set l = ['x' * 900000] %}{{ (l * 1000)|join }}", "characters"),
+        (
+            "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}"
+            "{% set ns.l = [ns.l, ns.l] %}{% endfor %}",
+            "over",
+        ),
+        ("{% for i in range(20) %}{{ 'x' * 999999 }}{% endfor %}", "writes more than 10,000,000"),
+        ("{{ 7 ** 1000000 }}", "bits"),
+    ],
+)
+def test_a_template_that_would_take_memory_or_time_stops_with_a_clear_error(
+    make_settings: MakeSettings, source: str, says: str
+) -> None:
+    env = make_environment(make_settings())
+    with pytest.raises(TemplateError) as info:
+        render_string(env, source, {}, label="lists 'weekly'.subject")
+    message = str(info.value)
+    assert message.startswith("lists 'weekly'.subject"), message
+    assert "not allowed in a template: the template " in message and says in message
+
+
+def test_an_override_file_over_the_limit_is_named_with_its_line(
+    make_settings: MakeSettings, overrides: Path
+) -> None:
+    _write(overrides, "email/digest.txt.j2", "Hello\n{{ 'x' * 10**9 }}\n")
+    env = make_environment(make_settings(templates={"path": str(overrides)}))
+    with pytest.raises(TemplateError) as info:
+        render_template(env, "email/digest.txt.j2", {})
+    assert "digest.txt.j2, line 2: not allowed in a template: the template would make a text or list" in str(
+        info.value
+    )
+    assert "1,000,000,000 characters or list items long; the limit is 1,000,000" in str(info.value)
+
+
+def test_a_render_that_runs_too_long_is_stopped(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exponential work without a loop (a macro calling itself twice) meets the deadline."""
+    monkeypatch.setattr(sandbox, "MAX_SECONDS", 0.2)
+    env = make_environment(make_settings())
+    source = "{% macro m(d) %}{% if d > 0 %}{{ m(d - 1) }}{{ m(d - 1) }}{% endif %}{% endmacro %}{{ m(40) }}"
+    with pytest.raises(TemplateError, match=r"ran for more than 0\.2 seconds"):
+        render_string(env, source, {}, label="subject")
+
+
+def test_ordinary_templates_are_untouched_by_the_bounds(make_settings: MakeSettings) -> None:
+    env = make_environment(make_settings())
+    source = (
+        "{{ '-' * 3 }}|{{ '%05d' % 42 }}|{{ '{:>4}'.format('a') }}|{{ [1, 2] + [3] }}|{{ 'a' ~ 1 }}|"
+        "{% for k, v in {'a': 1}.items() %}{{ k }}{{ v }}{% endfor %}|"
+        "{% for i in range(3) %}{{ loop.index }}/{{ loop.length }} {% else %}none{% endfor %}|"
+        "{% for i in [] %}x{% else %}none{% endfor %}|{{ 'x'|center(5) }}|{{ (2, 3)|join(',') }}|"
+        "{{ [1, 2, 3]|map('string')|join }}|{{ 2 ** 10 }}|{{ 'ab'.replace('a', 'c') }}"
+    )
+    assert render_string(env, source, {}, label="s") == (
+        "---|00042|   a|[1, 2, 3]|a1|a1|1/3 2/3 3/3 |none|  x  |2,3|123|1024|cb"
     )
