@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from publisher.archive import issue_url
 from publisher.config import ListConfig, Settings
-from publisher.errors import IssueError
+from publisher.errors import IssueError, StoreError
 from publisher.lease import WorkerLease
 from publisher.ledger import LEGACY_STOPPED_TEXT, DeliveryTally, ProgressFn, Sender, new_worker_id
 from publisher.links import TEST_SUBSCRIBER_ID
@@ -523,6 +525,12 @@ async def deliver_queue(
     A relay outage raises MailError with the messages left queued, a lost lease
     LeaseError: ``worker`` ends with that one line and exit 1, for its supervisor to
     restart (systemd ``Restart=on-failure``).
+
+    A store that drops out (a PostgreSQL restart or fail-over) ends the round with one
+    warning, and the next round, after ``interval``, first settles what this one left
+    from its journal; only when it stays out of reach for half the lease does the lease
+    fence the worker (LeaseError), as it would any worker. Every worker of a fleet
+    would otherwise die at once on a database restart of a few seconds.
     """
     total = DeliveryTally()
     current: list[Sender] = []
@@ -544,12 +552,24 @@ async def deliver_queue(
             holds_nothing = False
             try:
                 tally = await sender.run()
+            except (OperationalError, InterfaceError) as e:
+                if once:
+                    raise StoreError(f"the store is out of reach: {str(e.orig or e).splitlines()[0]}") from e
+                lease.check()  # out of reach for longer than the grace: LeaseError, the end
+                log.warning(
+                    "worker: the store is out of reach (%s); trying again in %g s, stopping if "
+                    "it stays so for %g s",
+                    str(e.orig or e).splitlines()[0],
+                    interval,
+                    lease.grace,
+                )
+                tally = None
             finally:
                 holds_nothing = sender.settled
                 current.clear()
                 for name, value in dataclasses.asdict(sender.tally).items():
                     setattr(total, name, getattr(total, name) + value)
-            if on_round is not None:
+            if on_round is not None and tally is not None:
                 on_round(tally)
             if once:
                 break

@@ -187,7 +187,9 @@ def recover(store: Store, directory: Path, now: datetime, me: str | None = None)
     """Settle the claims of dead workers (see module docstring); ``me`` is the caller's id.
 
     1. Journals in ``directory`` whose lock is free (their worker died on this host):
-       applied, and the worker's row expired at once, lease or not.
+       applied, and the worker's row expired at once, lease or not. The caller's own
+       journal is there only when an earlier round of this process could not settle
+       (the store was out of reach): applied too, its row left alone.
     2. Workers whose lease lapsed: each is won by one process (an atomic UPDATE); the
        winner applies its journal when it is here, else settles from the store alone.
     3. Claims older than :data:`STALE_CLAIM` by ids with no ``workers`` row (made by a
@@ -196,8 +198,7 @@ def recover(store: Store, directory: Path, now: datetime, me: str | None = None)
     counts = {"recorded": 0, "unknown": 0, "released": 0}
     if directory.is_dir():
         for path in sorted(directory.glob("*.journal")):
-            if path.stem != me:
-                _apply_journal(store, path, now, counts, expire=True)
+            _apply_journal(store, path, now, counts, expire=path.stem != me)
     for worker in store.workers.lapsed():
         if worker == me or not store.workers.expire(worker):
             continue  # renewed meanwhile, or another process won it
@@ -379,6 +380,9 @@ class Sender:
         return dataclasses.asdict(self.tally)
 
     async def run(self, list_slug: str | None = None) -> DeliveryTally:
+        # Unsettled until proven otherwise: recovery may find this worker's own journal
+        # of an earlier round, and fail to apply it while the store is out of reach.
+        self.settled = False
         await asyncio.to_thread(recover, self.store, self.journal_dir, self.clock(), self.worker)
         self.journal = Journal(self.journal_dir, self.worker)
         if self._own_lease:
@@ -386,8 +390,8 @@ class Sender:
                 await self.lease.start()
             except BaseException:
                 self.journal.close(remove=True)
+                self.settled = True  # it claimed nothing
                 raise
-        self.settled = False
         transport = make_transport(self.settings)
         self._done = asyncio.Event()
         flusher = asyncio.create_task(self._flush_on_time())

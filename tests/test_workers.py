@@ -35,6 +35,7 @@ from publisher.store.issues import Outcome
 from publisher.store.tables import deliveries, workers
 from publisher.subscriptions import import_csv
 from tests.smtp_server import Rule, SmtpSink
+from tests.tcp_proxy import TcpProxy
 from tests.test_cli import cli, site  # noqa: F401  (the fixture)
 from tests.test_digests import LISTS, SCHEDULES, Clock, item, make_publisher, subscribe
 from tests.test_store_issues import LISTS as STORE_LISTS
@@ -213,6 +214,65 @@ def test_a_lease_that_cannot_be_renewed_for_half_its_time_fences_the_worker(
     early, late = asyncio.run(run())
     assert early is None
     assert late is not None and "could not be reached to renew its lease for 1.5 s" in str(late)
+
+
+def test_a_worker_rides_out_a_short_database_outage_and_sends_each_message_once(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    pg_url: str,
+    smtp_server: SmtpSink,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A PostgreSQL restart of a second or two, mid-send, must not kill every worker of a fleet."""
+    journal = tmp_path / "journal"
+    direct = make_settings(storage={"url": pg_url}, lists=LISTS, schedules=SCHEDULES)
+    clock = Clock(NOW)
+    pub = make_publisher(direct, clock, smtp_server, connections=2)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    addresses = subscribe(pub, 200)
+    pub.request_stop()
+    assert asyncio.run(pub.send_digest("weekly")).created  # queued, nothing sent
+    smtp_server.script(Rule("data", delay=0.02))  # about 2 s of sending on 2 connections
+
+    with TcpProxy(("127.0.0.1", 5432)) as proxy:
+        through = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        assert through != pg_url
+        settings = make_settings(
+            storage={"url": through},
+            lists=LISTS,
+            schedules=SCHEDULES,
+            delivery={"journal_dir": str(journal), "lease": "8s"},  # fenced after 4 s out of reach
+        )
+        worker = make_publisher(settings, clock, smtp_server, connections=2)
+
+        async def run() -> None:
+            task = asyncio.create_task(worker.deliver_queue(interval=0.2))
+            while len(smtp_server.accepted()) < 40:
+                await asyncio.sleep(0.01)
+            proxy.cut()
+            await asyncio.sleep(1.5)
+            assert not task.done(), "the worker died with the database"
+            proxy.restore()
+            deadline = time.monotonic() + 60
+            while not await asyncio.to_thread(_done, pub):
+                assert time.monotonic() < deadline and not task.done()
+                await asyncio.sleep(0.1)
+            worker.request_stop()
+            await task  # ends cleanly: no exception
+
+        with caplog.at_level("WARNING"):
+            asyncio.run(run())
+        worker.store.close()
+
+    assert "the store is out of reach" in caplog.text  # the outage did reach the worker
+    per_recipient = smtp_server.accepted_per_recipient()
+    assert max(per_recipient.values()) == 1, "someone got the issue twice"
+    (row,) = pub.digest_status()
+    assert row.sent + row.unknown == len(addresses) and row.unknown <= 2  # at most `connections`
+    assert len(addresses) - len(per_recipient) <= row.unknown
+    assert list(journal.glob("*.journal")) == []  # the journal kept during the outage was applied
+    (mine,) = row.workers
+    assert mine.state == "ended"
 
 
 # -- mode = "workers" --------------------------------------------------------------------------
