@@ -635,15 +635,29 @@ def digest_send(
     deliveries; `publisher worker` processes send them.
     """
     publisher = ctx.publisher
+    requeued: int | None = None
     if resend_unknown and not dry_run:
         requeued = publisher.requeue_unknown(list_slug)
-        console.print(f"{requeued} message(s) of unknown outcome queued again")
+        if not as_json:
+            console.print(f"{requeued} message(s) of unknown outcome queued again")
     if dry_run:
         p = publisher.dry_run_digest(list_slug)
         skipped = unserved_text(list_slug, p.unserved, publisher.settings.list_config(list_slug).languages)
         if skipped:
             err_console.print(labelled("note:", "yellow", skipped))
-        if not p.items:
+        if as_json:
+            print_json(
+                {
+                    "dry_run": True,
+                    "list": list_slug,
+                    "subject": p.subject if p.items else None,
+                    "items": p.items,
+                    "omitted": p.omitted,
+                    "recipients": p.recipients,
+                    "unserved": p.unserved,
+                }
+            )
+        elif not p.items:
             console.print(f"dry run: list {list_slug}: nothing to send this period")
         else:
             console.print(
@@ -654,8 +668,20 @@ def digest_send(
         result = asyncio.run(publisher.send_test_copy(list_slug, to_address))
         if result is None:
             raise MailError(f"the test copy to {to_address} was not sent")
-        outcome = " ".join(str(part) for part in (result.status, result.code, result.text) if part)
-        console.print(f"test copy to {to_address}: {outcome}")
+        if as_json:
+            print_json(
+                {
+                    "test_copy": True,
+                    "list": list_slug,
+                    "to": to_address,
+                    "status": result.status.value,
+                    "code": result.code,
+                    "text": result.text,
+                }
+            )
+        else:
+            outcome = " ".join(str(part) for part in (result.status, result.code, result.text) if part)
+            console.print(f"test copy to {to_address}: {outcome}")
         if result.status is not DeliveryStatus.SENT:
             sys.exit(1)
         return
@@ -665,7 +691,7 @@ def digest_send(
             publisher.send_digest(list_slug, force=force, progress=lambda n: progress.advance(task, n))
         )
     if as_json:
-        print_json(digest_json(report))
+        print_json({**digest_json(report), "requeued_unknown": requeued})
     else:
         print_digest(report, publisher.settings)
     if not report.ok:

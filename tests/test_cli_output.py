@@ -266,3 +266,30 @@ def test_subscribers_a_list_skips_for_their_language_are_reported_not_silent(sit
     assert note in sent.stderr and "for 1 subscriber(s)" in sent.stdout
     status = json.loads(cli(site, "status", "--json").stdout)
     assert {lst["slug"]: lst["unserved"] for lst in status["lists"]}["press"] == {"fr": 1}
+
+
+def test_digest_send_json_prints_one_json_document_in_every_branch(site: Path) -> None:
+    """--dry-run, --to and --resend-unknown printed text (before) the JSON; a script's
+    json.loads failed. Now stdout holds one document, whatever the options."""
+    assert cli(site, "ingest").returncode == 0
+    dry = piped(site, "digest", "send", "weekly", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout) == {
+        "dry_run": True,
+        "list": "weekly",
+        "subject": "Social protection this week: 13 new items",
+        "items": 13,
+        "omitted": 0,
+        "recipients": 3,
+        "unserved": {},
+    }
+    test = piped(site, "digest", "send", "weekly", "--to", "editor@example.org", "--json")
+    assert test.returncode == 0, test.stderr
+    copy = json.loads(test.stdout)
+    assert copy["test_copy"] is True and copy["to"] == "editor@example.org" and copy["status"] == "sent"
+    sent = piped(site, "digest", "send", "weekly", "--resend-unknown", "--json")
+    assert sent.returncode == 0, sent.stderr
+    report = json.loads(sent.stdout)
+    assert report["requeued_unknown"] == 0 and report["sent"] == 3 and report["created"] is True
+    again = piped(site, "digest", "send", "weekly", "--json")
+    assert json.loads(again.stdout)["requeued_unknown"] is None  # not asked for
