@@ -107,6 +107,16 @@ def hash_admin_password(password: str) -> str:
     return admin_auth.hash_password(password)
 
 
+def check_config(settings: Settings) -> CheckReport:
+    """``check``: what would fail later, found from the settings alone.
+
+    Needs no :class:`Publisher` (whose store migrates the database when it opens): a
+    new version's ``check`` run before an upgrade must not migrate, or even create, the
+    store that the running version still uses.
+    """
+    return check_settings(settings)
+
+
 @dataclass
 class PublishReport:
     """What one ``publish`` did: ingest, build and the digests that were due."""
@@ -225,7 +235,7 @@ class Publisher:
 
     def check(self) -> CheckReport:
         """What would fail later (templates, subjects, subscriber files, DKIM), found now."""
-        return check_settings(self.settings)
+        return check_config(self.settings)
 
     # -- feeds ----------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from publisher.app import ItemChange, Publisher, hash_admin_password
+from publisher.app import ItemChange, Publisher, check_config, hash_admin_password
 from publisher.config import Settings, load_config
 from publisher.errors import ConfigError, MailError, PublisherError, SchedulerError
 from publisher.models import DeliveryStatus, ListedItem, SubscriptionStatus
@@ -224,7 +224,7 @@ def cli(config_path: Path | None, log_format: str, verbose: bool) -> None:
 def check(ctx: Context) -> None:
     """Validate config.toml, templates, subjects, subscriber files and the DKIM key (exit 2 on errors)."""
     settings = ctx.settings
-    report = ctx.publisher.check()
+    report = check_config(settings)  # never opens the store: nothing is created or migrated
     for warning in report.warnings:
         err_console.print(labelled("warning:", "yellow", warning))
     if not report.ok:

@@ -104,6 +104,23 @@ def test_check_reports_bad_config_and_exits_2(site: Path) -> None:
     assert "site.timezone" in r.stderr and "feeds.max_item: unknown key" in r.stderr
 
 
+def test_check_writes_nothing_and_needs_no_database(site: Path) -> None:
+    """check used to open the store: it created var/publisher.db and migrated it (before
+    an upgrade, under the old daemons), and failed when PostgreSQL was down."""
+    before = sorted(p.relative_to(site) for p in site.rglob("*"))
+    r = cli(site, "check")
+    assert r.returncode == 0 and r.stdout.startswith("ok config.toml"), r.stderr
+    assert sorted(p.relative_to(site) for p in site.rglob("*")) == before  # no database, no var/
+    config = (site / "config.toml").read_text()
+    assert 'url = "sqlite:///var/publisher.db"' in config
+    (site / "config.toml").write_text(
+        config.replace("sqlite:///var/publisher.db", "postgresql://nobody@127.0.0.1:1/unreachable")
+    )
+    down = cli(site, "check")
+    assert down.returncode == 0 and down.stdout.startswith("ok config.toml"), down.stderr
+    assert "migrate" not in down.stderr
+
+
 def test_publish_builds_feeds_and_sends_the_sample_digest_once(site: Path) -> None:
     r = cli(site, "publish")
     assert r.returncode == 0, r.stderr
