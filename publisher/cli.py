@@ -32,7 +32,7 @@ from rich.text import Text
 
 from publisher.app import ItemChange, Publisher, check_config, hash_admin_password
 from publisher.config import Settings, load_config
-from publisher.errors import ConfigError, MailError, PublisherError, SchedulerError
+from publisher.errors import ConfigError, MailError, OutputError, PublisherError, SchedulerError
 from publisher.models import DeliveryStatus, ListedItem, SubscriptionStatus
 
 if TYPE_CHECKING:
@@ -1098,9 +1098,14 @@ def subscribers_export(ctx: Context, list_slug: str, out_path: Path | None) -> N
     """Write LIST's subscribers as CSV (with status and consent)."""
     if out_path is None:
         ctx.publisher.export_subscribers(list_slug, sys.stdout)
-    else:
-        with out_path.open("w", encoding="utf-8", newline="") as fh:
-            ctx.publisher.export_subscribers(list_slug, fh)
+        return
+    ctx.settings.list_config(list_slug)  # an unknown list leaves no empty file behind
+    try:
+        fh = out_path.open("w", encoding="utf-8", newline="")
+    except OSError as e:  # a missing folder, a parent that is a file, no permission
+        raise OutputError(out_path, e) from e
+    with fh:
+        ctx.publisher.export_subscribers(list_slug, fh)
 
 
 @subscribers.command("add")

@@ -517,3 +517,29 @@ exclude = ['a:-soup-contains("Read more")']
     assert report["ok"] is True and len(report["new"]) == 13 + 12
     text = cli(site, "ingest")
     assert "0 new, 0 changed, 25 unchanged, 1 duplicate(s)" in text.stdout
+
+
+def test_an_out_path_that_cannot_be_written_is_one_line_naming_it(site: Path) -> None:
+    """Each was a FileNotFoundError or NotADirectoryError traceback."""
+    assert cli(site, "ingest").returncode == 0  # a preview needs items
+    (site / "afile").write_text("not a folder\n")
+    missing = site / "nonexistent" / "dir" / "x.csv"
+    cases = {
+        ("subscribers", "export", "weekly", "--out", str(missing)): (
+            f"error: cannot write {missing}: No such file or directory "
+            f"(the folder {missing.parent} does not exist; create it first)"
+        ),
+        ("subscribers", "export", "weekly", "--out", "afile/x.csv"): (
+            "error: cannot write afile/x.csv: Not a directory (a part of the path is a file, not a folder)"
+        ),
+        ("digest", "preview", "weekly", "--out", "afile/sub"): (
+            "error: cannot write afile/sub: Not a directory (a part of the path is a file, not a folder)"
+        ),
+    }
+    for args, line in cases.items():
+        r = cli(site, *args)
+        assert r.returncode == 1, (args, r.stderr)
+        assert r.stderr.splitlines() == [line] and "Traceback" not in r.stderr, args
+        assert r.stdout == ""
+    unknown = cli(site, "subscribers", "export", "nolist", "--out", "new.csv")
+    assert unknown.returncode == 2 and not (site / "new.csv").exists()  # no empty file left behind
