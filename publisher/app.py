@@ -93,6 +93,12 @@ __all__ = [
 
 log = logging.getLogger("publisher")
 
+#: ``worker --interval``: seconds between queue polls. Under the minimum a worker with
+#: nothing to send busy-loops on the database (0 ran thousands of transactions a second);
+#: the maximum keeps a stop or a lost lease from waiting on a sleep of hours.
+WORKER_INTERVAL_MIN = 0.1
+WORKER_INTERVAL_MAX = 3600.0
+
 #: How long a one-shot command (`build`, `publish`) waits for its WebSub pings before
 #: exiting; the daemon never waits (its pings go on in the background).
 HUB_PING_WAIT = 30.0
@@ -485,7 +491,16 @@ class Publisher:
         interval: float = 5.0,
         on_round: Callable[[DeliveryTally], None] | None = None,
     ) -> None:
-        """``worker``: deliver every due message of every list until a stop is asked."""
+        """``worker``: deliver every due message of every list until a stop is asked.
+
+        ``interval`` (seconds between polls) must lie within WORKER_INTERVAL_MIN and
+        WORKER_INTERVAL_MAX: ConfigError otherwise, before anything is claimed.
+        """
+        if not WORKER_INTERVAL_MIN <= interval <= WORKER_INTERVAL_MAX:  # also false for NaN
+            raise ConfigError(
+                f"worker interval {interval!r}: choose between {WORKER_INTERVAL_MIN:g} and "
+                f"{WORKER_INTERVAL_MAX:g} seconds"
+            )
         await digests.deliver_queue(
             self.settings,
             self.store,

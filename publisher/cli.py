@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -30,7 +31,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from publisher.app import ItemChange, Publisher, check_config, hash_admin_password
+from publisher.app import (
+    WORKER_INTERVAL_MAX,
+    WORKER_INTERVAL_MIN,
+    ItemChange,
+    Publisher,
+    check_config,
+    hash_admin_password,
+)
 from publisher.config import Settings, load_config
 from publisher.errors import ConfigError, MailError, OutputError, PublisherError, SchedulerError
 from publisher.models import DeliveryStatus, ListedItem, SubscriptionStatus
@@ -183,6 +191,21 @@ def with_context(func: F) -> F:
     return handle_errors(wrapper)  # type: ignore[return-value]
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange, refusing ``nan`` (which every range comparison lets through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a number from {self.min:g} to {self.max:g}.", param, ctx)
+        return number
+
+
+#: --limit of a listing: 0 listed nothing and a negative number listed everything.
+LIMIT = click.IntRange(min=1)
+#: --port: the same range as [web] port.
+PORT = click.IntRange(0, 65535)
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document on stdout (for scripts)."
 )
@@ -321,7 +344,7 @@ def build(ctx: Context) -> None:
 
 
 @cli.group(invoke_without_command=True)
-@click.option("--limit", type=int, default=100, show_default=True, help="How many items to list.")
+@click.option("--limit", type=LIMIT, default=100, show_default=True, help="How many items to list (1 or more).")
 @click.option("--category", default=None, help="Only this category's items (its slug).")
 @json_option
 @with_context
@@ -422,7 +445,7 @@ def _serve(publisher: Publisher, host: str | None, port: int | None) -> None:
 
 @cli.command()
 @click.option("--host", default=None, help="Override [web] host.")
-@click.option("--port", type=int, default=None, help="Override [web] port.")
+@click.option("--port", type=PORT, default=None, help="Override [web] port.")
 @with_context
 def serve(ctx: Context, host: str | None, port: int | None) -> None:
     """Serve public/ and the subscriber pages (ETag, Last-Modified, 304s)."""
@@ -446,7 +469,7 @@ def publish(ctx: Context) -> None:
 
 @cli.command()
 @click.option("--host", default=None, help="Override [web] host.")
-@click.option("--port", type=int, default=None, help="Override [web] port.")
+@click.option("--port", type=PORT, default=None, help="Override [web] port.")
 @with_context
 def run(ctx: Context, host: str | None, port: int | None) -> None:
     """Run the scheduler and the web server in one process (until SIGTERM)."""
@@ -719,7 +742,7 @@ def progress_bar() -> Any:
 
 @digest.command("status")
 @click.argument("list_slug", metavar="[LIST]", required=False)
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--limit", type=LIMIT, default=20, show_default=True, help="How many issues to list (1 or more).")
 @json_option
 @with_context
 def digest_status(ctx: Context, list_slug: str | None, limit: int, as_json: bool) -> None:
@@ -812,7 +835,13 @@ def digest_requeue_unknown(
 
 @cli.command()
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
-@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between queue polls.")
+@click.option(
+    "--interval",
+    type=FiniteFloatRange(WORKER_INTERVAL_MIN, WORKER_INTERVAL_MAX),
+    default=5.0,
+    show_default=True,
+    help=f"Seconds between queue polls ({WORKER_INTERVAL_MIN:g} to {WORKER_INTERVAL_MAX:g}).",
+)
 @with_context
 def worker(ctx: Context, once: bool, interval: float) -> None:
     """Deliver queued and due-for-retry messages; run one per core for more speed.
