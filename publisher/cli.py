@@ -344,7 +344,9 @@ def build(ctx: Context) -> None:
 
 
 @cli.group(invoke_without_command=True)
-@click.option("--limit", type=LIMIT, default=100, show_default=True, help="How many items to list (1 or more).")
+@click.option(
+    "--limit", type=LIMIT, default=100, show_default=True, help="How many items to list (1 or more)."
+)
 @click.option("--category", default=None, help="Only this category's items (its slug).")
 @json_option
 @with_context
@@ -742,7 +744,9 @@ def progress_bar() -> Any:
 
 @digest.command("status")
 @click.argument("list_slug", metavar="[LIST]", required=False)
-@click.option("--limit", type=LIMIT, default=20, show_default=True, help="How many issues to list (1 or more).")
+@click.option(
+    "--limit", type=LIMIT, default=20, show_default=True, help="How many issues to list (1 or more)."
+)
 @json_option
 @with_context
 def digest_status(ctx: Context, list_slug: str | None, limit: int, as_json: bool) -> None:

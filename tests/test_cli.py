@@ -548,9 +548,17 @@ def test_an_out_path_that_cannot_be_written_is_one_line_naming_it(site: Path) ->
 def test_numbers_out_of_range_are_usage_errors(site: Path) -> None:
     """`worker --interval 0` busy-looped on the database; `--limit -5` listed everything."""
     cases = {
-        ("worker", "--interval", "0"): "Invalid value for '--interval': 0.0 is not in the range 0.1<=x<=3600.0.",
+        (
+            "worker",
+            "--interval",
+            "0",
+        ): "Invalid value for '--interval': 0.0 is not in the range 0.1<=x<=3600.0.",
         ("worker", "--once", "--interval", "-1"): "'--interval': -1.0 is not in the range 0.1<=x<=3600.0.",
-        ("worker", "--interval", "nan"): "Invalid value for '--interval': 'nan' is not a number from 0.1 to 3600.",
+        (
+            "worker",
+            "--interval",
+            "nan",
+        ): "Invalid value for '--interval': 'nan' is not a number from 0.1 to 3600.",
         ("items", "--limit", "-5"): "Invalid value for '--limit': -5 is not in the range x>=1.",
         ("items", "--limit", "0"): "Invalid value for '--limit': 0 is not in the range x>=1.",
         ("digest", "status", "--limit", "-1"): "Invalid value for '--limit': -1 is not in the range x>=1.",

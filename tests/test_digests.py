@@ -478,7 +478,7 @@ def test_a_worker_interval_that_would_busy_loop_or_never_wake_is_refused(
     settings: Settings, smtp_server: SmtpSink, interval: float
 ) -> None:
     worker = make_publisher(settings, Clock(NOW), smtp_server)
-    with pytest.raises(ConfigError, match="worker interval .*: choose between 0.1 and 3600 seconds"):
+    with pytest.raises(ConfigError, match=r"worker interval .*: choose between 0\.1 and 3600 seconds"):
         asyncio.run(worker.deliver_queue(interval=interval))
 
 
