@@ -48,6 +48,7 @@ from publisher.models import (
     SourceState,
     Subscriber,
     SubscriptionStatus,
+    Unsubscribe,
 )
 from publisher.periods import schedule_config, schedule_trigger
 from publisher.scheduler.locks import SchedulerLock, Timings, scheduler_lock
@@ -535,8 +536,12 @@ class Publisher:
             self.settings, self.store, list_slug, email, name, language, force=force, now=self.clock()
         )
 
-    def remove_subscriber(self, list_slug: str, email: str) -> bool:
-        """``subscribers remove``: unsubscribe, kept as a suppression; False if not on the list."""
+    def remove_subscriber(self, list_slug: str, email: str) -> Unsubscribe:
+        """``subscribers remove``: unsubscribe, kept as a suppression; idempotent.
+
+        A bounced or complained address stays so, with the unsubscribe recorded
+        (``Unsubscribe.RECORDED``): lifting the suppression leaves it unsubscribed.
+        """
         self.settings.list_config(list_slug)
         return subscriptions.remove(self.store, list_slug, email, now=self.clock())
 

@@ -41,7 +41,7 @@ from publisher.app import (
 )
 from publisher.config import Settings, load_config
 from publisher.errors import ConfigError, MailError, OutputError, PublisherError, SchedulerError
-from publisher.models import DeliveryStatus, ListedItem, SubscriptionStatus
+from publisher.models import DeliveryStatus, ListedItem, SubscriptionStatus, Unsubscribe
 
 if TYPE_CHECKING:
     from publisher.digests import DigestReport
@@ -1161,12 +1161,25 @@ def subscribers_add(
 @click.argument("email")
 @with_context
 def subscribers_remove(ctx: Context, list_slug: str, email: str) -> None:
-    """Unsubscribe EMAIL from LIST (kept as unsubscribed so imports never re-add it)."""
-    if ctx.publisher.remove_subscriber(list_slug, email):
-        console.print(f"{email}: unsubscribed from {list_slug}")
-    else:
+    """Unsubscribe EMAIL from LIST (kept as unsubscribed so imports never re-add it).
+
+    Idempotent: an address already unsubscribed is left as it is (exit 0). A bounced or
+    complained address stays so, with the unsubscribe recorded: `subscribers unsuppress`
+    then leaves it unsubscribed.
+    """
+    outcome = ctx.publisher.remove_subscriber(list_slug, email)
+    if outcome is Unsubscribe.NOT_ON_LIST:
         err_console.print(f"{email} is not on {list_slug}")
         sys.exit(1)
+    if outcome is Unsubscribe.ALREADY:
+        console.print(f"{email}: already unsubscribed from {list_slug}; nothing changed")
+    elif outcome is Unsubscribe.RECORDED:
+        console.print(
+            f"{email}: unsubscribed from {list_slug} (recorded; it stays suppressed, "
+            "and lifting that with `subscribers unsuppress` leaves it unsubscribed)"
+        )
+    else:
+        console.print(f"{email}: unsubscribed from {list_slug}")
 
 
 @subscribers.command("show")

@@ -190,6 +190,30 @@ def test_subscribers_commands(site: Path) -> None:
     assert "forgotten" in forgotten.stdout and "Zoé" not in forgotten.stdout
 
 
+def test_remove_is_idempotent_and_survives_unsuppress(site: Path) -> None:
+    """Before, remove said "is not on weekly" with exit 1 for an address unsubscribed
+    already, and for a bounced one recorded nothing, so `unsuppress` re-subscribed it."""
+    assert cli(site, "subscribers", "add", "weekly", "rb@example.org").returncode == 0
+    assert cli(site, "subscribers", "add", "weekly", "left@example.org").returncode == 0
+    assert cli(site, "subscribers", "remove", "weekly", "left@example.org").returncode == 0
+    again = cli(site, "subscribers", "remove", "weekly", "left@example.org")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == "left@example.org: already unsubscribed from weekly; nothing changed\n"
+
+    assert cli(site, "subscribers", "suppress", "rb@example.org", "--reason", "bounced").returncode == 0
+    removed = cli(site, "subscribers", "remove", "weekly", "rb@example.org")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.startswith("rb@example.org: unsubscribed from weekly (recorded; it stays")
+    assert "list weekly: bounced" in cli(site, "subscribers", "show", "rb@example.org").stdout
+    lifted = cli(site, "subscribers", "unsuppress", "rb@example.org")
+    assert lifted.returncode == 0 and lifted.stdout == "rb@example.org: unsubscribed on weekly\n"
+    shown = cli(site, "subscribers", "show", "rb@example.org", "--json")
+    assert [s["status"] for s in json.loads(shown.stdout)["lists"]] == ["unsubscribed"]
+
+    nobody = cli(site, "subscribers", "remove", "weekly", "nobody@example.org")
+    assert nobody.returncode == 1 and nobody.stderr == "nobody@example.org is not on weekly\n"
+
+
 def test_a_latin1_file_and_a_language_not_offered_are_named_with_the_fix(site: Path) -> None:
     csv = site / "excel.csv"
     csv.write_bytes(
