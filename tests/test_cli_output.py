@@ -293,3 +293,15 @@ def test_digest_send_json_prints_one_json_document_in_every_branch(site: Path) -
     assert report["requeued_unknown"] == 0 and report["sent"] == 3 and report["created"] is True
     again = piped(site, "digest", "send", "weekly", "--json")
     assert json.loads(again.stdout)["requeued_unknown"] is None  # not asked for
+
+
+def test_check_warns_when_a_secrets_variable_is_not_set_and_never_prints_a_value(site: Path) -> None:
+    """check said ok with [smtp] username set and its password variable unset; the send failed."""
+    config = (site / "config.toml").read_text()
+    (site / "config.toml").write_text(config + '\n[smtp]\nusername = "u"\npassword_env = "REV_NOPE_PW"\n')
+    unset = piped(site, "check")
+    assert unset.returncode == 0 and unset.stdout.startswith("ok config.toml"), unset.stderr
+    assert unset.stderr.startswith("warning: smtp.password_env: REV_NOPE_PW is not set (or empty) here")
+    set_ = piped(site, "check", env={"REV_NOPE_PW": "s3cret-value"})
+    assert set_.returncode == 0 and set_.stderr == ""
+    assert "s3cret" not in set_.stdout + unset.stdout + unset.stderr
