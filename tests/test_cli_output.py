@@ -57,6 +57,10 @@ def test_every_listing_prints_one_json_document(site: Path) -> None:
         "digest status": ["digest", "status", "--json"],
         "schedules list": ["schedules", "list", "--json"],
         "subscribers show": ["subscribers", "show", "amina.diallo@example.org", "--json"],
+        "subscribers pending": ["subscribers", "pending", "--json"],
+        "digest preview": ["digest", "preview", "weekly", "--json"],
+        "digest requeue-unknown": ["digest", "requeue-unknown", "--dry-run", "--json"],
+        "digest send": ["digest", "send", "weekly", "--resend-unknown", "--json"],
     }
     parsed = {}
     for name, args in documents.items():
@@ -82,6 +86,9 @@ def test_every_listing_prints_one_json_document(site: Path) -> None:
     assert {row["list_slug"] for row in parsed["digest status"]} == {"weekly", "press"}
     assert parsed["status"]["lists"][0]["subscribers"]["confirmed"] == 3
     assert parsed["subscribers show"]["lists"][0]["status"] == "confirmed"
+    assert parsed["subscribers pending"] == [] and parsed["digest preview"]["list"] == "weekly"
+    assert parsed["digest requeue-unknown"] == {"dry_run": True, "issues": [], "total": 0}
+    assert parsed["digest send"]["requeued_unknown"] == 0 and parsed["digest send"]["created"] is False
 
 
 def test_piped_tables_and_messages_are_never_cut_or_wrapped(site: Path) -> None:
