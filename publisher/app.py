@@ -48,6 +48,7 @@ from publisher.models import (
     SourceState,
     Subscriber,
     SubscriptionStatus,
+    Unsubscribe,
 )
 from publisher.periods import schedule_config, schedule_trigger
 from publisher.scheduler.locks import SchedulerLock, Timings, scheduler_lock
@@ -93,6 +94,12 @@ __all__ = [
 
 log = logging.getLogger("publisher")
 
+#: ``worker --interval``: seconds between queue polls. Under the minimum a worker with
+#: nothing to send busy-loops on the database (0 ran thousands of transactions a second);
+#: the maximum keeps a stop or a lost lease from waiting on a sleep of hours.
+WORKER_INTERVAL_MIN = 0.1
+WORKER_INTERVAL_MAX = 3600.0
+
 #: How long a one-shot command (`build`, `publish`) waits for its WebSub pings before
 #: exiting; the daemon never waits (its pings go on in the background).
 HUB_PING_WAIT = 30.0
@@ -105,6 +112,16 @@ def utcnow() -> datetime:
 def hash_admin_password(password: str) -> str:
     """``admin hash-password``: an argon2id hash for ``PUBLISHER_ADMIN_{USER}_HASH`` (needs no config)."""
     return admin_auth.hash_password(password)
+
+
+def check_config(settings: Settings) -> CheckReport:
+    """``check``: what would fail later, found from the settings alone.
+
+    Needs no :class:`Publisher` (whose store migrates the database when it opens): a
+    new version's ``check`` run before an upgrade must not migrate, or even create, the
+    store that the running version still uses.
+    """
+    return check_settings(settings)
 
 
 @dataclass
@@ -225,7 +242,7 @@ class Publisher:
 
     def check(self) -> CheckReport:
         """What would fail later (templates, subjects, subscriber files, DKIM), found now."""
-        return check_settings(self.settings)
+        return check_config(self.settings)
 
     # -- feeds ----------------------------------------------------------------
 
@@ -475,7 +492,16 @@ class Publisher:
         interval: float = 5.0,
         on_round: Callable[[DeliveryTally], None] | None = None,
     ) -> None:
-        """``worker``: deliver every due message of every list until a stop is asked."""
+        """``worker``: deliver every due message of every list until a stop is asked.
+
+        ``interval`` (seconds between polls) must lie within WORKER_INTERVAL_MIN and
+        WORKER_INTERVAL_MAX: ConfigError otherwise, before anything is claimed.
+        """
+        if not WORKER_INTERVAL_MIN <= interval <= WORKER_INTERVAL_MAX:  # also false for NaN
+            raise ConfigError(
+                f"worker interval {interval!r}: choose between {WORKER_INTERVAL_MIN:g} and "
+                f"{WORKER_INTERVAL_MAX:g} seconds"
+            )
         await digests.deliver_queue(
             self.settings,
             self.store,
@@ -510,8 +536,12 @@ class Publisher:
             self.settings, self.store, list_slug, email, name, language, force=force, now=self.clock()
         )
 
-    def remove_subscriber(self, list_slug: str, email: str) -> bool:
-        """``subscribers remove``: unsubscribe, kept as a suppression; False if not on the list."""
+    def remove_subscriber(self, list_slug: str, email: str) -> Unsubscribe:
+        """``subscribers remove``: unsubscribe, kept as a suppression; idempotent.
+
+        A bounced or complained address stays so, with the unsubscribe recorded
+        (``Unsubscribe.RECORDED``): lifting the suppression leaves it unsubscribed.
+        """
         self.settings.list_config(list_slug)
         return subscriptions.remove(self.store, list_slug, email, now=self.clock())
 

@@ -10,6 +10,7 @@ path and the fix, all reported at once.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -79,7 +80,36 @@ def check_settings(settings: Settings) -> CheckReport:
     _check_ports(settings, report)
     _check_bounces(settings, report)
     _check_admin_hashes(settings, report)
+    _check_secrets(settings, report)
     return report
+
+
+def _check_secrets(settings: Settings, report: CheckReport) -> None:
+    """A secret named by a ``*_env`` key whose variable is not set: what needs it would
+    fail later (a login refused, every webhook call refused), so say so now. A warning,
+    as for the admin hashes: the variable may be set only where the daemon or the
+    workers run. Only the key and the variable's name are printed, never a value."""
+    where = "a process started like this one"
+    smtp = settings.smtp
+    if smtp is not None and smtp.username and smtp.password is None:
+        report.warnings.append(
+            f"smtp.password_env: {smtp.password_env} is not set (or empty) here, so sending as "
+            f"smtp.username fails to log in to the relay from {where}; set it where mail is sent"
+        )
+    bounces = settings.bounces
+    if bounces is None:
+        return
+    if bounces.imap is not None and bounces.imap.password is None:
+        report.warnings.append(
+            f"bounces.imap.password_env: {bounces.imap.password_env} is not set (or empty) here, so "
+            f"`bounces process` cannot log in to {bounces.imap.host} from {where}"
+        )
+    if bounces.webhook_secret_env is not None and not os.environ.get(bounces.webhook_secret_env):
+        report.warnings.append(
+            f"bounces.webhook_secret_env: {bounces.webhook_secret_env} is not set (or empty) here, so "
+            "a `publisher run` started like this one refuses every report posted to the generic "
+            "bounce webhook"
+        )
 
 
 def _check_bounces(settings: Settings, report: CheckReport) -> None:

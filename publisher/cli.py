@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -30,10 +31,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from publisher.app import ItemChange, Publisher, hash_admin_password
+from publisher.app import (
+    WORKER_INTERVAL_MAX,
+    WORKER_INTERVAL_MIN,
+    ItemChange,
+    Publisher,
+    check_config,
+    hash_admin_password,
+)
 from publisher.config import Settings, load_config
-from publisher.errors import ConfigError, MailError, PublisherError, SchedulerError
-from publisher.models import DeliveryStatus, ListedItem, SubscriptionStatus
+from publisher.errors import ConfigError, MailError, OutputError, PublisherError, SchedulerError
+from publisher.models import DeliveryStatus, ListedItem, SubscriptionStatus, Unsubscribe
 
 if TYPE_CHECKING:
     from publisher.digests import DigestReport
@@ -183,6 +191,21 @@ def with_context(func: F) -> F:
     return handle_errors(wrapper)  # type: ignore[return-value]
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange, refusing ``nan`` (which every range comparison lets through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a number from {self.min:g} to {self.max:g}.", param, ctx)
+        return number
+
+
+#: --limit of a listing: 0 listed nothing and a negative number listed everything.
+LIMIT = click.IntRange(min=1)
+#: --port: the same range as [web] port.
+PORT = click.IntRange(0, 65535)
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document on stdout (for scripts)."
 )
@@ -224,7 +247,7 @@ def cli(config_path: Path | None, log_format: str, verbose: bool) -> None:
 def check(ctx: Context) -> None:
     """Validate config.toml, templates, subjects, subscriber files and the DKIM key (exit 2 on errors)."""
     settings = ctx.settings
-    report = ctx.publisher.check()
+    report = check_config(settings)  # never opens the store: nothing is created or migrated
     for warning in report.warnings:
         err_console.print(labelled("warning:", "yellow", warning))
     if not report.ok:
@@ -321,7 +344,9 @@ def build(ctx: Context) -> None:
 
 
 @cli.group(invoke_without_command=True)
-@click.option("--limit", type=int, default=100, show_default=True, help="How many items to list.")
+@click.option(
+    "--limit", type=LIMIT, default=100, show_default=True, help="How many items to list (1 or more)."
+)
 @click.option("--category", default=None, help="Only this category's items (its slug).")
 @json_option
 @with_context
@@ -422,7 +447,7 @@ def _serve(publisher: Publisher, host: str | None, port: int | None) -> None:
 
 @cli.command()
 @click.option("--host", default=None, help="Override [web] host.")
-@click.option("--port", type=int, default=None, help="Override [web] port.")
+@click.option("--port", type=PORT, default=None, help="Override [web] port.")
 @with_context
 def serve(ctx: Context, host: str | None, port: int | None) -> None:
     """Serve public/ and the subscriber pages (ETag, Last-Modified, 304s)."""
@@ -446,7 +471,7 @@ def publish(ctx: Context) -> None:
 
 @cli.command()
 @click.option("--host", default=None, help="Override [web] host.")
-@click.option("--port", type=int, default=None, help="Override [web] port.")
+@click.option("--port", type=PORT, default=None, help="Override [web] port.")
 @with_context
 def run(ctx: Context, host: str | None, port: int | None) -> None:
     """Run the scheduler and the web server in one process (until SIGTERM)."""
@@ -635,15 +660,29 @@ def digest_send(
     deliveries; `publisher worker` processes send them.
     """
     publisher = ctx.publisher
+    requeued: int | None = None
     if resend_unknown and not dry_run:
         requeued = publisher.requeue_unknown(list_slug)
-        console.print(f"{requeued} message(s) of unknown outcome queued again")
+        if not as_json:
+            console.print(f"{requeued} message(s) of unknown outcome queued again")
     if dry_run:
         p = publisher.dry_run_digest(list_slug)
         skipped = unserved_text(list_slug, p.unserved, publisher.settings.list_config(list_slug).languages)
         if skipped:
             err_console.print(labelled("note:", "yellow", skipped))
-        if not p.items:
+        if as_json:
+            print_json(
+                {
+                    "dry_run": True,
+                    "list": list_slug,
+                    "subject": p.subject if p.items else None,
+                    "items": p.items,
+                    "omitted": p.omitted,
+                    "recipients": p.recipients,
+                    "unserved": p.unserved,
+                }
+            )
+        elif not p.items:
             console.print(f"dry run: list {list_slug}: nothing to send this period")
         else:
             console.print(
@@ -654,8 +693,20 @@ def digest_send(
         result = asyncio.run(publisher.send_test_copy(list_slug, to_address))
         if result is None:
             raise MailError(f"the test copy to {to_address} was not sent")
-        outcome = " ".join(str(part) for part in (result.status, result.code, result.text) if part)
-        console.print(f"test copy to {to_address}: {outcome}")
+        if as_json:
+            print_json(
+                {
+                    "test_copy": True,
+                    "list": list_slug,
+                    "to": to_address,
+                    "status": result.status.value,
+                    "code": result.code,
+                    "text": result.text,
+                }
+            )
+        else:
+            outcome = " ".join(str(part) for part in (result.status, result.code, result.text) if part)
+            console.print(f"test copy to {to_address}: {outcome}")
         if result.status is not DeliveryStatus.SENT:
             sys.exit(1)
         return
@@ -665,7 +716,7 @@ def digest_send(
             publisher.send_digest(list_slug, force=force, progress=lambda n: progress.advance(task, n))
         )
     if as_json:
-        print_json(digest_json(report))
+        print_json({**digest_json(report), "requeued_unknown": requeued})
     else:
         print_digest(report, publisher.settings)
     if not report.ok:
@@ -693,7 +744,9 @@ def progress_bar() -> Any:
 
 @digest.command("status")
 @click.argument("list_slug", metavar="[LIST]", required=False)
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option(
+    "--limit", type=LIMIT, default=20, show_default=True, help="How many issues to list (1 or more)."
+)
 @json_option
 @with_context
 def digest_status(ctx: Context, list_slug: str | None, limit: int, as_json: bool) -> None:
@@ -786,7 +839,13 @@ def digest_requeue_unknown(
 
 @cli.command()
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
-@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between queue polls.")
+@click.option(
+    "--interval",
+    type=FiniteFloatRange(WORKER_INTERVAL_MIN, WORKER_INTERVAL_MAX),
+    default=5.0,
+    show_default=True,
+    help=f"Seconds between queue polls ({WORKER_INTERVAL_MIN:g} to {WORKER_INTERVAL_MAX:g}).",
+)
 @with_context
 def worker(ctx: Context, once: bool, interval: float) -> None:
     """Deliver queued and due-for-retry messages; run one per core for more speed.
@@ -1072,9 +1131,14 @@ def subscribers_export(ctx: Context, list_slug: str, out_path: Path | None) -> N
     """Write LIST's subscribers as CSV (with status and consent)."""
     if out_path is None:
         ctx.publisher.export_subscribers(list_slug, sys.stdout)
-    else:
-        with out_path.open("w", encoding="utf-8", newline="") as fh:
-            ctx.publisher.export_subscribers(list_slug, fh)
+        return
+    ctx.settings.list_config(list_slug)  # an unknown list leaves no empty file behind
+    try:
+        fh = out_path.open("w", encoding="utf-8", newline="")
+    except OSError as e:  # a missing folder, a parent that is a file, no permission
+        raise OutputError(out_path, e) from e
+    with fh:
+        ctx.publisher.export_subscribers(list_slug, fh)
 
 
 @subscribers.command("add")
@@ -1097,12 +1161,25 @@ def subscribers_add(
 @click.argument("email")
 @with_context
 def subscribers_remove(ctx: Context, list_slug: str, email: str) -> None:
-    """Unsubscribe EMAIL from LIST (kept as unsubscribed so imports never re-add it)."""
-    if ctx.publisher.remove_subscriber(list_slug, email):
-        console.print(f"{email}: unsubscribed from {list_slug}")
-    else:
+    """Unsubscribe EMAIL from LIST (kept as unsubscribed so imports never re-add it).
+
+    Idempotent: an address already unsubscribed is left as it is (exit 0). A bounced or
+    complained address stays so, with the unsubscribe recorded: `subscribers unsuppress`
+    then leaves it unsubscribed.
+    """
+    outcome = ctx.publisher.remove_subscriber(list_slug, email)
+    if outcome is Unsubscribe.NOT_ON_LIST:
         err_console.print(f"{email} is not on {list_slug}")
         sys.exit(1)
+    if outcome is Unsubscribe.ALREADY:
+        console.print(f"{email}: already unsubscribed from {list_slug}; nothing changed")
+    elif outcome is Unsubscribe.RECORDED:
+        console.print(
+            f"{email}: unsubscribed from {list_slug} (recorded; it stays suppressed, "
+            "and lifting that with `subscribers unsuppress` leaves it unsubscribed)"
+        )
+    else:
+        console.print(f"{email}: unsubscribed from {list_slug}")
 
 
 @subscribers.command("show")

@@ -31,7 +31,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from publisher.archive import issue_url
 from publisher.config import ListConfig, Settings
-from publisher.errors import IssueError, StoreError
+from publisher.errors import IssueError, OutputError, StoreError
 from publisher.lease import WorkerLease
 from publisher.ledger import LEGACY_STOPPED_TEXT, DeliveryTally, ProgressFn, Sender, new_worker_id
 from publisher.links import TEST_SUBSCRIBER_ID
@@ -349,13 +349,16 @@ def preview(settings: Settings, store: Store, clock: Clock, list_slug: str, out_
     held, data = _sample_message(
         settings, store, clock, list_cfg, sample_subscriber(settings, store, list_cfg)
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    eml = out_dir / f"{list_slug}.eml"
-    eml.write_bytes(data)
     message = email.message_from_bytes(data, policy=email.policy.default)
     html_part = message.get_body(preferencelist=("html",))
+    eml = out_dir / f"{list_slug}.eml"
     html = out_dir / f"{list_slug}.html"
-    html.write_text(html_part.get_content() if html_part else "", encoding="utf-8")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        eml.write_bytes(data)
+        html.write_text(html_part.get_content() if html_part else "", encoding="utf-8")
+    except OSError as e:  # a parent that is a file, a folder we may not write to, a full disk
+        raise OutputError(out_dir, e) from e
     subject = str(message["Subject"])
     return Preview(list_slug, len(held.shown), 1, subject, [html, eml], omitted=len(held.omitted))
 

@@ -21,11 +21,13 @@ in the traceback while the message says what to do.
     ├── SchedulerError       bad trigger, unknown schedule, lock trouble
     │   └── FireTimeTaken    a fire time is served already or being served elsewhere
     ├── ReportError          a bounce or complaint report cannot be read, or its mailbox
+    ├── OutputError          a file or folder asked for (``--out``) cannot be written
     └── ToolError            a program run for a check (SpamAssassin) is missing (exit 2) or failed
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -139,6 +141,21 @@ class FireTimeTaken(SchedulerError):
 
 class ReportError(PublisherError):
     """A bounce or complaint report cannot be parsed, or the mailbox holding reports failed."""
+
+
+class OutputError(PublisherError):
+    """A file or folder the user asked for (``--out``) cannot be written; names it and why."""
+
+    def __init__(self, path: object, error: OSError) -> None:
+        self.path = str(error.filename) if error.filename else str(path)
+        self.reason = error.strerror or str(error)
+        parent = Path(self.path).parent
+        if isinstance(error, NotADirectoryError):
+            self.reason += " (a part of the path is a file, not a folder)"
+        elif isinstance(error, FileNotFoundError) and not parent.exists():
+            self.reason += f" (the folder {parent} does not exist; create it first)"
+        asked = f" (asked for {path})" if str(path) != self.path else ""
+        super().__init__(f"cannot write {self.path}{asked}: {self.reason}")
 
 
 class ToolError(PublisherError):

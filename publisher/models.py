@@ -178,6 +178,25 @@ SUPPRESSED = frozenset(
 ADMIN_ONLY = frozenset({SubscriptionStatus.BOUNCED, SubscriptionStatus.COMPLAINED})
 
 
+class Unsubscribe(StrEnum):
+    """What an unsubscribe (``subscribers remove``, a link, the preferences page) did.
+
+    ``recorded``: the address is bounced or complained on the list; it stays so, and the
+    unsubscribe is kept in its history, so lifting the suppression leaves it unsubscribed.
+    ``already``: it was unsubscribed (or its unsubscribe was recorded) before.
+    """
+
+    UNSUBSCRIBED = "unsubscribed"
+    RECORDED = "recorded"
+    ALREADY = "already"
+    NOT_ON_LIST = "not-on-list"
+
+    @property
+    def changed(self) -> bool:
+        """Whether this call recorded the person's wish (False: nothing to do)."""
+        return self in (Unsubscribe.UNSUBSCRIBED, Unsubscribe.RECORDED)
+
+
 class DeliveryStatus(StrEnum):
     """One message's state in the delivery ledger.
 

@@ -39,7 +39,7 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_
 from publisher.config import Settings
 from publisher.errors import SubscriberError
 from publisher.i18n import LANGUAGES, normalise_language
-from publisher.models import ADMIN_ONLY, SUPPRESSED, Consent, Subscriber, SubscriptionStatus
+from publisher.models import ADMIN_ONLY, SUPPRESSED, Consent, Subscriber, SubscriptionStatus, Unsubscribe
 from publisher.store import Store
 from publisher.store.subscriber_import import ImportRow
 from publisher.store.subscribers import ListStatus, SubscriberRecord, SubscriptionEvent
@@ -651,11 +651,16 @@ def add(
     return _subscriber(store, subscriber_id, list_slug)
 
 
-def remove(store: Store, list_slug: str, email: str, *, now: datetime, reason: str = "cli") -> bool:
-    """Unsubscribe an address from a list; False when it was not subscribed (or already suppressed)."""
+def remove(store: Store, list_slug: str, email: str, *, now: datetime, reason: str = "cli") -> Unsubscribe:
+    """Unsubscribe an address from a list (``subscribers remove``); idempotent.
+
+    On a bounced or complained address the unsubscribe is recorded (``recorded``) so
+    that lifting the suppression later leaves it unsubscribed; see
+    :meth:`publisher.store.subscribers.SubscriberStore.unsubscribe`.
+    """
     subscriber_id = store.subscribers.find_id(normalise_address(email))
     if subscriber_id is None:
-        return False
+        return Unsubscribe.NOT_ON_LIST
     return _unsubscribe(store, subscriber_id, list_slug, Consent(at=now, method=reason))
 
 
@@ -688,13 +693,8 @@ def _require(store: Store, subscriber_id: int) -> None:
         raise SubscriberError(f"subscriber {subscriber_id}", "no such subscriber")
 
 
-def _unsubscribe(store: Store, subscriber_id: int, list_slug: str, consent: Consent) -> bool:
-    status = store.subscribers.statuses(subscriber_id).get(list_slug)
-    if status not in (SubscriptionStatus.CONFIRMED, SubscriptionStatus.PENDING):
-        return False
-    return store.subscribers.change_status(
-        subscriber_id, list_slug, SubscriptionStatus.UNSUBSCRIBED, consent=consent
-    )
+def _unsubscribe(store: Store, subscriber_id: int, list_slug: str, consent: Consent) -> Unsubscribe:
+    return store.subscribers.unsubscribe(subscriber_id, list_slug, consent)
 
 
 def unsubscribe_by_id(
@@ -712,7 +712,9 @@ def unsubscribe_by_id(
     (e.g. the client address) and goes into the event.
     """
     _require(store, subscriber_id)
-    return _unsubscribe(store, subscriber_id, list_slug, Consent(at=now, method=method, source=source))
+    return _unsubscribe(
+        store, subscriber_id, list_slug, Consent(at=now, method=method, source=source)
+    ).changed
 
 
 def set_status(
@@ -825,7 +827,8 @@ def leave_all(store: Store, subscriber_id: int, *, now: datetime, source: str = 
     _require(store, subscriber_id)
     consent = Consent(at=now, method="preferences", source=source)
     return sum(
-        _unsubscribe(store, subscriber_id, slug, consent) for slug in preferences(store, subscriber_id)
+        _unsubscribe(store, subscriber_id, slug, consent).changed
+        for slug in preferences(store, subscriber_id)
     )
 
 

@@ -31,9 +31,10 @@ from publisher.models import (
     JobKind,
     ReportOutcome,
     SubscriptionStatus,
+    Unsubscribe,
 )
 from publisher.store import Store
-from publisher.subscriptions import add, import_csv
+from publisher.subscriptions import add, import_csv, unsubscribe_by_id
 from tests.smtp_server import SmtpSink
 from tests.test_bounces import BOUNCES, fixture, with_recipient_blocks
 from tests.test_digests import LISTS, SCHEDULES, Clock, item
@@ -263,6 +264,30 @@ def test_reimport_never_lifts_and_unsuppress_restores_the_status_before(sent: Se
     weekly = next(s for s in record.lists if s.list_slug == "weekly")
     assert weekly.consent_method == "cli"  # the original consent record is kept
     assert pub.unsuppress_subscriber(READERS[0]) == {}
+
+
+def test_an_unsubscribe_while_suppressed_is_kept_when_the_suppression_is_lifted(sent: Sent) -> None:
+    """Before, `remove` on a bounced address recorded nothing ("not on the list"), and
+    `unsuppress` then made it confirmed: a person who asked to leave was mailed again."""
+    pub = sent.pub
+    pub.suppress_subscriber(READERS[1], SubscriptionStatus.BOUNCED, "mailbox full")
+    assert pub.remove_subscriber("weekly", READERS[1]) is Unsubscribe.RECORDED
+    assert sent.statuses(READERS[1])["weekly"] is SubscriptionStatus.BOUNCED  # still suppressed
+    assert pub.remove_subscriber("weekly", READERS[1]) is Unsubscribe.ALREADY  # nothing more written
+    events = [(e.event, e.detail) for e in pub.subscriber(READERS[1]).events]
+    assert events[-1] == ("unsubscribed", "cli (while bounced; lifting that leaves it unsubscribed)")
+    assert len(events) == 3  # confirmed, bounced, unsubscribed
+    # A complaint replaces the bounce; lifting it still leaves the unsubscribe.
+    pub.suppress_subscriber(READERS[1], SubscriptionStatus.COMPLAINED, "")
+    assert pub.unsuppress_subscriber(READERS[1]) == {"weekly": SubscriptionStatus.UNSUBSCRIBED}
+    assert pub.remove_subscriber("weekly", READERS[1]) is Unsubscribe.ALREADY
+
+    # The same holds for a mailed unsubscribe link used after the address bounced.
+    pub.suppress_subscriber(READERS[2], SubscriptionStatus.BOUNCED, "")
+    reader = pub.subscriber(READERS[2]).id
+    assert unsubscribe_by_id(pub.store, reader, "weekly", now=sent.clock())
+    assert not unsubscribe_by_id(pub.store, reader, "weekly", now=sent.clock())  # repeats: idempotent
+    assert pub.unsuppress_subscriber(READERS[2]) == {"weekly": SubscriptionStatus.UNSUBSCRIBED}
 
 
 def test_suppress_by_hand_is_recorded_even_for_an_address_never_mailed(sent: Sent) -> None:

@@ -173,3 +173,35 @@ def test_a_message_too_big_for_a_relay_is_reported(make_settings: Make, tmp_path
     error = only_error(make_settings(templates={"path": str(tmp_path / "over")}, lists=[weekly()]))
     assert error.startswith("lists[1] 'weekly': email/digest.txt.j2, email/digest.html.j2: a message of list")
     assert "at most 10 MB is sent" in error
+
+
+def test_a_secret_whose_variable_is_not_set_is_a_warning_naming_key_and_variable(
+    make_settings: Make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("REV_NOPE_PW", "REV_NOPE_IMAP", "REV_NOPE_HOOK"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "bounces").mkdir()
+    settings = make_settings(
+        smtp={"username": "u", "password_env": "REV_NOPE_PW"},
+        bounces={
+            "address": "bounces@example.org",
+            "imap": {"host": "imap.example.org", "username": "b", "password_env": "REV_NOPE_IMAP"},
+            "webhook_secret_env": "REV_NOPE_HOOK",
+        },
+    )
+    report = check_settings(settings)
+    assert report.ok, report.errors
+    secrets = [w for w in report.warnings if "_env: REV_NOPE_" in w]
+    assert [w.split(" is not set")[0] for w in secrets] == [
+        "smtp.password_env: REV_NOPE_PW",
+        "bounces.imap.password_env: REV_NOPE_IMAP",
+        "bounces.webhook_secret_env: REV_NOPE_HOOK",
+    ]
+    monkeypatch.setenv("REV_NOPE_PW", "s3cret-smtp")
+    monkeypatch.setenv("REV_NOPE_IMAP", "s3cret-imap")
+    monkeypatch.setenv("REV_NOPE_HOOK", "s3cret-hook")
+    report = check_settings(settings)
+    assert not [w for w in report.warnings if "REV_NOPE_" in w or "s3cret" in w]
+    # No username: the relay takes mail without a login, no password is needed.
+    monkeypatch.delenv("REV_NOPE_PW")
+    assert check_settings(make_settings(smtp={"password_env": "REV_NOPE_PW"})).warnings == []

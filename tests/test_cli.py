@@ -104,6 +104,23 @@ def test_check_reports_bad_config_and_exits_2(site: Path) -> None:
     assert "site.timezone" in r.stderr and "feeds.max_item: unknown key" in r.stderr
 
 
+def test_check_writes_nothing_and_needs_no_database(site: Path) -> None:
+    """check used to open the store: it created var/publisher.db and migrated it (before
+    an upgrade, under the old daemons), and failed when PostgreSQL was down."""
+    before = sorted(p.relative_to(site) for p in site.rglob("*"))
+    r = cli(site, "check")
+    assert r.returncode == 0 and r.stdout.startswith("ok config.toml"), r.stderr
+    assert sorted(p.relative_to(site) for p in site.rglob("*")) == before  # no database, no var/
+    config = (site / "config.toml").read_text()
+    assert 'url = "sqlite:///var/publisher.db"' in config
+    (site / "config.toml").write_text(
+        config.replace("sqlite:///var/publisher.db", "postgresql://nobody@127.0.0.1:1/unreachable")
+    )
+    down = cli(site, "check")
+    assert down.returncode == 0 and down.stdout.startswith("ok config.toml"), down.stderr
+    assert "migrate" not in down.stderr
+
+
 def test_publish_builds_feeds_and_sends_the_sample_digest_once(site: Path) -> None:
     r = cli(site, "publish")
     assert r.returncode == 0, r.stderr
@@ -171,6 +188,30 @@ def test_subscribers_commands(site: Path) -> None:
     assert "zoe@example.org" not in cli(site, "subscribers", "export", "weekly").stdout
     forgotten = cli(site, "subscribers", "show", "zoe@example.org")
     assert "forgotten" in forgotten.stdout and "Zoé" not in forgotten.stdout
+
+
+def test_remove_is_idempotent_and_survives_unsuppress(site: Path) -> None:
+    """Before, remove said "is not on weekly" with exit 1 for an address unsubscribed
+    already, and for a bounced one recorded nothing, so `unsuppress` re-subscribed it."""
+    assert cli(site, "subscribers", "add", "weekly", "rb@example.org").returncode == 0
+    assert cli(site, "subscribers", "add", "weekly", "left@example.org").returncode == 0
+    assert cli(site, "subscribers", "remove", "weekly", "left@example.org").returncode == 0
+    again = cli(site, "subscribers", "remove", "weekly", "left@example.org")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == "left@example.org: already unsubscribed from weekly; nothing changed\n"
+
+    assert cli(site, "subscribers", "suppress", "rb@example.org", "--reason", "bounced").returncode == 0
+    removed = cli(site, "subscribers", "remove", "weekly", "rb@example.org")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.startswith("rb@example.org: unsubscribed from weekly (recorded; it stays")
+    assert "list weekly: bounced" in cli(site, "subscribers", "show", "rb@example.org").stdout
+    lifted = cli(site, "subscribers", "unsuppress", "rb@example.org")
+    assert lifted.returncode == 0 and lifted.stdout == "rb@example.org: unsubscribed on weekly\n"
+    shown = cli(site, "subscribers", "show", "rb@example.org", "--json")
+    assert [s["status"] for s in json.loads(shown.stdout)["lists"]] == ["unsubscribed"]
+
+    nobody = cli(site, "subscribers", "remove", "weekly", "nobody@example.org")
+    assert nobody.returncode == 1 and nobody.stderr == "nobody@example.org is not on weekly\n"
 
 
 def test_a_latin1_file_and_a_language_not_offered_are_named_with_the_fix(site: Path) -> None:
@@ -500,3 +541,58 @@ exclude = ['a:-soup-contains("Read more")']
     assert report["ok"] is True and len(report["new"]) == 13 + 12
     text = cli(site, "ingest")
     assert "0 new, 0 changed, 25 unchanged, 1 duplicate(s)" in text.stdout
+
+
+def test_an_out_path_that_cannot_be_written_is_one_line_naming_it(site: Path) -> None:
+    """Each was a FileNotFoundError or NotADirectoryError traceback."""
+    assert cli(site, "ingest").returncode == 0  # a preview needs items
+    (site / "afile").write_text("not a folder\n")
+    missing = site / "nonexistent" / "dir" / "x.csv"
+    cases = {
+        ("subscribers", "export", "weekly", "--out", str(missing)): (
+            f"error: cannot write {missing}: No such file or directory "
+            f"(the folder {missing.parent} does not exist; create it first)"
+        ),
+        ("subscribers", "export", "weekly", "--out", "afile/x.csv"): (
+            "error: cannot write afile/x.csv: Not a directory (a part of the path is a file, not a folder)"
+        ),
+        ("digest", "preview", "weekly", "--out", "afile/sub"): (
+            "error: cannot write afile/sub: Not a directory (a part of the path is a file, not a folder)"
+        ),
+    }
+    for args, line in cases.items():
+        r = cli(site, *args)
+        assert r.returncode == 1, (args, r.stderr)
+        assert r.stderr.splitlines() == [line] and "Traceback" not in r.stderr, args
+        assert r.stdout == ""
+    unknown = cli(site, "subscribers", "export", "nolist", "--out", "new.csv")
+    assert unknown.returncode == 2 and not (site / "new.csv").exists()  # no empty file left behind
+
+
+def test_numbers_out_of_range_are_usage_errors(site: Path) -> None:
+    """`worker --interval 0` busy-looped on the database; `--limit -5` listed everything."""
+    cases = {
+        (
+            "worker",
+            "--interval",
+            "0",
+        ): "Invalid value for '--interval': 0.0 is not in the range 0.1<=x<=3600.0.",
+        ("worker", "--once", "--interval", "-1"): "'--interval': -1.0 is not in the range 0.1<=x<=3600.0.",
+        (
+            "worker",
+            "--interval",
+            "nan",
+        ): "Invalid value for '--interval': 'nan' is not a number from 0.1 to 3600.",
+        ("items", "--limit", "-5"): "Invalid value for '--limit': -5 is not in the range x>=1.",
+        ("items", "--limit", "0"): "Invalid value for '--limit': 0 is not in the range x>=1.",
+        ("digest", "status", "--limit", "-1"): "Invalid value for '--limit': -1 is not in the range x>=1.",
+        ("serve", "--port", "70000"): "Invalid value for '--port': 70000 is not in the range 0<=x<=65535.",
+    }
+    for args, message in cases.items():
+        r = cli(site, *args)
+        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
+        assert r.stdout == "" and "Traceback" not in r.stderr
+    assert not (site / "var").exists()  # refused before the store was opened
+    assert cli(site, "ingest").returncode == 0
+    two = cli(site, "items", "--limit", "2", "--json")
+    assert two.returncode == 0 and len(json.loads(two.stdout)) == 2

@@ -57,6 +57,10 @@ def test_every_listing_prints_one_json_document(site: Path) -> None:
         "digest status": ["digest", "status", "--json"],
         "schedules list": ["schedules", "list", "--json"],
         "subscribers show": ["subscribers", "show", "amina.diallo@example.org", "--json"],
+        "subscribers pending": ["subscribers", "pending", "--json"],
+        "digest preview": ["digest", "preview", "weekly", "--json"],
+        "digest requeue-unknown": ["digest", "requeue-unknown", "--dry-run", "--json"],
+        "digest send": ["digest", "send", "weekly", "--resend-unknown", "--json"],
     }
     parsed = {}
     for name, args in documents.items():
@@ -82,6 +86,9 @@ def test_every_listing_prints_one_json_document(site: Path) -> None:
     assert {row["list_slug"] for row in parsed["digest status"]} == {"weekly", "press"}
     assert parsed["status"]["lists"][0]["subscribers"]["confirmed"] == 3
     assert parsed["subscribers show"]["lists"][0]["status"] == "confirmed"
+    assert parsed["subscribers pending"] == [] and parsed["digest preview"]["list"] == "weekly"
+    assert parsed["digest requeue-unknown"] == {"dry_run": True, "issues": [], "total": 0}
+    assert parsed["digest send"]["requeued_unknown"] == 0 and parsed["digest send"]["created"] is False
 
 
 def test_piped_tables_and_messages_are_never_cut_or_wrapped(site: Path) -> None:
@@ -266,3 +273,42 @@ def test_subscribers_a_list_skips_for_their_language_are_reported_not_silent(sit
     assert note in sent.stderr and "for 1 subscriber(s)" in sent.stdout
     status = json.loads(cli(site, "status", "--json").stdout)
     assert {lst["slug"]: lst["unserved"] for lst in status["lists"]}["press"] == {"fr": 1}
+
+
+def test_digest_send_json_prints_one_json_document_in_every_branch(site: Path) -> None:
+    """--dry-run, --to and --resend-unknown printed text (before) the JSON; a script's
+    json.loads failed. Now stdout holds one document, whatever the options."""
+    assert cli(site, "ingest").returncode == 0
+    dry = piped(site, "digest", "send", "weekly", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout) == {
+        "dry_run": True,
+        "list": "weekly",
+        "subject": "Social protection this week: 13 new items",
+        "items": 13,
+        "omitted": 0,
+        "recipients": 3,
+        "unserved": {},
+    }
+    test = piped(site, "digest", "send", "weekly", "--to", "editor@example.org", "--json")
+    assert test.returncode == 0, test.stderr
+    copy = json.loads(test.stdout)
+    assert copy["test_copy"] is True and copy["to"] == "editor@example.org" and copy["status"] == "sent"
+    sent = piped(site, "digest", "send", "weekly", "--resend-unknown", "--json")
+    assert sent.returncode == 0, sent.stderr
+    report = json.loads(sent.stdout)
+    assert report["requeued_unknown"] == 0 and report["sent"] == 3 and report["created"] is True
+    again = piped(site, "digest", "send", "weekly", "--json")
+    assert json.loads(again.stdout)["requeued_unknown"] is None  # not asked for
+
+
+def test_check_warns_when_a_secrets_variable_is_not_set_and_never_prints_a_value(site: Path) -> None:
+    """check said ok with [smtp] username set and its password variable unset; the send failed."""
+    config = (site / "config.toml").read_text()
+    (site / "config.toml").write_text(config + '\n[smtp]\nusername = "u"\npassword_env = "REV_NOPE_PW"\n')
+    unset = piped(site, "check")
+    assert unset.returncode == 0 and unset.stdout.startswith("ok config.toml"), unset.stderr
+    assert unset.stderr.startswith("warning: smtp.password_env: REV_NOPE_PW is not set (or empty) here")
+    set_ = piped(site, "check", env={"REV_NOPE_PW": "s3cret-value"})
+    assert set_.returncode == 0 and set_.stderr == ""
+    assert "s3cret" not in set_.stdout + unset.stdout + unset.stderr

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from publisher import digests, ledger
 from publisher.app import Publisher
 from publisher.config import Settings
-from publisher.errors import TemplateError
+from publisher.errors import ConfigError, TemplateError
 from publisher.models import Consent, DeliveryStatus, Item, SubscriptionStatus
 from publisher.store import Store
 from publisher.store.subscriber_import import ImportRow
@@ -471,6 +471,15 @@ def test_worker_delivers_what_another_process_queued(settings: Settings, smtp_se
     rounds: list[int] = []
     asyncio.run(worker.deliver_queue(once=True, on_round=lambda t: rounds.append(t.sent)))
     assert rounds == [5] and len(smtp_server.accepted()) == 5
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0, 0.05, float("nan"), float("inf"), 3601.0])
+def test_a_worker_interval_that_would_busy_loop_or_never_wake_is_refused(
+    settings: Settings, smtp_server: SmtpSink, interval: float
+) -> None:
+    worker = make_publisher(settings, Clock(NOW), smtp_server)
+    with pytest.raises(ConfigError, match=r"worker interval .*: choose between 0\.1 and 3600 seconds"):
+        asyncio.run(worker.deliver_queue(interval=interval))
 
 
 def test_languages_outside_the_catalogue_share_one_render(

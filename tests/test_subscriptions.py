@@ -17,7 +17,7 @@ from email_validator import EmailNotValidError, validate_email
 from publisher import subscriptions as subs
 from publisher.config import Settings
 from publisher.errors import ConfigError, SubscriberError
-from publisher.models import SubscriptionStatus
+from publisher.models import SubscriptionStatus, Unsubscribe
 from publisher.store import Store
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -229,7 +229,7 @@ def test_unknown_list_is_a_config_error(store: Store, settings: Settings, tmp_pa
 
 
 def _unsubscribe(store: Store, settings: Settings, email: str) -> None:
-    assert subs.remove(store, "weekly", email, now=NOW)
+    assert subs.remove(store, "weekly", email, now=NOW) is Unsubscribe.UNSUBSCRIBED
 
 
 def _bounce(store: Store, settings: Settings, email: str) -> None:
@@ -377,9 +377,10 @@ def test_add_remove_show(store: Store, settings: Settings) -> None:
     again = subs.add(settings, store, "weekly", "ana@example.org", now=NOW)
     assert (again.id, again.name, again.status) == (added.id, "Ana Lima", "confirmed")
 
-    assert subs.remove(store, "weekly", "ANA@example.org", reason="asked by phone", now=NOW)
-    assert not subs.remove(store, "weekly", "ana@example.org", now=NOW)
-    assert not subs.remove(store, "weekly", "nobody@example.org", now=NOW)
+    removed = subs.remove(store, "weekly", "ANA@example.org", reason="asked by phone", now=NOW)
+    assert removed is Unsubscribe.UNSUBSCRIBED
+    assert subs.remove(store, "weekly", "ana@example.org", now=NOW) is Unsubscribe.ALREADY  # idempotent
+    assert subs.remove(store, "weekly", "nobody@example.org", now=NOW) is Unsubscribe.NOT_ON_LIST
 
     record = subs.show(store, "ana@example.org")
     assert record.lists[0].status is SubscriptionStatus.UNSUBSCRIBED
@@ -661,7 +662,7 @@ def test_subscribers_a_list_skips_for_their_language_are_counted_per_language(
     )
     subs.import_csv(settings, store, "weekly", write(tmp_path, text), now=NOW)
     subs.import_csv(settings, store, "press", write(tmp_path, text), now=NOW)
-    assert subs.remove(store, "weekly", "d@example.org", now=NOW)  # unsubscribed: not counted
+    assert subs.remove(store, "weekly", "d@example.org", now=NOW) is Unsubscribe.UNSUBSCRIBED  # not counted
     assert subs.unserved_languages(settings, store, "weekly") == {"en": 1, "es": 1}
     assert subs.unserved_languages(settings, store, "press") == {}  # no languages: sends to all
     assert store.subscribers.count_confirmed("weekly", ["fr"]) == 2

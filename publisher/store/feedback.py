@@ -247,7 +247,7 @@ class FeedbackStore:
                 .with_for_update()
             ).all()
             for slug, current in rows:
-                before = _status_before_suppression(conn, subscriber_id, slug)
+                before = status_before_suppression(conn, subscriber_id, slug)
                 restored[slug] = before
                 conn.execute(
                     update(subscriptions)
@@ -358,7 +358,7 @@ def _suppress(
     return changed
 
 
-def _status_before_suppression(conn: Connection, subscriber_id: int, list_slug: str) -> SubscriptionStatus:
+def status_before_suppression(conn: Connection, subscriber_id: int, list_slug: str) -> SubscriptionStatus:
     """The newest status in the list's history that is not bounced or complained."""
     q = (
         select(subscription_events.c.event)

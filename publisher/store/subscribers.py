@@ -31,7 +31,16 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from publisher.models import SUPPRESSED, Consent, Subscriber, SubscriptionStatus, email_hash
+from publisher.models import (
+    ADMIN_ONLY,
+    SUPPRESSED,
+    Consent,
+    Subscriber,
+    SubscriptionStatus,
+    Unsubscribe,
+    email_hash,
+)
+from publisher.store.feedback import status_before_suppression
 from publisher.store.subscriber_copy import import_by_copy
 from publisher.store.subscriber_import import (
     BatchOutcome,
@@ -732,6 +741,48 @@ class SubscriberStore:
             plan_status(subscriber_id, old, status, list_slug, consent, writes, detail=detail)
             _write_status_changes(conn, writes)
         return True
+
+    def unsubscribe(self, subscriber_id: int, list_slug: str, consent: Consent) -> Unsubscribe:
+        """Unsubscribe from one list, in one transaction; idempotent.
+
+        Confirmed or pending becomes unsubscribed. Bounced or complained stays as it is
+        (a suppression the admin lifts), and the unsubscribe is written to the history,
+        which is what lifting restores from: the address comes back unsubscribed, never
+        confirmed. Asked again, nothing more is written (``already``).
+        """
+        with self.engine.begin() as conn:
+            current = conn.execute(
+                select(subscriptions.c.status)
+                .where(subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list_slug == list_slug)
+                .with_for_update()
+            ).scalar_one_or_none()
+            if current is None:
+                return Unsubscribe.NOT_ON_LIST
+            old = SubscriptionStatus(current)
+            if old is SubscriptionStatus.UNSUBSCRIBED:
+                return Unsubscribe.ALREADY
+            writes = PlannedWrites()
+            if old in ADMIN_ONLY:
+                if (
+                    status_before_suppression(conn, subscriber_id, list_slug)
+                    is SubscriptionStatus.UNSUBSCRIBED
+                ):
+                    return Unsubscribe.ALREADY
+                detail = f"{consent.detail} (while {old.value}; lifting that leaves it unsubscribed)"
+                writes.events.append(
+                    {
+                        "subscriber_id": subscriber_id,
+                        "list_slug": list_slug,
+                        "at": consent.at,
+                        "event": SubscriptionStatus.UNSUBSCRIBED.value,
+                        "detail": detail,
+                    }
+                )
+                _write_status_changes(conn, writes)
+                return Unsubscribe.RECORDED
+            plan_status(subscriber_id, old, SubscriptionStatus.UNSUBSCRIBED, list_slug, consent, writes)
+            _write_status_changes(conn, writes)
+        return Unsubscribe.UNSUBSCRIBED
 
     def forget(self, subscriber_id: int, now: datetime) -> bool:
         """Erase personal data but keep the hash and suppress every list; False if done before.

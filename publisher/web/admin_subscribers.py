@@ -211,7 +211,7 @@ async def unsubscribe(request: Request, ctx: AdminContext) -> Response:
     if record is None or record.email is None or slug not in ctx.publisher.list_names:
         return not_found()
     removed = await ctx.call(ctx.publisher.remove_subscriber, slug, record.email)
-    if not removed:
+    if not removed.changed:  # not on the list, or unsubscribed already
         return ctx.redirect(f"{BASE}/{record.id}", done="subscriber-not-on", name=slug)
     await ctx.audit("subscriber unsubscribed", f"{who(record.email, record.id)} from {slug}")
     return ctx.redirect(f"{BASE}/{record.id}", done="subscriber-removed", name=slug)
