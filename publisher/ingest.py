@@ -20,7 +20,7 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from urllib.parse import urljoin, urlsplit
 
 import nh3
@@ -41,6 +41,11 @@ from publisher.text import canonical_link, cut_at_word, is_language_tag, strip_b
 _SUMMARY_LIMIT = 500  # characters of a summary taken from the content's first paragraph
 _LABEL_MAX_LENGTH = 200  # the store's label column
 _LANGUAGE_MAX_LENGTH = 20  # the store's language column
+# Dates outside these bounds are typos or placeholders (0001-01-01, 9999-12-31), never
+# news: they would sort an item first or last for ever, and near year 1 or 9999 the
+# conversion to UTC that storing and hashing need overflows.
+EARLIEST_DATE = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = timedelta(days=366)  # how far past the run's time a date may be
 
 ALLOWED_TAGS = nh3.ALLOWED_TAGS - {
     "area", "map", "center", "nav", "header", "footer", "hgroup", "acronym", "strike", "tt",
@@ -168,7 +173,7 @@ def _ingest_source(
         counts.left_out = result.left_out
         report.warnings.append(_left_out_warning(cfg, result))
     before = len(report.rejected)
-    candidates, same_id = _accepted(cfg, settings, result, report, seen)
+    candidates, same_id = _accepted(cfg, settings, result, report, seen, now)
     store.sources.record_rejections(cfg.name, now, [(e.where, e.reason) for e in report.rejected[before:]])
     # Read once: both the earlier-source check and the new/changed split compare with it.
     stored = {i.id: i for i in store.items.by_ids([c.item.id for c in candidates])}
@@ -253,6 +258,7 @@ def _accepted(
     result: SourceResult,
     report: IngestReport,
     seen: dict[str, Claim],
+    now: datetime,
 ) -> tuple[list[Candidate], set[str]]:
     """Clean every raw item; rejections and warnings go to the report.
 
@@ -261,7 +267,7 @@ def _accepted(
     twice in one source, is rejected.
     """
     report.rejected.extend(result.errors)
-    cleaner = ItemCleaner(cfg, settings)
+    cleaner = ItemCleaner(cfg, settings, now)
     accepted: list[Candidate] = []
     duplicates: set[str] = set()
     for raw in result.items:
@@ -369,9 +375,10 @@ def content_hash(item: Item) -> str:
 class ItemCleaner:
     """Turns one source's RawItems into Items; collects warnings that do not reject."""
 
-    def __init__(self, cfg: AnySourceConfig, settings: Settings) -> None:
+    def __init__(self, cfg: AnySourceConfig, settings: Settings, now: datetime) -> None:
         self.cfg = cfg
         self.settings = settings
+        self.latest_date = now + LATEST_AHEAD
         self.tz: tzinfo = settings.site.tz
         self.base = cfg.url if isinstance(cfg, FeedSourceConfig | HtmlSourceConfig) else None
         if self.base is not None and not self.base.startswith(("http://", "https://")):
@@ -428,12 +435,24 @@ class ItemCleaner:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         parsed = parse_date(value, self.tz)
+        key = "date" if name == "published" else name
+        shown = xml_safe(value.isoformat() if isinstance(value, datetime) else str(value))[:100]
         if parsed is None:
-            key = "date" if name == "published" else name
             raise ItemError(
                 raw.origin,
-                f"{key} {xml_safe(str(value))!r} is not a date I can read: "
+                f"{key} {shown!r} is not a date I can read: "
                 "write ISO 8601, e.g. 2020-07-15 or 2020-07-15T09:30:00+02:00",
+            )
+        try:
+            in_utc = parsed.astimezone(UTC)  # what storing and hashing do; overflows near year 1 or 9999
+        except (OverflowError, ValueError):
+            in_utc = None
+        if in_utc is None or not EARLIEST_DATE <= in_utc <= self.latest_date:
+            raise ItemError(
+                raw.origin,
+                f"{key} {shown!r} is out of range: a date must fall between "
+                f"{EARLIEST_DATE:%Y-%m-%d} and {self.latest_date:%Y-%m-%d} (a year after this run); "
+                f"correct this item's {key} where it is written, e.g. 2020-07-15",
             )
         return parsed
 

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import feedparser
 import pytest
 from sqlalchemy import event
 
@@ -538,6 +539,83 @@ def test_dates_without_zone_are_read_in_the_site_zone(
     assert published["urn:x:aware"] == datetime(2020, 7, 15, 14, tzinfo=UTC)
     assert published["urn:x:rfc"] == datetime(2020, 7, 15, 10, tzinfo=UTC)
     assert all(p.tzinfo is not None for p in published.values())
+
+
+RSS_TWO_ITEMS = """<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Up</title><link>https://up.example.org/</link>
+<item><title>Bad year</title><link>https://up.example.org/bad</link><guid>{tag}-bad</guid>
+<pubDate>{date}</pubDate></item>
+<item><title>Good one</title><link>https://up.example.org/{tag}/good</link><guid>{tag}-good</guid>
+<pubDate>Mon, 06 Jan 2020 10:00:00 +0000</pubDate></item>
+</channel></rss>"""
+
+JSON_TWO_ITEMS = """{{"version": "https://jsonfeed.org/version/1.1", "title": "Up", "items": [
+ {{"id": "{tag}-bad", "url": "https://up.example.org/bad", "title": "Bad year", "date_published": "{date}"}},
+ {{"id": "{tag}-good", "url": "https://up.example.org/{tag}/good", "title": "Good one",
+   "date_published": "2020-01-06T10:00:00+00:00"}}]}}"""
+
+YEAR_ONE_PAGE = """<ul>
+<li class="news-item"><span class="type">News</span> <span class="date">01 January 0001</span>
+<h3><a href="https://up.example.org/bad">Bad year</a></h3><p>Summary.</p></li>
+<li class="news-item"><span class="type">News</span> <span class="date">06 January 2020</span>
+<h3><a href="https://up.example.org/{tag}/good">Good one</a></h3><p>Summary.</p></li>
+</ul>"""
+
+
+def test_dates_of_year_1_or_9999_reject_that_item_only_and_feeds_are_still_written(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    good = item_file(folder, "good", id="urn:x:good", category="News")
+    year_1 = item_file(folder, "year-1", id="urn:x:year-1", category="News", date="0001-01-01")
+    year_9999 = item_file(
+        folder, "year-9999", id="urn:x:year-9999", category="News", date="9999-12-31T23:00:00-05:00"
+    )
+    future = item_file(folder, "future", id="urn:x:future", category="News", date="2026-03-01")
+    old = item_file(folder, "old", id="urn:x:old", category="News", date="1899-12-31")
+    rss = write(tmp_path / "up.rss.xml", RSS_TWO_ITEMS.format(tag="rss", date="9999-12-31T23:00:00-05:00"))
+    year_0 = RSS_TWO_ITEMS.format(tag="zero", date="0001-01-01T00:00:00+01:00")  # year 0 in UTC
+    rss_year_0 = write(tmp_path / "zero.rss.xml", year_0)
+    json_feed = write(tmp_path / "up.json", JSON_TWO_ITEMS.format(tag="json", date="0001-01-01T00:00:00"))
+    page = write(tmp_path / "page.html", YEAR_ONE_PAGE.replace("/good", "/page/good"))
+    settings = make_settings(
+        sources=[
+            {"name": "local", "type": "directory", "path": str(folder)},
+            {"name": "rss", "type": "feed", "url": str(rss), "category": "News"},
+            {"name": "rss-zero", "type": "feed", "url": str(rss_year_0), "category": "News"},
+            {"name": "json", "type": "feed", "url": str(json_feed), "category": "News"},
+            html_source(str(page), name="page"),
+        ]
+    )
+
+    report = ingest(settings, store, NOW)  # Europe/Zurich: 0001-01-01 local is year 0 in UTC
+
+    assert report.failed == []
+    reasons = {e.where: e.reason for e in report.rejected}
+    assert set(reasons) == {
+        str(year_1), str(year_9999), str(future), str(old),
+        f"{rss}#1", f"{rss_year_0}#1", f"{json_feed}#1", f"{page}#1",
+    }  # fmt: skip
+    assert reasons[str(year_1)] == (
+        "date '0001-01-01T00:00:00' is out of range: a date must fall between 1900-01-01 and "
+        "2025-03-02 (a year after this run); correct this item's date where it is written, e.g. 2020-07-15"
+    )
+    assert reasons[str(year_9999)].startswith("date '9999-12-31T23:00:00-05:00' is out of range")
+    assert reasons[f"{rss}#1"].startswith("date '9999-12-31T23:00:00-05:00' is out of range")
+    assert reasons[f"{json_feed}#1"].startswith("date '0001-01-01T00:00:00' is out of range")
+    assert all("out of range" in reason for reason in reasons.values())
+    assert {name: counts.new for name, counts in report.sources.items()} == {
+        "local": 1, "rss": 1, "rss-zero": 1, "json": 1, "page": 1,
+    }  # fmt: skip
+    assert store.items.get("urn:x:good") is not None and store.items.get("rss-bad") is None
+    assert str(good) not in reasons
+
+    build_feeds(settings, store)
+    feeds = settings.feeds.output_dir / "feeds"
+    parsed = feedparser.parse((feeds / "all.rss.xml").read_bytes())
+    assert not parsed.bozo
+    assert sorted(e.title for e in parsed.entries) == ["A title"] + ["Good one"] * 4
+    assert all(e.published_parsed.tm_year == 2020 for e in parsed.entries)
 
 
 def test_language_defaults_to_the_source_then_the_site(

@@ -83,11 +83,17 @@ def _feed_date(entry: Any, key: str) -> datetime | str | None:
 
     ``dict.get`` reads what the entry really has: feedparser's own lookup answers
     ``updated`` with ``published`` when absent, which would invent an edit date.
+    A date near year 1 or 9999 can land outside what ``datetime`` holds once in UTC
+    (9999-12-31T23:00-05:00 is year 10000): then the text is kept, and ingest rejects
+    that one entry with its reason instead of the whole feed failing.
     """
+    raw = dict.get(entry, key)
     parsed: struct_time | None = dict.get(entry, f"{key}_parsed")
     if parsed is not None:
-        return datetime(*parsed[:6], tzinfo=UTC)
-    raw = dict.get(entry, key)
+        try:
+            return datetime(*parsed[:6], tzinfo=UTC)
+        except (ValueError, OverflowError):
+            pass
     return str(raw) if raw else None
 
 
