@@ -1135,3 +1135,115 @@ def test_the_same_story_from_a_later_source_is_stored_and_counted_as_a_duplicate
     taken_over = store.items.get(video[0].id)
     assert taken_over is not None and taken_over.source == "department-page"
     assert len(store.items.latest(limit=100, sources=without_desk.source_names)) == 13
+
+
+# -- ids are per source ---------------------------------------------------------------
+
+
+def json_feed(path: Path, *entries: tuple[str, str, str]) -> Path:
+    """A JSON Feed at ``path`` with (id, url, title) entries."""
+    items = ", ".join(
+        f'{{"id": "{i}", "url": "{u}", "title": "{t}", "date_published": "2020-01-06T10:00:00+00:00"}}'
+        for i, u, t in entries
+    )
+    return write(path, f'{{"version": "https://jsonfeed.org/version/1.1", "title": "x", "items": [{items}]}}')
+
+
+def test_an_id_another_source_already_has_is_namespaced_and_never_overwrites_it(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    a = json_feed(tmp_path / "a.json", ("1", "https://a.example.org/story", "Story of A"))
+    b = json_feed(tmp_path / "b.json", ("1", "https://b.example.org/story", "Story of B"))
+    settings = make_settings(
+        sources=[
+            {"name": "a", "type": "feed", "url": str(a), "category": "News"},
+            {"name": "b", "type": "feed", "url": str(b), "category": "News"},
+        ]
+    )
+
+    first = ingest(settings, store, NOW)
+
+    assert first.ok, first.rejected
+    assert first.new == ["1", "b:1"]
+    build_feeds(settings, store)
+    atom = feedparser.parse((settings.feeds.output_dir / "feeds" / "all.atom.xml").read_bytes())
+    assert sorted(e.title for e in atom.entries) == ["Story of A", "Story of B"]
+    rss = feedparser.parse((settings.feeds.output_dir / "feeds" / "all.rss.xml").read_bytes())
+    assert sorted(e.id for e in rss.entries) == ["1", "b:1"]
+
+    a.write_text("{ not json")  # source a fails this run: b must not take its id
+    second = ingest(settings, store, LATER)
+
+    assert [e.source for e in second.failed] == ["a"]
+    assert second.rejected == [] and second.unchanged == ["b:1"]
+    stored_a, stored_b = store.items.get("1"), store.items.get("b:1")
+    assert stored_a is not None and (stored_a.source, stored_a.title) == ("a", "Story of A")
+    assert stored_b is not None and (stored_b.source, stored_b.title) == ("b", "Story of B")
+
+    # Without source a in config at all, its item is still never overwritten.
+    only_b = make_settings(sources=settings.model_dump()["sources"][1:])
+    third = ingest(only_b, store, LATER)
+    assert third.unchanged == ["b:1"] and third.new == [] and third.changed == []
+    stored_a = store.items.get("1")
+    assert stored_a is not None and (stored_a.source, stored_a.title) == ("a", "Story of A")
+
+
+def test_ids_already_stored_keep_their_owner_when_a_colliding_source_comes_back(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    a = write(tmp_path / "a.json", "{ not json")  # a is down on the first run: b stores "1"
+    b = json_feed(tmp_path / "b.json", ("1", "https://b.example.org/story", "Story of B"))
+    settings = make_settings(
+        sources=[
+            {"name": "a", "type": "feed", "url": str(a), "category": "News"},
+            {"name": "b", "type": "feed", "url": str(b), "category": "News"},
+        ]
+    )
+    assert ingest(settings, store, NOW).new == ["1"]
+
+    json_feed(a, ("1", "https://a.example.org/story", "Story of A"))
+    back = ingest(settings, store, LATER)
+
+    assert back.ok, back.rejected
+    assert back.new == ["a:1"] and back.unchanged == ["1"]  # b's stored id is unchanged
+    stored_b, stored_a = store.items.get("1"), store.items.get("a:1")
+    assert stored_b is not None and (stored_b.source, stored_b.title) == ("b", "Story of B")
+    assert stored_a is not None and (stored_a.source, stored_a.title) == ("a", "Story of A")
+
+    again = ingest(settings, store, LATER + timedelta(hours=1))
+    assert sorted(again.unchanged) == ["1", "a:1"] and again.new == [] and again.changed == []
+
+
+def test_an_id_held_by_yet_another_story_is_rejected_naming_the_item(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    a = json_feed(tmp_path / "a.json", ("1", "https://a.example.org/story", "Story of A"))
+    c = json_feed(tmp_path / "c.json", ("b:1", "https://c.example.org/story", "Story of C"))
+    b = json_feed(tmp_path / "b.json", ("1", "https://b.example.org/story", "Story of B"))
+    settings = make_settings(
+        sources=[
+            {"name": name, "type": "feed", "url": str(path), "category": "News"}
+            for name, path in (("a", a), ("c", c), ("b", b))
+        ]
+    )
+
+    report = ingest(settings, store, NOW)
+
+    (rejected,) = report.rejected
+    assert rejected.where == f"{b}#1"
+    assert rejected.reason == f"duplicate id 'b:1': {c}#1 already uses it"
+    assert sorted(report.new) == ["1", "b:1"]
+    stored = store.items.get("b:1")
+    assert stored is not None and stored.title == "Story of C"
+
+    c.write_text("{ not json")  # c down: its stored item still holds the id
+    again = ingest(settings, store, LATER)
+
+    (rejected,) = again.rejected
+    assert rejected.where == f"{b}#1"
+    assert rejected.reason == (
+        "id 'b:1' is taken by another story of source 'c' (https://c.example.org/story): "
+        "give this item an id of its own"
+    )
+    stored = store.items.get("b:1")
+    assert stored is not None and stored.title == "Story of C"
