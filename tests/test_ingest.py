@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -773,6 +774,57 @@ def test_a_dripping_server_fails_its_source_at_the_deadline_and_the_next_source_
         == f"timed out after 1 s fetching {upstream.url('/news')}; raise timeout if it is just slow"
     )
     assert report.sources["local"].new == 1
+
+
+def test_a_markdown_file_over_max_bytes_is_rejected_unread_and_the_rest_stored(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    item_file(folder, "small", id="urn:x:small", category="News")
+    big = item_file(folder, "big", id="urn:x:big", category="News", body="word " * 400)  # ~2 KB
+    huge = folder / "huge.md"
+    with huge.open("wb") as f:
+        f.truncate(30 * 1024 * 1024)  # 30 MB, sparse: costs no disk, and must cost no memory
+    fifo = folder / "pipe.md"
+    os.mkfifo(fifo)  # opening it would block until a writer comes
+    settings = directory_settings(make_settings, folder, max_bytes=1024)
+
+    started = time.monotonic()
+    report = ingest(settings, store, NOW)
+
+    assert time.monotonic() - started < 5
+    assert report.new == ["urn:x:small"]
+    reasons = {Path(e.where).name: e.reason for e in report.rejected}
+    assert reasons == {
+        "big.md": (
+            f"the file is {big.stat().st_size} bytes, larger than max_bytes = 1024 bytes (0.000977 MiB) "
+            "of source 'local'; shorten it, or raise max_bytes of this source in config.toml"
+        ),
+        "huge.md": (
+            "the file is 31457280 bytes, larger than max_bytes = 1024 bytes (0.000977 MiB) "
+            "of source 'local'; shorten it, or raise max_bytes of this source in config.toml"
+        ),
+        "pipe.md": "not a regular file; remove it or rename it to something other than *.md",
+    }
+    assert report.sources["local"].rejected == 3
+    assert store.items.get("urn:x:big") is None
+
+
+def test_markdown_files_with_windows_line_ends_read_as_before(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    folder.mkdir()
+    (folder / "crlf.md").write_bytes(
+        b"---\r\ntitle: Line ends\r\ndate: 2020-07-15\r\nlink: https://www.example.org/n/1\r\n"
+        b"category: News\r\n---\r\n\r\nFirst line\r\nsecond line.\r\n"
+    )
+
+    report = ingest(directory_settings(make_settings, folder), store, NOW)
+
+    assert report.ok, report.rejected
+    item = store.items.get("https://www.example.org/n/1")
+    assert item is not None and item.content == "<p>First line\nsecond line.</p>"
 
 
 def test_a_json_feed_nested_100k_deep_fails_alone(
