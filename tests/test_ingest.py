@@ -619,6 +619,57 @@ def test_dates_of_year_1_or_9999_reject_that_item_only_and_feeds_are_still_writt
     assert all(e.published_parsed.tm_year == 2020 for e in parsed.entries)
 
 
+MARKUP_TITLES_RSS = """<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Up</title><link>https://up.example.org/</link>
+<item><title><![CDATA[It&#8217;s Q&amp;A time]]></title><link>https://up.example.org/1</link>
+<pubDate>Mon, 06 Jan 2020 10:00:00 +0000</pubDate></item>
+<item><title>Fish &amp; chips, 3 &lt; 4 &#8212; really</title><link>https://up.example.org/2</link>
+<pubDate>Mon, 06 Jan 2020 10:00:00 +0000</pubDate></item>
+</channel></rss>"""
+
+MARKUP_TITLES_ATOM = """<?xml version="1.0"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>Up</title><id>urn:up</id>
+<updated>2020-01-06T10:00:00Z</updated>
+<entry><title type="html">&lt;b&gt;Bold&lt;/b&gt; &amp;amp; plain</title><id>urn:up:3</id>
+<link href="https://up.example.org/3"/><updated>2020-01-06T10:00:00Z</updated></entry>
+<entry><title type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><i>Shown</i> in italics</div></title>
+<id>urn:up:4</id><link href="https://up.example.org/4"/><updated>2020-01-06T10:00:00Z</updated></entry>
+<entry><title type="text">a &lt;b&gt; literal &amp;amp; kept</title><id>urn:up:5</id>
+<link href="https://up.example.org/5"/><updated>2020-01-06T10:00:00Z</updated></entry>
+</feed>"""
+
+
+def test_titles_a_feed_marks_as_html_are_stored_and_published_as_plain_text(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    rss = write(tmp_path / "up.rss.xml", MARKUP_TITLES_RSS)
+    atom = write(tmp_path / "up.atom.xml", MARKUP_TITLES_ATOM)
+    settings = make_settings(
+        sources=[
+            {"name": "rss", "type": "feed", "url": str(rss), "category": "News"},
+            {"name": "atom", "type": "feed", "url": str(atom), "category": "News"},
+        ]
+    )
+
+    report = ingest(settings, store, NOW)
+
+    assert report.ok, (report.rejected, report.failed)
+    titles = {i.link: i.title for i in store.items.latest(limit=10)}
+    assert titles == {
+        "https://up.example.org/1": "It\u2019s Q&A time",
+        "https://up.example.org/2": "Fish & chips, 3 < 4 \u2014 really",  # text/plain: as it was
+        "https://up.example.org/3": "Bold & plain",
+        "https://up.example.org/4": "Shown in italics",
+        "https://up.example.org/5": "a <b> literal &amp; kept",  # type="text": as it was
+    }
+    build_feeds(settings, store)
+    feeds = settings.feeds.output_dir / "feeds"
+    for name in ("all.rss.xml", "all.atom.xml"):
+        parsed = feedparser.parse((feeds / name).read_bytes())
+        assert sorted(e.title for e in parsed.entries) == sorted(titles.values()), name
+    assert b"&amp;#8217;" not in (feeds / "all.rss.xml").read_bytes()
+
+
 def test_language_defaults_to_the_source_then_the_site(
     store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:

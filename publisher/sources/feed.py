@@ -22,6 +22,7 @@ from publisher.config import FeedSourceConfig, Settings
 from publisher.errors import ItemError, SourceError
 from publisher.models import RawItem, SourceResult
 from publisher.sources.http import Fetched
+from publisher.text import html_to_text
 
 _JSON_FEED_VERSION = "https://jsonfeed.org/version/1"
 
@@ -65,7 +66,7 @@ def _entry_item(
         source=cfg.name,
         origin=f"{url}#{position}",
         id=entry.get("id") or None,
-        title=entry.get("title"),
+        title=_entry_title(entry),
         link=entry.get("link"),
         published=_feed_date(entry, "published"),
         updated=_feed_date(entry, "updated"),
@@ -76,6 +77,24 @@ def _entry_item(
     )
     _entry_media(entry, item)
     return item
+
+
+_MARKUP_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def _entry_title(entry: Any) -> str | None:
+    """The title as plain text, which is what an item's title is everywhere after this.
+
+    RSS titles in CDATA and Atom ``type="html"``/``"xhtml"`` titles are markup
+    (feedparser says ``text/html`` or ``application/xhtml+xml``): kept as they are,
+    ``It&#8217;s Q&amp;A time`` would be escaped again by every output and show its
+    entities, and ``<b>`` would show as text. Plain-text titles are left untouched.
+    """
+    title = entry.get("title")
+    detail = entry.get("title_detail") or {}
+    if title and detail.get("type") in _MARKUP_TYPES:
+        return html_to_text(str(title))
+    return None if title is None else str(title)
 
 
 def _feed_date(entry: Any, key: str) -> datetime | str | None:
