@@ -670,6 +670,42 @@ def test_titles_a_feed_marks_as_html_are_stored_and_published_as_plain_text(
     assert b"&amp;#8217;" not in (feeds / "all.rss.xml").read_bytes()
 
 
+ZONELESS_RSS = """<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Up</title><link>https://up.example.org/</link>
+<item><title>Naive</title><link>https://up.example.org/naive</link>
+<pubDate>2020-07-15 10:00:00</pubDate></item>
+<item><title>Winter</title><link>https://up.example.org/winter</link>
+<pubDate>2020-01-15T10:00:00</pubDate></item>
+<item><title>Day</title><link>https://up.example.org/day</link><pubDate>2020-07-15</pubDate></item>
+<item><title>Zulu</title><link>https://up.example.org/zulu</link>
+<pubDate>2020-07-15T10:00:00Z</pubDate></item>
+<item><title>Offset</title><link>https://up.example.org/offset</link>
+<pubDate>2020-07-15T10:00:00-04:00</pubDate></item>
+<item><title>RFC</title><link>https://up.example.org/rfc</link>
+<pubDate>Wed, 15 Jul 2020 10:00:00 -0000</pubDate></item>
+</channel></rss>"""
+
+
+def test_feed_dates_without_zone_are_read_in_the_site_zone(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    rss = write(tmp_path / "up.rss.xml", ZONELESS_RSS)
+    settings = make_settings(sources=[{"name": "up", "type": "feed", "url": str(rss), "category": "News"}])
+
+    report = ingest(settings, store, NOW)
+
+    assert report.ok, report.rejected
+    published = {i.title: i.published for i in store.items.latest(limit=10)}
+    assert published == {
+        "Naive": datetime(2020, 7, 15, 8, tzinfo=UTC),  # Europe/Zurich, CEST
+        "Winter": datetime(2020, 1, 15, 9, tzinfo=UTC),  # CET
+        "Day": datetime(2020, 7, 14, 22, tzinfo=UTC),  # midnight in Zurich
+        "Zulu": datetime(2020, 7, 15, 10, tzinfo=UTC),
+        "Offset": datetime(2020, 7, 15, 14, tzinfo=UTC),
+        "RFC": datetime(2020, 7, 15, 10, tzinfo=UTC),
+    }
+
+
 def test_language_defaults_to_the_source_then_the_site(
     store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:

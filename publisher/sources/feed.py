@@ -105,8 +105,16 @@ def _feed_date(entry: Any, key: str) -> datetime | str | None:
     A date near year 1 or 9999 can land outside what ``datetime`` holds once in UTC
     (9999-12-31T23:00-05:00 is year 10000): then the text is kept, and ingest rejects
     that one entry with its reason instead of the whole feed failing.
+
+    feedparser reads a date written without a zone as UTC; ours are read in the
+    site's zone (as JSON Feed and Markdown dates are). That is only detectable for ISO
+    8601 text (``2025-01-06 10:00:00``): ``fromisoformat`` answers a naive datetime
+    exactly when no zone was written, so those are handed over naive. An RFC 822 date
+    without a zone is not understood by feedparser and already reaches ingest as text.
     """
     raw = dict.get(entry, key)
+    if raw and (local := _without_zone(str(raw))) is not None:
+        return local
     parsed: struct_time | None = dict.get(entry, f"{key}_parsed")
     if parsed is not None:
         try:
@@ -114,6 +122,15 @@ def _feed_date(entry: Any, key: str) -> datetime | str | None:
         except (ValueError, OverflowError):
             pass
     return str(raw) if raw else None
+
+
+def _without_zone(text: str) -> datetime | None:
+    """The ISO 8601 date or date-time ``text`` when it has no zone, else None."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return value if value.tzinfo is None else None
 
 
 def _entry_media(entry: Any, item: RawItem) -> None:
