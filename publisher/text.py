@@ -1,4 +1,5 @@
-"""Text rules every stage shares, defined once: unsafe characters, length cuts, language tags.
+"""Text rules every stage shares, defined once: unsafe characters, length cuts, language
+tags, HTML as plain text.
 
 Ingest strips what XML cannot carry before items are stored and hashed; feeds strip
 the same from configuration text; messages and subscriptions refuse or neutralise
