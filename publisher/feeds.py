@@ -58,8 +58,8 @@ from publisher.feed_extensions import Link, extend, set_entry_language, with_sty
 from publisher.i18n import language_name, normalise_language
 from publisher.models import Item
 from publisher.store import Store
-from publisher.templating import html_to_text, make_environment, render_template, translator
-from publisher.text import XML_UNSAFE
+from publisher.templating import make_environment, render_template, translator
+from publisher.text import XML_UNSAFE, html_to_text
 from publisher.text import xml_safe as clean_text
 
 INDEX_TEMPLATE = "web/index.html.j2"

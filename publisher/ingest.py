@@ -20,7 +20,7 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from urllib.parse import urljoin, urlsplit
 
 import nh3
@@ -41,6 +41,11 @@ from publisher.text import canonical_link, cut_at_word, is_language_tag, strip_b
 _SUMMARY_LIMIT = 500  # characters of a summary taken from the content's first paragraph
 _LABEL_MAX_LENGTH = 200  # the store's label column
 _LANGUAGE_MAX_LENGTH = 20  # the store's language column
+# Dates outside these bounds are typos or placeholders (0001-01-01, 9999-12-31), never
+# news: they would sort an item first or last for ever, and near year 1 or 9999 the
+# conversion to UTC that storing and hashing need overflows.
+EARLIEST_DATE = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = timedelta(days=366)  # how far past the run's time a date may be
 
 ALLOWED_TAGS = nh3.ALLOWED_TAGS - {
     "area", "map", "center", "nav", "header", "footer", "hgroup", "acronym", "strike", "tt",
@@ -168,10 +173,13 @@ def _ingest_source(
         counts.left_out = result.left_out
         report.warnings.append(_left_out_warning(cfg, result))
     before = len(report.rejected)
-    candidates, same_id = _accepted(cfg, settings, result, report, seen)
+    cleaned = _cleaned(cfg, settings, result, report, now)
+    # Read once: the ids' owners, the earlier-source check and the new/changed split
+    # all compare with it. Both ids an item may have are looked up (see _item_id).
+    ids = [c.item.id for c in cleaned]
+    stored = {i.id: i for i in store.items.by_ids(ids + [namespaced_id(cfg.name, i) for i in ids])}
+    candidates, same_id = _claimed(cfg.name, cleaned, stored, report, seen)
     store.sources.record_rejections(cfg.name, now, [(e.where, e.reason) for e in report.rejected[before:]])
-    # Read once: both the earlier-source check and the new/changed split compare with it.
-    stored = {i.id: i for i in store.items.by_ids([c.item.id for c in candidates])}
     candidates, held = _held_by_earlier_source(settings, stored, cfg.name, candidates)
     same_id |= held
     new, changed, unchanged = classify(stored, candidates, now)
@@ -247,42 +255,93 @@ def _left_out_warning(cfg: AnySourceConfig, result: SourceResult) -> ItemError:
     )
 
 
-def _accepted(
-    cfg: AnySourceConfig,
-    settings: Settings,
-    result: SourceResult,
+def _cleaned(
+    cfg: AnySourceConfig, settings: Settings, result: SourceResult, report: IngestReport, now: datetime
+) -> list[Candidate]:
+    """Clean every raw item; rejections and warnings go to the report."""
+    report.rejected.extend(result.errors)
+    cleaner = ItemCleaner(cfg, settings, now)
+    cleaned: list[Candidate] = []
+    for raw in result.items:
+        try:
+            cleaned.append(cleaner.clean(raw))
+        except ItemError as e:
+            report.rejected.append(e)
+    report.warnings.extend(cleaner.warnings)
+    return cleaned
+
+
+def namespaced_id(source: str, item_id: str) -> str:
+    """The id an item gets when another source's story already has its own id."""
+    return f"{source}:{item_id}"
+
+
+def _item_id(source: str, item: Item, stored: dict[str, Item], seen: dict[str, Claim]) -> str:
+    """The item's own id, unless another source's different story holds it: then namespaced.
+
+    Ids come from upstreams, and two of them may both say ``"id": "1"`` (or one may
+    copy another's public guid). The first to be stored keeps the id for good; the
+    other source's item becomes ``source:id``, so both stories are published and
+    neither can overwrite the other, whether or not the first source was read this run.
+    Once stored under the namespaced id, an item keeps it (ids never change: readers
+    would show the item again). The same story (same canonical link) keeps the shared
+    id: that is one story, shown once (see _held_by_earlier_source).
+    """
+    own = item.id
+    alternative = namespaced_id(source, own)
+    mine = stored.get(alternative)
+    if mine is not None and mine.source == source:
+        return alternative
+    story = link_key(item.link)
+    old = stored.get(own)
+    if old is not None:
+        taken = old.source != source and link_key(old.link) != story
+    else:
+        claim = seen.get(own)
+        taken = claim is not None and claim.source != source and claim.link_key != story
+    return alternative if taken else own
+
+
+def _claimed(
+    source: str,
+    cleaned: list[Candidate],
+    stored: dict[str, Item],
     report: IngestReport,
     seen: dict[str, Claim],
 ) -> tuple[list[Candidate], set[str]]:
-    """Clean every raw item; rejections and warnings go to the report.
+    """Give each cleaned item its id (see _item_id) and claim it for this run.
 
     Also answers the ids an earlier source claimed in this run for the same story
-    (same canonical link): duplicates, not errors. The same id for another story, or
-    twice in one source, is rejected.
+    (same canonical link): duplicates, not errors. The same id twice in one source is
+    rejected, and so is a namespaced id that yet another source's story holds.
     """
-    report.rejected.extend(result.errors)
-    cleaner = ItemCleaner(cfg, settings)
     accepted: list[Candidate] = []
     duplicates: set[str] = set()
-    for raw in result.items:
-        try:
-            candidate = cleaner.clean(raw)
-        except ItemError as e:
-            report.rejected.append(e)
-            continue
-        item = candidate.item
+    for cand in cleaned:
+        item = cand.item
+        item.id = _item_id(source, item, stored, seen)
+        story = link_key(item.link)
         first = seen.get(item.id)
         if first is not None:
-            if first.source != cfg.name and first.link_key == link_key(item.link):
+            if first.source != source and first.link_key == story:
                 duplicates.add(item.id)
             else:
                 report.rejected.append(
-                    ItemError(raw.origin, f"duplicate id {item.id!r}: {first.origin} already uses it")
+                    ItemError(cand.origin, f"duplicate id {item.id!r}: {first.origin} already uses it")
                 )
             continue
-        seen[item.id] = Claim(raw.origin, cfg.name, link_key(item.link))
-        accepted.append(candidate)
-    report.warnings.extend(cleaner.warnings)
+        old = stored.get(item.id)
+        if old is not None and old.source != source and link_key(old.link) != story:
+            report.rejected.append(
+                ItemError(
+                    cand.origin,
+                    f"id {item.id!r} is taken by another story of source {old.source!r} ({old.link}): "
+                    "give this item an id of its own",
+                )
+            )
+            continue
+        seen[item.id] = Claim(cand.origin, source, story)
+        accepted.append(cand)
     return accepted, duplicates
 
 
@@ -369,9 +428,10 @@ def content_hash(item: Item) -> str:
 class ItemCleaner:
     """Turns one source's RawItems into Items; collects warnings that do not reject."""
 
-    def __init__(self, cfg: AnySourceConfig, settings: Settings) -> None:
+    def __init__(self, cfg: AnySourceConfig, settings: Settings, now: datetime) -> None:
         self.cfg = cfg
         self.settings = settings
+        self.latest_date = now + LATEST_AHEAD
         self.tz: tzinfo = settings.site.tz
         self.base = cfg.url if isinstance(cfg, FeedSourceConfig | HtmlSourceConfig) else None
         if self.base is not None and not self.base.startswith(("http://", "https://")):
@@ -428,12 +488,24 @@ class ItemCleaner:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         parsed = parse_date(value, self.tz)
+        key = "date" if name == "published" else name
+        shown = xml_safe(value.isoformat() if isinstance(value, datetime) else str(value))[:100]
         if parsed is None:
-            key = "date" if name == "published" else name
             raise ItemError(
                 raw.origin,
-                f"{key} {xml_safe(str(value))!r} is not a date I can read: "
+                f"{key} {shown!r} is not a date I can read: "
                 "write ISO 8601, e.g. 2020-07-15 or 2020-07-15T09:30:00+02:00",
+            )
+        try:
+            in_utc = parsed.astimezone(UTC)  # what storing and hashing do; overflows near year 1 or 9999
+        except (OverflowError, ValueError):
+            in_utc = None
+        if in_utc is None or not EARLIEST_DATE <= in_utc <= self.latest_date:
+            raise ItemError(
+                raw.origin,
+                f"{key} {shown!r} is out of range: a date must fall between "
+                f"{EARLIEST_DATE:%Y-%m-%d} and {self.latest_date:%Y-%m-%d} (a year after this run); "
+                f"correct this item's {key} where it is written, e.g. 2020-07-15",
             )
         return parsed
 

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from bs4 import BeautifulSoup
 
 from publisher.config import Settings
 from publisher.errors import TemplateError
 from publisher.i18n import format_day, translate
 from publisher.media import picture
 from publisher.sandbox import BoundedSandbox
+from publisher.text import html_to_text
 
 # A link to the top-level templates/ in the repository, a real folder in the wheel.
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -148,23 +148,6 @@ def translator(language: str) -> Callable[..., str]:
         return translate(key, language, **values)
 
     return t
-
-
-_BLOCKS = ["p", "div", "li", "br", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td", "blockquote", "pre"]
-
-
-def html_to_text(fragment: str) -> str:
-    """The readable text of a sanitised HTML fragment, for plain-text emails.
-
-    Block elements are separated by a space; inline ones are not, so "the
-    <a>report</a>." stays "the report.".
-    """
-    if "<" not in fragment and "&" not in fragment:
-        return " ".join(fragment.split())
-    soup = BeautifulSoup(fragment, "lxml")
-    for tag in soup.find_all(_BLOCKS):
-        tag.insert_after(" ")
-    return " ".join(soup.get_text().split())
 
 
 def _date_filter(tz: Any) -> Callable[..., str]:

@@ -1,4 +1,5 @@
-"""Text rules every stage shares, defined once: unsafe characters, length cuts, language tags.
+"""Text rules every stage shares, defined once: unsafe characters, length cuts, language
+tags, HTML as plain text.
 
 Ingest strips what XML cannot carry before items are stored and hashed; feeds strip
 the same from configuration text; messages and subscriptions refuse or neutralise
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import re
 from urllib.parse import urlsplit, urlunsplit
+
+from bs4 import BeautifulSoup
 
 # XML 1.0 cannot carry C0 controls (but tab, LF, CR), surrogates or U+FFFE/U+FFFF;
 # C1 controls and U+FFFD are legal but flagged by feed validators and never meant.
@@ -98,6 +101,28 @@ def cut_at_word(text: str, limit: int) -> str:
 def is_language_tag(value: str) -> bool:
     """True when ``value`` is a well-formed BCP 47 (RFC 5646) language tag, e.g. ``fr-CH``."""
     return _LANGUAGE_TAG.fullmatch(value) is not None
+
+
+_BLOCKS = ["p", "div", "li", "br", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td", "blockquote", "pre"]
+_NOT_TEXT = ["script", "style", "template"]
+
+
+def html_to_text(fragment: str) -> str:
+    """The readable text of an HTML fragment: tags dropped, entities decoded, one line.
+
+    For plain-text emails (from sanitised HTML) and for feed titles an upstream marks
+    as HTML: a reader must see "It’s Q&A time", not "It&#8217;s Q&amp;A time", and
+    never a ``<b>``. Block elements are separated by a space; inline ones are not, so
+    "the <a>report</a>." stays "the report.". Script and style contents are not text.
+    """
+    if "<" not in fragment and "&" not in fragment:
+        return " ".join(fragment.split())
+    soup = BeautifulSoup(fragment, "lxml")
+    for hidden in soup.find_all(_NOT_TEXT):
+        hidden.decompose()
+    for tag in soup.find_all(_BLOCKS):
+        tag.insert_after(" ")
+    return " ".join(soup.get_text().split())
 
 
 def canonical_link(link: str) -> str:

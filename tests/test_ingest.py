@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import feedparser
 import pytest
 from sqlalchemy import event
 
@@ -540,6 +542,170 @@ def test_dates_without_zone_are_read_in_the_site_zone(
     assert all(p.tzinfo is not None for p in published.values())
 
 
+RSS_TWO_ITEMS = """<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Up</title><link>https://up.example.org/</link>
+<item><title>Bad year</title><link>https://up.example.org/bad</link><guid>{tag}-bad</guid>
+<pubDate>{date}</pubDate></item>
+<item><title>Good one</title><link>https://up.example.org/{tag}/good</link><guid>{tag}-good</guid>
+<pubDate>Mon, 06 Jan 2020 10:00:00 +0000</pubDate></item>
+</channel></rss>"""
+
+JSON_TWO_ITEMS = """{{"version": "https://jsonfeed.org/version/1.1", "title": "Up", "items": [
+ {{"id": "{tag}-bad", "url": "https://up.example.org/bad", "title": "Bad year", "date_published": "{date}"}},
+ {{"id": "{tag}-good", "url": "https://up.example.org/{tag}/good", "title": "Good one",
+   "date_published": "2020-01-06T10:00:00+00:00"}}]}}"""
+
+YEAR_ONE_PAGE = """<ul>
+<li class="news-item"><span class="type">News</span> <span class="date">01 January 0001</span>
+<h3><a href="https://up.example.org/bad">Bad year</a></h3><p>Summary.</p></li>
+<li class="news-item"><span class="type">News</span> <span class="date">06 January 2020</span>
+<h3><a href="https://up.example.org/{tag}/good">Good one</a></h3><p>Summary.</p></li>
+</ul>"""
+
+
+def test_dates_of_year_1_or_9999_reject_that_item_only_and_feeds_are_still_written(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    good = item_file(folder, "good", id="urn:x:good", category="News")
+    year_1 = item_file(folder, "year-1", id="urn:x:year-1", category="News", date="0001-01-01")
+    year_9999 = item_file(
+        folder, "year-9999", id="urn:x:year-9999", category="News", date="9999-12-31T23:00:00-05:00"
+    )
+    future = item_file(folder, "future", id="urn:x:future", category="News", date="2026-03-01")
+    old = item_file(folder, "old", id="urn:x:old", category="News", date="1899-12-31")
+    rss = write(tmp_path / "up.rss.xml", RSS_TWO_ITEMS.format(tag="rss", date="9999-12-31T23:00:00-05:00"))
+    year_0 = RSS_TWO_ITEMS.format(tag="zero", date="0001-01-01T00:00:00+01:00")  # year 0 in UTC
+    rss_year_0 = write(tmp_path / "zero.rss.xml", year_0)
+    json_feed = write(tmp_path / "up.json", JSON_TWO_ITEMS.format(tag="json", date="0001-01-01T00:00:00"))
+    page = write(tmp_path / "page.html", YEAR_ONE_PAGE.replace("/good", "/page/good"))
+    settings = make_settings(
+        sources=[
+            {"name": "local", "type": "directory", "path": str(folder)},
+            {"name": "rss", "type": "feed", "url": str(rss), "category": "News"},
+            {"name": "rss-zero", "type": "feed", "url": str(rss_year_0), "category": "News"},
+            {"name": "json", "type": "feed", "url": str(json_feed), "category": "News"},
+            html_source(str(page), name="page"),
+        ]
+    )
+
+    report = ingest(settings, store, NOW)  # Europe/Zurich: 0001-01-01 local is year 0 in UTC
+
+    assert report.failed == []
+    reasons = {e.where: e.reason for e in report.rejected}
+    assert set(reasons) == {
+        str(year_1), str(year_9999), str(future), str(old),
+        f"{rss}#1", f"{rss_year_0}#1", f"{json_feed}#1", f"{page}#1",
+    }  # fmt: skip
+    assert reasons[str(year_1)] == (
+        "date '0001-01-01T00:00:00' is out of range: a date must fall between 1900-01-01 and "
+        "2025-03-02 (a year after this run); correct this item's date where it is written, e.g. 2020-07-15"
+    )
+    assert reasons[str(year_9999)].startswith("date '9999-12-31T23:00:00-05:00' is out of range")
+    assert reasons[f"{rss}#1"].startswith("date '9999-12-31T23:00:00-05:00' is out of range")
+    assert reasons[f"{json_feed}#1"].startswith("date '0001-01-01T00:00:00' is out of range")
+    assert all("out of range" in reason for reason in reasons.values())
+    assert {name: counts.new for name, counts in report.sources.items()} == {
+        "local": 1, "rss": 1, "rss-zero": 1, "json": 1, "page": 1,
+    }  # fmt: skip
+    assert store.items.get("urn:x:good") is not None and store.items.get("rss-bad") is None
+    assert str(good) not in reasons
+
+    build_feeds(settings, store)
+    feeds = settings.feeds.output_dir / "feeds"
+    parsed = feedparser.parse((feeds / "all.rss.xml").read_bytes())
+    assert not parsed.bozo
+    assert sorted(e.title for e in parsed.entries) == ["A title"] + ["Good one"] * 4
+    assert all(e.published_parsed.tm_year == 2020 for e in parsed.entries)
+
+
+MARKUP_TITLES_RSS = """<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Up</title><link>https://up.example.org/</link>
+<item><title><![CDATA[It&#8217;s Q&amp;A time]]></title><link>https://up.example.org/1</link>
+<pubDate>Mon, 06 Jan 2020 10:00:00 +0000</pubDate></item>
+<item><title>Fish &amp; chips, 3 &lt; 4 &#8212; really</title><link>https://up.example.org/2</link>
+<pubDate>Mon, 06 Jan 2020 10:00:00 +0000</pubDate></item>
+</channel></rss>"""
+
+MARKUP_TITLES_ATOM = """<?xml version="1.0"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>Up</title><id>urn:up</id>
+<updated>2020-01-06T10:00:00Z</updated>
+<entry><title type="html">&lt;b&gt;Bold&lt;/b&gt; &amp;amp; plain</title><id>urn:up:3</id>
+<link href="https://up.example.org/3"/><updated>2020-01-06T10:00:00Z</updated></entry>
+<entry><title type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><i>Shown</i> in italics</div></title>
+<id>urn:up:4</id><link href="https://up.example.org/4"/><updated>2020-01-06T10:00:00Z</updated></entry>
+<entry><title type="text">a &lt;b&gt; literal &amp;amp; kept</title><id>urn:up:5</id>
+<link href="https://up.example.org/5"/><updated>2020-01-06T10:00:00Z</updated></entry>
+</feed>"""
+
+
+def test_titles_a_feed_marks_as_html_are_stored_and_published_as_plain_text(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    rss = write(tmp_path / "up.rss.xml", MARKUP_TITLES_RSS)
+    atom = write(tmp_path / "up.atom.xml", MARKUP_TITLES_ATOM)
+    settings = make_settings(
+        sources=[
+            {"name": "rss", "type": "feed", "url": str(rss), "category": "News"},
+            {"name": "atom", "type": "feed", "url": str(atom), "category": "News"},
+        ]
+    )
+
+    report = ingest(settings, store, NOW)
+
+    assert report.ok, (report.rejected, report.failed)
+    titles = {i.link: i.title for i in store.items.latest(limit=10)}
+    assert titles == {
+        "https://up.example.org/1": "It\u2019s Q&A time",
+        "https://up.example.org/2": "Fish & chips, 3 < 4 \u2014 really",  # text/plain: as it was
+        "https://up.example.org/3": "Bold & plain",
+        "https://up.example.org/4": "Shown in italics",
+        "https://up.example.org/5": "a <b> literal &amp; kept",  # type="text": as it was
+    }
+    build_feeds(settings, store)
+    feeds = settings.feeds.output_dir / "feeds"
+    for name in ("all.rss.xml", "all.atom.xml"):
+        parsed = feedparser.parse((feeds / name).read_bytes())
+        assert sorted(e.title for e in parsed.entries) == sorted(titles.values()), name
+    assert b"&amp;#8217;" not in (feeds / "all.rss.xml").read_bytes()
+
+
+ZONELESS_RSS = """<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Up</title><link>https://up.example.org/</link>
+<item><title>Naive</title><link>https://up.example.org/naive</link>
+<pubDate>2020-07-15 10:00:00</pubDate></item>
+<item><title>Winter</title><link>https://up.example.org/winter</link>
+<pubDate>2020-01-15T10:00:00</pubDate></item>
+<item><title>Day</title><link>https://up.example.org/day</link><pubDate>2020-07-15</pubDate></item>
+<item><title>Zulu</title><link>https://up.example.org/zulu</link>
+<pubDate>2020-07-15T10:00:00Z</pubDate></item>
+<item><title>Offset</title><link>https://up.example.org/offset</link>
+<pubDate>2020-07-15T10:00:00-04:00</pubDate></item>
+<item><title>RFC</title><link>https://up.example.org/rfc</link>
+<pubDate>Wed, 15 Jul 2020 10:00:00 -0000</pubDate></item>
+</channel></rss>"""
+
+
+def test_feed_dates_without_zone_are_read_in_the_site_zone(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    rss = write(tmp_path / "up.rss.xml", ZONELESS_RSS)
+    settings = make_settings(sources=[{"name": "up", "type": "feed", "url": str(rss), "category": "News"}])
+
+    report = ingest(settings, store, NOW)
+
+    assert report.ok, report.rejected
+    published = {i.title: i.published for i in store.items.latest(limit=10)}
+    assert published == {
+        "Naive": datetime(2020, 7, 15, 8, tzinfo=UTC),  # Europe/Zurich, CEST
+        "Winter": datetime(2020, 1, 15, 9, tzinfo=UTC),  # CET
+        "Day": datetime(2020, 7, 14, 22, tzinfo=UTC),  # midnight in Zurich
+        "Zulu": datetime(2020, 7, 15, 10, tzinfo=UTC),
+        "Offset": datetime(2020, 7, 15, 14, tzinfo=UTC),
+        "RFC": datetime(2020, 7, 15, 10, tzinfo=UTC),
+    }
+
+
 def test_language_defaults_to_the_source_then_the_site(
     store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
@@ -695,6 +861,57 @@ def test_a_dripping_server_fails_its_source_at_the_deadline_and_the_next_source_
         == f"timed out after 1 s fetching {upstream.url('/news')}; raise timeout if it is just slow"
     )
     assert report.sources["local"].new == 1
+
+
+def test_a_markdown_file_over_max_bytes_is_rejected_unread_and_the_rest_stored(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    item_file(folder, "small", id="urn:x:small", category="News")
+    big = item_file(folder, "big", id="urn:x:big", category="News", body="word " * 400)  # ~2 KB
+    huge = folder / "huge.md"
+    with huge.open("wb") as f:
+        f.truncate(30 * 1024 * 1024)  # 30 MB, sparse: costs no disk, and must cost no memory
+    fifo = folder / "pipe.md"
+    os.mkfifo(fifo)  # opening it would block until a writer comes
+    settings = directory_settings(make_settings, folder, max_bytes=1024)
+
+    started = time.monotonic()
+    report = ingest(settings, store, NOW)
+
+    assert time.monotonic() - started < 5
+    assert report.new == ["urn:x:small"]
+    reasons = {Path(e.where).name: e.reason for e in report.rejected}
+    assert reasons == {
+        "big.md": (
+            f"the file is {big.stat().st_size} bytes, larger than max_bytes = 1024 bytes (0.000977 MiB) "
+            "of source 'local'; shorten it, or raise max_bytes of this source in config.toml"
+        ),
+        "huge.md": (
+            "the file is 31457280 bytes, larger than max_bytes = 1024 bytes (0.000977 MiB) "
+            "of source 'local'; shorten it, or raise max_bytes of this source in config.toml"
+        ),
+        "pipe.md": "not a regular file; remove it or rename it to something other than *.md",
+    }
+    assert report.sources["local"].rejected == 3
+    assert store.items.get("urn:x:big") is None
+
+
+def test_markdown_files_with_windows_line_ends_read_as_before(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "items"
+    folder.mkdir()
+    (folder / "crlf.md").write_bytes(
+        b"---\r\ntitle: Line ends\r\ndate: 2020-07-15\r\nlink: https://www.example.org/n/1\r\n"
+        b"category: News\r\n---\r\n\r\nFirst line\r\nsecond line.\r\n"
+    )
+
+    report = ingest(directory_settings(make_settings, folder), store, NOW)
+
+    assert report.ok, report.rejected
+    item = store.items.get("https://www.example.org/n/1")
+    assert item is not None and item.content == "<p>First line\nsecond line.</p>"
 
 
 def test_a_json_feed_nested_100k_deep_fails_alone(
@@ -1057,3 +1274,115 @@ def test_the_same_story_from_a_later_source_is_stored_and_counted_as_a_duplicate
     taken_over = store.items.get(video[0].id)
     assert taken_over is not None and taken_over.source == "department-page"
     assert len(store.items.latest(limit=100, sources=without_desk.source_names)) == 13
+
+
+# -- ids are per source ---------------------------------------------------------------
+
+
+def json_feed(path: Path, *entries: tuple[str, str, str]) -> Path:
+    """A JSON Feed at ``path`` with (id, url, title) entries."""
+    items = ", ".join(
+        f'{{"id": "{i}", "url": "{u}", "title": "{t}", "date_published": "2020-01-06T10:00:00+00:00"}}'
+        for i, u, t in entries
+    )
+    return write(path, f'{{"version": "https://jsonfeed.org/version/1.1", "title": "x", "items": [{items}]}}')
+
+
+def test_an_id_another_source_already_has_is_namespaced_and_never_overwrites_it(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    a = json_feed(tmp_path / "a.json", ("1", "https://a.example.org/story", "Story of A"))
+    b = json_feed(tmp_path / "b.json", ("1", "https://b.example.org/story", "Story of B"))
+    settings = make_settings(
+        sources=[
+            {"name": "a", "type": "feed", "url": str(a), "category": "News"},
+            {"name": "b", "type": "feed", "url": str(b), "category": "News"},
+        ]
+    )
+
+    first = ingest(settings, store, NOW)
+
+    assert first.ok, first.rejected
+    assert first.new == ["1", "b:1"]
+    build_feeds(settings, store)
+    atom = feedparser.parse((settings.feeds.output_dir / "feeds" / "all.atom.xml").read_bytes())
+    assert sorted(e.title for e in atom.entries) == ["Story of A", "Story of B"]
+    rss = feedparser.parse((settings.feeds.output_dir / "feeds" / "all.rss.xml").read_bytes())
+    assert sorted(e.id for e in rss.entries) == ["1", "b:1"]
+
+    a.write_text("{ not json")  # source a fails this run: b must not take its id
+    second = ingest(settings, store, LATER)
+
+    assert [e.source for e in second.failed] == ["a"]
+    assert second.rejected == [] and second.unchanged == ["b:1"]
+    stored_a, stored_b = store.items.get("1"), store.items.get("b:1")
+    assert stored_a is not None and (stored_a.source, stored_a.title) == ("a", "Story of A")
+    assert stored_b is not None and (stored_b.source, stored_b.title) == ("b", "Story of B")
+
+    # Without source a in config at all, its item is still never overwritten.
+    only_b = make_settings(sources=settings.model_dump()["sources"][1:])
+    third = ingest(only_b, store, LATER)
+    assert third.unchanged == ["b:1"] and third.new == [] and third.changed == []
+    stored_a = store.items.get("1")
+    assert stored_a is not None and (stored_a.source, stored_a.title) == ("a", "Story of A")
+
+
+def test_ids_already_stored_keep_their_owner_when_a_colliding_source_comes_back(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    a = write(tmp_path / "a.json", "{ not json")  # a is down on the first run: b stores "1"
+    b = json_feed(tmp_path / "b.json", ("1", "https://b.example.org/story", "Story of B"))
+    settings = make_settings(
+        sources=[
+            {"name": "a", "type": "feed", "url": str(a), "category": "News"},
+            {"name": "b", "type": "feed", "url": str(b), "category": "News"},
+        ]
+    )
+    assert ingest(settings, store, NOW).new == ["1"]
+
+    json_feed(a, ("1", "https://a.example.org/story", "Story of A"))
+    back = ingest(settings, store, LATER)
+
+    assert back.ok, back.rejected
+    assert back.new == ["a:1"] and back.unchanged == ["1"]  # b's stored id is unchanged
+    stored_b, stored_a = store.items.get("1"), store.items.get("a:1")
+    assert stored_b is not None and (stored_b.source, stored_b.title) == ("b", "Story of B")
+    assert stored_a is not None and (stored_a.source, stored_a.title) == ("a", "Story of A")
+
+    again = ingest(settings, store, LATER + timedelta(hours=1))
+    assert sorted(again.unchanged) == ["1", "a:1"] and again.new == [] and again.changed == []
+
+
+def test_an_id_held_by_yet_another_story_is_rejected_naming_the_item(
+    store: Store, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    a = json_feed(tmp_path / "a.json", ("1", "https://a.example.org/story", "Story of A"))
+    c = json_feed(tmp_path / "c.json", ("b:1", "https://c.example.org/story", "Story of C"))
+    b = json_feed(tmp_path / "b.json", ("1", "https://b.example.org/story", "Story of B"))
+    settings = make_settings(
+        sources=[
+            {"name": name, "type": "feed", "url": str(path), "category": "News"}
+            for name, path in (("a", a), ("c", c), ("b", b))
+        ]
+    )
+
+    report = ingest(settings, store, NOW)
+
+    (rejected,) = report.rejected
+    assert rejected.where == f"{b}#1"
+    assert rejected.reason == f"duplicate id 'b:1': {c}#1 already uses it"
+    assert sorted(report.new) == ["1", "b:1"]
+    stored = store.items.get("b:1")
+    assert stored is not None and stored.title == "Story of C"
+
+    c.write_text("{ not json")  # c down: its stored item still holds the id
+    again = ingest(settings, store, LATER)
+
+    (rejected,) = again.rejected
+    assert rejected.where == f"{b}#1"
+    assert rejected.reason == (
+        "id 'b:1' is taken by another story of source 'c' (https://c.example.org/story): "
+        "give this item an id of its own"
+    )
+    stored = store.items.get("b:1")
+    assert stored is not None and stored.title == "Story of C"

@@ -14,12 +14,12 @@ from publisher.errors import TemplateError
 from publisher.i18n import CATALOGUE, format_day, normalise_language, translate
 from publisher.templating import (
     BUILTIN_TEMPLATES,
-    html_to_text,
     make_environment,
     render_string,
     render_template,
     translator,
 )
+from publisher.text import html_to_text
 
 MakeSettings = Callable[..., Settings]
 

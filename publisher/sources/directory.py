@@ -8,6 +8,7 @@ broken file must not hide the others, so a file that cannot be read becomes an
 from __future__ import annotations
 
 import re
+import stat
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,13 @@ def read_directory(cfg: DirectorySourceConfig) -> SourceResult:
 def read_file(cfg: DirectorySourceConfig, path: Path) -> RawItem:
     """One Markdown file as a RawItem; raise ItemError naming the file if it is unusable."""
     where = str(path)
+    data = _bounded_read(cfg, path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ItemError(where, f"not UTF-8 text (byte {e.start}); save the file as UTF-8") from e
-    except OSError as e:
-        raise ItemError(where, f"cannot read: {e.strerror}") from e
+    # As text mode read it: Windows and old Mac line ends become "\n".
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     meta, body = split_front_matter(where, text)
     item = RawItem(
         source=cfg.name,
@@ -63,6 +65,38 @@ def read_file(cfg: DirectorySourceConfig, path: Path) -> RawItem:
     )
     _read_media(meta, item)
     return item
+
+
+def _bounded_read(cfg: DirectorySourceConfig, path: Path) -> bytes:
+    """The file's bytes, at most ``max_bytes``: a bigger file is refused, not read.
+
+    ``max_bytes`` is what bounds a run's memory and the feeds' size; a 30 MB file
+    would otherwise be read, rendered and written into every feed. The size is checked
+    before opening (a FIFO or device named ``*.md`` is refused too: opening one can
+    block for ever) and the read itself stops past the limit (a file still growing).
+    """
+    where = str(path)
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ItemError(where, "not a regular file; remove it or rename it to something other than *.md")
+        if info.st_size > cfg.max_bytes:
+            raise ItemError(where, _too_big(cfg, f"{info.st_size} bytes"))
+        with path.open("rb") as f:
+            data = f.read(cfg.max_bytes + 1)
+    except OSError as e:
+        raise ItemError(where, f"cannot read: {e.strerror}") from e
+    if len(data) > cfg.max_bytes:
+        raise ItemError(where, _too_big(cfg, f"over {cfg.max_bytes} bytes"))
+    return data
+
+
+def _too_big(cfg: DirectorySourceConfig, size: str) -> str:
+    limit = cfg.max_bytes
+    return (
+        f"the file is {size}, larger than max_bytes = {limit} bytes ({limit / 1024**2:.3g} MiB) "
+        f"of source {cfg.name!r}; shorten it, or raise max_bytes of this source in config.toml"
+    )
 
 
 def _read_media(meta: dict[str, Any], item: RawItem) -> None:

@@ -22,6 +22,7 @@ from publisher.config import FeedSourceConfig, Settings
 from publisher.errors import ItemError, SourceError
 from publisher.models import RawItem, SourceResult
 from publisher.sources.http import Fetched
+from publisher.text import html_to_text
 
 _JSON_FEED_VERSION = "https://jsonfeed.org/version/1"
 
@@ -65,7 +66,7 @@ def _entry_item(
         source=cfg.name,
         origin=f"{url}#{position}",
         id=entry.get("id") or None,
-        title=entry.get("title"),
+        title=_entry_title(entry),
         link=entry.get("link"),
         published=_feed_date(entry, "published"),
         updated=_feed_date(entry, "updated"),
@@ -78,17 +79,58 @@ def _entry_item(
     return item
 
 
+_MARKUP_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def _entry_title(entry: Any) -> str | None:
+    """The title as plain text, which is what an item's title is everywhere after this.
+
+    RSS titles in CDATA and Atom ``type="html"``/``"xhtml"`` titles are markup
+    (feedparser says ``text/html`` or ``application/xhtml+xml``): kept as they are,
+    ``It&#8217;s Q&amp;A time`` would be escaped again by every output and show its
+    entities, and ``<b>`` would show as text. Plain-text titles are left untouched.
+    """
+    title = entry.get("title")
+    detail = entry.get("title_detail") or {}
+    if title and detail.get("type") in _MARKUP_TYPES:
+        return html_to_text(str(title))
+    return None if title is None else str(title)
+
+
 def _feed_date(entry: Any, key: str) -> datetime | str | None:
     """feedparser gives a UTC struct_time when it understood the date, else keep the text.
 
     ``dict.get`` reads what the entry really has: feedparser's own lookup answers
     ``updated`` with ``published`` when absent, which would invent an edit date.
+    A date near year 1 or 9999 can land outside what ``datetime`` holds once in UTC
+    (9999-12-31T23:00-05:00 is year 10000): then the text is kept, and ingest rejects
+    that one entry with its reason instead of the whole feed failing.
+
+    feedparser reads a date written without a zone as UTC; ours are read in the
+    site's zone (as JSON Feed and Markdown dates are). That is only detectable for ISO
+    8601 text (``2025-01-06 10:00:00``): ``fromisoformat`` answers a naive datetime
+    exactly when no zone was written, so those are handed over naive. An RFC 822 date
+    without a zone is not understood by feedparser and already reaches ingest as text.
     """
+    raw = dict.get(entry, key)
+    if raw and (local := _without_zone(str(raw))) is not None:
+        return local
     parsed: struct_time | None = dict.get(entry, f"{key}_parsed")
     if parsed is not None:
-        return datetime(*parsed[:6], tzinfo=UTC)
-    raw = dict.get(entry, key)
+        try:
+            return datetime(*parsed[:6], tzinfo=UTC)
+        except (ValueError, OverflowError):
+            pass
     return str(raw) if raw else None
+
+
+def _without_zone(text: str) -> datetime | None:
+    """The ISO 8601 date or date-time ``text`` when it has no zone, else None."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return value if value.tzinfo is None else None
 
 
 def _entry_media(entry: Any, item: RawItem) -> None:
