@@ -672,8 +672,14 @@ class Publisher:
             self.store, holder.subscriber_id, holder.list_slug, method=method, source=source, now=self.clock()
         )
 
-    def resubscribe(self, holder: LinkHolder, *, source: str) -> None:
-        """The "subscribe again" button of the unsubscribe page: the address is proven by its link."""
+    def resubscribe(self, holder: LinkHolder, *, source: str) -> bool:
+        """The "subscribe again" button of the unsubscribe page: the address is proven by its link.
+
+        Only where :meth:`can_rejoin` allows it (a forged POST cannot join a private list
+        or lift a bounce); whether the holder is on the list now.
+        """
+        if not self.can_rejoin(holder):
+            return False
         subscriptions.update_preferences(
             self.store,
             holder.subscriber_id,
@@ -682,6 +688,16 @@ class Publisher:
             lists=list(self.list_names),
             now=self.clock(),
         )
+        return self.is_subscribed(holder)
+
+    def can_rejoin(self, holder: LinkHolder) -> bool:
+        """Whether the link's list may be joined from the web: a public list, an address no
+        bounce or complaint stopped (:func:`publisher.subscriptions.join_blocked`)."""
+        return holder.list_slug in self.public_lists and not self.join_blocked(holder)
+
+    def join_blocked(self, holder: LinkHolder) -> bool:
+        """Whether a bounce or complaint (on any list) stops every join until an admin lifts it."""
+        return subscriptions.join_blocked(self.store, holder.subscriber_id)
 
     def is_subscribed(self, holder: LinkHolder) -> bool:
         """Whether the link's address is confirmed on the link's list right now."""

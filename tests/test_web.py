@@ -587,25 +587,51 @@ def test_a_forged_post_cannot_join_a_private_list(prefs: tuple[Publisher, Server
     }
 
 
-def test_bounced_and_complained_stay_suppressed_but_an_unsubscribe_can_be_undone(
+def test_an_unsubscribe_can_be_undone_but_a_bounce_or_complaint_stops_every_join(
     prefs: tuple[Publisher, Server],
 ) -> None:
     pub, server = prefs
     path = _subscribe(pub, "ann@example.org", "weekly", "press")
     sid = pub.store.subscribers.find_id("ann@example.org")
     assert sid is not None
-    set_status(pub.store, sid, "weekly", SubscriptionStatus.BOUNCED, "550 no such user", now=NOW)
     set_status(pub.store, sid, "press", SubscriptionStatus.UNSUBSCRIBED, "web", now=NOW)
+    submit(server.base + path, {"list": ["weekly", "press"]})
+    assert statuses_of(pub, "ann@example.org")["press"] == SubscriptionStatus.CONFIRMED
+    set_status(pub.store, sid, "press", SubscriptionStatus.UNSUBSCRIBED, "web", now=NOW)
+
+    # A bounce on one list stops the address: the list it had left cannot be joined either
+    # (the sign-up form refuses such an address on every list too).
+    set_status(pub.store, sid, "weekly", SubscriptionStatus.BOUNCED, "550 no such user", now=NOW)
     page = httpx.get(server.base + path).text
     assert " disabled" in _checkbox(page, "weekly") and "stopped after failed deliveries" in page
+    assert " disabled" in _checkbox(page, "press")
     submit(server.base + path, {"list": ["weekly", "press"]})
     assert statuses_of(pub, "ann@example.org") == {
-        "press": SubscriptionStatus.CONFIRMED,
+        "press": SubscriptionStatus.UNSUBSCRIBED,
         "weekly": SubscriptionStatus.BOUNCED,
     }
     set_status(pub.store, sid, "press", SubscriptionStatus.COMPLAINED, "abuse report", now=NOW)
     submit(server.base + path, {"list": ["weekly", "press"]})
     assert statuses_of(pub, "ann@example.org")["press"] == SubscriptionStatus.COMPLAINED
+
+
+def test_the_unsubscribe_page_never_joins_a_private_list_again(prefs: tuple[Publisher, Server]) -> None:
+    """Private lists "can be left, never joined from the web": no "Subscribe again" button,
+    and a POST of it with the page's own token changes nothing."""
+    pub, server = prefs
+    _subscribe(pub, "ann@example.org", "staff")
+    url = f"{server.base}/unsubscribe/{token_for(pub, 'ann@example.org', 'staff')}"
+    left = submit(url, {"confirm": "yes"})
+    assert left.status_code == 200 and "You will no longer receive Staff only." in left.text
+    assert "Subscribe again" not in left.text and 'value="resubscribe"' not in left.text
+    assert "This list cannot be joined from the website." in left.text
+    page = httpx.get(url).text
+    assert "You are not subscribed to Staff only" in page and "Subscribe again" not in page
+
+    token = pub.form_token(form_name("unsubscribe", url.rsplit("/", 1)[1]))  # a valid token all the same
+    forged = httpx.post(url, data={"csrf": token, "action": "resubscribe", "website": ""})
+    assert forged.status_code == 200 and "again" not in forged.text
+    assert statuses_of(pub, "ann@example.org") == {"staff": SubscriptionStatus.UNSUBSCRIBED}
 
 
 def test_leave_all_unsubscribes_every_list(prefs: tuple[Publisher, Server]) -> None:
