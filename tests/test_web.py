@@ -271,6 +271,70 @@ def test_unsubscribe_by_clicking_in_chromium(publisher: Publisher, server: Serve
     assert status_of(publisher, "ann@example.org", "weekly") == SubscriptionStatus.UNSUBSCRIBED
 
 
+LONG_WORD = "Sozialversicherungs" * 6 + "x"  # 115 letters and no break opportunity
+LONG_URL = "https://www.example.org/news/" + "a" * 120
+LONG_ADDRESS = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + ".example.org"  # valid, 204 characters
+
+
+def test_long_unbroken_words_and_addresses_do_not_scroll_sideways_at_375_px_in_chromium(
+    publisher: Publisher, server: Server
+) -> None:
+    """An item with a 120-character word or URL on the index, a long (valid) address on the
+    confirmation, unsubscribe and preferences pages: each page wraps, never wider than 375 px."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{CHROMIUM} missing: `make test` installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} missing")
+    import email
+    import email.policy
+
+    from playwright.sync_api import sync_playwright
+
+    publisher.store.items.save(
+        [
+            Item(
+                id="urn:x:long",
+                source="sample",
+                title=f"Title {LONG_WORD}",
+                summary=f"<p>{LONG_WORD} and {LONG_URL}</p>",
+                link=LONG_URL,
+                published=NOW,
+                updated=NOW,
+                language="en",
+                category="news",
+                label="News",
+                content_hash="long",
+            )
+        ],
+        [],
+        NOW,
+    )
+    publisher.build()
+    signup = publisher.sign_up(email=LONG_ADDRESS, name="", language="en", lists=["weekly"], client="test")
+    assert signup.mail is not None
+    mail = email.message_from_bytes(signup.mail.data, policy=email.policy.default)
+    body = mail.get_body(("plain",))  # type: ignore[attr-defined]
+    confirm = re.search(r"(/confirm/\S+)", body.get_content())
+    assert confirm
+    add(publisher.settings, publisher.store, "press", LONG_ADDRESS, "", "en", now=NOW)
+    pages = {
+        "index": "/",
+        "confirm": confirm.group(1),
+        "unsubscribe": f"/unsubscribe/{token_for(publisher, LONG_ADDRESS, 'press')}",
+        "preferences": f"/preferences/{token_for(publisher, LONG_ADDRESS, 'press', 'preferences')}",
+    }
+    widths: dict[str, int] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 375, "height": 800})
+        for name, path in pages.items():
+            page.goto(server.base + path)
+            assert LONG_ADDRESS in page.content() or name == "index"
+            widths[name] = page.evaluate("document.documentElement.scrollWidth")
+        browser.close()
+    assert widths == dict.fromkeys(pages, 375)
+
+
 # -- issue 7: hostile requests change nothing ---------------------------------------------
 
 
