@@ -24,13 +24,14 @@ from publisher import admin_auth, digests, signups, subscriptions
 from publisher.admin_auth import AdminSession, AuditEntry, LoginOutcome, LoginResult
 from publisher.archive import build_archive, issue_url
 from publisher.bounces.apply import apply_feedback, suppress_address, unsuppress_address
+from publisher.build_manifest import CONFIG_DIGEST_FILE, built_config, config_digest
 from publisher.checks import CheckReport, check_settings
 from publisher.config import ScheduleConfig, Settings
 from publisher.config_edit import ScheduleEdit, plan_schedule_edit, save_schedule_edit
 from publisher.dashboard import Dashboard, dashboard
 from publisher.digests import DigestReport, IssuePreview, Preview, Requeued
 from publisher.errors import ConfigError, ItemError, MailError, SchedulerError
-from publisher.feeds import BuildReport, build_feeds
+from publisher.feeds import BuildReport, build_feeds, write_if_changed
 from publisher.i18n import LANGUAGE_NAMES, normalise_language
 from publisher.ingest import IngestReport
 from publisher.ingest import ingest as ingest_sources
@@ -259,16 +260,41 @@ class Publisher:
         return report
 
     def build(self) -> BuildReport:
-        """Write the feeds, OPML, index.html and the archive; only files whose bytes changed."""
+        """Write the feeds, OPML, index.html and the archive; only files whose bytes changed.
+
+        A complete build records the digest of the configuration it was written from
+        (:func:`publisher.build_manifest.config_digest`), which :meth:`build_if_reconfigured`
+        compares with the running one.
+        """
+        digest = config_digest(self.settings)
         with self._build_lock():
             report = build_feeds(self.settings, self.store)
             archived = build_archive(self.settings, self.store)
+            out = self.settings.feeds.output_dir
+            write_if_changed(out / CONFIG_DIGEST_FILE, f"{digest}\n".encode("ascii"))
         report.written += archived.written
         report.unchanged += archived.unchanged
         if self.hub_pinger is not None and report.feeds_changed:
             # Queued, not sent: the pings go out in the background (publisher.websub).
             report.hub_pings = self.hub_pinger.submit(report.feeds_changed)
         return report
+
+    def needs_build(self) -> bool:
+        """Whether the output folder was last built from another configuration of what is
+        published (a list made private or renamed, archive or feed settings...), or never.
+
+        Cheap (a digest of the settings and one small file read), so every start, reload
+        and ingest can ask.
+        """
+        return built_config(self.settings.feeds.output_dir) != config_digest(self.settings)
+
+    def build_if_reconfigured(self) -> BuildReport | None:
+        """Build when :meth:`needs_build` says so; None when the output is up to date.
+
+        Without it a list made private stayed on the web (archive, sign-up box) until
+        something else rebuilt: a reload or restart changes no item, so no ingest does.
+        """
+        return self.build() if self.needs_build() else None
 
     def hub_ping_tally(self) -> PingTally:
         """WebSub pings delivered and given up since the last tally, and those waiting."""
@@ -702,8 +728,14 @@ class Publisher:
             self.store, holder.subscriber_id, holder.list_slug, method=method, source=source, now=self.clock()
         )
 
-    def resubscribe(self, holder: LinkHolder, *, source: str) -> None:
-        """The "subscribe again" button of the unsubscribe page: the address is proven by its link."""
+    def resubscribe(self, holder: LinkHolder, *, source: str) -> bool:
+        """The "subscribe again" button of the unsubscribe page: the address is proven by its link.
+
+        Only where :meth:`can_rejoin` allows it (a forged POST cannot join a private list
+        or lift a bounce); whether the holder is on the list now.
+        """
+        if not self.can_rejoin(holder):
+            return False
         subscriptions.update_preferences(
             self.store,
             holder.subscriber_id,
@@ -712,6 +744,16 @@ class Publisher:
             lists=list(self.list_names),
             now=self.clock(),
         )
+        return self.is_subscribed(holder)
+
+    def can_rejoin(self, holder: LinkHolder) -> bool:
+        """Whether the link's list may be joined from the web: a public list, an address no
+        bounce or complaint stopped (:func:`publisher.subscriptions.join_blocked`)."""
+        return holder.list_slug in self.public_lists and not self.join_blocked(holder)
+
+    def join_blocked(self, holder: LinkHolder) -> bool:
+        """Whether a bounce or complaint (on any list) stops every join until an admin lifts it."""
+        return subscriptions.join_blocked(self.store, holder.subscriber_id)
 
     def is_subscribed(self, holder: LinkHolder) -> bool:
         """Whether the link's address is confirmed on the link's list right now."""
@@ -874,7 +916,7 @@ class Publisher:
             )
             if report.skipped:  # a stop came in the middle of the sources
                 counts["skipped_sources"] = len(report.skipped)
-            if job == JobKind.INGEST and report.changed_anything:
+            if job == JobKind.INGEST and (report.changed_anything or self.needs_build()):
                 self._count_build(counts, await asyncio.to_thread(self.build))
         if job in (JobKind.BUILD, JobKind.PUBLISH):
             self._count_build(counts, await asyncio.to_thread(self.build))

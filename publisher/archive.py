@@ -49,7 +49,8 @@ from feedgen.feed import FeedGenerator
 import publisher
 from publisher.config import ListConfig, Settings
 from publisher.errors import PublisherError
-from publisher.feeds import EMPTY_FEED_UPDATED, GENERATOR, BuildReport, write_if_changed
+from publisher.feed_extensions import with_stylesheet
+from publisher.feeds import EMPTY_FEED_UPDATED, GENERATOR, BuildReport, stylesheet_path, write_if_changed
 from publisher.i18n import LANGUAGE_NAMES, LANGUAGES, normalise_language
 from publisher.messages import LanguageLink, render_subject, render_web_copy
 from publisher.models import Item
@@ -414,7 +415,8 @@ def _issue_page(
 
 def render_issue_feed(settings: Settings, list_cfg: ListConfig, links: list[IssueLink]) -> bytes:
     """Atom of the newest issues; ids are the pages' URLs and times the send times, so the
-    bytes only change when an issue is added."""
+    bytes only change when an issue is added. Like every feed, it names ``feed.xsl``
+    (written by the feeds' build), so a browser shows a page rather than raw XML."""
     base = f"{archive_root(settings)}{list_cfg.slug}/"
     fg = FeedGenerator()
     fg.id(base + FEED_NAME)
@@ -437,7 +439,7 @@ def render_issue_feed(settings: Settings, list_cfg: ListConfig, links: list[Issu
         data: bytes = fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)
     except ValueError as e:  # lxml's refused characters
         raise PublisherError(f"cannot build {ARCHIVE_DIR}/{list_cfg.slug}/{FEED_NAME}: {e}") from e
-    return data
+    return with_stylesheet(data, stylesheet_path(settings))
 
 
 def _remove_stale(out: Path, keep: set[Path]) -> None:

@@ -1,4 +1,5 @@
-"""The list of files a build wrote, so the next build can delete what no longer belongs.
+"""The list of files a build wrote, so the next build can delete what no longer belongs;
+and the digest of the configuration it wrote them from, so a changed one is rebuilt.
 
 A category, format or language removed from the config, or an archive page that no
 longer exists (fewer items), leaves files behind that readers would keep fetching. The
@@ -9,11 +10,16 @@ admin put in the output folder was never in a manifest, so it is never touched.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from publisher.errors import PublisherError
+
+if TYPE_CHECKING:
+    from publisher.config import Settings
 
 MANIFEST_FILE = ".build-manifest.json"
 
@@ -82,3 +88,34 @@ def prune(
 def _safe(rel: str) -> bool:
     """A manifest entry is a plain relative path inside the output folder."""
     return bool(rel) and not rel.startswith("/") and "\x00" not in rel and ".." not in rel.split("/")
+
+
+#: The digest of the configuration the last build of this output folder wrote from.
+CONFIG_DIGEST_FILE = ".build-config"
+
+#: Settings that never shape a file under ``feeds.output_dir``: changing one (a schedule
+#: edited in the console, a relay, the web server's timeouts) needs no rebuild. Storage
+#: is left out as well, so no digest of a URL that may hold a password is written.
+_NOT_PUBLISHED = frozenset(
+    {"storage", "smtp", "delivery", "web", "outbox", "dkim", "schedules", "scheduler", "bounces", "admin"}
+)
+
+
+def config_digest(settings: Settings) -> str:
+    """A digest of every setting a build reads: site, feeds, categories, lists (their
+    ``public`` flag, names, archive and templates), sources, items, templates, sign-up.
+
+    Listed by exclusion (:data:`_NOT_PUBLISHED`), so a key added later counts as
+    published until someone decides otherwise: a needless rebuild costs a fraction of a
+    second, a missed one leaves a private list on the web.
+    """
+    data = settings.model_dump_json(exclude=set(_NOT_PUBLISHED))
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+def built_config(out: Path) -> str | None:
+    """The digest the last build of ``out`` recorded; None if none (or unreadable)."""
+    try:
+        return (out / CONFIG_DIGEST_FILE).read_text(encoding="ascii").strip() or None
+    except (OSError, ValueError):
+        return None

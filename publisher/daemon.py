@@ -150,6 +150,11 @@ class Daemon:
             "web: serving %s on http://%s:%d/",
             self.publisher.settings.feeds.output_dir, self.server.config.host, self.server.config.port,
         )  # fmt: skip
+        # A configuration changed while the daemon was down (a list made private) must
+        # not wait for new items to reach public/; the web serves meanwhile.
+        rebuild = asyncio.create_task(self.rebuild_if_reconfigured())
+        self._closing.add(rebuild)
+        rebuild.add_done_callback(self._closing.discard)
         lock_task = asyncio.create_task(self._schedule_when_locked())
         stop_task = asyncio.create_task(self.stopping.wait())
         await asyncio.wait({web_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -331,11 +336,29 @@ class Daemon:
         self._swap(new)
         if self.runner is None and not self.stopping.is_set():
             await self._try_start()
+        await self.rebuild_if_reconfigured()
         log.info(
             "configuration reloaded: %d schedule(s): %s",
             len(settings.schedules), ", ".join(sorted(settings.schedules)) or "none",
         )  # fmt: skip
         return True
+
+    async def rebuild_if_reconfigured(self) -> None:
+        """Rebuild public/ when the configuration of what it publishes changed since its
+        last build (:meth:`Publisher.build_if_reconfigured`); a failure is logged, never
+        raised: the daemon goes on serving, and the next build tries again."""
+        publisher = self.publisher
+        try:
+            report = await asyncio.to_thread(publisher.build_if_reconfigured)
+        except PublisherError as e:
+            out = publisher.settings.feeds.output_dir
+            log.error("cannot rebuild %s for the new configuration: %s", out, e)
+            return
+        if report is not None:
+            log.info(
+                "the configuration of what is published changed: rebuilt %s (%d file(s) written, %d deleted)",
+                publisher.settings.feeds.output_dir, len(report.written), len(report.deleted),
+            )  # fmt: skip
 
     def _swap(self, new: Publisher) -> None:
         old = self.publisher

@@ -335,11 +335,18 @@ def _site(settings: Settings) -> _Site:
         timezone=s.tz,
         root=s.base_url + "/",
         categories={c.slug: c for c in settings.categories},
-        # A path, not a URL: browsers apply a stylesheet of the feed's own origin only,
-        # and the path keeps base_url's prefix (https://example.org/news/feed.xsl).
-        stylesheet=urlsplit(s.base_url).path + "/" + STYLESHEET_FILE,
+        stylesheet=stylesheet_path(settings),
         hubs=tuple(settings.feeds.websub_hubs),
     )
+
+
+def stylesheet_path(settings: Settings) -> str:
+    """Where every feed's ``xml-stylesheet`` points: ``feed.xsl`` at the root of the site.
+
+    A path, not a URL: browsers apply a stylesheet of the feed's own origin only, and
+    the path keeps base_url's prefix (https://example.org/news/feed.xsl).
+    """
+    return urlsplit(settings.site.base_url).path + "/" + STYLESHEET_FILE
 
 
 def _channel(

@@ -56,6 +56,11 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "not_subscribed_title": "You are not subscribed to {list}",
         "resubscribe_button": "Subscribe again",
         "resubscribed_title": "You are subscribed to {list} again",
+        "rejoin_blocked_text": (
+            "Mail to this address was stopped after failed deliveries or a complaint;"
+            " write to us to receive it again."
+        ),
+        "rejoin_private_text": "This list cannot be joined from the website.",
         "manage_link": "Manage all your subscriptions",
         "invalid_link_title": "This link is not valid",
         "invalid_link_text": "It may be incomplete or out of date. Copy the whole link from the email.",
@@ -172,6 +177,11 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "not_subscribed_title": "Vous n’êtes pas abonné à {list}",
         "resubscribe_button": "Se réabonner",
         "resubscribed_title": "Vous êtes de nouveau abonné à {list}",
+        "rejoin_blocked_text": (
+            "Les envois à cette adresse sont arrêtés après des échecs de livraison ou une plainte ;"
+            " écrivez-nous pour les recevoir à nouveau."
+        ),
+        "rejoin_private_text": "On ne peut pas s’abonner à cette liste depuis le site.",
         "manage_link": "Gérer tous vos abonnements",
         "invalid_link_title": "Ce lien n’est pas valide",
         "invalid_link_text": (
@@ -299,6 +309,11 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "not_subscribed_title": "No está suscrito a {list}",
         "resubscribe_button": "Volver a suscribirme",
         "resubscribed_title": "Vuelve a estar suscrito a {list}",
+        "rejoin_blocked_text": (
+            "Los envíos a esta dirección se detuvieron tras entregas fallidas o una queja;"
+            " escríbanos para volver a recibirlos."
+        ),
+        "rejoin_private_text": "Esta lista no admite suscripciones desde el sitio web.",
         "manage_link": "Gestionar todas sus suscripciones",
         "invalid_link_title": "Este enlace no es válido",
         "invalid_link_text": "Puede estar incompleto o caducado. Copie el enlace completo del correo.",

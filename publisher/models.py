@@ -197,6 +197,25 @@ class Unsubscribe(StrEnum):
         return self in (Unsubscribe.UNSUBSCRIBED, Unsubscribe.RECORDED)
 
 
+_SEVERITY = {
+    SubscriptionStatus.UNSUBSCRIBED: 1,
+    SubscriptionStatus.BOUNCED: 2,
+    SubscriptionStatus.COMPLAINED: 3,
+}
+
+
+def suppression_replaces(old: SubscriptionStatus, new: SubscriptionStatus) -> bool:
+    """Whether recording the suppression ``new`` changes a subscription that is ``old``.
+
+    Severity decides: complained > bounced > unsubscribed. A bounce or a complaint must
+    reach a list the person had left too, or that list's "subscribe again" button (which
+    only looks at the list's own status) would mail a dead or reporting address; lifting
+    it (``subscribers unsuppress``) finds the unsubscribe in the history and restores it.
+    An unsubscribe never replaces a bounce or complaint, and a bounce never a complaint.
+    """
+    return _SEVERITY.get(new, 0) > _SEVERITY.get(old, 0)
+
+
 class DeliveryStatus(StrEnum):
     """One message's state in the delivery ledger.
 

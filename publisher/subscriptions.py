@@ -39,7 +39,15 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_
 from publisher.config import Settings
 from publisher.errors import SubscriberError
 from publisher.i18n import LANGUAGES, normalise_language
-from publisher.models import ADMIN_ONLY, SUPPRESSED, Consent, Subscriber, SubscriptionStatus, Unsubscribe
+from publisher.models import (
+    ADMIN_ONLY,
+    SUPPRESSED,
+    Consent,
+    Subscriber,
+    SubscriptionStatus,
+    Unsubscribe,
+    suppression_replaces,
+)
 from publisher.store import Store
 from publisher.store.subscriber_import import ImportRow
 from publisher.store.subscribers import ListStatus, SubscriberRecord, SubscriptionEvent
@@ -55,6 +63,7 @@ __all__ = [
     "export_csv",
     "forget",
     "import_csv",
+    "join_blocked",
     "leave_all",
     "normalise_address",
     "personal_data",
@@ -729,9 +738,11 @@ def set_status(
     """Record a suppression reported by the delivery ledger (bounced, complained, unsubscribed).
 
     ``list_slug`` None applies it to every list of the subscriber (a hard bounce).
-    An existing suppression is kept, except that a complaint replaces it: complaints
-    are what a sender must be able to prove it honoured. Only suppressions can be set
-    here; subscribing takes consent (``add``, ``update_preferences``).
+    The more severe suppression wins (:func:`publisher.models.suppression_replaces`):
+    a bounce or complaint replaces an unsubscribe, so the list cannot be joined back
+    from its mailed link; a complaint replaces anything, as complaints are what a sender
+    must be able to prove it honoured. Only suppressions can be set here; subscribing
+    takes consent (``add``, ``update_preferences``).
     """
     status = SubscriptionStatus(status)
     if status not in SUPPRESSED:
@@ -746,7 +757,7 @@ def set_status(
     changed = False
     for slug in slugs:
         old = current.get(slug)
-        if old is None or (old in SUPPRESSED and status is not SubscriptionStatus.COMPLAINED):
+        if old is None or not suppression_replaces(old, status):
             continue
         changed |= store.subscribers.change_status(
             subscriber_id, slug, status, consent=consent, detail=detail
@@ -776,11 +787,12 @@ def update_preferences(
     """Apply the preferences form: True subscribes, False unsubscribes; return the new statuses.
 
     Turning a list on is the subscriber's own fresh consent (method "preferences"), so
-    it lifts their own unsubscribe. A bounce or a complaint stays: the address failed
-    or its owner reported us, and a link in a forwarded mail is no proof that this
-    changed; only an admin lifts those (``add(..., force=True)``). ``lists``, when
-    given, are the configured list slugs; any other slug is refused. A forgotten
-    address cannot be subscribed again here.
+    it lifts their own unsubscribe. A bounce or a complaint stops every join, on any
+    list, the never joined ones included (:func:`join_blocked`): the address failed or
+    its owner reported us, and a link in a forwarded mail is no proof that this changed;
+    only an admin lifts those (``subscribers unsuppress``, ``add(..., force=True)``).
+    Leaving still works. ``lists``, when given, are the configured list slugs; any other
+    slug is refused. A forgotten address cannot be subscribed again here.
     """
     _require(store, subscriber_id)
     unknown = sorted(set(choices) - set(lists)) if lists is not None else []
@@ -790,9 +802,10 @@ def update_preferences(
         raise SubscriberError(f"subscriber {subscriber_id}", "this address was erased; subscribe it anew")
     consent = Consent(at=now, method="preferences", source=source)
     current = store.subscribers.statuses(subscriber_id)
+    blocked = _blocked(current)
     for slug, wanted in choices.items():
         if wanted:
-            if current.get(slug) in ADMIN_ONLY:
+            if blocked:
                 continue
             store.subscribers.change_status(
                 subscriber_id, slug, SubscriptionStatus.CONFIRMED, consent=consent, lift_suppression=True
@@ -800,6 +813,22 @@ def update_preferences(
         else:
             _unsubscribe(store, subscriber_id, slug, consent)
     return store.subscribers.statuses(subscriber_id)
+
+
+def _blocked(statuses: Mapping[str, SubscriptionStatus]) -> bool:
+    return any(status in ADMIN_ONLY for status in statuses.values())
+
+
+def join_blocked(store: Store, subscriber_id: int) -> bool:
+    """Whether the subscriber's own links may join no list: bounced or complained anywhere, or erased.
+
+    A bounce or complaint is about the address, not one list (reports mark every list,
+    and the sign-up form refuses such an address on every list too), so the web joins
+    nothing until an admin lifts it.
+    """
+    if store.subscribers.is_forgotten(subscriber_id):
+        return True
+    return _blocked(store.subscribers.statuses(subscriber_id))
 
 
 def web_choices(

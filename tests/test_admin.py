@@ -258,6 +258,12 @@ def test_the_cookie_is_secure_when_the_site_is_https(
         "/feeds/all.atom.xml",
         "admin/",
         "///evil.example",
+        "/admin/../evil",  # a browser resolves dot segments: this is /evil
+        "/admin/%2e%2e/evil",  # and reads %2e as a dot
+        "/admin/.%2E/evil",
+        "/admin/lists/../../evil?x=1",
+        "/admin/%252e%252e/evil",
+        "/admin/x%2f..%2f..%2fevil",
     ],
 )
 def test_next_cannot_lead_off_the_console(console: Console, target: str) -> None:
@@ -267,6 +273,13 @@ def test_next_cannot_lead_off_the_console(console: Console, target: str) -> None
         answer = try_sign_in(client, next=target)
         assert answer.status_code == 303
         assert answer.headers["location"] == "/admin/"
+
+
+def test_next_with_dot_segments_inside_the_console_lands_where_the_browser_would(console: Console) -> None:
+    with console.client() as client:
+        answer = try_sign_in(client, next="/admin/lists/../jobs?schedule=ingest")
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/admin/jobs?schedule=ingest"
 
 
 def test_a_wrong_pair_gets_the_same_answer_whichever_part_was_wrong(console: Console) -> None:

@@ -321,6 +321,29 @@ def test_the_issue_feed_is_valid_atom_and_byte_identical_on_rebuild(pub: Publish
     assert feed_file.read_bytes() == data and feed_file.stat().st_mtime_ns == mtime
 
 
+def test_the_issue_feed_names_the_browser_stylesheet_like_every_feed(pub: Publisher) -> None:
+    """A browser opening the archive's feed gets the feed page (feed.xsl), not raw XML;
+    feed readers get the same valid Atom."""
+    subscribe(pub, "weekly")
+    pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
+    send(pub)
+    pub.build()  # feed.xsl is written with the feeds
+    browser = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    page, xsl, reader = get(
+        pub,
+        ("GET", "/archive/weekly/feed.atom.xml", browser),
+        ("GET", "/feed.xsl", {}),
+        ("GET", "/archive/weekly/feed.atom.xml", {"accept": "application/atom+xml"}),
+    )
+    assert page.headers["content-type"].startswith("application/xml")
+    assert page.content.split(b"\n")[1] == b'<?xml-stylesheet type="text/xsl" href="/feed.xsl"?>'
+    assert xsl.status_code == 200 and b"<xsl:stylesheet" in xsl.content
+    assert reader.headers["content-type"].startswith("application/atom+xml")
+    feed = feedparser.parse(reader.content)
+    assert feed.bozo == 0, feed.get("bozo_exception")
+    assert feed.version == "atom10" and len(feed.entries) == 1
+
+
 def test_publish_shows_the_new_issue_in_the_archive_in_one_run(pub: Publisher) -> None:
     pub.store.items.save([item(1, NOW - timedelta(days=1))], [], NOW)
     subscribe(pub, "weekly")

@@ -23,6 +23,7 @@ import pytest
 from publisher.app import Publisher
 from publisher.config import Settings, load_config
 from publisher.daemon import Daemon as DaemonProcess
+from publisher.models import JobKind
 from publisher.store import Store
 from tests.http_server import Upstream, drip
 from tests.slow_clients import seconds_until_closed
@@ -660,3 +661,73 @@ job = "ingest"
         per_fire[run.fire_time] = per_fire.get(run.fire_time, 0) + 1
     store.close()
     assert set(per_fire.values()) == {1} and len(per_fire) >= 2
+
+
+def _lists(public: bool) -> str:
+    return (
+        '[[lists]]\nslug = "weekly"\nname = "Weekly digest"\nsender = "News <news@example.org>"\n'
+        f"public = {'true' if public else 'false'}\n"
+    )
+
+
+def test_a_list_made_private_leaves_the_web_at_reload_and_at_restart_without_a_build(
+    tmp_path: Path, start: Callable[..., Daemon]
+) -> None:
+    """What `public/` shows follows the configuration: a SIGHUP (or a restart) whose
+    configuration changed what is published rebuilds it; one that changed nothing else
+    does not (no second rebuild in the log)."""
+    port = free_port()
+    config = tmp_path / "config.toml"
+    db = tmp_path / "var" / "publisher.db"
+    write_config(config, port, db, HOURLY + _lists(public=True))
+    daemon = start(config, port)
+    daemon.wait_log("scheduling 1 schedule(s)")
+    daemon.wait_log("the configuration of what is published changed: rebuilt")  # never built before
+    assert daemon.get("/archive/weekly/").status_code == 200
+    assert "Weekly digest" in daemon.get("/archive/").text
+    assert 'name="list" value="weekly"' in daemon.get("/index.html").text  # the sign-up box
+
+    write_config(config, port, db, HOURLY + _lists(public=False))
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("configuration reloaded: 1 schedule(s): hourly")
+    assert daemon.log.count("rebuilt") == 2
+    assert daemon.get("/archive/weekly/").status_code == 404
+    assert daemon.get("/archive/weekly/feed.atom.xml").status_code == 404
+    assert "Weekly digest" not in daemon.get("/archive/").text
+    assert "Weekly digest" not in daemon.get("/index.html").text
+
+    write_config(config, port, db, HOURLY + WEEKLY + _lists(public=False))  # a schedule only
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("configuration reloaded: 2 schedule(s): hourly, weekly")
+    assert daemon.log.count("rebuilt") == 2  # nothing published changed: no rebuild
+    assert daemon.stop()[0] == 0
+
+    write_config(config, port, db, HOURLY + _lists(public=True))  # changed while stopped
+    again = start(config, port, "again")
+    again.wait_log("the configuration of what is published changed: rebuilt")
+    again.wait_http()
+    assert again.get("/archive/weekly/").status_code == 200
+    assert again.stop()[0] == 0
+
+
+def test_an_ingest_with_nothing_new_still_rebuilds_a_changed_configuration(
+    make_settings: Callable[..., Settings], store_url: str
+) -> None:
+    """`publisher schedules run` of an ingest job after `config.toml` changed, with no new
+    item: the build runs anyway, so a list made private leaves the archive."""
+    lists = [{"slug": "weekly", "name": "Weekly digest", "sender": "News <news@example.org>"}]
+    settings = make_settings(storage={"url": store_url}, lists=lists)
+    publisher = Publisher(settings, Store(store_url))
+    publisher.build()
+    archive = settings.feeds.output_dir / "archive" / "weekly" / "index.html"
+    assert archive.is_file() and not publisher.needs_build()
+    counts = asyncio.run(publisher.arun_job(JobKind.INGEST))
+    assert "written" not in counts  # nothing new, nothing changed: no build
+    private = publisher.reconfigured(
+        settings.model_copy(update={"lists": [settings.lists[0].model_copy(update={"public": False})]})
+    )
+    assert private.needs_build()
+    counts = asyncio.run(private.arun_job(JobKind.INGEST))
+    assert "written" in counts and not archive.exists()
+    assert not private.needs_build()
+    publisher.close()

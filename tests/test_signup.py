@@ -438,3 +438,73 @@ def _write_config(path: Path, settings: Settings) -> None:
         f'[storage]\nurl = "{settings.storage.url}"\n[outbox]\npath = "{settings.outbox.path}"\n'
         f'[feeds]\noutput_dir = "{settings.feeds.output_dir}"\n{lists}'
     )
+
+
+def _form_csrf(page: str, action: str) -> str | None:
+    """The CSRF token of the page's form offering ``action`` (None: no such form)."""
+    for form in re.findall(r"<form .*?</form>", page, re.S):
+        if f'value="{action}"' in form:
+            found = re.search(r'name="csrf" value="([^"]+)"', form)
+            return found.group(1) if found else None
+    return None
+
+
+def test_a_bounce_recorded_while_unsubscribed_stops_every_web_join_until_unsuppressed(site: Site) -> None:
+    """The reviewer's path: left weekly, then suppressed by hand as bounced. Neither the
+    mailed unsubscribe page, nor the preferences page, nor the sign-up form joins it back
+    or mails it; ``unsuppress`` returns weekly to unsubscribed, which can be undone again."""
+    from tests.test_web import token_for
+
+    pub, client = site.publisher, site.client
+    add(pub.settings, pub.store, "weekly", "evil@example.org", now=START)
+    unsubscribe = f"/unsubscribe/{token_for(pub, 'evil@example.org', 'weekly')}"
+    preferences = f"/preferences/{token_for(pub, 'evil@example.org', 'weekly', 'preferences')}"
+    left = client.post(unsubscribe, data={"csrf": site.csrf(unsubscribe), "confirm": "yes", "website": ""})
+    stale = _form_csrf(left.text, "resubscribe")  # the page's "Subscribe again" form, kept open
+    assert stale and site.status("evil@example.org") is SubscriptionStatus.UNSUBSCRIBED
+
+    assert pub.suppress_subscriber("evil@example.org", SubscriptionStatus.BOUNCED, "dead") == ("weekly",)
+    assert site.status("evil@example.org") is SubscriptionStatus.BOUNCED
+
+    page = client.get(unsubscribe).text
+    assert "Subscribe again" not in page and _form_csrf(page, "resubscribe") is None
+    assert "Mail to this address was stopped after failed deliveries or a complaint" in page
+    again = client.post(unsubscribe, data={"csrf": stale, "action": "resubscribe", "website": ""})
+    assert again.status_code == 200 and "You are subscribed to Weekly digest again" not in again.text
+    assert "You are not subscribed to Weekly digest" in again.text
+    assert site.status("evil@example.org") is SubscriptionStatus.BOUNCED
+
+    form = client.get(preferences).text
+    assert re.search(r'id="list-press"[^>]* disabled', form)
+    assert re.search(r'id="list-weekly"[^>]* disabled', form)
+    data = {"csrf": site.csrf(preferences), "list": ["press", "weekly"], "website": ""}
+    assert client.post(preferences, data=data).status_code == 200
+    assert site.status("evil@example.org", "press") is None
+    assert site.status("evil@example.org") is SubscriptionStatus.BOUNCED
+
+    assert site.sign_up("evil@example.org", "weekly", "press").status_code == 200  # the same answer
+    assert site.mails() == []  # nothing sent
+    assert site.status("evil@example.org", "press") is None  # nothing stored
+
+    restored = pub.unsuppress_subscriber("evil@example.org", "asked")
+    assert restored == {"weekly": SubscriptionStatus.UNSUBSCRIBED}
+    page = client.get(unsubscribe).text
+    token = _form_csrf(page, "resubscribe")
+    assert token and "Mail to this address was stopped" not in page
+    back = client.post(unsubscribe, data={"csrf": token, "action": "resubscribe", "website": ""})
+    assert "You are subscribed to Weekly digest again" in back.text
+    assert site.status("evil@example.org") is SubscriptionStatus.CONFIRMED
+
+
+def test_a_bounce_report_marks_lists_the_address_had_left_and_lifting_restores_them(site: Site) -> None:
+    """The delivery ledger's bounce (``set_status`` for every list) follows the same rule."""
+    pub = site.publisher
+    ann = add(pub.settings, pub.store, "weekly", "ann@example.org", now=START)
+    add(pub.settings, pub.store, "press", "ann@example.org", now=START)
+    pub.remove_subscriber("press", "ann@example.org")
+    set_status(pub.store, ann.id, None, SubscriptionStatus.BOUNCED, "550 5.1.1", now=START)
+    assert site.status("ann@example.org", "press") is SubscriptionStatus.BOUNCED
+    assert pub.unsuppress_subscriber("ann@example.org") == {
+        "press": SubscriptionStatus.UNSUBSCRIBED,
+        "weekly": SubscriptionStatus.CONFIRMED,
+    }

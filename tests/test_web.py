@@ -271,6 +271,70 @@ def test_unsubscribe_by_clicking_in_chromium(publisher: Publisher, server: Serve
     assert status_of(publisher, "ann@example.org", "weekly") == SubscriptionStatus.UNSUBSCRIBED
 
 
+LONG_WORD = "Sozialversicherungs" * 6 + "x"  # 115 letters and no break opportunity
+LONG_URL = "https://www.example.org/news/" + "a" * 120
+LONG_ADDRESS = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + ".example.org"  # valid, 204 characters
+
+
+def test_long_unbroken_words_and_addresses_do_not_scroll_sideways_at_375_px_in_chromium(
+    publisher: Publisher, server: Server
+) -> None:
+    """An item with a 120-character word or URL on the index, a long (valid) address on the
+    confirmation, unsubscribe and preferences pages: each page wraps, never wider than 375 px."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{CHROMIUM} missing: `make test` installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} missing")
+    import email
+    import email.policy
+
+    from playwright.sync_api import sync_playwright
+
+    publisher.store.items.save(
+        [
+            Item(
+                id="urn:x:long",
+                source="sample",
+                title=f"Title {LONG_WORD}",
+                summary=f"<p>{LONG_WORD} and {LONG_URL}</p>",
+                link=LONG_URL,
+                published=NOW,
+                updated=NOW,
+                language="en",
+                category="news",
+                label="News",
+                content_hash="long",
+            )
+        ],
+        [],
+        NOW,
+    )
+    publisher.build()
+    signup = publisher.sign_up(email=LONG_ADDRESS, name="", language="en", lists=["weekly"], client="test")
+    assert signup.mail is not None
+    mail = email.message_from_bytes(signup.mail.data, policy=email.policy.default)
+    body = mail.get_body(("plain",))  # type: ignore[attr-defined]
+    confirm = re.search(r"(/confirm/\S+)", body.get_content())
+    assert confirm
+    add(publisher.settings, publisher.store, "press", LONG_ADDRESS, "", "en", now=NOW)
+    pages = {
+        "index": "/",
+        "confirm": confirm.group(1),
+        "unsubscribe": f"/unsubscribe/{token_for(publisher, LONG_ADDRESS, 'press')}",
+        "preferences": f"/preferences/{token_for(publisher, LONG_ADDRESS, 'press', 'preferences')}",
+    }
+    widths: dict[str, int] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 375, "height": 800})
+        for name, path in pages.items():
+            page.goto(server.base + path)
+            assert LONG_ADDRESS in page.content() or name == "index"
+            widths[name] = page.evaluate("document.documentElement.scrollWidth")
+        browser.close()
+    assert widths == dict.fromkeys(pages, 375)
+
+
 # -- issue 7: hostile requests change nothing ---------------------------------------------
 
 
@@ -587,25 +651,51 @@ def test_a_forged_post_cannot_join_a_private_list(prefs: tuple[Publisher, Server
     }
 
 
-def test_bounced_and_complained_stay_suppressed_but_an_unsubscribe_can_be_undone(
+def test_an_unsubscribe_can_be_undone_but_a_bounce_or_complaint_stops_every_join(
     prefs: tuple[Publisher, Server],
 ) -> None:
     pub, server = prefs
     path = _subscribe(pub, "ann@example.org", "weekly", "press")
     sid = pub.store.subscribers.find_id("ann@example.org")
     assert sid is not None
-    set_status(pub.store, sid, "weekly", SubscriptionStatus.BOUNCED, "550 no such user", now=NOW)
     set_status(pub.store, sid, "press", SubscriptionStatus.UNSUBSCRIBED, "web", now=NOW)
+    submit(server.base + path, {"list": ["weekly", "press"]})
+    assert statuses_of(pub, "ann@example.org")["press"] == SubscriptionStatus.CONFIRMED
+    set_status(pub.store, sid, "press", SubscriptionStatus.UNSUBSCRIBED, "web", now=NOW)
+
+    # A bounce on one list stops the address: the list it had left cannot be joined either
+    # (the sign-up form refuses such an address on every list too).
+    set_status(pub.store, sid, "weekly", SubscriptionStatus.BOUNCED, "550 no such user", now=NOW)
     page = httpx.get(server.base + path).text
     assert " disabled" in _checkbox(page, "weekly") and "stopped after failed deliveries" in page
+    assert " disabled" in _checkbox(page, "press")
     submit(server.base + path, {"list": ["weekly", "press"]})
     assert statuses_of(pub, "ann@example.org") == {
-        "press": SubscriptionStatus.CONFIRMED,
+        "press": SubscriptionStatus.UNSUBSCRIBED,
         "weekly": SubscriptionStatus.BOUNCED,
     }
     set_status(pub.store, sid, "press", SubscriptionStatus.COMPLAINED, "abuse report", now=NOW)
     submit(server.base + path, {"list": ["weekly", "press"]})
     assert statuses_of(pub, "ann@example.org")["press"] == SubscriptionStatus.COMPLAINED
+
+
+def test_the_unsubscribe_page_never_joins_a_private_list_again(prefs: tuple[Publisher, Server]) -> None:
+    """Private lists "can be left, never joined from the web": no "Subscribe again" button,
+    and a POST of it with the page's own token changes nothing."""
+    pub, server = prefs
+    _subscribe(pub, "ann@example.org", "staff")
+    url = f"{server.base}/unsubscribe/{token_for(pub, 'ann@example.org', 'staff')}"
+    left = submit(url, {"confirm": "yes"})
+    assert left.status_code == 200 and "You will no longer receive Staff only." in left.text
+    assert "Subscribe again" not in left.text and 'value="resubscribe"' not in left.text
+    assert "This list cannot be joined from the website." in left.text
+    page = httpx.get(url).text
+    assert "You are not subscribed to Staff only" in page and "Subscribe again" not in page
+
+    token = pub.form_token(form_name("unsubscribe", url.rsplit("/", 1)[1]))  # a valid token all the same
+    forged = httpx.post(url, data={"csrf": token, "action": "resubscribe", "website": ""})
+    assert forged.status_code == 200 and "again" not in forged.text
+    assert statuses_of(pub, "ann@example.org") == {"staff": SubscriptionStatus.UNSUBSCRIBED}
 
 
 def test_leave_all_unsubscribes_every_list(prefs: tuple[Publisher, Server]) -> None:

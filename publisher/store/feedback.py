@@ -7,11 +7,14 @@ nothing), the delivery marked bounced, and the address suppressed on every list 
 mailbox moves the report only after it (publisher.bounces.process), so the next run
 applies it again in full.
 
-Suppression here follows the rule of :func:`publisher.subscriptions.set_status`: an
-existing suppression stays (an unsubscribed address is not relabelled bounced), except
-that a complaint replaces any: complaints are what a sender must prove it honoured.
-Lifting (``subscribers unsuppress``) restores the status the list had before, keeping
-its consent record, and says so in the history.
+Suppression here follows the rule of :func:`publisher.subscriptions.set_status`
+(:func:`publisher.models.suppression_replaces`): a bounce or a complaint marks every
+list of the address, those it had left included, so that no web page can join it back
+(a list's "subscribe again" button looks at that list's status); a bounce leaves a
+complaint as it is, and a complaint replaces any: complaints are what a sender must
+prove it honoured. Lifting (``subscribers unsuppress``) restores the status each list
+had before (unsubscribed where the person had left), keeping its consent record, and
+says so in the history.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ from sqlalchemy.exc import IntegrityError
 
 from publisher.models import (
     ADMIN_ONLY,
-    SUPPRESSED,
     DeliveryStatus,
     FeedbackKind,
     SubscriptionStatus,
     email_hash,
+    suppression_replaces,
 )
 from publisher.store.tables import (
     deliveries,
@@ -332,8 +335,7 @@ def _suppress(
     ).all()
     changed = []
     for slug, value in rows:
-        old = SubscriptionStatus(value)
-        if old == status or (old in SUPPRESSED and status is not SubscriptionStatus.COMPLAINED):
+        if not suppression_replaces(SubscriptionStatus(value), status):
             continue
         changed.append(slug)
     if changed:

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, ParamSpec, TypeVar
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from starlette.datastructures import FormData
@@ -361,7 +361,10 @@ def safe_next(value: str) -> str:
     Refused: anything not starting with ``/admin`` (so no ``//host``, ``/\\host``,
     ``https:``, ``javascript:``), backslashes (browsers read them as slashes), control
     characters and whitespace (browsers strip some, which can turn ``/\\t/host`` into
-    ``//host``), and anything urlsplit sees a scheme or host in.
+    ``//host``), and anything urlsplit sees a scheme or host in. The prefix is checked
+    on the path as the browser will resolve it: dot segments, encoded ones too (``%2e``,
+    which browsers read as a dot), are resolved first, so ``/admin/../evil`` is
+    ``/evil`` and refused; a segment hiding an encoded slash or backslash is refused.
     """
     home = f"{PREFIX}/"
     if not value or len(value) > 2000:
@@ -369,11 +372,39 @@ def safe_next(value: str) -> str:
     if any(ord(c) < 33 or ord(c) == 127 or c == "\\" for c in value):
         return home
     parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not (parts.path == PREFIX or parts.path.startswith(home)):
+    if parts.scheme or parts.netloc or value.startswith("//"):
         return home
-    if value.startswith("//"):
+    path = _resolved_path(parts.path)
+    if path is None or not (path == PREFIX or path.startswith(home)):
         return home
-    return value
+    return urlunsplit(("", "", path, parts.query, parts.fragment))
+
+
+def _resolved_path(path: str) -> str | None:
+    """``path`` with its dot segments resolved (RFC 3986 5.2.4, ``%2e`` read as ``.``).
+
+    None when a segment, percent-decoded (twice, for a proxy that decodes once more),
+    holds a slash or backslash: no console path does, and what a server makes of one
+    is its own choice.
+    """
+    out: list[str] = []
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        decoded = unquote(unquote(segment))
+        if "/" in decoded or "\\" in decoded:
+            return None
+        last = i == len(segments) - 1
+        if decoded == ".":
+            if last:
+                out.append("")
+        elif decoded == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return "/".join(out) if out and out[0] == "" else None
 
 
 def to_login(request: Request) -> Response:

@@ -178,11 +178,20 @@ class SubscriberPages:
         if act and not one_click and form.get("action") == "resubscribe":
             # The address is proven by its own link: no second confirmation.
             try:
-                await asyncio.to_thread(self.publisher.resubscribe, holder, source=source)
+                joined = await asyncio.to_thread(self.publisher.resubscribe, holder, source=source)
             except SubscriberError:  # forgotten or removed since the token was checked
                 return self._invalid()
-            return self._page(200, holder.language, t("resubscribed_title", list=list_name), **links)
+            if joined:
+                return self._page(200, holder.language, t("resubscribed_title", list=list_name), **links)
+            # A private list or a stopped address (a forged or stale form): nothing changed.
+            heading = t("not_subscribed_title", list=list_name)
+            refusal = await self._rejoin_refusal(holder)
+            return self._page(200, holder.language, heading, message=t(refusal) if refusal else "", **links)
         csrf = await self._csrf("unsubscribe", request)
+        # "Subscribe again" is offered only where it would work.
+        refusal = await self._rejoin_refusal(holder)
+        why_not = t(refusal) if refusal else ""
+        again = {"action": "", "csrf": ""} if refusal else {"action": "resubscribe", "csrf": csrf}
         if act:  # a one-click POST (its mailed token is the proof), or our form's button
             try:
                 await asyncio.to_thread(
@@ -193,13 +202,13 @@ class SubscriberPages:
                 )
             except SubscriberError:  # forgotten or removed since the token was checked
                 return self._invalid()
+            left = t("unsubscribed_text", list=list_name)
             return self._page(
                 200,
                 holder.language,
                 t("unsubscribed_title"),
-                message=t("unsubscribed_text", list=list_name),
-                action="resubscribe",
-                csrf=csrf,
+                message=f"{left} {why_not}".strip(),
+                **again,
                 **links,
             )
         # A GET, a HEAD (Starlette routes it here and uvicorn drops the body), or a
@@ -207,7 +216,7 @@ class SubscriberPages:
         if not await asyncio.to_thread(self.publisher.is_subscribed, holder):
             # A used link: say so instead of offering the same button again.
             heading = t("not_subscribed_title", list=list_name)
-            return self._page(200, holder.language, heading, action="resubscribe", csrf=csrf, **links)
+            return self._page(200, holder.language, heading, message=why_not, **again, **links)
         return self._page(
             200,
             holder.language,
@@ -217,6 +226,14 @@ class SubscriberPages:
             csrf=csrf,
             **links,
         )
+
+    async def _rejoin_refusal(self, holder: LinkHolder) -> str:
+        """The catalogue key saying why the link's list cannot be joined here, or "" if it can."""
+        if holder.list_slug not in self.publisher.public_lists:
+            return "rejoin_private_text"  # "can be left, never joined from the web"
+        if await asyncio.to_thread(self.publisher.join_blocked, holder):
+            return "rejoin_blocked_text"
+        return ""
 
     async def _preferences_holder(self, request: Request) -> LinkHolder | Response:
         """The preferences link's holder, or the page to answer instead (invalid, test copy)."""
@@ -263,12 +280,16 @@ class SubscriberPages:
                 return self._invalid()
         statuses = await asyncio.to_thread(self.publisher.subscriptions_of, holder)
         public = self.publisher.public_lists
+        # A bounce or complaint stops the address, not one list: nothing can be joined,
+        # so no box that could only pretend to join is left enabled.
+        stopped = await asyncio.to_thread(self.publisher.join_blocked, holder)
         rows = [
             {
                 "slug": slug,
                 "name": name,
                 "subscribed": statuses.get(slug) == SubscriptionStatus.CONFIRMED,
-                "blocked": statuses.get(slug) in ADMIN_ONLY,
+                "blocked": statuses.get(slug) in ADMIN_ONLY
+                or (stopped and statuses.get(slug) != SubscriptionStatus.CONFIRMED),
             }
             for slug, name in self.list_names.items()
             if slug in public or statuses.get(slug) == SubscriptionStatus.CONFIRMED

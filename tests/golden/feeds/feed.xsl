@@ -21,7 +21,7 @@
 <style>
 :root { color-scheme: light dark; --fg: #1d1d1f; --muted: #5f6368; --bg: #fff; --line: #d9dce1; --accent: #0b57d0; --box: #f1f3f4; }
 @media (prefers-color-scheme: dark) { :root { --fg: #e8eaed; --muted: #a8adb4; --bg: #17181a; --line: #3c4043; --accent: #8ab4f8; --box: #26282b; } }
-body { margin: 0; font: 1rem/1.55 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); }
+body { margin: 0; font: 1rem/1.55 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); overflow-wrap: anywhere; }
 main { max-width: 48rem; margin: 0 auto; padding: 2rem 1rem; }
 h1 { font-size: 1.8rem; line-height: 1.2; margin: 0 0 .5rem; }
 h2 { font-size: 1.3rem; margin: 2rem 0 .25rem; }
