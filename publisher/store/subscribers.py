@@ -727,12 +727,7 @@ class SubscriberStore:
         pending, and its time stamps the event either way.
         """
         with self.engine.begin() as conn:
-            current = conn.execute(
-                select(subscriptions.c.status)
-                .where(subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list_slug == list_slug)
-                .with_for_update()
-            ).scalar_one_or_none()
-            old = SubscriptionStatus(current) if current else None
+            old = _locked_status(conn, subscriber_id, list_slug)
             if old == status:
                 return False
             if old in SUPPRESSED and status not in SUPPRESSED and not lift_suppression:
@@ -751,14 +746,9 @@ class SubscriberStore:
         confirmed. Asked again, nothing more is written (``already``).
         """
         with self.engine.begin() as conn:
-            current = conn.execute(
-                select(subscriptions.c.status)
-                .where(subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list_slug == list_slug)
-                .with_for_update()
-            ).scalar_one_or_none()
-            if current is None:
+            old = _locked_status(conn, subscriber_id, list_slug)
+            if old is None:
                 return Unsubscribe.NOT_ON_LIST
-            old = SubscriptionStatus(current)
             if old is SubscriptionStatus.UNSUBSCRIBED:
                 return Unsubscribe.ALREADY
             writes = PlannedWrites()
@@ -920,3 +910,13 @@ def _write_status_changes(conn: Connection, writes: PlannedWrites) -> None:
         conn.execute(_SUPPRESS_SUBSCRIPTION, writes.suppressions)
     if writes.events:
         conn.execute(subscription_events.insert(), writes.events)
+
+
+def _locked_status(conn: Connection, subscriber_id: int, list_slug: str) -> SubscriptionStatus | None:
+    """A subscription's status, its row locked until the transaction ends (None: not on the list)."""
+    current = conn.execute(
+        select(subscriptions.c.status)
+        .where(subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list_slug == list_slug)
+        .with_for_update()
+    ).scalar_one_or_none()
+    return SubscriptionStatus(current) if current else None
