@@ -8,6 +8,11 @@ build into an empty output folder, and a rebuild with nothing new (must write no
 Every page exists once per catalogue language (en, fr, es), so the files column says
 how many pages a build writes.
 
+The baseline is the same full build rendered by Jinja2's plain ``SandboxedEnvironment``
+instead of :class:`publisher.sandbox.BoundedSandbox` (same process, same store, same
+bytes written, checked): the "bounds cost" column is what the template limits (size
+checks, loop counting, the clock looked at on every call and loop step) add to a build.
+
 Run: .venv/bin/python bench/archive.py [--sizes 25,100] [--repeat 3]
 """
 
@@ -20,14 +25,18 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+from jinja2.sandbox import SandboxedEnvironment
 from rich.console import Console
 from rich.table import Table
 
+import publisher.templating as templating
 from publisher.app import Publisher
 from publisher.archive import build_archive
 from publisher.config import Settings, settings_from_dict
@@ -111,6 +120,26 @@ def timed(
     return statistics.median(times), result
 
 
+@contextmanager
+def unbounded_sandbox() -> Iterator[None]:
+    """Render with Jinja2's plain sandbox (the baseline), with fresh template caches each way."""
+
+    def fresh() -> None:
+        templating._ENVIRONMENTS.clear()
+        templating._compiled.cache_clear()
+
+    with mock.patch.object(templating, "BoundedSandbox", SandboxedEnvironment):
+        fresh()
+        try:
+            yield
+        finally:
+            fresh()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def measure(size: int, repeat: int) -> list[str]:
     """One table row: fill a store with ``size`` issues, time a full build and a rebuild."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,10 +150,26 @@ def measure(size: int, repeat: int) -> list[str]:
             lambda: build_archive(settings, store), repeat, lambda: shutil.rmtree(archive, True)
         )
         files = len(report.written)
+        bounded_bytes = snapshot(archive)
         again, report = timed(lambda: build_archive(settings, store), repeat)
+        with unbounded_sandbox():
+            plain, _ = timed(
+                lambda: build_archive(settings, store), repeat, lambda: shutil.rmtree(archive, True)
+            )
+            if snapshot(archive) != bounded_bytes:
+                raise SystemExit("the plain sandbox built different pages; the comparison would be wrong")
         store.close()
     per_issue = f"{full / size * 1000:.1f} ms"
-    return [str(size), str(files), f"{full:.2f}", per_issue, f"{again:.2f}", str(len(report.written))]
+    return [
+        str(size),
+        str(files),
+        f"{full:.2f}",
+        per_issue,
+        f"{again:.2f}",
+        str(len(report.written)),
+        f"{plain:.2f}",
+        f"{full / plain:.2f}x",
+    ]
 
 
 def main() -> None:
@@ -133,7 +178,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     table = Table(title="archive build (median seconds)")
-    for column in ("issues", "files", "full build", "per issue", "rebuild, nothing new", "rewritten"):
+    columns = (
+        "issues",
+        "files",
+        "full build",
+        "per issue",
+        "rebuild, nothing new",
+        "rewritten",
+        "full, plain sandbox",
+        "bounds cost",
+    )
+    for column in columns:
         table.add_column(column, justify="right")
     for size in (int(s) for s in args.sizes.split(",")):
         table.add_row(*measure(size, args.repeat))
