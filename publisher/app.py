@@ -29,7 +29,7 @@ from publisher.checks import CheckReport, check_settings
 from publisher.config import ScheduleConfig, Settings
 from publisher.config_edit import ScheduleEdit, plan_schedule_edit, save_schedule_edit
 from publisher.dashboard import Dashboard, dashboard
-from publisher.digests import DigestReport, IssuePreview, Preview, Requeued
+from publisher.digests import DigestReport, FailureReport, IssuePreview, Preview, Requeued
 from publisher.errors import ConfigError, ItemError, MailError, SchedulerError
 from publisher.feeds import BuildReport, build_feeds, write_if_changed
 from publisher.i18n import LANGUAGE_NAMES, normalise_language
@@ -39,6 +39,7 @@ from publisher.ledger import DeliveryTally, ProgressFn
 from publisher.links import LinkHolder, link_holder
 from publisher.mailer import SendResult
 from publisher.models import (
+    NOT_SENT,
     Clock,
     DeliveryStatus,
     FeedbackEvent,
@@ -78,6 +79,7 @@ __all__ = [
     "AuditEntry",
     "Clock",
     "ConfirmLink",
+    "FailureReport",
     "ItemChange",
     "LinkHolder",
     "LinkState",
@@ -494,6 +496,19 @@ class Publisher:
     def digest_status(self, list_slug: str | None = None, limit: int = 20) -> list[IssueSummary]:
         """``digest status``: issues, newest first, with their delivery counts and workers."""
         return digests.status(self.settings, self.store, list_slug, limit)
+
+    def delivery_failures(
+        self,
+        list_slug: str | None = None,
+        *,
+        issue_id: int | None = None,
+        statuses: tuple[DeliveryStatus, ...] = NOT_SENT,
+        limit: int = 50,
+    ) -> FailureReport:
+        """``digest failures``: why an issue's deliveries were not sent (newest issue per list by default)."""
+        return digests.failures(
+            self.settings, self.store, list_slug, issue_id=issue_id, statuses=statuses, limit=limit
+        )
 
     def idle_queue_warning(self) -> str | None:
         """In ``workers`` mode: a warning when deliveries are queued and no worker is alive."""

@@ -41,14 +41,22 @@ from publisher.app import (
 )
 from publisher.config import Settings, load_config
 from publisher.errors import ConfigError, MailError, OutputError, PublisherError, SchedulerError
-from publisher.models import DeliveryStatus, ListedItem, SubscriptionStatus, Unsubscribe
+from publisher.models import (
+    NOT_SENT,
+    WHY_STATUSES,
+    DeliveryStatus,
+    ListedItem,
+    SubscriptionStatus,
+    Unsubscribe,
+)
 
 if TYPE_CHECKING:
-    from publisher.digests import DigestReport
+    from publisher.digests import DigestReport, FailureReport
     from publisher.feeds import BuildReport
     from publisher.ingest import IngestReport
     from publisher.ledger import DeliveryTally
     from publisher.store.feedback import FeedbackRates
+    from publisher.store.issues import FailedDelivery, IssueSummary
     from publisher.store.runs import JobRun
     from publisher.store.subscribers import SubscriberRecord
     from publisher.subscriptions import ImportReport
@@ -760,6 +768,7 @@ def digest_status(ctx: Context, list_slug: str | None, limit: int, as_json: bool
         print_json([dataclasses.asdict(row) for row in rows])
         return
     table = Table(
+        "issue",
         "list",
         "period",
         "created",
@@ -777,6 +786,7 @@ def digest_status(ctx: Context, list_slug: str | None, limit: int, as_json: bool
     )
     for row in rows:
         table.add_row(
+            str(row.id),
             row.list_slug,
             row.period_key,
             local(row.created, ctx.settings),
@@ -808,6 +818,148 @@ def digest_status(ctx: Context, list_slug: str | None, limit: int, as_json: bool
             )
     if workers.row_count:
         console.print(workers)
+
+
+@digest.command("failures")
+@click.argument("list_slug", metavar="[LIST]", required=False)
+@click.option(
+    "--issue", "issue_id", type=int, default=None, help="This issue (its id) instead of the newest."
+)
+@click.option(
+    "--status",
+    "statuses",
+    type=click.Choice([s.value for s in WHY_STATUSES]),
+    multiple=True,
+    help=f"Only this status; repeat for several [default: {', '.join(s.value for s in NOT_SENT)}].",
+)
+@click.option(
+    "--limit", type=LIMIT, default=50, show_default=True, help="How many deliveries to list (1 or more)."
+)
+@click.option(
+    "--group", is_flag=True, help="Only the reasons: count per status, code and first line of reply."
+)
+@json_option
+@with_context
+def digest_failures(
+    ctx: Context,
+    list_slug: str | None,
+    issue_id: int | None,
+    statuses: tuple[str, ...],
+    limit: int,
+    group: bool,
+    as_json: bool,
+) -> None:
+    """Why deliveries were not sent: each deferred, failed, bounced or unknown one with the
+    server's last reply, newest attempt first, after the reasons counted.
+
+    Looks at the newest issue of each list (or of LIST), or at --issue ID. Replies come
+    from mail servers: control characters and escape sequences are shown as \\x1b, and a
+    reply is cut at 240 characters (--json gives it whole).
+    """
+    wanted = tuple(DeliveryStatus(s) for s in statuses) or NOT_SENT
+    report = ctx.publisher.delivery_failures(list_slug, issue_id=issue_id, statuses=wanted, limit=limit)
+    if as_json:
+        if group:
+            print_json([dataclasses.asdict(reason) for reason in report.reasons])
+        else:
+            print_json([_failed_json(row) for row in report.deliveries])
+        return
+    print_failures(report, ctx.settings, group=group)
+
+
+def _failed_json(row: FailedDelivery) -> dict[str, Any]:
+    return {
+        "issue": row.issue_id,
+        "list": row.list_slug,
+        "period": row.period_key,
+        "address": row.email,
+        "status": row.status,
+        "attempts": row.attempts,
+        "code": row.code,
+        "text": row.text,
+        "next_attempt": row.next_attempt,
+        "last_attempt": row.last_attempt,
+        "worker": row.worker,
+    }
+
+
+def _issue_counts(issue: IssueSummary) -> str:
+    counts = {
+        "sent": issue.sent,
+        "queued": issue.pending + issue.sending,
+        "deferred": issue.deferred,
+        "failed": issue.failed,
+        "bounced": issue.bounced,
+        "unknown": issue.unknown,
+        "skipped": issue.skipped,
+    }
+    shown = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
+    total = f"{issue.total} {'delivery' if issue.total == 1 else 'deliveries'}"
+    return f"{issue.list_slug} {issue.period_key} (issue {issue.id}): {total}" + (
+        f", {shown}" if shown else ""
+    )
+
+
+def _either(statuses: tuple[DeliveryStatus, ...]) -> str:
+    """``deferred, failed or bounced``."""
+    names = [s.value for s in statuses]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def print_failures(report: FailureReport, settings: Settings, *, group: bool) -> None:
+    """``digest failures`` for people: the issues, the reasons, then the deliveries (escaped)."""
+    if not report.issues:
+        console.print("no issue yet")
+        return
+    for issue in report.issues:
+        console.print(_issue_counts(issue))
+    asked = ", ".join(s.value for s in report.statuses)
+    if not report.total:
+        console.print(f"nothing {_either(report.statuses)}")
+        return
+    reasons = Table(title=f"Why not sent ({asked})")
+    reasons.add_column("count", justify="right")
+    for heading in ("status", "code", "reason (first line of the reply)"):
+        reasons.add_column(heading)
+    for reason in report.reasons:
+        reasons.add_row(
+            str(reason.count), reason.status, str(reason.code or "-"), Text(reason.shown_reason or "-")
+        )
+    console.print(reasons)
+    if group:
+        return
+    table = Table(
+        "address",
+        "list",
+        "period",
+        "issue",
+        "status",
+        "attempts",
+        "code",
+        "reply",
+        "next attempt",
+        "last attempt",
+        "worker",
+        title="Deliveries not sent, latest attempt first",
+    )
+    for row in report.deliveries:
+        table.add_row(
+            Text(row.email if row.email is not None else "(forgotten)"),
+            row.list_slug,
+            row.period_key,
+            str(row.issue_id),
+            row.status,
+            str(row.attempts),
+            str(row.code or "-"),
+            Text(row.shown_text or "-"),
+            local(row.next_attempt, settings),
+            local(row.last_attempt, settings),
+            Text(row.worker or "-"),
+        )
+    console.print(table)
+    shown = len(report.deliveries)
+    more = "; --limit N shows more, --group only the reasons" if shown < report.total else ""
+    console.print(f"{shown} of {report.total} shown{more}")
 
 
 @digest.command("requeue-unknown")

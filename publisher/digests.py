@@ -37,11 +37,11 @@ from publisher.ledger import LEGACY_STOPPED_TEXT, DeliveryTally, ProgressFn, Sen
 from publisher.links import TEST_SUBSCRIBER_ID
 from publisher.mailer import OutgoingMessage, SendResult, make_transport
 from publisher.messages import RenderedIssue, render_issue, render_subject
-from publisher.models import Clock, Item, StopFlag, Subscriber, SubscriptionStatus
+from publisher.models import NOT_SENT, Clock, DeliveryStatus, Item, StopFlag, Subscriber, SubscriptionStatus
 from publisher.periods import period_key, period_label, period_start
 from publisher.spamcheck import SpamReport
 from publisher.store import Store
-from publisher.store.issues import IssueSummary
+from publisher.store.issues import FailedDelivery, FailureReason, IssueSummary
 from publisher.subscriptions import (
     ImportReport,
     import_csv,
@@ -465,6 +465,60 @@ def requeue_unknown(settings: Settings, store: Store, clock: Clock, list_slug: s
         store.issues.resend_unknown(row.id, clock())
         for row in store.issues.summaries(list_slug, limit=10_000)
         if row.unknown
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FailureReport:
+    """Why deliveries were not sent (``digest failures`` and the console's issue page).
+
+    ``issues``: the issues looked at, newest first, with their counts. ``reasons``: every
+    matching delivery counted per (status, code, first line of the reply), most first.
+    ``deliveries``: the first ``limit`` of them, latest attempt first; ``total``: how
+    many match in all (``deliveries`` may be fewer).
+    """
+
+    issues: list[IssueSummary]
+    statuses: tuple[DeliveryStatus, ...]
+    reasons: list[FailureReason]
+    deliveries: list[FailedDelivery]
+    total: int
+
+
+def failures(
+    settings: Settings,
+    store: Store,
+    list_slug: str | None = None,
+    *,
+    issue_id: int | None = None,
+    statuses: tuple[DeliveryStatus, ...] = NOT_SENT,
+    limit: int = 50,
+) -> FailureReport:
+    """The deliveries of an issue that were not sent, and why (their last SMTP reply).
+
+    Without ``issue_id``: the newest issue of each list, or of ``list_slug`` (an
+    unknown list is a ConfigError, as for ``digest status``). With it: that issue
+    (IssueError when there is none, or when it is not ``list_slug``'s).
+    """
+    if list_slug is not None:
+        settings.list_config(list_slug)
+    if issue_id is None:
+        ids = store.issues.latest_issue_ids(list_slug)
+    else:
+        issue = store.issues.by_id(issue_id)
+        if issue is None:
+            raise IssueError(f"there is no issue {issue_id} (`publisher digest status` lists them)")
+        if list_slug is not None and issue.list_slug != list_slug:
+            raise IssueError(f"issue {issue_id} is an issue of list {issue.list_slug!r}, not {list_slug!r}")
+        ids = [issue_id]
+    statuses = tuple(dict.fromkeys(statuses)) or NOT_SENT
+    rows, total = store.issues.failed_deliveries(ids, statuses, limit)
+    return FailureReport(
+        issues=store.issues.summaries(limit=len(ids), ids=ids) if ids else [],
+        statuses=statuses,
+        reasons=store.issues.failure_reasons(ids, statuses),
+        deliveries=rows,
+        total=total,
     )
 
 

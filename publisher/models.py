@@ -234,6 +234,14 @@ class DeliveryStatus(StrEnum):
     SKIPPED = "skipped"  # the subscriber left the list between issue and send
 
 
+#: The statuses of a delivery that was not sent and whose last reply says why: what
+#: ``digest failures`` lists by default. ``skipped`` (the subscriber left the list, or
+#: the list left config.toml) is no problem to look into: listed only when asked for.
+NOT_SENT = (DeliveryStatus.DEFERRED, DeliveryStatus.FAILED, DeliveryStatus.BOUNCED, DeliveryStatus.UNKNOWN)
+#: What ``digest failures --status`` accepts.
+WHY_STATUSES = (*NOT_SENT, DeliveryStatus.SKIPPED)
+
+
 class JobKind(StrEnum):
     """What a ``[schedules.NAME]`` table runs (its ``job`` key) and a job run records.
 

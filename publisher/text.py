@@ -14,6 +14,7 @@ RFC 5646's well-formed syntax because they are written into feeds and pages verb
 from __future__ import annotations
 
 import re
+import unicodedata
 from urllib.parse import urlsplit, urlunsplit
 
 from bs4 import BeautifulSoup
@@ -96,6 +97,40 @@ def cut_at_word(text: str, limit: int) -> str:
         if word_start > room // 2:
             head = head[:word_start]
     return head.rstrip() + ELLIPSIS
+
+
+# Characters that are not text to look at: controls (C0, C1, DEL; ESC starts a terminal
+# escape sequence), format characters (bidi overrides, zero-width ones), lone surrogates,
+# private use, unassigned, and the Unicode line and paragraph separators.
+_NOT_VISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def visible_line(text: str, limit: int) -> str:
+    """``text`` as one inert line of at most ``limit`` characters, for a terminal or a page.
+
+    For text from a peer that may be hostile (an SMTP server's reply): line breaks and
+    tabs become spaces, so a multi-line reply reads as one line; every other character
+    that is not text to look at is shown as an escape (``\\x1b``, ``\\u202e``), so an ANSI
+    sequence cannot recolour, move or clear a terminal and a bidi override cannot
+    reorder what the admin reads; the result is cut at a word (:func:`cut_at_word`).
+    Console markup (``[bold]``) needs nothing here: the CLI's consoles never read markup.
+    """
+    words = " ".join(text.split())  # every run of whitespace (CR, LF, tab ...) is one space
+    shown = "".join(_escape(c) if unicodedata.category(c) in _NOT_VISIBLE else c for c in words)
+    return cut_at_word(shown, limit)
+
+
+def first_line(text: str) -> str:
+    """The first line of ``text`` that is not blank, stripped ('' when there is none)."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
 
 
 def is_language_tag(value: str) -> bool:

@@ -28,7 +28,16 @@ from publisher.config import load_config
 from publisher.errors import SubscriberError
 from publisher.store import Store
 from publisher.uploads import META, HeldUploads
-from tests.admin_client import HASH_ENV, admin_hash, sign_in
+from tests.admin_client import (
+    HASH_ENV,
+    admin_hash,
+    chromium_page,
+    require_chromium,
+    shoot,
+    sign_in,
+    sign_in_browser,
+)
+from tests.smtp_server import Rule, SmtpSink
 from tests.test_admin import Clock, Console, Server, write_config
 
 
@@ -97,6 +106,99 @@ def test_a_list_shows_subscribers_by_status_and_past_issues_with_counts_and_arch
     # The archive page the link names exists (written when the mail went out).
     relative = link.group(1).removeprefix("http://127.0.0.1:8080/")
     assert (p.settings.feeds.output_dir / relative / "index.html").is_file()
+
+
+# A refusal written to break the console: markup, a script, an ANSI sequence, a bidi override.
+HOSTILE_REPLY = "451 4.7.1 <b>bold</b><script>alert(1)</script> \x1b[31mred\x1b[0m [bold]x[/bold] \u202eevil"
+UNKNOWN_USER = "550 5.1.1 <{0}>: Recipient address rejected: User unknown"
+
+
+@pytest.fixture
+def refusing_site(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch, smtp_server: SmtpSink
+) -> Iterator[Console]:
+    """The console test site sending through an SMTP server that refuses four of five readers."""
+    monkeypatch.setenv(HASH_ENV, admin_hash())
+    path = write_config(tmp_path, store_url)
+    path.write_text(
+        path.read_text() + f'\n[smtp]\nhost = "{smtp_server.host}"\nport = {smtp_server.port}\ntimeout = 5\n'
+    )
+    clock = Clock()
+    publisher = Publisher(load_config(path), Store(store_url), clock=clock)
+    publisher.ingest()
+    for name in ("ana", "ben", "cy", "dee", "eve"):
+        publisher.add_subscriber("weekly", f"{name}@example.org", name.title())
+    smtp_server.script(
+        *(
+            Rule("rcpt", reply=UNKNOWN_USER.format(a), recipient=a)
+            for a in ("ana@example.org", "ben@example.org")
+        ),
+        Rule("rcpt", reply=HOSTILE_REPLY, recipient="cy@example.org"),
+        Rule("rcpt", reply="554 5.7.1 " + "blocked" * 100, recipient="dee@example.org"),
+    )
+    report = asyncio.run(publisher.send_digest("weekly"))
+    assert (report.sent, report.deferred, report.tally.failed, report.tally.bounced) == (1, 1, 1, 2)
+    with Server(publisher) as server:
+        yield Console(publisher, server, clock, path)
+    publisher.close()
+
+
+def test_an_issue_page_says_why_deliveries_were_not_sent_with_the_replies_made_harmless(
+    refusing_site: Console,
+) -> None:
+    p = refusing_site.publisher
+    (issue,) = p.digest_status("weekly")
+    page_path = f"/admin/lists/weekly/issues/{issue.id}"
+    with refusing_site.client() as client:
+        sign_in(client)
+        lists = client.get("/admin/lists/weekly")
+        dashboard = client.get("/admin/")
+        page = client.get(page_path)
+        deferred = client.get(page_path, params={"status": "deferred"})
+        head = client.head(page_path)
+        missing = client.get(f"/admin/lists/weekly/issues/{issue.id + 1}")
+        back = client.get(missing.headers["location"])
+        no_list = client.get(f"/admin/lists/nope/issues/{issue.id}")
+    assert f'<a href="{page_path}">why not sent</a>' in lists.text
+    assert f'<a href="{page_path}">{issue.period_key}</a>' in dashboard.text
+    assert page.status_code == 200 and head.status_code == 200 and no_list.status_code == 404
+    assert missing.status_code == 303 and missing.headers["location"].startswith("/admin/lists/weekly?")
+    assert "That issue is not one of this list&#39;s" in back.text
+    assert "<dt>bounced</dt><dd>2</dd>" in page.text and "<dt>sent</dt><dd>1</dd>" in page.text
+    reasons = page.text.split('id="reasons-table"')[1].split("</table>")[0]
+    first = reasons.split("<tr>")[2]  # the most frequent reason comes first
+    assert '<td class="num" data-label="Count">2</td>' in first and "550" in first
+    assert "5.1.1 &lt;address&gt;: Recipient address rejected: User unknown" in first
+    rows = page.text.split('id="deliveries-table"')[1].split("</table>")[0]
+    assert rows.count("<tr>") == 4 + 1  # the head's row and four deliveries
+    ana_id = p.subscriber("ana@example.org").id
+    assert f'<a href="/admin/subscribers/{ana_id}">ana@example.org</a>' in rows
+    assert "5.1.1 &lt;ana@example.org&gt;: Recipient address rejected: User unknown" in rows
+    # The hostile reply is text: escaped for HTML, its controls shown as escapes.
+    assert "<script>" not in page.text and "<b>bold" not in page.text
+    assert (
+        "4.7.1 &lt;b&gt;bold&lt;/b&gt;&lt;script&gt;alert(1)&lt;/script&gt; \\x1b[31mred\\x1b[0m "
+        "[bold]x[/bold] \\u202eevil" in rows
+    )
+    assert "\x1b" not in page.text and "\u202e" not in page.text
+    assert "blocked" * 30 in rows and "blocked" * 40 not in rows  # cut (240 characters)
+    assert "4 of 4 shown" in page.text and f"--issue {issue.id} --limit 4 --json" in page.text
+    # ?status= narrows the list to one status; the counts stay the issue's.
+    only = deferred.text.split('id="deliveries-table"')[1].split("</table>")[0]
+    assert only.count("<tr>") == 2 and "cy@example.org" in only and "ana@example.org" not in only
+    assert '<strong aria-current="page">deferred (1)</strong>' in deferred.text
+
+
+def test_the_issue_page_reads_at_375_px(refusing_site: Console) -> None:
+    """No sideways scroll on a phone, however long a reply's words (Chromium, no script)."""
+    require_chromium()
+    (issue,) = refusing_site.publisher.digest_status("weekly")
+    base = refusing_site.server.base
+    with chromium_page() as page:
+        sign_in_browser(page, base)
+        page.goto(f"{base}/admin/lists/weekly/issues/{issue.id}")
+        assert page.locator("#deliveries-table").is_visible()
+        shoot(page, "issue-failures")
 
 
 def test_the_preview_is_the_next_issue_in_the_chosen_language_framed_with_a_strict_csp(site: Console) -> None:

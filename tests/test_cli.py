@@ -12,6 +12,7 @@ import email.policy
 import json
 import mailbox
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,6 +77,7 @@ LISTINGS = {
     ("ingest",),
     ("status",),
     ("digest", "status"),
+    ("digest", "failures"),
     ("digest", "preview"),
     ("schedules", "list"),
     ("subscribers", "show"),
@@ -402,6 +404,96 @@ def test_a_relay_outage_is_one_line_and_exit_1_and_nothing_is_lost(site: Path) -
         assert cli(site, "publish").returncode == 0  # nothing more
         copies = [(m.rcpt_tos[0], m.message["List-Id"]) for m in sink.accepted()]
         assert len(copies) == 4 and len(set(copies)) == 4  # three on weekly, one on press
+
+
+# A 4xx reply that tries to recolour and clear the admin's terminal and to style the line.
+HOSTILE_REPLY = "451 4.7.1 \x1b[31mGreylisted\x1b[0m\x1b[2J [bold]come back[/bold] \u202elater"
+LOCAL_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d CES?T")  # the site's zone, Europe/Zurich
+LONG_REPLY = "554 5.7.1 Client host [127.0.0.1] blocked using zen.spamhaus.org; " + "see the list " * 60
+
+
+def test_digest_failures_shows_each_refusal_with_the_servers_words_made_inert(
+    site: Path, store_url: str
+) -> None:
+    """A real send into an SMTP server that refuses three of four recipients (5xx, 4xx), on
+    SQLite and PostgreSQL: `digest failures` says who, how and what the server said."""
+    from tests.smtp_server import Rule, SmtpSink
+
+    config = (site / "config.toml").read_text().replace("sqlite:///var/publisher.db", store_url)
+    assert store_url in config
+    with SmtpSink() as sink:
+        smtp = f'[smtp]\nhost = "127.0.0.1"\nport = {sink.port}\ntimeout = 5\n'
+        (site / "config.toml").write_text(config.replace("[web]\n", smtp + "\n[web]\n", 1))
+        none_yet = cli(site, "digest", "failures")
+        assert none_yet.returncode == 0 and none_yet.stdout == "no issue yet\n", none_yet.stderr
+        assert json.loads(cli(site, "digest", "failures", "--json").stdout) == []
+        gone = "550 5.1.1 <amina.diallo@example.org>: Recipient address rejected: User unknown"
+        sink.script(
+            Rule("rcpt", reply=gone, recipient="amina.diallo@example.org"),
+            Rule("rcpt", reply=HOSTILE_REPLY, recipient="carlos.mendez@example.org"),
+            Rule("rcpt", reply=LONG_REPLY, recipient="press.desk@example.org"),
+        )
+        published = cli(site, "publish")
+        assert published.returncode == 1, published.stderr  # a message failed
+        assert [m.rcpt_tos for m in sink.accepted()] == [["jane.smith@example.org"]]
+
+    shown = cli(site, "digest", "failures")
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert re.search(r"^weekly \S+ \(issue 1\): 3 deliveries, sent 1, deferred 1, bounced 1$", out, re.M)
+    assert re.search(r"^press \S+ \(issue 2\): 1 delivery, failed 1$", out, re.M)
+    lines = out.splitlines()
+    amina = next(line for line in lines if "amina.diallo@example.org" in line)
+    assert "bounced" in amina and " 550 " in amina and len(LOCAL_TIME.findall(amina)) == 1  # last attempt
+    assert "5.1.1 <amina.diallo@example.org>: Recipient address rejected: User unknown" in amina
+    carlos = next(line for line in lines if "carlos.mendez@example.org" in line)
+    assert "deferred" in carlos and " 451 " in carlos and len(LOCAL_TIME.findall(carlos)) == 2  # and next
+    # The hostile reply is shown, inert: no escape character reaches the terminal, the
+    # markup is printed as text, the bidi override as an escape.
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "4.7.1 \\x1b[31mGreylisted\\x1b[0m\\x1b[2J [bold]come back[/bold] \\u202elater" in carlos
+    press = next(line for line in lines if "press.desk@example.org" in line)
+    assert "failed" in press and " 554 " in press and "blocked using zen.spamhaus.org" in press
+    assert "see the list see the" in press and "…" in press and LONG_REPLY[4:] not in out  # cut for the eye
+    # The reasons come first, the recipient's address masked so that refusals group.
+    assert out.index("Why not sent") < out.index("Deliveries not sent")
+    assert "5.1.1 <address>: Recipient address rejected: User unknown" in out
+    assert out.rstrip().endswith("3 of 3 shown")
+
+    rows = json.loads(cli(site, "digest", "failures", "--json").stdout)
+    # Latest attempt first: the press issue was sent after the weekly one.
+    triples = [(r["address"], r["status"], r["code"]) for r in rows]
+    assert triples[0] == ("press.desk@example.org", "failed", 554)
+    assert sorted(triples[1:]) == [
+        ("amina.diallo@example.org", "bounced", 550),
+        ("carlos.mendez@example.org", "deferred", 451),
+    ]
+    by_address = {r["address"]: r for r in rows}
+    assert by_address["carlos.mendez@example.org"]["text"] == HOSTILE_REPLY[4:]  # whole, as sent
+    assert by_address["press.desk@example.org"]["text"] == LONG_REPLY[4:].rstrip()
+    assert by_address["carlos.mendez@example.org"]["next_attempt"].endswith("+00:00")
+    assert by_address["amina.diallo@example.org"]["list"] == "weekly"
+    assert all(r["worker"] and r["attempts"] == 1 and r["period"] for r in rows)
+
+    grouped = json.loads(cli(site, "digest", "failures", "--group", "--json").stdout)
+    assert {(g["status"], g["code"], g["count"]) for g in grouped} == {
+        ("bounced", 550, 1),
+        ("deferred", 451, 1),
+        ("failed", 554, 1),
+    }
+    only = cli(site, "digest", "failures", "weekly", "--status", "deferred", "--limit", "1")
+    assert "carlos.mendez@example.org" in only.stdout and "amina" not in only.stdout
+    assert "press" not in only.stdout
+    assert only.stdout.rstrip().endswith("1 of 1 shown")
+    some = cli(site, "digest", "failures", "weekly", "--limit", "1")
+    assert some.stdout.rstrip().endswith("1 of 2 shown; --limit N shows more, --group only the reasons")
+    reasons = cli(site, "digest", "failures", "weekly", "--group")
+    assert "5.1.1 <address>" in reasons.stdout and "amina.diallo" not in reasons.stdout
+    wrong = cli(site, "digest", "failures", "press", "--issue", "1")
+    assert (
+        wrong.returncode == 1 and wrong.stderr == "error: issue 1 is an issue of list 'weekly', not 'press'\n"
+    )
+    assert cli(site, "digest", "failures", "--status", "sent").returncode == 2
 
 
 def test_requeue_unknown_repairs_only_the_old_outage_marker(site: Path) -> None:

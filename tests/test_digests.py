@@ -30,7 +30,7 @@ from sqlalchemy import select
 from publisher import digests, ledger
 from publisher.app import Publisher
 from publisher.config import Settings
-from publisher.errors import ConfigError, TemplateError
+from publisher.errors import ConfigError, IssueError, TemplateError
 from publisher.models import Consent, DeliveryStatus, Item, SubscriptionStatus
 from publisher.store import Store
 from publisher.store.subscriber_import import ImportRow
@@ -432,6 +432,100 @@ def test_sigkill_mid_issue_then_rerun_serves_everyone_once(
     assert row.sent + row.unknown == total
     assert missing <= row.unknown <= connections  # only in-flight messages are in doubt
     assert row.pending == row.sending == 0
+
+
+def test_failures_say_why_each_delivery_was_not_sent_newest_issue_first(
+    settings: Settings, smtp_server: SmtpSink
+) -> None:
+    """`digest failures`' library half: rows with the server's reply, reasons counted.
+
+    The refusals name their recipient (as Postfix does), yet count as one reason; a
+    multi-line reply's reason is its first line; the row keeps the whole reply.
+    """
+    clock = Clock(NOW)
+    pub = make_publisher(settings, clock, smtp_server)
+    pub.store.items.save([item(1, NOW - timedelta(hours=1), "press-releases")], [], NOW)
+    subscribe(pub, 5)  # reader0 to reader4 on weekly
+    add(pub.settings, pub.store, "press", "reader5@example.org", "Reader 5", "en", now=clock())
+    unknown = "550 5.1.1 <{0}>: Recipient address rejected: User unknown in virtual mailbox table"
+    smtp_server.script(
+        *(
+            Rule("rcpt", reply=unknown.format(a), recipient=a)
+            for a in ("reader0@example.org", "reader1@example.org")
+        ),
+        Rule("rcpt", reply="452 4.2.2 mailbox full", recipient="reader2@example.org"),
+        Rule(
+            "rcpt",
+            reply="554-5.7.1 Message refused\r\n554 5.7.1 see https://mail.example.net/why",
+            recipient="reader3@example.org",
+        ),
+        Rule("rcpt", reply="554 5.7.1 not from here", recipient="reader5@example.org", times=1),
+    )
+    assert send(pub).sent == 1  # reader4
+    clock.now += timedelta(minutes=1)
+    assert send(pub, "press").tally.failed == 1  # reader5, on the press list
+
+    report = pub.delivery_failures()
+    assert [(i.list_slug, i.total) for i in report.issues] == [("press", 1), ("weekly", 5)]
+    assert report.total == 5 and len(report.deliveries) == 5
+    newest = report.deliveries[0]
+    assert (newest.email, newest.list_slug, newest.status, newest.code) == (
+        "reader5@example.org",
+        "press",
+        "failed",
+        554,
+    )
+    by_address = {d.email: d for d in report.deliveries}
+    assert by_address["reader0@example.org"].status == "bounced"
+    assert by_address["reader0@example.org"].text == unknown.format("reader0@example.org").removeprefix(
+        "550 "
+    )
+    deferred = by_address["reader2@example.org"]
+    assert (deferred.status, deferred.code, deferred.attempts) == ("deferred", 452, 1)
+    assert deferred.next_attempt is not None and deferred.next_attempt > clock.now - timedelta(minutes=1)
+    assert deferred.worker and deferred.period_key == report.issues[1].period_key
+    assert (
+        by_address["reader3@example.org"].text
+        == "5.7.1 Message refused\n5.7.1 see https://mail.example.net/why"
+    )
+    assert (
+        by_address["reader3@example.org"].shown_text
+        == "5.7.1 Message refused 5.7.1 see https://mail.example.net/why"
+    )
+    reasons = [(r.count, r.status, r.code, r.reason) for r in report.reasons]
+    assert reasons == [
+        (
+            2,
+            "bounced",
+            550,
+            "5.1.1 <address>: Recipient address rejected: User unknown in virtual mailbox table",
+        ),
+        (1, "deferred", 452, "4.2.2 mailbox full"),
+        (1, "failed", 554, "5.7.1 Message refused"),
+        (1, "failed", 554, "5.7.1 not from here"),
+    ]
+
+    weekly = pub.delivery_failures("weekly", statuses=(DeliveryStatus.BOUNCED,), limit=1)
+    assert weekly.total == 2 and len(weekly.deliveries) == 1 and weekly.deliveries[0].status == "bounced"
+    assert [(r.count, r.status) for r in weekly.reasons] == [(2, "bounced")]
+    (weekly_issue,) = weekly.issues
+    assert pub.delivery_failures(issue_id=weekly_issue.id).total == 4
+    with pytest.raises(IssueError):
+        pub.delivery_failures("press", issue_id=weekly_issue.id)  # another list's issue
+    with pytest.raises(IssueError):
+        pub.delivery_failures(issue_id=weekly_issue.id + 100)
+    with pytest.raises(ConfigError):
+        pub.delivery_failures("nope")
+
+    # A new period's issue is the one looked at by default; the old one stays reachable.
+    clock.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    pub.store.items.save([item(2, clock.now)], [], clock.now)
+    smtp_server.script()  # the same rules: reader0/1 are suppressed now, reader2 still full
+    send(pub)
+    latest = pub.delivery_failures("weekly")
+    assert latest.issues[0].id != weekly_issue.id
+    assert {d.email for d in latest.deliveries} == {"reader2@example.org", "reader3@example.org"}
+    assert pub.delivery_failures("weekly", issue_id=weekly_issue.id).total == 4
 
 
 def test_stop_request_leaves_the_rest_queued(settings: Settings, smtp_server: SmtpSink) -> None:

@@ -1,10 +1,10 @@
-"""The shared text rules: cuts at a word, bidi controls, BCP 47 language tags."""
+"""The shared text rules: cuts at a word, bidi controls, BCP 47 language tags, inert lines."""
 
 from __future__ import annotations
 
 import pytest
 
-from publisher.text import cut_at_word, is_language_tag, strip_bidi
+from publisher.text import cut_at_word, first_line, is_language_tag, strip_bidi, visible_line
 
 
 def test_short_text_is_kept_whole() -> None:
@@ -36,3 +36,21 @@ def test_well_formed_language_tags_pass(tag: str) -> None:
 @pytest.mark.parametrize("tag", ['en"><script>', "", "e", "en-", "en_GB", "english language", "en\n", "1234"])
 def test_malformed_language_tags_fail(tag: str) -> None:
     assert not is_language_tag(tag)
+
+
+def test_a_hostile_reply_becomes_one_inert_line() -> None:
+    """ANSI escapes, C1 controls, bidi overrides, NUL and line breaks from a mail server."""
+    reply = "4.7.1 \x1b[2J\x1b]0;owned\x07 \x9b31m red\r\n4.7.1 [bold]x[/bold] \u202efdp.exe\x00\ud800 end"
+    shown = visible_line(reply, 500)
+    assert shown == (
+        "4.7.1 \\x1b[2J\\x1b]0;owned\\x07 \\x9b31m red 4.7.1 [bold]x[/bold] \\u202efdp.exe\\x00\\ud800 end"
+    )
+    assert shown.isprintable() and shown.isascii()
+    assert visible_line("a\tb\n\n c\u2028d", 50) == "a b c d"
+    assert visible_line("\x1b[31m" + "word " * 100, 40) == "\\x1b[31mword word word word word word…"
+    assert len(visible_line("\x1b" * 1000, 240)) <= 240
+
+
+def test_first_line_skips_blank_lines() -> None:
+    assert first_line("\n  5.1.1 gone  \n5.1.1 more") == "5.1.1 gone"
+    assert first_line("") == first_line(" \n ") == ""

@@ -10,6 +10,7 @@ results in batches; no transaction is held while talking SMTP.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,7 +50,7 @@ from publisher.store.tables import (
     subscriptions,
 )
 from publisher.store.workers import WorkerProgress, usable
-from publisher.text import storable
+from publisher.text import cut_at_word, first_line, storable, visible_line
 
 CHUNK = 1000
 
@@ -93,6 +94,63 @@ class IssueSummary:
     complaints: int = 0
     # Who sends it (``digest status``; empty elsewhere): per worker, its sent count and state.
     workers: tuple[WorkerProgress, ...] = ()
+
+
+#: How much of a reply a table or a page shows (the store keeps up to 1,000 characters).
+REPLY_SHOWN = 240
+#: How much of a reply's first line makes its reason (cut at a word, with "…"): replies
+#: that differ only further on are one reason.
+REASON_LENGTH = 200
+
+
+@dataclass(slots=True, frozen=True)
+class FailedDelivery:
+    """One delivery that was not sent, with the last word of the server about it.
+
+    ``text`` is the reply as stored: a mail server's words, so possibly hostile; a front
+    shows :attr:`shown_text`, never ``text`` as it is. ``email`` is None once the
+    subscriber was forgotten (their replies are erased with them). ``worker`` is the
+    process that made the last attempt (``host-pid-id``), None if no worker holds it.
+    """
+
+    delivery_id: int
+    issue_id: int
+    list_slug: str
+    period_key: str
+    subscriber_id: int
+    email: str | None
+    status: str
+    attempts: int
+    code: int | None
+    text: str | None
+    next_attempt: datetime | None
+    last_attempt: datetime
+    worker: str | None
+
+    @property
+    def shown_text(self) -> str:
+        """The reply as one inert line of at most :data:`REPLY_SHOWN` characters."""
+        return visible_line(self.text or "", REPLY_SHOWN)
+
+
+@dataclass(slots=True, frozen=True)
+class FailureReason:
+    """How many deliveries were not sent for one reason: status, code and reply's first line.
+
+    ``reason`` is the first line of the reply with mail addresses replaced by
+    ``<address>`` (many servers name the recipient, which would make every refusal a
+    reason of its own), cut at :data:`REASON_LENGTH`; like a reply, it is shown through
+    :attr:`shown_reason`.
+    """
+
+    status: str
+    code: int | None
+    reason: str
+    count: int
+
+    @property
+    def shown_reason(self) -> str:
+        return visible_line(self.reason, REPLY_SHOWN)
 
 
 @dataclass(slots=True)
@@ -625,8 +683,10 @@ class IssueStore:
 
     # -- reports ---------------------------------------------------------------
 
-    def summaries(self, list_slug: str | None = None, limit: int = 20) -> list[IssueSummary]:
-        """Newest issues first with delivery counts per status."""
+    def summaries(
+        self, list_slug: str | None = None, limit: int = 20, *, ids: Sequence[int] | None = None
+    ) -> list[IssueSummary]:
+        """Newest issues (of ``list_slug``, or among ``ids``) first with delivery counts per status."""
         counts = {
             s.value: func.sum(case((deliveries.c.status == s.value, 1), else_=0)).label(s.value)
             for s in DeliveryStatus
@@ -640,6 +700,8 @@ class IssueStore:
         )
         if list_slug is not None:
             q = q.where(issues.c.list_slug == list_slug)
+        if ids is not None:
+            q = q.where(issues.c.id.in_(list(ids)))
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
             feedback = _feedback_counts(conn, [r.id for r in rows])
@@ -685,6 +747,93 @@ class IssueStore:
             found = {r[0]: int(r[1]) for r in conn.execute(q)}
         return {s.value: found.get(s.value, 0) for s in open_states}
 
+    # -- why deliveries were not sent ----------------------------------------------
+
+    def latest_issue_ids(self, list_slug: str | None = None) -> list[int]:
+        """The newest issue of each list (or of ``list_slug``), newest first."""
+        newer = issues.alias("newer")
+        later = select(newer.c.id).where(
+            newer.c.list_slug == issues.c.list_slug,
+            or_(
+                newer.c.created > issues.c.created,
+                and_(newer.c.created == issues.c.created, newer.c.id > issues.c.id),
+            ),
+        )
+        q = select(issues.c.id).where(~exists(later)).order_by(issues.c.created.desc(), issues.c.id.desc())
+        if list_slug is not None:
+            q = q.where(issues.c.list_slug == list_slug)
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(q)]
+
+    def failed_deliveries(
+        self, issue_ids: Sequence[int], statuses: Sequence[DeliveryStatus], limit: int
+    ) -> tuple[list[FailedDelivery], int]:
+        """Of these issues, the first ``limit`` deliveries in ``statuses``, latest attempt
+        first, and how many there are in all."""
+        if not issue_ids or not statuses:
+            return [], 0
+        where = and_(
+            deliveries.c.issue_id.in_(list(issue_ids)),
+            deliveries.c.status.in_([s.value for s in statuses]),
+        )
+        q = (
+            select(  # labelled as FailedDelivery's fields
+                deliveries.c.id.label("delivery_id"),
+                deliveries.c.issue_id,
+                issues.c.list_slug,
+                issues.c.period_key,
+                deliveries.c.subscriber_id,
+                subscribers.c.email,
+                deliveries.c.status,
+                deliveries.c.attempts,
+                deliveries.c.last_code.label("code"),
+                deliveries.c.last_text.label("text"),
+                deliveries.c.next_attempt,
+                deliveries.c.updated_at.label("last_attempt"),
+                deliveries.c.claimed_by.label("worker"),
+            )
+            .join(issues, issues.c.id == deliveries.c.issue_id)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(where)
+            .order_by(deliveries.c.updated_at.desc(), deliveries.c.id.desc())
+            .limit(limit)
+        )
+        counted = select(func.count()).select_from(deliveries).where(where)
+        with self.engine.connect() as conn:
+            rows = [FailedDelivery(**r._mapping) for r in conn.execute(q)]
+            total = int(conn.execute(counted).scalar_one())
+        return rows, total
+
+    def failure_reasons(
+        self, issue_ids: Sequence[int], statuses: Sequence[DeliveryStatus]
+    ) -> list[FailureReason]:
+        """Of these issues, the deliveries in ``statuses`` counted per reason, most first.
+
+        The database groups by (status, code, the reply's first characters), so a
+        hundred thousand refusals with one text are one row; the rows are then merged
+        by :class:`FailureReason` (first line, addresses masked) here.
+        """
+        if not issue_ids or not statuses:
+            return []
+        head = func.substr(deliveries.c.last_text, 1, REASON_LENGTH * 2)
+        q = (
+            select(deliveries.c.status, deliveries.c.last_code, head, func.count())
+            .where(
+                deliveries.c.issue_id.in_(list(issue_ids)),
+                deliveries.c.status.in_([s.value for s in statuses]),
+            )
+            .group_by(deliveries.c.status, deliveries.c.last_code, head)
+        )
+        merged: dict[tuple[str, int | None, str], int] = {}
+        with self.engine.connect() as conn:
+            for status, code, text, count in conn.execute(q):
+                key = (str(status), code, _reason(text or ""))
+                merged[key] = merged.get(key, 0) + int(count)
+        found = [
+            FailureReason(status, code, reason, count) for (status, code, reason), count in merged.items()
+        ]
+        return sorted(found, key=lambda r: (-r.count, r.status, r.code or 0, r.reason))
+
 
 CONFIRMED = SubscriptionStatus.CONFIRMED.value
 # What a row given back to the queue looks like: nobody's, never started.
@@ -728,6 +877,15 @@ def _reply_text(text: str) -> str:
     """A server's reply as stored: at most 1,000 characters, :func:`storable` (a relay
     may be hostile, and one reply that cannot be stored would stop a whole batch)."""
     return storable(text)[:1000]
+
+
+# A mail address as servers quote it in a refusal, with or without its angle brackets.
+_ADDRESS = re.compile(r"<?[^\s<>@\"']+@[^\s<>@\"']+>?")
+
+
+def _reason(text: str) -> str:
+    """A reply's reason: its first line, mail addresses as ``<address>``, cut."""
+    return cut_at_word(_ADDRESS.sub("<address>", first_line(text)), REASON_LENGTH)
 
 
 def _record_batch(conn: Connection, outcomes: Sequence[Outcome], worker: str) -> int:

@@ -23,17 +23,21 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from publisher.errors import ConfigError, IssueError, PublisherError, TemplateError
-from publisher.models import DeliveryStatus
+from publisher.models import NOT_SENT, WHY_STATUSES, DeliveryStatus
 from publisher.web.admin import PREFIX, SECURITY_HEADERS, AdminConsole, AdminContext, not_found
 
 log = logging.getLogger("publisher.web.admin")
 
 OVERVIEW_TEMPLATE = "web/admin/lists.html.j2"
 LIST_TEMPLATE = "web/admin/list.html.j2"
+ISSUE_TEMPLATE = "web/admin/issue.html.j2"
 BASE = f"{PREFIX}/lists"
+#: The deliveries an issue's page lists (latest attempt first); the reasons count them all.
+ISSUE_ROWS = 100
 
 NOTICES = {
     "test-sent": "A test copy of {name} was sent.",
+    "issue-unknown": "That issue is not one of this list's; its past issues are below.",
 }
 
 #: The preview page: it may be framed by the console only, and what it shows is inert.
@@ -54,6 +58,7 @@ def routes(console: AdminConsole) -> list[Route]:
         console.page(BASE, overview),
         console.page(f"{BASE}/{{slug}}", show),
         console.page(f"{BASE}/{{slug}}/preview.html", preview_html),
+        console.page(f"{BASE}/{{slug}}/issues/{{id:int}}", issue),
         console.page(f"{BASE}/{{slug}}/test", send_test, methods=["POST"]),
         console.page(f"{BASE}/{{slug}}/export", export, methods=["POST"]),
     ]
@@ -100,6 +105,39 @@ async def show(request: Request, ctx: AdminContext, *, error: str = "", address:
     )
     answer.headers["content-security-policy"] = LIST_CSP
     return answer
+
+
+async def issue(request: Request, ctx: AdminContext) -> Response:
+    """One issue: its counts and why its deliveries were not sent (``digest failures --issue``).
+
+    ``?status=failed`` narrows it to one status. Replies are shown through
+    :attr:`FailedDelivery.shown_text` (one line, controls escaped, cut), then HTML-escaped.
+    """
+    slug = _slug(request, ctx)
+    if slug is None:
+        return not_found()
+    wanted = request.query_params.get("status", "")
+    statuses = tuple(s for s in WHY_STATUSES if s.value == wanted) or NOT_SENT
+    try:
+        report = await ctx.call(
+            ctx.publisher.delivery_failures,
+            slug,
+            issue_id=int(request.path_params["id"]),
+            statuses=statuses,
+            limit=ISSUE_ROWS,
+        )
+    except IssueError:  # no such issue, or another list's: back to the list's issues
+        return ctx.redirect(f"{BASE}/{slug}", done="issue-unknown")
+    (summary,) = report.issues
+    return ctx.render(
+        ISSUE_TEMPLATE,
+        title=f"{ctx.publisher.list_names[slug]}: issue {summary.period_key}",
+        slug=slug,
+        issue=summary,
+        report=report,
+        status_filter=statuses[0].value if len(statuses) == 1 else "",
+        choices=[s.value for s in WHY_STATUSES],
+    )
 
 
 async def preview_html(request: Request, ctx: AdminContext) -> Response:
