@@ -416,7 +416,9 @@ def _issue_page(
 def render_issue_feed(settings: Settings, list_cfg: ListConfig, links: list[IssueLink]) -> bytes:
     """Atom of the newest issues; ids are the pages' URLs and times the send times, so the
     bytes only change when an issue is added. Like every feed, it names ``feed.xsl``
-    (written by the feeds' build), so a browser shows a page rather than raw XML."""
+    (written by the feeds' build), so a browser shows a page rather than raw XML, and its
+    dates are in the site's zone so that page shows the site's day."""
+    zone = settings.site.tz
     base = f"{archive_root(settings)}{list_cfg.slug}/"
     fg = FeedGenerator()
     fg.id(base + FEED_NAME)
@@ -425,15 +427,15 @@ def render_issue_feed(settings: Settings, list_cfg: ListConfig, links: list[Issu
     fg.link(href=base, rel="alternate", type="text/html")
     fg.author(name=xml_safe(settings.site.title))
     fg.language(settings.site.language)
-    fg.updated(max((link.sent for link in links), default=EMPTY_FEED_UPDATED))
+    fg.updated(max((link.sent for link in links), default=EMPTY_FEED_UPDATED).astimezone(zone))
     fg.generator(GENERATOR)
     for link in links:
         fe = fg.add_entry(order="append")
         fe.id(link.url)
         fe.title(xml_safe(link.subject))
         fe.link(href=link.url, rel="alternate", type="text/html")
-        fe.published(link.sent)
-        fe.updated(link.sent)
+        fe.published(link.sent.astimezone(zone))
+        fe.updated(link.sent.astimezone(zone))
         fe.summary(xml_safe(f"{list_cfg.name}, {link.label}"), type="text")
     try:
         data: bytes = fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)

@@ -9,7 +9,9 @@ only when its bytes change. A rebuild with nothing new then touches no file at a
 Each feed is validated by the W3C Feed Validation Service without errors or warnings:
 absolute URLs, one ``self`` link equal to the URL the file is served at, one
 ``alternate`` link to the site's index page, RFC 822 dates in RSS, RFC 3339 in Atom,
-Atom ids that are IRIs, and no character XML cannot carry.
+Atom ids that are IRIs, and no character XML cannot carry. Atom and RSS dates carry the
+site's zone offset (``[site] timezone``), so the date a browser's ``feed.xsl`` page shows
+is the site's day; JSON Feed's stay in UTC (no page reads them).
 
 A category whose newest items did not change is not rendered again: a small state file
 (:data:`STATE_FILE`) remembers a fingerprint of what each feed was rendered from and the
@@ -420,6 +422,16 @@ def rfc3339(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat()
 
 
+def site_time(site: _Site, dt: datetime) -> datetime:
+    """``dt`` in the site's zone, as Atom and RSS write their dates.
+
+    The same instant for readers, but its day is the site's: ``feed.xsl`` shows the date
+    part of ``published`` (and of RSS ``pubDate``), so an item published at 00:30 in
+    Zurich shows that day, not the UTC day before.
+    """
+    return dt.astimezone(site.timezone)
+
+
 def _item_tags(site: _Site, item: Item) -> list[tuple[str, str]]:
     """(term, label) pairs of an item: its category, or its raw label when unmapped."""
     if item.category and item.category in site.categories:
@@ -467,7 +479,7 @@ def _feed_generator(site: _Site, ch: Channel, f: FeedFile) -> FeedGenerator:
     fg.link(href=site.root, rel="alternate", type="text/html")
     fg.language(ch.language or site.language)
     extend(fg, f.links, archive=f.archive)
-    fg.updated(ch.updated)
+    fg.updated(site_time(site, ch.updated))
     fg.generator(GENERATOR)
     if any(item.image for item in ch.items):
         # Only then: a feed without pictures stays byte-identical to what it was.
@@ -527,8 +539,8 @@ def render_atom(site: _Site, ch: Channel, f: FeedFile) -> bytes:
         fe.id(atom_id(item.id))
         fe.title(clean_text(item.title))
         fe.link(href=absolute(site, item.link), rel="alternate")
-        fe.published(item.published)
-        fe.updated(item.updated)
+        fe.published(site_time(site, item.published))
+        fe.updated(site_time(site, item.updated))
         if item.summary.strip():
             fe.summary(clean_text(item.summary), type="html")
         if item.content.strip():
@@ -552,7 +564,7 @@ def render_rss(site: _Site, ch: Channel, f: FeedFile) -> bytes:
         fe.guid(guid, permalink=guid == link and link.startswith(("http://", "https://")))
         fe.title(clean_text(item.title))
         fe.link(href=link)
-        fe.pubDate(item.published)
+        fe.pubDate(site_time(site, item.published))
         if item.summary.strip():
             fe.description(clean_text(item.summary))
         if item.content.strip():

@@ -136,6 +136,39 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "form_expired_title": "This form has expired",
         "form_expired_text": "Load the form again and send it once more.",
         "form_again_link": "Open the form again",
+        # error pages of the web server (templates/web/error.html.j2)
+        "error_code": "Error {status}",
+        "error_home": "Go to the home page",
+        "error_404_title": "Page not found",
+        "error_404_text": (
+            "There is no page at this address. It may have moved, or the address may be mistyped."
+        ),
+        "error_405_title": "Request not accepted",
+        "error_405_text": (
+            "This address exists, but does not accept this kind of request. Open it from a link"
+            " or the home page."
+        ),
+        "error_413_title": "Too much data sent",
+        "error_413_text": "The form sent more than this page accepts. Go back, shorten it and try again.",
+        "error_408_title": "The request took too long",
+        "error_408_text": "Your browser did not finish sending the form in time. Go back and try again.",
+        "error_400_title": "The request could not be read",
+        "error_400_text": (
+            "Something in it was malformed. Go back and try again, or start from the home page."
+        ),
+        "error_403_title": "Access denied",
+        "error_403_text": "This page cannot be shown to you.",
+        "error_500_title": "Something went wrong",
+        "error_500_text": (
+            "This page cannot be shown right now; the site's administrator can see why in the"
+            " server log. Please try again later."
+        ),
+        "error_template_text": (
+            "This page cannot be shown: its template has an error. The site's administrator"
+            " can see why in the server log."
+        ),
+        "error_other_title": "This request could not be answered",
+        "error_other_text": "Go back and try again, or start from the home page.",
         "rate_limited_title": "Too many sign-ups",
         "rate_limited_text": (
             "Too many sign-ups came from your network in the last hour. Please try again later."
@@ -265,6 +298,44 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "form_expired_title": "Ce formulaire a expiré",
         "form_expired_text": "Rechargez le formulaire et envoyez-le à nouveau.",
         "form_again_link": "Rouvrir le formulaire",
+        "error_code": "Erreur {status}",
+        "error_home": "Aller à la page d’accueil",
+        "error_404_title": "Page introuvable",
+        "error_404_text": (
+            "Il n’y a pas de page à cette adresse. Elle a peut-être été déplacée, ou l’adresse"
+            " contient une faute de frappe."
+        ),
+        "error_405_title": "Requête non acceptée",
+        "error_405_text": (
+            "Cette adresse existe, mais n’accepte pas ce type de requête. Ouvrez-la depuis un lien"
+            " ou la page d’accueil."
+        ),
+        "error_413_title": "Trop de données envoyées",
+        "error_413_text": (
+            "Le formulaire a envoyé plus que cette page n’accepte. Revenez en arrière, raccourcissez-le"
+            " et réessayez."
+        ),
+        "error_408_title": "La requête a pris trop de temps",
+        "error_408_text": (
+            "Votre navigateur n’a pas fini d’envoyer le formulaire à temps. Revenez en arrière et réessayez."
+        ),
+        "error_400_title": "La requête est illisible",
+        "error_400_text": (
+            "Une partie était mal formée. Revenez en arrière et réessayez, ou repartez de la page d’accueil."
+        ),
+        "error_403_title": "Accès refusé",
+        "error_403_text": "Cette page ne peut pas vous être montrée.",
+        "error_500_title": "Une erreur s’est produite",
+        "error_500_text": (
+            "Cette page ne peut pas être affichée pour le moment ; l’administrateur du site en voit"
+            " la raison dans le journal du serveur. Réessayez plus tard."
+        ),
+        "error_template_text": (
+            "Cette page ne peut pas être affichée : son modèle contient une erreur. L’administrateur"
+            " du site en voit la raison dans le journal du serveur."
+        ),
+        "error_other_title": "Cette requête n’a pas pu aboutir",
+        "error_other_text": "Revenez en arrière et réessayez, ou repartez de la page d’accueil.",
         "rate_limited_title": "Trop d’abonnements",
         "rate_limited_text": (
             "Trop d’abonnements sont venus de votre réseau au cours de la dernière heure. Réessayez "
@@ -391,6 +462,45 @@ CATALOGUE: dict[str, dict[str, Text]] = {
         "form_expired_title": "Este formulario ha caducado",
         "form_expired_text": "Vuelva a cargar el formulario y envíelo de nuevo.",
         "form_again_link": "Abrir el formulario de nuevo",
+        "error_code": "Error {status}",
+        "error_home": "Ir a la página de inicio",
+        "error_404_title": "Página no encontrada",
+        "error_404_text": (
+            "No hay ninguna página en esta dirección. Puede que se haya movido o que la dirección"
+            " tenga un error."
+        ),
+        "error_405_title": "Solicitud no aceptada",
+        "error_405_text": (
+            "Esta dirección existe, pero no acepta este tipo de solicitud. Ábrala desde un enlace"
+            " o desde la página de inicio."
+        ),
+        "error_413_title": "Se enviaron demasiados datos",
+        "error_413_text": (
+            "El formulario envió más de lo que esta página acepta. Vuelva atrás, acórtelo"
+            " e inténtelo de nuevo."
+        ),
+        "error_408_title": "La solicitud tardó demasiado",
+        "error_408_text": (
+            "Su navegador no terminó de enviar el formulario a tiempo. Vuelva atrás e inténtelo de nuevo."
+        ),
+        "error_400_title": "No se pudo leer la solicitud",
+        "error_400_text": (
+            "Algo en ella estaba mal formado. Vuelva atrás e inténtelo de nuevo, o empiece desde la"
+            " página de inicio."
+        ),
+        "error_403_title": "Acceso denegado",
+        "error_403_text": "Esta página no se le puede mostrar.",
+        "error_500_title": "Algo salió mal",
+        "error_500_text": (
+            "Esta página no se puede mostrar ahora; el administrador del sitio puede ver por qué en"
+            " el registro del servidor. Inténtelo más tarde."
+        ),
+        "error_template_text": (
+            "Esta página no se puede mostrar: su plantilla tiene un error. El administrador del sitio"
+            " puede ver por qué en el registro del servidor."
+        ),
+        "error_other_title": "No se pudo responder a esta solicitud",
+        "error_other_text": "Vuelva atrás e inténtelo de nuevo, o empiece desde la página de inicio.",
         "rate_limited_title": "Demasiadas suscripciones",
         "rate_limited_text": (
             "Llegaron demasiadas suscripciones desde su red en la última hora. Inténtelo más tarde."

@@ -3,17 +3,22 @@
 The web app serves public/ on a free loopback port (uvicorn in a thread, as in
 tests/test_web.py); Chromium (Playwright, Debian's /usr/bin/chromium) opens an Atom feed,
 an RSS feed and an archive page and the test reads what the page shows. Screenshots go
-to var/screenshots/feed-page-*.png.
+to var/screenshots/feed-page-*.png. An item published at 00:30 in the site's zone shows
+that day, not the UTC day before (lxml's XSLT and Chromium alike).
 """
 
 from __future__ import annotations
 
+import calendar
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import feedparser
 import httpx
+import lxml.etree
 import pytest
 
 from publisher.app import Publisher
@@ -113,5 +118,66 @@ def test_a_browser_shows_a_feed_as_a_readable_page(publisher: Publisher) -> None
             page.screenshot(path=str(SCREENSHOTS / "feed-page-archive.png"), full_page=True)
             assert page.locator("ul.items h3").all_inner_texts() == TITLES[:3]  # oldest first
             assert page.input_value("#address") == f"{base}/feeds/news.atom.xml"  # subscribe to the feed
+        finally:
+            browser.close()
+
+
+# -- dates: the site's day ---------------------------------------------------------------
+
+#: Items published at 00:30 in Zurich, the day after in UTC: in winter time (+01:00) and
+#: in summer time (+02:00); newest first, with the day the page must show.
+MIDNIGHT = [
+    (datetime(2024, 6, 30, 22, 30, tzinfo=UTC), "2024-07-01"),
+    (datetime(2024, 3, 1, 23, 30, tzinfo=UTC), "2024-03-02"),
+]
+
+
+@pytest.fixture
+def midnight(make_settings: Callable[..., Settings], tmp_path: Path) -> Iterator[Publisher]:
+    settings = make_settings(site={"timezone": "Europe/Zurich"})
+    pub = Publisher(settings, Store(f"sqlite:///{tmp_path / 'publisher.db'}"))
+    items = [make_item(n, f"Published at 00:30, {day}") for n, (_, day) in enumerate(MIDNIGHT)]
+    items = [replace(item, published=at, updated=at) for item, (at, _) in zip(items, MIDNIGHT, strict=True)]
+    pub.store.items.save(items, [], T0)
+    pub.build()
+    yield pub
+    pub.close()
+
+
+def test_feed_xsl_shows_the_site_day_of_an_item_published_at_local_midnight(midnight: Publisher) -> None:
+    out = midnight.settings.feeds.output_dir
+    stylesheet = lxml.etree.XSLT(lxml.etree.parse(str(out / "feed.xsl")))
+    for name in ("feeds/news.atom.xml", "feeds/news.rss.xml"):
+        data = (out / name).read_bytes()
+        parsed = feedparser.parse(data)  # still a valid feed, the same instants
+        assert parsed.bozo == 0, parsed.get("bozo_exception")
+        published = [datetime.fromtimestamp(calendar.timegm(e.published_parsed), UTC) for e in parsed.entries]
+        assert published == [at for at, _ in MIDNIGHT], name
+        page = stylesheet(lxml.etree.fromstring(data))
+        days = [(t.text, t.get("datetime")) for t in page.getroot().iter("time")]
+        assert days == [(day, day) for _, day in MIDNIGHT], name
+
+
+@pytest.mark.browser
+def test_a_browser_shows_the_site_day_whatever_its_own_zone(midnight: Publisher) -> None:
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{CHROMIUM} missing: `make test` installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} missing")
+    from playwright.sync_api import sync_playwright
+
+    with Server(midnight) as server, sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            # A reader in California: the page still shows Zurich's day.
+            page = browser.new_context(timezone_id="America/Los_Angeles").new_page()
+            for name in ("news.atom.xml", "news.rss.xml"):
+                page.goto(f"{server.base}/feeds/{name}")
+                page.wait_for_selector("ul.items li")
+                assert page.locator("ul.items time.date").all_inner_texts() == [d for _, d in MIDNIGHT], name
+            page.screenshot(path=str(SCREENSHOTS / "feed-page-midnight.png"), full_page=True)
         finally:
             browser.close()

@@ -92,7 +92,7 @@ def test_a_hostile_override_of_the_signup_page_runs_nothing(
     finally:
         site.publisher.close()
     assert not marker.exists(), "the template ran a shell command"
-    assert page.status_code == 500 and page.headers["content-type"].startswith("text/plain")
+    assert page.status_code == 500 and page.headers["content-type"] == "text/html; charset=utf-8"
     assert "template has an error" in page.text
     assert "uid=" not in page.text and "Traceback" not in page.text
     assert "signup.html.j2, line 1: not allowed in a template" in caplog.text

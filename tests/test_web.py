@@ -416,7 +416,7 @@ def test_override_page_template_cannot_run_commands(
     assert not marker.exists(), "the template ran a shell command"
     for response in (r, invalid):
         assert response.status_code == 500
-        assert response.headers["content-type"].startswith("text/plain")
+        assert response.headers["content-type"] == "text/html; charset=utf-8"
         assert "template has an error" in response.text
         assert "uid=" not in response.text and "Traceback" not in response.text
     assert "subscription.html.j2, line 1: not allowed in a template" in caplog.text

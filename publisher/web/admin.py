@@ -4,12 +4,16 @@ Every console page is a handler ``async def page(request, ctx) -> Response`` wra
 :meth:`AdminConsole.page`, which guarantees, before the handler runs:
 
 - the console is enabled (a user of ``[admin] users`` has a hash in the environment);
-  otherwise every ``/admin`` path answers 404, as if there were no console;
+  otherwise every ``/admin`` path answers the site's 404 page, as if there were no console;
 - the request has a live session (signed cookie, server-side row, 12 h idle limit);
   otherwise 303 to ``/admin/login?next=PATH`` (the path only if it is a local console
   path; a POST's ``next`` is the dashboard, since a redirect cannot repeat a POST);
 - a POST carries the session's ``csrf_token`` in its (bounded) form body; otherwise 403
   and the handler never runs, so nothing changes.
+
+Errors (a 404 of a record that does not exist, that 403, a 413 of a too big upload) are
+raised as ``HTTPException`` and answered by :mod:`publisher.web.errors` with a page in
+the console's layout and headers.
 
 The handler gets an :class:`AdminContext`: the signed-in user, the parsed form,
 ``render`` (a template through :meth:`Publisher.render_page`, so sandboxed and
@@ -31,12 +35,14 @@ from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from publisher.app import AdminSession, LoginOutcome, Publisher
 from publisher.errors import PublisherError, TemplateError, TokenError
+from publisher.web.errors import fallback_page
 from publisher.web.subscribers import as_form, read_small_body
 
 log = logging.getLogger("publisher.web.admin")
@@ -196,11 +202,9 @@ class AdminConsole:
             body = self.publisher.render_page(template, "en", full)
         except TemplateError as e:
             log.error("cannot show an admin page: %s", e)
-            return PlainTextResponse(
-                f"This page cannot be shown: its template has an error.\n{e}\n",
-                status_code=500,
-                headers=SECURITY_HEADERS,
-            )
+            message = f"This page cannot be shown: its template has an error. {e}"
+            body = fallback_page(self.publisher, "en", 500, "Template error", message)
+            return HTMLResponse(body, status_code=500, headers=SECURITY_HEADERS)
         return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
     # -- the wrapper every page goes through ------------------------------------------------
@@ -217,7 +221,7 @@ class AdminConsole:
 
         async def endpoint(request: Request) -> Response:
             if not self.publisher.admin_enabled:
-                return not_found()
+                raise not_found()
             session = await self._session(request)
             if session is None:
                 return to_login(request)
@@ -226,7 +230,7 @@ class AdminConsole:
                 deadline = self.publisher.settings.web.header_timeout
                 ctx.form = await as_form(request, await read_small_body(request, max_body, deadline))
                 if not self.publisher.admin_csrf_ok(session, ctx.field("csrf_token")):
-                    return forbidden()
+                    raise forbidden()
             return await handler(request, ctx)
 
         return Route(path, endpoint, methods=list(methods))
@@ -249,7 +253,7 @@ class AdminConsole:
 
     async def stylesheet(self, _request: Request) -> Response:
         if not self.publisher.admin_enabled:
-            return not_found()
+            raise not_found()
         try:
             css = self.publisher.render_page(STYLESHEET, "en", {})
         except TemplateError as e:
@@ -275,7 +279,7 @@ class AdminConsole:
 
     async def login(self, request: Request) -> Response:
         if not self.publisher.admin_enabled:
-            return not_found()
+            raise not_found()
         if request.method != "POST":
             next_path = safe_next(request.query_params.get("next", ""))
             return await asyncio.to_thread(self._login_page, 200, next_path)
@@ -290,7 +294,7 @@ class AdminConsole:
         try:
             await asyncio.to_thread(self.publisher.check_form_token, LOGIN_FORM, text("csrf_token"))
         except TokenError:
-            return forbidden()
+            raise forbidden() from None
         username = text("username")[:100]
         result = await asyncio.to_thread(
             functools.partial(
@@ -414,14 +418,15 @@ def to_login(request: Request) -> Response:
     return RedirectResponse(f"{PREFIX}/login?next={quote(next_path, safe='/')}", status_code=303)
 
 
-def not_found() -> Response:
-    return PlainTextResponse("Not Found", status_code=404)
+def not_found() -> HTTPException:
+    """``raise not_found()``: the console's 404 page, or the site's while the console is off."""
+    return HTTPException(404)
 
 
-def forbidden() -> Response:
-    return PlainTextResponse(
+def forbidden() -> HTTPException:
+    """``raise forbidden()``: a POST without the session's (or the sign-in form's) CSRF token."""
+    return HTTPException(
+        403,
         "This form has expired or did not come from this console (its csrf_token is missing or wrong). "
-        "Go back, reload the page and try again.\n",
-        status_code=403,
-        headers=SECURITY_HEADERS,
+        "Go back, reload the page and try again.",
     )

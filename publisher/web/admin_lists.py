@@ -82,7 +82,7 @@ async def overview(_request: Request, ctx: AdminContext) -> Response:
 async def show(request: Request, ctx: AdminContext, *, error: str = "", address: str = "") -> Response:
     slug = _slug(request, ctx)
     if slug is None:
-        return not_found()
+        raise not_found()
     language = _language(request, ctx)
     (found,) = await ctx.call(ctx.publisher.lists_overview, 50, slug)
     preview, problem = None, ""
@@ -143,7 +143,7 @@ async def issue(request: Request, ctx: AdminContext) -> Response:
 async def preview_html(request: Request, ctx: AdminContext) -> Response:
     slug = _slug(request, ctx)
     if slug is None:
-        return not_found()
+        raise not_found()
     try:
         preview = await ctx.call(ctx.publisher.preview_issue, slug, _language(request, ctx))
     except (IssueError, TemplateError, ConfigError) as e:
@@ -154,7 +154,7 @@ async def preview_html(request: Request, ctx: AdminContext) -> Response:
 async def send_test(request: Request, ctx: AdminContext) -> Response:
     slug = _slug(request, ctx)
     if slug is None:
-        return not_found()
+        raise not_found()
     address = ctx.field("address").strip()[:320]
     language = ctx.field("language")
     if language not in ctx.publisher.page_languages:
@@ -176,7 +176,7 @@ async def export(request: Request, ctx: AdminContext) -> Response:
     """``subscribers export LIST`` as a download; a POST so it is audited (personal data left)."""
     slug = _slug(request, ctx)
     if slug is None:
-        return not_found()
+        raise not_found()
     out = io.StringIO()
     rows = await ctx.call(ctx.publisher.export_subscribers, slug, out)
     await ctx.audit("subscribers exported", f"{slug}: {rows} rows")

@@ -76,18 +76,18 @@ class SchedulePages:
     async def _set_paused(self, request: Request, ctx: AdminContext, *, paused: bool) -> Response:
         name = self._known(request, ctx)
         if name is None:
-            return not_found()
+            raise not_found()
         try:
             await ctx.call(ctx.publisher.pause_schedule if paused else ctx.publisher.resume_schedule, name)
         except SchedulerError:
-            return not_found()
+            raise not_found() from None
         await ctx.audit("schedule paused" if paused else "schedule resumed", name)
         return ctx.redirect(BASE, done="paused" if paused else "resumed", name=name)
 
     async def run(self, request: Request, ctx: AdminContext) -> Response:
         name = self._known(request, ctx)
         if name is None:
-            return not_found()
+            raise not_found()
         self.console.start(ctx.publisher.arun_schedule_now(name), f"schedule {name} (run now)")
         await ctx.audit("schedule run now", name)
         return ctx.redirect(BASE, done="started", name=name)
@@ -95,7 +95,7 @@ class SchedulePages:
     async def edit(self, request: Request, ctx: AdminContext) -> Response:
         name = self._known(request, ctx)
         if name is None:
-            return not_found()
+            raise not_found()
         cfg = ctx.publisher.schedule_config(name)
         current_kind = "cron" if cfg.cron is not None else "every"
         current_value = cfg.cron if cfg.cron is not None else str(cfg.every)

@@ -209,7 +209,7 @@ async def unsubscribe(request: Request, ctx: AdminContext) -> Response:
     record = await _record(request, ctx)
     slug = ctx.field("list")
     if record is None or record.email is None or slug not in ctx.publisher.list_names:
-        return not_found()
+        raise not_found()
     removed = await ctx.call(ctx.publisher.remove_subscriber, slug, record.email)
     if not removed.changed:  # not on the list, or unsubscribed already
         return ctx.redirect(f"{BASE}/{record.id}", done="subscriber-not-on", name=slug)
@@ -220,7 +220,7 @@ async def unsubscribe(request: Request, ctx: AdminContext) -> Response:
 async def suppress(request: Request, ctx: AdminContext) -> Response:
     record = await _record(request, ctx)
     if record is None or record.email is None:
-        return not_found()
+        raise not_found()
     wanted = ctx.field("status")
     if wanted not in ("bounced", "complained"):
         return await show(request, ctx, error="Choose bounced or complained.", status=422)
@@ -241,7 +241,7 @@ async def suppress(request: Request, ctx: AdminContext) -> Response:
 async def unsuppress(request: Request, ctx: AdminContext) -> Response:
     record = await _record(request, ctx)
     if record is None or record.email is None:
-        return not_found()
+        raise not_found()
     note = ctx.field("note").strip()[:200] or f"console: {ctx.user}"
     try:
         now = await ctx.call(ctx.publisher.unsuppress_subscriber, record.email, note)

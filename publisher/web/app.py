@@ -1,6 +1,11 @@
 """The web app: public/ at the root, the subscriber pages that mail links to, the admin console.
 
 One Starlette application serves both ``publisher serve`` and ``publisher run``.
+
+public/ is the router's default: it answers a path no route takes, with any method.
+(A catch-all mount would also take a path whose route exists but not for the method,
+so ``PUT /subscribe`` got public/'s ``405, Allow: GET, HEAD`` instead of the route's
+own 405.) Errors are pages of the site, see :mod:`publisher.web.errors`.
 """
 
 from __future__ import annotations
@@ -9,16 +14,18 @@ import asyncio
 import logging
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from publisher.app import Publisher
 from publisher.config import load_config
 from publisher.errors import PublisherError
-from publisher.web.admin import Reload, ReloadScope
+from publisher.web.admin import SECURITY_HEADERS, Reload, ReloadScope
 from publisher.web.admin_console import routes as admin_routes
+from publisher.web.errors import ErrorPages
 from publisher.web.signup import routes as signup_routes
 from publisher.web.static import FeedFiles
 from publisher.web.subscribers import routes as subscriber_routes
@@ -49,15 +56,22 @@ def create_app(
         languages=tuple(publisher.page_languages),
         site_language=publisher.page_language(),
     )
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         *subscriber_routes(publisher),
         *signup_routes(publisher),
         *webhook_routes(publisher),
         *admin_routes(publisher, reload=reload, reload_scope=reload_scope),
-        Mount("/", app=public_files, name="public"),
     ]
-    return Starlette(routes=routes)
+    errors = ErrorPages(publisher, console_headers=SECURITY_HEADERS)
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: errors.http_exception, Exception: errors.server_error},
+    )
+    app.router.default = public_files
+    # No "/subscribe/" -> "/subscribe" redirects: public/ answers such paths, as it did.
+    app.router.redirect_slashes = False
+    return app
 
 
 class ServedApp:

@@ -21,6 +21,10 @@ and show ``application/atom+xml`` as raw text. So a request whose ``Accept`` nam
 ``text/html`` and neither feed type (a browser's navigation) gets the same bytes as
 ``application/xml``; feed readers, which name the feed types or send ``*/*``, get the
 feed media type. ``Vary: Accept`` keeps caches from mixing the two.
+
+Files take GET and HEAD only: another method gets 405 with ``Allow: GET, HEAD`` when the
+path has a file (or a folder page), else 404. The app serves public/ as its router's
+default, so a route's own path never comes here (publisher.web.app).
 """
 
 from __future__ import annotations
@@ -89,11 +93,28 @@ class FeedFiles(StaticFiles):
     async def get_response(self, path: str, scope: Scope) -> Response:
         if any(part.startswith(".") and part != "." for part in path.split(os.sep)):
             raise HTTPException(status_code=404)
-        if scope["method"] in ("GET", "HEAD") and self._negotiated(path, scope):
+        if scope["method"] not in ("GET", "HEAD"):
+            # Files take GET and HEAD only; a path with no file is not found, whatever the method.
+            if not await self._exists(path):
+                raise HTTPException(status_code=404)
+            raise HTTPException(status_code=405, headers={"Allow": "GET, HEAD"})
+        if self._negotiated(path, scope):
             response = await self._language_response(path, scope)
             if response is not None:
                 return response
         return await super().get_response(path, scope)
+
+    async def _exists(self, path: str) -> bool:
+        """Whether a GET of ``path`` would find a file (a folder: its ``index.html``)."""
+        try:
+            _full, found = await anyio.to_thread.run_sync(self.lookup_path, path)
+            if found is not None and stat.S_ISDIR(found.st_mode) and self.html:
+                _full, found = await anyio.to_thread.run_sync(
+                    self.lookup_path, os.path.join(path, "index.html")
+                )
+        except (OSError, ValueError):  # a name too long, a NUL byte: no such file
+            return False
+        return found is not None and stat.S_ISREG(found.st_mode)
 
     def _negotiated(self, path: str, scope: Scope) -> bool:
         """A folder URL (with its slash) under the archive: its page depends on the language."""

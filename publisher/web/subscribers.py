@@ -25,7 +25,7 @@ ever unsubscribes, whatever other fields it carries, and only on
 The forms are tiny, so a POST body is read only up to :data:`FORM_MAX_BYTES` and
 within ``[web] header_timeout``: a huge or trickling body is refused, not buffered.
 Pages render in the template sandbox like every template; a broken or refused admin
-override is logged and answered with a short error page, never a traceback.
+override is logged and answered with the site's 500 page, never a traceback.
 """
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ from typing import Any
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message
 
 from publisher.app import LinkHolder, Publisher
 from publisher.errors import SubscriberError, TemplateError, TokenError
 from publisher.models import ADMIN_ONLY, SubscriptionStatus
+from publisher.web.errors import ErrorPages
 
 log = logging.getLogger("publisher.web")
 
@@ -375,17 +376,13 @@ class SubscriberPages:
 def page_response(
     publisher: Publisher, template: str, status: int, language: str, context: dict[str, Any]
 ) -> Response:
-    """A page from ``template``, never cached; a broken admin override gives a short 500, logged."""
+    """A page from ``template``, never cached; a broken admin override gives the site's 500
+    page (saying the template has an error; the log says which), never a traceback."""
     try:
         body = publisher.render_page(template, language, context)
     except TemplateError as e:
         log.error("cannot show a subscriber page: %s", e)
-        return PlainTextResponse(
-            "This page cannot be shown: its template has an error. The site's administrator "
-            "can see why in the server log.\n",
-            status_code=500,
-            headers={"cache-control": "no-store"},
-        )
+        return ErrorPages(publisher).site_page(500, message_key="error_template_text")
     return HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
 
 

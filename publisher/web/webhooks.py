@@ -3,8 +3,9 @@
 The handler only reads the body, bounded, and hands it to
 :meth:`Publisher.handle_bounce_webhook`, which authenticates it (SNS signature and
 topic, or the generic bearer secret) before anything is recorded; see
-publisher.bounces.webhooks for the rules. Only a POST acts: a GET or HEAD gets 405 (with
-``Allow: POST``) and changes nothing.
+publisher.bounces.webhooks for the rules. Only a POST acts: any other method, GET and HEAD
+included, gets 405 with ``Allow: POST`` (plain text, as every error here: see
+publisher.web.errors) and changes nothing.
 
 The body is read up to :data:`WEBHOOK_MAX_BYTES` within ``[web] header_timeout``; a
 larger one is refused with 413 before it is read. SNS messages are at most 256 KiB,
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from publisher.app import Publisher
@@ -27,8 +28,6 @@ WEBHOOK_MAX_BYTES = 512 * 1024
 
 def routes(publisher: Publisher) -> list[Route]:
     async def bounce_webhook(request: Request) -> Response:
-        if request.method != "POST":  # routed here, not to the public/ mount: say what is allowed
-            return PlainTextResponse("POST only\n", status_code=405, headers={"Allow": "POST"})
         body = await read_small_body(request, WEBHOOK_MAX_BYTES, publisher.settings.web.header_timeout)
         provider = request.path_params["provider"]
         result = await asyncio.to_thread(
@@ -37,4 +36,4 @@ def routes(publisher: Publisher) -> list[Route]:
         headers = {"WWW-Authenticate": 'Bearer realm="bounces"'} if result.status == 401 else None
         return JSONResponse(result.as_json(), status_code=result.status, headers=headers)
 
-    return [Route("/webhooks/bounces/{provider}", bounce_webhook, methods=["GET", "POST"])]
+    return [Route("/webhooks/bounces/{provider}", bounce_webhook, methods=["POST"])]

@@ -58,13 +58,15 @@ ul.items li { padding: .8rem 0; border-bottom: 1px solid var(--line); }
 <xsl:for-each select="/atom:feed/atom:entry">
 <li>
 <h3><a href="{(atom:link[@rel='alternate'] | atom:link[not(@rel)])[1]/@href}"><xsl:value-of select="atom:title"/></a></h3>
-<span class="date"><xsl:value-of select="substring(atom:published | atom:updated[not(../atom:published)], 1, 10)"/></span>
+<xsl:variable name="day" select="substring(atom:published | atom:updated[not(../atom:published)], 1, 10)"/>
+<xsl:call-template name="day"><xsl:with-param name="day" select="$day"/></xsl:call-template>
 </li>
 </xsl:for-each>
 <xsl:for-each select="/rss/channel/item">
 <li>
 <h3><a href="{link}"><xsl:value-of select="title"/></a></h3>
-<span class="date"><xsl:value-of select="pubDate"/></span>
+<xsl:variable name="day"><xsl:call-template name="rss-day"><xsl:with-param name="date" select="pubDate"/></xsl:call-template></xsl:variable>
+<xsl:call-template name="day"><xsl:with-param name="day" select="$day"/></xsl:call-template>
 </li>
 </xsl:for-each>
 </ul>
@@ -74,5 +76,34 @@ ul.items li { padding: .8rem 0; border-bottom: 1px solid var(--line); }
 </main>
 </body>
 </html>
+</xsl:template>
+
+<!-- A day as <time>; its datetime attribute only when it is a YYYY-MM-DD. -->
+<xsl:template name="day">
+<xsl:param name="day"/>
+<time class="date">
+<xsl:if test="string-length($day) = 10 and substring($day, 5, 1) = '-' and substring($day, 8, 1) = '-'">
+<xsl:attribute name="datetime"><xsl:value-of select="$day"/></xsl:attribute>
+</xsl:if>
+<xsl:value-of select="$day"/>
+</time>
+</xsl:template>
+
+<!-- An RFC 822 date as the build writes it ("Sat, 02 Mar 2024 00:30:00 +0100") as the
+     YYYY-MM-DD of its own zone (2024-03-02); anything else is shown as it is. -->
+<xsl:template name="rss-day">
+<xsl:param name="date"/>
+<xsl:variable name="months" select="'JanFebMarAprMayJunJulAugSepOctNovDec'"/>
+<xsl:variable name="rest" select="normalize-space(substring-after($date, ','))"/>
+<xsl:variable name="day" select="substring-before($rest, ' ')"/>
+<xsl:variable name="month" select="substring-before(substring-after($rest, ' '), ' ')"/>
+<xsl:variable name="year" select="substring(substring-after(substring-after($rest, ' '), ' '), 1, 4)"/>
+<xsl:variable name="before" select="string-length(substring-before($months, $month))"/>
+<xsl:choose>
+<xsl:when test="string-length($month) = 3 and contains($months, $month) and $before mod 3 = 0 and number($day) = number($day) and number($year) = number($year)">
+<xsl:value-of select="concat($year, '-', format-number($before div 3 + 1, '00'), '-', format-number($day, '00'))"/>
+</xsl:when>
+<xsl:otherwise><xsl:value-of select="$date"/></xsl:otherwise>
+</xsl:choose>
 </xsl:template>
 </xsl:stylesheet>
