@@ -22,9 +22,9 @@ from apscheduler.triggers.base import BaseTrigger
 
 from publisher import admin_auth, digests, signups, subscriptions
 from publisher.admin_auth import AdminSession, AuditEntry, LoginOutcome, LoginResult
-from publisher.archive import build_archive, issue_url
+from publisher.archive import build_archive, build_templates, issue_url
 from publisher.bounces.apply import apply_feedback, suppress_address, unsuppress_address
-from publisher.build_manifest import CONFIG_DIGEST_FILE, built_config, config_digest
+from publisher.build_manifest import CONFIG_DIGEST_FILE, build_digest, built_config
 from publisher.checks import CheckReport, check_settings
 from publisher.config import ScheduleConfig, Settings
 from publisher.config_edit import ScheduleEdit, plan_schedule_edit, save_schedule_edit
@@ -264,11 +264,12 @@ class Publisher:
     def build(self) -> BuildReport:
         """Write the feeds, OPML, index.html and the archive; only files whose bytes changed.
 
-        A complete build records the digest of the configuration it was written from
-        (:func:`publisher.build_manifest.config_digest`), which :meth:`build_if_reconfigured`
-        compares with the running one.
+        A complete build records the digest of the configuration and templates it was
+        written from (:meth:`_build_digest`), which :meth:`build_if_reconfigured` compares
+        with the running one. Taken before building: a template edited meanwhile makes the
+        next comparison differ, so it is built again.
         """
-        digest = config_digest(self.settings)
+        digest = self._build_digest()
         with self._build_lock():
             report = build_feeds(self.settings, self.store)
             archived = build_archive(self.settings, self.store)
@@ -283,12 +284,18 @@ class Publisher:
 
     def needs_build(self) -> bool:
         """Whether the output folder was last built from another configuration of what is
-        published (a list made private or renamed, archive or feed settings...), or never.
+        published (a list made private or renamed, archive or feed settings...), from other
+        page templates (an override of ``web/index.html.j2`` edited, added or removed), or
+        never.
 
-        Cheap (a digest of the settings and one small file read), so every start, reload
+        Cheap (a digest of the settings, the build's template files and one small file
+        read; under a millisecond once the templates were parsed), so every start, reload
         and ingest can ask.
         """
-        return built_config(self.settings.feeds.output_dir) != config_digest(self.settings)
+        return built_config(self.settings.feeds.output_dir) != self._build_digest()
+
+    def _build_digest(self) -> str:
+        return build_digest(self.settings, build_templates(self.settings))
 
     def build_if_reconfigured(self) -> BuildReport | None:
         """Build when :meth:`needs_build` says so; None when the output is up to date.

@@ -50,7 +50,14 @@ import publisher
 from publisher.config import ListConfig, Settings
 from publisher.errors import PublisherError
 from publisher.feed_extensions import with_stylesheet
-from publisher.feeds import EMPTY_FEED_UPDATED, GENERATOR, BuildReport, stylesheet_path, write_if_changed
+from publisher.feeds import (
+    EMPTY_FEED_UPDATED,
+    GENERATOR,
+    PAGE_TEMPLATES,
+    BuildReport,
+    stylesheet_path,
+    write_if_changed,
+)
 from publisher.i18n import LANGUAGE_NAMES, LANGUAGES, normalise_language
 from publisher.messages import LanguageLink, render_subject, render_web_copy
 from publisher.models import Item
@@ -73,6 +80,15 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 #: fingerprint of what it was rendered from and its subject, so a rebuild renders only
 #: the pages whose inputs changed.
 STATE_FILE = ".archive-state.json"
+
+
+def build_templates(settings: Settings) -> list[str]:
+    """Every template a build renders: the feeds' pages (index.html, feed.xsl), the
+    archive's index and list pages, and each public list's ``html_template``, whose
+    output is the list's issue pages. Text templates, a private list's templates and the
+    confirmation mail only shape mail: editing them needs no rebuild."""
+    lists = [lst.html_template for lst in public_lists(settings)]
+    return [*PAGE_TEMPLATES, INDEX_TEMPLATE, LIST_TEMPLATE, *dict.fromkeys(lists)]
 
 
 def issue_slug(period_key: str) -> str:

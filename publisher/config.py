@@ -10,13 +10,15 @@ only the *name* of an environment variable does.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import ipaddress
 import os
 import re
 import tomllib
 import typing
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -822,6 +824,14 @@ class ScheduleConfig(_Strict):
             CronTrigger.from_crontab(v)
         except ValueError as e:
             raise ValueError(f"{v!r}: {e}; e.g. '0 9 * * mon' is Mondays at 09:00") from e
+        if cron_never_fires(v):
+            on = "" if weekday == "*" else f" that falls on {weekday}"
+            raise ValueError(
+                f"{v!r} never fires: no calendar date is day {fields[2]} of month {fields[3]}{on}, "
+                "so the schedule would never run; write a day that exists in those months "
+                "(February has 28 days, 29 in leap years; April, June, September and November 30), "
+                "e.g. '0 9 28 2 *'"
+            )
         return v
 
     @model_validator(mode="after")
@@ -829,6 +839,37 @@ class ScheduleConfig(_Strict):
         if (self.every is None) == (self.cron is None):
             raise ValueError("set exactly one of 'every' (e.g. '15m') or 'cron' (e.g. '0 9 * * mon')")
         return self
+
+
+#: The Gregorian calendar repeats every 400 years (146,097 days, a whole number of weeks).
+_CALENDAR_CYCLE_YEARS = 400
+
+
+def cron_never_fires(cron: str) -> bool:
+    """Whether a five-field cron (already parsed once) names no moment at all, e.g. 31 February.
+
+    APScheduler's ``get_next_fire_time`` returns None for it, but only after walking every
+    year up to 9999 (0.2 to 0.8 s). Days, months and weekdays repeat with the 400-year
+    Gregorian cycle, so a cron that fires at all fires within 400 years of now: searching
+    only those years answers the same in about 10 ms. A cron that is merely rare is
+    accepted ('0 9 29 2 mon' next fires in 2044).
+
+    Computed in UTC: the zone cannot change the answer. Every date exists in every zone,
+    and a local time that a DST change skips still fires (APScheduler 3 fires it at the
+    shifted offset), so '30 2 31 3 sun' in Europe/Zurich fires too.
+    """
+    minute, hour, day, month, weekday = cron.split()
+    now = datetime.now(UTC)
+    bounded = CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=weekday,
+        year=f"{now.year}-{now.year + _CALENDAR_CYCLE_YEARS}",
+        timezone=UTC,
+    )
+    return bounded.get_next_fire_time(None, now) is None
 
 
 MIN_TAKEOVER = timedelta(seconds=5)
@@ -880,62 +921,7 @@ class Settings(_Strict):
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
-        problems: list[str] = []
-        _unique(problems, "categories", [c.slug for c in self.categories], "slug")
-        _unique(problems, "sources", [s.name for s in self.sources], "name")
-        _unique(problems, "lists", [lst.slug for lst in self.lists], "slug")
-        seen_labels: dict[str, str] = {}
-        for cat in self.categories:
-            for label in cat.labels:
-                key = label.strip().casefold()
-                if key in seen_labels and seen_labels[key] != cat.slug:
-                    problems.append(
-                        f"categories: label {label!r} is in both {seen_labels[key]!r} and {cat.slug!r}; "
-                        "a label may map to one category only"
-                    )
-                seen_labels[key] = cat.slug
-        slugs = {c.slug for c in self.categories}
-        for i, lst in enumerate(self.lists, 1):
-            for wanted in lst.categories:
-                if wanted != "*" and wanted not in slugs:
-                    problems.append(
-                        f"lists[{i}] {lst.slug!r}.categories: unknown category {wanted!r}; "
-                        f"use '*' or one of {sorted(slugs)}"
-                    )
-            if lst.schedule is not None and lst.schedule not in self.schedules:
-                problems.append(
-                    f"lists[{i}] {lst.slug!r}.schedule: no [schedules.{lst.schedule}] table; "
-                    f"define it or use one of {sorted(self.schedules)}"
-                )
-            elif lst.schedule is not None and self.schedules[lst.schedule].job not in SENDING_JOBS:
-                sending = sorted(n for n, s in self.schedules.items() if s.job in SENDING_JOBS)
-                job = self.schedules[lst.schedule].job.value
-                problems.append(
-                    f"lists[{i}] {lst.slug!r}.schedule: [schedules.{lst.schedule}] runs job "
-                    f"{job!r}, which never sends the list; name a schedule "
-                    f'with job = "digest" or "publish"' + (f" (e.g. one of {sending})" if sending else "")
-                )
-        public = [lst.slug for lst in self.lists if lst.public]
-        if public and not self.site.postal_address.strip():
-            which = (
-                f"list {public[0]!r} is" if len(public) == 1 else f"lists {', '.join(map(repr, public))} are"
-            )
-            problems.append(
-                f"site.postal_address: required because {which} public: bulk-mail law in many "
-                "countries asks every digest to carry the sender's postal address (it goes in the "
-                "footer); set it, e.g. "
-                'postal_address = "Route des Morillons 4, 1211 Geneva 22, Switzerland", '
-                "or mark the lists public = false"
-            )
-        for name, sched in self.schedules.items():
-            if sched.job is JobKind.BOUNCES and (self.bounces is None or not self.bounces.reads_reports):
-                problems.append(
-                    f"schedules.{name}: job 'bounces' reads reports, but [bounces] names no mailbox; "
-                    'set [bounces] maildir = "var/bounces" (or imap = { ... })'
-                )
-        for name in self.schedules:
-            if not re.match(r"^[A-Za-z0-9_-]+$", name):
-                problems.append(f"schedules.{name}: names may use letters, digits, '-' and '_' only")
+        problems = _cross_reference_problems(_References.of(self))
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -998,6 +984,173 @@ class Settings(_Strict):
         url = self.storage.url
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
             self.storage.url = "sqlite:///" + str(r(Path(url.removeprefix("sqlite:///"))))
+
+
+@dataclass
+class _References:
+    """What the cross-reference checks read: the tables that validated, and the names written.
+
+    Built from the settings when every key is valid, or from the raw file when some are
+    not (:meth:`of_data`), so the checks that do not depend on a broken key still run
+    and one run of ``check`` reports every problem. A list or category that failed its
+    own validation is left out of the checks that read its values (its own errors are
+    reported); the names the admin wrote still count as defined, so a list naming a
+    schedule whose cron is broken is not also told that the schedule does not exist.
+    ``None`` means the table itself is unreadable: the checks that need it are skipped.
+    """
+
+    categories: list[CategoryConfig] = field(default_factory=list)  # the valid ones
+    category_slugs: list[str] | None = field(default_factory=list)  # every slug written
+    source_names: list[str] = field(default_factory=list)
+    lists: list[tuple[int, ListConfig]] = field(default_factory=list)  # position from 1, valid ones
+    list_slugs: list[str] = field(default_factory=list)
+    public_lists: list[str] = field(default_factory=list)  # slugs of the lists that are public
+    postal_address: str | None = ""
+    schedules: dict[str, ScheduleConfig] = field(default_factory=dict)  # the valid ones
+    schedule_names: list[str] | None = field(default_factory=list)  # every name written
+    reads_reports: bool | None = False  # [bounces] names a mailbox
+
+    @classmethod
+    def of(cls, settings: Settings) -> _References:
+        return cls(
+            categories=list(settings.categories),
+            category_slugs=[c.slug for c in settings.categories],
+            source_names=[s.name for s in settings.sources],
+            lists=list(enumerate(settings.lists, 1)),
+            list_slugs=[lst.slug for lst in settings.lists],
+            public_lists=[lst.slug for lst in settings.lists if lst.public],
+            postal_address=settings.site.postal_address,
+            schedules=dict(settings.schedules),
+            schedule_names=list(settings.schedules),
+            reads_reports=settings.bounces is not None and settings.bounces.reads_reports,
+        )
+
+    @classmethod
+    def of_data(cls, data: dict[str, Any]) -> _References:
+        """From a file that failed validation: each table entry validated on its own."""
+        refs = cls()
+        categories = data.get("categories", [])
+        entries = categories if isinstance(categories, list) else []
+        refs.categories = [c for c in (_valid(CategoryConfig, e) for e in entries) if c is not None]
+        slugs = [e.get("slug") if isinstance(e, dict) else None for e in entries]
+        refs.category_slugs = (
+            [s for s in slugs if isinstance(s, str)]
+            if isinstance(categories, list) and all(isinstance(s, str) for s in slugs)
+            else None  # an entry without a readable slug may be the one a list names
+        )
+        sources = data.get("sources", [])
+        refs.source_names = _written(sources, "name")
+        lists = data.get("lists", [])
+        for position, entry in enumerate(lists if isinstance(lists, list) else [], 1):
+            valid = _valid(ListConfig, entry)
+            if valid is not None:
+                refs.lists.append((position, valid))
+            # A list's own mistakes (a bad sender) do not make it private.
+            if (
+                isinstance(entry, dict)
+                and entry.get("public", True) is True
+                and isinstance(entry.get("slug"), str)
+            ):
+                refs.public_lists.append(entry["slug"])
+        refs.list_slugs = _written(lists, "slug")
+        site = data.get("site", {})
+        address = site.get("postal_address", "") if isinstance(site, dict) else None
+        refs.postal_address = address if isinstance(address, str) else None
+        schedules = data.get("schedules", {})
+        if isinstance(schedules, dict):
+            refs.schedule_names = [str(name) for name in schedules]
+            for name, entry in schedules.items():
+                schedule = _valid(ScheduleConfig, entry)
+                if schedule is not None:
+                    refs.schedules[str(name)] = schedule
+        else:
+            refs.schedule_names = None
+        bounces = data.get("bounces")
+        if bounces is None:
+            refs.reads_reports = False
+        else:
+            valid_bounces = _valid(BouncesConfig, bounces)
+            refs.reads_reports = None if valid_bounces is None else valid_bounces.reads_reports
+        return refs
+
+
+_Model = typing.TypeVar("_Model", bound=BaseModel)
+
+
+def _valid(model: type[_Model], entry: object) -> _Model | None:
+    """``entry`` validated as ``model``, or None when it is not valid (its errors are reported)."""
+    try:
+        return model.model_validate(entry)
+    except ValidationError:
+        return None
+
+
+def _written(table: object, key: str) -> list[str]:
+    """The ``key`` values written in an array of tables, valid or not."""
+    entries = table if isinstance(table, list) else []
+    return [e[key] for e in entries if isinstance(e, dict) and isinstance(e.get(key), str)]
+
+
+def _cross_reference_problems(refs: _References) -> list[str]:
+    """What no single key shows: names used twice, and names that point at nothing."""
+    problems: list[str] = []
+    _unique(problems, "categories", refs.category_slugs or [], "slug")
+    _unique(problems, "sources", refs.source_names, "name")
+    _unique(problems, "lists", refs.list_slugs, "slug")
+    seen_labels: dict[str, str] = {}
+    for cat in refs.categories:
+        for label in cat.labels:
+            key = label.strip().casefold()
+            if key in seen_labels and seen_labels[key] != cat.slug:
+                problems.append(
+                    f"categories: label {label!r} is in both {seen_labels[key]!r} and {cat.slug!r}; "
+                    "a label may map to one category only"
+                )
+            seen_labels[key] = cat.slug
+    for i, lst in refs.lists:
+        if refs.category_slugs is not None:
+            slugs = set(refs.category_slugs)
+            for wanted in lst.categories:
+                if wanted != "*" and wanted not in slugs:
+                    problems.append(
+                        f"lists[{i}] {lst.slug!r}.categories: unknown category {wanted!r}; "
+                        f"use '*' or one of {sorted(slugs)}"
+                    )
+        if lst.schedule is None or refs.schedule_names is None:
+            continue
+        if lst.schedule not in refs.schedule_names:
+            problems.append(
+                f"lists[{i}] {lst.slug!r}.schedule: no [schedules.{lst.schedule}] table; "
+                f"define it or use one of {sorted(refs.schedule_names)}"
+            )
+        elif lst.schedule in refs.schedules and refs.schedules[lst.schedule].job not in SENDING_JOBS:
+            sending = sorted(n for n, s in refs.schedules.items() if s.job in SENDING_JOBS)
+            job = refs.schedules[lst.schedule].job.value
+            problems.append(
+                f"lists[{i}] {lst.slug!r}.schedule: [schedules.{lst.schedule}] runs job "
+                f"{job!r}, which never sends the list; name a schedule "
+                f'with job = "digest" or "publish"' + (f" (e.g. one of {sending})" if sending else "")
+            )
+    public = refs.public_lists
+    if public and refs.postal_address is not None and not refs.postal_address.strip():
+        which = f"list {public[0]!r} is" if len(public) == 1 else f"lists {', '.join(map(repr, public))} are"
+        problems.append(
+            f"site.postal_address: required because {which} public: bulk-mail law in many "
+            "countries asks every digest to carry the sender's postal address (it goes in the "
+            "footer); set it, e.g. "
+            'postal_address = "Route des Morillons 4, 1211 Geneva 22, Switzerland", '
+            "or mark the lists public = false"
+        )
+    for name, sched in refs.schedules.items():
+        if sched.job is JobKind.BOUNCES and refs.reads_reports is False:
+            problems.append(
+                f"schedules.{name}: job 'bounces' reads reports, but [bounces] names no mailbox; "
+                'set [bounces] maildir = "var/bounces" (or imap = { ... })'
+            )
+    for name in refs.schedule_names or []:
+        if not re.match(r"^[A-Za-z0-9_-]+$", name):
+            problems.append(f"schedules.{name}: names may use letters, digits, '-' and '_' only")
+    return problems
 
 
 def _unique(problems: list[str], table: str, values: list[str], key: str) -> None:
@@ -1118,7 +1271,26 @@ def _format_error(err: Any, data: dict[str, Any]) -> str:
     shown = err.get("input")
     if kind in ("model_type", "dict_type", "list_type") or isinstance(shown, dict | list):
         return f"{where}: {msg}"
-    return f"{where}: {msg} (got {shown!r})"
+    return f"{where}: {msg} (got {shown!r}){_type_hint(kind, shown, str(err['loc'][-1]))}"
+
+
+def _type_hint(kind: str, value: object, key: str) -> str:
+    """How to write a number or a boolean that was written as something else (TOML types)."""
+    if kind in ("int_type", "float_type"):
+        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", value):
+            return f"; write the number without quotes: {key} = {value.strip()}"
+        if isinstance(value, bool):
+            return "; write a number, not true or false"
+        if kind == "int_type" and isinstance(value, float):
+            return (
+                f"; write a whole number, e.g. {key} = {int(value)}"
+                if value.is_integer()
+                else "; write a whole number"
+            )
+        return "; write a number"
+    if kind == "bool_type":
+        return f"; write true or false without quotes, e.g. {key} = true"
+    return ""
 
 
 def load_config(path: str | os.PathLike[str]) -> Settings:
@@ -1150,11 +1322,19 @@ def settings_from_dict(data: dict[str, Any], path: Path | None = None) -> Settin
         raise ConfigError(f"{path or 'config'}: values nested too deeply to be a configuration") from e
     except ValidationError as e:
         problems = []
+        cross_checked = False  # the cross-reference checks ran (every key was valid)
         for err in e.errors():
             if err["type"] == "value_error" and not err["loc"]:
                 problems.extend(str(err["msg"]).removeprefix("Value error, ").split("\n"))
+                cross_checked = True
             else:
                 problems.append(_format_error(err, data))
+        if not cross_checked:
+            # pydantic skips Settings' own checks once a key fails; run those that do not
+            # depend on the broken keys, so one run reports every problem.
+            # (Nested too deeply to be a config: the errors above say so.)
+            with contextlib.suppress(RecursionError):
+                problems.extend(_cross_reference_problems(_References.of_data(data)))
         where = str(path) if path else "config"
         raise ConfigError(f"{where}: {len(problems)} problem(s)", problems) from e
     settings.path = path.resolve() if path else None

@@ -344,9 +344,9 @@ class Daemon:
         return True
 
     async def rebuild_if_reconfigured(self) -> None:
-        """Rebuild public/ when the configuration of what it publishes changed since its
-        last build (:meth:`Publisher.build_if_reconfigured`); a failure is logged, never
-        raised: the daemon goes on serving, and the next build tries again."""
+        """Rebuild public/ when the configuration or the page templates of what it publishes
+        changed since its last build (:meth:`Publisher.build_if_reconfigured`); a failure
+        is logged, never raised: the daemon goes on serving, and the next build tries again."""
         publisher = self.publisher
         try:
             report = await asyncio.to_thread(publisher.build_if_reconfigured)
@@ -356,7 +356,8 @@ class Daemon:
             return
         if report is not None:
             log.info(
-                "the configuration of what is published changed: rebuilt %s (%d file(s) written, %d deleted)",
+                "the configuration or templates of what is published changed: rebuilt %s "
+                "(%d file(s) written, %d deleted)",
                 publisher.settings.feeds.output_dir, len(report.written), len(report.deleted),
             )  # fmt: skip
 

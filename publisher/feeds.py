@@ -66,6 +66,8 @@ from publisher.text import xml_safe as clean_text
 
 INDEX_TEMPLATE = "web/index.html.j2"
 STYLESHEET_TEMPLATE = "web/feed.xsl.j2"
+#: The templates :func:`build_feeds` renders (the feeds themselves are not templated).
+PAGE_TEMPLATES = (INDEX_TEMPLATE, STYLESHEET_TEMPLATE)
 #: The page browsers show for RSS and Atom files, at the root of the output folder.
 STYLESHEET_FILE = "feed.xsl"
 

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from publisher.config import Settings
 from publisher.errors import TemplateError
@@ -84,6 +86,51 @@ def _build_environment(settings: Settings) -> BoundedSandbox:
     env.add_filter("picture", picture)  # item|picture: src, alt, width, height (<= 552 px) or None
     env.globals["site_language"] = settings.site.language
     return env
+
+
+def templates_digest(settings: Settings, names: Iterable[str]) -> str:
+    """A digest of the template files that rendering ``names`` reads, by content.
+
+    Each name counts as the search path finds it (an override added or removed changes
+    the file, so the digest), followed through ``extends``, ``include`` and ``import``
+    (``default:`` names too). A name computed at render time cannot be followed: every
+    template file then counts. A template that is missing or does not parse counts as
+    such; rendering it fails with its file and line, not here.
+
+    By content, not size and mtime: the files are read to find what they extend anyway,
+    and a copy that keeps the mtime (``cp -p``, ``rsync -t``) still counts as changed.
+    """
+    env = make_environment(settings)
+    loader = env.loader
+    assert loader is not None  # _build_environment always sets one
+    digest = hashlib.sha256()
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            source, filename, _uptodate = loader.get_source(env, name)
+        except jinja2.TemplateNotFound:
+            digest.update(f"{name}\0(missing)\0".encode())
+            continue
+        digest.update(f"{name}\0{filename}\0".encode())
+        digest.update(hashlib.sha256(source.encode("utf-8")).digest())
+        for ref in _references(env, source):
+            todo.extend(env.list_templates() if ref is None else [ref])
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _references(env: jinja2.Environment, source: str) -> tuple[str | None, ...]:
+    """The templates ``source`` extends, includes or imports (None: a name computed at
+    render time); parsed once per source text, since needs_build asks at every ingest."""
+    try:
+        return tuple(jinja2.meta.find_referenced_templates(env.parse(source)))
+    except jinja2.TemplateSyntaxError:
+        return ()
 
 
 class ExplainedUndefined(jinja2.StrictUndefined):

@@ -106,6 +106,28 @@ def test_check_reports_bad_config_and_exits_2(site: Path) -> None:
     assert "site.timezone" in r.stderr and "feeds.max_item: unknown key" in r.stderr
 
 
+def test_check_reports_every_mistake_in_one_run_and_exits_2(site: Path) -> None:
+    """Three independent mistakes in the embedded default: a number in quotes, a cron that
+    never fires (31 February) and a list naming a schedule that does not exist. One run
+    names all three, each on its own line with its key path, and exits 2 (no traceback)."""
+    config = (site / "config.toml").read_text()
+    config = config.replace("max_items = 50", 'max_items = "50"')
+    config = config.replace('cron = "0 9 * * mon"', 'cron = "0 9 31 2 *"')
+    config = config.replace(
+        'schedule = "weekly-digest"\nsender = "Social Protection Press',
+        'schedule = "weekly-digst"\nsender = "Social Protection Press',
+    )
+    (site / "config.toml").write_text(config)
+    r = cli(site, "check")
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == "configuration error: config.toml: 3 problem(s)"
+    assert lines[1].startswith("  - feeds.max_items: Input should be a valid integer (got '50'); write the")
+    assert lines[2].startswith("  - schedules.weekly-digest.cron: '0 9 31 2 *' never fires")
+    assert lines[3].startswith("  - lists[2] 'press'.schedule: no [schedules.weekly-digst] table")
+    assert len(lines) == 4 and "Traceback" not in r.stderr and r.stdout == ""
+
+
 def test_check_writes_nothing_and_needs_no_database(site: Path) -> None:
     """check used to open the store: it created var/publisher.db and migrated it (before
     an upgrade, under the old daemons), and failed when PostgreSQL was down."""

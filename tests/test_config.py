@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from publisher.config import load_config, parse_duration, settings_from_dict
+from publisher.config import cron_never_fires, load_config, parse_duration, settings_from_dict
 from publisher.errors import ConfigError
+from publisher.periods import next_fire_times, schedule_trigger
 
 REPO = Path(__file__).parent.parent
+# A site with the postal address public lists require, for tests about another key.
+ADDRESS = {"postal_address": "1 Main Street, Geneva"}
 
 
 def problems(data: dict[str, object]) -> list[str]:
@@ -163,7 +166,8 @@ def test_timeouts_are_finite_and_at_most_an_hour(value: object) -> None:
 
 
 def test_booleans_are_strict() -> None:
-    (found,) = problems({"lists": [{"slug": "w", "name": "W", "sender": "a@example.org", "send_empty": 1}]})
+    lst = {"slug": "w", "name": "W", "sender": "a@example.org", "send_empty": 1}
+    (found,) = problems({"site": ADDRESS, "lists": [lst]})
     assert found.startswith("lists[1] 'w'.send_empty:") and "boolean" in found
 
 
@@ -199,7 +203,7 @@ def test_public_is_a_strict_boolean() -> None:
 
 def test_huge_durations_are_a_configuration_error() -> None:
     lst = {"slug": "w", "name": "W", "sender": "a@example.org", "max_age": "100000000000000000000d"}
-    (found,) = problems({"lists": [lst]})
+    (found,) = problems({"site": ADDRESS, "lists": [lst]})
     assert found.startswith("lists[1] 'w'.max_age:") and "100 years" in found
     with pytest.raises(ValueError, match="100 years"):
         parse_duration("36501d")
@@ -359,7 +363,8 @@ def test_a_misspelled_key_gets_the_nearest_known_key(data: dict[str, object], ex
 
 
 def test_a_far_fetched_key_gets_no_guess() -> None:
-    (found,) = problems({"lists": [{"slug": "a", "name": "A", "sender": "a@example.org", "xyzzy": 1}]})
+    lst = {"slug": "a", "name": "A", "sender": "a@example.org", "xyzzy": 1}
+    (found,) = problems({"site": ADDRESS, "lists": [lst]})
     assert found.startswith("lists[1] 'a'.xyzzy: unknown key (remove it")
 
 
@@ -587,3 +592,122 @@ def test_an_env_key_must_name_a_variable_and_its_value_is_never_echoed(where: st
     assert value not in str(info.value)
     ok = settings_from_dict({"bounces": {"webhook_secret_env": "_HOOK_2"}}).bounces
     assert ok is not None and ok.webhook_secret_env == "_HOOK_2"
+
+
+# -- every problem in one run (review: check stopped at the first field error) ---------
+
+
+def test_three_independent_mistakes_are_all_reported_with_their_key_paths(tmp_path: Path) -> None:
+    """A wrong type, a cron that never fires and a list naming a schedule that does not
+    exist: one run names all three, the last one (a cross reference) too, although the
+    other two are errors of single keys."""
+    config = (REPO / "config.toml").read_text()
+    config = config.replace("max_items = 50", 'max_items = "50"')
+    config = config.replace('cron = "0 9 * * mon"', 'cron = "0 9 31 2 *"')
+    config = config.replace(
+        'schedule = "weekly-digest"\nsender = "Social Protection Press',
+        'schedule = "weekly-digst"\nsender = "Social Protection Press',
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(config)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    found = info.value.problems
+    assert len(found) == 3, found
+    assert found[0] == (
+        "feeds.max_items: Input should be a valid integer (got '50'); "
+        "write the number without quotes: max_items = 50"
+    )
+    assert found[1].startswith("schedules.weekly-digest.cron: '0 9 31 2 *' never fires")
+    assert found[2].startswith("lists[2] 'press'.schedule: no [schedules.weekly-digst] table")
+    assert str(info.value).startswith(f"{path}: 3 problem(s)\n  - feeds.max_items:")
+
+
+def test_cross_references_are_checked_beside_errors_of_single_keys() -> None:
+    found = problems(
+        {
+            "site": {"timezone": "Mars/Olympus"},
+            "categories": [{"slug": "news", "title": "News", "labels": ["News"]}],
+            "lists": [
+                {"slug": "w", "name": "W", "sender": "nobody", "categories": ["nope"]},  # bad sender
+                {"slug": "p", "name": "P", "sender": "a@example.org", "categories": ["nope"]},
+                {"slug": "p", "name": "P2", "sender": "a@example.org"},
+            ],
+        }
+    )
+    assert found[0].startswith("site.timezone:") and found[1].startswith("lists[1] 'w'.sender:")
+    assert found[2:] == [
+        "lists: slug 'p' appears twice; each slug must be unique",
+        "lists[2] 'p'.categories: unknown category 'nope'; use '*' or one of ['news']",
+        found[4],
+    ]
+    # Lists with a mistake of their own are still public: the footer address is required.
+    assert found[4].startswith("site.postal_address: required because lists 'w', 'p', 'p' are public")
+
+
+def test_a_name_whose_own_table_is_broken_is_not_also_reported_as_missing() -> None:
+    """A list naming a schedule whose cron is wrong, or a category without a title, gets
+    that error only: the schedule and the category exist, they are just invalid."""
+    found = problems(
+        {
+            "site": ADDRESS,
+            "categories": [{"slug": "news"}],
+            "lists": [{"slug": "w", "name": "W", "sender": "a@example.org", "schedule": "weekly"}],
+            "schedules": {"weekly": {"cron": "0 9 * * 1", "job": "digest"}},
+        }
+    )
+    assert [p.split(":")[0] for p in found] == [
+        "categories[1] 'news'.title",
+        "schedules.weekly.cron",
+    ], found
+
+
+def test_cross_references_are_reported_once_when_every_key_is_valid() -> None:
+    found = problems(
+        {"site": ADDRESS, "lists": [{"slug": "w", "name": "W", "sender": "a@example.org", "schedule": "x"}]}
+    )
+    assert found == ["lists[1] 'w'.schedule: no [schedules.x] table; define it or use one of []"]
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        ("50", "; write the number without quotes: max_items = 50"),
+        (True, "; write a number, not true or false"),
+        (50.0, "; write a whole number, e.g. max_items = 50"),
+        ("fifty", "; write a number"),
+    ],
+)
+def test_a_number_of_the_wrong_type_says_how_to_write_it(value: object, hint: str) -> None:
+    (found,) = problems({"feeds": {"max_items": value}})
+    assert found.endswith(f"(got {value!r}){hint}"), found
+
+
+# -- a cron that never fires (review: "0 9 31 2 *" was accepted) -------------------------
+
+
+@pytest.mark.parametrize("cron", ["0 9 31 2 *", "0 9 30 2 *", "*/5 * 31 4,6,9,11 *", "0 9 30 2 mon-fri"])
+def test_a_cron_that_never_fires_is_refused_naming_the_schedule(cron: str) -> None:
+    (found,) = problems({"schedules": {"monthly-report": {"cron": cron, "job": "digest"}}})
+    assert found.startswith(f"schedules.monthly-report.cron: {cron!r} never fires: no calendar date is day ")
+    assert "e.g. '0 9 28 2 *'" in found
+
+
+@pytest.mark.parametrize(
+    ("cron", "timezone"),
+    [
+        ("0 9 * * mon", "Europe/Zurich"),
+        ("0 9 28 2 *", None),
+        ("0 9 29 2 *", None),  # leap years only
+        ("0 9 29 2 mon", None),  # a Monday 29 February: 2044, then 2072
+        ("0 9 31 * *", None),
+        ("30 2 31 3 sun", "Europe/Zurich"),  # always the night clocks skip 02:00-03:00; still fires
+    ],
+)
+def test_a_rare_cron_still_fires_and_is_accepted(cron: str, timezone: str | None) -> None:
+    schedule = {"cron": cron, "job": "digest"} | ({"timezone": timezone} if timezone else {})
+    settings = settings_from_dict({"schedules": {"s": schedule}})
+    assert not cron_never_fires(cron)
+    # The scheduler's own trigger, in the schedule's zone, agrees (the check runs in UTC).
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    assert next_fire_times(schedule_trigger(settings, "s"), now, 1)

@@ -29,6 +29,8 @@ from tests.http_server import Upstream, drip
 from tests.slow_clients import seconds_until_closed
 from tests.smtp_server import free_port
 
+REPO = Path(__file__).parent.parent
+
 pytestmark = pytest.mark.slow
 
 CONFIG = """
@@ -682,7 +684,9 @@ def test_a_list_made_private_leaves_the_web_at_reload_and_at_restart_without_a_b
     write_config(config, port, db, HOURLY + _lists(public=True))
     daemon = start(config, port)
     daemon.wait_log("scheduling 1 schedule(s)")
-    daemon.wait_log("the configuration of what is published changed: rebuilt")  # never built before
+    daemon.wait_log(
+        "the configuration or templates of what is published changed: rebuilt"
+    )  # never built before
     assert daemon.get("/archive/weekly/").status_code == 200
     assert "Weekly digest" in daemon.get("/archive/").text
     assert 'name="list" value="weekly"' in daemon.get("/index.html").text  # the sign-up box
@@ -704,7 +708,7 @@ def test_a_list_made_private_leaves_the_web_at_reload_and_at_restart_without_a_b
 
     write_config(config, port, db, HOURLY + _lists(public=True))  # changed while stopped
     again = start(config, port, "again")
-    again.wait_log("the configuration of what is published changed: rebuilt")
+    again.wait_log("the configuration or templates of what is published changed: rebuilt")
     again.wait_http()
     assert again.get("/archive/weekly/").status_code == 200
     assert again.stop()[0] == 0
@@ -730,4 +734,99 @@ def test_an_ingest_with_nothing_new_still_rebuilds_a_changed_configuration(
     counts = asyncio.run(private.arun_job(JobKind.INGEST))
     assert "written" in counts and not archive.exists()
     assert not private.needs_build()
+    publisher.close()
+
+
+def _index_override(folder: Path, edition: int) -> Path:
+    """An override of the home page that only changes its <title>, as an admin would."""
+    page = folder / "web" / "index.html.j2"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(
+        '{% extends "default:web/index.html.j2" %}\n'
+        f"{{% block title %}}Social protection news, edition {edition}{{% endblock %}}\n",
+        encoding="utf-8",
+    )
+    return page
+
+
+def test_a_page_template_edited_without_a_config_change_is_rebuilt_at_reload(
+    tmp_path: Path, start: Callable[..., Daemon]
+) -> None:
+    """Only the override of index.html.j2 changes, config.toml stays as it is: the SIGHUP
+    rebuilds, and the page a visitor gets has the new title. A reload with nothing edited
+    rebuilds nothing."""
+    port = free_port()
+    config = tmp_path / "config.toml"
+    db = tmp_path / "var" / "publisher.db"
+    _index_override(tmp_path / "site-templates", 1)
+    write_config(config, port, db, HOURLY + '[templates]\npath = "site-templates"\n')
+    daemon = start(config, port)
+    daemon.wait_log("scheduling 1 schedule(s)")
+    daemon.wait_log("of what is published changed: rebuilt")  # never built before
+    daemon.wait_http()
+    assert "<title>Social protection news, edition 1</title>" in daemon.get("/index.html").text
+
+    _index_override(tmp_path / "site-templates", 2)  # same size: the content counts, not the size
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("configuration reloaded: 1 schedule(s): hourly")
+    assert daemon.log.count("of what is published changed: rebuilt") == 2
+    assert "<title>Social protection news, edition 2</title>" in daemon.get("/index.html").text
+
+    daemon.proc.send_signal(signal.SIGHUP)
+    _wait_count(daemon, "configuration reloaded: 1 schedule(s): hourly", 2, 15)
+    assert daemon.log.count("rebuilt") == 2  # nothing edited: no rebuild
+    assert daemon.stop()[0] == 0
+
+
+def test_an_ingest_with_nothing_new_rebuilds_after_a_page_template_edit(
+    tmp_path: Path, make_settings: Callable[..., Settings], store_url: str
+) -> None:
+    """The `ingest` job builds when a template a build renders changed, even with no new
+    item; a template that only shapes mail (a digest's text, the confirmation mail, a
+    private list's HTML) does not make it build. A public list's digest HTML does: it is
+    the list's archive pages."""
+    folder = tmp_path / "site-templates"
+    page = _index_override(folder, 1)
+    sender = "News <news@example.org>"
+    lists = [
+        {"slug": "weekly", "name": "Weekly digest", "sender": sender},
+        {
+            "slug": "staff",
+            "name": "Staff",
+            "sender": sender,
+            "public": False,
+            "html_template": "staff.html.j2",
+        },
+    ]
+    settings = make_settings(storage={"url": store_url}, templates={"path": str(folder)}, lists=lists)
+    publisher = Publisher(settings, Store(store_url))
+    publisher.build()
+    index = settings.feeds.output_dir / "index.html"
+    assert "<title>Social protection news, edition 1</title>" in index.read_text(encoding="utf-8")
+    assert not publisher.needs_build()
+
+    (folder / "email").mkdir()
+    for mail_only in ("email/digest.txt.j2", "email/confirm.html.j2", "staff.html.j2"):
+        (folder / mail_only).write_text("{# only ever mailed #}\n")
+    assert not publisher.needs_build()
+    assert "written" not in asyncio.run(publisher.arun_job(JobKind.INGEST))
+
+    _index_override(folder, 2)
+    assert publisher.needs_build()
+    counts = asyncio.run(publisher.arun_job(JobKind.INGEST))
+    assert counts["new"] == 0 and "written" in counts
+    assert "<title>Social protection news, edition 2</title>" in index.read_text(encoding="utf-8")
+    assert not publisher.needs_build()
+
+    # The layout the public list's digest extends, overridden: its archive pages change.
+    (folder / "email" / "layout.html.j2").write_text(
+        (REPO / "templates" / "email" / "layout.html.j2").read_text(encoding="utf-8") + "\n"
+    )
+    assert publisher.needs_build()
+    publisher.build()
+    # Removing an override falls back to the built-in: another file, so another build.
+    page.unlink()
+    assert publisher.needs_build()
+    publisher.build()
+    assert "<title>Social Protection Department</title>" in index.read_text(encoding="utf-8")
     publisher.close()
