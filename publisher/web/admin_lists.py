@@ -115,7 +115,7 @@ async def issue(request: Request, ctx: AdminContext) -> Response:
     """
     slug = _slug(request, ctx)
     if slug is None:
-        return not_found()
+        raise not_found()
     wanted = request.query_params.get("status", "")
     statuses = tuple(s for s in WHY_STATUSES if s.value == wanted) or NOT_SENT
     try:
