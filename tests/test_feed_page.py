@@ -10,7 +10,6 @@ that day, not the UTC day before (lxml's XSLT and Chromium alike).
 from __future__ import annotations
 
 import calendar
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.models import Item
 from publisher.store import Store
+from tests.admin_client import require_chromium
 from tests.test_web import Server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -80,10 +80,7 @@ def test_readers_get_the_feed_type_and_browsers_get_xml(publisher: Publisher) ->
 
 @pytest.mark.browser
 def test_a_browser_shows_a_feed_as_a_readable_page(publisher: Publisher) -> None:
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{CHROMIUM} missing: `make test` installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} missing")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -160,10 +157,7 @@ def test_feed_xsl_shows_the_site_day_of_an_item_published_at_local_midnight(midn
 
 @pytest.mark.browser
 def test_a_browser_shows_the_site_day_whatever_its_own_zone(midnight: Publisher) -> None:
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{CHROMIUM} missing: `make test` installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} missing")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with Server(midnight) as server, sync_playwright() as p:

@@ -13,7 +13,6 @@ Screenshots go to var/screenshots/error-*.png.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from publisher.config import Settings
 from publisher.models import SubscriptionStatus
 from publisher.store import Store
 from publisher.subscriptions import add
-from tests.admin_client import HASH_ENV, admin_hash, sign_in
+from tests.admin_client import HASH_ENV, admin_hash, require_chromium, sign_in
 from tests.test_feed_page import CHROMIUM, SCREENSHOTS
 from tests.test_web import Server, status_of, token_for
 
@@ -249,10 +248,7 @@ def test_console_errors_use_the_console_layout(
 
 @pytest.mark.browser
 def test_error_pages_fit_375_px_without_javascript(server: Server) -> None:
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{CHROMIUM} missing: `make test` installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} missing")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
