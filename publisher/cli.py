@@ -49,6 +49,7 @@ from publisher.models import (
     SubscriptionStatus,
     Unsubscribe,
 )
+from publisher.text import inert_json
 
 if TYPE_CHECKING:
     from publisher.digests import DigestReport, FailureReport
@@ -109,7 +110,7 @@ class JsonFormatter(logging.Formatter):
                 data[key] = getattr(record, key)
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data, ensure_ascii=False)
+        return inert_json(json.dumps(data, ensure_ascii=False))
 
 
 def setup_logging(fmt: str, verbose: bool) -> None:
@@ -221,7 +222,7 @@ json_option = click.option(
 
 def print_json(document: Any) -> None:
     """One JSON document on stdout; datetimes as ISO 8601 with their offset."""
-    click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=_json_value))
+    click.echo(inert_json(json.dumps(document, ensure_ascii=False, indent=2, default=_json_value)))
 
 
 def _json_value(value: Any) -> Any:
@@ -981,7 +982,7 @@ def digest_requeue_unknown(
         found = [
             {"issue": r.issue_id, "list": r.list_slug, "period": r.period_key, "count": r.count} for r in rows
         ]
-        click.echo(json.dumps({"dry_run": dry_run, "issues": found, "total": sum(r.count for r in rows)}))
+        print_json({"dry_run": dry_run, "issues": found, "total": sum(r.count for r in rows)})
         return
     verb = "would requeue" if dry_run else "requeued"
     for r in rows:

@@ -125,6 +125,33 @@ def visible_line(text: str, limit: int) -> str:
     return cut_at_word(shown, limit)
 
 
+_NOT_ASCII_TEXT = re.compile(r"[^\n\x20-\x7e]")
+
+
+def inert_json(document: str) -> str:
+    """``document`` (JSON text) with every character that is not text to look at escaped.
+
+    ``json.dumps`` escapes C0 controls but writes DEL, C1 controls (``\\x9b`` is a
+    one-byte CSI on many terminals), bidi overrides and line separators as they are, so
+    a listing printed with ``--json`` to a terminal could recolour it or reorder what
+    the admin reads. Outside strings JSON text is ASCII, so each such character can only
+    be inside a string, where ``\\uXXXX`` (a surrogate pair above U+FFFF) is the same
+    value: a script parsing the output reads exactly what it read before.
+    """
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        if unicodedata.category(char) not in _NOT_VISIBLE:
+            return char
+        code = ord(char)
+        if code <= 0xFFFF:
+            return f"\\u{code:04x}"
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+    return _NOT_ASCII_TEXT.sub(escape, document)
+
+
 def first_line(text: str) -> str:
     """The first line of ``text`` that is not blank, stripped ('' when there is none)."""
     for line in text.splitlines():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from publisher.text import cut_at_word, first_line, is_language_tag, strip_bidi, visible_line
+from publisher.text import cut_at_word, first_line, inert_json, is_language_tag, strip_bidi, visible_line
 
 
 def test_short_text_is_kept_whole() -> None:
@@ -49,6 +51,18 @@ def test_a_hostile_reply_becomes_one_inert_line() -> None:
     assert visible_line("a\tb\n\n c\u2028d", 50) == "a b c d"
     assert visible_line("\x1b[31m" + "word " * 100, 40) == "\\x1b[31mword word word word word word…"
     assert len(visible_line("\x1b" * 1000, 240)) <= 240
+
+
+def test_json_for_a_terminal_escapes_what_is_not_text_and_parses_to_the_same_value() -> None:
+    """C1 controls (\\x9b is a one-byte CSI), DEL, bidi overrides, line separators, lone
+    surrogates and characters above U+FFFF of those kinds; accents and emoji stay."""
+    value = {"reply": "a\x9b31m\x7f\u202efdp\u2028\U000e0041\ud800 é 📰", "n\u2066": ["\x85"]}
+    text = inert_json(json.dumps(value, ensure_ascii=False, indent=2))
+    assert json.loads(text) == value
+    assert "é 📰" in text and "\\u009b" in text and "\\udb40\\udc41" in text
+    visible = text.replace("é 📰", "")
+    assert visible.isascii() and all(c.isprintable() or c == "\n" for c in visible), text
+    assert inert_json('{"a": "plain"}') == '{"a": "plain"}'
 
 
 def test_first_line_skips_blank_lines() -> None:
