@@ -65,6 +65,7 @@ from publisher.store.runs import JobRun, ScheduleState
 from publisher.store.subscribers import DeliveryRecord, SubscriberMatch, SubscriberRecord
 from publisher.subscriptions import ImportCheck, ImportReport, Progress
 from publisher.templating import make_environment, render_template, translator
+from publisher.text import inert_json
 from publisher.uploads import HeldUploads
 from publisher.websub import HubPinger, PingTally
 
@@ -92,6 +93,7 @@ __all__ = [
     "SignupOutcome",
     "SignupResult",
     "SpamReport",
+    "inert_json",  # for the CLI's --json and JSON log lines
     "utcnow",
 ]
 

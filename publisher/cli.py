@@ -38,6 +38,7 @@ from publisher.app import (
     Publisher,
     check_config,
     hash_admin_password,
+    inert_json,
 )
 from publisher.config import Settings, load_config
 from publisher.errors import ConfigError, MailError, OutputError, PublisherError, SchedulerError
@@ -49,7 +50,6 @@ from publisher.models import (
     SubscriptionStatus,
     Unsubscribe,
 )
-from publisher.text import inert_json
 
 if TYPE_CHECKING:
     from publisher.digests import DigestReport, FailureReport
