@@ -60,6 +60,8 @@ from publisher.scheduler.triggers import fire_time_at, missed_fire_time
 from publisher.signups import ConfirmLink, LinkState, PendingSignup, SignupOutcome, SignupResult
 from publisher.spamcheck import SpamReport, check_message, find_spamassassin
 from publisher.store import Store
+from publisher.store.copy import CopyReport, copy_store
+from publisher.store.db import make_engine
 from publisher.store.issues import IssueSummary
 from publisher.store.runs import JobRun, ScheduleState
 from publisher.store.subscribers import DeliveryRecord, SubscriberMatch, SubscriberRecord
@@ -244,6 +246,18 @@ class Publisher:
 
     def close(self) -> None:
         self.store.close()
+
+    def copy_store(self, target_url: str, progress: Callable[[str, int], None] | None = None) -> CopyReport:
+        """``storage copy``: every row of the configured store into a new, empty one.
+
+        The target is migrated first (as any store is when it opens), so both hold the
+        same schema; the configured store is only read.
+        """
+        target = Store(target_url, engine=make_engine(target_url, key="TARGET_URL"))
+        try:
+            return copy_store(self.store.engine, target.engine, progress=progress)
+        finally:
+            target.close()
 
     def check(self) -> CheckReport:
         """What would fail later (templates, subjects, subscriber files, DKIM), found now."""

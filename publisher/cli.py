@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from publisher.app import (
@@ -1502,6 +1502,52 @@ def bounces_process(ctx: Context, as_json: bool) -> None:
         print_json(counts)
         return
     console.print(", ".join(f"{name} {value}" for name, value in counts.items()))
+
+
+# -- storage ------------------------------------------------------------------------
+
+
+@cli.group()
+def storage() -> None:
+    """The store itself (see README, "Moving to PostgreSQL")."""
+
+
+@storage.command("copy")
+@click.argument("target_url", metavar="TARGET_URL")
+@json_option
+@with_context
+def storage_copy(ctx: Context, target_url: str, as_json: bool) -> None:
+    """Copy every row of the configured store into TARGET_URL, a new, empty database.
+
+    E.g. `publisher storage copy postgresql://publisher@localhost/publisher`. Stop
+    `publisher run` and every `publisher worker` first. Nothing is kept in the target
+    when the copy fails; the configured store is only read.
+    """
+    with progress_bar() as progress:
+        task = progress.add_task("copying", total=None)
+
+        def advance(table: str, rows: int) -> None:
+            progress.update(task, description=f"copied {table} ({rows:,} rows)", advance=1)
+
+        report = ctx.publisher.copy_store(target_url, progress=advance)
+    if as_json:
+        print_json(
+            {
+                "source": report.source,
+                "target": report.target,
+                "tables": {table.name: table.rows for table in report.tables},
+                "rows": report.rows,
+            }
+        )
+        return
+    table = Table("table", Column("rows", justify="right"), title=f"{report.source} -> {report.target}")
+    for copied in report.tables:
+        table.add_row(copied.name, f"{copied.rows:,}")
+    console.print(table)
+    console.print(
+        f"copied {report.rows:,} rows; now set [storage] url in config.toml to the target "
+        "and start the publisher"
+    )
 
 
 # -- admin console ------------------------------------------------------------------

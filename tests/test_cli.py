@@ -70,6 +70,7 @@ NO_CONFIG = {
     ("bounces",),
     ("admin",),
     ("admin", "hash-password"),
+    ("storage",),
 }
 # The commands that list things: each has --json (plain data for scripts, no markup).
 LISTINGS = {
@@ -83,6 +84,7 @@ LISTINGS = {
     ("subscribers", "show"),
     ("subscribers", "pending"),
     ("bounces", "process"),
+    ("storage", "copy"),
 }
 
 

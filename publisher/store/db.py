@@ -16,8 +16,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from publisher.errors import StoreError
 
@@ -31,8 +31,20 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine; make the SQLite folder; turn on WAL and foreign keys."""
+def shown_url(url: str) -> str:
+    """``url`` for people and logs: a password in it, if any, as ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def make_engine(url: str, *, key: str = "storage.url") -> Engine:
+    """Create an engine; make the SQLite folder; turn on WAL and foreign keys.
+
+    ``key`` names where the URL came from in an error (``storage copy``'s target is not
+    the config key).
+    """
     url = normalise_url(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -45,7 +57,7 @@ def make_engine(url: str) -> Engine:
     try:
         engine = create_engine(url, **kwargs)
     except (SQLAlchemyError, ImportError) as e:
-        raise StoreError(f"storage.url {url!r}: {e}") from e
+        raise StoreError(f"{key} {shown_url(url)!r}: {e}") from e
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
