@@ -4,7 +4,9 @@ The site file is the one the README tells admins to install; only its listen por
 and upstream port are rewritten for the test. Through it, feeds must keep their media
 types and conditional GETs, dot files stay hidden, the pages that act reach the
 publisher, and the publisher must count the real client address (the one nginx saw),
-never one a client wrote into X-Forwarded-For.
+never one a client wrote into X-Forwarded-For. What nginx cannot serve (a missing file,
+a dot file) shows the publisher's own error page, with nginx's status, and stays a 404
+when the publisher is down.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import lxml.html
 import pytest
 
 from publisher.app import Publisher
@@ -174,6 +177,99 @@ def test_nginx_hides_every_dot_file_even_one_named_like_a_feed(
         answer = httpx.get(f"{nginx.base}/{name}")
         assert answer.status_code == 404 and "secret" not in answer.text, name
     assert httpx.get(nginx.base + "/feeds/all.json").status_code == 200  # the real feeds still are
+
+
+SECRET = "state-file-secret-4711"
+
+
+def _error_page(answer: httpx.Response, publisher: Publisher, status: int, kind: str) -> None:
+    """``answer`` is the publisher's site error page for ``status`` (not nginx's own page)."""
+    t = publisher.translator(publisher.page_language())
+    heading, title = t(f"error_{kind}_title"), publisher.settings.site.title
+    assert answer.status_code == status, answer.request.url
+    assert answer.headers["content-type"] == "text/html; charset=utf-8", answer.request.url
+    page = lxml.html.fromstring(answer.text)
+    assert page.findtext(".//title") == f"{heading} · {title}", answer.request.url
+    assert page.findtext(".//h1") == heading and page.xpath("//header//a/text()") == [title]
+    assert t("error_code", status=status) in page.xpath("string(//main)")
+    assert "<center>nginx</center>" not in answer.text  # nginx's bare page
+    assert SECRET not in answer.text
+
+
+def test_what_nginx_cannot_serve_gets_the_publisher_s_error_page(
+    nginx: Nginx, site: tuple[Publisher, Server]
+) -> None:
+    """A missing page, feed or folder, a dot file and the internal /.as-xml/ show the
+    page `publisher run` shows for the same URL, byte for byte, with status 404 (a POST
+    to a file: 405); a dot file's content never reaches the page through the fallback."""
+    publisher, server = site
+    public = Path(publisher.settings.feeds.output_dir)
+    for name in (".build-state.json", "feeds/.x.atom.xml", "archive/.draft.json"):
+        (public / name).write_text(f'{{"{SECRET}": 1}}', encoding="utf-8")
+    paths = (
+        "/archive/nothing-here/",
+        "/feeds/none.atom.xml",
+        "/feeds/none.json",
+        "/no-such-page.html",
+        "/.build-state.json",
+        "/feeds/.x.atom.xml",
+        "/archive/.draft.json",
+        "/%2ebuild-state.json",
+        "/.as-xml/feeds/all.atom.xml",
+        "/feeds/",  # a folder without index.html: nginx's 403, the publisher's 404
+    )
+    for path in paths:
+        answer = httpx.get(nginx.base + path, headers={"Accept-Language": "fr"})
+        _error_page(answer, publisher, 404, "404")
+        assert answer.headers["cache-control"] == "no-store", path
+        direct = httpx.get(server.base + path, headers={"Accept-Language": "fr"})
+        assert direct.status_code == 404 and answer.content == direct.content, path
+    # a browser opening a missing feed (rewritten to /.as-xml/ inside nginx)
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    _error_page(httpx.get(nginx.base + "/feeds/none.atom.xml", headers=browser), publisher, 404, "404")
+    # HEAD: the status and headers, no body
+    for path in ("/no-such-page.html", "/.build-state.json", "/archive/nothing-here/"):
+        head = httpx.head(nginx.base + path)
+        assert head.status_code == 404 and head.content == b"", path
+        assert head.headers["content-type"] == "text/html; charset=utf-8", path
+    # another method than GET or HEAD: 405 with Allow on a file, 404 where there is none
+    for method, path in (("POST", "/index.html"), ("DELETE", "/feeds/all.atom.xml"), ("POST", "/archive/")):
+        refused = httpx.request(method, nginx.base + path, data={"email": "someone@example.org"})
+        _error_page(refused, publisher, 405, "405")
+        assert refused.headers["allow"] == "GET, HEAD", path
+    _error_page(httpx.post(nginx.base + "/nothing.html", data={"a": "b"}), publisher, 404, "404")
+    # what exists is still served by nginx itself
+    assert httpx.get(nginx.base + "/feeds/all.json").status_code == 200
+
+
+def test_a_missing_file_stays_a_404_when_the_publisher_is_down(
+    site: tuple[Publisher, Server], tmp_path: Path
+) -> None:
+    """nginx before a port nobody listens on: its errors stay 404 (405) with a plain
+    body, not a 502; the files are still served; the pages that act do say 502."""
+    publisher, _server = site
+    public = Path(publisher.settings.feeds.output_dir)
+    (public / ".build-state.json").write_text(f'{{"{SECRET}": 1}}', encoding="utf-8")
+    folder = tmp_path / "nginx-down"
+    folder.mkdir()
+    with Nginx(folder, public.resolve(), free_port()) as down:
+        for path in (
+            "/no-such-page.html",
+            "/archive/nothing-here/",
+            "/feeds/none.atom.xml",
+            "/.build-state.json",
+        ):
+            answer = httpx.get(down.base + path)
+            assert answer.status_code == 404, path
+            assert answer.headers["content-type"] == "text/plain; charset=utf-8", path
+            assert answer.text == "Not found\n" and SECRET not in answer.text, path
+            head = httpx.head(down.base + path)
+            assert head.status_code == 404 and head.content == b"", path
+        refused = httpx.post(down.base + "/index.html", data={"a": "b"})
+        assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
+        assert httpx.get(down.base + "/feeds/all.atom.xml").status_code == 200
+        assert httpx.get(down.base + "/subscribe").status_code == 502
+    assert "connect() failed" in (folder / "error.log").read_text()
 
 
 def _lang(page: str) -> str:
