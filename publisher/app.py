@@ -30,7 +30,7 @@ from publisher.config import ScheduleConfig, Settings
 from publisher.config_edit import ScheduleEdit, plan_schedule_edit, save_schedule_edit
 from publisher.dashboard import Dashboard, dashboard
 from publisher.digests import DigestReport, FailureReport, IssuePreview, Preview, Requeued
-from publisher.errors import ConfigError, ItemError, MailError, SchedulerError
+from publisher.errors import ConfigError, ItemError, MailError, SchedulerError, StoreError
 from publisher.feeds import BuildReport, build_feeds, write_if_changed
 from publisher.i18n import LANGUAGE_NAMES, normalise_language
 from publisher.ingest import IngestReport
@@ -251,13 +251,24 @@ class Publisher:
         """``storage copy``: every row of the configured store into a new, empty one.
 
         The target is migrated first (as any store is when it opens), so both hold the
-        same schema; the configured store is only read.
+        same schema; the configured store is only read. The scheduler lock is held for
+        the copy: a running daemon (which holds it) is refused rather than copied from
+        while it writes, and one started meanwhile waits instead of firing.
         """
-        target = Store(target_url, engine=make_engine(target_url, key="TARGET_URL"))
+        lock = self.scheduler_lock()
+        if not lock.acquire():
+            raise StoreError(
+                f"`publisher run` is running on this store (it holds the scheduler lock, "
+                f"{lock.description}): stop it and every `publisher worker`, then copy"
+            )
         try:
-            return copy_store(self.store.engine, target.engine, progress=progress)
+            target = Store(target_url, engine=make_engine(target_url, key="TARGET_URL"))
+            try:
+                return copy_store(self.store.engine, target.engine, progress=progress)
+            finally:
+                target.close()
         finally:
-            target.close()
+            lock.release()
 
     def check(self) -> CheckReport:
         """What would fail later (templates, subjects, subscriber files, DKIM), found now."""

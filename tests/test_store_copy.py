@@ -173,6 +173,19 @@ def test_a_copy_refuses_a_target_with_data_the_store_itself_and_a_send_in_flight
     assert "stop `publisher run` and every `publisher worker`" in busy.stderr
     assert all(not rows for rows in everything(Store(elsewhere).engine).values())
 
+    with Store(f"sqlite:///{site / 'var' / 'publisher.db'}").engine.begin() as conn:
+        conn.execute(text("UPDATE deliveries SET status = 'sent' WHERE id = 1"))
+    # A running daemon holds the scheduler lock: the copy is refused, not made under it.
+    daemon = Publisher(load_config(site / "config.toml"))
+    lock = daemon.scheduler_lock()
+    assert lock.acquire()
+    running = cli(site, "storage", "copy", elsewhere)
+    lock.release()
+    daemon.close()
+    assert running.returncode == 1 and "`publisher run` is running on this store" in running.stderr
+    assert all(not rows for rows in everything(Store(elsewhere).engine).values())
+    assert cli(site, "storage", "copy", elsewhere).returncode == 0  # once it is stopped
+
     wrong = cli(site, "storage", "copy", "postgresql://someone:s3cret@127.0.0.1:1/none")
     assert wrong.returncode == 1 and "s3cret" not in wrong.stderr and "***" in wrong.stderr, wrong.stderr
     target.close()
