@@ -1509,7 +1509,7 @@ def bounces_process(ctx: Context, as_json: bool) -> None:
 
 @cli.group()
 def storage() -> None:
-    """The store itself (see README, "Moving to PostgreSQL")."""
+    """The store itself (see README, "Moving from SQLite to PostgreSQL")."""
 
 
 @storage.command("copy")
