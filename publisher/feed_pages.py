@@ -133,7 +133,9 @@ def _read_rss(channel: etree._Element) -> FeedPage:
         _entry(item.findtext("title"), item.findtext("link"), _rss_day(item.findtext("pubDate") or ""))
         for item in channel.iterfind("item")
     ]
-    return _page(channel.findtext("title"), links, "application/rss+xml", channel.findtext("language"), entries)
+    return _page(
+        channel.findtext("title"), links, "application/rss+xml", channel.findtext("language"), entries
+    )
 
 
 def _rss_day(date: str) -> str:
@@ -167,7 +169,11 @@ def _title(text: str | None) -> str:
 
 
 def _page(
-    title: str | None, links: dict[str, str], media_type: str, language: str | None, entries: list[FeedPageEntry]
+    title: str | None,
+    links: dict[str, str],
+    media_type: str,
+    language: str | None,
+    entries: list[FeedPageEntry],
 ) -> FeedPage:
     url = _web_url(links.get("self"))
     return FeedPage(

@@ -214,7 +214,9 @@ def test_a_list_made_private_loses_its_archive_and_the_index_its_link(
     subscribe(pub, "weekly")
     send(pub)
     assert (pub.settings.feeds.output_dir / "archive" / "weekly" / "feed.atom.xml").exists()
-    assert (pub.settings.feeds.output_dir / ".feed-pages" / "archive" / "weekly" / "feed.atom.xml.html").exists()
+    assert (
+        pub.settings.feeds.output_dir / ".feed-pages" / "archive" / "weekly" / "feed.atom.xml.html"
+    ).exists()
     pub.close()
     private = publisher([{**lst, "public": False} for lst in LISTS])
     private.build()

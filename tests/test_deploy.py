@@ -197,7 +197,10 @@ def test_a_browser_gets_a_feed_s_html_page_through_nginx_and_a_reader_the_feed(
         assert int(head.headers["content-length"]) == len(shown.content), path
         # the same answers as `publisher run`
         direct = httpx.get(site[1].base + path, headers=BROWSER)
-        assert direct.headers["content-type"] == shown.headers["content-type"] and direct.content == shown.content
+        assert (
+            direct.headers["content-type"] == shown.headers["content-type"]
+            and direct.content == shown.content
+        )
 
 
 def test_without_its_page_a_browser_gets_the_feed_as_xml_through_nginx(

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import feedparser
 import httpx
@@ -36,6 +37,9 @@ from publisher.store import Store
 from publisher.text import strip_bidi
 from tests.admin_client import require_chromium
 from tests.test_web import Server
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Playwright
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).parent.parent / "var" / "screenshots"
@@ -222,8 +226,8 @@ def test_a_link_that_is_not_http_is_not_made_a_link() -> None:
     atom = (
         b'<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom" xml:lang="fr">'
         b'<title>T</title><link rel="self" href="javascript:alert(1)"/>'
-        b'<entry><title>E</title><link href="javascript:alert(2)"/><updated>2024-03-02T00:30:00+01:00</updated>'
-        b"</entry></feed>"
+        b'<entry><title>E</title><link href="javascript:alert(2)"/>'
+        b"<updated>2024-03-02T00:30:00+01:00</updated></entry></feed>"
     )
     feed = read_feed(atom)
     assert feed.url == "" and feed.address == "" and feed.entries[0].url == ""
@@ -258,7 +262,9 @@ def pages_on_disk(out: Path) -> dict[str, int]:
 def test_every_rss_and_atom_file_gets_a_page_written_once(publisher: Publisher) -> None:
     out = publisher.settings.feeds.output_dir
     feeds = sorted(
-        p.relative_to(out).as_posix() for p in (out / "feeds").rglob("*") if p.name.endswith((".atom.xml", ".rss.xml"))
+        p.relative_to(out).as_posix()
+        for p in (out / "feeds").rglob("*")
+        if p.name.endswith((".atom.xml", ".rss.xml"))
     )
     before = pages_on_disk(out)
     assert sorted(before) == [f"{name}.html" for name in feeds]
@@ -340,15 +346,25 @@ def test_an_override_of_the_page_template_is_used_and_editing_it_rebuilds(
         pub.store.items.save([make_item(1, "One")], [], T0)
         pub.build()
         out = settings.feeds.output_dir
-        feeds = {name: (out / name).stat().st_mtime_ns for name in ("feeds/news.atom.xml", "feeds/news.rss.xml")}
-        assert parse_page(pub, "feeds/news.atom.xml").findtext(".//title") == "Our feed: Social Protection Department: News"
+        feeds = {
+            name: (out / name).stat().st_mtime_ns for name in ("feeds/news.atom.xml", "feeds/news.rss.xml")
+        }
+        assert (
+            parse_page(pub, "feeds/news.atom.xml").findtext(".//title")
+            == "Our feed: Social Protection Department: News"
+        )
         assert not pub.needs_build()
 
-        override.write_text(override.read_text(encoding="utf-8").replace("Our feed", "Edited"), encoding="utf-8")
+        override.write_text(
+            override.read_text(encoding="utf-8").replace("Our feed", "Edited"), encoding="utf-8"
+        )
         assert pub.needs_build()  # the template is part of the build's fingerprint
         report = pub.build_if_reconfigured()
         assert report is not None
-        assert parse_page(pub, "feeds/news.rss.xml").findtext(".//title") == "Edited: Social Protection Department: News"
+        assert (
+            parse_page(pub, "feeds/news.rss.xml").findtext(".//title")
+            == "Edited: Social Protection Department: News"
+        )
         assert str(parse_page(pub, "feeds/all.atom.xml").findtext(".//title")).startswith("Edited: ")
         # the feeds themselves are not rewritten
         assert {name: (out / name).stat().st_mtime_ns for name in feeds} == feeds
@@ -361,8 +377,8 @@ def test_an_override_of_the_page_template_is_used_and_editing_it_rebuilds(
 # -- in Chromium ---------------------------------------------------------------------------
 
 
-def _launch(p: object) -> object:
-    return p.chromium.launch(  # type: ignore[attr-defined]
+def _launch(p: Playwright) -> Browser:
+    return p.chromium.launch(
         executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
     )
 
@@ -378,12 +394,18 @@ def test_a_browser_shows_a_feed_as_a_readable_page(publisher: Publisher) -> None
     with Server(publisher) as server, sync_playwright() as p:
         browser = _launch(p)
         # No JavaScript: the page needs none.
-        page = browser.new_context(java_script_enabled=False).new_page()  # type: ignore[attr-defined]
+        page = browser.new_context(java_script_enabled=False).new_page()
         try:
             cases = [
                 ("feeds/news.atom.xml", "atom", newest_first[:10], f"{base}/feeds/news.atom.xml", True),
                 ("feeds/news.rss.xml", "rss", newest_first[:10], f"{base}/feeds/news.rss.xml", True),
-                ("feeds/archive/news/1.atom.xml", "archive", SHOWN[:ARCHIVED], f"{base}/feeds/news.atom.xml", False),
+                (
+                    "feeds/archive/news/1.atom.xml",
+                    "archive",
+                    SHOWN[:ARCHIVED],
+                    f"{base}/feeds/news.atom.xml",
+                    False,
+                ),
             ]
             for name, shot, titles, address, has_older in cases:
                 page.set_viewport_size({"width": 1280, "height": 900})
@@ -419,7 +441,7 @@ def test_a_browser_shows_a_feed_as_a_readable_page(publisher: Publisher) -> None
                 assert page.evaluate("document.documentElement.scrollWidth") == 375, name
                 page.screenshot(path=str(SCREENSHOTS / f"feed-page-{shot}-375.png"), full_page=True)
         finally:
-            browser.close()  # type: ignore[attr-defined]
+            browser.close()
 
 
 @pytest.mark.browser
@@ -433,14 +455,16 @@ def test_without_the_page_chromium_still_applies_feed_xsl_with_its_banner(publis
     with Server(publisher) as server, sync_playwright() as p:
         browser = _launch(p)
         try:
-            page = browser.new_page()  # type: ignore[attr-defined]
+            page = browser.new_page()
             response = page.goto(f"{server.base}/feeds/news.rss.xml")
-            assert response.headers["content-type"] == "application/xml; charset=utf-8"
+            assert (
+                response is not None and response.headers["content-type"] == "application/xml; charset=utf-8"
+            )
             page.wait_for_selector("ul.items li")
             assert page.locator("ul.items h3").count() == 10  # feed.xsl's page
             assert page.locator("xslt-warning-banner").count() == 1
         finally:
-            browser.close()  # type: ignore[attr-defined]
+            browser.close()
 
 
 # -- dates: the site's day ---------------------------------------------------------------
@@ -492,14 +516,14 @@ def test_a_browser_shows_the_site_day_whatever_its_own_zone(midnight: Publisher)
         browser = _launch(p)
         try:
             # A reader in California: the page still shows Zurich's day.
-            page = browser.new_context(timezone_id="America/Los_Angeles").new_page()  # type: ignore[attr-defined]
+            page = browser.new_context(timezone_id="America/Los_Angeles").new_page()
             for name in ("news.atom.xml", "news.rss.xml"):
                 response = page.goto(f"{server.base}/feeds/{name}")
-                assert response.headers["content-type"] == "text/html; charset=utf-8"
+                assert response is not None and response.headers["content-type"] == "text/html; charset=utf-8"
                 assert page.locator("ul.items time").all_inner_texts() == [d for _, d in MIDNIGHT], name
             page.screenshot(path=str(SCREENSHOTS / "feed-page-midnight.png"), full_page=True)
         finally:
-            browser.close()  # type: ignore[attr-defined]
+            browser.close()
 
 
 def test_no_page_is_written_for_json_feed_only_sites(

@@ -370,7 +370,11 @@ def test_only_configured_formats_are_written(make_settings: Callable[..., Settin
     out = settings.feeds.output_dir
     expected = {out / f"feeds/{slug}.rss.xml" for slug in ["all", *SLUGS]}
     pages = {out / f".feed-pages/feeds/{slug}.rss.xml.html" for slug in ["all", *SLUGS]}
-    assert set(report.written) == expected | pages | {out / "feeds.opml", out / "index.html", out / "feed.xsl"}
+    assert set(report.written) == expected | pages | {
+        out / "feeds.opml",
+        out / "index.html",
+        out / "feed.xsl",
+    }
     assert sorted(p.name for p in (out / "feeds").iterdir()) == sorted(p.name for p in expected)
 
 
