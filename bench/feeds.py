@@ -6,9 +6,10 @@ a full build into an empty output folder (every archive page rendered; once by
 default, ``--full-repeat``), five times each a rebuild with nothing new
 (must write nothing), and a rebuild after saving one new item (must rewrite only the
 all-items feeds, that category's feeds, index.html and the newest RFC 5005 archive pages
-of both, and the HTML pages of those RSS and Atom files). The one-new-item rebuild is the one the scheduler runs every few minutes; its
-target is under 0.5 s at 100k items, with every full archive page left untouched (same
-mtime and bytes) except the newest full page when it gains its ``next-archive`` link.
+of both, and the HTML pages of those RSS and Atom files). The one-new-item rebuild is
+the one the scheduler runs every few minutes; its target is under 0.5 s at 100k items,
+with every full archive page left untouched (same mtime and bytes) except the newest
+full page when it gains its ``next-archive`` link.
 The archive uses the default 100 items a page, so 100k items make about 1,000 pages of
 the all-items feed and 170 per category, in three formats.
 
