@@ -31,6 +31,7 @@ from publisher.config_edit import ScheduleEdit, plan_schedule_edit, save_schedul
 from publisher.dashboard import Dashboard, dashboard
 from publisher.digests import DigestReport, FailureReport, IssuePreview, Preview, Requeued
 from publisher.errors import ConfigError, ItemError, MailError, SchedulerError, StoreError
+from publisher.feed_pages import has_page, page_path
 from publisher.feeds import BuildReport, build_feeds, write_if_changed
 from publisher.i18n import LANGUAGE_NAMES, normalise_language
 from publisher.ingest import IngestReport
@@ -864,6 +865,14 @@ class Publisher:
             name,
             {"site": self.settings.site, "t": translator(language), "language": language, **context},
         )
+
+    @staticmethod
+    def feed_page_path(feed_path: str) -> str | None:
+        """Where the build writes the HTML page a browser gets for the feed file at
+        ``feed_path`` (relative to the output folder), e.g. ``feeds/all.atom.xml`` ->
+        ``.feed-pages/feeds/all.atom.xml.html``; None for a file that has none (JSON
+        Feed, anything that is not an RSS or Atom file)."""
+        return page_path(feed_path) if has_page(feed_path) else None
 
     def translator(self, language: str) -> Callable[..., str]:
         """``t(key, **values)``: the fixed texts of pages and mails in ``language``."""

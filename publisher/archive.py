@@ -14,6 +14,10 @@ Layout (``{issue}`` is :func:`issue_slug` of the issue's period key)::
     archive/{list}/{issue}/index.html   one issue as sent: the mail's HTML, for nobody
     archive/{list}/feed.atom.xml        the newest PAGE_SIZE issues as Atom
 
+and the HTML page a browser gets for each list's feed (:mod:`publisher.feed_pages`),
+``.feed-pages/archive/{list}/feed.atom.xml.html``, which belongs to the archive's build
+like ``archive/`` itself: deleted with its feed when the list is no longer archived.
+
 Every page exists once per catalogue language (:data:`publisher.i18n.LANGUAGES`): the
 site language's is ``index.html`` (so the folder URL and every link ever mailed keep
 working) and each other language's is a sibling file, ``index.fr.html``,
@@ -50,6 +54,7 @@ import publisher
 from publisher.config import ListConfig, Settings
 from publisher.errors import PublisherError
 from publisher.feed_extensions import with_stylesheet
+from publisher.feed_pages import PAGES_DIR, page_path, render_feed_page
 from publisher.feeds import (
     EMPTY_FEED_UPDATED,
     GENERATOR,
@@ -83,10 +88,11 @@ STATE_FILE = ".archive-state.json"
 
 
 def build_templates(settings: Settings) -> list[str]:
-    """Every template a build renders: the feeds' pages (index.html, feed.xsl), the
-    archive's index and list pages, and each public list's ``html_template``, whose
-    output is the list's issue pages. Text templates, a private list's templates and the
-    confirmation mail only shape mail: editing them needs no rebuild."""
+    """Every template a build renders: the feeds' pages (index.html, feed.xsl, each
+    feed's HTML page), the archive's index and list pages, and each public list's
+    ``html_template``, whose output is the list's issue pages. Text templates, a private
+    list's templates and the confirmation mail only shape mail: editing them needs no
+    rebuild."""
     lists = [lst.html_template for lst in public_lists(settings)]
     return [*PAGE_TEMPLATES, INDEX_TEMPLATE, LIST_TEMPLATE, *dict.fromkeys(lists)]
 
@@ -176,9 +182,10 @@ def build_archive(settings: Settings, store: Store) -> BuildReport:
     out = settings.feeds.output_dir / ARCHIVE_DIR
     report = BuildReport()
     keep: set[Path] = set()
+    feed_pages: set[Path] = set()  # under .feed-pages/archive/, not archive/
 
-    def emit(path: Path, data: bytes) -> None:
-        keep.add(path)
+    def emit(path: Path, data: bytes, kept: set[Path] = keep) -> None:
+        kept.add(path)
         (report.written if write_if_changed(path, data) else report.unchanged).append(path)
 
     env = make_environment(settings)
@@ -236,7 +243,10 @@ def build_archive(settings: Settings, store: Store) -> BuildReport:
             _issue_link(settings, list_cfg, issue, subject, None)
             for issue, subject in zip(issues[:PAGE_SIZE], subjects[languages[0]], strict=False)
         ]
-        emit(out / list_cfg.slug / FEED_NAME, render_issue_feed(settings, list_cfg, feed_links))
+        feed = render_issue_feed(settings, list_cfg, feed_links)
+        emit(out / list_cfg.slug / FEED_NAME, feed)
+        feed_page = page_path(f"{ARCHIVE_DIR}/{list_cfg.slug}/{FEED_NAME}")
+        emit(settings.feeds.output_dir / feed_page, render_feed_page(settings, feed), feed_pages)
     for language in languages:
         name = page_file(settings, language)
         lists = [
@@ -257,6 +267,7 @@ def build_archive(settings: Settings, store: Store) -> BuildReport:
         }
         emit(out / name, render_template(env, INDEX_TEMPLATE, context).encode("utf-8"))
     _remove_stale(out, keep)
+    _remove_stale(settings.feeds.output_dir / PAGES_DIR / ARCHIVE_DIR, feed_pages)
     cache.save(keep)
     return report
 
@@ -461,7 +472,8 @@ def render_issue_feed(settings: Settings, list_cfg: ListConfig, links: list[Issu
 
 
 def _remove_stale(out: Path, keep: set[Path]) -> None:
-    """Delete files under archive/ this build did not write, then the folders left empty."""
+    """Delete files under ``out`` (archive/, or the archive's part of .feed-pages/) this
+    build did not write, then the folders left empty."""
     if not out.is_dir():
         return
     try:

@@ -10,8 +10,9 @@ Each feed is validated by the W3C Feed Validation Service without errors or warn
 absolute URLs, one ``self`` link equal to the URL the file is served at, one
 ``alternate`` link to the site's index page, RFC 822 dates in RSS, RFC 3339 in Atom,
 Atom ids that are IRIs, and no character XML cannot carry. Atom and RSS dates carry the
-site's zone offset (``[site] timezone``), so the date a browser's ``feed.xsl`` page shows
-is the site's day; JSON Feed's stay in UTC (no page reads them).
+site's zone offset (``[site] timezone``), so the date a browser's page of the feed
+shows (``feed.xsl``'s, and the HTML page of :mod:`publisher.feed_pages`) is the
+site's day; JSON Feed's stay in UTC (no page reads them).
 
 A category whose newest items did not change is not rendered again: a small state file
 (:data:`STATE_FILE`) remembers a fingerprint of what each feed was rendered from and the
@@ -21,7 +22,9 @@ then the bytes comparison decides whether it is written.
 
 Around the feeds (each in its own module): RFC 5005 archive pages planned by
 :mod:`publisher.feed_archives`, WebSub ``hub`` links, per-language feeds, the
-``xml-stylesheet`` page of :mod:`publisher.feed_extensions`, and the manifest of
+``xml-stylesheet`` page of :mod:`publisher.feed_extensions` and, for browsers without
+XSLT, each RSS and Atom file's HTML page (:mod:`publisher.feed_pages`, remembered in the
+state file like the feeds), and the manifest of
 :mod:`publisher.build_manifest` that deletes files an earlier build wrote and this one
 no longer does.
 """
@@ -51,12 +54,13 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 from markupsafe import Markup
 
-from publisher import feed_archives, feed_extensions
+from publisher import feed_archives, feed_extensions, feed_pages
 from publisher.build_manifest import MANIFEST_FILE, load_manifest, prune, save_manifest
 from publisher.config import CategoryConfig, Settings
 from publisher.errors import PublisherError
 from publisher.feed_archives import ArchivePage, archive_pages, newest_ids, page_path, split_history
 from publisher.feed_extensions import Link, extend, set_entry_language, with_stylesheet
+from publisher.feed_pages import FEED_PAGE_TEMPLATE, PAGES_DIR, has_page, page_version, render_feed_page
 from publisher.i18n import language_name, normalise_language
 from publisher.models import Item
 from publisher.store import Store
@@ -67,7 +71,7 @@ from publisher.text import xml_safe as clean_text
 INDEX_TEMPLATE = "web/index.html.j2"
 STYLESHEET_TEMPLATE = "web/feed.xsl.j2"
 #: The templates :func:`build_feeds` renders (the feeds themselves are not templated).
-PAGE_TEMPLATES = (INDEX_TEMPLATE, STYLESHEET_TEMPLATE)
+PAGE_TEMPLATES = (INDEX_TEMPLATE, STYLESHEET_TEMPLATE, FEED_PAGE_TEMPLATE)
 #: The page browsers show for RSS and Atom files, at the root of the output folder.
 STYLESHEET_FILE = "feed.xsl"
 
@@ -175,9 +179,9 @@ class _Site:
 
 
 def build_feeds(settings: Settings, store: Store) -> BuildReport:
-    """Write every feed, its archive pages, feeds.opml, index.html and feed.xsl; only
-    files whose bytes changed; then delete the files an earlier build wrote that no
-    longer belong."""
+    """Write every feed, its archive pages, the HTML page of each RSS and Atom file,
+    feeds.opml, index.html and feed.xsl; only files whose bytes changed; then delete the
+    files an earlier build wrote that no longer belong."""
     site = _site(settings)
     out = settings.feeds.output_dir
     keys_of = split_history(
@@ -186,6 +190,7 @@ def build_feeds(settings: Settings, store: Store) -> BuildReport:
         settings.feeds.languages,
     )
     state = _load_state(out)
+    views = _FeedPages(settings, page_version(settings))
     previous = load_manifest(out, fallback=[*state, "feeds.opml", "index.html"])
     new_state: dict[str, Any] = {}
     report = BuildReport()
@@ -199,7 +204,7 @@ def build_feeds(settings: Settings, store: Store) -> BuildReport:
                 settings, site, store, cat, language, newest_ids(keys, settings.feeds.max_items), pages
             )
             for f, written in zip(
-                ch.files, _emit_channel(out, site, ch, state, new_state, report), strict=True
+                ch.files, _emit_channel(out, site, ch, state, new_state, report, views), strict=True
             ):
                 if written:
                     report.feeds_changed.append(f.url)
@@ -208,7 +213,17 @@ def build_feeds(settings: Settings, store: Store) -> BuildReport:
             ).hexdigest()
             for page in pages:
                 _emit_archive_page(
-                    out, site, store, ch, name, page, f"{head}:{page.fingerprint}", state, new_state, report
+                    out,
+                    site,
+                    store,
+                    ch,
+                    name,
+                    page,
+                    f"{head}:{page.fingerprint}",
+                    state,
+                    new_state,
+                    report,
+                    views,
                 )
             channels.append(ch)
     _emit(out / "feeds.opml", render_opml(site, channels), report)
@@ -231,7 +246,62 @@ def _written_by_build(rel: str) -> bool:
 
     A manifest changed by someone else could otherwise list the admin's robots.txt.
     """
+    if rel.startswith(f"{PAGES_DIR}/feeds/") and rel.endswith(_PAGE_SUFFIXES):
+        return True  # a feed's page (publisher.feed_pages): deleted with its feed
     return rel in _ROOT_FILES or (rel.startswith("feeds/") and rel.endswith(_FEED_SUFFIXES))
+
+
+_PAGE_SUFFIXES = tuple(suffix + feed_pages.PAGE_SUFFIX for suffix in feed_pages.XML_FEED_SUFFIXES)
+
+
+@dataclass(frozen=True, slots=True)
+class _FeedPages:
+    """Writes the HTML page of each RSS and Atom file (:mod:`publisher.feed_pages`).
+
+    A page is a function of its feed's bytes and of :func:`page_version` (its template
+    files, texts and the site's settings); the state file remembers, under the page's
+    own path, the feed's fingerprint with that version and the page file's size and
+    mtime. So an unchanged feed whose page is still right costs one stat, and a feed
+    rendered again, an edited template or a page removed by hand renders the page.
+    """
+
+    settings: Settings
+    version: str
+
+    def emit(
+        self,
+        out: Path,
+        feed_rel: str,
+        fingerprint: str,
+        data: bytes | None,
+        state: dict[str, Any],
+        new_state: dict[str, Any],
+        report: BuildReport,
+        *,
+        archive: bool = False,
+    ) -> None:
+        """The page of the feed file ``feed_rel``, whose bytes are ``data`` when it was
+        rendered in this build (None: it was not, and is read only if its page must be)."""
+        if not has_page(feed_rel):
+            return
+        rel = feed_pages.page_path(feed_rel)
+        key = f"{fingerprint}:{self.version}"
+        recorded = state.get(rel)
+        if data is None and recorded and recorded[0] == key and recorded[1:] == _stat_key(f"{out}/{rel}"):
+            new_state[rel] = recorded
+            if archive:
+                report.unchanged_archive += 1
+            else:
+                report.unchanged.append(out / rel)
+            return
+        if data is None:
+            try:
+                data = (out / feed_rel).read_bytes()
+            except OSError as e:
+                raise PublisherError(f"cannot read {out / feed_rel}: {e.strerror or e}") from e
+        path = out / rel
+        _emit(path, render_feed_page(self.settings, data), report)
+        new_state[rel] = [key, *_stat_key(path)]
 
 
 def _feed_name(slug: str, language: str) -> str:
@@ -240,21 +310,30 @@ def _feed_name(slug: str, language: str) -> str:
 
 
 def _emit_channel(
-    out: Path, site: _Site, ch: Channel, state: dict[str, Any], new_state: dict[str, Any], report: BuildReport
+    out: Path,
+    site: _Site,
+    ch: Channel,
+    state: dict[str, Any],
+    new_state: dict[str, Any],
+    report: BuildReport,
+    views: _FeedPages,
 ) -> list[bool]:
-    """Write one channel's files unless its fingerprint and files are as last time;
-    whether each file was written."""
+    """Write one channel's files (and their pages) unless its fingerprint and files are
+    as last time; whether each feed file was written."""
     fingerprint = _fingerprint(site, ch)
     written: list[bool] = []
     for f in ch.files:
         path = out / f.path
         recorded = state.get(f.path)
+        data: bytes | None = None
         if recorded and recorded[0] == fingerprint and recorded[1:] == _stat_key(path):
             report.unchanged.append(path)
             written.append(False)
         else:
-            written.append(_emit(path, RENDERERS[f.format.name](site, ch, f), report))
+            data = RENDERERS[f.format.name](site, ch, f)
+            written.append(_emit(path, data, report))
         new_state[f.path] = [fingerprint, *_stat_key(path)]
+        views.emit(out, f.path, fingerprint, data, state, new_state, report)
     return written
 
 
@@ -269,8 +348,10 @@ def _emit_archive_page(
     state: dict[str, Any],
     new_state: dict[str, Any],
     report: BuildReport,
+    views: _FeedPages,
 ) -> None:
-    """Write one archive page in every format; its items are read only when it changed.
+    """Write one archive page in every format, and the HTML page of its RSS and Atom
+    files; its items are read only when it changed.
 
     ``fingerprint`` (the channel's settings and files, the page's ids and content
     hashes, whether a newer page exists) stands in for the items, so an unchanged page
@@ -285,6 +366,7 @@ def _emit_archive_page(
         if recorded and recorded[0] == fingerprint and recorded[1:] == _stat_key(f"{out}/{rel}"):
             report.unchanged_archive += 1
             new_state[rel] = recorded
+            views.emit(out, rel, fingerprint, None, state, new_state, report, archive=True)
         else:
             todo.append(current)
     if not todo:
@@ -297,8 +379,10 @@ def _emit_archive_page(
         if f.format.name not in formats:
             continue
         path = out / f.path
-        _emit(path, RENDERERS[f.format.name](site, page_channel, f), report)
+        data = RENDERERS[f.format.name](site, page_channel, f)
+        _emit(path, data, report)
         new_state[f.path] = [fingerprint, *_stat_key(path)]
+        views.emit(out, f.path, fingerprint, data, state, new_state, report, archive=True)
 
 
 def _archive_file(site: _Site, ch: Channel, current: FeedFile, name: str, page: ArchivePage) -> FeedFile:

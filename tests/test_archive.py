@@ -214,12 +214,16 @@ def test_a_list_made_private_loses_its_archive_and_the_index_its_link(
     subscribe(pub, "weekly")
     send(pub)
     assert (pub.settings.feeds.output_dir / "archive" / "weekly" / "feed.atom.xml").exists()
+    assert (
+        pub.settings.feeds.output_dir / ".feed-pages" / "archive" / "weekly" / "feed.atom.xml.html"
+    ).exists()
     pub.close()
     private = publisher([{**lst, "public": False} for lst in LISTS])
     private.build()
     out = private.settings.feeds.output_dir
     assert sorted(archive_files(private.settings)) == ["index.es.html", "index.fr.html", "index.html"]
     assert not (out / "archive" / "weekly").exists()
+    assert not (out / ".feed-pages" / "archive" / "weekly").exists()  # the feed's page went too
     assert "/archive/" not in (out / "index.html").read_text(encoding="utf-8")
     private.close()
 
@@ -321,9 +325,10 @@ def test_the_issue_feed_is_valid_atom_and_byte_identical_on_rebuild(pub: Publish
     assert feed_file.read_bytes() == data and feed_file.stat().st_mtime_ns == mtime
 
 
-def test_the_issue_feed_names_the_browser_stylesheet_like_every_feed(pub: Publisher) -> None:
-    """A browser opening the archive's feed gets the feed page (feed.xsl), not raw XML;
-    feed readers get the same valid Atom."""
+def test_the_issue_feed_has_a_page_for_browsers_like_every_feed(pub: Publisher) -> None:
+    """A browser opening the archive's feed gets its HTML page (publisher.feed_pages), not
+    raw XML; feed readers get valid Atom that still names feed.xsl, like every feed.
+    Without the page (an older build) the browser gets the feed as XML, for feed.xsl."""
     subscribe(pub, "weekly")
     pub.store.items.save([item(1, NOW - timedelta(hours=1))], [], NOW)
     send(pub)
@@ -335,13 +340,23 @@ def test_the_issue_feed_names_the_browser_stylesheet_like_every_feed(pub: Publis
         ("GET", "/feed.xsl", {}),
         ("GET", "/archive/weekly/feed.atom.xml", {"accept": "application/atom+xml"}),
     )
-    assert page.headers["content-type"].startswith("application/xml")
-    assert page.content.split(b"\n")[1] == b'<?xml-stylesheet type="text/xsl" href="/feed.xsl"?>'
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert page.headers["vary"] == "Accept"
+    shown = lxml_html.fromstring(page.content)
+    assert shown.xpath("string(//h1)") == "Social Protection Department: Weekly digest"
+    assert shown.get_element_by_id("address").text == f"{BASE}/archive/weekly/feed.atom.xml"
+    assert shown.xpath("//a[text()='Visit the website']/@href") == [f"{BASE}/archive/weekly/"]
+    (issue,) = pub.store.issues.sent_issues("weekly")
+    assert shown.xpath("//ul[@class='items']//h3/a/@href") == [BASE + page_path(issue.period_key)]
+    assert reader.content.split(b"\n")[1] == b'<?xml-stylesheet type="text/xsl" href="/feed.xsl"?>'
     assert xsl.status_code == 200 and b"<xsl:stylesheet" in xsl.content
     assert reader.headers["content-type"].startswith("application/atom+xml")
     feed = feedparser.parse(reader.content)
     assert feed.bozo == 0, feed.get("bozo_exception")
     assert feed.version == "atom10" and len(feed.entries) == 1
+    (pub.settings.feeds.output_dir / ".feed-pages/archive/weekly/feed.atom.xml.html").unlink()
+    (as_xml,) = get(pub, ("GET", "/archive/weekly/feed.atom.xml", browser))
+    assert as_xml.headers["content-type"].startswith("application/xml") and as_xml.content == reader.content
 
 
 def test_publish_shows_the_new_issue_in_the_archive_in_one_run(pub: Publisher) -> None:

@@ -151,19 +151,73 @@ def test_nginx_serves_the_feeds_with_their_media_types_and_304s(nginx: Nginx) ->
         since = httpx.get(nginx.base + path, headers={"If-Modified-Since": first.headers["last-modified"]})
         assert since.status_code == 304, path
     assert "Social protection for all" in httpx.get(nginx.base + "/feeds/all.atom.xml").text
-    # A browser's navigation gets the feed as XML, so it applies feed.xsl; readers the feed type.
-    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
-    reader = {"Accept": "application/atom+xml, application/rss+xml;q=0.9, */*;q=0.1"}
-    for path, feed_type in (("/feeds/all.atom.xml", "atom"), ("/feeds/news.rss.xml", "rss")):
-        shown = httpx.get(nginx.base + path, headers=browser)
-        assert shown.headers["content-type"] == "application/xml; charset=utf-8", path
-        assert shown.headers["vary"] == "Accept" and shown.content == httpx.get(nginx.base + path).content
-        read = httpx.get(nginx.base + path, headers=reader)
-        assert read.headers["content-type"] == f"application/{feed_type}+xml; charset=utf-8", path
-        assert read.headers["vary"] == "Accept"
     assert httpx.get(nginx.base + "/.as-xml/feeds/all.atom.xml").status_code == 404  # internal only
-    for hidden in ("/.feeds-state.json", "/.build.lock", "/feeds/.x", "/.as-xml/.feeds-state.json"):
+    assert httpx.get(nginx.base + "/.feed-pages/feeds/all.atom.xml.html").status_code == 404  # internal only
+    hidden_paths = ("/.feeds-state.json", "/.build.lock", "/feeds/.x", "/.as-xml/.feeds-state.json")
+    for hidden in (*hidden_paths, "/.feed-pages/.feeds-state.json", "/.feed-pages/../.feeds-state.json"):
         assert httpx.get(nginx.base + hidden).status_code == 404, hidden
+
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+READER = {"Accept": "application/atom+xml, application/rss+xml;q=0.9, */*;q=0.1"}
+XML_FEEDS = {
+    "/feeds/all.atom.xml": "application/atom+xml; charset=utf-8",
+    "/feeds/news.rss.xml": "application/rss+xml; charset=utf-8",
+    "/archive/weekly/feed.atom.xml": "application/atom+xml; charset=utf-8",
+}
+
+
+def test_a_browser_gets_a_feed_s_html_page_through_nginx_and_a_reader_the_feed(
+    nginx: Nginx, site: tuple[Publisher, Server]
+) -> None:
+    """A browser's navigation of a feed gets the page the build wrote for it
+    (.feed-pages/, publisher.feed_pages) as text/html, with its own validators; a reader
+    gets the feed's bytes and type. Both carry Vary: Accept."""
+    public = Path(site[0].settings.feeds.output_dir)
+    for path, feed_type in XML_FEEDS.items():
+        page = public / f".feed-pages{path}.html"
+        shown = httpx.get(nginx.base + path, headers=BROWSER)
+        assert shown.status_code == 200, path
+        assert shown.headers["content-type"] == "text/html; charset=utf-8", path
+        assert shown.headers["vary"] == "Accept", path
+        assert shown.headers["cache-control"] == "public, max-age=300", path
+        assert shown.content == page.read_bytes(), path
+        assert b'<textarea id="address"' in shown.content
+        for headers in (READER, {"Accept": "*/*"}, {}):
+            read = httpx.get(nginx.base + path, headers=headers)
+            assert read.headers["content-type"] == feed_type, (path, headers)
+            assert read.headers["vary"] == "Accept", (path, headers)
+            assert read.content == (public / path.lstrip("/")).read_bytes(), (path, headers)
+        assert shown.headers["etag"] != read.headers["etag"]
+        again = httpx.get(nginx.base + path, headers={**BROWSER, "If-None-Match": shown.headers["etag"]})
+        assert again.status_code == 304 and again.headers["vary"] == "Accept", path
+        head = httpx.head(nginx.base + path, headers=BROWSER)
+        assert head.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == "text/html; charset=utf-8", path
+        assert int(head.headers["content-length"]) == len(shown.content), path
+        # the same answers as `publisher run`
+        direct = httpx.get(site[1].base + path, headers=BROWSER)
+        assert (
+            direct.headers["content-type"] == shown.headers["content-type"]
+            and direct.content == shown.content
+        )
+
+
+def test_without_its_page_a_browser_gets_the_feed_as_xml_through_nginx(
+    nginx: Nginx, site: tuple[Publisher, Server]
+) -> None:
+    """A public/ built before the pages existed: the browser gets the feed as XML, so a
+    browser that still has XSLT applies feed.xsl (as before the pages)."""
+    public = Path(site[0].settings.feeds.output_dir)
+    for path in XML_FEEDS:
+        (public / f".feed-pages{path}.html").unlink()
+        shown = httpx.get(nginx.base + path, headers=BROWSER)
+        assert shown.status_code == 200, path
+        assert shown.headers["content-type"] == "application/xml; charset=utf-8", path
+        assert shown.headers["vary"] == "Accept", path
+        assert shown.headers["cache-control"] == "public, max-age=300", path
+        assert shown.content == (public / path.lstrip("/")).read_bytes(), path
+        assert shown.content.split(b"\n")[1] == b'<?xml-stylesheet type="text/xsl" href="/feed.xsl"?>'
 
 
 def test_nginx_hides_every_dot_file_even_one_named_like_a_feed(
@@ -216,6 +270,7 @@ def test_what_nginx_cannot_serve_gets_the_publisher_s_error_page(
         "/archive/.draft.json",
         "/%2ebuild-state.json",
         "/.as-xml/feeds/all.atom.xml",
+        "/.feed-pages/feeds/all.atom.xml.html",
         "/feeds/",  # a folder without index.html: nginx's 403, the publisher's 404
     )
     for path in paths:
@@ -224,7 +279,7 @@ def test_what_nginx_cannot_serve_gets_the_publisher_s_error_page(
         assert answer.headers["cache-control"] == "no-store", path
         direct = httpx.get(server.base + path, headers={"Accept-Language": "fr"})
         assert direct.status_code == 404 and answer.content == direct.content, path
-    # a browser opening a missing feed (rewritten to /.as-xml/ inside nginx)
+    # a browser opening a missing feed (rewritten to /.feed-pages/, then /.as-xml/, inside nginx)
     browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
     _error_page(httpx.get(nginx.base + "/feeds/none.atom.xml", headers=browser), publisher, 404, "404")
     # HEAD: the status and headers, no body

@@ -205,9 +205,10 @@ def test_an_edited_item_rewrites_only_its_own_page(settings: Settings, store: St
     archive_written = {
         p.relative_to(settings.feeds.output_dir).as_posix() for p in report.written if "archive" in p.parts
     }
-    assert archive_written == {
-        f"feeds/archive/{feed}/2{s}" for feed in ("all", "news") for s in SUFFIX.values()
-    }
+    pages = {f"feeds/archive/{feed}/2{s}" for feed in ("all", "news") for s in SUFFIX.values()}
+    # and the HTML page of each of its RSS and Atom files (publisher.feed_pages)
+    html = {f".feed-pages/{p}.html" for p in pages if p.endswith((".atom.xml", ".rss.xml"))}
+    assert archive_written == pages | html
     parsed = feedparser.parse((settings.feeds.output_dir / "feeds/archive/news/2.atom.xml").read_bytes())
     assert "Item number 15, corrected" in [e.title for e in parsed.entries]
 

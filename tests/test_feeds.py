@@ -62,13 +62,24 @@ def make_item(n: int, category: str | None = "news", **changes: Any) -> Item:
 
 
 def all_paths(settings: Settings) -> set[Path]:
+    """Every file a build writes: the feeds, the HTML page of each RSS and Atom file
+    (publisher.feed_pages), and the files at the root."""
     out = settings.feeds.output_dir
     names = [f"feeds/{slug}{ext}" for slug in ["all", *SLUGS] for ext in EXTENSIONS.values()]
-    return {out / n for n in [*names, "feeds.opml", "index.html", "feed.xsl"]}
+    pages = [feed_page(n) for n in names if feed_page(n)]
+    return {out / n for n in [*names, *pages, "feeds.opml", "index.html", "feed.xsl"]}
+
+
+def feed_page(name: str) -> str:
+    """The HTML page of feed file ``name``; "" for a JSON Feed (it has none)."""
+    return f".feed-pages/{name}.html" if name.endswith((".atom.xml", ".rss.xml")) else ""
 
 
 def channel_paths(settings: Settings, slug: str) -> set[Path]:
-    return {settings.feeds.output_dir / f"feeds/{slug}{ext}" for ext in EXTENSIONS.values()}
+    """A channel's feed files and their pages."""
+    names = [f"feeds/{slug}{ext}" for ext in EXTENSIONS.values()]
+    out = settings.feeds.output_dir
+    return {out / n for n in [*names, *map(feed_page, names)] if n}
 
 
 def parse(settings: Settings, slug: str, fmt: str) -> Any:
@@ -358,7 +369,12 @@ def test_only_configured_formats_are_written(make_settings: Callable[..., Settin
 
     out = settings.feeds.output_dir
     expected = {out / f"feeds/{slug}.rss.xml" for slug in ["all", *SLUGS]}
-    assert set(report.written) == expected | {out / "feeds.opml", out / "index.html", out / "feed.xsl"}
+    pages = {out / f".feed-pages/feeds/{slug}.rss.xml.html" for slug in ["all", *SLUGS]}
+    assert set(report.written) == expected | pages | {
+        out / "feeds.opml",
+        out / "index.html",
+        out / "feed.xsl",
+    }
     assert sorted(p.name for p in (out / "feeds").iterdir()) == sorted(p.name for p in expected)
 
 

@@ -55,6 +55,7 @@ def create_app(
         check_dir=False,
         languages=tuple(publisher.page_languages),
         site_language=publisher.page_language(),
+        feed_page=publisher.feed_page_path,
     )
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),

@@ -15,12 +15,17 @@ A language file's ETag also covers its name: siblings written in the same clock 
 with the same size would otherwise share one, and a cache could then revalidate one
 language's copy with another's.
 
-A browser opening an RSS or Atom link should see the page ``feed.xsl`` makes of it, but
-browsers apply an ``xml-stylesheet`` only to documents served as XML (``application/xml``),
-and show ``application/atom+xml`` as raw text. So a request whose ``Accept`` names
-``text/html`` and neither feed type (a browser's navigation) gets the same bytes as
-``application/xml``; feed readers, which name the feed types or send ``*/*``, get the
-feed media type. ``Vary: Accept`` keeps caches from mixing the two.
+A browser opening an RSS or Atom link should see a page, not raw XML. A request whose
+``Accept`` names ``text/html`` and neither feed type (a browser's navigation) gets the
+HTML page the build wrote for that feed (:mod:`publisher.feed_pages`, in the dot folder
+``.feed-pages/``, which is never served by its own URL) as ``text/html``, with its own
+ETag and Last-Modified (the ETag also names it, so a cache never revalidates one with
+the other's). Feed readers, which name the feed types or send ``*/*``, get the feed's
+bytes and media type. ``Vary: Accept`` keeps caches from mixing the two. When the page
+is missing (an output folder built by an older version) the browser gets the feed's
+bytes as ``application/xml`` instead, so it can apply the feed's ``xml-stylesheet``
+(``feed.xsl``) while browsers still have XSLT: browsers apply one only to documents
+served as XML and show ``application/atom+xml`` as raw text.
 
 Files take GET and HEAD only: another method gets 405 with ``Allow: GET, HEAD`` when the
 path has a file (or a folder page), else 404. The app serves public/ as its router's
@@ -33,7 +38,7 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio.to_thread
 from starlette.datastructures import Headers
@@ -74,7 +79,10 @@ class FeedFiles(StaticFiles):
 
     ``languages`` are the languages pages are offered in and ``site_language`` the one
     written as ``index.html`` (``Publisher.page_languages`` and ``page_language()``).
-    Dot files (the build's state and lock files) are not served.
+    ``feed_page`` maps a feed file's path to its HTML page's, or None
+    (``Publisher.feed_page_path``); without it browsers get feeds as XML.
+    Dot files (the build's state and lock files, the feeds' pages) are not served by
+    their own URL.
     """
 
     def __init__(
@@ -85,10 +93,12 @@ class FeedFiles(StaticFiles):
         check_dir: bool = True,
         languages: Sequence[str] = (),
         site_language: str = "",
+        feed_page: Callable[[str], str | None] | None = None,
     ) -> None:
         super().__init__(directory=directory, html=html, check_dir=check_dir)
         self.languages = tuple(languages)
         self.site_language = site_language
+        self.feed_page = feed_page
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         if any(part.startswith(".") and part != "." for part in path.split(os.sep)):
@@ -102,7 +112,27 @@ class FeedFiles(StaticFiles):
             response = await self._language_response(path, scope)
             if response is not None:
                 return response
+        if self.feed_page is not None and path.endswith(_XML_FEEDS) and _is_browser(scope):
+            response = await self._feed_page_response(path, scope)
+            if response is not None:
+                return response
         return await super().get_response(path, scope)
+
+    async def _feed_page_response(self, path: str, scope: Scope) -> Response | None:
+        """The HTML page of the feed at ``path``; None when the feed or its page is
+        missing (then the feed itself is answered, or 404, as usual)."""
+        assert self.feed_page is not None
+        page = self.feed_page(path.replace(os.sep, "/"))
+        if page is None:
+            return None
+        try:
+            _feed_path, feed = await anyio.to_thread.run_sync(self.lookup_path, path)
+            full_path, found = await anyio.to_thread.run_sync(self.lookup_path, page)
+        except (OSError, ValueError):  # a name too long, a NUL byte: no such file
+            return None
+        if feed is None or found is None or not stat.S_ISREG(feed.st_mode) or not stat.S_ISREG(found.st_mode):
+            return None
+        return self.file_response(full_path, found, scope, feed_page=True)
 
     async def _exists(self, path: str) -> bool:
         """Whether a GET of ``path`` would find a file (a folder: its ``index.html``)."""
@@ -145,11 +175,17 @@ class FeedFiles(StaticFiles):
         status_code: int = 200,
         *,
         negotiated: str | None = None,
+        feed_page: bool = False,
     ) -> Response:
-        """The file with our headers; ``negotiated``: the file chosen by Accept-Language."""
+        """The file with our headers; ``negotiated``: the file chosen by Accept-Language;
+        ``feed_page``: the file is a feed's HTML page, answered at the feed's URL."""
         response = FileResponse(full_path, status_code=status_code, stat_result=stat_result)
         media_type = media_type_for(str(full_path))
-        if str(full_path).endswith(_XML_FEEDS):
+        if feed_page:
+            response.headers["vary"] = "Accept"
+            base = f"{stat_result.st_mtime}-{stat_result.st_size}-feed-page"
+            response.headers["etag"] = f'"{hashlib.md5(base.encode(), usedforsecurity=False).hexdigest()}"'
+        elif str(full_path).endswith(_XML_FEEDS):
             response.headers["vary"] = "Accept"
             if _is_browser(scope):
                 media_type = "application/xml; charset=utf-8"
