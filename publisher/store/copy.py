@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from publisher.errors import StoreError
 from publisher.store import tables as t
+from publisher.store.db import shown_url
 from publisher.store.workers import db_now
 
 #: Rows read and written per statement: bounded memory at a million subscribers.
@@ -52,11 +53,6 @@ class CopyReport:
         return sum(table.rows for table in self.tables)
 
 
-def shown_url(engine: Engine) -> str:
-    """The engine's URL for people: the password, if any, as ``***``."""
-    return engine.url.render_as_string(hide_password=True)
-
-
 def same_database(a: Engine, b: Engine) -> bool:
     """True when both engines open one database (SQLite: one file, however it is spelt)."""
     if a.dialect.name == b.dialect.name == "sqlite" and a.url.database and b.url.database:
@@ -79,7 +75,7 @@ def copy_store(
     """
     if same_database(source, target):
         raise StoreError(
-            f"the target is the configured store itself ({shown_url(source)}); name a new database"
+            f"the target is the configured store itself ({shown_url(source.url)}); name a new database"
         )
     try:
         _refuse_unless_empty(target)
@@ -97,8 +93,8 @@ def copy_store(
                 if progress is not None:
                     progress(table.name, rows)
     except SQLAlchemyError as e:
-        raise StoreError(f"copy to {shown_url(target)} failed, nothing was kept there: {e}") from e
-    return CopyReport(shown_url(source), shown_url(target), tuple(copied))
+        raise StoreError(f"copy to {shown_url(target.url)} failed, nothing was kept there: {e}") from e
+    return CopyReport(shown_url(source.url), shown_url(target.url), tuple(copied))
 
 
 def _refuse_unless_empty(target: Engine) -> None:
@@ -107,7 +103,7 @@ def _refuse_unless_empty(target: Engine) -> None:
             count = conn.execute(select(func.count()).select_from(table)).scalar_one()
             if count:
                 raise StoreError(
-                    f"the target {shown_url(target)} already holds data (table {table.name}: {count} "
+                    f"the target {shown_url(target.url)} already holds data (table {table.name}: {count} "
                     "row(s)); copy only into a new, empty database"
                 )
 

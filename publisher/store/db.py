@@ -16,7 +16,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import URL, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from publisher.errors import StoreError
@@ -31,12 +31,12 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def shown_url(url: str) -> str:
+def shown_url(url: str | URL) -> str:
     """``url`` for people and logs: a password in it, if any, as ``***``."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
-        return url
+        return str(url)
 
 
 def make_engine(url: str, *, key: str = "storage.url") -> Engine:

@@ -183,8 +183,7 @@ class FeedFiles(StaticFiles):
         media_type = media_type_for(str(full_path))
         if feed_page:
             response.headers["vary"] = "Accept"
-            base = f"{stat_result.st_mtime}-{stat_result.st_size}-feed-page"
-            response.headers["etag"] = f'"{hashlib.md5(base.encode(), usedforsecurity=False).hexdigest()}"'
+            response.headers["etag"] = _named_etag(stat_result, "feed-page")
         elif str(full_path).endswith(_XML_FEEDS):
             response.headers["vary"] = "Accept"
             if _is_browser(scope):
@@ -194,14 +193,21 @@ class FeedFiles(StaticFiles):
         response.headers.setdefault("cache-control", "public, max-age=300")
         name = os.path.basename(full_path)
         if _LANGUAGE_FILE.fullmatch(name):
-            base = f"{stat_result.st_mtime}-{stat_result.st_size}-{name}"
-            response.headers["etag"] = f'"{hashlib.md5(base.encode(), usedforsecurity=False).hexdigest()}"'
+            response.headers["etag"] = _named_etag(stat_result, name)
         if negotiated is not None:
             response.headers["vary"] = "Accept-Language"
             response.headers["content-location"] = negotiated
         if self.is_not_modified(response.headers, Headers(scope=scope)):
             return NotModifiedResponse(response.headers)
         return response
+
+
+def _named_etag(stat_result: os.stat_result, name: str) -> str:
+    """StaticFiles' ETag (size and mtime) with a name in it: two files answered at one URL
+    (a feed and its page) or written in one clock tick with one size (language siblings)
+    never share one, so a cache cannot revalidate one's copy with the other's."""
+    base = f"{stat_result.st_mtime}-{stat_result.st_size}-{name}"
+    return f'"{hashlib.md5(base.encode(), usedforsecurity=False).hexdigest()}"'
 
 
 def _is_browser(scope: Scope) -> bool:
