@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from publisher.errors import LeaseError, PublisherError
 from publisher.store import Store
+from publisher.text import error_line
 
 log = logging.getLogger("publisher.lease")
 
@@ -96,7 +97,7 @@ class WorkerLease:
                         self.store.workers.renew, self.worker, self.lease, dict(self.counts())
                     )
             except (TimeoutError, SQLAlchemyError, OSError, PublisherError) as e:
-                log.warning("worker %s: cannot renew its lease: %s", self.worker, str(e).splitlines()[0])
+                log.warning("worker %s: cannot renew its lease: %s", self.worker, error_line(e))
                 if self.fenced is not None:  # failing for longer than the grace: stop here
                     return
                 continue
@@ -116,4 +117,4 @@ class WorkerLease:
             try:
                 await asyncio.to_thread(self.store.workers.end, self.worker, dict(self.counts()))
             except (SQLAlchemyError, OSError, PublisherError) as e:
-                log.warning("worker %s: cannot record its end: %s", self.worker, str(e).splitlines()[0])
+                log.warning("worker %s: cannot record its end: %s", self.worker, error_line(e))

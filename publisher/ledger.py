@@ -79,6 +79,7 @@ from publisher.signing import DkimSigner
 from publisher.store import Store
 from publisher.store.issues import Claimed, IssueRow, Outcome
 from publisher.subscriptions import set_status
+from publisher.text import error_line
 
 log = logging.getLogger("publisher.ledger")
 
@@ -646,7 +647,7 @@ class Sender:
                 try:
                     await self._flush()
                 except Exception as e:  # kept for the final flush, which reports it
-                    log.warning("cannot write outcomes yet: %s", str(e).splitlines()[0])
+                    log.warning("cannot write outcomes yet: %s", error_line(e))
 
     async def _flush(self) -> None:
         self.journal.sync()  # the journal stays a superset of what the store holds

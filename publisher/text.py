@@ -152,6 +152,15 @@ def inert_json(document: str) -> str:
     return _NOT_ASCII_TEXT.sub(escape, document)
 
 
+def error_line(error: BaseException) -> str:
+    """An exception as one line for a log: its message's first line, else its type's name.
+
+    ``str(TimeoutError())`` is empty: a log line built with ``str(e).splitlines()[0]``
+    raised IndexError instead, which took down the lease heartbeat and its send.
+    """
+    return first_line(str(error)) or type(error).__name__
+
+
 def first_line(text: str) -> str:
     """The first line of ``text`` that is not blank, stripped ('' when there is none)."""
     for line in text.splitlines():

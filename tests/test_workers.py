@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
@@ -214,6 +215,33 @@ def test_a_lease_that_cannot_be_renewed_for_half_its_time_fences_the_worker(
     early, late = asyncio.run(run())
     assert early is None
     assert late is not None and "could not be reached to renew its lease for 1.5 s" in str(late)
+
+
+def test_a_renewal_slower_than_its_interval_is_logged_and_fences_not_crashes(
+    pg_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A renewal that outlasts its 0.75 s times out: TimeoutError's message is empty, and
+    the log line made of it must not raise (it did, and took the send down with it)."""
+    store = Store(pg_settings.storage.url)
+
+    def slow(*args: object) -> bool:
+        time.sleep(1.0)
+        return True
+
+    async def run() -> LeaseError | None:
+        lease = WorkerLease(store, "w-slow", pg_settings.delivery.lease)
+        await lease.start()
+        monkeypatch.setattr(store.workers, "renew", slow)
+        await asyncio.sleep(2.4)
+        fenced = lease.fenced
+        await lease.stop(ended=False)  # returns: the heartbeat ended on its own, not by an error
+        return fenced
+
+    with caplog.at_level(logging.WARNING, logger="publisher"):
+        fenced = asyncio.run(run())
+    assert "worker w-slow: cannot renew its lease: TimeoutError" in caplog.text
+    assert fenced is not None and "could not be reached to renew its lease" in str(fenced)
+    store.close()
 
 
 def test_a_worker_rides_out_a_short_database_outage_and_sends_each_message_once(
